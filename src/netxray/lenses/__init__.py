@@ -1,0 +1,1 @@
+"""One module per question: non-linearity, modularity, parameters, symmetry (plus pruning, zoo)."""

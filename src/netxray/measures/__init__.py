@@ -1,0 +1,1 @@
+"""Pure math on arrays: no nn.Module knowledge, statistics in float64."""

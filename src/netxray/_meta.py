@@ -1,0 +1,157 @@
+"""Provenance helpers shared by every part of netxray: version, model hash, metadata, atomic writes.
+
+Results carry their own metadata so that a table read back a year later still says how it was
+made; files are written atomically so that a killed process never leaves a half-written file.
+
+Example
+-------
+>>> from netxray._meta import metadata
+>>> metadata(seed=0, n=2048)["seed"]
+0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "__version__",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "metadata",
+    "model_hash",
+    "state_dict_hash",
+]
+
+
+def _version() -> str:
+    # read lazily from the package so there is one source of truth
+    from netxray import __version__ as v
+
+    return v
+
+
+__version__ = _version()
+
+
+def state_dict_hash(state: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a state dict: every tensor's name, dtype, shape and raw bytes, keys sorted.
+
+    Two state dicts hash equal iff they hold the same names, dtypes, shapes and bit-identical
+    values, independent of insertion order and of the device the tensors live on.
+
+    >>> import torch
+    >>> state_dict_hash({"w": torch.zeros(2)}) == state_dict_hash({"w": torch.zeros(2)})
+    True
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        value = state[name]
+        h.update(name.encode("utf-8") + b"\0")
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{t.dtype}|{tuple(value.shape)}\0".encode())
+            # viewing as bytes works for every dtype (numpy has no bfloat16)
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        else:  # extra state: hash its repr so it is still covered
+            h.update(repr(value).encode("utf-8"))
+        h.update(b"\1")
+    return h.hexdigest()
+
+
+def model_hash(model: Any) -> str:
+    """SHA-256 (hex) of ``model.state_dict()`` (parameters and buffers) in a stable order.
+
+    Identical weights give identical hashes; any change of one value, shape, dtype or name
+    changes it. Train/eval mode and the device do not enter the hash.
+
+    >>> import torch
+    >>> m = torch.nn.Linear(2, 1)
+    >>> model_hash(m) == model_hash(m)
+    True
+    """
+    return state_dict_hash(model.state_dict())
+
+
+def metadata(**fields: Any) -> dict[str, Any]:
+    """Metadata dict for a result: netxray and torch versions plus the given fields.
+
+    Fields whose value is ``None`` are kept (an explicit "not applicable"). No time stamp is
+    added so that the same seed gives the same result, metadata included.
+
+    >>> metadata(seed=3)["seed"]
+    3
+    """
+    meta: dict[str, Any] = {"netxray_version": __version__}
+    try:
+        import torch
+
+        meta["torch_version"] = torch.__version__
+    except ImportError:  # measures may run without torch
+        pass
+    meta.update(fields)
+    return meta
+
+
+def _fsync_dir(directory: Path) -> None:
+    # make the rename itself durable; not possible on every platform (Windows), so best effort
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, ``os.replace``.
+
+    Readers see either the old file or the complete new one, never a partial write. The parent
+    directory must exist.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.bin"
+    >>> atomic_write_bytes(p, b"abc").read_bytes()
+    b'abc'
+    """
+    path = Path(path)
+    directory = path.parent
+    if not directory.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # leave nothing behind on failure (including KeyboardInterrupt)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+    >>> atomic_write_text(p, "hi").read_text()
+    'hi'
+    """
+    return atomic_write_bytes(path, text.encode(encoding))

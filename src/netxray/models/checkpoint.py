@@ -1,0 +1,269 @@
+"""Checkpoints: a directory with ``model.safetensors`` (the weights) and ``config.json``.
+
+``config.json`` holds the model config (enough to rebuild the architecture), the dtype, the
+netxray version, metrics and training arguments, and the SHA-256 of ``model.safetensors``.
+Both files are written atomically (temp file + fsync + rename), weights first, config last; the
+config's hash binds the pair, so a run killed between the two writes leaves either no config or a
+config whose hash does not match the new weights — never a checkpoint that loads half-written.
+Loading parses JSON and safetensors only: no pickle, no code from files is ever executed.
+
+Example
+-------
+>>> import tempfile
+>>> from netxray.models import build_model, save_checkpoint, load
+>>> m = build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2, "widths": [3]})
+>>> d = save_checkpoint(m, tempfile.mkdtemp() + "/ckpt", metrics={"test_acc": 0.5})
+>>> load(d).netxray_config == m.netxray_config
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._meta import __version__, atomic_write_bytes, atomic_write_text, model_hash
+
+__all__ = ["CheckpointError", "WEIGHTS_FILE", "CONFIG_FILE", "load", "load_config", "save_checkpoint"]
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "netxray-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, malformed, or does not match its config."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint file or directory does not exist."""
+
+
+def _jsonable(value: Any) -> Any:
+    # numpy / torch scalars and paths show up in metrics and train args
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (ValueError, RuntimeError):
+            pass
+    if isinstance(value, (os.PathLike, torch.dtype, torch.device)):
+        return str(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} {value!r} in {CONFIG_FILE}")
+
+
+def _expected_layout(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    from . import build_model
+
+    with torch.device("meta"):  # shapes only: no memory, no RNG draws
+        ref = build_model(config)
+    return {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+
+
+def _compare_layout(
+    got: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], what: str
+) -> None:
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    shapes = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {missing[:8]}{' …' if len(missing) > 8 else ''}")
+    if unexpected:
+        problems.append(f"unexpected tensors {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}")
+    for k in shapes[:8]:
+        problems.append(f"{k}: shape {list(got[k])}, expected {list(expected[k])}")
+    if problems:
+        raise CheckpointError(f"{what}: " + "; ".join(problems))
+
+
+def save_checkpoint(
+    model: nn.Module,
+    directory: str | os.PathLike[str],
+    metrics: dict[str, Any] | None = None,
+    *,
+    train_args: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (a built-in netxray model) to ``directory`` atomically; return the directory.
+
+    The directory is created if needed; other files in it are left alone; an existing checkpoint
+    there is replaced. The model is not modified (its weights are copied to CPU for writing).
+
+    >>> import tempfile
+    >>> from netxray.models import build_model
+    >>> m = build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2})
+    >>> (save_checkpoint(m, tempfile.mkdtemp()) / "config.json").exists()
+    True
+    """
+    from safetensors.torch import save as st_save
+
+    config = getattr(model, "netxray_config", None)
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"save_checkpoint: {type(model).__name__} has no netxray_config; expected a built-in "
+            "netxray model (netxray.build_model / netxray.train)"
+        )
+    state = model.state_dict()
+    # a model edited after building (e.g. pruned) must not be saved under a config it no longer fits
+    _compare_layout(
+        {k: tuple(v.shape) for k, v in state.items()},
+        _expected_layout(config),
+        f"save_checkpoint: the model's weights do not match its netxray_config ({config.get('arch')})",
+    )
+    dtypes = {v.dtype for k, v in state.items() if v.is_floating_point()}
+    if len(dtypes) > 1:
+        raise CheckpointError(f"save_checkpoint: mixed floating dtypes {sorted(map(str, dtypes))}")
+    dtype = str(dtypes.pop()).replace("torch.", "") if dtypes else "float32"
+    # clone: safetensors refuses tensors that share memory, and we never touch the user's tensors
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+    blob = st_save(tensors, metadata={"format": FORMAT})
+    record = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "netxray_version": __version__,
+        "torch_version": torch.__version__,
+        "model": config,
+        "dtype": dtype,
+        "model_hash": model_hash(model),
+        "weights_file": WEIGHTS_FILE,
+        "weights_sha256": hashlib.sha256(blob).hexdigest(),
+        "metrics": metrics or {},
+        "train_args": train_args or {},
+    }
+    text = json.dumps(record, indent=2, sort_keys=False, default=_jsonable) + "\n"
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"save_checkpoint: {directory} exists and is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(directory / WEIGHTS_FILE, blob)  # weights first ...
+    atomic_write_text(directory / CONFIG_FILE, text)  # ... the config (with the hash) commits
+    return directory
+
+
+def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointNotFoundError(
+            f"checkpoint not found: {p}; expected a directory with {WEIGHTS_FILE} and "
+            f"{CONFIG_FILE}, or a .safetensors file with {CONFIG_FILE} beside it"
+        )
+    if p.is_dir():
+        weights, config = p / WEIGHTS_FILE, p / CONFIG_FILE
+    elif p.suffix == ".safetensors":
+        weights, config = p, p.parent / CONFIG_FILE
+    elif p.name == CONFIG_FILE:
+        weights, config = p.parent / WEIGHTS_FILE, p
+    else:
+        raise CheckpointError(
+            f"{p}: not a netxray checkpoint; expected a directory, a .safetensors file or {CONFIG_FILE}"
+        )
+    for f in (config, weights):
+        if not f.is_file():
+            raise CheckpointNotFoundError(
+                f"incomplete checkpoint: {f} is missing (a checkpoint is {WEIGHTS_FILE} + {CONFIG_FILE})"
+            )
+    return weights, config
+
+
+def _read_config(config_path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{config_path}: not a netxray checkpoint config (expected a JSON object with "
+            f'"format": "{FORMAT}")'
+        )
+    if not isinstance(record.get("model"), dict):
+        raise CheckpointError(f'{config_path}: expected a "model" object holding the model config')
+    version = record.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{config_path}: checkpoint format_version {version!r} is not supported by netxray "
+            f"{__version__} (expected <= {FORMAT_VERSION})"
+        )
+    return record
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint (model config, metrics, train args) without
+    loading the weights.
+
+    >>> import tempfile
+    >>> from netxray.models import build_model
+    >>> d = save_checkpoint(build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2}),
+    ...                     tempfile.mkdtemp(), metrics={"test_acc": 0.9})
+    >>> load_config(d)["metrics"]["test_acc"]
+    0.9
+    """
+    _, config_path = _paths(path)
+    return _read_config(config_path)
+
+
+def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a checkpointed built-in model exactly (bit-identical weights), in eval mode.
+
+    ``path``: the checkpoint directory, its ``model.safetensors`` (with ``config.json`` beside
+    it) or its ``config.json``. Validates everything before building: missing files, bad JSON,
+    weights that do not match the recorded SHA-256 (corrupted or half-replaced), missing or
+    unexpected tensors, wrong shapes or dtypes; each error names the file and what was expected.
+    The checkpoint record is attached as ``model.netxray_checkpoint``.
+
+    >>> import tempfile, torch
+    >>> from netxray.models import build_model
+    >>> m = build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2})
+    >>> m2 = load(save_checkpoint(m, tempfile.mkdtemp()))
+    >>> bool(torch.equal(m.eval()(torch.ones(1, 4)), m2(torch.ones(1, 4))))
+    True
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    from . import build_model
+
+    weights_path, config_path = _paths(path)
+    record = _read_config(config_path)
+    blob = weights_path.read_bytes()
+    expected_sha = record.get("weights_sha256")
+    if expected_sha is not None and hashlib.sha256(blob).hexdigest() != expected_sha:
+        raise CheckpointError(
+            f"{weights_path}: SHA-256 does not match the one recorded in {config_path} "
+            "(the weights are corrupted, or were replaced without their config)"
+        )
+    try:
+        tensors = st_load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+    try:
+        model = build_model(record["model"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{config_path}: invalid model config ({exc})") from None
+    dtype_name = record.get("dtype", "float32")
+    dtype = getattr(torch, str(dtype_name), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise CheckpointError(f"{config_path}: dtype {dtype_name!r} is not a floating torch dtype")
+    model = model.to(dtype)
+    expected = model.state_dict()
+    _compare_layout(
+        {k: tuple(v.shape) for k, v in tensors.items()},
+        {k: tuple(v.shape) for k, v in expected.items()},
+        f"{weights_path} does not fit the {record['model'].get('arch')} model of {config_path}",
+    )
+    wrong = [k for k, v in tensors.items() if v.dtype != expected[k].dtype]
+    if wrong:
+        k = wrong[0]
+        raise CheckpointError(
+            f"{weights_path}: tensor {k} has dtype {tensors[k].dtype}, expected {expected[k].dtype}"
+        )
+    model.load_state_dict(tensors, strict=True)
+    model.netxray_checkpoint = {**record, "path": str(Path(path))}
+    return model.to(device).eval()

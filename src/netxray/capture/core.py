@@ -1,0 +1,655 @@
+"""One mechanism to observe a running model: activation calls and layer outputs.
+
+:class:`Capture` is a context manager that installs forward hooks on every module and a
+:class:`~torch.overrides.TorchFunctionMode` for functional activations. It observes the real
+input and output of each call (the input is reduced *before* the call runs, so in-place
+activations are seen correctly) and never re-runs a module or writes into a tensor, so the
+model's outputs are bit-identical with and without it. Reducers run inside the hooks, so memory
+is bounded by the reduced rows kept, not by spatial size. Hooks are removed and every module's
+train/eval flag restored even when the forward raises.
+
+:func:`collect` drives a capture over a dataset: it draws a seeded random subset of samples,
+streams it through the model in batches and returns the finished :class:`Capture`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from netxray.capture.reducers import Reducer, RowStore, SeqLayout, TokenRule, make_row_store
+from netxray.capture.sites import functional_op_name, is_activation_module
+
+LABEL_KEYS = ("labels", "label", "y", "targets", "target")
+
+LayerSpec = None | str | Sequence[str] | Sequence[type[nn.Module]] | type[nn.Module]
+
+
+@dataclass
+class SiteRecord:
+    """What was observed at one site.
+
+    ``inputs`` / ``outputs`` are the reduced ``(n, d)`` tensors (or whatever a custom reducer's
+    ``compute()`` returned); ``inputs`` is None for layer probes. ``input_shape`` and
+    ``output_shape`` are the raw per-sample shapes before reduction.
+    """
+
+    name: str
+    kind: str  # "activation" | "layer"
+    module_path: str
+    call_index: int
+    op: str
+    input_shape: tuple[int, ...] | None = None
+    output_shape: tuple[int, ...] | None = None
+    inputs: Any = None
+    outputs: Any = None
+    status: str = "ok"
+    error: str | None = None
+
+    @property
+    def n(self) -> int:
+        """Number of rows kept (samples, or positions with ``tokens="samples"``)."""
+        out = self.outputs
+        return int(out.shape[0]) if isinstance(out, torch.Tensor) and out.ndim > 0 else 0
+
+
+@dataclass
+class _SiteState:
+    kind: str
+    module_path: str
+    call_index: int
+    op: str
+    functional: bool = False
+    in_store: Reducer | None = None
+    out_store: Reducer | None = None
+    input_shape: tuple[int, ...] | None = None
+    output_shape: tuple[int, ...] | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def _first_tensor(obj: Any) -> torch.Tensor | None:
+    """The tensor a layer 'outputs': itself, the first tensor of a tuple/list, or of a mapping."""
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, (tuple, list)):
+        for item in obj:
+            t = _first_tensor(item)
+            if t is not None:
+                return t
+    if isinstance(obj, Mapping):
+        for key in ("last_hidden_state", "hidden_states", "logits"):
+            if isinstance(obj.get(key), torch.Tensor):
+                return obj[key]
+        for item in obj.values():
+            t = _first_tensor(item)
+            if t is not None:
+                return t
+    return None
+
+
+class _FunctionalActivations(TorchFunctionMode):
+    """Sees every torch function call; records the functional activations among them."""
+
+    def __init__(self, capture: Capture) -> None:
+        super().__init__()
+        self.capture = capture
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        cap = self.capture
+        op = functional_op_name(func) if cap._recording_functional() else None
+        if op is None:
+            return func(*args, **kwargs)
+        x = args[0] if args else kwargs.get("input")
+        enclosing = cap._stack[-1] if cap._stack else ""
+        state = cap._state_for("activation", enclosing, op, functional=True)
+        cap._observe(state, "in", x)
+        out = func(*args, **kwargs)
+        cap._observe(state, "out", out)
+        return out
+
+
+class Capture:
+    """Context manager that observes activation calls and/or chosen layers of ``model``.
+
+    Args:
+        model: any ``nn.Module``; never modified (hooks are removed on exit).
+        activations: record every activation call (modules and functional calls).
+        layers: layer outputs to record: None, ``"auto"`` (a built-in model's natural probes),
+            module paths, or module types.
+        reducer: ``"pool"``, ``"flatten"``, or a callable ``(site_name, side) -> Reducer``
+            (``side`` is ``"in"`` or ``"out"``) returning an object with ``update``/``compute``.
+        channel_axis, tokens, seq_layout: pooling rules (see :mod:`netxray.capture.reducers`).
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> with Capture(model) as cap:
+        ...     _ = model(torch.randn(16, 4))
+        >>> [(s.name, s.op, tuple(s.outputs.shape)) for s in cap.sites.values()]
+        [('1', 'ReLU', (16, 8))]
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        activations: bool = True,
+        layers: LayerSpec = None,
+        reducer: str | Callable[[str, str], Reducer] = "pool",
+        channel_axis: int = 1,
+        tokens: TokenRule = "mean",
+        seq_layout: SeqLayout | str = "auto",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.activations = activations
+        self.layer_paths = resolve_layers(model, layers)
+        self.reducer = reducer
+        self.channel_axis = channel_axis
+        self.tokens = tokens
+        if seq_layout == "auto":
+            seq_layout = "channels" if any(isinstance(m, nn.Conv1d) for m in model.modules()) else "tokens"
+        if seq_layout not in ("tokens", "channels"):
+            raise ValueError(f"seq_layout must be 'auto', 'tokens' or 'channels', got {seq_layout!r}")
+        self.seq_layout: SeqLayout = seq_layout  # type: ignore[assignment]
+        self.labels: torch.Tensor | None = None
+        self.indices: np.ndarray | None = None
+        self._states: OrderedDict[tuple, _SiteState] = OrderedDict()
+        self._handles: list[Any] = []
+        self._mode: _FunctionalActivations | None = None
+        self._stack: list[str] = []
+        self._act_depth = 0
+        self._in_hook = False
+        self._calls: dict[tuple, int] = {}
+        self._open_acts: dict[str, list[_SiteState]] = {}
+        self._active = False
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> Capture:
+        paths = {id(m): p for p, m in self.model.named_modules()}
+        probe = set(self.layer_paths)
+        try:
+            for module in self.model.modules():
+                path = paths[id(module)]
+                act = self.activations and is_activation_module(module)
+                self._handles.append(module.register_forward_pre_hook(self._make_pre_hook(path, act)))
+                self._handles.append(
+                    module.register_forward_hook(self._make_post_hook(path, act, path in probe))
+                )
+            if self.activations:
+                self._mode = _FunctionalActivations(self)
+                self._mode.__enter__()
+        except BaseException:
+            self._remove()
+            raise
+        self._active = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._active = False
+
+    def begin_forward(self) -> None:
+        """Reset per-forward call counters (done automatically when the root module is called)."""
+        self._stack.clear()
+        self._act_depth = 0
+        self._calls.clear()
+        self._open_acts.clear()
+
+    # ---- hooks -----------------------------------------------------------------------------
+    def _make_pre_hook(self, path: str, is_act: bool):
+        is_root = path == ""
+
+        def pre_hook(module: nn.Module, args: tuple) -> None:
+            if is_root and not self._stack:
+                self.begin_forward()
+            self._stack.append(path)
+            if is_act:
+                state = self._state_for("activation", path, type(module).__name__)
+                self._open_acts.setdefault(path, []).append(state)
+                self._observe(state, "in", args[0] if args else None)
+                self._act_depth += 1
+
+        return pre_hook
+
+    def _make_post_hook(self, path: str, is_act: bool, is_probe: bool):
+        def post_hook(module: nn.Module, args: tuple, output: Any) -> None:
+            if self._stack and self._stack[-1] == path:
+                self._stack.pop()
+            if is_act and self._open_acts.get(path):
+                self._act_depth = max(0, self._act_depth - 1)
+                self._observe(self._open_acts[path].pop(), "out", output)
+            if is_probe:
+                state = self._state_for("layer", path, type(module).__name__)
+                self._observe(state, "out", _first_tensor(output))
+
+        return post_hook
+
+    def _recording_functional(self) -> bool:
+        return self._active and self._act_depth == 0 and not self._in_hook
+
+    def _state_for(self, kind: str, path: str, op: str, functional: bool = False) -> _SiteState:
+        counter_key = (kind, path, op if functional else "")
+        call_index = self._calls.get(counter_key, 0)
+        self._calls[counter_key] = call_index + 1
+        key = (kind, path, op if functional else "", call_index)
+        state = self._states.get(key)
+        if state is None:
+            state = _SiteState(
+                kind=kind, module_path=path, call_index=call_index, op=op, functional=functional
+            )
+            self._states[key] = state
+        return state
+
+    def _new_store(self, state: _SiteState, side: str) -> Reducer:
+        if callable(self.reducer):
+            return self.reducer(_base_name(state), side)
+        return make_row_store(
+            self.reducer,
+            channel_axis=self.channel_axis,
+            tokens=self.tokens,
+            seq_layout=self.seq_layout,
+        )
+
+    def _observe(self, state: _SiteState, side: str, value: Any) -> None:
+        """Reduce one batch into the site's store; a failure becomes the site's status."""
+        self._in_hook = True
+        try:
+            with torch.no_grad():
+                if not isinstance(value, torch.Tensor):
+                    raise TypeError(f"{side}put is {type(value).__name__}, not a tensor")
+                shape = tuple(value.shape[1:])
+                attr = "in_store" if side == "in" else "out_store"
+                store = getattr(state, attr)
+                if store is None:
+                    store = self._new_store(state, side)
+                    setattr(state, attr, store)
+                    if side == "in":
+                        state.input_shape = shape
+                    else:
+                        state.output_shape = shape
+                store.update(value.detach())
+        except Exception as exc:  # one failing site is a status, never a crashed forward
+            message = f"{type(exc).__name__}: {exc}"
+            if message not in state.errors:
+                state.errors.append(message)
+        finally:
+            self._in_hook = False
+
+    # ---- reservoir sampling support --------------------------------------------------------
+    def _select(self, keep: torch.Tensor) -> None:
+        for state in self._states.values():
+            for store in (state.in_store, state.out_store):
+                if isinstance(store, RowStore):
+                    store.select(keep)
+
+    # ---- results ---------------------------------------------------------------------------
+    @property
+    def sites(self) -> OrderedDict[str, SiteRecord]:
+        """Every observed site in execution order, named by module path (+ ``#k`` call index)."""
+        counts: dict[tuple, int] = {}
+        for key in self._states:
+            counts[key[:3]] = counts.get(key[:3], 0) + 1
+        names = {key: _base_name(st) for key, st in self._states.items()}
+        records: OrderedDict[str, SiteRecord] = OrderedDict()
+        for key, st in self._states.items():
+            name = names[key]
+            if counts[key[:3]] > 1:
+                name = f"{name}#{st.call_index}"
+            if name in records:  # a probed activation module: keep both, tell them apart
+                name = f"{name}@{st.kind}"
+            inputs = st.in_store.compute() if st.in_store is not None else None
+            outputs = st.out_store.compute() if st.out_store is not None else None
+            status = "ok" if not st.errors else "error"
+            if status == "ok" and outputs is None:
+                status, st.errors = "error", ["no output was observed"]
+            records[name] = SiteRecord(
+                name=name,
+                kind=st.kind,
+                module_path=st.module_path,
+                call_index=st.call_index,
+                op=st.op,
+                input_shape=st.input_shape,
+                output_shape=st.output_shape,
+                inputs=inputs,
+                outputs=outputs,
+                status=status,
+                error="; ".join(st.errors) or None,
+            )
+        return records
+
+    def activation_sites(self) -> OrderedDict[str, SiteRecord]:
+        """The activation sites only, in execution order."""
+        return OrderedDict((k, v) for k, v in self.sites.items() if v.kind == "activation")
+
+    def layer_sites(self) -> OrderedDict[str, SiteRecord]:
+        """The probed layers only, in execution order."""
+        return OrderedDict((k, v) for k, v in self.sites.items() if v.kind == "layer")
+
+    def summary(self):
+        """A pandas table of the sites: name, kind, op, call index, raw shapes, n, d, status."""
+        import pandas as pd
+
+        rows = []
+        for rec in self.sites.values():
+            out = rec.outputs
+            rows.append(
+                {
+                    "site": rec.name,
+                    "kind": rec.kind,
+                    "op": rec.op,
+                    "call_index": rec.call_index,
+                    "input_shape": rec.input_shape,
+                    "output_shape": rec.output_shape,
+                    "n": rec.n,
+                    "d": int(out.shape[1]) if isinstance(out, torch.Tensor) and out.ndim == 2 else None,
+                    "status": rec.status,
+                    "error": rec.error,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def _base_name(state: _SiteState) -> str:
+    if state.functional:  # "<enclosing module path>:<op>"
+        return f"{state.module_path}:{state.op}" if state.module_path else state.op
+    return state.module_path or "(root)"
+
+
+def resolve_layers(model: nn.Module, layers: LayerSpec) -> list[str]:
+    """Module paths to probe: None → none; "auto" → natural probes; names; or module types."""
+    if layers is None:
+        return []
+    named = dict(model.named_modules())
+    if isinstance(layers, str):
+        if layers == "auto":
+            from netxray.models import natural_probes
+
+            return list(natural_probes(model))
+        layers = [layers]
+    if isinstance(layers, type):
+        layers = [layers]
+    layers = list(layers)
+    if all(isinstance(item, type) for item in layers):
+        types = tuple(layers)
+        found = [p for p, m in named.items() if p and isinstance(m, types)]
+        if not found:
+            raise ValueError(
+                f"no module of type {', '.join(t.__name__ for t in types)} in {type(model).__name__}"
+            )
+        return found
+    missing = [p for p in layers if not isinstance(p, str) or p not in named]
+    if missing:
+        sample = ", ".join(list(p for p in named if p)[:12])
+        raise ValueError(
+            f"unknown layer(s) {missing!r}: expected module paths of {type(model).__name__} "
+            f"such as {sample}"
+        )
+    return layers
+
+
+# ---- data ----------------------------------------------------------------------------------
+@dataclass
+class _Indexable:
+    inputs: torch.Tensor | dict[str, torch.Tensor]
+    labels: torch.Tensor | None
+
+    def __len__(self) -> int:
+        if isinstance(self.inputs, dict):
+            return int(next(iter(self.inputs.values())).shape[0])
+        return int(self.inputs.shape[0])
+
+    def take(self, idx: torch.Tensor) -> tuple[Any, torch.Tensor | None]:
+        if isinstance(self.inputs, dict):
+            x = {k: v[idx] for k, v in self.inputs.items()}
+        else:
+            x = self.inputs[idx]
+        return x, (self.labels[idx] if self.labels is not None else None)
+
+
+def _as_tensor(value: Any, what: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    raise TypeError(f"{what} must be a tensor or numpy array, got {type(value).__name__}")
+
+
+def _split_dict(batch: Mapping) -> tuple[dict, torch.Tensor | None]:
+    inputs = dict(batch)
+    labels = None
+    for key in LABEL_KEYS:
+        if key in inputs:
+            labels = _as_tensor(inputs.pop(key), f"batch[{key!r}]")
+            break
+    return inputs, labels
+
+
+def as_indexable(data: Any) -> _Indexable | None:
+    """Read ``data`` as an indexable (inputs, labels) pair, or None for a stream of batches.
+
+    Accepted: a netxray ``Dataset`` (``.x``, ``.y``), ``DataSplits`` (its test split), a tensor or
+    array, an ``(x, y)`` tuple, or a dict of equal-length tensors (model keyword arguments; a
+    ``labels`` key is taken as the labels).
+    """
+    if hasattr(data, "test") and hasattr(data, "train"):
+        data = data.test
+    if hasattr(data, "x") and hasattr(data, "y"):
+        return _checked(_Indexable(_as_tensor(data.x, "data.x"), _as_tensor(data.y, "data.y")))
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        return _Indexable(_as_tensor(data, "data"), None)
+    if isinstance(data, tuple) and len(data) == 2 and all(
+        isinstance(v, (torch.Tensor, np.ndarray)) for v in data
+    ):
+        return _checked(_Indexable(_as_tensor(data[0], "x"), _as_tensor(data[1], "y")))
+    if isinstance(data, Mapping) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
+        inputs, labels = _split_dict(data)
+        lengths = {k: int(v.shape[0]) for k, v in inputs.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"dict inputs must share their first (sample) dimension, got {lengths}")
+        return _checked(_Indexable(inputs, labels))
+    return None
+
+
+def _checked(data: _Indexable) -> _Indexable:
+    if data.labels is not None:
+        if data.labels.ndim != 1:
+            raise ValueError(f"labels must be a 1-D vector, got shape {tuple(data.labels.shape)}")
+        if data.labels.shape[0] != len(data):
+            raise ValueError(
+                f"labels do not match the samples: {data.labels.shape[0]} labels for {len(data)} samples"
+            )
+    return data
+
+
+def _split_batch(batch: Any) -> tuple[Any, torch.Tensor | None]:
+    if isinstance(batch, (torch.Tensor, np.ndarray)):
+        return _as_tensor(batch, "batch"), None
+    if isinstance(batch, Mapping):
+        return _split_dict(batch)
+    if isinstance(batch, (tuple, list)) and batch:
+        labels = batch[1] if len(batch) > 1 else None
+        return _as_tensor(batch[0], "batch[0]"), (
+            _as_tensor(labels, "batch[1]") if labels is not None else None
+        )
+    raise TypeError(
+        f"a batch must be a tensor, an (x, y) tuple or a dict of tensors, got {type(batch).__name__}"
+    )
+
+
+def _batch_size_of(inputs: Any) -> int:
+    if isinstance(inputs, dict):
+        return int(next(iter(inputs.values())).shape[0])
+    return int(inputs.shape[0])
+
+
+def _to_device(inputs: Any, device: torch.device | None) -> Any:
+    if device is None:
+        return inputs
+    if isinstance(inputs, dict):
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    return inputs.to(device)
+
+
+def forward_batch(model: nn.Module, inputs: Any) -> Any:
+    """Call ``model`` on one batch: ``model(x)``, or ``model(**inputs)`` for a dict."""
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    return model(inputs)
+
+
+def model_device(model: nn.Module) -> torch.device | None:
+    """The device of the model's first parameter or buffer (None for a stateless model)."""
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return None
+
+
+def select_indices(n_total: int, n_samples: int | None, seed: int) -> np.ndarray:
+    """A seeded random subset of ``range(n_total)`` of size ``n_samples`` (all if fewer), sorted."""
+    if n_samples is None or n_samples >= n_total:
+        return np.arange(n_total)
+    if n_samples <= 0:
+        raise ValueError(f"n_samples must be positive, got {n_samples}")
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_total, size=n_samples, replace=False))
+
+
+def iter_selected_batches(
+    data: Any, *, n_samples: int | None, seed: int, batch_size: int
+) -> Iterator[tuple[Any, torch.Tensor | None, np.ndarray | None]]:
+    """Yield ``(inputs, labels, indices)`` for a seeded random subset of ``data``.
+
+    Indexable data is subsampled up front; a stream of batches is passed through whole and the
+    caller keeps a reservoir (``indices`` is None then).
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    indexable = as_indexable(data)
+    if indexable is not None:
+        chosen = select_indices(len(indexable), n_samples, seed)
+        for start in range(0, len(chosen), batch_size):
+            idx = chosen[start : start + batch_size]
+            x, y = indexable.take(torch.from_numpy(idx))
+            yield x, y, idx
+        return
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            "data must be a Dataset, DataSplits, tensor, (x, y) tuple, dict of tensors or an "
+            f"iterable of batches, got {type(data).__name__}"
+        )
+    for batch in data:
+        x, y = _split_batch(batch)
+        yield x, y, None
+
+
+
+class _ModesRestored:
+    """Puts every module in eval mode and restores each module's own flag afterwards."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.flags = [(m, m.training) for m in model.modules()]
+
+    def __enter__(self) -> None:
+        self.model.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        for module, flag in self.flags:
+            module.training = flag
+
+
+def collect(
+    model: nn.Module,
+    data: Any,
+    *,
+    activations: bool = True,
+    layers: LayerSpec = None,
+    n_samples: int | None = 2048,
+    seed: int = 0,
+    batch_size: int = 256,
+    reducer: str | Callable[[str, str], Reducer] = "pool",
+    tokens: TokenRule = "mean",
+    channel_axis: int = 1,
+    seq_layout: SeqLayout | str = "auto",
+    device: torch.device | str | None = None,
+) -> Capture:
+    """Run a seeded random subset of ``data`` through ``model`` (eval mode, no grad) and observe it.
+
+    Samples: indexable data (Dataset, tensor, (x, y), dict of tensors) is subsampled up front to
+    ``n_samples`` indices drawn with ``numpy.random.default_rng(seed)``; a stream of batches is
+    passed through whole with a seeded reservoir keeping ``n_samples`` of them. The model's
+    train/eval flags are restored afterwards, and hooks removed, even when the forward raises.
+
+    Returns the finished :class:`Capture`: ``.sites`` (execution order), ``.labels`` of the kept
+    samples, ``.indices`` (dataset indices, for indexable data).
+
+    Example:
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        >>> cap = collect(model, (torch.randn(100, 1, 8, 8), torch.arange(100) % 10), n_samples=50)
+        >>> list(cap.sites), cap.labels.shape
+        (['2'], torch.Size([50]))
+    """
+    if n_samples is not None and n_samples <= 0:
+        raise ValueError(f"n_samples must be positive, got {n_samples}")
+    target = torch.device(device) if device is not None else model_device(model)
+    cap = Capture(
+        model,
+        activations=activations,
+        layers=layers,
+        reducer=reducer,
+        channel_axis=channel_axis,
+        tokens=tokens,
+        seq_layout=seq_layout,
+    )
+    labels: list[torch.Tensor] = []
+    indices: list[np.ndarray] = []
+    streaming = False
+    seen = 0
+    keys = torch.empty(0)
+    gen = torch.Generator().manual_seed(seed)
+    with _ModesRestored(model), torch.no_grad(), cap:
+        for inputs, y, idx in iter_selected_batches(
+            data, n_samples=n_samples, seed=seed, batch_size=batch_size
+        ):
+            b = _batch_size_of(inputs)
+            if y is not None and y.shape[0] != b:
+                raise ValueError(f"labels do not match the samples: {y.shape[0]} labels for {b} samples")
+            cap.begin_forward()
+            forward_batch(model, _to_device(inputs, target))
+            if y is not None:
+                labels.append(y.detach().cpu())
+            if idx is not None:
+                indices.append(idx)
+                continue
+            # a stream: keep the n_samples samples with the smallest seeded random keys
+            streaming = True
+            seen += b
+            keys = torch.cat([keys, torch.rand(b, generator=gen)])
+            if n_samples is not None and keys.shape[0] > n_samples:
+                keep = torch.sort(torch.topk(keys, n_samples, largest=False).indices).values
+                keys = keys[keep]
+                cap._select(keep)
+                if labels:
+                    labels = [torch.cat(labels)[keep]]
+    cap.labels = torch.cat(labels) if labels else None
+    cap.indices = np.concatenate(indices) if indices and not streaming else None
+    if not cap._states and not labels and not indices and not seen:
+        raise ValueError("data yielded no samples")
+    return cap

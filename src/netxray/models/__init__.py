@@ -26,6 +26,7 @@ from typing import Any
 from torch import nn
 
 from . import cnn, mlp, resnet, vit
+from ._removed import apply_removed, check_removed
 from .checkpoint import CheckpointError, load, save_checkpoint
 from .cnn import CNN, ConvBlock
 from .mlp import MLP
@@ -90,8 +91,12 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     Resolving is idempotent: ``resolve_config(resolve_config(c)) == resolve_config(c)``.
     """
     config = _check_common(config)
+    removed = config.pop("removed", None)  # pruned layers (models/_removed.py)
     resolve, _ = _FAMILIES[config["arch"]]
-    return resolve(config)
+    full = resolve(config)
+    if removed:
+        full["removed"] = check_removed(removed)
+    return full
 
 
 def default_config(
@@ -124,6 +129,7 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     full = resolve_config(config)
     _, build = _FAMILIES[full["arch"]]
     model = build(full)
+    apply_removed(model, full.get("removed", []))
     model.netxray_config = copy.deepcopy(full)
     return model
 

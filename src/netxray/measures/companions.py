@@ -1,0 +1,112 @@
+"""Companion metrics of an activation, the ones the affinity-score paper compares against.
+
+All take (n, d) arrays or tensors (1-D means d = 1) and compute in float64. None of them knows
+about models: the non-linearity lens feeds them the pooled input and output of each site.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from netxray.measures.affinity import as_float64_2d
+
+__all__ = ["linear_cka", "linear_r2", "sparsity", "histogram_entropy"]
+
+
+def linear_cka(x: Any, y: Any) -> float:
+    """Linear centred kernel alignment between two representations of the same n samples.
+
+    CKA(X, Y) = ‖Ỹᵀ X̃‖_F² / (‖X̃ᵀ X̃‖_F · ‖Ỹᵀ Ỹ‖_F), X̃, Ỹ column-centred (Kornblith et al.,
+    2019). In [0, 1]; 1 when Y = aXQ + b (Q orthogonal, a ≠ 0); invariant to isotropic scaling
+    and rotations of either side; NaN when either side is constant. The feature-space form is
+    used when the features are fewer than the samples, the Gram (sample-space) form otherwise.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(100, 4))
+    >>> round(linear_cka(x, 3 * x + 1), 12)
+    1.0
+    """
+    x = as_float64_2d(x, "x")
+    y = as_float64_2d(y, "y")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same samples, got {len(x)} and {len(y)} rows")
+    xc = x - x.mean(axis=0)
+    yc = y - y.mean(axis=0)
+    if max(x.shape[1], y.shape[1]) < len(x):
+        cross = np.linalg.norm(yc.T @ xc) ** 2
+        nx = np.linalg.norm(xc.T @ xc)
+        ny = np.linalg.norm(yc.T @ yc)
+    else:
+        kx, ky = xc @ xc.T, yc @ yc.T
+        cross = float(np.einsum("ij,ij->", kx, ky))
+        nx, ny = np.linalg.norm(kx), np.linalg.norm(ky)
+    if nx == 0.0 or ny == 0.0:
+        return float("nan")
+    return float(cross / (nx * ny))
+
+
+def linear_r2(x: Any, y: Any) -> float:
+    """In-sample R² of the least-squares affine fit y ≈ x B + c, pooled over output features.
+
+    R² = 1 − Σ_ij (y_ij − ŷ_ij)² / Σ_ij (y_ij − ȳ_j)²  (total variance explained). In-sample:
+    with d ≥ n − 1 features any output is fitted exactly (R² = 1), so compare at equal (n, d).
+    NaN when y is constant.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(100, 2))
+    >>> round(linear_r2(x, x @ np.array([[1.0], [2.0]]) - 3), 12)
+    1.0
+    """
+    x = as_float64_2d(x, "x")
+    y = as_float64_2d(y, "y")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same samples, got {len(x)} and {len(y)} rows")
+    xc = x - x.mean(axis=0)
+    yc = y - y.mean(axis=0)
+    ss_tot = float(np.einsum("ij,ij->", yc, yc))
+    if ss_tot == 0.0:
+        return float("nan")
+    # centring both sides absorbs the intercept; gelsd (SVD) copes with rank-deficient x
+    coef, *_ = scipy.linalg.lstsq(xc, yc, lapack_driver="gelsd")
+    res = yc - xc @ coef
+    return float(1.0 - np.einsum("ij,ij->", res, res) / ss_tot)
+
+
+def sparsity(x: Any, tol: float = 1e-3) -> float:
+    """Fraction of entries with |x| ≤ tol (default 1e-3).
+
+    >>> sparsity([0.0, 0.0005, 1.0, -2.0])
+    0.5
+    """
+    a = as_float64_2d(x, "x")
+    if a.size == 0:
+        return float("nan")
+    return float(np.mean(np.abs(a) <= tol))
+
+
+def histogram_entropy(x: Any, bins: int = 64) -> float:
+    """Shannon entropy (nats) of the histogram of all entries of x.
+
+    Definition: ``bins`` equal-width bins spanning [min x, max x]; p_k = count_k / N;
+    H = −Σ_k p_k log p_k. Range [0, log bins]: 0 when every entry falls in one bin (e.g. a
+    constant or a dead ReLU), log bins when the entries are spread evenly over the range.
+    It is the entropy of the discretised values, not a differential entropy (the reference
+    mixed the two and was off by log bins). NaN for non-finite input.
+
+    >>> round(histogram_entropy([0.0, 1.0, 2.0, 3.0], bins=4), 6) == round(float(np.log(4)), 6)
+    True
+    """
+    a = as_float64_2d(x, "x").ravel()
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    if a.size == 0 or not np.isfinite(a).all():
+        return float("nan")
+    lo, hi = float(a.min()), float(a.max())
+    if hi <= lo:
+        return 0.0
+    counts, _ = np.histogram(a, bins=bins, range=(lo, hi))
+    p = counts[counts > 0] / a.size
+    return float(-(p * np.log(p)).sum())

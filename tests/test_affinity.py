@@ -1,0 +1,244 @@
+"""Affinity score: SPEC §1.1 known answers and mathematical properties; companion metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import ot
+import pytest
+import torch
+from scipy.stats import ortho_group
+
+from netxray.measures.affinity import AffinityResult, affinity_score, wasserstein2_squared
+from netxray.measures.companions import histogram_entropy, linear_cka, linear_r2, sparsity
+
+RELU = lambda x: np.maximum(x, np.float32(0))  # noqa: E731
+SIGMOID = lambda x: (1 / (1 + np.exp(-x))).astype(np.float32)  # noqa: E731
+
+
+def _reference_stream():
+    """SPEC §1.1: seed 987, three normal draws (float32), then the uniform ReLU sweep."""
+    rs = np.random.RandomState(987)  # the legacy stream the reference notebooks used
+    scores = {}
+    for name, f in (("relu", RELU), ("tanh", np.tanh), ("sigmoid", SIGMOID)):
+        x = rs.normal(-1, 2, (1000, 1)).astype(np.float32)
+        scores[name] = affinity_score(x, f(x))
+    sweep = []
+    for m in np.linspace(-4, 4, 20):
+        x = rs.uniform(m - 2, m + 2, (1000, 1))
+        sweep.append(affinity_score(x, np.maximum(x, 0)))
+    return scores, sweep
+
+
+def test_known_answers_relu_tanh_sigmoid():
+    scores, _ = _reference_stream()
+    assert float(scores["relu"]) == pytest.approx(0.487422, abs=1e-4)
+    assert float(scores["tanh"]) == pytest.approx(0.669752, abs=1e-4)
+    assert float(scores["sigmoid"]) == pytest.approx(0.774861, abs=1e-4)
+    assert all(r.status == "ok" for r in scores.values())
+
+
+def test_known_answers_uniform_relu_sweep():
+    _, sweep = _reference_stream()
+    expected = [1, 1, 1, 1, 1, 0.133877, 0.319877, 0.435423, 0.526278, 0.627161, 0.716275,
+                0.792085, 0.870309, 0.940124, 0.993314, 1, 1, 1, 1, 1]  # fmt: skip
+    got = [r.score for r in sweep]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert [r.status for r in sweep[:5]] == ["degenerate"] * 5  # constant output, flagged
+    assert all(r.status == "ok" for r in sweep[5:])
+    # all inputs positive: exactly affine, so 1 in float64 (the reference printed 0.9998-0.99999)
+    np.testing.assert_allclose(got[15:], 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "k, expected", [(1, 1.0), (3, 0.7112), (5, 0.5767), (11, 0.3995), (21, 0.2889), (41, 0.2048)]
+)
+def test_known_answers_polynomials(k, expected):
+    x = np.linspace(-1, 1, 1000)
+    assert float(affinity_score(x, x**k)) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("k", [3, 5, 11])
+def test_polynomial_population_value(k):
+    # ρ = 1 − sqrt(1 − Corr), Corr = sqrt(3(2k+1))/(k+2) for x uniform on [−1, 1]
+    x = np.linspace(-1, 1, 400_000)
+    corr = np.sqrt(3 * (2 * k + 1)) / (k + 2)
+    assert float(affinity_score(x, x**k)) == pytest.approx(1 - np.sqrt(1 - corr), abs=2e-4)
+
+
+def test_population_values_gaussian_input():
+    x = np.random.default_rng(0).normal(-1, 2, (1_000_000, 1))
+    got = [float(affinity_score(x, f(x))) for f in (RELU, np.tanh, lambda v: 1 / (1 + np.exp(-v)))]
+    np.testing.assert_allclose(got, [0.4972, 0.6645, 0.7741], atol=2e-3)
+
+
+@pytest.mark.parametrize("f", [np.exp, np.tanh, lambda v: v**3, lambda v: np.log1p(np.exp(v))])
+def test_one_d_closed_form(f):
+    # 1-D monotone f: ρ = 1 − sqrt((n−1)/n · (1 − r)), r = Pearson(x, f(x))
+    x = np.random.default_rng(1).normal(0, 1, 777)
+    y = f(x)
+    n, r = len(x), np.corrcoef(x, y)[0, 1]
+    closed = 1 - np.sqrt((n - 1) / n * (1 - r))
+    assert float(affinity_score(x, y)) == pytest.approx(closed, abs=1e-6)
+    assert float(affinity_score(x, y, eps=0.0)) == pytest.approx(closed, abs=1e-10)
+
+
+def _data(n=300, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) + rng.normal(size=d)
+    return x, np.tanh(x) + 0.3 * np.maximum(x, 0)
+
+
+def test_identity_and_psd_affine_give_one():
+    x, _ = _data()
+    assert float(affinity_score(x, x)) == pytest.approx(1.0, abs=1e-9)
+    rng = np.random.default_rng(5)
+    g = rng.normal(size=(5, 5))
+    a = g @ g.T + 0.1 * np.eye(5)  # symmetric positive definite
+    res = affinity_score(x, x @ a + rng.normal(size=5))
+    assert res.score == pytest.approx(1.0, abs=1e-6)
+    assert res.moment_residual < 1e-8
+
+
+def test_a_non_psd_linear_map_is_not_scored_affine():
+    # a reflection is linear but not PSD: the Brenier map cannot reproduce the pairing, ρ < 1
+    x, _ = _data(n=400, d=2)
+    assert float(affinity_score(x, x @ np.diag([1.0, -1.0]))) < 0.99
+
+
+def test_invariances():
+    x, y = _data()
+    base = float(affinity_score(x, y, eps=0.0))
+    assert base < 0.99  # a real non-linearity, so the checks below mean something
+    q = ortho_group.rvs(5, random_state=3)
+    for xx, yy in [(x, 3.0 * y - 7.0), (0.25 * x + 2.0, y), (x @ q, y @ q)]:
+        assert float(affinity_score(xx, yy, eps=0.0)) == pytest.approx(base, abs=1e-9)
+        # with the default ridge the invariances hold to the size of the ridge
+        assert float(affinity_score(xx, yy)) == pytest.approx(base, abs=1e-5)
+
+
+def test_score_in_unit_interval_and_deterministic():
+    x, y = _data(seed=4)
+    r1, r2 = affinity_score(x, y), affinity_score(x, y)
+    assert 0.0 <= r1.score <= 1.0
+    assert r1 == r2
+    assert r1.score == pytest.approx(1 - np.sqrt(r1.w2_sq / r1.two_tr_cov_y), abs=1e-15)
+
+
+def test_torch_input_matches_numpy_and_is_not_modified():
+    x, y = _data()
+    xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
+    x_copy, xt_copy = x.copy(), xt.clone()
+    assert affinity_score(xt, yt).score == affinity_score(x, y).score
+    np.testing.assert_array_equal(x, x_copy)
+    assert torch.equal(xt, xt_copy)
+
+
+@pytest.mark.parametrize("d", [4, 16, 64])
+def test_finite_sample_bias_of_a_rotation(d):
+    # SPEC §1.1: population score 1, estimate about 0.82 / 0.46 / 0.23 at n = 2048
+    x = np.random.default_rng(d).standard_normal((2048, d))
+    q = ortho_group.rvs(d, random_state=d)
+    assert float(affinity_score(x, x @ q)) == pytest.approx({4: 0.82, 16: 0.46, 64: 0.23}[d], abs=0.02)
+
+
+def test_rank_reduction_is_exact():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(12, 80))
+    y = np.maximum(x @ rng.normal(size=(80, 80)) / 9, 0)
+    full = affinity_score(x, y, reduce_rank=False)
+    reduced = affinity_score(x, y, reduce_rank=True)
+    assert affinity_score(x, y).score == reduced.score  # the default takes the reduction here
+    assert reduced.score == pytest.approx(full.score, abs=1e-8)
+    assert reduced.w2_sq == pytest.approx(full.w2_sq, rel=1e-8)
+    assert reduced.moment_residual == pytest.approx(full.moment_residual, abs=1e-8)
+
+
+def test_statuses():
+    x, y = _data()
+    mism = affinity_score(x, y[:, :3])
+    assert mism.status == "shape_mismatch" and np.isnan(mism.score) and "3" in mism.message
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    nf = affinity_score(bad, y)
+    assert nf.status == "non_finite" and np.isnan(float(nf))
+    yinf = y.copy()
+    yinf[0, 0] = np.inf
+    assert affinity_score(x, yinf).status == "non_finite"
+    dead = affinity_score(x, np.zeros_like(y))
+    assert dead.status == "degenerate" and dead.score == 1.0
+    assert isinstance(dead, AffinityResult)
+
+
+def test_bad_input_raises_clear_errors():
+    with pytest.raises(ValueError, match="2-D"):
+        affinity_score(np.zeros((2, 3, 4)), np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        affinity_score(np.ones((1, 3)), np.ones((1, 3)))
+    with pytest.raises(ValueError, match="eps"):
+        affinity_score(np.ones((5, 1)), np.ones((5, 1)), eps=-1)
+
+
+def test_wasserstein_exact_against_pot():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(60, 3)), rng.normal(size=(60, 3)) + 0.5
+    m = ot.dist(a, b)
+    assert wasserstein2_squared(a, b) == pytest.approx(ot.emd2([], [], m), rel=1e-10)
+    c = rng.normal(size=(45, 3))  # unequal sizes go through POT
+    w = np.full(60, 1 / 60), np.full(45, 1 / 45)
+    assert wasserstein2_squared(a, c) == pytest.approx(ot.emd2(*w, ot.dist(a, c)), rel=1e-10)
+    u, v = rng.normal(size=70), rng.normal(size=70)
+    assert wasserstein2_squared(u, v) == pytest.approx(
+        ot.emd2([], [], ot.dist(u[:, None], v[:, None])), rel=1e-10
+    )
+    assert wasserstein2_squared(u, v[:50]) == pytest.approx(
+        ot.emd2(np.full(70, 1 / 70), np.full(50, 1 / 50), ot.dist(u[:, None], v[:50, None])),
+        rel=1e-9,
+    )
+
+
+def test_unequal_sample_sizes_give_a_score():
+    x, y = _data(n=300)
+    r = affinity_score(x, y[:250])
+    assert r.status == "ok" and r.n == 300 and r.n_y == 250 and 0 < r.score < 1
+
+
+# ---- companion metrics --------------------------------------------------------------------
+
+
+def test_linear_cka_properties():
+    x, y = _data(n=200)
+    q = ortho_group.rvs(5, random_state=1)
+    assert linear_cka(x, 2 * x @ q + 1) == pytest.approx(1.0, abs=1e-12)
+    c = linear_cka(x, y)
+    assert 0 < c < 1
+    assert linear_cka(y, x) == pytest.approx(c, abs=1e-12)
+    # the Gram form (features >= samples) equals the feature form
+    wide_x, wide_y = x[:4], y[:4]
+    xc, yc = wide_x - wide_x.mean(0), wide_y - wide_y.mean(0)
+    feat = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+    assert linear_cka(wide_x, wide_y) == pytest.approx(feat, abs=1e-12)
+    assert np.isnan(linear_cka(x, np.ones_like(x)))
+    rng = np.random.default_rng(0)
+    assert linear_cka(rng.normal(size=(4000, 3)), rng.normal(size=(4000, 3))) < 0.01
+
+
+def test_linear_r2():
+    x, y = _data(n=200)
+    assert linear_r2(x, x @ np.arange(10.0).reshape(5, 2) - 4) == pytest.approx(1.0, abs=1e-12)
+    r2 = linear_r2(x, y)
+    assert 0 < r2 < 1
+    # against a direct least-squares fit with an intercept column
+    design = np.hstack([x, np.ones((200, 1))])
+    coef = np.linalg.lstsq(design, y, rcond=None)[0]
+    res = y - design @ coef
+    assert r2 == pytest.approx(1 - (res**2).sum() / ((y - y.mean(0)) ** 2).sum(), abs=1e-10)
+    assert np.isnan(linear_r2(x, np.ones((200, 1))))
+
+
+def test_sparsity_and_entropy():
+    assert sparsity(np.array([[0.0, 1e-3], [-2e-3, 5.0]])) == 0.5
+    assert histogram_entropy(np.zeros((10, 3))) == 0.0
+    assert histogram_entropy(np.arange(64.0), bins=64) == pytest.approx(np.log(64), abs=1e-12)
+    two = np.r_[np.zeros(50), np.ones(50)]
+    assert histogram_entropy(two, bins=10) == pytest.approx(np.log(2), abs=1e-12)
+    assert np.isnan(histogram_entropy([0.0, np.nan]))

@@ -225,7 +225,7 @@ def test_cifar10_unpickling_cannot_execute_code(tmp_path: Path) -> None:
     target = tmp_path / "pwned"
     payload = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"x": _Exploit(target)}
     (folder / "data_batch_1").write_bytes(pickle.dumps(payload, protocol=2))
-    with pytest.raises(DataError, match=r"data_batch_1.*refusing to unpickle posix\.mkdir|refusing"):
+    with pytest.raises(DataError, match=r"data_batch_1: refusing to unpickle (posix|os)\.mkdir"):
         load_cifar10(folder)
     assert not target.exists()
 

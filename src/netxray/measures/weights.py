@@ -1,0 +1,397 @@
+"""Statistics of learnable parameters (SPEC §3): moments, histograms, node strengths, spread tests.
+
+Pure math on arrays: everything is computed in float64 on the *finite* values of a tensor, and
+the number of NaN/inf values is reported separately, so one diverged weight never poisons a
+statistic. No nn.Module knowledge lives here; :mod:`netxray.lenses.parameters` maps modules to
+these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats as _stats
+
+__all__ = [
+    "STAT_COLUMNS",
+    "PERCENTILES",
+    "tensor_stats",
+    "shared_bin_edges",
+    "histogram_density",
+    "ks_distance",
+    "binned_ks",
+    "jeffreys_divergence",
+    "brown_forsythe",
+    "mad",
+    "linear_strengths",
+    "conv_channel_matrix",
+    "attention_head_strengths",
+]
+
+PERCENTILES: tuple[int, ...] = (0, 25, 50, 75, 100)
+
+#: Column order of :func:`tensor_stats` (also the columns of ``weight_stats``).
+STAT_COLUMNS: tuple[str, ...] = (
+    "count",
+    "n_finite",
+    "n_nonfinite",
+    "mean",
+    "std",
+    "skewness",
+    "kurtosis",
+    "p0",
+    "p25",
+    "p50",
+    "p75",
+    "p100",
+    "l1",
+    "l2",
+    "rms",
+    "near_zero_frac",
+)
+
+
+def _as_float64(values: Any) -> np.ndarray:
+    """Flatten anything array-like (numpy, torch tensor, list) into a float64 1-D array."""
+    if hasattr(values, "detach"):  # a torch tensor; avoid importing torch here
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"values: expected a numeric array, got dtype {arr.dtype}")
+    if arr.dtype.kind == "c":
+        raise TypeError("values: complex tensors are not supported")
+    return arr.astype(np.float64, copy=False).ravel()
+
+
+def tensor_stats(values: Any, *, near_zero: float = 1e-3) -> dict[str, float]:
+    """Statistics of one tensor (SPEC §3.1), on its finite values, in float64.
+
+    With x the N finite values: mean μ = Σx/N; population std σ = sqrt(m2), m_k = Σ(x−μ)^k/N;
+    skewness m3/m2^{3/2}; excess kurtosis m4/m2² − 3 (both NaN when σ = 0); percentiles
+    0/25/50/75/100 (linear interpolation); L1 = Σ|x|; L2 = sqrt(Σx²); RMS = L2/sqrt(N);
+    near-zero fraction = #{|x| ≤ near_zero}/N. ``count`` is the number of elements,
+    ``n_nonfinite`` the number of NaN/±inf among them (excluded from everything else).
+
+    Example:
+        >>> s = tensor_stats([1.0, 2.0, 3.0, float("nan")])
+        >>> s["mean"], s["n_nonfinite"], round(s["std"], 6)
+        (2.0, 1, 0.816497)
+    """
+    x = _as_float64(values)
+    count = x.size
+    finite = np.isfinite(x)
+    n_finite = int(finite.sum())
+    if n_finite != count:
+        x = x[finite]
+    out: dict[str, float] = {
+        "count": int(count),
+        "n_finite": n_finite,
+        "n_nonfinite": int(count - n_finite),
+    }
+    if n_finite == 0:
+        for key in STAT_COLUMNS[3:]:
+            out[key] = float("nan")
+        return out
+    mean = float(x.mean())
+    c = x - mean
+    c2 = c * c
+    m2 = float(c2.mean())
+    if m2 > 0.0:
+        m3 = float((c2 * c).mean())
+        m4 = float((c2 * c2).mean())
+        skew = m3 / m2**1.5
+        kurt = m4 / (m2 * m2) - 3.0
+    else:  # a constant tensor has no shape to its distribution
+        skew = kurt = float("nan")
+    del c, c2
+    pct = np.percentile(x, PERCENTILES)
+    sq = float(np.dot(x, x))
+    out.update(
+        mean=mean,
+        std=float(np.sqrt(m2)),
+        skewness=float(skew),
+        kurtosis=float(kurt),
+        **{f"p{q}": float(v) for q, v in zip(PERCENTILES, pct, strict=True)},
+        l1=float(np.abs(x).sum()),
+        l2=float(np.sqrt(sq)),
+        rms=float(np.sqrt(sq / n_finite)),
+        near_zero_frac=float(np.count_nonzero(np.abs(x) <= near_zero) / n_finite),
+    )
+    return out
+
+
+def shared_bin_edges(
+    arrays: Sequence[Any] | None = None,
+    *,
+    bins: int = 64,
+    range: tuple[float, float] | None = None,  # noqa: A002 - numpy's name
+) -> np.ndarray:
+    """Bin edges shared by every array being compared: ``bins`` equal bins over the finite range.
+
+    The range is ``range`` if given, else [min, max] of the finite values of all arrays (a
+    degenerate range is widened by ±0.5 so the edges are strictly increasing).
+
+    Example:
+        >>> shared_bin_edges([[0.0, 1.0], [3.0]], bins=3).tolist()
+        [0.0, 1.0, 2.0, 3.0]
+    """
+    if bins < 1:
+        raise ValueError(f"bins: expected a positive integer, got {bins}")
+    if range is None:
+        if not arrays:
+            raise ValueError("shared_bin_edges: give arrays or an explicit range")
+        lo, hi = np.inf, -np.inf
+        for a in arrays:
+            x = _as_float64(a)
+            x = x[np.isfinite(x)]
+            if x.size:
+                lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+        if not np.isfinite(lo):
+            raise ValueError("shared_bin_edges: the arrays hold no finite value")
+    else:
+        lo, hi = float(range[0]), float(range[1])
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi >= lo):
+            raise ValueError(f"range: expected finite (low, high) with low <= high, got {range}")
+    if hi == lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.linspace(lo, hi, bins + 1)
+
+
+def histogram_density(values: Any, edges: Any) -> tuple[np.ndarray, int]:
+    """Normalized histogram on given edges: densities p_i with Σ p_i·Δ_i = 1.
+
+    Only finite values inside [edges[0], edges[-1]] are binned; the number left outside is
+    returned so nothing is dropped silently. If no value falls inside, the densities are all 0.
+
+    Returns ``(density, n_outside)``.
+
+    Example:
+        >>> d, n_out = histogram_density([0.1, 0.2, 0.9, 5.0], [0.0, 0.5, 1.0])
+        >>> d.tolist(), n_out
+        ([1.3333333333333333, 0.6666666666666666], 1)
+    """
+    e = np.asarray(edges, dtype=np.float64)
+    if e.ndim != 1 or e.size < 2 or np.any(np.diff(e) <= 0):
+        raise ValueError("edges: expected a strictly increasing 1-D array of at least 2 values")
+    x = _as_float64(values)
+    x = x[np.isfinite(x)]
+    counts, _ = np.histogram(x, bins=e)
+    inside = int(counts.sum())
+    if inside == 0:
+        return np.zeros(e.size - 1), int(x.size)
+    return counts / (inside * np.diff(e)), int(x.size - inside)
+
+
+def ks_distance(a: Any, b: Any) -> tuple[float, float]:
+    """Two-sample Kolmogorov–Smirnov: D = sup_x |F_a(x) − F_b(x)| and its p-value (finite values).
+
+    Example:
+        >>> ks_distance([0.0, 1.0, 2.0], [0.0, 1.0, 2.0])[0]
+        0.0
+    """
+    x, y = _as_float64(a), _as_float64(b)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if x.size == 0 or y.size == 0:
+        raise ValueError("ks_distance: both samples need at least one finite value")
+    res = _stats.ks_2samp(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+def binned_ks(p: Any, q: Any, edges: Any) -> float:
+    """KS distance between two histograms on the same edges: max_k |P_k − Q_k| of their CDFs.
+
+    Exact up to the bin resolution (the true D lies within one bin's mass of it); used to
+    compare many models without keeping their weights.
+
+    Example:
+        >>> binned_ks([1.0, 0.0], [0.0, 1.0], [0.0, 1.0, 2.0])
+        1.0
+    """
+    w = np.diff(np.asarray(edges, dtype=np.float64))
+    cp = np.cumsum(np.asarray(p, dtype=np.float64) * w)
+    cq = np.cumsum(np.asarray(q, dtype=np.float64) * w)
+    return float(np.max(np.abs(cp - cq)))
+
+
+def jeffreys_divergence(p: Any, q: Any, edges: Any | None = None, *, alpha: float = 1e-6) -> float:
+    """Jeffreys divergence J(P, Q) = KL(P‖Q) + KL(Q‖P) = Σ_i (P_i − Q_i) log(P_i / Q_i).
+
+    ``p`` and ``q`` are densities on shared ``edges`` (converted to bin probabilities) or,
+    without edges, bin masses. An empty bin makes J infinite, so both are smoothed by a pseudo
+    probability ``alpha`` per bin and renormalized *(choice)*; J ≥ 0, = 0 iff P = Q.
+
+    Example:
+        >>> jeffreys_divergence([0.5, 0.5], [0.5, 0.5])
+        0.0
+    """
+    pp, qq = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    if pp.shape != qq.shape or pp.ndim != 1:
+        raise ValueError(f"p, q: expected two 1-D histograms of the same length, got {pp.shape}, {qq.shape}")
+    if edges is not None:
+        w = np.diff(np.asarray(edges, dtype=np.float64))
+        if w.shape != pp.shape:
+            raise ValueError(f"edges: expected {pp.size + 1} edges, got {w.size + 1}")
+        pp, qq = pp * w, qq * w
+    if np.any(pp < 0) or np.any(qq < 0):
+        raise ValueError("p, q: histograms must be non-negative")
+    pp = pp + alpha
+    qq = qq + alpha
+    pp, qq = pp / pp.sum(), qq / qq.sum()
+    return float(np.sum((pp - qq) * np.log(pp / qq)))
+
+
+def brown_forsythe(*groups: Any) -> tuple[float, float]:
+    """Brown–Forsythe test of equal spread: Levene's test centred on group medians.
+
+    F statistic of a one-way ANOVA on z_ij = |x_ij − median_j|; returns ``(F, p_value)``.
+    Groups with fewer than 2 finite values are an error.
+
+    Example:
+        >>> round(brown_forsythe([1, 2, 3, 4], [1, 2, 3, 4])[1], 3)
+        1.0
+    """
+    clean = []
+    for i, g in enumerate(groups):
+        x = _as_float64(g)
+        x = x[np.isfinite(x)]
+        if x.size < 2:
+            raise ValueError(f"brown_forsythe: group {i} has {x.size} finite values, need >= 2")
+        clean.append(x)
+    if len(clean) < 2:
+        raise ValueError("brown_forsythe: need at least two groups")
+    res = _stats.levene(*clean, center="median")
+    return float(res.statistic), float(res.pvalue)
+
+
+def mad(values: Any, *, scale: str | float = 1.0) -> float:
+    """Median absolute deviation median_i |x_i − median(x)| of the finite values.
+
+    ``scale="normal"`` multiplies by 1.4826 (consistent with σ for Gaussian data).
+
+    Example:
+        >>> mad([1.0, 2.0, 3.0, 4.0, 100.0])
+        1.0
+    """
+    x = _as_float64(values)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan")
+    k = 1.482602218505602 if scale == "normal" else float(scale)
+    return float(k * np.median(np.abs(x - np.median(x))))
+
+
+# --------------------------------------------------------------------------- node strengths
+
+
+def linear_strengths(weight: Any, bias: Any | None = None) -> dict[str, np.ndarray]:
+    """Node strengths of a weighted bipartite layer W (out × in), SPEC §3.2.
+
+    in-strength of output unit j: s_in_j = Σ_i W_ji (+ b_j); out-strength of input unit i:
+    s_out_i = Σ_j W_ji. Absolute versions use |W| (and |b|): signed sums cancel. Non-finite
+    weights count as 0 in the sums; the caller reports them (see :func:`tensor_stats`).
+
+    Returns ``in_signed, in_abs`` (length out) and ``out_signed, out_abs`` (length in).
+
+    Example:
+        >>> s = linear_strengths([[1.0, -2.0], [3.0, 4.0]], bias=[0.5, 0.0])
+        >>> s["in_signed"].tolist(), s["out_abs"].tolist()
+        ([-0.5, 7.0], [4.0, 6.0])
+    """
+    w = np.asarray(weight.detach().cpu().numpy() if hasattr(weight, "detach") else weight)
+    w = w.astype(np.float64, copy=False)
+    if w.ndim != 2:
+        raise ValueError(f"weight: expected a 2-D (out × in) matrix, got shape {w.shape}")
+    if not np.isfinite(w).all():
+        w = np.where(np.isfinite(w), w, 0.0)
+    aw = np.abs(w)
+    out = {
+        "in_signed": w.sum(axis=1),
+        "in_abs": aw.sum(axis=1),
+        "out_signed": w.sum(axis=0),
+        "out_abs": aw.sum(axis=0),
+    }
+    if bias is not None:
+        b = _as_float64(bias)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"bias: expected shape ({w.shape[0]},), got {b.shape}")
+        b = np.where(np.isfinite(b), b, 0.0)
+        out["in_signed"] = out["in_signed"] + b
+        out["in_abs"] = out["in_abs"] + np.abs(b)
+    return out
+
+
+def conv_channel_matrix(kernel: Any, groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Channel graph of a convolution kernel K (out × in/groups × k1 × …), SPEC §3.2 *(choice)*.
+
+    Signed edge A_oc = Σ_{u,v} K[o, c, u, v]; absolute edge |A|_oc = Σ_{u,v} |K[o, c, u, v]|
+    (the total |w| between the two channels, not |A_oc|). A grouped convolution gives a
+    block-diagonal (out × in) matrix: channels of different groups share no edge.
+
+    Example:
+        >>> a, aa = conv_channel_matrix(np.ones((2, 1, 3, 3)))
+        >>> a.tolist()
+        [[9.0], [9.0]]
+    """
+    k = np.asarray(kernel.detach().cpu().numpy() if hasattr(kernel, "detach") else kernel)
+    k = k.astype(np.float64, copy=False)
+    if k.ndim < 2:
+        raise ValueError(f"kernel: expected (out, in/groups, *spatial), got shape {k.shape}")
+    if groups < 1 or k.shape[0] % groups:
+        raise ValueError(f"groups: {groups} does not divide {k.shape[0]} output channels")
+    if not np.isfinite(k).all():
+        k = np.where(np.isfinite(k), k, 0.0)
+    axes = tuple(range(2, k.ndim))
+    a = k.sum(axis=axes) if axes else k.copy()
+    aa = np.abs(k).sum(axis=axes) if axes else np.abs(k)
+    if groups == 1:
+        return a, aa
+    out_c, in_g = a.shape
+    og = out_c // groups
+    full, full_abs = np.zeros((out_c, in_g * groups)), np.zeros((out_c, in_g * groups))
+    for g in range(groups):
+        rows, cols = slice(g * og, (g + 1) * og), slice(g * in_g, (g + 1) * in_g)
+        full[rows, cols] = a[rows]
+        full_abs[rows, cols] = aa[rows]
+    return full, full_abs
+
+
+def attention_head_strengths(
+    w_q: Any, w_k: Any, w_v: Any, w_o: Any, num_heads: int
+) -> dict[str, np.ndarray]:
+    """Per-head strengths of multi-head attention (SPEC §3.2).
+
+    With head size d_h = D/H and head h's rows R_h = [h·d_h, (h+1)·d_h): S_Q[h] = Σ_{i∈R_h, j} W_q[i, j]
+    (same for K, V: the head's row block), S_O[h] = Σ_{i, j∈R_h} W_o[i, j] (the head's column
+    block of the output projection). Signed and absolute versions; returns keys
+    ``q_signed, q_abs, k_signed, …, o_abs``, each of length H.
+
+    Example:
+        >>> e = np.eye(4)
+        >>> attention_head_strengths(e, e, e, e, 2)["q_signed"].tolist()
+        [2.0, 2.0]
+    """
+    mats = {}
+    for name, m in (("q", w_q), ("k", w_k), ("v", w_v), ("o", w_o)):
+        a = np.asarray(m.detach().cpu().numpy() if hasattr(m, "detach") else m)
+        a = a.astype(np.float64, copy=False)
+        if a.ndim != 2:
+            raise ValueError(f"w_{name}: expected a 2-D matrix, got shape {a.shape}")
+        mats[name] = np.where(np.isfinite(a), a, 0.0)
+    dim = mats["o"].shape[1]
+    if num_heads < 1 or dim % num_heads:
+        raise ValueError(f"num_heads: {num_heads} does not divide the attention width {dim}")
+    for name in "qkv":
+        if mats[name].shape[0] != dim:
+            raise ValueError(f"w_{name}: expected {dim} rows (one per attention channel), got {mats[name].shape[0]}")
+    dh = dim // num_heads
+    out: dict[str, np.ndarray] = {}
+    for name in "qkv":
+        blocks = mats[name].reshape(num_heads, dh, -1)  # head-major rows
+        out[f"{name}_signed"] = blocks.sum(axis=(1, 2))
+        out[f"{name}_abs"] = np.abs(blocks).sum(axis=(1, 2))
+    o = mats["o"].reshape(mats["o"].shape[0], num_heads, dh)
+    out["o_signed"] = o.sum(axis=(0, 2))
+    out["o_abs"] = np.abs(o).sum(axis=(0, 2))
+    return out

@@ -64,22 +64,42 @@ def make_mnist_dir(root: Path, *, gz: bool, naming: str = "dash", n_train: int =
     return root, arrays
 
 
-def cifar_batch_bytes(data: np.ndarray, labels: list[int], *, py2_names: bool = True) -> bytes:
-    """A CIFAR-10 python batch: a protocol-2 pickled dict with bytes keys, as published.
+def _py2_str(b: bytes) -> bytes:
+    """A Python 2 ``str`` in a pickle: SHORT_BINSTRING (or BINSTRING when long)."""
+    return (b"U" + bytes([len(b)]) + b) if len(b) < 256 else (b"T" + struct.pack("<i", len(b)) + b)
 
-    The published files were written by Python 2 against numpy's old module path
-    ``numpy.core.multiarray``; we write with protocol 2 and rename numpy 2's ``numpy._core`` to it.
+
+def _py2_int(v: int) -> bytes:
+    if 0 <= v < 256:
+        return b"K" + bytes([v])  # BININT1
+    if 0 <= v < 65536:
+        return b"M" + struct.pack("<H", v)  # BININT2
+    return b"J" + struct.pack("<i", v)  # BININT
+
+
+def cifar_batch_bytes(data: np.ndarray, labels: list[int]) -> bytes:
+    """A CIFAR-10 python batch exactly as published: a protocol-2 pickle written by Python 2.
+
+    Opcode by opcode: a dict of Python 2 strings (read back as bytes keys), ``b"data"`` a uint8
+    numpy array built through ``numpy.core.multiarray._reconstruct`` with its raw bytes as a str,
+    ``b"labels"`` a list of ints.
     """
-    obj = {
-        b"batch_label": b"training batch 1 of 5",
-        b"labels": labels,
-        b"data": data,
-        b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))],
-    }
-    raw = pickle.dumps(obj, protocol=2)
-    if py2_names:
-        raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
-    return raw
+    assert data.dtype == np.uint8 and data.ndim == 2
+    dtype = (
+        b"cnumpy\ndtype\n" + _py2_str(b"u1") + _py2_int(0) + _py2_int(1) + b"\x87R"
+        + b"(" + _py2_int(3) + _py2_str(b"|") + b"NNN" + b"J" + struct.pack("<i", -1)
+        + b"J" + struct.pack("<i", -1) + _py2_int(0) + b"tb"
+    )
+    array = (
+        b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + _py2_int(0) + b"\x85"
+        + _py2_str(b"b") + b"\x87R" + b"(" + _py2_int(1) + _py2_int(data.shape[0])
+        + _py2_int(data.shape[1]) + b"\x86" + dtype + b"\x89" + _py2_str(data.tobytes()) + b"tb"
+    )
+    label_list = b"](" + b"".join(_py2_int(int(v)) for v in labels) + b"e"
+    return (
+        b"\x80\x02}(" + _py2_str(b"batch_label") + _py2_str(b"training batch 1 of 5")
+        + _py2_str(b"labels") + label_list + _py2_str(b"data") + array + b"u."
+    )
 
 
 def make_cifar_dir(root: Path, *, per_batch: int = 6, with_test: bool = True) -> tuple[Path, np.ndarray]:
@@ -201,11 +221,19 @@ def test_cifar10_round_trip(tmp_path: Path, parent: bool) -> None:
     assert splits.test.y.tolist() == [0, 1, 2, 3]
 
 
-def test_cifar10_modern_pickle_and_no_test_batch(tmp_path: Path) -> None:
+def test_cifar_fixture_is_a_real_pickle() -> None:
+    data = np.arange(2 * 3072).astype(np.uint8).reshape(2, 3072)
+    obj = pickle.loads(cifar_batch_bytes(data, [3, 7]), encoding="bytes")  # the documented way
+    np.testing.assert_array_equal(obj[b"data"], data)
+    assert obj[b"labels"] == [3, 7]
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_cifar10_python3_pickles_and_no_test_batch(tmp_path: Path, protocol: int) -> None:
     folder = tmp_path / "c"
     folder.mkdir()
     data = np.zeros((20, 3072), np.uint8)
-    raw = pickle.dumps({b"data": data, b"labels": [i % 2 for i in range(20)]}, protocol=4)
+    raw = pickle.dumps({b"data": data, b"labels": [i % 2 for i in range(20)]}, protocol=protocol)
     (folder / "data_batch_1").write_bytes(raw)
     s = load_cifar10(folder, test_fraction=0.2, seed=0)
     assert (len(s.train), len(s.test)) == (16, 4)

@@ -1,0 +1,175 @@
+"""``netxray signature`` and ``netxray compare``: the non-linearity signature from the command line.
+
+    netxray signature CKPT --data digits --out sig.csv --plot sig.png
+    netxray compare CKPT_A CKPT_B CKPT_C --data digits --out cmp/
+
+The CLI holds no science: it loads checkpoints and data, calls the lens, and writes files
+(atomically, with a ``.meta.json`` beside each table saying how it was made).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+TOKENS_HELP = "Token tensors (B, T, D): mean (features = D), reference (features = T), samples."
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=1)
+
+
+def _load_model(path: Path) -> Any:
+    from netxray.models.checkpoint import load
+
+    try:
+        return load(path)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(f"cannot load checkpoint {path}: {exc}")
+
+
+def _load_data(spec: str, seed: int) -> Any:
+    from netxray.data import load_data
+
+    try:
+        return load_data(spec, seed=seed)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(f"cannot load data {spec!r}: {exc}")
+
+
+def _write_table(df: Any, path: Path, extra: dict[str, Any] | None = None) -> None:
+    from netxray._meta import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, df.to_csv(index=False))
+    meta = {**df.attrs.get("meta", {}), **(extra or {})}
+    if "summary" in df.attrs:
+        meta["summary"] = df.attrs["summary"]
+    atomic_write_text(path.with_name(path.name + ".meta.json"), json.dumps(meta, indent=2, default=str))
+
+
+def _signature(model: Any, data: Any, source: str, opts: dict[str, Any], quiet: bool, label: str) -> Any:
+    from rich.console import Console
+
+    from netxray.lenses.nonlinearity import nonlinearity_signature
+
+    console = Console(stderr=True, quiet=quiet)
+    with console.status(f"measuring the non-linearity signature of {label} …"):
+        df = nonlinearity_signature(model, data, **opts)
+    df.attrs["meta"]["data"] = source
+    return df
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``signature`` and ``compare`` commands to the ``netxray`` app."""
+
+    @app.command("signature")
+    def signature_cmd(
+        checkpoint: Path = typer.Argument(..., help="Checkpoint directory or .safetensors file."),
+        data: str = typer.Option("digits", "--data", help="Data spec: digits, mnist1d, npz:PATH, idx:DIR, cifar10:DIR, blobs:..."),
+        out: Path = typer.Option(Path("signature.csv"), "--out", help="CSV file for the signature table."),
+        plot: Path | None = typer.Option(None, "--plot", help="Also save the signature plot (png, svg, pdf)."),
+        n_samples: int = typer.Option(2048, "--n-samples", help="Samples drawn at random (seeded)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the sample draw and the null baseline."),
+        tokens: str = typer.Option("mean", "--tokens", help=TOKENS_HELP),
+        channel_axis: int = typer.Option(1, "--channel-axis", help="1 for (B, C, H, W) maps, -1 for channel-last."),
+        null: bool = typer.Option(False, "--null", help="Add the null baseline: score of a rotated copy of each input."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    ) -> None:  # fmt: skip
+        """Affinity score of every activation call of a model, in execution order (SPEC §1).
+
+        One row per call: site, activation type, n, d, affinity (1 = affine), linear CKA, R², sparsity and entropy before/after, status. Compare scores only at equal n and d: the estimator is biased low in high dimension (use --null to see the floor).
+        """
+        from netxray.lenses.nonlinearity import plot_signatures
+
+        model = _load_model(checkpoint)
+        dataset = _load_data(data, seed)
+        opts = dict(n_samples=n_samples, seed=seed, tokens=tokens, channel_axis=channel_axis,
+                    null_baseline=null)  # fmt: skip
+        try:
+            df = _signature(model, dataset, data, opts, quiet, str(checkpoint))
+        except ValueError as exc:
+            _fail(str(exc))
+        _write_table(df, out, {"checkpoint": str(checkpoint)})
+        if plot is not None:
+            plot.parent.mkdir(parents=True, exist_ok=True)
+            plot_signatures(df, plot, title=f"{checkpoint.name}: non-linearity signature")
+        if not quiet:
+            s = df.attrs["summary"]
+            mean = s.get("mean")
+            typer.echo(
+                f"{s['n_sites']} activation calls, statuses {s['status_counts']}, "
+                + (f"mean affinity {mean:.4f}" if mean is not None else "no scored site")
+            )
+            typer.echo(f"wrote {out}" + (f" and {plot}" if plot is not None else ""))
+
+    @app.command("compare")
+    def compare_cmd(
+        checkpoints: list[Path] = typer.Argument(..., help="Two or more checkpoints."),
+        data: str = typer.Option("digits", "--data", help="Data spec, the same for every model."),
+        out: Path = typer.Option(Path("compare"), "--out", help="Output directory."),
+        method: str = typer.Option("dtw", "--method", help="Signature distance: dtw or resampled."),
+        n_samples: int = typer.Option(2048, "--n-samples", help="Samples drawn at random (seeded)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the sample draw."),
+        clusters: int | None = typer.Option(None, "--clusters", help="Cut the dendrogram into this many clusters."),
+        tokens: str = typer.Option("mean", "--tokens", help=TOKENS_HELP),
+        channel_axis: int = typer.Option(1, "--channel-axis", help="1 for (B, C, H, W) maps, -1 for channel-last."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    ) -> None:  # fmt: skip
+        """Compare the non-linearity signatures of several models on the same data.
+
+        Writes DIR/signatures.csv (every model's table), DIR/distances.csv (the distance matrix), DIR/clustering.csv (hierarchical clustering: leaf order, cluster labels), DIR/summary.csv (statistics per model) and DIR/signatures.png (overlaid plot).
+        """
+        import pandas as pd
+
+        from netxray._meta import atomic_write_text, metadata
+        from netxray.lenses.nonlinearity import compare_signatures, plot_signatures
+
+        if len(checkpoints) < 2:
+            _fail("compare needs at least two checkpoints")
+        if method not in ("dtw", "resampled"):
+            _fail(f"--method must be dtw or resampled, got {method!r}")
+        names: list[str] = []
+        for ck in checkpoints:  # readable, unique model names
+            base = (ck.stem if ck.suffix == ".safetensors" else ck.name) or str(ck)
+            name, k = base, 1
+            while name in names:
+                k += 1
+                name = f"{base}-{k}"
+            names.append(name)
+        dataset = _load_data(data, seed)
+        opts = dict(n_samples=n_samples, seed=seed, tokens=tokens, channel_axis=channel_axis)
+        tables: dict[str, Any] = {}
+        for name, ck in zip(names, checkpoints, strict=True):
+            model = _load_model(ck)
+            try:
+                tables[name] = _signature(model, dataset, data, opts, quiet, name)
+            except ValueError as exc:
+                _fail(f"{ck}: {exc}")
+        try:
+            cmp = compare_signatures(tables, method, n_clusters=clusters)
+        except ValueError as exc:
+            _fail(str(exc))
+        out.mkdir(parents=True, exist_ok=True)
+        long = pd.concat([t.assign(model=name) for name, t in tables.items()], ignore_index=True)
+        long = long[["model", *[c for c in long.columns if c != "model"]]]
+        atomic_write_text(out / "signatures.csv", long.to_csv(index=False))
+        atomic_write_text(out / "distances.csv", cmp.distances.to_csv(index_label="model"))
+        clus = pd.DataFrame({"model": cmp.names, "leaf_order": [cmp.order.index(i) for i in range(len(cmp.names))]})
+        if cmp.labels is not None:
+            clus["cluster"] = cmp.labels
+        atomic_write_text(out / "clustering.csv", clus.to_csv(index=False))
+        atomic_write_text(out / "summary.csv", cmp.summary.to_csv(index=False))
+        meta = metadata(command="compare", method=method, data=data, seed=seed, n_samples=n_samples,
+                        checkpoints=[str(c) for c in checkpoints], models=names,
+                        model_hashes={n: t.attrs["meta"]["model_hash"] for n, t in tables.items()},
+                        linkage=cmp.linkage.tolist())  # fmt: skip
+        atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
+        plot_signatures(tables, out / "signatures.png", title=f"non-linearity signatures on {data}")
+        if not quiet:
+            typer.echo(cmp.distances.round(4).to_string())
+            typer.echo(f"wrote {out}/signatures.csv, distances.csv, clustering.csv, summary.csv, signatures.png")

@@ -31,7 +31,7 @@ from ._common import check_knobs, conv_cls, make_activation, positive_int, spati
 
 KNOBS = ("patch_size", "dim", "depth", "num_heads", "mlp_ratio", "activation")
 DEFAULTS: dict[str, Any] = {
-    "patch_size": 2,
+    "patch_size": 4,
     "dim": 64,
     "depth": 2,
     "num_heads": 4,

@@ -1,0 +1,583 @@
+"""Lens 2 — the modularity curve: how the classes separate layer by layer (SPEC §2.2).
+
+For each probed layer l the features of a batch (flattened, never pooled) give a kNN cosine graph
+and its Newman modularity Q_l with the true classes as communities
+(:func:`netxray.measures.modularity.modularity`). Q is measured on ``repeats`` random
+class-stratified subsets of ``n`` samples and reported as mean ± std per layer; the *same* subsets
+are used at every layer, so the curve compares layers on equal footing.
+
+Redundancy: ΔQ_l = Q_l − Q_{l−1}. A layer whose ΔQ is below a tolerance τ adds no class
+separation — a *plateau* (|ΔQ| ≤ τ) or a *degradation* (ΔQ < −τ) — and is a pruning candidate.
+
+Memory is bounded per layer, not by the number of layers: layers are captured one at a time
+(the forward pass stops right after the probed layer when it is called once), the flattened rows
+of that layer are reduced to an N × N Gram matrix accumulated over column chunks in float64, and
+freed before the next layer. Peak memory ≈ P·d·4 bytes (P pooled samples, d the widest layer)
++ P²·8 bytes, whatever the number of layers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from netxray._meta import metadata, model_hash
+from netxray.capture import Capture, as_indexable, forward_batch, model_device, resolve_layers
+from netxray.measures.modularity import modularity_from_gram
+
+__all__ = [
+    "layer_difference",
+    "modularity_curve",
+    "plot_layer_difference",
+    "plot_modularity_curve",
+    "redundant_layers",
+    "stratified_subsets",
+]
+
+CURVE_COLUMNS = [
+    "layer", "module", "q_mean", "q_std", "q_rel_mean", "q_rel_std", "f_in", "q_max",
+    "n_clipped", "n", "k", "d", "repeats", "status", "error",
+]  # fmt: skip
+
+# features kept at once for one layer (float32 rows); beyond it the repeats are captured in turn
+_FEATURE_BYTES = 1 << 30
+# float64 column chunk of the Gram accumulation: N × chunk × 8 bytes
+_CHUNK_BYTES = 64 << 20
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def stratified_subsets(labels: Any, n: int, repeats: int, seed: int = 0) -> list[np.ndarray]:
+    """``repeats`` random class-stratified subsets of ``n`` indices into ``labels`` (sorted each).
+
+    Class c gets round(n·N_c/N) samples (largest-remainder rounding so the sizes add up to n),
+    drawn without replacement with ``numpy.random.default_rng(seed)``. When n ≥ N every subset
+    is the whole set (the repeats are then identical and their spread is 0).
+
+    Example:
+        >>> subs = stratified_subsets([0, 0, 0, 0, 1, 1, 1, 1], n=4, repeats=2, seed=0)
+        >>> [len(s) for s in subs], [int((s >= 4).sum()) for s in subs]
+        ([4, 4], [2, 2])
+    """
+    y = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be a 1-D vector, got shape {y.shape}")
+    if isinstance(n, bool) or int(n) != n or n < 2:
+        raise ValueError(f"n (samples per subset) must be an integer >= 2, got {n!r}")
+    if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    total = len(y)
+    if n >= total:
+        return [np.arange(total) for _ in range(int(repeats))]
+    classes, codes = np.unique(y, return_inverse=True)
+    counts = np.bincount(codes)
+    exact = n * counts / total
+    take = np.floor(exact).astype(np.int64)
+    # largest remainders get the leftover samples (ties: lower class code first, deterministic)
+    order = np.lexsort((np.arange(len(classes)), -(exact - take)))
+    take[order[: n - int(take.sum())]] += 1
+    members = [np.flatnonzero(codes == c) for c in range(len(classes))]
+    rng = np.random.default_rng(seed)
+    subsets = []
+    for _ in range(int(repeats)):
+        parts = [rng.choice(m, size=int(t), replace=False) for m, t in zip(members, take, strict=True)]
+        subsets.append(np.sort(np.concatenate(parts)))
+    return subsets
+
+
+def _chunk_repeats(subsets: list[np.ndarray], d: int, budget: int) -> list[list[int]]:
+    """Group repeats so the union of their samples times d floats stays under ``budget`` bytes."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    union: set[int] = set()
+    for r, s in enumerate(subsets):
+        grown = union | set(s.tolist())
+        if current and len(grown) * d * 4 > budget:
+            groups.append(current)
+            current, grown = [], set(s.tolist())
+        current.append(r)
+        union = grown
+    if current:
+        groups.append(current)
+    return groups
+
+
+# --------------------------------------------------------------------------- capture
+
+
+class _StopForward(BaseException):
+    """Raised after the probed layer ran: the rest of the forward pass is not needed.
+
+    A BaseException so that no ``except Exception`` in a model or hook swallows it.
+    """
+
+
+class _GramReducer:
+    """Keeps a layer's flattened rows, then reduces them to the Gram matrix G = F Fᵀ (float64).
+
+    G is accumulated over column chunks (N × chunk float64 at a time), so very wide flattened
+    features never exist in float64 all at once.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: list[torch.Tensor] = []
+
+    def update(self, batch: torch.Tensor) -> None:
+        rows = batch.detach().reshape(batch.shape[0], -1)
+        dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
+        # copy: the model may modify this tensor in place after the hook (inplace ReLU)
+        self.chunks.append(rows.to(device="cpu", dtype=dtype, copy=True))
+
+    def compute(self) -> tuple[np.ndarray, int]:
+        feats = torch.cat(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
+        self.chunks = []
+        n, d = feats.shape
+        if not torch.isfinite(feats).all():
+            raise ValueError("layer output contains NaN or infinite values")
+        gram = torch.zeros(n, n, dtype=torch.float64)
+        step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
+        for c0 in range(0, d, step):
+            block = feats[:, c0 : c0 + step].to(torch.float64)
+            gram.addmm_(block, block.T)
+        return gram.numpy(), int(d)
+
+
+@contextlib.contextmanager
+def _eval_no_grad(model: nn.Module) -> Iterator[None]:
+    # measure the model as deployed (eval), and give every module its own flag back afterwards
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _probe_layers(model: nn.Module, x_one: Any, paths: list[str], device) -> list[dict[str, Any]]:
+    """One small forward with every layer probed: execution order, call counts, output shapes."""
+    cap = Capture(model, activations=False, layers=paths, reducer="flatten")
+    with _eval_no_grad(model), cap:
+        cap.begin_forward()
+        forward_batch(model, _to(x_one, device))
+    sites = []
+    calls: dict[str, int] = {}
+    for rec in cap.layer_sites().values():
+        calls[rec.module_path] = calls.get(rec.module_path, 0) + 1
+        sites.append(
+            {
+                "name": rec.name,
+                "module": rec.module_path,
+                "call_index": rec.call_index,
+                "d": int(math.prod(rec.output_shape)) if rec.output_shape is not None else 0,
+                "status": rec.status,
+                "error": rec.error,
+            }
+        )
+    for s in sites:
+        s["calls"] = calls[s["module"]]
+    seen = {s["module"] for s in sites}
+    for p in paths:  # a probed layer the forward never reached: say so, never drop it
+        if p not in seen:
+            sites.append(
+                {"name": p, "module": p, "call_index": 0, "d": 0, "calls": 0,
+                 "status": "not_called", "error": "the module was not called in the forward pass"}
+            )  # fmt: skip
+    return sites
+
+
+def _to(x: Any, device) -> Any:
+    if device is None:
+        return x
+    if isinstance(x, dict):
+        return {k: v.to(device) for k, v in x.items()}
+    return x.to(device)
+
+
+def _take(data, idx: np.ndarray) -> Any:
+    x, _ = data.take(torch.from_numpy(np.asarray(idx, dtype=np.int64)))
+    return x
+
+
+def _layer_grams(
+    model: nn.Module, data, module_path: str, pool: np.ndarray, *, stop_early: bool,
+    batch_size: int, device,
+) -> dict[str, tuple[np.ndarray, int]]:
+    """Gram matrix of ``module_path``'s output over the samples ``pool``, per call of the module."""
+    module = dict(model.named_modules())[module_path]
+    cap = Capture(model, activations=False, layers=[module_path], reducer=lambda *_: _GramReducer())
+    handle = None
+    with _eval_no_grad(model), cap:
+        if stop_early:
+            def _stop(*_: Any) -> None:
+                raise _StopForward
+
+            # registered after the capture's hooks, so it runs once the output was recorded
+            handle = module.register_forward_hook(_stop)
+        try:
+            for start in range(0, len(pool), batch_size):
+                cap.begin_forward()
+                try:
+                    forward_batch(model, _to(_take(data, pool[start : start + batch_size]), device))
+                except _StopForward:
+                    pass
+        finally:
+            if handle is not None:
+                handle.remove()
+    out = {}
+    for rec in cap.layer_sites().values():
+        if rec.status != "ok":
+            raise RuntimeError(rec.error or "capture failed")
+        out[rec.name] = rec.outputs
+    return out
+
+
+# --------------------------------------------------------------------------- the curve
+
+
+def _default_layers(model: nn.Module, layers: Any) -> list[str]:
+    paths = resolve_layers(model, layers)
+    if isinstance(layers, str) and layers == "auto":
+        # a pruned built-in model: removed layers are identities, not layers of the curve
+        removed = set(getattr(model, "netxray_config", {}).get("removed", []))
+        paths = [p for p in paths if p not in removed]
+    if not paths:
+        raise ValueError("modularity_curve: no layers to probe")
+    return paths
+
+
+def _indexable(data: Any, what: str):
+    data_ = as_indexable(data)
+    if data_ is None:
+        raise TypeError(
+            f"{what}: data must be a Dataset, DataSplits (its test split is used), an (x, y) "
+            f"tuple of tensors or a dict of tensors with labels; got {type(data).__name__}"
+        )
+    if data_.labels is None:
+        raise ValueError(f"{what}: modularity needs class labels; the data has none")
+    return data_
+
+
+def _data_name(data: Any) -> str:
+    if hasattr(data, "test") and hasattr(data, "train"):
+        return f"{getattr(data, 'name', 'data')}:test"
+    return str(getattr(data, "name", type(data).__name__))
+
+
+def _mean(v: list[float]) -> float:
+    return float(np.mean(v)) if v and np.all(np.isfinite(v)) else float("nan")
+
+
+def _std(v: list[float]) -> float:
+    # sample std over the repeats (ddof = 1); a single repeat has no spread to report: 0
+    if not v or not np.all(np.isfinite(v)):
+        return float("nan")
+    return float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+
+def _curve(
+    model: nn.Module, data, subsets: list[np.ndarray], paths: list[str], *, k: int,
+    batch_size: int, device, progress: bool, label: str = "modularity",
+) -> pd.DataFrame:
+    labels = data.labels.detach().cpu().numpy()
+    x_one = _take(data, subsets[0][:2])
+    sites = _probe_layers(model, x_one, paths, device)
+    rows = []
+    it = sites
+    if progress:
+        from rich.progress import track
+
+        it = track(sites, description=label, transient=True)
+    for site in it:
+        row = {"layer": site["name"], "module": site["module"], "k": k, "d": site["d"],
+               "n": int(len(subsets[0])), "repeats": len(subsets)}  # fmt: skip
+        qs, qrs, fins, qmaxs, clipped = [], [], [], [], []
+        status, error = site["status"], site["error"]
+        if status == "ok":
+            try:
+                for group in _chunk_repeats(subsets, max(site["d"], 1), _FEATURE_BYTES):
+                    pool = np.unique(np.concatenate([subsets[r] for r in group]))
+                    grams = _layer_grams(
+                        model, data, site["module"], pool, stop_early=site["calls"] == 1,
+                        batch_size=batch_size, device=device,
+                    )
+                    gram, d = grams[site["name"]]
+                    row["d"] = d
+                    for r in group:
+                        pos = np.searchsorted(pool, subsets[r])
+                        res = modularity_from_gram(gram[np.ix_(pos, pos)], labels[subsets[r]], k, d=d)
+                        if res.status != "ok":
+                            status, error = res.status, "every kNN similarity was <= 0"
+                        qs.append(res.q)
+                        qrs.append(res.q_rel)
+                        fins.append(res.f_in)
+                        qmaxs.append(res.q_max)
+                        clipped.append(res.n_clipped)
+                    del grams, gram  # free this layer before the next one
+            except Exception as exc:  # one failing layer is a status in its row
+                status, error = "error", f"{type(exc).__name__}: {exc}"
+        row.update(
+            q_mean=_mean(qs), q_std=_std(qs), q_rel_mean=_mean(qrs), q_rel_std=_std(qrs),
+            f_in=_mean(fins), q_max=_mean(qmaxs),
+            n_clipped=float(np.mean(clipped)) if clipped else float("nan"),
+            status=status, error=error,
+        )  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def modularity_curve(
+    model: nn.Module,
+    data: Any,
+    layers: str | Sequence[str] | None = "auto",
+    n: int = 500,
+    k: int = 3,
+    repeats: int = 5,
+    seed: int = 0,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The modularity curve: Q of the kNN cosine graph of each probed layer (SPEC §2.2).
+
+    For r = 1..R a class-stratified random subset of ``n`` samples (the same subsets at every
+    layer) gives Q_l^r = modularity(flatten(h_l(x)), y, k) with the true labels y; the table
+    reports mean and std over r of Q and of Q/Q_max (std with ddof = 1).
+
+    Args:
+        model: any ``nn.Module`` (not modified; run in eval mode, its flags restored).
+        data: a Dataset, DataSplits (test split), an ``(x, y)`` tuple or a dict with labels.
+        layers: ``"auto"`` (a built-in model's natural probes: hidden layers, ConvBlocks, the stem
+            and every residual block, transformer blocks), or module paths.
+        n, k, repeats, seed: subset size, neighbours, number of subsets, RNG seed.
+
+    Returns:
+        DataFrame, one row per layer in execution order: layer, module, q_mean, q_std,
+        q_rel_mean, q_rel_std, f_in, q_max, n_clipped, n, k, d, repeats, status, error;
+        ``attrs["meta"]`` (version, seed, n, k, repeats, data, model hash) and ``attrs["summary"]``.
+
+    Example:
+        >>> import torch
+        >>> from netxray.models import build_model
+        >>> m = build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2, "widths": [8, 8]})
+        >>> x, y = torch.randn(60, 4), torch.arange(60) % 2
+        >>> curve = modularity_curve(m, (x, y), n=40, repeats=2)
+        >>> list(curve["layer"]), list(curve["status"])
+        (['hidden.0', 'hidden.1'], ['ok', 'ok'])
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    data_ = _indexable(data, "modularity_curve")
+    labels = data_.labels.detach().cpu().numpy()
+    if len(np.unique(labels)) < 2:
+        raise ValueError("modularity_curve: the data has a single class; need at least 2")
+    n_eff = min(int(n), len(labels))
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 or k >= n_eff:
+        raise ValueError(
+            f"k must be an integer with 1 <= k < n (samples per subset): got k={k!r}, n={n_eff}"
+        )
+    paths = _default_layers(model, layers)
+    subsets = stratified_subsets(labels, n_eff, repeats, seed)
+    target = torch.device(device) if device is not None else model_device(model)
+    curve = _curve(
+        model, data_, subsets, paths, k=int(k), batch_size=batch_size, device=target,
+        progress=progress,
+    )
+    curve.attrs["meta"] = metadata(
+        lens="modularity_curve", seed=seed, n=n_eff, k=int(k), repeats=int(repeats),
+        data=_data_name(data), n_available=len(labels), model_hash=model_hash(model),
+        model=type(model).__name__, identical_repeats=n_eff >= len(labels),
+    )  # fmt: skip
+    ok = curve[curve["status"] == "ok"]
+    curve.attrs["summary"] = {
+        "layers": len(curve),
+        "failed": int((curve["status"] != "ok").sum()),
+        "q_first": float(ok["q_mean"].iloc[0]) if len(ok) else float("nan"),
+        "q_last": float(ok["q_mean"].iloc[-1]) if len(ok) else float("nan"),
+        "q_peak_layer": str(ok.loc[ok["q_mean"].idxmax(), "layer"]) if len(ok) else None,
+    }
+    return curve
+
+
+# --------------------------------------------------------------------------- redundancy
+
+
+def _curve_frame(curve: Any) -> pd.DataFrame:
+    if not isinstance(curve, pd.DataFrame):
+        raise TypeError(f"curve must be the DataFrame of modularity_curve, got {type(curve).__name__}")
+    missing = [c for c in ("layer", "q_mean") if c not in curve.columns]
+    if missing:
+        raise ValueError(f"curve is missing column(s) {missing}; expected modularity_curve's table")
+    return curve
+
+
+def redundant_layers(
+    curve: pd.DataFrame, tol: float | None = None, *, min_tol: float = 1e-3
+) -> pd.DataFrame:
+    """ΔQ per layer and the plateau / degradation segments of a modularity curve (SPEC §2.2).
+
+    ΔQ_l = Q_l − Q_{l'} with l' the previous layer whose status is ok. With τ the tolerance:
+    ΔQ > τ is a *rise*; |ΔQ| ≤ τ a *plateau*; ΔQ < −τ a *degradation*. Plateau and degradation
+    layers are *redundant* (they add no class separation). Default τ_l (a choice, SPEC §2.2:
+    "from the repeat standard deviation") = max(min_tol, 2·sqrt((s_l² + s_{l'}²)/R)), two standard
+    errors of a difference of two means over R repeats; pass ``tol`` to fix it.
+
+    Returns a DataFrame (layer, q_mean, dq, tol, kind, redundant, segment) with
+    ``attrs["segments"]``: runs of consecutive redundant layers of one kind
+    ({kind, layers, dq_total}), and ``attrs["meta"]``.
+
+    Example:
+        >>> import pandas as pd
+        >>> c = pd.DataFrame({"layer": ["a", "b", "c", "d"], "q_mean": [0.1, 0.5, 0.5, 0.4],
+        ...                   "q_std": [0.01] * 4, "repeats": [5] * 4, "status": ["ok"] * 4})
+        >>> list(redundant_layers(c)["kind"])
+        ['first', 'rise', 'plateau', 'degradation']
+    """
+    curve = _curve_frame(curve)
+    if tol is not None and (not np.isfinite(tol) or tol < 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    status = curve["status"] if "status" in curve else pd.Series(["ok"] * len(curve))
+    std = curve["q_std"].fillna(0.0) if "q_std" in curve else pd.Series([0.0] * len(curve))
+    reps = curve["repeats"] if "repeats" in curve else pd.Series([1] * len(curve))
+    rows, prev = [], None
+    for i in range(len(curve)):
+        q = float(curve["q_mean"].iloc[i])
+        ok = status.iloc[i] == "ok" and np.isfinite(q)
+        row = {"layer": curve["layer"].iloc[i], "q_mean": q, "dq": float("nan"),
+               "tol": float("nan"), "kind": "n/a", "redundant": False}  # fmt: skip
+        if ok and prev is None:
+            row["kind"] = "first"
+        elif ok:
+            dq = q - float(curve["q_mean"].iloc[prev])
+            r = max(int(reps.iloc[i]), 1)
+            t = tol if tol is not None else max(
+                min_tol, 2.0 * math.sqrt((std.iloc[i] ** 2 + std.iloc[prev] ** 2) / r)
+            )
+            kind = "rise" if dq > t else ("degradation" if dq < -t else "plateau")
+            row.update(dq=dq, tol=float(t), kind=kind, redundant=kind != "rise")
+        if ok:
+            prev = i
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=["layer", "q_mean", "dq", "tol", "kind", "redundant"])
+    seg_ids, segments, current = [], [], None
+    for _, r in out.iterrows():
+        if r["redundant"] and current is not None and current["kind"] == r["kind"]:
+            current["layers"].append(r["layer"])
+            current["dq_total"] += r["dq"]
+        elif r["redundant"]:
+            current = {"kind": r["kind"], "layers": [r["layer"]], "dq_total": r["dq"]}
+            segments.append(current)
+        elif r["kind"] != "n/a":  # a failed layer does not split a segment; a rise does
+            current = None
+        seg_ids.append(len(segments) - 1 if r["redundant"] else -1)
+    out["segment"] = seg_ids
+    out.attrs["segments"] = segments
+    out.attrs["meta"] = metadata(
+        lens="redundant_layers", tol=tol, min_tol=min_tol,
+        tol_rule="given" if tol is not None else "max(min_tol, 2*sqrt((s_l^2+s_prev^2)/R))",
+        curve=dict(curve.attrs.get("meta", {})),
+    )  # fmt: skip
+    return out
+
+
+def layer_difference(curve: pd.DataFrame, *, relative: bool = False) -> pd.DataFrame:
+    """Representation difference between layers, D_ij = |Q_i − Q_j| (Q/Q_max with ``relative``).
+
+    Example:
+        >>> import pandas as pd
+        >>> c = pd.DataFrame({"layer": ["a", "b"], "q_mean": [0.2, 0.7]})
+        >>> round(float(layer_difference(c).loc["a", "b"]), 12)
+        0.5
+    """
+    curve = _curve_frame(curve)
+    col = "q_rel_mean" if relative else "q_mean"
+    q = curve[col].to_numpy(dtype=np.float64)
+    names = list(curve["layer"])
+    d = pd.DataFrame(np.abs(q[:, None] - q[None, :]), index=names, columns=names)
+    d.attrs["meta"] = metadata(lens="layer_difference", quantity=col)
+    return d
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _figure(ax, size):
+    from matplotlib.figure import Figure
+
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _save(fig, path) -> None:
+    if path is not None:
+        fig.savefig(path, dpi=120)
+
+
+def plot_modularity_curve(
+    curve: pd.DataFrame,
+    redundant: pd.DataFrame | None = None,
+    *,
+    relative: bool = False,
+    path: str | None = None,
+    ax: Any = None,
+    label: str | None = None,
+) -> Any:
+    """Plot Q (or Q/Q_max) per layer with a ±1 std band; redundant layers shaded and marked.
+
+    ``redundant`` defaults to :func:`redundant_layers` (curve). Returns the matplotlib Figure and
+    saves it to ``path`` when given.
+    """
+    curve = _curve_frame(curve)
+    if redundant is None:
+        redundant = redundant_layers(curve)
+    fig, ax = _figure(ax, (max(5.0, 0.45 * len(curve) + 2), 3.6))
+    mean_col, std_col = ("q_rel_mean", "q_rel_std") if relative else ("q_mean", "q_std")
+    xs = np.arange(len(curve))
+    mean = curve[mean_col].to_numpy(dtype=float)
+    std = curve[std_col].fillna(0).to_numpy(dtype=float) if std_col in curve else np.zeros_like(mean)
+    line = ax.plot(xs, mean, marker="o", label=label or ("Q / Q_max" if relative else "Q"))[0]
+    ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+    colors = {"plateau": "tab:orange", "degradation": "tab:red"}
+    for kind, color in colors.items():
+        sel = (redundant["kind"] == kind).to_numpy()
+        for x in xs[sel]:
+            ax.axvspan(x - 0.5, x + 0.5, color=color, alpha=0.12, lw=0)
+        if sel.any():
+            ax.scatter(xs[sel], mean[sel], color=color, zorder=3, label=kind)
+    bad = (curve["status"] != "ok").to_numpy() if "status" in curve else np.zeros(len(xs), bool)
+    if bad.any():
+        ax.scatter(xs[bad], np.zeros(bad.sum()), marker="x", color="k", label="failed")
+    ax.set_xticks(xs, list(curve["layer"]), rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("Q / Q_max" if relative else "modularity Q")
+    ax.set_title("modularity curve")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return fig
+
+
+def plot_layer_difference(
+    curve: pd.DataFrame, *, relative: bool = False, path: str | None = None, ax: Any = None
+) -> Any:
+    """Heatmap of D_ij = |Q_i − Q_j|; returns the Figure (saved to ``path`` when given)."""
+    d = layer_difference(curve, relative=relative)
+    n = len(d)
+    fig, ax = _figure(ax, (max(4.0, 0.4 * n + 2), max(3.5, 0.4 * n + 1.5)))
+    im = ax.imshow(d.to_numpy(), cmap="viridis", vmin=0)
+    ax.set_xticks(range(n), list(d.columns), rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(n), list(d.index), fontsize=7)
+    ax.set_title("layer difference |Q_i − Q_j|")
+    fig.colorbar(im, ax=ax)
+    _save(fig, path)
+    return fig

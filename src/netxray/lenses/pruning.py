@@ -1,0 +1,412 @@
+"""Pruning guided by the modularity curve (SPEC §2.2), with the controls that make it honest.
+
+Lu et al. (ECCV 2022) prune the layers where the modularity curve plateaus or degrades, fine-tune,
+and report almost no accuracy loss. That claim only means something next to controls, so
+:func:`prune_study` prunes, fine-tunes and measures, all the same way:
+
+- ``original``: the model as given (no pruning, no fine-tuning);
+- ``finetuned``: no pruning, fine-tuned like the others (separates the effect of extra training
+  from the effect of removing layers);
+- ``modularity``: the redundant layers (:func:`netxray.redundant_layers`) that can be removed;
+- ``random#s``: the same number of removable layers drawn at random (seeded, several draws);
+- ``non_redundant``: the same number of removable layers where Q still rises (largest ΔQ first),
+  when there are enough of them.
+
+Which layers can be removed without breaking shapes (built-in models): a residual block whose
+shortcut is the identity becomes the identity; a conv block whose input and output shapes agree
+(same channels, stride 1, padding 1) is dropped; a transformer block is dropped; an MLP hidden
+layer whose input and output widths agree is dropped. Everything else is listed with the reason.
+Removed layers are recorded in ``netxray_config["removed"]`` so a saved pruned model loads back
+with ``netxray.load``.
+
+Cost: parameters, and MACs per sample counted with forward hooks — convolutions
+(out elements × C_in/groups × kernel size), linear layers (out elements × in features), and the
+two attention matmuls of built-in ViT blocks (2·T²·dim). Normalization, activations, pooling and
+additions are not counted (the usual convention).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from netxray._meta import metadata, model_hash
+
+__all__ = [
+    "PruneStudy",
+    "count_macs",
+    "count_params",
+    "prune_layers",
+    "prune_study",
+    "removable_layers",
+]
+
+
+# --------------------------------------------------------------------------- what can go
+
+
+def _reason(model: nn.Module, path: str) -> str | None:
+    """None when the layer at ``path`` can be removed; otherwise why not."""
+    from netxray.models import CNN, MLP, BasicBlock, Block, ConvBlock, ResNet, ViT
+
+    module = dict(model.named_modules()).get(path)
+    if module is None:
+        return f"no module {path!r} in {type(model).__name__}"
+    if isinstance(module, nn.Identity):
+        return "already removed"
+    if isinstance(model, ResNet):
+        if path == "stem":
+            return "the stem maps the input channels to the first stage's width"
+        if isinstance(module, BasicBlock):
+            if isinstance(module.shortcut, nn.Identity):
+                return None
+            return "its shortcut is a projection (the block changes channels or resolution)"
+    if isinstance(model, CNN) and isinstance(module, ConvBlock):
+        conv = module.conv
+        if conv.in_channels != conv.out_channels:
+            return f"it changes the channels ({conv.in_channels} → {conv.out_channels})"
+        if any(s != 1 for s in conv.stride):
+            return "it changes the resolution (stride > 1)"
+        return None  # 3×3 conv, padding 1, stride 1: same shape in and out
+    if isinstance(model, ViT) and isinstance(module, Block):
+        return None  # residual block on the token stream: (B, T, D) in and out
+    if isinstance(model, MLP) and path.startswith("hidden."):
+        lin = module.linear
+        if lin.in_features != lin.out_features:
+            return f"it changes the width ({lin.in_features} → {lin.out_features})"
+        return None
+    return f"{type(module).__name__} in a {type(model).__name__} is not a removable block"
+
+
+def removable_layers(model: nn.Module, layers: list[str] | None = None) -> pd.DataFrame:
+    """Which probe layers of a built-in model can be removed, and why not for the others.
+
+    Returns a DataFrame (layer, removable, reason), for ``layers`` or the natural probes.
+
+    Example:
+        >>> from netxray.models import build_model
+        >>> m = build_model({"arch": "resnet", "input_shape": [1, 8, 8], "num_classes": 10,
+        ...                  "width": 8, "depth": 2})
+        >>> removable_layers(m).set_index("layer")["removable"].to_dict()["layer1.1"]
+        True
+    """
+    from netxray.models import natural_probes
+
+    if layers is None:
+        removed = set(getattr(model, "netxray_config", {}).get("removed", []))
+        layers = [p for p in natural_probes(model) if p not in removed]
+    rows = []
+    for p in layers:
+        why = _reason(model, p)
+        rows.append({"layer": p, "removable": why is None, "reason": why or ""})
+    return pd.DataFrame(rows, columns=["layer", "removable", "reason"])
+
+
+def prune_layers(model: nn.Module, layers: list[str]) -> nn.Module:
+    """A pruned deep copy of a built-in model: each layer in ``layers`` becomes ``nn.Identity``.
+
+    The original is not modified. The copy's ``netxray_config["removed"]`` lists every removed
+    layer, so ``netxray.save_checkpoint`` / ``netxray.load`` round-trip it. A layer that cannot
+    be removed is a ``ValueError`` that says why.
+
+    Example:
+        >>> import torch
+        >>> from netxray.models import build_model
+        >>> m = build_model({"arch": "vit", "input_shape": [1, 8, 8], "num_classes": 10,
+        ...                  "dim": 16, "depth": 2, "num_heads": 2})
+        >>> p = prune_layers(m, ["blocks.1"])
+        >>> p.netxray_config["removed"], p(torch.zeros(1, 1, 8, 8)).shape
+        (['blocks.1'], torch.Size([1, 10]))
+    """
+    from netxray.models._removed import apply_removed
+
+    config = getattr(model, "netxray_config", None)
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"prune_layers: {type(model).__name__} is not a built-in netxray model (no "
+            "netxray_config); only built-in models can be pruned and saved"
+        )
+    layers = list(layers)
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"prune_layers: a layer is listed twice in {layers}")
+    for p in layers:
+        why = _reason(model, p)
+        if why is not None:
+            raise ValueError(f"prune_layers: cannot remove {p!r}: {why}")
+    pruned = copy.deepcopy(model)
+    apply_removed(pruned, layers)
+    cfg = copy.deepcopy(config)
+    cfg["removed"] = list(cfg.get("removed", [])) + layers
+    pruned.netxray_config = cfg
+    for attr in ("netxray_checkpoint", "netxray_train_metrics"):
+        if hasattr(pruned, attr):  # describes the unpruned model
+            delattr(pruned, attr)
+    return pruned
+
+
+# --------------------------------------------------------------------------- cost
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (shared tensors counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def count_macs(model: nn.Module, example: torch.Tensor) -> int:
+    """Multiply–accumulates per sample of one forward pass, counted with hooks.
+
+    conv: (out elements) × C_in/groups × ∏kernel; linear: (out elements) × in_features;
+    built-in ViT attention: 2·T²·dim (Q Kᵀ and A V). ``example``: one input batch (any size).
+
+    Example:
+        >>> count_macs(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), torch.zeros(5, 4))
+        18
+    """
+    from netxray.models import Attention
+
+    total = [0]
+    batch = int(example.shape[0])
+
+    def hook(module: nn.Module, args: tuple, out: Any) -> None:
+        if not isinstance(out, torch.Tensor):
+            return
+        per_sample_out = out.numel() // max(batch, 1)
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            total[0] += per_sample_out * (module.in_channels // module.groups) * math.prod(
+                module.kernel_size
+            )
+        elif isinstance(module, nn.Linear):
+            total[0] += per_sample_out * module.in_features
+        elif isinstance(module, Attention):
+            t, dim = int(args[0].shape[1]), int(args[0].shape[2])
+            total[0] += 2 * t * t * dim
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, flag in flags:
+            m.training = flag
+    return int(total[0] // 1)
+
+
+# --------------------------------------------------------------------------- the study
+
+
+@dataclass
+class PruneStudy:
+    """Result of :func:`prune_study`.
+
+    ``table``: one row per variant (original, finetuned, modularity, random#s, non_redundant);
+    ``curve``: the modularity curve the decision was made on; ``redundant``: its ΔQ table;
+    ``removable``: which layers can go and why not; ``curve_after``: the curve of the pruned,
+    fine-tuned model; ``model``: that model (None when nothing was removable); ``summary``.
+    """
+
+    table: pd.DataFrame
+    curve: pd.DataFrame
+    redundant: pd.DataFrame
+    removable: pd.DataFrame
+    curve_after: pd.DataFrame | None
+    model: nn.Module | None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _evaluate(model: nn.Module, dataset) -> float:
+    from netxray.train import evaluate
+
+    return float(evaluate(model, dataset)[0])
+
+
+def _finetune(model: nn.Module, splits, epochs: int, lr: float, seed: int) -> nn.Module:
+    from netxray.train import train
+
+    if epochs == 0:
+        return copy.deepcopy(model).eval()
+    result = train(model, splits, epochs=epochs, lr=lr, seed=seed, progress=False)
+    tuned = result.model.eval()
+    tuned.netxray_config = copy.deepcopy(model.netxray_config)
+    return tuned
+
+
+def prune_study(
+    model: nn.Module,
+    data: Any,
+    *,
+    curve: pd.DataFrame | None = None,
+    tol: float | None = None,
+    finetune_epochs: int = 3,
+    lr: float = 1e-3,
+    n: int = 500,
+    k: int = 3,
+    repeats: int = 5,
+    seed: int = 0,
+    random_draws: int = 3,
+    curve_split: str = "train",
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> PruneStudy:
+    """Prune the redundant removable layers, fine-tune, and compare with the controls.
+
+    Args:
+        model: a trained built-in model (not modified).
+        data: a ``DataSplits`` (``load_data`` spec string accepted): the curve is measured on
+            ``curve_split`` ("train" by default, so the choice never looks at the test set),
+            fine-tuning uses the train split, accuracies are on the test split.
+        curve: a precomputed modularity curve (else computed with n, k, repeats, seed).
+        tol: redundancy tolerance for :func:`netxray.redundant_layers` (default from the spread).
+        finetune_epochs, lr: fine-tuning of every variant (Adam, cosine schedule, same seed).
+        random_draws: how many random selections of the same number of layers.
+        out: directory; writes the pruned model's checkpoint, ``prune_table.csv``, the curves.
+
+    Returns:
+        :class:`PruneStudy` (``table`` has variant, removed, n_removed, params, params_pct, macs,
+        macs_pct, acc_pruned, acc_finetuned, delta_acc, delta_vs_finetuned, status).
+    """
+    from netxray.data import load_data
+    from netxray.lenses.modularity import modularity_curve, redundant_layers
+
+    splits = load_data(data, seed=seed) if isinstance(data, str) else data
+    if not (hasattr(splits, "train") and hasattr(splits, "test")):
+        raise TypeError(
+            f"prune_study: data must be a DataSplits or a load_data spec, got {type(data).__name__}"
+        )
+    if curve_split not in ("train", "test"):
+        raise ValueError(f"curve_split must be 'train' or 'test', got {curve_split!r}")
+    if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
+        raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
+    if not isinstance(getattr(model, "netxray_config", None), dict):
+        raise ValueError(
+            f"prune_study: {type(model).__name__} is not a built-in netxray model; pruning needs "
+            "the built-in layouts (netxray.models) to know which layers can be removed"
+        )
+    curve_data = getattr(splits, curve_split)
+    if curve is None:
+        curve = modularity_curve(model, curve_data, n=n, k=k, repeats=repeats, seed=seed,
+                                 progress=progress)  # fmt: skip
+    red = redundant_layers(curve, tol=tol)
+    rem = removable_layers(model, list(curve["layer"]))
+    info = red.merge(rem, on="layer", how="left")
+    info["removable"] = info["removable"].fillna(False).astype(bool)
+    candidates = list(info.loc[info["redundant"] & info["removable"], "layer"])
+    blocked = info.loc[info["redundant"] & ~info["removable"], ["layer", "reason"]]
+    m = len(candidates)
+    removable_all = list(info.loc[info["removable"], "layer"])
+    rising = info.loc[info["removable"] & ~info["redundant"] & (info["kind"] == "rise")]
+    rising = list(rising.sort_values("dq", ascending=False)["layer"])
+
+    example = curve_data.x[:2]
+    base_params, base_macs = count_params(model), count_macs(model, example)
+    acc_original = _evaluate(model, splits.test)
+    rows: list[dict[str, Any]] = []
+
+    def add(variant: str, removed: list[str], status: str = "ok") -> nn.Module | None:
+        row: dict[str, Any] = {"variant": variant, "removed": ";".join(removed),
+                               "n_removed": len(removed), "status": status}  # fmt: skip
+        tuned = None
+        if status == "ok":
+            pruned = prune_layers(model, removed) if removed else copy.deepcopy(model)
+            row["params"] = count_params(pruned)
+            row["macs"] = count_macs(pruned, example)
+            row["acc_pruned"] = _evaluate(pruned, splits.test)
+            if variant == "original":
+                row["acc_finetuned"] = float("nan")
+            else:
+                tuned = _finetune(pruned, splits, finetune_epochs, lr, seed)
+                row["acc_finetuned"] = _evaluate(tuned, splits.test)
+        rows.append(row)
+        return tuned
+
+    add("original", [])
+    add("finetuned", [])
+    pruned_model = None
+    if m:
+        pruned_model = add("modularity", candidates)
+        rng = np.random.default_rng(seed)
+        for s in range(int(random_draws)):
+            pick = sorted(rng.choice(len(removable_all), size=m, replace=False).tolist())
+            add(f"random#{s}", [removable_all[i] for i in pick])
+        if len(rising) >= m:
+            add("non_redundant", rising[:m])
+        else:
+            add("non_redundant", [], status=(
+                f"not possible: {len(rising)} removable layer(s) where Q rises, {m} needed"))  # fmt: skip
+    table = pd.DataFrame(rows)
+    for col in ("params", "macs", "acc_pruned", "acc_finetuned"):
+        if col not in table:
+            table[col] = np.nan
+    table["params_pct"] = 100.0 * table["params"] / base_params
+    table["macs_pct"] = 100.0 * table["macs"] / base_macs
+    table["delta_acc"] = table["acc_finetuned"] - acc_original
+    ft = table.loc[table["variant"] == "finetuned", "acc_finetuned"]
+    table["delta_vs_finetuned"] = table["acc_finetuned"] - (float(ft.iloc[0]) if len(ft) else np.nan)
+    cols = ["variant", "removed", "n_removed", "params", "params_pct", "macs", "macs_pct",
+            "acc_pruned", "acc_finetuned", "delta_acc", "delta_vs_finetuned", "status"]  # fmt: skip
+    table = table[cols]
+
+    curve_after = None
+    if pruned_model is not None:
+        curve_after = modularity_curve(pruned_model, curve_data, n=n, k=k, repeats=repeats,
+                                       seed=seed, progress=progress)  # fmt: skip
+    rand = table[table["variant"].str.startswith("random#")]["acc_finetuned"]
+    mod = table.loc[table["variant"] == "modularity", "acc_finetuned"]
+    summary = {
+        "n_redundant": int(info["redundant"].sum()),
+        "n_removed": m,
+        "removed": candidates,
+        "redundant_not_removable": [f"{r.layer}: {r.reason}" for r in blocked.itertuples()],
+        "acc_original": acc_original,
+        "acc_modularity": float(mod.iloc[0]) if len(mod) else None,
+        "acc_random_mean": float(rand.mean()) if len(rand) else None,
+        "acc_random_std": float(rand.std(ddof=1)) if len(rand) > 1 else None,
+        "note": None if m else "no redundant layer can be removed: nothing was pruned",
+    }
+    meta = metadata(
+        lens="prune_study", seed=seed, n=n, k=k, repeats=repeats, tol=tol,
+        finetune_epochs=finetune_epochs, lr=lr, random_draws=random_draws,
+        curve_split=curve_split, data=getattr(curve_data, "name", None),
+        model_hash=model_hash(model), model=type(model).__name__,
+        base_params=base_params, base_macs=base_macs,
+    )  # fmt: skip
+    table.attrs["meta"] = meta
+    table.attrs["summary"] = summary
+    study = PruneStudy(table, curve, red, rem, curve_after, pruned_model, summary)
+    if out is not None:
+        _write_study(study, Path(out))
+    return study
+
+
+def _write_study(study: PruneStudy, out: Path) -> None:
+    import json
+
+    from netxray._meta import atomic_write_text
+    from netxray.models import save_checkpoint
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "prune_table.csv", study.table.to_csv(index=False))
+    atomic_write_text(out / "curve_before.csv", study.curve.to_csv(index=False))
+    atomic_write_text(out / "redundant.csv", study.redundant.to_csv(index=False))
+    if study.curve_after is not None:
+        atomic_write_text(out / "curve_after.csv", study.curve_after.to_csv(index=False))
+    record = {"summary": study.summary, "meta": study.table.attrs.get("meta", {})}
+    atomic_write_text(out / "prune_summary.json", json.dumps(record, indent=2, default=str) + "\n")
+    if study.model is not None:
+        row = study.table[study.table["variant"] == "modularity"].iloc[0]
+        save_checkpoint(
+            study.model, out / "pruned",
+            metrics={"test_acc": float(row["acc_finetuned"]), "params": int(row["params"]),
+                     "macs": int(row["macs"]), "removed": study.summary["removed"]},
+        )  # fmt: skip

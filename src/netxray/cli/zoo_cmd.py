@@ -1,0 +1,132 @@
+"""``netxray zoo train | analyze | demo``: populations of models (SPEC 3.3)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+zoo_app = typer.Typer(
+    help="Zoo studies: train a population over a grid, then ask whether good networks look alike "
+    "and how well weights alone predict accuracy.",
+    no_args_is_help=True,
+)
+
+DEMO_ARCHS = "mlp,cnn,vit"
+# 3 families x 72 = 216 models; lr spans too-slow to too-fast so all three classes appear
+DEMO_GRID = "width=8,16,32;depth=1,2;lr=1e-3,1e-2,1e-1;epochs=1,5;seed=0,1"
+
+
+@zoo_app.command("train")
+def zoo_train(
+    out: Path = typer.Option(..., "--out", help="Zoo directory (created; a rerun resumes it)."),
+    arch: str = typer.Option("mlp", "--arch", help="Comma-separated families: mlp,cnn,resnet,vit."),
+    grid: str = typer.Option(..., "--grid", help='Grid, e.g. "width=8,32;depth=1,2;lr=1e-3,1e-2;epochs=1,5;seed=0,1".'),
+    dataset: str = typer.Option("digits", "--dataset", help="Data spec for netxray.load_data."),
+    engine: str = typer.Option("local", "--engine", help="local (process pool), ray, or serial."),
+    workers: int | None = typer.Option(None, "--workers", help="Parallel workers (default: CPU count)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (engine ray); default: a local instance."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or summary."),
+) -> None:
+    """Train every grid combination for every family: one checkpoint + record per model,
+    written atomically; finished models are skipped on a rerun."""
+    from netxray.lenses.zoo import train_zoo
+
+    t0 = time.perf_counter()
+    df = train_zoo(out, arch, grid, dataset=dataset, engine=engine, workers=workers,
+                   address=address, progress=not quiet)
+    if not quiet:
+        _print_train(df, time.perf_counter() - t0)
+    errors = df[df["status"].str.startswith("error")]
+    if len(errors):
+        raise typer.Exit(code=1)
+
+
+def _print_train(df: Any, seconds: float) -> None:
+    counts = df["status"].where(~df["status"].str.startswith("error"), "error").value_counts().to_dict()
+    typer.echo(f"{len(df)} models: {counts} in {seconds:.1f} s")
+    for r in df[df["status"].str.startswith("error")].itertuples():
+        typer.echo(f"  {r.id}: {r.status}")
+
+
+@zoo_app.command("analyze")
+def zoo_analyze(
+    zoo: Path = typer.Argument(..., help="A zoo directory (netxray zoo train) or a Small CNN Zoo directory."),
+    out: Path = typer.Option(Path("results.parquet"), "--out", help="Per-model table (Parquet, or .csv); side files beside it."),
+    plot: Path | None = typer.Option(None, "--plot", help="Directory for plots."),
+    engine: str = typer.Option("local", "--engine", help="local (process pool), ray, or serial."),
+    workers: int | None = typer.Option(None, "--workers", help="Parallel workers (default: CPU count)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (engine ray)."),
+    bins: int = typer.Option(100, "--bins", help="Shared histogram bins per family."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the predictors."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
+) -> None:
+    """Features, classes (optimal / suboptimal / diverged), spread and distribution comparisons,
+    and accuracy predictors (trees, ridge, hyperparameters-only; GroupKFold by run)."""
+    from netxray.lenses.zoo import analyze_zoo, plot_zoo, write_results
+
+    if not zoo.exists():
+        raise typer.BadParameter(f"zoo directory {zoo} does not exist", param_hint="ZOO")
+    res = analyze_zoo(zoo, engine=engine, workers=workers, address=address, bins=bins, seed=seed,
+                      progress=not quiet)
+    paths = write_results(res, out)
+    if plot is not None:
+        paths += plot_zoo(res, plot)
+    if not quiet:
+        print_findings(res)
+        typer.echo("wrote " + ", ".join(map(str, paths)))
+
+
+def print_findings(res: Any) -> None:
+    """Print the headline numbers of a :class:`ZooAnalysis`."""
+    s = res.summary
+    typer.echo(f"{s['n_models']} models; classes: {s['classes']}; "
+               f"analysis {s['seconds_total']:.1f} s ({s['engine']})")
+    for mid, status in s["errors"]:
+        typer.echo(f"  skipped {mid}: {status}")
+    typer.echo("Do good networks look alike? (spread of weight statistics, optimal vs suboptimal)")
+    for arch, f in s["families"].items():
+        typer.echo(
+            f"  {arch}: {f['n_optimal']} optimal / {f['n_suboptimal']} suboptimal; suboptimal spread (MAD) "
+            f"larger on {f['frac_stats_sub_spread_larger']:.0%} of {f['stats_compared']} statistics "
+            f"(median MAD ratio sub/opt {f['median_mad_ratio']:.2f}; Brown-Forsythe p<0.05: "
+            f"{f['bf_significant_sub_larger']} sub-wider, {f['bf_significant_opt_larger']} opt-wider); "
+            f"mean pairwise Jeffreys within optimal {f.get('jeffreys_within_optimal', float('nan')):.3f} vs "
+            f"within suboptimal {f.get('jeffreys_within_suboptimal', float('nan')):.3f} -> "
+            f"{'supports' if f['claim_holds'] else 'does not support'} the claim")
+    typer.echo("Predicting accuracy from weights (out-of-fold, GroupKFold by run):")
+    for p in s["predictors"]:
+        typer.echo(f"  {p['predictor']:>5} on {p['features']:<8} R2={p['r2']:.3f}  Kendall tau={p['kendall_tau']:.3f}"
+                   f"  (n={p['n']}) {'' if p['status'] == 'ok' else p['status']}")
+
+
+@zoo_app.command("demo")
+def zoo_demo(
+    out: Path = typer.Option(Path("zoo-demo"), "--out", help="Directory for the zoo and the results."),
+    arch: str = typer.Option(DEMO_ARCHS, "--arch", help="Families."),
+    grid: str = typer.Option(DEMO_GRID, "--grid", help="Grid (default: 72 models per family)."),
+    engine: str = typer.Option("local", "--engine", help="local, ray, or serial."),
+    workers: int | None = typer.Option(None, "--workers", help="Parallel workers (default: CPU count)."),
+    quiet: bool = typer.Option(False, "--quiet", help="Only the findings."),
+) -> None:
+    """Train and analyse a zoo of >= 200 tiny MLPs, CNNs and ViTs on digits (resumable), then
+    print whether good networks look alike here and the predictors' R2 and tau vs baselines."""
+    from netxray.lenses.zoo import analyze_zoo, plot_zoo, train_zoo, write_results
+
+    t0 = time.perf_counter()
+    df = train_zoo(out / "zoo", arch, grid, dataset="digits", engine=engine, workers=workers,
+                   progress=not quiet)
+    t_train = time.perf_counter() - t0
+    _print_train(df, t_train)
+    res = analyze_zoo(out / "zoo", engine=engine, workers=workers, progress=not quiet)
+    paths = write_results(res, out / "results.parquet") + plot_zoo(res, out / "plots")
+    print_findings(res)
+    typer.echo(f"total {time.perf_counter() - t0:.1f} s (training {t_train:.1f} s); wrote "
+               + ", ".join(map(str, paths)))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``zoo`` command group to the netxray CLI."""
+    app.add_typer(zoo_app, name="zoo")

@@ -1,0 +1,276 @@
+"""Lens 3 (SPEC §3.1–3.2): weight statistics vs direct numpy/scipy, histograms, node strengths
+against hand-computed small layers, NaN/inf handling, unmapped layers, CLI."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from netxray._meta import model_hash
+from netxray.lenses import parameters as P
+from netxray.measures import weights as W
+
+
+# --------------------------------------------------------------------------- measures
+def test_tensor_stats_match_numpy_scipy():
+    rng = np.random.default_rng(0)
+    x = rng.standard_t(5, size=5000).astype(np.float32) * 0.1 + 0.02
+    s = W.tensor_stats(x, near_zero=1e-2)
+    xd = x.astype(np.float64)
+    assert s["count"] == s["n_finite"] == 5000 and s["n_nonfinite"] == 0
+    assert s["mean"] == pytest.approx(xd.mean(), rel=1e-12)
+    assert s["std"] == pytest.approx(xd.std(ddof=0), rel=1e-12)
+    assert s["skewness"] == pytest.approx(stats.skew(xd, bias=True), rel=1e-9)
+    assert s["kurtosis"] == pytest.approx(stats.kurtosis(xd, fisher=True, bias=True), rel=1e-9)
+    for q in (0, 25, 50, 75, 100):
+        assert s[f"p{q}"] == pytest.approx(np.percentile(xd, q), rel=1e-12)
+    assert s["l1"] == pytest.approx(np.abs(xd).sum(), rel=1e-12)
+    assert s["l2"] == pytest.approx(np.linalg.norm(xd), rel=1e-12)
+    assert s["rms"] == pytest.approx(np.sqrt(np.mean(xd**2)), rel=1e-12)
+    assert s["near_zero_frac"] == pytest.approx(np.mean(np.abs(xd) <= 1e-2))
+
+
+def test_nonfinite_values_are_counted_not_poisoning():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=1000)
+    bad = x.copy()
+    bad[[3, 50, 700]] = [np.nan, np.inf, -np.inf]
+    s, ref = W.tensor_stats(bad), W.tensor_stats(np.delete(x, [3, 50, 700]))
+    assert s["n_nonfinite"] == 3 and s["count"] == 1000 and s["n_finite"] == 997
+    for k in W.STAT_COLUMNS[3:]:
+        assert np.isfinite(s[k]) and s[k] == pytest.approx(ref[k], rel=1e-12)
+    allbad = W.tensor_stats([np.nan, np.inf])
+    assert allbad["n_nonfinite"] == 2 and np.isnan(allbad["mean"])
+
+
+def test_constant_tensor_has_zero_std_and_undefined_shape():
+    s = W.tensor_stats(np.full(10, 0.5))
+    assert s["std"] == 0.0 and np.isnan(s["skewness"]) and np.isnan(s["kurtosis"])
+
+
+def test_shared_histograms_integrate_to_one():
+    rng = np.random.default_rng(2)
+    arrays = [rng.normal(0, 1, 500), rng.normal(1, 0.2, 300), np.r_[rng.uniform(-3, 3, 100), np.nan]]
+    edges = W.shared_bin_edges(arrays, bins=37)
+    assert edges[0] == pytest.approx(np.nanmin(np.concatenate(arrays)))
+    assert edges[-1] == pytest.approx(np.nanmax(np.concatenate(arrays)))
+    for a in arrays:
+        d, n_out = W.histogram_density(a, edges)
+        assert n_out == 0
+        assert float((d * np.diff(edges)).sum()) == pytest.approx(1.0, abs=1e-12)
+    d, n_out = W.histogram_density([0.1, 0.2, 5.0], [0.0, 0.5, 1.0])
+    assert n_out == 1 and float((d * 0.5).sum()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="edges"):
+        W.histogram_density([1.0], [1.0, 0.0])
+
+
+def test_divergences_and_tests_vs_scipy():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0, 1, 400), rng.normal(0.3, 2, 300)
+    D, p = W.ks_distance(a, b)
+    ref = stats.ks_2samp(a, b)
+    assert D == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+    edges = W.shared_bin_edges([a, b], bins=20)
+    pa, pb = W.histogram_density(a, edges)[0], W.histogram_density(b, edges)[0]
+    j = W.jeffreys_divergence(pa, pb, edges)
+    assert j == pytest.approx(W.jeffreys_divergence(pb, pa, edges)) and j > 0
+    assert W.jeffreys_divergence(pa, pa, edges) == 0.0
+    # hand formula on masses without empty bins (smoothing negligible)
+    P_, Q_ = np.array([0.2, 0.3, 0.5]), np.array([0.4, 0.4, 0.2])
+    assert W.jeffreys_divergence(P_, Q_, alpha=0.0) == pytest.approx(np.sum((P_ - Q_) * np.log(P_ / Q_)))
+    # binned KS is the exact KS up to one bin's mass
+    assert abs(W.binned_ks(pa, pb, edges) - D) <= np.max(np.r_[pa, pb] * np.diff(edges)[0]) + 1e-12
+    F, pv = W.brown_forsythe(a, b)
+    ref = stats.levene(a, b, center="median")
+    assert F == pytest.approx(ref.statistic) and pv == pytest.approx(ref.pvalue)
+    # Brown–Forsythe is the ANOVA on absolute deviations from the median
+    za, zb = np.abs(a - np.median(a)), np.abs(b - np.median(b))
+    assert F == pytest.approx(stats.f_oneway(za, zb).statistic)
+    assert W.mad(b) == pytest.approx(stats.median_abs_deviation(b))
+    assert W.mad(b, scale="normal") == pytest.approx(stats.median_abs_deviation(b, scale="normal"))
+    with pytest.raises(ValueError, match="group 1"):
+        W.brown_forsythe(a, [1.0])
+
+
+def test_linear_strengths_by_hand():
+    w = np.array([[1.0, -2.0, 0.5], [3.0, 4.0, -1.0]])
+    b = np.array([0.25, -0.5])
+    s = W.linear_strengths(w, b)
+    assert s["in_signed"].tolist() == [1 - 2 + 0.5 + 0.25, 3 + 4 - 1 - 0.5]
+    assert s["in_abs"].tolist() == [1 + 2 + 0.5 + 0.25, 3 + 4 + 1 + 0.5]
+    assert s["out_signed"].tolist() == [4.0, 2.0, -0.5]
+    assert s["out_abs"].tolist() == [4.0, 6.0, 1.5]
+    with pytest.raises(ValueError, match="bias"):
+        W.linear_strengths(w, [1.0])
+
+
+def test_conv_channel_graph_by_hand():
+    k = np.arange(2 * 3 * 2 * 2, dtype=float).reshape(2, 3, 2, 2) - 10
+    a, aa = W.conv_channel_matrix(k)
+    for o in range(2):
+        for c in range(3):
+            assert a[o, c] == k[o, c].sum() and aa[o, c] == np.abs(k[o, c]).sum()
+    # grouped: 4 out, 4 in, 2 groups -> block diagonal
+    kg = np.ones((4, 2, 3))
+    g, _ = W.conv_channel_matrix(kg, groups=2)
+    assert g.tolist() == [[3, 3, 0, 0], [3, 3, 0, 0], [0, 0, 3, 3], [0, 0, 3, 3]]
+
+
+def test_attention_head_strengths_by_hand():
+    rng = np.random.default_rng(4)
+    D, H = 6, 3
+    wq, wk, wv, wo = (rng.normal(size=(D, D)) for _ in range(4))
+    s = W.attention_head_strengths(wq, wk, wv, wo, H)
+    for h in range(H):
+        r = slice(2 * h, 2 * h + 2)
+        assert s["q_signed"][h] == pytest.approx(wq[r].sum())
+        assert s["k_abs"][h] == pytest.approx(np.abs(wk[r]).sum())
+        assert s["v_signed"][h] == pytest.approx(wv[r].sum())
+        assert s["o_signed"][h] == pytest.approx(wo[:, r].sum())
+        assert s["o_abs"][h] == pytest.approx(np.abs(wo[:, r]).sum())
+    with pytest.raises(ValueError, match="num_heads"):
+        W.attention_head_strengths(wq, wk, wv, wo, 4)
+
+
+# --------------------------------------------------------------------------- lens
+def _small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(3 * 4 * 4, 5), nn.Tanh(), nn.Linear(5, 2),
+    )
+
+
+def test_weight_stats_rows_roles_and_global_row():
+    m = _small_net().train()
+    h0 = model_hash(m)
+    df = P.weight_stats(m)
+    assert model_hash(m) == h0 and m.training  # never modify what the user gave
+    by = df.set_index("name")
+    assert by.loc["1.weight", "role"] == "norm" and by.loc["1.bias", "role"] == "norm"
+    assert by.loc["0.bias", "role"] == "bias" and by.loc["5.weight", "role"] == "weight"
+    assert len(df) == len(list(m.parameters())) + 1
+    w5 = m[5].weight.detach().double().numpy().ravel()
+    assert by.loc["5.weight", "std"] == pytest.approx(w5.std())
+    allw = np.concatenate([m[i].weight.detach().double().numpy().ravel() for i in (0, 5, 7)])
+    assert by.loc["<global>", "count"] == allw.size
+    assert by.loc["<global>", "kurtosis"] == pytest.approx(stats.kurtosis(allw))
+    assert df.attrs["meta"]["model_hash"] == h0
+
+
+def test_weight_stats_flags_nonfinite_weights():
+    m = copy.deepcopy(_small_net())
+    with torch.no_grad():
+        m[5].weight[0, 0] = float("nan")
+        m[5].weight[1, 1] = float("inf")
+    df = P.weight_stats(m).set_index("name")
+    assert df.loc["5.weight", "n_nonfinite"] == 2 and df.loc["5.weight", "status"] == "nonfinite"
+    assert np.isfinite(df.loc["5.weight", "std"]) and np.isfinite(df.loc["<global>", "mean"])
+    assert df.loc["<global>", "n_nonfinite"] == 2
+
+
+def test_node_strengths_hand_computed_with_total_through_flatten():
+    m = _small_net().eval()
+    df = P.node_strengths(m)
+    ok = df[df.status == "ok"]
+    conv_w = m[0].weight.detach().double().numpy()
+    in0 = ok[(ok.layer == "0") & (ok.kind == "in")].sort_values("unit")
+    assert np.allclose(in0["signed"], conv_w.sum(axis=(1, 2, 3)) + m[0].bias.detach().double().numpy())
+    lin = m[5].weight.detach().double().numpy()
+    out5 = ok[(ok.layer == "5") & (ok.kind == "out")]
+    assert np.allclose(out5["abs"], np.abs(lin).sum(0))
+    # conv → BN → ReLU → pool → flatten → Linear: channel c owns 16 columns of layer 5
+    tot0 = ok[(ok.layer == "0") & (ok.kind == "total")].sort_values("unit")
+    expect = in0["signed"].to_numpy() + lin.sum(0).reshape(3, 16).sum(1)
+    assert np.allclose(tot0["signed"], expect)
+    # Linear → Tanh → Linear: total = in-strength + out-strength
+    tot5 = ok[(ok.layer == "5") & (ok.kind == "total")].sort_values("unit")
+    w7 = m[7].weight.detach().double().numpy()
+    assert np.allclose(tot5["signed"], lin.sum(1) + m[5].bias.detach().double().numpy() + w7.sum(0))
+    assert not ((ok.layer == "7") & (ok.kind == "total")).any()  # the head feeds no layer
+    skipped = df[df.status == "skipped"]
+    assert skipped.layer.tolist() == ["1"] and "normalization" in skipped.detail.iloc[0]
+    fl = P.strength_fluctuation(df).set_index(["layer", "kind"])
+    assert fl.loc[("5", "in"), "abs_std"] == pytest.approx(np.std(np.abs(lin).sum(1) + np.abs(m[5].bias.detach().double().numpy())))
+
+
+def test_node_strengths_reports_unmapped_layers_and_mha_heads():
+    class Odd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(4))
+            self.rnn = nn.GRU(4, 4)
+            self.attn = nn.MultiheadAttention(4, 2)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):  # pragma: no cover - never run
+            return x
+
+    m = Odd()
+    df = P.node_strengths(m)
+    bad = df[df.status.isin(["unmapped", "skipped"])].set_index("layer")
+    assert bad.loc["rnn", "status"] == "unmapped" and "GRU" in bad.loc["rnn", "detail"]
+    assert bad.loc["<model>", "status"] == "skipped" and "scale" in bad.loc["<model>", "detail"]
+    heads = df[(df.layer == "attn") & (df.kind == "q")]
+    wq = m.attn.in_proj_weight.detach().double().numpy()[:4]
+    assert np.allclose(heads.sort_values("unit")["signed"], [wq[:2].sum(), wq[2:].sum()])
+    assert any("rnn" in s for s in df.attrs["summary"]["not_mapped"])
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet", "vit"])
+def test_node_strengths_cover_builtin_families(arch):
+    from netxray.models import build_model, default_config
+
+    torch.manual_seed(0)
+    m = build_model(default_config(arch, [1, 8, 8], 10))
+    df = P.node_strengths(m)
+    assert (df.status != "error").all(), df[df.status == "error"].detail.tolist()
+    assert not (df.status == "unmapped").any()
+    linear_like = [n for n, mod in m.named_modules() if isinstance(mod, (nn.Linear, nn.Conv2d))]
+    assert set(linear_like) <= set(df.loc[df.status == "ok", "layer"])
+    kinds = set(df.loc[df.status == "ok", "kind"])
+    if arch == "vit":
+        assert {"q", "k", "v", "o"} <= kinds
+        assert any(df.loc[df.kind == "total", "detail"].str.contains("fc2"))  # fc1 → GELU → fc2
+    if arch in ("mlp", "cnn"):
+        assert "total" in kinds
+
+
+def test_weight_stats_on_trained_model_and_plots(trained, tmp_path):
+    from matplotlib.figure import Figure
+
+    m = trained("mlp")
+    df = P.weight_stats(m)
+    assert (df.status == "ok").all() and (df["count"] > 0).all()
+    fig = P.plot_weight_histograms(m, tmp_path / "h.png")
+    assert isinstance(fig, Figure) and (tmp_path / "h.png").stat().st_size > 0
+    fig = P.plot_strengths(P.node_strengths(m), tmp_path / "s.png")
+    assert isinstance(fig, Figure) and (tmp_path / "s.png").exists()
+    edges, hs = P.weight_histograms([m, trained("mlp")], bins=30)
+    for h in hs:
+        for d in h.values():
+            assert float((d * np.diff(edges)).sum()) == pytest.approx(1.0)
+
+
+def test_cli_weights(tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.models import build_model, default_config, save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(build_model(default_config("mlp", [1, 8, 8], 10, width=16, depth=1)), tmp_path / "ck")
+    out = tmp_path / "stats.csv"
+    r = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(out), "--strengths",
+                                 str(tmp_path / "st.csv"), "--plot", str(tmp_path / "plots"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(out)
+    assert df["name"].iloc[-1] == "<global>" and (tmp_path / "plots" / "strengths.png").exists()
+    r = CliRunner().invoke(app, ["weights", str(tmp_path / "missing"), "--out", str(out)])
+    assert r.exit_code != 0 and "does not exist" in r.output

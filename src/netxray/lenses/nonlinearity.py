@@ -171,9 +171,13 @@ def nonlinearity_signature(
         >>> df[["site", "op", "n", "d", "status"]].values.tolist()
         [['1', 'ReLU', 500, 16, 'ok'], ['3', 'Tanh', 500, 16, 'ok']]
     """
+    from torch import nn
+
     from netxray._meta import metadata, model_hash
     from netxray.capture import collect
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if tokens not in ("mean", "reference", "samples"):
         raise ValueError(f"tokens must be 'mean', 'reference' or 'samples', got {tokens!r}")
     data, source = _resolve_data(data, seed)

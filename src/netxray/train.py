@@ -77,6 +77,18 @@ def _deterministic() -> Iterator[None]:
         torch.backends.cudnn.benchmark = cudnn_bench
 
 
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Any, *, batch_size: int = 1024) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of ``model`` on a ``Dataset``, in eval mode.
@@ -183,6 +195,7 @@ def train(
     out: str | Path | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
+    num_threads: int | None = None,
     **knobs: Any,
 ) -> TrainResult:
     """Train a built-in model (or a copy of a given model) and return a :class:`TrainResult`.
@@ -194,8 +207,10 @@ def train(
     ``data_seed``. ``epochs``/``lr`` default per family (``TRAIN_DEFAULTS``; SGD: ``SGD_LR``).
     Loss: cross-entropy; ``schedule="cosine"`` anneals lr per step to 0. A non-finite loss stops
     training with ``metrics["diverged"] = True`` (a result, not an exception: zoos keep such runs).
-    ``out``: checkpoint directory, written atomically. The global RNG state and the
-    deterministic-algorithms setting are the same after the call as before.
+    ``out``: checkpoint directory, written atomically. ``num_threads``: torch CPU threads for the
+    run (None: leave as is; 1 is often fastest for these small models on a busy machine). The
+    global RNG state, the deterministic-algorithms setting and the thread count are the same
+    after the call as before.
 
     >>> r = train("cnn", "digits", epochs=1, progress=False, channels=[8])
     >>> sorted(r.metrics)[:3]
@@ -217,7 +232,9 @@ def train(
     if len(splits.train) == 0 or len(splits.test) == 0:
         raise ValueError(f"train: data set {splits.train.name!r} has an empty train or test split")
 
-    with torch.random.fork_rng(devices=[]), _deterministic():
+    if num_threads is not None:
+        _check_positive("num_threads", num_threads)
+    with torch.random.fork_rng(devices=[]), _deterministic(), _threads(num_threads):
         torch.manual_seed(seed)
         model, config = _make_model(config_or_arch, splits, knobs)
         arch = (config or {}).get("arch")
@@ -307,6 +324,7 @@ def train(
         "momentum": momentum if optimizer == "sgd" else None,
         "schedule": schedule,
         "seed": seed,
+        "num_threads": num_threads,
     }
     path = None
     if out is not None:

@@ -1,0 +1,257 @@
+"""Tests of lens 4, symmetry (SPEC §4): known answers, canonical forms, alignment, equivalence.
+
+The random symmetry transforms below are written out by hand per family (not with the lens's
+own axis machinery), so they check the lens against an independent statement of each symmetry.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from netxray.lenses.symmetry import (
+    align,
+    alignment_distances,
+    canonicalize,
+    covering_bounds,
+    effective_volume,
+    functionally_equivalent,
+    plot_effective_volume,
+    symmetry_group,
+)
+from netxray.measures import symmetry as msym
+
+# ---------------------------------------------------------------------------------------------
+# known answers (SPEC §4.1, §4.2, §4.3)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "expected"), [(10, 6.559763), (100, 157.970004), (1000, 2567.604644)])
+def test_log10_factorial_known_answers(n, expected):
+    assert msym.log10_factorial(n) == pytest.approx(expected, abs=1e-6)
+    # agrees with the exact integer where that is computable
+    assert msym.log10_factorial(n) == pytest.approx(math.log10(math.factorial(n)), rel=1e-13)
+
+
+def test_factorials_of_huge_widths_never_overflow():
+    for n in (4096, 10**5, 10**7):
+        v = msym.log10_factorial(n)
+        assert math.isfinite(v) and v > 0
+    # Stirling: log n! = n log n − n + ½ log(2πn) + 1/(12n) + O(n⁻³)
+    n = 10**7
+    stirling = n * math.log(n) - n + 0.5 * math.log(2 * math.pi * n) + 1 / (12 * n)
+    assert msym.log_factorial(n) == pytest.approx(stirling, rel=1e-15)
+    b = msym.covering_log_bounds([784, 4096, 4096, 4096, 10], eps=1e-3)
+    assert all(math.isfinite(b[k]) for k in ("classical_log", "reduced_log", "log_Lambda"))
+    assert b["difference_log"] == pytest.approx(b["sum_log_factorials"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("widths", "S", "classical", "sumfact", "reduced", "rel"),
+    [
+        ([10, 10, 1], 121, 530.4, 6.55976, 523.9, 1.24),
+        ([10, 100, 1], 1201, 6421, 157.970, 6263, 2.46),
+        ([10, 1000, 1], 12001, 7.612e4, 2567.60, 7.355e4, 3.37),
+        ([784, 512, 512, 10], 669706, 7.228e6, 2333.08, 7.225e6, 0.03),
+    ],
+)
+def test_covering_bound_table(widths, S, classical, sumfact, reduced, rel):
+    df = covering_bounds(widths, eps=0.01)
+    r = df.iloc[0]
+    assert r.S == S
+    # the table's values are rounded to 4 significant digits
+    assert r.classical_log10 == pytest.approx(classical, rel=6e-4)
+    assert r.sum_log10_factorials == pytest.approx(sumfact, abs=5e-3)
+    assert r.reduced_log10 == pytest.approx(reduced, rel=6e-4)
+    assert 100 * r.relative_reduction == pytest.approx(rel, abs=0.006)
+    assert "small reduction in log terms" in r.verdict
+
+
+def test_log_multiset_coefficient_matches_exact_binomials():
+    for m in (2, 3, 7, 1000):
+        for d in (1, 2, 5, 30):
+            exact = math.log(math.comb(m + d - 1, d))
+            assert msym.log_multiset_coefficient(math.log(m), d) == pytest.approx(exact, rel=1e-12)
+
+
+@pytest.mark.parametrize(("m", "expected"), [(3, 1134), (5, 39375)])
+def test_burnside_counts_by_enumerating_canonical_forms(m, expected):
+    grid = np.linspace(-1.0, 1.0, m)
+    assert msym.enumerate_canonical_forms((1, 2, 1), grid) == expected
+    assert msym.canonical_form_count_formula((1, 2, 1), m) == expected
+    # Burnside's lemma by cycle index equals the stars-and-bars count
+    M = m**3
+    assert msym.burnside_orbit_count(M, 2) == math.comb(M + 1, 2)
+
+
+def test_effective_volume_shrinks_with_width(tmp_path):
+    df = effective_volume([512, 4096, 32768], depth=2)
+    assert np.all(np.diff(df.log10_volume_ratio) < 0)  # total volume ratio vanishes
+    # per dimension it tends to 1 (log → 0) once the hidden layers dominate S
+    assert np.all(np.diff(df.log10_ratio_per_parameter) > 0)
+    fig = plot_effective_volume(df, path=tmp_path / "vol.png")
+    assert (tmp_path / "vol.png").stat().st_size > 0 and fig is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# hand-written random symmetry transforms, one per family
+# ---------------------------------------------------------------------------------------------
+
+
+def _scales(d, gen, mode):
+    if mode == "relu":  # positive rescaling a ∈ [0.5, 2]
+        return torch.rand(d, generator=gen, dtype=torch.float64) * 1.5 + 0.5
+    if mode == "tanh":  # sign flips
+        return torch.randint(0, 2, (d,), generator=gen).to(torch.float64) * 2 - 1
+    return torch.ones(d, dtype=torch.float64)
+
+
+def _perm_bn(bn, p, a=None):
+    a = torch.ones(len(p), dtype=torch.float64) if a is None else a
+    bn.weight.copy_(bn.weight[p] * a)
+    bn.bias.copy_(bn.bias[p] * a)
+    bn.running_mean.copy_(bn.running_mean[p])
+    bn.running_var.copy_(bn.running_var[p])
+
+
+@torch.no_grad()
+def _transform_mlp(model, gen, mode):
+    m = copy.deepcopy(model).double()
+    layers = [h.linear for h in m.hidden] + [m.head]
+    for lin, nxt in zip(layers[:-1], layers[1:], strict=True):
+        p = torch.randperm(lin.out_features, generator=gen)
+        a = _scales(lin.out_features, gen, mode)
+        lin.weight.copy_(lin.weight[p] * a[:, None])
+        lin.bias.copy_(lin.bias[p] * a)
+        nxt.weight.copy_(nxt.weight[:, p] / a)
+    return m
+
+
+@torch.no_grad()
+def _transform_cnn(model, gen):
+    m = copy.deepcopy(model).double()
+    blocks = [b for b in m.features if hasattr(b, "conv")]
+    for k, blk in enumerate(blocks):
+        c = blk.conv.out_channels
+        p, a = torch.randperm(c, generator=gen), _scales(c, gen, "relu")
+        blk.conv.weight.copy_(blk.conv.weight[p])
+        _perm_bn(blk.bn, p, a)  # ReLU rescaling acts on the BN affine part
+        if k + 1 < len(blocks):
+            w = blocks[k + 1].conv.weight
+            w.copy_(w[:, p] / a[None, :, None, None])
+        else:  # Flatten into the classifier: blocks of H·W columns per channel
+            w = m.classifier.weight
+            v = w.view(w.shape[0], c, -1)
+            w.copy_((v[:, p] / a[None, :, None]).reshape(w.shape))
+    return m
+
+
+@torch.no_grad()
+def _transform_resnet(model, gen):
+    m = copy.deepcopy(model).double()
+    q = torch.randperm(m.stem.conv.out_channels, generator=gen)  # stream of stage 1
+    m.stem.conv.weight.copy_(m.stem.conv.weight[q])
+    _perm_bn(m.stem.bn, q)
+    for s in range(m.num_stages):
+        for blk in getattr(m, f"layer{s + 1}"):
+            q_in = q
+            if not isinstance(blk.shortcut, nn.Identity):
+                q = torch.randperm(blk.conv2.out_channels, generator=gen)  # a new stream
+                conv, bn = blk.shortcut[0], blk.shortcut[1]
+                conv.weight.copy_(conv.weight[q][:, q_in])
+                _perm_bn(bn, q)
+            c = blk.conv1.out_channels
+            p, a = torch.randperm(c, generator=gen), _scales(c, gen, "relu")
+            blk.conv1.weight.copy_(blk.conv1.weight[p][:, q_in])
+            _perm_bn(blk.bn1, p, a)
+            blk.conv2.weight.copy_(blk.conv2.weight[q][:, p] / a[None, :, None, None])
+            _perm_bn(blk.bn2, q)
+    m.fc.weight.copy_(m.fc.weight[:, q])
+    return m
+
+
+@torch.no_grad()
+def _transform_vit(model, gen):
+    m = copy.deepcopy(model).double()
+    D = m.patch_embed.out_channels
+    q = torch.randperm(D, generator=gen)  # residual stream
+    m.patch_embed.weight.copy_(m.patch_embed.weight[q])
+    m.patch_embed.bias.copy_(m.patch_embed.bias[q])
+    m.cls_token.copy_(m.cls_token[..., q])
+    m.pos_embed.copy_(m.pos_embed[..., q])
+    for blk in m.blocks:
+        H, hd = blk.attn.num_heads, blk.attn.head_dim
+        h = torch.randperm(H, generator=gen)
+        for ln in (blk.norm1, blk.norm2):
+            ln.weight.copy_(ln.weight[q])
+            ln.bias.copy_(ln.bias[q])
+        w = blk.attn.qkv.weight.view(3, H, hd, D)[:, h][..., q]
+        blk.attn.qkv.weight.copy_(w.reshape(3 * D, D))
+        blk.attn.qkv.bias.copy_(blk.attn.qkv.bias.view(3, H, hd)[:, h].reshape(-1))
+        pw = blk.attn.proj.weight[q].view(D, H, hd)[:, h]
+        blk.attn.proj.weight.copy_(pw.reshape(D, D))
+        blk.attn.proj.bias.copy_(blk.attn.proj.bias[q])
+        fc1, fc2 = blk.mlp.fc1, blk.mlp.fc2
+        p = torch.randperm(fc1.out_features, generator=gen)
+        fc1.weight.copy_(fc1.weight[p][:, q])
+        fc1.bias.copy_(fc1.bias[p])
+        fc2.weight.copy_(fc2.weight[q][:, p])
+        fc2.bias.copy_(fc2.bias[q])
+    m.norm.weight.copy_(m.norm.weight[q])
+    m.norm.bias.copy_(m.norm.bias[q])
+    m.head.weight.copy_(m.head.weight[:, q])
+    return m
+
+
+def _state(model):
+    return {k: v.detach().to(torch.float64) for k, v in model.state_dict().items() if v.is_floating_point()}
+
+
+def _max_state_diff(a, b):
+    sa, sb = _state(a), _state(b)
+    assert list(sa) == list(sb)
+    return max(float((sa[k] - sb[k]).abs().max()) for k in sa if sa[k].numel())
+
+
+def _outputs(model, x):
+    m = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        return m(x.double())
+
+
+FAMILIES = [
+    ("mlp", {}, _transform_mlp, "relu"),
+    ("mlp", {"activation": "tanh", "width": 32}, _transform_mlp, "tanh"),
+    ("cnn", {}, _transform_cnn, None),
+    ("resnet", {}, _transform_resnet, None),
+    ("vit", {}, _transform_vit, None),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("arch", "knobs", "transform", "mode"), FAMILIES,
+                         ids=["mlp-relu", "mlp-tanh", "cnn", "resnet", "vit"])
+def test_random_symmetry_gives_same_canonical_form_and_outputs(trained, digits, arch, knobs, transform, mode):
+    model = trained(arch, **knobs)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(1)
+    moved = transform(model, gen) if mode is None else transform(model, gen, mode)
+    x = digits.test.x[:64]
+    y = _outputs(model, x)
+    # the hand-written transform really is a symmetry, and really moves the weights
+    assert float((_outputs(moved, x) - y).abs().max()) < 1e-10
+    assert _max_state_diff(model, moved) > 1e-3
+    ca, cb = canonicalize(model), canonicalize(moved)
+    assert _max_state_diff(ca, cb) < 1e-10
+    assert float((_outputs(ca, x) - y).abs().max()) < 1e-10
+    # the input model is untouched (weights, dtype, mode)
+    assert not model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # weight matching undoes the transform exactly
+    r = align(model, moved)
+    assert r.distance_after < 1e-9 < r.distance_before
+    assert float((_outputs(r.aligned, x) - y).abs().max()) < 1e-10

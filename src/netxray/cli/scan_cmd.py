@@ -1,0 +1,282 @@
+"""``netxray scan`` and ``netxray compare``: every lens over one model, or over several, as a report.
+
+    netxray scan runs/cnn --data digits --out scan-cnn/
+    netxray scan --model my_net.py:make_model --weights my_net.safetensors --data npz:data.npz --out r/
+    netxray compare runs/mlp runs/cnn runs/vit --data digits --out cmp/
+
+``DIR/index.html`` is one self-contained file (plots embedded, no network needed), next to it
+``results.json`` (metadata and summary) and every table as CSV (and Parquet with pyarrow). The
+CLI holds no science: it loads the model and the data, calls :func:`netxray.report.scan` or
+:func:`netxray.report.compare_report`, and writes the files. The last line printed says where
+the report is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+DATA_HELP = "Data: digits | mnist1d | npz:PATH | idx:DIR | cifar10:DIR | blobs[:...]. The test split is scanned."
+LENSES_HELP = "Comma-separated lenses: nonlinearity,modularity,parameters,symmetry (default: all)."
+MODEL_HELP = (
+    "Your own model: PATH.py:FACTORY, a function in that file returning the nn.Module "
+    "(the file is imported and run as Python). Use with --weights."
+)
+WEIGHTS_HELP = (
+    "Weights for --model: a .safetensors or .pt/.pth state dict, read without executing code "
+    "(torch.load weights_only=True); keys and shapes must match the model exactly."
+)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=1)
+
+
+def _lenses(text: str | None) -> list[str]:
+    from netxray.report import LENSES
+
+    if text is None:
+        return list(LENSES)
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [n for n in names if n not in LENSES]
+    if bad or not names:
+        _fail(f"--lenses {text!r}: unknown {bad or 'empty list'}; expected comma-separated names from {', '.join(LENSES)}")
+    return names
+
+
+def _layers(text: str | None) -> Any:
+    if text is None:
+        return "auto"
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    return names or "auto"
+
+
+def load_cli_model(checkpoint: Path | None, model_spec: str | None, weights: Path | None) -> Any:
+    """The model from a netxray checkpoint, or from ``--model FILE.py:FACTORY`` (+ weights)."""
+    from netxray.models.checkpoint import load
+    from netxray.report.user_model import UserModelError, load_user_model
+
+    if model_spec is not None:
+        if checkpoint is not None and weights is not None:
+            _fail(f"got both a positional weights file {checkpoint} and --weights {weights}; give one")
+        w = weights if weights is not None else checkpoint
+        if w is not None and w.is_dir():
+            _fail(f"{w} is a directory; with --model, give a weights file (.safetensors or .pt)")
+        try:
+            return load_user_model(model_spec, w)
+        except UserModelError as exc:
+            _fail(str(exc))
+    if weights is not None:
+        _fail("--weights needs --model PATH.py:FACTORY (a netxray checkpoint directory carries its own "
+              "architecture; for your own model give the file that builds it)")  # fmt: skip
+    if checkpoint is None:
+        _fail("nothing to scan: give a netxray checkpoint (netxray train --out DIR), or your own "
+              "model with --model PATH.py:FACTORY --weights FILE")  # fmt: skip
+    try:
+        return load(checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(f"cannot load checkpoint {checkpoint}: {exc}")
+
+
+def load_cli_data(spec: str, seed: int) -> Any:
+    from netxray.data import load_data
+
+    try:
+        return load_data(spec, seed=seed)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(f"--data {spec!r}: {exc}")
+
+
+def check_fits(model: Any, splits: Any, spec: str, label: str = "the model") -> None:
+    """Fail early with one clear line when the model cannot run on the data's samples."""
+    import torch
+
+    from netxray.capture import forward_batch, model_device
+
+    x = splits.test.x[:2]
+    device = model_device(model)
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()  # eval: a probe forward must not move BatchNorm statistics
+        with torch.no_grad():
+            forward_batch(model, x.to(device) if device is not None else x)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _fail(
+            f"{label} cannot run on --data {spec!r} samples of shape {list(x.shape[1:])} "
+            f"({splits.num_classes} classes): {type(exc).__name__}: {first}. The data's sample shape "
+            "must be what the model's forward expects"
+        )
+    finally:
+        for m, flag in flags:
+            m.train(flag)
+
+
+def _finish(report: Any, out: Path, quiet: bool) -> Path:
+    try:
+        index = report.save(out)
+    except OSError as exc:
+        _fail(f"--out {out}: cannot write the report: {exc}")
+    if not quiet:
+        from rich.console import Console
+
+        console = Console(stderr=False, highlight=False, soft_wrap=True)
+        for name, res in report.results.items():
+            head = ", ".join(f"{k}={_short(v)}" for k, v in list(res.headline().items())[:5])
+            status = "[green]ok[/green]" if res.status == "ok" else f"[red]{res.status}[/red]: {res.reason}"
+            console.print(f"  {name}: {status}  {head}")
+        if report.failed:
+            console.print(f"  {len(report.failed)} lens result(s) could not be computed; the report says why.")
+    typer.echo(f"Report: {index.resolve()}")
+    return index
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ",".join(map(str, v[:4])) + (",…]" if len(v) > 4 else "]")
+    return str(v)
+
+
+def _unique_names(paths: list[Path]) -> list[str]:
+    names: list[str] = []
+    for p in paths:
+        base = (p.stem if p.suffix in (".safetensors", ".pt", ".pth", ".bin") else p.name) or str(p)
+        name, k = base, 1
+        while name in names:
+            k += 1
+            name = f"{base}-{k}"
+        names.append(name)
+    return names
+
+
+def _write_signature_files(report: Any, out: Path, meta_extra: dict[str, Any]) -> None:
+    """The signature comparison as flat files (signatures.csv, distances.csv, clustering.csv,
+    summary.csv, signatures.png, meta.json), as ``netxray compare-signatures`` writes them."""
+    import pandas as pd
+
+    from netxray._meta import atomic_write_text, metadata
+    from netxray.lenses.nonlinearity import plot_signatures
+
+    res = report.results.get("compare_nonlinearity")
+    if res is None or res.status != "ok":
+        return
+    sigs = {n: c.results["nonlinearity"].tables["signature"] for n, c in report.children.items()
+            if c.results.get("nonlinearity") and c.results["nonlinearity"].status == "ok"}  # fmt: skip
+    long = pd.concat([t.assign(model=n) for n, t in sigs.items()], ignore_index=True)
+    long = long[["model", *[c for c in long.columns if c != "model"]]]
+    atomic_write_text(out / "signatures.csv", long.to_csv(index=False))
+    atomic_write_text(out / "distances.csv", res.tables["distances"].to_csv(index_label="model"))
+    atomic_write_text(out / "clustering.csv", res.tables["clustering"].to_csv(index=False))
+    atomic_write_text(out / "summary.csv", res.tables["summary"].to_csv(index=False))
+    meta = metadata(command="compare", **meta_extra,
+                    model_hashes={n: c.meta.get("model_hash") for n, c in report.children.items()},
+                    linkage=res.tables["clustering"].attrs.get("linkage"))  # fmt: skip
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
+    plot_signatures(sigs, out / "signatures.png", x="relative",
+                    title=f"non-linearity signatures on {meta_extra.get('data')}")  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``scan`` and ``compare`` commands to the ``netxray`` app."""
+
+    @app.command("scan")
+    def scan_cmd(
+        checkpoint: Path | None = typer.Argument(None, help="netxray checkpoint directory (or, with --model, a weights file)."),
+        data: str = typer.Option("digits", "--data", help=DATA_HELP),
+        out: Path = typer.Option(Path("netxray-report"), "--out", help="Output directory for index.html, results.json and tables."),
+        model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
+        weights: Path | None = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+        lenses: str | None = typer.Option(None, "--lenses", help=LENSES_HELP),
+        n_samples: int = typer.Option(2048, "--n-samples", help="Samples per activation site (SPEC: 2048; all if fewer)."),
+        modularity_n: int = typer.Option(500, "--modularity-n", help="Samples per modularity subset (N)."),
+        k: int = typer.Option(3, "--k", help="Neighbours of the modularity kNN graph."),
+        repeats: int = typer.Option(5, "--repeats", help="Modularity repeats (random stratified subsets)."),
+        layers: str | None = typer.Option(None, "--layers", help="Comma-separated module paths probed by the modularity curve (default: natural probes)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of every random choice (data split, sample subsets)."),
+        title: str | None = typer.Option(None, "--title", help="Report title."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars, only the last line."),
+    ) -> None:  # fmt: skip
+        """Scan one model with every lens and write an HTML report plus tables.
+
+        The report has a summary card per lens, the non-linearity signature, the modularity curve with redundant layers and a pruning suggestion, weight histograms, statistics and node strengths, and the symmetry group with covering bounds — each with a sentence on how to read it. A lens that cannot run on the model is a note in the report; the others still run.
+        """
+        from netxray.report import scan
+
+        names = _lenses(lenses)
+        net = load_cli_model(checkpoint, model, weights)
+        splits = load_cli_data(data, seed)
+        check_fits(net, splits, data)
+        label = model if model is not None else (checkpoint.name if checkpoint else None)
+        try:
+            report = scan(
+                net, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n, k=k,
+                repeats=repeats, layers=_layers(layers), progress=not quiet, title=title, name=label,
+            )  # fmt: skip
+        except ValueError as exc:
+            _fail(str(exc))
+        report.meta["data_spec"] = data
+        report.meta["checkpoint"] = str(checkpoint) if checkpoint else None
+        _finish(report, out, quiet)
+
+    @app.command("compare")
+    def compare_cmd(
+        checkpoints: list[Path] = typer.Argument(..., help="Two or more checkpoints (or, with --model, weights files of that model)."),
+        data: str = typer.Option("digits", "--data", help=DATA_HELP),
+        out: Path = typer.Option(Path("compare"), "--out", help="Output directory."),
+        model: str | None = typer.Option(None, "--model", help=MODEL_HELP + " Every positional is then a weights file for it."),
+        lenses: str | None = typer.Option(None, "--lenses", help=LENSES_HELP),
+        method: str = typer.Option("dtw", "--method", help="Signature distance: dtw or resampled."),
+        clusters: int | None = typer.Option(None, "--clusters", help="Cut the signature dendrogram into this many clusters."),
+        n_samples: int = typer.Option(2048, "--n-samples", help="Samples per activation site."),
+        modularity_n: int = typer.Option(500, "--modularity-n", help="Samples per modularity subset (N)."),
+        k: int = typer.Option(3, "--k", help="Neighbours of the modularity kNN graph."),
+        repeats: int = typer.Option(5, "--repeats", help="Modularity repeats."),
+        seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
+        tokens: str = typer.Option("mean", "--tokens", help="Token tensors (B, T, D): mean, reference or samples."),
+        channel_axis: int = typer.Option(1, "--channel-axis", help="1 for (B, C, H, W) maps, -1 for channel-last."),
+        title: str | None = typer.Option(None, "--title", help="Report title."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ) -> None:  # fmt: skip
+        """Compare several models in one report: every lens on each, then side by side.
+
+        Signatures overlaid with their distance matrix (DTW) and clustering, modularity curves overlaid, weight statistics and densities side by side, and alignment distances between models of one architecture. Also writes the signature comparison as flat files: signatures.csv, distances.csv, clustering.csv, summary.csv, signatures.png, meta.json.
+        """
+        from netxray.report import compare_report
+
+        if len(checkpoints) < 2:
+            _fail("compare needs at least two checkpoints (models)")
+        if method not in ("dtw", "resampled"):
+            _fail(f"--method must be dtw or resampled, got {method!r}")
+        if tokens not in ("mean", "reference", "samples"):
+            _fail(f"--tokens must be mean, reference or samples, got {tokens!r}")
+        names = _lenses(lenses)
+        splits = load_cli_data(data, seed)
+        models = {}
+        for name, ck in zip(_unique_names(checkpoints), checkpoints, strict=True):
+            net = load_cli_model(ck if model is None else None, model, ck if model is not None else None)
+            check_fits(net, splits, data, label=f"model {name}")
+            models[name] = net
+        try:
+            report = compare_report(
+                models, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n,
+                k=k, repeats=repeats, progress=not quiet, title=title, signature_method=method,
+                clusters=clusters,
+                options={"nonlinearity": {"tokens": tokens, "channel_axis": channel_axis}},
+            )  # fmt: skip
+        except ValueError as exc:
+            _fail(str(exc))
+        report.meta["data_spec"] = data
+        report.meta["checkpoints"] = [str(c) for c in checkpoints]
+        out.mkdir(parents=True, exist_ok=True)
+        _write_signature_files(report, out, {"method": method, "data": data, "seed": seed,
+                                             "n_samples": n_samples, "models": list(models),
+                                             "checkpoints": [str(c) for c in checkpoints]})  # fmt: skip
+        if not quiet and "compare_nonlinearity" in report.results and report.results["compare_nonlinearity"].status == "ok":
+            typer.echo(report.results["compare_nonlinearity"].tables["distances"].round(4).to_string())
+        _finish(report, out, quiet)

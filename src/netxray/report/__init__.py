@@ -1,0 +1,38 @@
+"""The product layer: ``scan`` (every lens over one model), ``compare_report`` (several models),
+the :class:`Report` (tables, summary, one self-contained HTML file) and a user's own model.
+
+Example
+-------
+>>> import netxray
+>>> report = netxray.scan(model, "digits")            # doctest: +SKIP
+>>> report["modularity"].head()                        # doctest: +SKIP
+>>> report.save("out/")                                # index.html, results.json, CSV/Parquet
+"""
+
+from netxray.report.core import (
+    LENSES,
+    LensResult,
+    Report,
+    ScanOptions,
+    compare_report,
+    resolve_data,
+    scan,
+)
+from netxray.report.html import Plot, figure_to_plot, render_html
+from netxray.report.user_model import UserModelError, load_user_model, read_weights
+
+__all__ = [
+    "LENSES",
+    "LensResult",
+    "Plot",
+    "Report",
+    "ScanOptions",
+    "UserModelError",
+    "compare_report",
+    "figure_to_plot",
+    "load_user_model",
+    "read_weights",
+    "render_html",
+    "resolve_data",
+    "scan",
+]

@@ -1,0 +1,482 @@
+"""``scan``: every lens over one model, gathered in a :class:`Report`; ``compare_report`` over several.
+
+A :class:`Report` holds one :class:`LensResult` per lens (its tables, headline figures, plots,
+how to read them, and a status), the metadata of the run, and for a comparison one child
+report per model. ``Report.save(DIR)`` writes ``index.html`` (one self-contained file),
+``results.json`` (metadata and summary) and every table as CSV (and Parquet when pyarrow is
+installed). A lens that raises on this model is recorded as ``status="failed"`` with its reason
+and shown as a note; the other lenses still run.
+
+Example
+-------
+>>> import torch
+>>> from netxray.report import scan
+>>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
+...                             torch.nn.Linear(16, 10))
+>>> x, y = torch.rand(200, 1, 8, 8), torch.arange(200) % 10
+>>> rep = scan(model, (x, y), lenses=("parameters",), progress=False)
+>>> rep.results["parameters"].status
+'ok'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from netxray._meta import atomic_write_bytes, atomic_write_text, metadata, model_hash
+from netxray.report.html import Plot, render_html
+
+__all__ = ["LENSES", "LensResult", "Report", "ScanOptions", "compare_report", "resolve_data", "scan"]
+
+LENSES: tuple[str, ...] = ("nonlinearity", "modularity", "parameters", "symmetry")
+
+
+@dataclass
+class ScanOptions:
+    """Options shared by every lens of one scan (each lens takes what applies to it)."""
+
+    seed: int = 0
+    n_samples: int = 2048  # samples per activation site (non-linearity)
+    modularity_n: int = 500  # samples per modularity subset (SPEC §2.2: N = 500)
+    k: int = 3
+    repeats: int = 5
+    layers: Any = "auto"
+    batch_size: int = 256
+    device: Any = None
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-lens keyword overrides
+
+
+@dataclass
+class LensResult:
+    """What one lens found on one model (or, in a comparison, across models).
+
+    ``status``: ``"ok"``; ``"failed"`` (the lens raised on this model: ``reason`` says why);
+    ``"unavailable"`` (the lens is not part of this installation).
+    """
+
+    name: str
+    title: str
+    status: str = "ok"
+    reason: str | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    plots: list[Plot] = field(default_factory=list)
+    howto: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def headline(self) -> dict[str, Any]:
+        """Scalar summary figures (what the summary card shows)."""
+        out: dict[str, Any] = {}
+        for k, v in self.summary.items():
+            if isinstance(v, (str, int, float, bool, np.integer, np.floating)) or v is None:
+                out[k] = v
+            elif isinstance(v, (list, tuple)) and len(v) <= 8 and all(
+                isinstance(e, (str, int, float)) for e in v
+            ):
+                out[k] = list(v)
+        return out
+
+    @property
+    def table(self) -> pd.DataFrame | None:
+        """The lens's main table (its first)."""
+        return next(iter(self.tables.values()), None)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return f if math.isfinite(f) else None  # JSON has no NaN/inf
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "table"
+
+
+@dataclass
+class Report:
+    """The result of :func:`scan` or :func:`compare_report`.
+
+    ``results``: lens name -> :class:`LensResult`; ``meta``: how it was made; ``children``:
+    for a comparison, one :class:`Report` per model.
+    """
+
+    title: str
+    results: dict[str, LensResult]
+    meta: dict[str, Any]
+    children: dict[str, Report] = field(default_factory=dict)
+
+    # ---- access
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Every table, keyed ``lens`` for a lens's main table and ``lens.part`` for the others;
+        children's tables are prefixed ``model/``."""
+        out: dict[str, pd.DataFrame] = {}
+        for res in self.results.values():
+            for i, (name, df) in enumerate(res.tables.items()):
+                out[res.name if i == 0 else f"{res.name}.{name}"] = df
+        for child_name, child in self.children.items():
+            for name, df in child.tables.items():
+                out[f"{child_name}/{name}"] = df
+        return out
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Headline figures per lens (with n, d, k and seeds), plus status and reason."""
+        out: dict[str, Any] = {}
+        for name, res in self.results.items():
+            out[name] = {"status": res.status, **({"reason": res.reason} if res.reason else {}),
+                         **res.summary, "seconds": round(res.seconds, 3)}  # fmt: skip
+        for child_name, child in self.children.items():
+            out[f"model:{child_name}"] = child.summary
+        return out
+
+    def __getitem__(self, lens: str) -> pd.DataFrame:
+        res = self.results.get(lens)
+        if res is None:
+            raise KeyError(f"no lens {lens!r} in this report; it has {list(self.results)}")
+        if res.table is None:
+            raise KeyError(f"lens {lens!r} has no table ({res.status}: {res.reason})")
+        return res.table
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Lens name -> reason, for every lens that did not run (children included)."""
+        out = {n: r.reason or r.status for n, r in self.results.items() if r.status != "ok"}
+        for c, child in self.children.items():
+            out.update({f"{c}/{n}": r for n, r in child.failed.items()})
+        return out
+
+    # ---- output
+    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The report as one self-contained HTML document; written atomically to ``path`` if given."""
+        text = render_html(self)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, text)
+        return text
+
+    def to_json(self) -> str:
+        """``results.json``: metadata and summary (NaN/inf written as null)."""
+        record = {"title": self.title, "meta": self.meta, "summary": self.summary,
+                  "tables": sorted(self.tables)}  # fmt: skip
+        return json.dumps(_jsonable(record), indent=2) + "\n"
+
+    def save(self, directory: str | os.PathLike[str], *, parquet: bool | None = None) -> Path:
+        """Write ``index.html``, ``results.json`` and every table (CSV, plus Parquet when pyarrow
+        is installed, or when ``parquet=True``) into ``directory``; return the index.html path.
+
+        A comparison's per-model tables go into ``directory/models/<name>/``.
+        """
+        out = Path(directory)
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"--out {out}: exists and is not a directory")
+        out.mkdir(parents=True, exist_ok=True)
+        if parquet is None:
+            try:
+                import pyarrow  # noqa: F401
+
+                parquet = True
+            except ImportError:
+                parquet = False
+        for name, df in self.tables.items():
+            sub, _, leaf = name.rpartition("/")
+            target = out / "models" / _safe_name(sub) if sub else out
+            target.mkdir(parents=True, exist_ok=True)
+            stem = _safe_name(leaf)
+            atomic_write_text(target / f"{stem}.csv", df.to_csv(index=_keep_index(df)))
+            if parquet:
+                atomic_write_bytes(target / f"{stem}.parquet", _to_parquet(df))
+        atomic_write_text(out / "results.json", self.to_json())
+        self.to_html(out / "index.html")
+        return out / "index.html"
+
+
+def _keep_index(df: pd.DataFrame) -> bool:
+    # matrices (DTW, layer difference) carry their labels in the index; row tables do not
+    return not isinstance(df.index, pd.RangeIndex)
+
+
+def _to_parquet(df: pd.DataFrame) -> bytes:
+    import io
+
+    clean = df.copy()
+    clean.attrs = {}  # attrs hold non-JSON objects (linkage arrays) that pyarrow cannot store
+    for c in clean.columns:
+        if clean[c].dtype == object:  # mixed objects (lists, None) -> text, so the schema is one type
+            clean[c] = clean[c].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    clean.columns = [str(c) for c in clean.columns]
+    buf = io.BytesIO()
+    clean.to_parquet(buf, index=_keep_index(clean))
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- data
+
+
+def resolve_data(data: Any, seed: int = 0) -> tuple[Any, str]:
+    """(data the lenses accept, a short description). A string is a ``load_data`` spec; a
+    DataSplits is kept whole (the lenses use its test split)."""
+    if isinstance(data, (str, os.PathLike)):
+        from netxray.data import load_data
+
+        data = load_data(str(data), seed=seed)
+    if hasattr(data, "train") and hasattr(data, "test"):
+        return data, f"{data.test.name}:test ({len(data.test)} samples)"
+    if hasattr(data, "x") and hasattr(data, "y") and hasattr(data, "name"):
+        return data, f"{data.name} ({len(data)} samples)"
+    if isinstance(data, tuple) and data and hasattr(data[0], "shape"):
+        return data, f"tensors ({int(data[0].shape[0])} samples)"
+    if hasattr(data, "shape"):
+        return data, f"tensor ({int(data.shape[0])} samples)"
+    return data, type(data).__name__
+
+
+def _has_labels(data: Any) -> bool:
+    from netxray.capture import as_indexable
+
+    try:
+        d = as_indexable(data)
+    except Exception:
+        return False
+    return d is not None and d.labels is not None
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Progress:
+    """A rich progress bar over lens steps (silent when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.bar = None
+        if enabled and total:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+            )  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task(label, total=total)
+
+    def step(self, description: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=description)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# --------------------------------------------------------------------------- scan
+
+
+def _check_lenses(lenses: Sequence[str] | str) -> list[str]:
+    if isinstance(lenses, str):
+        lenses = [s.strip() for s in lenses.split(",") if s.strip()]
+    lenses = list(lenses)
+    bad = [name for name in lenses if name not in LENSES]
+    if bad or not lenses:
+        raise ValueError(f"lenses: unknown {bad or lenses!r}; expected some of {', '.join(LENSES)}")
+    return list(dict.fromkeys(lenses))
+
+
+def _model_description(model: nn.Module) -> dict[str, Any]:
+    cfg = getattr(model, "netxray_config", None)
+    return {
+        "model": type(model).__name__,
+        "arch": cfg.get("arch") if isinstance(cfg, dict) else None,
+        "model_source": getattr(model, "netxray_source", None),
+        "weights": getattr(model, "netxray_weights", None),
+        "n_params": int(sum(p.numel() for p in model.parameters())),
+        "model_hash": model_hash(model),
+    }
+
+
+def scan(
+    model: nn.Module,
+    data: Any,
+    lenses: Sequence[str] | str = LENSES,
+    *,
+    seed: int = 0,
+    n_samples: int = 2048,
+    modularity_n: int = 500,
+    k: int = 3,
+    repeats: int = 5,
+    layers: Any = "auto",
+    batch_size: int = 256,
+    device: Any = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = True,
+    title: str | None = None,
+    name: str | None = None,
+) -> Report:
+    """Run the lenses on ``model`` with ``data`` and gather the results in a :class:`Report`.
+
+    Args:
+        model: any ``nn.Module`` (never modified: weights and train/eval flags are checked
+            unchanged afterwards).
+        data: a ``load_data`` spec (``"digits"``, ``"npz:PATH"``, …), a DataSplits (its test
+            split is used), a Dataset, or an ``(x, y)`` tuple of tensors.
+        lenses: some of ``nonlinearity``, ``modularity``, ``parameters``, ``symmetry``.
+        seed: one seed for every random choice (sample subsets); same seed, same numbers.
+        n_samples: samples per activation site for the signature (SPEC: 2048; fewer if the
+            data has fewer). ``modularity_n``, ``k``, ``repeats``: the modularity curve's N, k, R.
+        layers: probed layers for the modularity curve: ``"auto"`` (natural probes of a built-in
+            model; for other models the outputs of their activation modules) or module paths.
+        options: per-lens keyword overrides, e.g. ``{"modularity": {"tol": 0.01}}``.
+        progress: a progress bar on stderr.
+
+    A lens that raises is recorded (``status="failed"``, ``reason``) and the others still run.
+
+    Returns:
+        :class:`Report` — ``report["nonlinearity"]`` is that lens's table, ``report.summary``
+        the headline figures, ``report.save(DIR)`` writes the files.
+    """
+    from netxray.report import runners
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"scan: model must be a torch.nn.Module, got {type(model).__name__}")
+    chosen = _check_lenses(lenses)
+    opts = ScanOptions(
+        seed=int(seed), n_samples=int(n_samples), modularity_n=int(modularity_n), k=int(k),
+        repeats=int(repeats), layers=layers, batch_size=int(batch_size), device=device,
+        extra={str(key): dict(v) for key, v in (options or {}).items()},
+    )  # fmt: skip
+    if opts.n_samples < 2 or opts.modularity_n < 2:
+        raise ValueError(f"scan: n_samples and modularity_n must be >= 2, got {n_samples}, {modularity_n}")
+    data, data_desc = resolve_data(data, seed=opts.seed)
+    desc = _model_description(model)
+    flags_before = [m.training for m in model.modules()]
+    bar = _Progress(progress, len(chosen), f"scan {name or desc['model']}")
+    results: dict[str, LensResult] = {}
+    try:
+        for lens in chosen:
+            bar.step(f"{name or desc['model']}: {lens}")
+            results[lens] = runners.run_lens(lens, model, data, opts)
+            bar.advance()
+    finally:
+        bar.close()
+    # the promise "never modify what the user gave", checked rather than assumed
+    changed = []
+    if model_hash(model) != desc["model_hash"]:
+        changed.append("weights or buffers")
+    if [m.training for m in model.modules()] != flags_before:
+        changed.append("train/eval flags")
+    if changed:
+        raise RuntimeError(
+            f"scan: a lens modified the model's {' and '.join(changed)}; this is a netxray bug "
+            f"(lenses run: {chosen})"
+        )
+    meta = metadata(
+        kind="scan", name=name, **desc, data=data_desc, seed=opts.seed, n=opts.n_samples,
+        modularity_n=opts.modularity_n, k=opts.k, repeats=opts.repeats, lenses=chosen,
+        layers=opts.layers if isinstance(opts.layers, (str, list, tuple)) else str(opts.layers),
+        statuses={n: r.status for n, r in results.items()},
+    )  # fmt: skip
+    return Report(title=title or f"netxray scan — {name or desc['model']}", results=results, meta=meta)
+
+
+def compare_report(
+    models: Mapping[str, nn.Module],
+    data: Any,
+    lenses: Sequence[str] | str = LENSES,
+    *,
+    seed: int = 0,
+    n_samples: int = 2048,
+    modularity_n: int = 500,
+    k: int = 3,
+    repeats: int = 5,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = True,
+    title: str | None = None,
+    signature_method: str = "dtw",
+    clusters: int | None = None,
+    on_model: Callable[[str, Report], None] | None = None,
+) -> Report:
+    """One report over several models: each model scanned with the same data, seed and n, then
+    compared — signatures overlaid with their DTW distance matrix and clustering, modularity
+    curves overlaid against relative depth, weight statistics side by side on shared histogram
+    bins, and alignment distances between models of the same architecture.
+
+    ``models``: name -> model (at least two). ``signature_method``: ``"dtw"`` or ``"resampled"``;
+    ``clusters``: cut the signature dendrogram into this many clusters. ``on_model(name,
+    report)`` is called after each model's scan. Returns a :class:`Report` whose ``children``
+    are the per-model scans.
+    """
+    from netxray.report import runners
+
+    if not isinstance(models, Mapping) or len(models) < 2:
+        raise ValueError("compare_report: models must be a mapping name -> nn.Module with at least two models")
+    for mname, m in models.items():
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"compare_report: model {mname!r} is a {type(m).__name__}, not an nn.Module")
+    chosen = _check_lenses(lenses)
+    if signature_method not in ("dtw", "resampled"):
+        raise ValueError(f"signature_method must be 'dtw' or 'resampled', got {signature_method!r}")
+    data, data_desc = resolve_data(data, seed=seed)
+    children: dict[str, Report] = {}
+    for mname, m in models.items():
+        children[mname] = scan(
+            m, data, chosen, seed=seed, n_samples=n_samples, modularity_n=modularity_n, k=k,
+            repeats=repeats, options=options, progress=progress, name=mname,
+        )  # fmt: skip
+        if on_model is not None:
+            on_model(mname, children[mname])
+    bar = _Progress(progress, len(chosen), "compare")
+    results: dict[str, LensResult] = {}
+    try:
+        for lens in chosen:
+            bar.step(f"compare: {lens}")
+            results[f"compare_{lens}"] = runners.compare_lens(
+                lens, models, children, seed=seed,
+                settings={"signature_method": signature_method, "clusters": clusters},
+            )  # fmt: skip
+            bar.advance()
+    finally:
+        bar.close()
+    meta = metadata(
+        kind="compare", models={n: c.meta.get("model_hash") for n, c in children.items()},
+        data=data_desc, seed=seed, n=n_samples, modularity_n=modularity_n, k=k, repeats=repeats,
+        lenses=chosen, signature_method=signature_method, clusters=clusters,
+    )  # fmt: skip
+    return Report(
+        title=title or f"netxray compare — {', '.join(models)}", results=results, meta=meta,
+        children=children,
+    )
+
+
+def timed(fn: Callable[[], LensResult]) -> LensResult:
+    """Run a lens step and record its wall time."""
+    t0 = time.perf_counter()
+    res = fn()
+    res.seconds = time.perf_counter() - t0
+    return res

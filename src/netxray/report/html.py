@@ -1,0 +1,207 @@
+"""Render a :class:`~netxray.report.core.Report` as ONE self-contained HTML file.
+
+Plots are embedded as base64 PNG ``data:`` URIs, the style sheet is inline, and no script is
+used, so the file opens offline in any browser and can be mailed as-is. Every plot is an
+``<img class="plot">`` with explicit width/height attributes so that it reserves its box even
+before decoding (the browser test checks that each one rendered at a visible size).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from netxray.report.core import Report
+
+__all__ = ["Plot", "figure_to_plot", "render_html"]
+
+_DPI = 96
+
+
+@dataclass
+class Plot:
+    """A rendered figure: PNG bytes, pixel size, a title and how to read it."""
+
+    title: str
+    png: bytes
+    width: int
+    height: int
+    caption: str = ""
+
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+def figure_to_plot(fig: Figure, title: str, caption: str = "", *, dpi: int = _DPI) -> Plot:
+    """Render a matplotlib Figure to PNG bytes (Agg canvas, no pyplot state) and wrap it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # attach an Agg canvas whatever backend the user has set
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    w, h = fig.get_size_inches() * dpi
+    return Plot(title=title, png=buf.getvalue(), width=round(w), height=round(h), caption=caption)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d232b}
+header{background:#1d2b3a;color:#fff;padding:18px 28px}
+header h1{margin:0;font-size:22px} header p{margin:4px 0 0;color:#b9c6d3;font-size:13px}
+main{max-width:1180px;margin:0 auto;padding:18px 28px 60px}
+section{background:#fff;border:1px solid #dde2e8;border-radius:8px;padding:14px 20px;margin:16px 0}
+h2{font-size:18px;margin:4px 0 10px} h3{font-size:15px;margin:16px 0 6px}
+.cards{display:flex;flex-wrap:wrap;gap:12px}
+.card{flex:1 1 220px;border:1px solid #dde2e8;border-radius:6px;padding:10px 12px;background:#fbfcfd}
+.card h3{margin:0 0 6px;font-size:14px} .card dl{margin:0;display:grid;grid-template-columns:auto 1fr;gap:2px 10px;font-size:13px}
+.card dt{color:#5b6773} .card dd{margin:0;font-variant-numeric:tabular-nums}
+.status-ok{color:#1b7f3b} .status-failed,.status-unavailable{color:#b3261e} .status-skipped{color:#8a6d00}
+.note{border-left:4px solid #b3261e;background:#fdf1f0;padding:8px 12px;margin:8px 0;font-size:14px}
+.howto{color:#3d4853;font-size:14px;margin:4px 0 10px}
+figure{margin:10px 0} figure img.plot{max-width:100%;height:auto;border:1px solid #eef0f3}
+figcaption{font-size:13px;color:#4b5661;margin-top:4px}
+table{border-collapse:collapse;font-size:12px;margin:6px 0} th,td{border:1px solid #e3e7ec;padding:3px 6px;text-align:right}
+th{background:#f0f3f6} td.l,th.l{text-align:left}
+.tablewrap{max-height:420px;overflow:auto;border:1px solid #eef0f3}
+details summary{cursor:pointer;color:#24527a;font-size:13px;margin:6px 0}
+pre{background:#f3f5f7;padding:8px;font-size:12px;overflow:auto}
+footer{font-size:12px;color:#66727e;margin-top:20px}
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.4g}"
+        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1e3 else f"{value:.1f}"
+    if isinstance(value, (list, tuple)):
+        items = [_fmt(v) for v in value[:12]]
+        return ", ".join(items) + (" …" if len(value) > 12 else "") if items else "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}={_fmt(v)}" for k, v in list(value.items())[:8])
+    try:  # numpy scalars
+        return _fmt(value.item())
+    except (AttributeError, ValueError):
+        return str(value)
+
+
+def _esc(value: Any) -> str:
+    return html.escape(_fmt(value) if not isinstance(value, str) else value)
+
+
+def _table_html(df: pd.DataFrame, max_rows: int = 200) -> str:
+    shown = df.head(max_rows)
+    cols = list(shown.columns)
+    numeric = {c for c in cols if pd.api.types.is_numeric_dtype(shown[c])}
+    head = "".join(f'<th class="{"" if c in numeric else "l"}">{html.escape(str(c))}</th>' for c in cols)
+    rows = []
+    for rec in shown.itertuples(index=False):
+        cells = "".join(
+            f'<td class="{"" if c in numeric else "l"}">{_esc(v)}</td>' for c, v in zip(cols, rec, strict=True)
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    more = (
+        f'<p class="howto">first {max_rows} of {len(df)} rows; the full table is in the CSV file</p>'
+        if len(df) > max_rows else ""
+    )
+    return f'<div class="tablewrap"><table><tr>{head}</tr>{"".join(rows)}</table></div>{more}'
+
+
+def _plot_html(plot: Plot) -> str:
+    return (
+        f'<figure><img class="plot" alt="{html.escape(plot.title)}" src="{plot.data_uri()}" '
+        f'width="{plot.width}" height="{plot.height}">'
+        f"<figcaption><b>{html.escape(plot.title)}.</b> {html.escape(plot.caption)}</figcaption></figure>"
+    )
+
+
+def _card(title: str, status: str, items: Iterable[tuple[str, Any]]) -> str:
+    dl = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{_esc(v)}</dd>" for k, v in items)
+    return (
+        f'<div class="card"><h3>{html.escape(title)} '
+        f'<span class="status-{html.escape(status)}">({html.escape(status)})</span></h3><dl>{dl}</dl></div>'
+    )
+
+
+def _section(result: Any, anchor: str) -> str:
+    parts = [f'<section id="{html.escape(anchor)}"><h2>{html.escape(result.title)}</h2>']
+    if result.status != "ok":
+        parts.append(
+            f'<div class="note"><b>This lens could not run on this model ({html.escape(result.status)}).</b> '
+            f"{html.escape(result.reason or '')}</div>"
+        )
+    for text in result.howto:
+        parts.append(f'<p class="howto">{html.escape(text)}</p>')
+    for note in result.notes:
+        parts.append(f'<div class="note">{html.escape(note)}</div>')
+    for plot in result.plots:
+        parts.append(_plot_html(plot))
+    for name, df in result.tables.items():
+        if df is None or not isinstance(df, pd.DataFrame):
+            continue
+        parts.append(
+            f"<details><summary>table <code>{html.escape(name)}</code> "
+            f"({len(df)} rows × {df.shape[1]} columns)</summary>{_table_html(df)}</details>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _cards(report: Report) -> str:
+    cards = []
+    for res in report.results.values():
+        items = list(res.headline().items())
+        cards.append(_card(res.title, res.status, items or [("reason", res.reason or "")]))
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def render_html(report: Report) -> str:
+    """The report as one HTML document (a string); a comparison shows each model's scan after the
+    comparison sections."""
+    meta = report.meta
+    subtitle = " · ".join(
+        f"{k}: {_fmt(meta[k])}" for k in ("model", "data", "n", "seed", "netxray_version") if k in meta
+    )
+    nav = [f'<a href="#{html.escape(n)}">{html.escape(r.title)}</a>' for n, r in report.results.items()]
+    nav += [f'<a href="#model-{html.escape(c)}">model {html.escape(c)}</a>' for c in report.children]
+    body = [f'<section id="summary"><h2>Summary</h2><p class="howto">{" · ".join(nav)}</p>{_cards(report)}']
+    for cname, child in report.children.items():
+        body.append(f"<h3>{html.escape(cname)}</h3>{_cards(child)}")
+    body.append("</section>")
+    body += [_section(res, name) for name, res in report.results.items()]
+    for cname, child in report.children.items():
+        cmeta = child.meta
+        facts = ", ".join(f"{k} {_fmt(cmeta[k])}" for k in ("model", "arch", "n_params", "model_hash") if cmeta.get(k))
+        body.append(f'<h2 id="model-{html.escape(cname)}" style="margin-top:34px">Model {html.escape(cname)}</h2>'
+                    f'<p class="howto">{html.escape(facts)}</p>')
+        body += [_section(res, f"{cname}-{name}") for name, res in child.results.items()]
+    meta_json = html.escape(json.dumps(report.meta, indent=2, default=str))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        # a data: favicon stops browsers from requesting /favicon.ico (a console error offline)
+        '<link rel="icon" href="data:,">'
+        f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>{html.escape(report.title)}</h1><p>{html.escape(subtitle)}</p></header><main>"
+        f"{''.join(body)}"
+        f"<section id=\"metadata\"><h2>Metadata</h2><details><summary>how this report was made</summary>"
+        f"<pre>{meta_json}</pre></details></section>"
+        f"<footer>netxray {html.escape(str(meta.get('netxray_version', '')))} — tables as CSV"
+        " (and Parquet) and results.json sit next to this file.</footer></main></body></html>\n"
+    )

@@ -1,0 +1,103 @@
+"""Figures of the report that no single lens draws: comparisons across models and the symmetry view.
+
+Each function builds a :class:`matplotlib.figure.Figure` directly (no pyplot global state) and
+returns it; :func:`netxray.report.html.figure_to_plot` renders it for the report.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = ["curves_overlaid", "distance_and_dendrogram", "histograms_overlaid", "symmetry_figure"]
+
+
+def distance_and_dendrogram(dist: pd.DataFrame, linkage: np.ndarray, method: str = "dtw") -> Figure:
+    """Heat map of a model × model distance matrix next to the dendrogram of its clustering."""
+    from scipy.cluster.hierarchy import dendrogram
+
+    names = [str(c) for c in dist.columns]
+    k = len(names)
+    fig = Figure(figsize=(10, max(3.6, 0.45 * k + 2)), layout="constrained")
+    ax_m, ax_d = fig.subplots(1, 2, width_ratios=[1.1, 1])
+    a = dist.to_numpy(dtype=float)
+    im = ax_m.imshow(a, cmap="magma_r", vmin=0)
+    ax_m.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
+    ax_m.set_yticks(range(k), names, fontsize=8)
+    if k <= 12:  # numbers in the cells when they fit
+        for i in range(k):
+            for j in range(k):
+                ax_m.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                          color="white" if a[i, j] > 0.6 * np.nanmax(a) else "black")  # fmt: skip
+    fig.colorbar(im, ax=ax_m, label=f"{method} distance")
+    ax_m.set_title(f"signature distance ({method})")
+    if k >= 2 and len(linkage):
+        dendrogram(linkage, labels=names, ax=ax_d, orientation="right", color_threshold=0)
+        ax_d.set_xlabel("linkage distance")
+    ax_d.set_title("average-linkage clustering")
+    return fig
+
+
+def curves_overlaid(long: pd.DataFrame) -> Figure:
+    """Modularity curves of several models (columns model, relative_depth, q_mean, q_std, redundant)."""
+    fig = Figure(figsize=(8, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for model, g in long.groupby("model", sort=False):
+        x = g["relative_depth"].to_numpy(dtype=float)
+        y = g["q_mean"].to_numpy(dtype=float)
+        s = g["q_std"].fillna(0).to_numpy(dtype=float)
+        line = ax.plot(x, y, "-o", ms=4, label=str(model))[0]
+        ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.15, lw=0)
+        red = g["redundant"].to_numpy(dtype=bool)
+        if red.any():
+            ax.plot(x[red], y[red], "o", ms=9, mfc="none", mec=line.get_color())
+    ax.set(xlabel="relative depth (first probed layer 0, last 1)", ylabel="modularity Q",
+           title="modularity curves")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def histograms_overlaid(edges: np.ndarray, densities: dict[str, np.ndarray]) -> Figure:
+    """Weight densities of several models on shared bins, log scale so the tails show."""
+    fig = Figure(figsize=(8, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    for name, d in densities.items():
+        ax.stairs(np.asarray(d, dtype=float), edges, label=str(name), lw=1.4)
+    ax.set(xlabel="weight value", ylabel="density", title="all weights, shared bins", yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def symmetry_figure(group: pd.DataFrame, bounds: pd.DataFrame | None) -> Figure | None:
+    """log10 of each axis's group (d!, times 2^d for sign flips) as bars; and, when given, the
+    classical vs permutation-reduced log10 covering bounds (first ε)."""
+    if not isinstance(group, pd.DataFrame) or group.empty:
+        return None
+    has_bounds = isinstance(bounds, pd.DataFrame) and not bounds.empty
+    fig = Figure(figsize=(11 if has_bounds else 7, 4.0), layout="constrained")
+    axes = fig.subplots(1, 2 if has_bounds else 1, squeeze=False)[0]
+    perm = pd.to_numeric(group["log10_order"], errors="coerce").fillna(0).to_numpy(dtype=float)
+    flips = pd.to_numeric(group.get("log10_sign_flips", 0), errors="coerce")
+    flips = np.zeros_like(perm) if np.isscalar(flips) else flips.fillna(0).to_numpy(dtype=float)
+    x = np.arange(len(perm))
+    axes[0].bar(x, perm, color="tab:purple", label="log10 d! (permutations)")
+    if flips.any():
+        axes[0].bar(x, flips, bottom=perm, color="tab:olive", label="log10 2^d (sign flips)")
+    labels = [f"{a}\n({s})" for a, s in zip(group["axis"].astype(str), group["size"], strict=True)]
+    axes[0].set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
+    axes[0].set(ylabel="log10 of group order", title="symmetry group per axis (d units)")
+    axes[0].legend(fontsize=8)
+    if has_bounds:
+        b = bounds.iloc[0]
+        vals = [float(b["classical_log10"]), float(b["reduced_log10"])]
+        axes[1].barh([0, 1], vals, color=["tab:gray", "tab:green"])
+        axes[1].set_yticks([0, 1], ["classical", "permutation-reduced"])
+        for i, v in enumerate(vals):
+            axes[1].text(v, i, f" {v:.6g}", va="center", fontsize=8)
+        axes[1].set(xlabel="log10 covering number N(ε)",
+                    title=f"covering bounds (ε = {float(b['eps']):g}): −{100 * float(b['relative_reduction']):.2g}%")
+        axes[1].set_xlim(0, max(vals) * 1.25)
+    return fig

@@ -1,0 +1,607 @@
+"""One runner per lens: call the lens, collect its tables, headline figures, plots and how to read them.
+
+Runners hold no science: they call the public lens functions, pick the headline numbers from
+their tables, and say in one or two sentences how to read each plot. Every runner is wrapped by
+:func:`run_lens`, which turns an exception into ``status="failed"`` with the reason, so one lens
+that cannot handle a model never stops the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from netxray.report import plots as P
+from netxray.report.core import LensResult, ScanOptions
+from netxray.report.html import figure_to_plot
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netxray.report.core import Report
+
+__all__ = ["TITLES", "compare_lens", "default_probe_layers", "run_lens"]
+
+TITLES = {
+    "nonlinearity": "Non-linearity signature",
+    "modularity": "Modularity curve",
+    "parameters": "Learnable parameters",
+    "symmetry": "Symmetry",
+}
+
+_LENS_MODULES = {
+    "nonlinearity": "netxray.lenses.nonlinearity",
+    "modularity": "netxray.lenses.modularity",
+    "parameters": "netxray.lenses.parameters",
+    "symmetry": "netxray.lenses.symmetry",
+}
+
+
+def _lens_module(lens: str) -> Any:
+    return importlib.import_module(_LENS_MODULES[lens])
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or "(no message)"
+    return f"{type(exc).__name__}: {text}"
+
+
+def run_lens(lens: str, model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
+    """Run one lens; any exception becomes a failed :class:`LensResult` that says why."""
+    t0 = time.perf_counter()
+    title = TITLES[lens]
+    try:
+        _lens_module(lens)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("netxray"):
+            return LensResult(lens, title, status="unavailable",
+                              reason=f"the {lens} lens ({_LENS_MODULES[lens]}) is not installed")  # fmt: skip
+        raise
+    try:
+        res = _RUNNERS[lens](model, data, opts)
+    except Exception as exc:  # one lens failing is a row in the report, not a crash of the scan
+        res = LensResult(lens, title, status="failed", reason=_reason(exc))
+        res.howto = [_HOWTO_FAILED]
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+_HOWTO_FAILED = (
+    "The other lenses below ran normally; a lens fails when the model has a layer or a structure "
+    "it cannot read (see the reason), or the data lacks what it needs (e.g. class labels)."
+)
+
+
+def _extra(opts: ScanOptions, lens: str) -> dict[str, Any]:
+    return dict(opts.extra.get(lens, {}))
+
+
+def _fmt_range(values: pd.Series) -> Any:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return None
+    lo, hi = int(v.min()), int(v.max())
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+# --------------------------------------------------------------------------- lens 1
+
+
+def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
+    from netxray.lenses.nonlinearity import nonlinearity_signature, plot_signatures
+
+    kw: dict[str, Any] = {"seed": opts.seed, "batch_size": opts.batch_size, "device": opts.device,
+                          "null_baseline": True}  # fmt: skip
+    kw.update(_extra(opts, "nonlinearity"))
+    df = nonlinearity_signature(model, data, opts.n_samples, **kw)
+    meta = df.attrs.get("meta", {})
+    s = dict(df.attrs.get("summary", {}))
+    summary: dict[str, Any] = {
+        "sites": int(len(df)),
+        "mean affinity": s.get("mean"),
+        "min": s.get("min"),
+        "max": s.get("max"),
+        "null mean (rotated input)": s.get("null_mean"),
+        "n": meta.get("n"),
+        "d": _fmt_range(df["d"]) if "d" in df else None,
+        "seed": opts.seed,
+        "status_counts": s.get("status_counts", {}),
+    }
+    res = LensResult("nonlinearity", TITLES["nonlinearity"], tables={"signature": df}, summary=summary)
+    res.howto = [
+        "Each point is one activation call, in execution order: its affinity score ρ_aff ∈ [0, 1] is 1 "
+        "when the activation acts as an affine map on the inputs it actually receives and falls the "
+        "more non-linearly it is used. The dashed line is the score of a rotated copy of the same "
+        "input (an exactly linear map at the same n and d): in high dimension the estimator is biased "
+        "low, so read each score against that baseline, and compare models only at equal n and d "
+        f"(here n = {meta.get('n')}, d = {summary['d']})."
+    ]
+    if len(df) == 0:
+        res.notes.append("No activation call was observed: the model has no activation modules or "
+                         "functional activations, so its signature is empty (a linear model).")
+    else:
+        bad = df[~df["status"].isin(["ok"])]
+        if len(bad):
+            counts = ", ".join(f"{k}: {v}" for k, v in bad["status"].value_counts().items())
+            res.notes.append(
+                f"{len(bad)} of {len(df)} sites have a non-ok status ({counts}); 'degenerate' means a "
+                "constant output (dead unit, scored 1.0 as in the reference), the others have no score. "
+                "See the status and error columns."
+            )
+        res.plots.append(figure_to_plot(
+            plot_signatures(df), "Non-linearity signature",
+            "Affinity score of every activation call against depth; dashed: null baseline "
+            "(rotated input, same n and d).",
+        ))  # fmt: skip
+    return res
+
+
+# --------------------------------------------------------------------------- lens 2
+
+
+def default_probe_layers(model: nn.Module) -> list[str]:
+    """Layers the modularity curve probes by default.
+
+    Built-in models: their natural probes. Other models: the module paths of their activation
+    modules (their outputs are the hidden representations of an MLP- or CNN-like net); failing
+    that, every top-level child but the last (the head).
+    """
+    from netxray.capture import is_activation_module
+    from netxray.models import natural_probes
+
+    try:
+        return list(natural_probes(model))
+    except ValueError:
+        pass
+    acts = [p for p, m in model.named_modules() if p and is_activation_module(m)]
+    if acts:
+        return acts
+    children = [p for p, _ in model.named_children()]
+    return children[:-1] if len(children) > 1 else children
+
+
+def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
+    from netxray.lenses.modularity import (
+        modularity_curve,
+        plot_modularity_curve,
+        redundant_layers,
+    )
+
+    extra = _extra(opts, "modularity")
+    tol = extra.pop("tol", None)
+    layers = opts.layers
+    auto = isinstance(layers, str) and layers == "auto"
+    if auto and getattr(model, "netxray_config", None) is None:
+        layers = default_probe_layers(model)
+    kw: dict[str, Any] = {"n": opts.modularity_n, "k": opts.k, "repeats": opts.repeats, "seed": opts.seed,
+                          "batch_size": opts.batch_size, "device": opts.device}  # fmt: skip
+    kw.update(extra)
+    curve = modularity_curve(model, data, layers, **kw)
+    red = redundant_layers(curve, tol)
+    meta = curve.attrs.get("meta", {})
+    s = dict(curve.attrs.get("summary", {}))
+    redundant = list(red.loc[red["redundant"], "layer"])
+    suggestion, removable = _pruning_suggestion(model, red)
+    summary: dict[str, Any] = {
+        "layers": int(len(curve)),
+        "Q first layer": s.get("q_first"),
+        "Q last layer": s.get("q_last"),
+        "peak layer": s.get("q_peak_layer"),
+        "redundant layers": redundant,
+        "prunable": removable,
+        "n": meta.get("n"),
+        "k": meta.get("k"),
+        "repeats": meta.get("repeats"),
+        "seed": opts.seed,
+    }
+    res = LensResult("modularity", TITLES["modularity"], tables={"curve": curve, "redundancy": red},
+                     summary=summary)  # fmt: skip
+    if not auto:
+        res.notes.append(f"Probed layers given by the user: {', '.join(map(str, layers))}.")
+    elif getattr(model, "netxray_config", None) is None:
+        res.notes.append(
+            "Not a built-in netxray model: the curve probes the outputs of its activation modules "
+            f"({len(layers)} layers); pass layers=[...] (or --layers) to choose others."
+        )
+    res.howto = [
+        "Q is the Newman modularity of a kNN cosine graph (k = "
+        f"{meta.get('k')}) of each layer's features, with the true classes as communities, mean ± std "
+        f"over {meta.get('repeats')} class-stratified subsets of n = {meta.get('n')} samples. Higher Q: "
+        "the classes form separate clusters at that layer (≈ 0.9 is the ceiling for 10 balanced "
+        "classes); near 0: no class structure. A plateau (orange) or a drop (red) marks a layer that "
+        "adds no class separation — a pruning candidate.",
+        suggestion,
+    ]
+    bad = curve[curve["status"] != "ok"]
+    if len(bad):
+        res.notes.append(f"{len(bad)} layer(s) could not be measured: "
+                         + "; ".join(f"{r.layer}: {r.error}" for r in bad.itertuples()))  # fmt: skip
+    res.plots.append(figure_to_plot(
+        plot_modularity_curve(curve, red), "Modularity curve",
+        "Q per probed layer with a ±1 std band; plateau and degradation layers are shaded.",
+    ))  # fmt: skip
+    return res
+
+
+def _pruning_suggestion(model: nn.Module, red: pd.DataFrame) -> tuple[str, list[str]]:
+    redundant = list(red.loc[red["redundant"], "layer"])
+    if not redundant:
+        return ("Pruning suggestion: none — every probed layer still raises Q, so each one "
+                "contributes class separation."), []  # fmt: skip
+    removable: list[str] = []
+    reasons: list[str] = []
+    try:
+        from netxray.lenses.pruning import removable_layers
+
+        table = removable_layers(model, redundant).set_index("layer")
+        removable = [layer for layer in redundant if bool(table.loc[layer, "removable"])]
+        reasons = [f"{layer} ({table.loc[layer, 'reason']})" for layer in redundant if layer not in removable]
+    except Exception:  # not a built-in model, or the pruning lens is absent: no structural check
+        return (f"Pruning suggestion: the redundant layers {', '.join(redundant)} add no class "
+                "separation; whether they can be removed depends on the architecture (shapes "
+                "in and out must agree). Fine-tune after removing and compare accuracy."), []  # fmt: skip
+    text = "Pruning suggestion: "
+    if removable:
+        text += (f"remove {', '.join(removable)} (plateau/degradation layers whose removal keeps the "
+                 "shapes), fine-tune, and compare accuracy, parameters and FLOPs with the baseline — "
+                 "`netxray prune` runs that study, including the control of pruning as many "
+                 "non-redundant or random layers.")  # fmt: skip
+    else:
+        text += "no redundant layer can be removed structurally."
+    if reasons:
+        text += " Redundant but not removable: " + "; ".join(reasons) + "."
+    return text, removable
+
+
+# --------------------------------------------------------------------------- lens 3
+
+
+def _run_parameters(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
+    from netxray.lenses.parameters import (
+        GLOBAL,
+        node_strengths,
+        plot_strengths,
+        plot_weight_histograms,
+        strength_fluctuation,
+        weight_stats,
+    )
+
+    stats = weight_stats(model, **_extra(opts, "parameters"))
+    strengths = node_strengths(model)
+    fluct = strength_fluctuation(strengths)
+    glob = stats[stats["name"] == GLOBAL]
+    g = glob.iloc[0] if len(glob) else None
+    ssum = dict(strengths.attrs.get("summary", {}))
+    nonfinite = int(pd.to_numeric(stats.loc[stats["name"] != GLOBAL, "n_nonfinite"], errors="coerce").sum())
+    summary: dict[str, Any] = {
+        "parameters": int(stats.attrs.get("meta", {}).get("n_params", 0)),
+        "tensors": int((stats["name"] != GLOBAL).sum()),
+        "weight mean": None if g is None else float(g["mean"]),
+        "weight std": None if g is None else float(g["std"]),
+        "excess kurtosis": None if g is None else float(g["kurtosis"]),
+        "near-zero fraction": None if g is None else float(g["near_zero_frac"]),
+        "non-finite values": nonfinite,
+        "layers in strength graph": ssum.get("layers_mapped"),
+    }
+    res = LensResult("parameters", TITLES["parameters"],
+                     tables={"weight_stats": stats, "node_strengths": strengths, "fluctuation": fluct},
+                     summary=summary)  # fmt: skip
+    res.howto = [
+        "Weight statistics are per tensor (population std, excess kurtosis: 0 for a Gaussian, large "
+        "for heavy tails) plus a global row over all weight tensors. Node strength reads each layer "
+        "as a bipartite graph: a unit's in-strength is the sum of its incoming weights; the spread "
+        "of strengths in a layer (its fluctuation) grows when a few units dominate. Non-finite "
+        "values mean the training diverged."
+    ]
+    if nonfinite:
+        res.notes.append(f"{nonfinite} non-finite weight values (NaN/inf): the training diverged.")
+    if ssum.get("not_mapped"):
+        res.notes.append("Not in the strength graph: " + "; ".join(ssum["not_mapped"][:8])
+                         + (" …" if len(ssum["not_mapped"]) > 8 else ""))  # fmt: skip
+    res.plots.append(figure_to_plot(
+        plot_weight_histograms(model), "Weight distributions",
+        "Density of all weights (top) and of each weight tensor (bottom) on shared bins.",
+    ))  # fmt: skip
+    if (strengths["status"] == "ok").any():
+        res.plots.append(figure_to_plot(
+            plot_strengths(strengths, kind="in"), "Node strengths",
+            "Left: |w| in-strength of the units of each layer; right: the layer fluctuation "
+            "(std of strengths) against depth.",
+        ))  # fmt: skip
+    return res
+
+
+# --------------------------------------------------------------------------- lens 4
+
+
+def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
+    from netxray.lenses.symmetry import covering_bounds, symmetry_group
+
+    group = symmetry_group(model, **_extra(opts, "symmetry"))
+    g = dict(group.attrs.get("summary", {}))
+    tables: dict[str, pd.DataFrame] = {"group": group}
+    summary: dict[str, Any] = {
+        "family": g.get("family"),
+        "permutable axes": g.get("n_axes"),
+        "log10 |G|": g.get("log10_order"),
+        "log10 permutations": g.get("log10_permutations"),
+        "continuous dims (rescaling)": g.get("continuous_dims"),
+        "parameters": g.get("n_params"),
+    }
+    res = LensResult("symmetry", TITLES["symmetry"], tables=tables, summary=summary)
+    res.howto = [
+        "The symmetry group counts the parameterizations that compute the same function: unit "
+        "permutations within each layer (d! for d units), sign flips for odd activations (tanh); "
+        "ReLU rescalings are continuous and counted as extra dimensions, not in |G|. "
+        f"Here |G| = 10^{_fmt_num(g.get('log10_order'))}.",
+    ]
+    if g.get("statement"):
+        res.notes.append(f"What was analysed: {g['statement']}")
+    if g.get("not_analysed"):
+        res.notes.append(f"Not analysed: {g['not_analysed']}")
+    bounds = None
+    # the SPEC §4.2 bound covers Linear chains only: refuse when any parameter lives elsewhere
+    # (an LSTM next to one Linear head would otherwise be bounded as if it were absent)
+    foreign = sorted({type(mod).__name__ for mod in model.modules()
+                      if not isinstance(mod, nn.Linear) and any(True for _ in mod.parameters(recurse=False))})  # fmt: skip
+    if foreign:
+        res.notes.append("Covering bounds not computed: the SPEC §4.2 bound is stated for fully "
+                         f"connected networks and this model has parameters in {', '.join(foreign)}.")  # fmt: skip
+    else:
+        try:
+            bounds = covering_bounds(model)
+        except Exception as exc:  # e.g. no Lipschitz constant known for an activation
+            res.notes.append(f"Covering bounds not computed: {_reason(exc)}")
+    if bounds is not None and len(bounds):
+        tables["covering_bounds"] = bounds
+        b = bounds.iloc[0]
+        summary.update({
+            "log10 N classical": float(b["classical_log10"]),
+            "log10 N reduced": float(b["reduced_log10"]),
+            "relative reduction": float(b["relative_reduction"]),
+            "eps": float(b["eps"]),
+            "B": float(b["B"]),
+        })  # fmt: skip
+        res.howto.append(
+            "Covering bounds (SPEC §4.2, parameters in [−B, B] with B the largest weight magnitude, "
+            f"ε = {float(b['eps']):g}): {b['verdict']}"
+        )
+        for note in bounds.attrs.get("summary", {}).get("notes", []):
+            res.notes.append(f"Covering bound caveat: {note}")
+    fig = P.symmetry_figure(group, tables.get("covering_bounds"))
+    if fig is not None:
+        res.plots.append(figure_to_plot(
+            fig, "Symmetry per layer",
+            "log10 d! of every permutable axis (with sign flips for odd activations)"
+            + ("; right: the classical and permutation-reduced log10 covering bounds." if bounds is not None else "."),
+        ))  # fmt: skip
+    return res
+
+
+def _fmt_num(v: Any) -> str:
+    try:
+        return f"{float(v):.4g}"
+    except (TypeError, ValueError):
+        return "?"
+
+
+_RUNNERS: dict[str, Callable[[nn.Module, Any, ScanOptions], LensResult]] = {
+    "nonlinearity": _run_nonlinearity,
+    "modularity": _run_modularity,
+    "parameters": _run_parameters,
+    "symmetry": _run_symmetry,
+}
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def compare_lens(
+    lens: str, models: Mapping[str, nn.Module], children: Mapping[str, Report], *, seed: int = 0,
+    settings: Mapping[str, Any] | None = None,
+) -> LensResult:
+    """Compare one lens across the per-model scans; failures become a failed result."""
+    t0 = time.perf_counter()
+    name = f"compare_{lens}"
+    title = f"Comparison — {TITLES[lens].lower()}"
+    ok = {m: c.results[lens] for m, c in children.items() if c.results.get(lens) and c.results[lens].status == "ok"}
+    skipped = [m for m in children if m not in ok]
+    if len(ok) < 2 and lens != "symmetry":
+        res = LensResult(name, title, status="failed",
+                         reason=f"fewer than two models have a {lens} result (not run on: {', '.join(skipped) or 'none'})")  # fmt: skip
+    else:
+        try:
+            res = _COMPARERS[lens](models, ok, seed, dict(settings or {}))
+            res.name, res.title = name, title
+        except Exception as exc:
+            res = LensResult(name, title, status="failed", reason=_reason(exc))
+    if skipped and res.status == "ok":
+        res.notes.append(f"Left out (the lens did not run on them, see their sections): {', '.join(skipped)}.")
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _compare_nonlinearity(
+    models: Mapping[str, nn.Module], ok: Mapping[str, LensResult], seed: int, settings: dict[str, Any]
+) -> LensResult:
+    from netxray.lenses.nonlinearity import compare_signatures, plot_signatures
+
+    sigs = {m: r.tables["signature"] for m, r in ok.items()}
+    method = settings.get("signature_method", "dtw")
+    cmp = compare_signatures(sigs, method, n_clusters=settings.get("clusters"))
+    clustering = pd.DataFrame({"model": cmp.names,
+                               "leaf_order": [cmp.order.index(i) for i in range(len(cmp.names))]})
+    if cmp.labels is not None:
+        clustering["cluster"] = cmp.labels
+    clustering.attrs["linkage"] = cmp.linkage.tolist()
+    long = pd.concat(
+        [df.assign(model=m)[["model", "position", "site", "op", "n", "d", "affinity", "status"]]
+         for m, df in sigs.items()], ignore_index=True,
+    )  # fmt: skip
+    order = [cmp.names[i] for i in cmp.order]
+    res = LensResult(
+        "compare_nonlinearity", "",
+        tables={"signatures": long, "distances": cmp.distances, "clustering": clustering, "summary": cmp.summary},
+        summary={"models": list(sigs), "dendrogram order": order,
+                 "closest pair": _closest_pair(cmp.distances), "method": method},
+    )  # fmt: skip
+    ns = {int(r.summary.get("n") or 0) for r in ok.values()}
+    res.howto = [
+        "Signatures of all models against relative depth, their pairwise distances ("
+        + ("dynamic time warping: square root of the accumulated squared difference along the best "
+           "alignment of the two sequences; 0 = same shape" if method == "dtw" else
+           "Euclidean after resampling both to a common length")
+        + "), and an average-linkage clustering of the models on those distances: models in one "
+        "branch use their non-linearities alike."
+    ]
+    if len(ns) > 1:
+        res.notes.append(f"The models were measured at different n ({sorted(ns)}): the score is biased "
+                         "by n and d, so compare with care.")  # fmt: skip
+    res.plots.append(figure_to_plot(plot_signatures(sigs, x="relative"), "Signatures overlaid",
+                                    "Affinity score against relative depth, one line per model."))  # fmt: skip
+    res.plots.append(figure_to_plot(P.distance_and_dendrogram(cmp.distances, cmp.linkage, method),
+                                    f"{method.upper()} distances and clustering",
+                                    f"Left: pairwise {method} distance between signatures; right: the "
+                                    "average-linkage dendrogram."))  # fmt: skip
+    return res
+
+
+def _closest_pair(d: pd.DataFrame) -> str | None:
+    if len(d) < 2:
+        return None
+    a = d.to_numpy(dtype=float).copy()
+    np.fill_diagonal(a, np.inf)
+    i, j = np.unravel_index(np.argmin(a), a.shape)
+    return f"{d.index[i]} – {d.columns[j]} ({a[i, j]:.3g})"
+
+
+def _compare_modularity(
+    models: Mapping[str, nn.Module], ok: Mapping[str, LensResult], seed: int, settings: dict[str, Any]
+) -> LensResult:
+    parts = []
+    for m, r in ok.items():
+        curve, red = r.tables["curve"], r.tables["redundancy"]
+        L = len(curve)
+        parts.append(pd.DataFrame({
+            "model": m, "layer": curve["layer"], "relative_depth": np.arange(L) / max(L - 1, 1),
+            "q_mean": curve["q_mean"], "q_std": curve["q_std"], "kind": red["kind"].to_numpy(),
+            "redundant": red["redundant"].to_numpy(), "n": curve["n"], "k": curve["k"],
+        }))  # fmt: skip
+    long = pd.concat(parts, ignore_index=True)
+    last = {m: r.summary.get("Q last layer") for m, r in ok.items()}
+    res = LensResult("compare_modularity", "", tables={"curves": long},
+                     summary={"Q last layer": {m: round(float(v), 4) for m, v in last.items() if v is not None},
+                              "redundant layers": {m: len(r.summary.get("redundant layers", [])) for m, r in ok.items()}})  # fmt: skip
+    res.howto = ["Modularity curves of all models against relative depth (first probed layer at 0, "
+                 "last at 1), same n, k and subsets' seed. A curve that reaches its ceiling early and "
+                 "stays flat has redundant depth (marked points)."]  # fmt: skip
+    res.plots.append(figure_to_plot(P.curves_overlaid(long), "Modularity curves overlaid",
+                                    "Q ± std against relative depth; hollow markers: redundant layers."))  # fmt: skip
+    return res
+
+
+def _compare_parameters(
+    models: Mapping[str, nn.Module], ok: Mapping[str, LensResult], seed: int, settings: dict[str, Any]
+) -> LensResult:
+    from netxray.lenses.parameters import GLOBAL, weight_histograms
+
+    rows = []
+    for m, r in ok.items():
+        stats = r.tables["weight_stats"]
+        g = stats[stats["name"] == GLOBAL]
+        if len(g):
+            rows.append({"model": m, **g.iloc[0].drop(labels=["name", "module", "module_type", "role", "shape"],
+                                                       errors="ignore").to_dict()})  # fmt: skip
+    side = pd.DataFrame(rows)
+    names = list(ok)
+    edges, hists = weight_histograms([models[m] for m in names], bins=80)
+    dens = {m: h.get(GLOBAL) for m, h in zip(names, hists, strict=True) if h.get(GLOBAL) is not None}
+    hist_table = pd.DataFrame({"left": edges[:-1], "right": edges[1:], **dens})
+    fl = pd.concat([r.tables["fluctuation"].assign(model=m) for m, r in ok.items()], ignore_index=True)
+    res = LensResult("compare_parameters", "", tables={"global_stats": side, "histograms": hist_table,
+                                                       "fluctuation": fl},
+                     summary={"weight std": {m: round(float(v), 4) for m, v in zip(side.get("model", []), side.get("std", []), strict=False)}})  # fmt: skip
+    res.howto = ["Global weight statistics side by side and the densities of all weights on bin edges "
+                 "shared by every model (each integrates to 1), so shapes compare directly: similar "
+                 "spread and tails suggest similar training regimes (SPEC §3.3)."]  # fmt: skip
+    res.plots.append(figure_to_plot(P.histograms_overlaid(edges, dens), "Weight densities overlaid",
+                                    "All weights of each model on shared bins (log density)."))  # fmt: skip
+    return res
+
+
+def _layout(model: nn.Module) -> tuple:
+    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
+def _compare_symmetry(
+    models: Mapping[str, nn.Module], ok: Mapping[str, LensResult], seed: int, settings: dict[str, Any]
+) -> LensResult:
+    from netxray.lenses.symmetry import align
+
+    rows = []
+    for m, r in ok.items():
+        rows.append({"model": m, **{k: v for k, v in r.summary.items() if isinstance(v, (int, float, str))}})
+    side = pd.DataFrame(rows)
+    # alignment distances: only between models with the same parameter layout (same architecture)
+    names = list(models)
+    pairs = []
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            a, b = models[names[i]], models[names[j]]
+            if _layout(a) != _layout(b):
+                continue
+            try:
+                out = align(a, b)
+                pairs.append({"model_a": names[i], "model_b": names[j], **_alignment_numbers(out),
+                              "status": "ok"})  # fmt: skip
+            except Exception as exc:
+                pairs.append({"model_a": names[i], "model_b": names[j], "status": "failed",
+                              "error": _reason(exc)})  # fmt: skip
+    align_table = pd.DataFrame(pairs)
+    tables = {"group": side}
+    if len(align_table):
+        tables["alignment"] = align_table
+    res = LensResult("compare_symmetry", "", tables=tables,
+                     summary={"aligned pairs": int(len(align_table))})  # fmt: skip
+    res.howto = ["Symmetry figures side by side. Alignment distances (weight matching: units matched "
+                 "layer by layer with a linear assignment) are a distance modulo permutation symmetry, "
+                 "defined only between models of the same architecture."]  # fmt: skip
+    if not len(align_table):
+        res.notes.append("No two models share an architecture (parameter names and shapes), so no "
+                         "alignment distance is defined between them.")  # fmt: skip
+    return res
+
+
+def _alignment_numbers(out: Any) -> dict[str, Any]:
+    """Pull the scalar distances out of whatever ``align`` returned."""
+    if isinstance(out, tuple):
+        for item in out:
+            nums = _alignment_numbers(item)
+            if nums:
+                return nums
+        return {}
+    if isinstance(out, pd.DataFrame):
+        attrs = out.attrs.get("summary", {})
+        nums = {k: v for k, v in attrs.items() if isinstance(v, (int, float))}
+        return nums or {f"{c}": float(pd.to_numeric(out[c], errors="coerce").sum())
+                        for c in out.columns if "dist" in str(c)}  # fmt: skip
+    if isinstance(out, Mapping):
+        return {k: v for k, v in out.items() if isinstance(v, (int, float, str))}
+    nums = {}
+    for attr in ("distance_raw", "distance_before", "distance_after", "relative_before", "relative_after"):
+        v = getattr(out, attr, None)
+        if isinstance(v, (int, float, np.floating)):
+            nums[attr] = float(v)
+    return nums
+
+
+_COMPARERS: dict[str, Callable[[Mapping[str, nn.Module], Mapping[str, LensResult], int], LensResult]] = {
+    "nonlinearity": _compare_nonlinearity,
+    "modularity": _compare_modularity,
+    "parameters": _compare_parameters,
+    "symmetry": _compare_symmetry,
+}

@@ -255,3 +255,198 @@ def test_random_symmetry_gives_same_canonical_form_and_outputs(trained, digits, 
     r = align(model, moved)
     assert r.distance_after < 1e-9 < r.distance_before
     assert float((_outputs(r.aligned, x) - y).abs().max()) < 1e-10
+
+
+# ---------------------------------------------------------------------------------------------
+# equivalence, reduction, group table
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_one_weight_changed_by_1e3_is_not_equivalent_with_witness(trained):
+    model = trained("mlp")
+    moved = _transform_mlp(model, torch.Generator().manual_seed(2), "relu")
+    assert functionally_equivalent(model, moved).verdict == "equivalent"
+    bumped = copy.deepcopy(moved)
+    with torch.no_grad():
+        bumped.hidden[1].linear.weight[3, 5] += 1e-3
+    res = functionally_equivalent(model, bumped)
+    assert res.verdict == "not equivalent" and res.witness is not None
+    with torch.no_grad():  # the witness really separates the two functions
+        ya, yb = _outputs(model, res.witness), _outputs(bumped, res.witness)
+    assert float((ya - yb).abs().max()) > 1e-7
+
+
+def _toy_mlp(seed=0, widths=(3, 6, 5, 2), act=nn.ReLU):
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:], strict=True):
+        layers += [nn.Linear(a, b), act()]
+    return nn.Sequential(*layers[:-1]).double()
+
+
+@torch.no_grad()
+def test_duplicate_and_dead_units_are_reduced_so_canonical_forms_stay_unique():
+    net = _toy_mlp()
+    # unit 4 duplicates unit 1 up to a positive scale (the same ReLU unit), unit 2 has no
+    # outgoing weights, unit 0 in the second layer has zero incoming weights (constant)
+    net[0].weight[4] = 2.5 * net[0].weight[1]
+    net[0].bias[4] = 2.5 * net[0].bias[1]
+    net[2].weight[:, 2] = 0.0
+    net[2].weight[0] = 0.0
+    net[2].bias[0] = 0.7
+    c = canonicalize(net)
+    assert c.netxray_canonical["merged"] == {"0->2": 1}
+    assert c.netxray_canonical["dropped"] == {"0->2": 1, "2->4": 1}
+    assert c[0].out_features == 4 and c[2].out_features == 4 and c[4].in_features == 4
+    x = torch.randn(200, 3, dtype=torch.float64)
+    assert float((c(x) - net(x)).abs().max()) < 1e-12
+    # the same function written with the duplicate split differently reduces to the same form
+    other = copy.deepcopy(net)
+    other[2].weight[:, 1] *= 0.25
+    other[2].weight[:, 4] += net[2].weight[:, 1] * 0.75 / 2.5
+    assert float((other(x) - net(x)).abs().max()) < 1e-12
+    assert _max_state_diff(canonicalize(other), c) < 1e-12
+    assert functionally_equivalent(net, other).verdict == "equivalent"
+
+
+@torch.no_grad()
+def test_equivalence_verdicts_on_hand_made_networks():
+    # x = relu(x) − relu(−x), written in several ways
+    a = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1)).double()
+    b = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1)).double()
+    with torch.no_grad():
+        a[0].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        a[0].bias.zero_()
+        a[2].weight.copy_(torch.tensor([[1.0, -1.0]]))
+        a[2].bias.zero_()
+        b[0].weight.copy_(torch.tensor([[2.0], [-0.5]]))
+        b[0].bias.zero_()
+        b[2].weight.copy_(torch.tensor([[0.5, -1.5]]))  # 0.5·relu(2x) − 1.5·relu(−x/2)… ≠ x
+        b[2].bias.zero_()
+    res = functionally_equivalent(a, b)
+    assert res.verdict == "not equivalent"
+    with torch.no_grad():
+        b[2].weight.copy_(torch.tensor([[0.5, -2.0]]))  # = relu(x) − relu(−x) = x
+    x = torch.linspace(-3, 3, 101, dtype=torch.float64)[:, None]
+    assert float((a(x) - b(x)).abs().max()) < 1e-12
+    res = functionally_equivalent(a, b)
+    assert res.verdict == "equivalent"  # rescaling explains it: (1, −1) ≡ (2, −0.5) up to scale
+    c = nn.Sequential(nn.Linear(1, 3), nn.ReLU(), nn.Linear(3, 1)).double()
+    with torch.no_grad():  # x = relu(x) − relu(−x) written with three units: relu(x) twice halves
+        c[0].weight.copy_(torch.tensor([[1.0], [-1.0], [3.0]]))
+        c[0].bias.copy_(torch.tensor([0.0, 0.0, -50.0]))  # third unit dead on the probes only
+        c[2].weight.copy_(torch.tensor([[1.0, -1.0, 1e-3]]))
+        c[2].bias.zero_()
+    res = functionally_equivalent(a, c, inputs=torch.linspace(-3, 3, 50, dtype=torch.float64)[:, None],
+                                  search_steps=0)
+    assert res.verdict == "inconclusive"  # agree on every probe, yet not a symmetry
+
+
+def test_symmetry_group_counts_mlp_and_tanh_sign_flips():
+    net = _toy_mlp(widths=(4, 10, 100, 3), act=nn.Tanh)
+    g = symmetry_group(net)
+    assert g["size"].tolist() == [10, 100]
+    s = g.attrs["summary"]
+    assert s["log10_permutations"] == pytest.approx(6.559763 + 157.970004, abs=1e-6)
+    assert s["log10_order"] == pytest.approx(6.559763 + 157.970004 + 110 * math.log10(2), abs=1e-6)
+    assert s["continuous_dims"] == 0 and g["sign_flips"].all()
+    relu = symmetry_group(_toy_mlp(widths=(4, 10, 100, 3)))
+    assert relu.attrs["summary"]["continuous_dims"] == 110 and not relu["sign_flips"].any()
+
+
+@pytest.mark.slow
+def test_symmetry_group_of_built_ins(trained):
+    res = symmetry_group(trained("resnet"))
+    s = res.attrs["summary"]
+    streams = res[res.kind == "residual stream"]
+    # one permutation per residual stream (16, 32, 64 channels), not one per block
+    assert streams["size"].tolist() == [16, 32, 64]
+    inner = res[res.kind == "block-internal channel"]
+    assert len(inner) == 3 and inner["size"].tolist() == [16, 32, 64]
+    expected = 2 * sum(msym.log10_factorial(c) for c in (16, 32, 64))
+    assert s["log10_permutations"] == pytest.approx(expected, rel=1e-12)
+    vit = symmetry_group(trained("vit"))
+    heads = vit[vit.kind == "attention head"]
+    assert heads["size"].tolist() == [4, 4] and (heads["continuous_dims"] == 2 * 8 * 8 * 4).all()
+    assert vit[vit.kind == "MLP hidden unit"]["size"].tolist() == [64, 64]
+    cnn = symmetry_group(trained("cnn"))
+    assert cnn["size"].tolist() == [16, 32, 64]
+    assert "features.4.conv" in cnn.iloc[-1]["tensors"] or "classifier.weight" in cnn.iloc[-1]["tensors"]
+
+
+class _Custom(nn.Module):
+    """A hand-written model: a traced chain with functional activations, plus a branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(5, 7)
+        self.b = nn.Linear(7, 6)
+        self.c = nn.Linear(6, 2)
+        self.side = nn.Linear(5, 2)
+
+    def forward(self, x):
+        h = torch.tanh(self.a(x))
+        h = torch.nn.functional.relu(self.b(h))
+        return self.c(h) + self.side(x) * torch.sigmoid(self.side(x))
+
+
+def test_arbitrary_model_axes_are_proven_from_structure_and_the_rest_is_stated():
+    torch.manual_seed(0)
+    m = _Custom().double()
+    g = symmetry_group(m)
+    assert g["axis"].tolist() == ["a->b", "b->c"]
+    assert g["sign_flips"].tolist() == [True, False]
+    statement = g.attrs["summary"]["statement"]
+    assert "side" in statement  # called twice: shared weights, not analysed — and said so
+    c = canonicalize(m)
+    x = torch.randn(64, 5, dtype=torch.float64)
+    assert float((c(x) - m(x)).abs().max()) < 1e-12
+    # an untraceable model: nothing proven, and the reason given
+    class Untraceable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = nn.Linear(3, 3)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow defeats symbolic tracing
+                return self.l(x)
+            return x
+    g2 = symmetry_group(Untraceable())
+    assert len(g2) == 0 and "could not be traced" in g2.attrs["summary"]["statement"]
+
+
+def test_bad_input_gives_clear_errors():
+    with pytest.raises(ValueError, match="widths"):
+        covering_bounds([10], eps=0.01)
+    with pytest.raises(ValueError, match="eps"):
+        covering_bounds([10, 5, 1], eps=0)
+    with pytest.raises(ValueError, match="fully connected"):
+        covering_bounds(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2, 1)), eps=0.1)
+    with pytest.raises(ValueError, match="one architecture"):
+        align(_toy_mlp(widths=(3, 4, 2)), _toy_mlp(widths=(3, 5, 2)))
+    with pytest.raises(TypeError, match="nn.Module"):
+        symmetry_group("model.safetensors")
+    with pytest.raises(ValueError, match="at least 2"):
+        alignment_distances([_toy_mlp()])
+
+
+def test_covering_bounds_of_a_model_reads_widths_b_and_rho():
+    net = _toy_mlp(widths=(4, 10, 100, 3))
+    df = covering_bounds(net, eps=[0.1, 0.01])
+    assert df.widths[0] == "4,10,100,3" and len(df) == 2
+    B = max(float(p.abs().max()) for p in net.parameters())
+    assert df.B[0] == pytest.approx(B) and df.rho[0] == 1.0
+    ref = msym.covering_log_bounds([4, 10, 100, 3], 0.01, B=B, rho=1.0)
+    assert df.classical_log[1] == pytest.approx(ref["classical_log"])
+
+
+def test_alignment_distances_and_determinism():
+    nets = [_toy_mlp(seed=s, widths=(3, 8, 8, 2)) for s in range(4)]
+    df = alignment_distances(nets, labels=["a", "a", "b", "b"])
+    assert len(df) == 6 and set(df.pair) == {"a|a", "a|b", "b|b"}
+    # per axis, the assignment can only lower the matching cost: the identity is feasible
+    t = align(nets[0], nets[1]).table
+    assert (t.cost_after <= t.cost_before + 1e-12).all() and len(t) == 2
+    again = alignment_distances(nets, labels=["a", "a", "b", "b"])
+    assert np.array_equal(df.distance_after.to_numpy(), again.distance_after.to_numpy())

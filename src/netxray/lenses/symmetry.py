@@ -1035,11 +1035,12 @@ def functionally_equivalent(
     if search_steps > 0:  # look harder for a witness where the outputs already differ most
         starts = x[diff.argsort(descending=True)[: min(8, len(x))]].clone().requires_grad_(True)
         opt = torch.optim.Adam([starts], lr=0.05)
-        for _ in range(search_steps):
-            opt.zero_grad()
-            gap = ((fa(starts) - fb(starts)) ** 2).reshape(len(starts), -1).sum(1)
-            (-gap.sum()).backward()
-            opt.step()
+        with torch.enable_grad():  # callers may be inside torch.no_grad()
+            for _ in range(search_steps):
+                opt.zero_grad()
+                gap = ((fa(starts) - fb(starts)) ** 2).reshape(len(starts), -1).sum(1)
+                (-gap.sum()).backward()
+                opt.step()
         with torch.no_grad():
             d = (fa(starts) - fb(starts)).reshape(len(starts), -1).abs().amax(1)
             s = 1.0 + float(fa(starts).abs().max())

@@ -193,3 +193,211 @@ def test_bad_input_gets_clear_errors():
         modularity(bad, y)
     with pytest.raises(ValueError, match="1-D array"):
         modularity(x, y[:, None])
+
+
+# ------------------------------------------------------------------ the curve (SPEC §2.2)
+
+torch = pytest.importorskip("torch")
+
+from netxray.lenses.modularity import (  # noqa: E402
+    CURVE_COLUMNS,
+    layer_difference,
+    modularity_curve,
+    plot_layer_difference,
+    plot_modularity_curve,
+    redundant_layers,
+    stratified_subsets,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # 2 shared cores: torch's thread pool spins under contention and runs ~10x slower
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_stratified_subsets_keep_class_proportions_and_seed():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    subs = stratified_subsets(y, 40, 3, seed=1)
+    for s in subs:
+        assert len(s) == 40 and len(np.unique(s)) == 40
+        assert np.bincount(y[s]).tolist() == [20, 12, 8]
+    assert not np.array_equal(subs[0], subs[1])
+    again = stratified_subsets(y, 40, 3, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(subs, again, strict=True))
+    # sizes that do not divide evenly still add up to n
+    assert all(len(s) == 7 for s in stratified_subsets(y, 7, 2))
+
+
+def test_curve_rises_on_a_trained_model(trained, digits):
+    from netxray._meta import model_hash
+
+    model = trained("cnn")
+    before = model_hash(model)
+    curve = modularity_curve(model, digits.test, n=200, repeats=3, seed=0)
+    assert list(curve.columns) == CURVE_COLUMNS
+    assert list(curve["layer"]) == ["features.0", "features.2", "features.4"]
+    assert (curve["status"] == "ok").all()
+    first, last = curve.iloc[0], curve.iloc[-1]
+    noise = math.sqrt(first["q_std"] ** 2 + last["q_std"] ** 2)
+    assert last["q_mean"] - first["q_mean"] > max(0.02, 3 * noise)
+    assert (curve["q_mean"] <= curve["q_max"] + 1e-12).all()
+    assert ((curve["q_rel_mean"] > 0) & (curve["q_rel_mean"] <= 1 + 1e-12)).all()
+    # a trained net separates the classes better in its last layer than the same net untrained
+    from netxray.models import build_model
+
+    torch.manual_seed(0)
+    fresh = build_model(model.netxray_config)
+    fresh_curve = modularity_curve(fresh, digits.test, n=200, repeats=3, seed=0)
+    assert last["q_mean"] > fresh_curve.iloc[-1]["q_mean"] + 0.05
+    # provenance, determinism, and the model left as it was
+    meta = curve.attrs["meta"]
+    assert meta["n"] == 200 and meta["k"] == 3 and meta["seed"] == 0 and meta["model_hash"] == before
+    again = modularity_curve(model, digits.test, n=200, repeats=3, seed=0)
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(curve, again)
+    assert model_hash(model) == before and not model.training
+
+
+def test_curve_equals_the_measure_on_captured_features(trained, digits):
+    # the layer-at-a-time Gram path (early stop, column chunks) gives the plain measure's Q
+    from netxray.capture import collect
+
+    model = trained("mlp")
+    curve = modularity_curve(model, digits.test, n=150, k=4, repeats=1, seed=3)
+    idx = stratified_subsets(digits.test.y.numpy(), 150, 1, seed=3)[0]
+    sub = (digits.test.x[idx], digits.test.y[idx])
+    cap = collect(model, sub, activations=False, layers="auto", reducer="flatten", n_samples=None)
+    for name, rec in cap.layer_sites().items():
+        q = modularity(rec.outputs.numpy(), cap.labels.numpy(), k=4).q
+        row = curve.set_index("layer").loc[name]
+        assert row["q_mean"] == pytest.approx(q, abs=1e-9)
+        assert row["d"] == rec.outputs.shape[1]
+
+
+class _Broken(torch.nn.Module):
+    def forward(self, x):
+        return x * float("nan")
+
+
+def test_one_failing_layer_is_a_status_not_a_crash():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(6, 8), torch.nn.ReLU(), _Broken(), torch.nn.Linear(8, 3)
+    )
+    x, y = torch.randn(60, 6), torch.arange(60) % 3
+    curve = modularity_curve(model, (x, y), layers=["0", "1", "2", "3"], n=60, repeats=1)
+    status = dict(zip(curve["layer"], curve["status"], strict=True))
+    assert status["0"] == status["1"] == "ok"
+    assert status["2"] == "error" and "NaN" in curve.set_index("layer").loc["2", "error"]
+    assert status["3"] == "error"  # NaN propagates: reported, not dropped
+    red = redundant_layers(curve)
+    assert list(red["kind"]) == ["first", red.iloc[1]["kind"], "n/a", "n/a"]
+
+
+def test_curve_bad_input():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    x = torch.randn(20, 4)
+    with pytest.raises(ValueError, match="needs class labels"):
+        modularity_curve(model, x)
+    with pytest.raises(ValueError, match="single class"):
+        modularity_curve(model, (x, torch.zeros(20, dtype=torch.long)))
+    with pytest.raises(ValueError, match="k must be"):
+        modularity_curve(model, (x, torch.arange(20) % 2), n=5, k=5)
+    with pytest.raises(ValueError, match="labels do not match"):
+        modularity_curve(model, (x, torch.arange(19) % 2))
+    with pytest.raises(ValueError, match="unknown layer"):
+        modularity_curve(model, (x, torch.arange(20) % 2), layers=["nope"])
+    with pytest.warns(UserWarning, match="every repeat uses all"):
+        modularity_curve(model, (x, torch.arange(20) % 2), layers=["0"], n=50, repeats=2)
+
+
+def _toy_curve(q, std=0.01, repeats=4):
+    import pandas as pd
+
+    return pd.DataFrame({
+        "layer": [f"l{i}" for i in range(len(q))], "q_mean": q, "q_std": [std] * len(q),
+        "q_rel_mean": q, "q_rel_std": [std] * len(q), "repeats": [repeats] * len(q),
+        "status": ["ok"] * len(q),
+    })  # fmt: skip
+
+
+def test_redundant_layers_segments_and_tolerance():
+    curve = _toy_curve([0.2, 0.4, 0.405, 0.401, 0.3, 0.25, 0.5, 0.5])
+    red = redundant_layers(curve)
+    # default tol = 2 * sqrt((0.01² + 0.01²) / 4) ≈ 0.01414
+    assert red["tol"].iloc[1] == pytest.approx(2 * math.sqrt(2e-4 / 4))
+    assert list(red["kind"]) == [
+        "first", "rise", "plateau", "plateau", "degradation", "degradation", "rise", "plateau",
+    ]  # fmt: skip
+    assert list(red["redundant"]) == [False, False, True, True, True, True, False, True]
+    segs = red.attrs["segments"]
+    assert [(s["kind"], s["layers"]) for s in segs] == [
+        ("plateau", ["l2", "l3"]), ("degradation", ["l4", "l5"]), ("plateau", ["l7"])
+    ]
+    assert segs[1]["dq_total"] == pytest.approx(0.25 - 0.401)
+    # an explicit tolerance overrides the spread
+    loose = redundant_layers(curve, tol=0.3)
+    assert list(loose["kind"][1:]) == ["plateau"] * 7
+    with pytest.raises(ValueError, match="tol"):
+        redundant_layers(curve, tol=-1)
+
+
+def test_layer_difference_and_plots(tmp_path):
+    curve = _toy_curve([0.2, 0.5, 0.45])
+    d = layer_difference(curve)
+    assert d.shape == (3, 3) and np.allclose(np.diag(d), 0) and np.allclose(d, d.T)
+    assert d.loc["l0", "l1"] == pytest.approx(0.3)
+    fig = plot_modularity_curve(curve, path=tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0 and fig.axes
+    plot_layer_difference(curve, path=tmp_path / "d.png")
+    assert (tmp_path / "d.png").stat().st_size > 0
+
+
+# ------------------------------------------------------------------ adversarial inputs
+
+
+def test_fgsm_pgd_and_adversarial_curves(trained, digits, tmp_path):
+    from netxray.lenses.adversarial import adversarial_curves, fgsm, pgd, plot_adversarial
+
+    model = trained("cnn")
+    x, y = digits.test.x[:64], digits.test.y[:64]
+    xa = fgsm(model, x, y, 0.1)
+    assert (xa - x).abs().max() <= 0.1 + 1e-6 and xa.min() >= 0 and xa.max() <= 1
+    xp = pgd(model, x, y, 0.1, steps=5, seed=1)
+    assert (xp - x).abs().max() <= 0.1 + 1e-6
+    assert torch.equal(xp, pgd(model, x, y, 0.1, steps=5, seed=1))  # seeded
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+    curves = adversarial_curves(model, digits.test, eps=0.2, n=150, repeats=2, pgd_steps=5)
+    acc = curves.attrs["summary"]
+    assert acc["acc_fgsm"] < acc["acc_clean"] - 0.3 and acc["acc_pgd"] <= acc["acc_fgsm"] + 0.05
+    last = curves.groupby("condition").tail(1).set_index("condition")["q_mean"]
+    # adversarial batches separate the true classes far worse in the last layer
+    assert last["fgsm"] < last["clean"] - 0.2 and last["pgd"] < last["clean"] - 0.2
+    plot_adversarial(curves, path=tmp_path / "adv.png")
+    assert (tmp_path / "adv.png").exists()
+
+
+def test_modularity_cli(tmp_path, trained):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.models import save_checkpoint
+
+    ckpt = save_checkpoint(trained("mlp"), tmp_path / "ckpt")
+    out = tmp_path / "curve.csv"
+    res = CliRunner().invoke(app, ["modularity", str(ckpt), "--data", "digits", "--out", str(out),
+                                   "--plot", str(tmp_path / "c.png"), "--n", "150",
+                                   "--repeats", "2", "--quiet"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert list(table["layer"]) == ["hidden.0", "hidden.1"] and (table["n"] == 150).all()
+    assert (tmp_path / "curve.redundant.csv").exists() and (tmp_path / "c.png").exists()
+    assert (tmp_path / "curve.csv.meta.json").exists()
+    bad = CliRunner().invoke(app, ["modularity", str(tmp_path / "missing"), "--quiet"])
+    assert bad.exit_code == 1 and "cannot load checkpoint" in bad.output

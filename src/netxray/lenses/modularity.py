@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -387,6 +388,13 @@ def modularity_curve(
             f"k must be an integer with 1 <= k < n (samples per subset): got k={k!r}, n={n_eff}"
         )
     paths = _default_layers(model, layers)
+    if n_eff >= len(labels) and repeats > 1:
+        warnings.warn(
+            f"modularity_curve: n={n} >= the {len(labels)} samples available, so every repeat "
+            "uses all of them and q_std is 0 (redundant_layers then falls back to its minimum "
+            "tolerance); pass a smaller n to measure the spread",
+            stacklevel=2,
+        )
     subsets = stratified_subsets(labels, n_eff, repeats, seed)
     target = torch.device(device) if device is not None else model_device(model)
     curve = _curve(

@@ -1,0 +1,202 @@
+"""``netxray modularity`` and ``netxray prune``: Lens 2 from the command line.
+
+    netxray modularity CKPT --data digits --out curve.csv --plot curve.png
+    netxray prune CKPT --data digits --finetune-epochs 3 --out pruned/
+
+The CLI holds no science: it loads the checkpoint and data, calls the lens, writes files
+atomically (each table with a ``.meta.json`` beside it) and prints a short summary.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=1)
+
+
+def _load_model(path: Path) -> Any:
+    from netxray.models.checkpoint import load
+
+    try:
+        return load(path)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(f"cannot load checkpoint {path}: {exc}")
+
+
+def _load_data(spec: str, seed: int) -> Any:
+    from netxray.data import load_data
+
+    try:
+        return load_data(spec, seed=seed)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(f"cannot load data {spec!r}: {exc}")
+
+
+def _write_table(df: Any, path: Path, extra: dict[str, Any] | None = None) -> None:
+    from netxray._meta import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, df.to_csv(index=False))
+    meta = {**df.attrs.get("meta", {}), **(extra or {})}
+    for key in ("summary", "segments"):
+        if key in df.attrs:
+            meta[key] = df.attrs[key]
+    atomic_write_text(path.with_name(path.name + ".meta.json"), json.dumps(meta, indent=2, default=str))
+
+
+def _print_curve(curve: Any, red: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="modularity curve")
+    for col in ("layer", "Q", "± std", "Q/Q_max", "ΔQ", "kind", "status"):
+        table.add_column(col)
+    for (_, c), (_, r) in zip(curve.iterrows(), red.iterrows(), strict=True):
+        dq = "" if r["dq"] != r["dq"] else f"{r['dq']:+.4f}"
+        table.add_row(str(c["layer"]), f"{c['q_mean']:.4f}", f"{c['q_std']:.4f}",
+                      f"{c['q_rel_mean']:.4f}", dq, str(r["kind"]), str(c["status"]))  # fmt: skip
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``modularity`` and ``prune`` commands to the ``netxray`` app."""
+
+    @app.command("modularity")
+    def modularity_cmd(
+        checkpoint: Path = typer.Argument(..., help="Checkpoint directory or .safetensors file."),
+        data: str = typer.Option("digits", "--data", help="Data spec: digits, mnist1d, npz:PATH, idx:DIR, cifar10:DIR, blobs:..."),
+        out: Path = typer.Option(Path("curve.csv"), "--out", help="CSV file for the curve (a .redundant.csv is written beside it)."),
+        plot: Path | None = typer.Option(None, "--plot", help="Also save the curve plot (png, svg, pdf)."),
+        diff_plot: Path | None = typer.Option(None, "--diff-plot", help="Also save the layer-difference heatmap |Q_i - Q_j|."),
+        split: str = typer.Option("test", "--split", help="Which split to measure: test or train."),
+        layers: str | None = typer.Option(None, "--layers", help="Comma-separated module paths (default: the model's natural probes)."),
+        n: int = typer.Option(500, "--n", help="Samples per class-stratified subset."),
+        k: int = typer.Option(3, "--k", help="Neighbours in the kNN graph."),
+        repeats: int = typer.Option(5, "--repeats", help="Random subsets (mean ± std per layer)."),
+        tol: float | None = typer.Option(None, "--tol", help="Redundancy tolerance on ΔQ (default: from the repeats' spread)."),
+        adversarial: float | None = typer.Option(None, "--adversarial", help="Also measure FGSM and PGD inputs with this L∞ budget ε (writes *.adversarial.csv)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the data split and of the subsets."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    ) -> None:  # fmt: skip
+        """The modularity curve: how well the classes separate at each layer (SPEC §2).
+
+        For each probed layer: Newman modularity Q of the kNN cosine graph of the flattened features, with the true classes as communities, mean ± std over random class-stratified subsets; Q/Q_max compares across datasets. Layers where ΔQ is within the tolerance (plateau) or below it (degradation) are redundant: pruning candidates (see `netxray prune`).
+        """
+        from netxray.lenses.modularity import (
+            modularity_curve,
+            plot_layer_difference,
+            plot_modularity_curve,
+            redundant_layers,
+        )
+
+        if split not in ("test", "train"):
+            _fail(f"--split must be test or train, got {split!r}")
+        model = _load_model(checkpoint)
+        splits = _load_data(data, seed)
+        dataset = getattr(splits, split)
+        names = [s.strip() for s in layers.split(",") if s.strip()] if layers else "auto"
+        try:
+            curve = modularity_curve(model, dataset, layers=names, n=n, k=k, repeats=repeats,
+                                     seed=seed, progress=not quiet)  # fmt: skip
+            red = redundant_layers(curve, tol=tol)
+        except (ValueError, TypeError) as exc:
+            _fail(str(exc))
+        extra = {"checkpoint": str(checkpoint), "data": f"{data}:{split}"}
+        _write_table(curve, out, extra)
+        _write_table(red, out.with_name(out.stem + ".redundant.csv"), extra)
+        written = [str(out)]
+        if plot is not None:
+            plot.parent.mkdir(parents=True, exist_ok=True)
+            plot_modularity_curve(curve, red, path=str(plot))
+            written.append(str(plot))
+        if diff_plot is not None:
+            diff_plot.parent.mkdir(parents=True, exist_ok=True)
+            plot_layer_difference(curve, path=str(diff_plot))
+            written.append(str(diff_plot))
+        if adversarial is not None:
+            from netxray.lenses.adversarial import adversarial_curves, plot_adversarial
+
+            try:
+                adv = adversarial_curves(model, dataset, eps=adversarial, layers=names, n=n, k=k,
+                                         repeats=repeats, seed=seed)  # fmt: skip
+            except (ValueError, TypeError) as exc:
+                _fail(str(exc))
+            adv_path = out.with_name(out.stem + ".adversarial.csv")
+            _write_table(adv, adv_path, extra)
+            written.append(str(adv_path))
+            if plot is not None:
+                adv_plot = plot.with_name(plot.stem + ".adversarial" + plot.suffix)
+                plot_adversarial(adv, path=str(adv_plot))
+                written.append(str(adv_plot))
+        if not quiet:
+            _print_curve(curve, red)
+            segs = red.attrs["segments"]
+            typer.echo(
+                "redundant segments: "
+                + ("; ".join(f"{s['kind']} {','.join(s['layers'])}" for s in segs) or "none")
+            )
+            if adversarial is not None:
+                typer.echo("accuracy on the measured samples: " + ", ".join(
+                    f"{c[4:]} {a:.3f}" for c, a in adv.attrs["summary"].items()))  # fmt: skip
+            typer.echo("wrote " + ", ".join(written))
+
+    @app.command("prune")
+    def prune_cmd(
+        checkpoint: Path = typer.Argument(..., help="Checkpoint directory of a built-in model."),
+        data: str = typer.Option("digits", "--data", help="Data spec (the same data the model was trained on)."),
+        out: Path = typer.Option(Path("pruned"), "--out", help="Output directory."),
+        finetune_epochs: int = typer.Option(3, "--finetune-epochs", help="Fine-tuning epochs for every variant."),
+        lr: float = typer.Option(1e-3, "--lr", help="Fine-tuning learning rate (Adam, cosine schedule)."),
+        n: int = typer.Option(500, "--n", help="Samples per subset for the curve."),
+        k: int = typer.Option(3, "--k", help="Neighbours in the kNN graph."),
+        repeats: int = typer.Option(5, "--repeats", help="Random subsets for the curve."),
+        tol: float | None = typer.Option(None, "--tol", help="Redundancy tolerance on ΔQ (default: from the repeats' spread)."),
+        random_draws: int = typer.Option(3, "--random-draws", help="Random selections of the same number of layers (the control)."),
+        curve_split: str = typer.Option("train", "--curve-split", help="Split the curve is measured on (train keeps the choice blind to the test set)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the data split, subsets, random draws and fine-tuning."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    ) -> None:  # fmt: skip
+        """Remove the redundant layers the modularity curve finds, fine-tune, and compare with controls.
+
+        Writes DIR/pruned (a checkpoint `netxray.load` reads), DIR/prune_table.csv (variants: original, fine-tuned unpruned, modularity-guided, random layers, non-redundant layers; params, MACs, test accuracy before and after fine-tuning), DIR/curve_before.csv, DIR/redundant.csv, DIR/curve_after.csv, DIR/prune_summary.json and plots.
+        """
+        from rich.console import Console
+
+        from netxray.lenses.modularity import plot_modularity_curve
+        from netxray.lenses.pruning import prune_study
+
+        model = _load_model(checkpoint)
+        splits = _load_data(data, seed)
+        console = Console(stderr=True, quiet=quiet)
+        try:
+            with console.status("measuring the curve, pruning and fine-tuning every variant …"):
+                study = prune_study(
+                    model, splits, tol=tol, finetune_epochs=finetune_epochs, lr=lr, n=n, k=k,
+                    repeats=repeats, seed=seed, random_draws=random_draws,
+                    curve_split=curve_split, out=out,
+                )
+        except (ValueError, TypeError) as exc:
+            _fail(str(exc))
+        plot_modularity_curve(study.curve, study.redundant, path=str(out / "curve_before.png"))
+        if study.curve_after is not None:
+            plot_modularity_curve(study.curve_after, path=str(out / "curve_after.png"))
+        if not quiet:
+            pd_table = study.table.copy()
+            for col in ("params_pct", "macs_pct"):
+                pd_table[col] = pd_table[col].round(1)
+            for col in ("acc_pruned", "acc_finetuned", "delta_acc", "delta_vs_finetuned"):
+                pd_table[col] = pd_table[col].round(4)
+            typer.echo(pd_table.drop(columns=["params", "macs"]).to_string(index=False))
+            s = study.summary
+            for line in s["redundant_not_removable"]:
+                typer.echo(f"redundant but not removable: {line}")
+            if s["note"]:
+                typer.echo(s["note"])
+            typer.echo(f"wrote {out}/")

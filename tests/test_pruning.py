@@ -1,0 +1,144 @@
+"""Lens 2, SPEC §2.2: removable layers, pruning, MACs, the pruning study and its CLI."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from netxray.lenses.pruning import (
+    count_macs,
+    count_params,
+    prune_layers,
+    prune_study,
+    removable_layers,
+)
+from netxray.models import build_model, load, save_checkpoint
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # 2 shared cores: torch's thread pool spins under contention and runs ~10x slower
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _removable(model) -> dict[str, bool]:
+    return removable_layers(model).set_index("layer")["removable"].to_dict()
+
+
+def test_which_layers_can_be_removed():
+    resnet = build_model({"arch": "resnet", "input_shape": [1, 8, 8], "num_classes": 10,
+                          "width": 8, "depth": 2})  # fmt: skip
+    assert _removable(resnet) == {
+        "stem": False, "layer1.0": True, "layer1.1": True, "layer2.0": False, "layer2.1": True,
+        "layer3.0": False, "layer3.1": True,
+    }  # fmt: skip
+    reasons = removable_layers(resnet).set_index("layer")["reason"]
+    assert "projection" in reasons["layer2.0"] and "stem" in reasons["stem"]
+    cnn = build_model({"arch": "cnn", "input_shape": [1, 8, 8], "num_classes": 10,
+                       "channels": [8, 16], "convs_per_stage": 2})  # fmt: skip
+    assert _removable(cnn) == {
+        "features.0": False, "features.1": True, "features.3": False, "features.4": True
+    }
+    assert "8 → 16" in removable_layers(cnn).set_index("layer").loc["features.3", "reason"]
+    vit = build_model({"arch": "vit", "input_shape": [1, 8, 8], "num_classes": 10, "dim": 16,
+                       "depth": 2, "num_heads": 2, "patch_size": 4})  # fmt: skip
+    assert _removable(vit) == {"blocks.0": True, "blocks.1": True}
+    mlp = build_model({"arch": "mlp", "input_shape": [1, 8, 8], "num_classes": 10,
+                       "widths": [32, 32, 16]})  # fmt: skip
+    assert _removable(mlp) == {"hidden.0": False, "hidden.1": True, "hidden.2": False}
+
+
+def test_count_macs_by_hand():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+    # conv: 8·8·4 outputs × 1·3·3 = 2304; linear: 10 × 256 = 2560 (per sample, any batch size)
+    assert count_macs(model, torch.zeros(3, 1, 8, 8)) == 2304 + 2560
+    assert count_params(model) == 4 * 9 + 4 + 2560 + 10
+    grouped = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+    assert count_macs(grouped, torch.zeros(1, 4, 5, 5)) == 5 * 5 * 4 * 1 * 9
+
+
+def test_pruning_a_residual_block_runs_and_loads(trained, digits, tmp_path):
+    model = trained("resnet", depth=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pruned = prune_layers(model, ["layer2.1"])
+    assert isinstance(pruned.layer2[1], nn.Identity)
+    assert pruned.netxray_config["removed"] == ["layer2.1"]
+    # the original is untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert "removed" not in model.netxray_config
+    block_params = sum(p.numel() for p in model.layer2[1].parameters())
+    assert count_params(pruned) == count_params(model) - block_params
+    x = digits.test.x[:16]
+    with torch.no_grad():
+        out = pruned(x)
+        # identity block: the pruned net computes layer2.0's output straight into layer3
+        h = model.stem(x)
+        h = model.layer1(h)
+        h = model.layer2[0](h)
+        h = model.layer3(h)
+        ref = model.fc(model.flatten(model.pool(h)))
+    assert out.shape == (16, 10) and torch.allclose(out, ref, atol=1e-6)
+    loaded = load(save_checkpoint(pruned, tmp_path / "pruned"))
+    assert loaded.netxray_config["removed"] == ["layer2.1"]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), out)
+    with pytest.raises(ValueError, match="cannot remove 'layer2.0': its shortcut is a projection"):
+        prune_layers(model, ["layer2.0"])
+    with pytest.raises(ValueError, match="cannot remove 'layer2.1': already removed"):
+        prune_layers(pruned, ["layer2.1"])
+    with pytest.raises(ValueError, match="not a built-in"):
+        prune_layers(nn.Sequential(nn.Linear(2, 2)), ["0"])
+
+
+def test_prune_study_variants_on_a_given_curve(trained, digits, tmp_path):
+    model = trained("resnet", depth=2)
+    layers = ["stem", "layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1"]
+    # a curve that rises everywhere except a plateau at layer2.1 and a dip at layer3.0
+    curve = pd.DataFrame({
+        "layer": layers, "q_mean": [0.5, 0.6, 0.7, 0.8, 0.8, 0.7, 0.9], "q_std": [0.0] * 7,
+        "repeats": [3] * 7, "status": ["ok"] * 7,
+    })  # fmt: skip
+    study = prune_study(model, digits, curve=curve, finetune_epochs=1, n=120, repeats=2,
+                        random_draws=2, out=tmp_path / "study")  # fmt: skip
+    t = study.table.set_index("variant")
+    assert list(t.index) == ["original", "finetuned", "modularity", "random#0", "random#1",
+                             "non_redundant"]  # fmt: skip
+    # layer3.0 is redundant (a dip) but has a projection shortcut: said, not removed
+    assert t.loc["modularity", "removed"] == "layer2.1"
+    assert any(s.startswith("layer3.0: its shortcut") for s in study.summary["redundant_not_removable"])
+    # non-redundant control: the removable layer where Q rises most (layer1.0 and 1.1 rise 0.1;
+    # layer3.1 rises 0.2)
+    assert t.loc["non_redundant", "removed"] == "layer3.1"
+    assert (t["n_removed"].iloc[2:] == 1).all()
+    assert t.loc["original", "params_pct"] == 100 and t.loc["modularity", "params_pct"] < 100
+    assert t.loc["modularity", "macs"] < t.loc["original", "macs"]
+    assert 0.5 < t.loc["original", "acc_pruned"] <= 1
+    assert t["acc_finetuned"].iloc[1:].between(0, 1).all()
+    assert study.curve_after is not None and "layer2.1" not in set(study.curve_after["layer"])
+    for name in ("prune_table.csv", "curve_before.csv", "curve_after.csv", "prune_summary.json"):
+        assert (tmp_path / "study" / name).exists()
+    reloaded = load(tmp_path / "study" / "pruned")
+    assert reloaded.netxray_config["removed"] == ["layer2.1"]
+
+
+def test_prune_cli(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    ckpt = save_checkpoint(trained("resnet", depth=2), tmp_path / "ckpt")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["prune", str(ckpt), "--data", "digits", "--finetune-epochs", "0",
+                                   "--out", str(out), "--n", "120", "--repeats", "2",
+                                   "--random-draws", "1", "--tol", "0.05"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "prune_table.csv")
+    assert {"original", "finetuned"} <= set(table["variant"])
+    assert (out / "curve_before.png").exists()
+    if "modularity" in set(table["variant"]):
+        assert load(out / "pruned").netxray_config["removed"]

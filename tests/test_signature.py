@@ -317,7 +317,7 @@ def test_cli_signature_and_compare(trained, tmp_path):
     assert (tmp_path / "sig.png").stat().st_size > 1000
 
     out = tmp_path / "cmp"
-    res = runner.invoke(app, ["compare", str(ck_a), str(ck_b), str(ck_a), "--data", "digits",
+    res = runner.invoke(app, ["compare", str(ck_a), str(ck_b), str(ck_a), "--data", "digits", "--lenses", "nonlinearity",
                               "--out", str(out), "--n-samples", "200", "--clusters", "2"])  # fmt: skip
     assert res.exit_code == 0, res.output
     dist = pd.read_csv(out / "distances.csv", index_col="model")

@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
             )
             typer.echo(f"wrote {out}" + (f" and {plot}" if plot is not None else ""))
 
-    @app.command("compare")
+    @app.command("compare-signatures")  # the full `compare` (report incl. signatures) is scan_cmd.py's
     def compare_cmd(
         checkpoints: list[Path] = typer.Argument(..., help="Two or more checkpoints."),
         data: str = typer.Option("digits", "--data", help="Data spec, the same for every model."),

@@ -35,6 +35,8 @@ __all__ = [
 
 # Rows of the similarity matrix computed at once: block × N float64 ≈ 64 MiB at most.
 _BLOCK_BYTES = 64 * 2**20
+# up to this k the top-k of a row is found by k argmax scans, beyond by a partition
+_ARGMAX_K = 8
 
 
 @dataclass
@@ -143,11 +145,19 @@ def _topk_graph(sim_block, n: int, k: int, block: int) -> tuple[sp.csr_matrix, i
         s = sim_block(b0, b1)  # (b1 - b0, n), float64, may be modified
         rows = np.arange(b1 - b0)
         s[rows, b0 + rows] = -np.inf  # self excluded
-        # argpartition on −s: the k largest similarities, in no particular order (order is
-        # irrelevant for the graph; ties are broken deterministically by numpy's selection)
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        idx[b0:b1] = part
-        val[b0:b1] = np.take_along_axis(s, part, axis=1)
+        if k <= _ARGMAX_K:
+            # small k: k linear argmax scans beat a partition (introselect) of every row by
+            # ~10×; ties go to the lowest index, deterministically
+            for j in range(k):
+                best = np.argmax(s, axis=1)
+                idx[b0:b1, j] = best
+                val[b0:b1, j] = s[rows, best]
+                s[rows, best] = -np.inf
+        else:
+            # the k largest similarities sit in the last k columns after a partition at n − k
+            part = np.argpartition(s, n - k, axis=1)[:, n - k :]
+            idx[b0:b1] = part
+            val[b0:b1] = np.take_along_axis(s, part, axis=1)
     n_clipped = int((val < 0).sum())
     np.maximum(val, 0.0, out=val)
     a_dir = sp.csr_matrix(

@@ -1,0 +1,217 @@
+"""Benchmarks of Lens 2 (issue 4), side by side in one run; prints ratios, asserts nothing.
+
+Part ``modularity``: ``netxray.modularity`` against a baseline written the way the paper's code
+does it (dense similarity matrix, a per-row Python top-k loop filling a dense adjacency matrix,
+``networkx`` graph and ``networkx.community.modularity``), on the same features, at
+N ∈ {500, 2000, 5000}: time of each, the ratio, and |ΔQ| (goal: ≥ 20× at N = 5000, |ΔQ| ≤ 1e-9).
+
+Part ``curve``: the modularity curve of the built-in ResNet (stage widths 64-128-256-512, one
+block per stage, 3×32×32 inputs) at N samples (default 2000, one repeat), each run in a fresh
+process so its peak RSS is its own: netxray's layer-at-a-time curve probing the first 1, 3 and
+all 5 layers, against the naive way (capture every layer's flattened features in one pass, then
+measure). Goal: netxray's peak RSS does not grow with the number of probed layers.
+
+    python benchmarks/bench_modularity.py                 # both parts
+    python benchmarks/bench_modularity.py --part modularity --sizes 500,2000,5000
+    python benchmarks/bench_modularity.py --part curve --curve-n 2000
+
+Inputs are synthetic (no download): class-structured Gaussian features / images with a seed.
+Threads default to 1 (set --threads): the shared 2-core CI machine makes multi-threaded timings
+meaningless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def _set_threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def _features(n: int, d: int, classes: int, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, size=n)
+    centers = rng.normal(size=(classes, d))
+    x = 0.15 * centers[y] + rng.normal(size=(n, d))  # overlapping classes: Q well below Q_max
+    return x, y
+
+
+def reference_modularity(features, labels, k: int = 3, timings: dict | None = None) -> float:
+    """The paper-style baseline (Lu et al.'s ``calculate_similarity`` + ``calculate_modularity``):
+    a dense N × N similarity matrix, a per-row Python top-k (``heapq.nlargest`` over each row,
+    as in their code), a Python loop over the edges, a networkx graph, networkx modularity.
+
+    Kinder to the baseline than the original: the similarity matrix is one BLAS product (their
+    cosine path called ``torch.cosine_similarity`` once per pair). Self is excluded (SPEC §2.1)
+    and A = (A_dir + A_dirᵀ)/2, so both sides build the same graph.
+    """
+    import heapq
+
+    import networkx as nx
+    import numpy as np
+
+    t0 = time.perf_counter()
+    f = features / np.linalg.norm(features, axis=1, keepdims=True)
+    sim = f @ f.T
+    np.fill_diagonal(sim, -np.inf)
+    t1 = time.perf_counter()
+    n = len(f)
+    adj = np.zeros((n, n))
+    for i in range(n):
+        row = sim[i]
+        for j in heapq.nlargest(k, range(n), row.take):
+            adj[i, j] = row[j]
+    adj = (adj + adj.T) / 2
+    adj[adj < 0] = 0
+    t2 = time.perf_counter()
+    graph = nx.Graph()
+    graph.add_nodes_from(range(n))
+    rows, cols = np.nonzero(np.triu(adj, 1))
+    graph.add_weighted_edges_from(
+        (int(a), int(b), float(adj[a, b])) for a, b in zip(rows, cols, strict=True)
+    )
+    communities = [set(np.flatnonzero(labels == c).tolist()) for c in np.unique(labels)]
+    q = nx.community.modularity(graph, communities, weight="weight")
+    if timings is not None:
+        timings.update(similarity=t1 - t0, topk=t2 - t1, networkx=time.perf_counter() - t2)
+    return q
+
+
+def bench_modularity(sizes: list[int], d: int, k: int) -> None:
+    from netxray.measures.modularity import modularity
+
+    print(f"== modularity: one layer, d = {d}, k = {k}, 10 classes (synthetic features)")
+    print(f"{'N':>6} {'netxray s':>10} {'reference s':>12} {'speed-up':>9} {'|dQ|':>10} "
+          f"{'Q':>9}  reference split: similarity / top-k / networkx s")  # fmt: skip
+    for n in sizes:
+        x, y = _features(n, d, 10, seed=n)
+        modularity(x[:50], y[:50], k=k)  # warm-up (imports, BLAS)
+        t = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            q = modularity(x, y, k=k).q
+            t.append(time.perf_counter() - t0)
+        t_ours = min(t)
+        split: dict = {}
+        t0 = time.perf_counter()
+        q_ref = reference_modularity(x, y, k=k, timings=split)
+        t_ref = time.perf_counter() - t0
+        print(f"{n:>6} {t_ours:>10.3f} {t_ref:>12.3f} {t_ref / t_ours:>8.1f}x "
+              f"{abs(q - q_ref):>10.2e} {q:>9.6f}  {split['similarity']:.3f} / "
+              f"{split['topk']:.3f} / {split['networkx']:.3f}")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- curve
+
+
+def _resnet_and_data(n: int, seed: int = 0):
+    import torch
+
+    from netxray.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model({"arch": "resnet", "input_shape": [3, 32, 32], "num_classes": 10,
+                         "channels": [64, 128, 256, 512], "blocks": [1, 1, 1, 1]}).eval()  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    templates = torch.randn(10, 3, 32, 32, generator=g)
+    x = templates[y] + torch.randn(n, 3, 32, 32, generator=g)
+    return model, x, y
+
+
+def _rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def curve_worker(mode: str, n_layers: int, n: int) -> None:
+    """Runs in a fresh process; prints one JSON line."""
+    from netxray.models import natural_probes
+
+    model, x, y = _resnet_and_data(n)
+    layers = natural_probes(model)[:n_layers]
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    if mode == "netxray":
+        from netxray.lenses.modularity import modularity_curve
+
+        curve = modularity_curve(model, (x, y), layers=layers, n=n, repeats=1, batch_size=250)
+        qs = [round(float(q), 6) for q in curve["q_mean"]]
+    else:  # naive: every layer's flattened features held at once, then measured
+        from netxray.capture import collect
+        from netxray.measures.modularity import modularity
+
+        cap = collect(model, (x, y), activations=False, layers=layers, reducer="flatten",
+                      n_samples=None, batch_size=250)  # fmt: skip
+        sites = cap.layer_sites()
+        qs = [round(modularity(s.outputs.numpy(), cap.labels.numpy(), k=3).q, 6)
+              for s in sites.values()]  # fmt: skip
+    wall = time.perf_counter() - t0
+    print(json.dumps({"mode": mode, "layers": n_layers, "n": n, "wall_s": wall,
+                      "peak_rss_mb": _rss_mb(), "rss_before_mb": base, "q": qs}))  # fmt: skip
+
+
+def bench_curve(n: int, threads: int) -> None:
+    print(f"== curve: built-in ResNet 64-128-256-512 (1 block/stage), 3x32x32, N = {n}, 1 repeat")
+    print(f"{'mode':>8} {'layers':>6} {'wall s':>8} {'peak RSS MB':>12} {'before MB':>10}  Q per layer")
+    env = dict(os.environ)
+    rows = []
+    for mode, n_layers in (("netxray", 1), ("netxray", 3), ("netxray", 5), ("naive", 1),
+                           ("naive", 3), ("naive", 5)):  # fmt: skip
+        cmd = [sys.executable, __file__, "--worker", mode, "--worker-layers", str(n_layers),
+               "--curve-n", str(n), "--threads", str(threads)]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if res.returncode != 0:
+            print(f"{mode:>8} {n_layers:>6}  failed: {res.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        rows.append(r)
+        print(f"{mode:>8} {n_layers:>6} {r['wall_s']:>8.1f} {r['peak_rss_mb']:>12.0f} "
+              f"{r['rss_before_mb']:>10.0f}  {r['q']}")  # fmt: skip
+    by = {(r["mode"], r["layers"]): r for r in rows}
+    for mode in ("netxray", "naive"):
+        if (mode, 1) in by and (mode, 5) in by:
+            grow = by[(mode, 5)]["peak_rss_mb"] - by[(mode, 1)]["peak_rss_mb"]
+            print(f"{mode}: peak RSS growth from 1 to 5 probed layers: {grow:+.0f} MB")
+    if ("netxray", 5) in by and ("naive", 5) in by:
+        a, b = by[("netxray", 5)], by[("naive", 5)]
+        print(f"5 layers, naive / netxray: peak RSS {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x, "
+              f"wall {b['wall_s'] / a['wall_s']:.2f}x; same Q: {a['q'] == b['q']}")  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", choices=("modularity", "curve", "all"), default="all")
+    p.add_argument("--sizes", default="500,2000,5000")
+    p.add_argument("--d", type=int, default=256, help="feature width of the one-layer benchmark")
+    p.add_argument("--k", type=int, default=3)
+    p.add_argument("--curve-n", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--worker", choices=("netxray", "naive"), help=argparse.SUPPRESS)
+    p.add_argument("--worker-layers", type=int, default=5, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    _set_threads(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        curve_worker(args.worker, args.worker_layers, args.curve_n)
+        return
+    if args.part in ("modularity", "all"):
+        bench_modularity([int(s) for s in args.sizes.split(",")], args.d, args.k)
+    if args.part in ("curve", "all"):
+        bench_curve(args.curve_n, args.threads)
+
+
+if __name__ == "__main__":
+    main()

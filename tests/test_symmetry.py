@@ -391,6 +391,7 @@ class _Custom(nn.Module):
         return self.c(h) + self.side(x) * torch.sigmoid(self.side(x))
 
 
+@torch.no_grad()
 def test_arbitrary_model_axes_are_proven_from_structure_and_the_rest_is_stated():
     torch.manual_seed(0)
     m = _Custom().double()
@@ -435,7 +436,7 @@ def test_covering_bounds_of_a_model_reads_widths_b_and_rho():
     net = _toy_mlp(widths=(4, 10, 100, 3))
     df = covering_bounds(net, eps=[0.1, 0.01])
     assert df.widths[0] == "4,10,100,3" and len(df) == 2
-    B = max(float(p.abs().max()) for p in net.parameters())
+    B = max(float(p.detach().abs().max()) for p in net.parameters())
     assert df.B[0] == pytest.approx(B) and df.rho[0] == 1.0
     ref = msym.covering_log_bounds([4, 10, 100, 3], 0.01, B=B, rho=1.0)
     assert df.classical_log[1] == pytest.approx(ref["classical_log"])
@@ -450,3 +451,37 @@ def test_alignment_distances_and_determinism():
     assert (t.cost_after <= t.cost_before + 1e-12).all() and len(t) == 2
     again = alignment_distances(nets, labels=["a", "a", "b", "b"])
     assert np.array_equal(df.distance_after.to_numpy(), again.distance_after.to_numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cli_bounds_and_symmetry(tmp_path):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.models import build_model, save_checkpoint
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["bounds", "--widths", "784,512,512,10", "--eps", "0.01", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "2333.08" in r.output and "small reduction in log terms" in r.output
+    assert (tmp_path / "bounds.csv").exists()
+    r = runner.invoke(app, ["bounds", "--widths", "784"])
+    assert r.exit_code == 1 and "--widths" in r.output
+    torch.manual_seed(0)
+    cfg = {"arch": "mlp", "input_shape": [1, 8, 8], "num_classes": 10, "widths": [12, 10]}
+    save_checkpoint(build_model(cfg), tmp_path / "a")
+    torch.manual_seed(1)
+    save_checkpoint(build_model(cfg), tmp_path / "b")
+    r = runner.invoke(app, ["symmetry", str(tmp_path / "a"), "--compare", str(tmp_path / "b"),
+                            "--canonical-out", str(tmp_path / "canon"), "--out", str(tmp_path / "res")])
+    assert r.exit_code == 0, r.output
+    assert "not equivalent" in r.output and (tmp_path / "res" / "summary.json").exists()
+    r = runner.invoke(app, ["symmetry", str(tmp_path / "canon"), "--compare", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert "functionally equivalent" in r.output
+    r = runner.invoke(app, ["symmetry", str(tmp_path / "missing")])
+    assert r.exit_code == 1 and "cannot load checkpoint" in r.output

@@ -689,9 +689,16 @@ def _normalize_axis(state: dict[str, np.ndarray], ax: Axis) -> None:
         _scale(state, m, ax.size, inv)
 
 
-def _reduce_axis(state: dict[str, np.ndarray], ax: Axis, tol: float, log: dict[str, Any]) -> None:
-    """Drop units that cannot influence the output and merge duplicates (after normalization)."""
+def _reduce_axis(
+    state: dict[str, np.ndarray], ax: Axis, tol: float, log: dict[str, Any], stage: str
+) -> None:
+    """stage "drop": drop units that cannot influence the output (zero outgoing weights, or
+    constant and folded into the next bias); stage "merge": merge duplicate units (run after
+    normalization, when rescaled copies of one unit have become identical)."""
     if not ax.reducible or ax.size == 0:
+        return
+    if stage == "merge":
+        _merge_duplicates(state, ax, tol, log)
         return
     drop = np.zeros(ax.size, dtype=bool)
     out = _concat_rows(state, ax.readers, ax.size)
@@ -714,6 +721,9 @@ def _reduce_axis(state: dict[str, np.ndarray], ax: Axis, tol: float, log: dict[s
     if drop.any():
         log["dropped"][ax.name] = int(drop.sum())
         _take(state, ax, np.flatnonzero(~drop))
+
+
+def _merge_duplicates(state: dict[str, np.ndarray], ax: Axis, tol: float, log: dict[str, Any]) -> None:
     if ax.size < 2:
         return
     sig = _concat_rows(state, ax.writers, ax.size)
@@ -781,11 +791,11 @@ def _canonical_state(
     axes = [copy.copy(a) for a in an.axes]  # sizes change while reducing
     for ax in axes:
         if reduce:
-            _reduce_axis(state, ax, tol, log)  # zero-outgoing and constant units
+            _reduce_axis(state, ax, tol, log, "drop")  # zero-outgoing and constant units
         if normalize:
             _normalize_axis(state, ax)
         if reduce:
-            _reduce_axis(state, ax, tol, log)  # duplicates are duplicates only once normalized
+            _reduce_axis(state, ax, tol, log, "merge")  # duplicates only show once normalized
         if sort and ax.size > 1:
             _take(state, ax, _sort_order(state, ax))
     return state, axes, log, an
@@ -980,7 +990,7 @@ def functionally_equivalent(
     b: nn.Module,
     *,
     inputs: torch.Tensor | None = None,
-    n_probes: int = 512,
+    n_probes: int = 128,
     tol: float = 1e-6,
     seed: int = 0,
     search_steps: int = 100,

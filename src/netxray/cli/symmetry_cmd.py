@@ -1,0 +1,192 @@
+"""``netxray symmetry`` and ``netxray bounds``: lens 4 from the command line.
+
+    netxray symmetry runs/mlp                       # permutable axes, group order, covering bound
+    netxray symmetry runs/mlp --compare runs/mlp2   # distance before/after alignment, equivalence
+    netxray symmetry runs/mlp --canonical-out runs/mlp-canon --out results/
+    netxray bounds --widths 784,512,512,10 --eps 0.01
+    netxray bounds --widths 784,512,512,10 --eps 0.1,0.01 --volume-plot volume.png
+
+The CLI holds no science: it calls :mod:`netxray.lenses.symmetry`, prints tables, and reports bad
+input as one clear line with exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=1)
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        values = []
+    if not values:
+        _fail(f"{option} expects comma-separated numbers such as 0.1,0.01; got {text!r}")
+    return values
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        values = []
+    if len(values) < 2:
+        _fail(f"{option} expects comma-separated integers d_0,...,d_L+1 such as 784,512,512,10; got {text!r}")
+    return values
+
+
+def _print_table(
+    rows: list[dict[str, Any]], columns: dict[str, str], title: str, quiet: bool
+) -> None:
+    """``columns``: row key -> header."""
+    if quiet:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for header in columns.values():
+        table.add_column(header, overflow="fold")
+    for r in rows:
+        table.add_row(*[f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in columns])
+    Console().print(table)
+
+
+def _load(path: str) -> Any:
+    from netxray import load
+
+    try:
+        return load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        _fail(f"cannot load checkpoint {path!r}: {exc}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``symmetry`` and ``bounds`` commands to the ``netxray`` app."""
+
+    @app.command("symmetry")
+    def symmetry_cmd(
+        checkpoint: str = typer.Argument(..., help="Checkpoint directory or .safetensors file."),
+        compare: str | None = typer.Option(
+            None, "--compare", help="A second checkpoint of the same architecture: align it to the "
+            "first (distance before/after) and test functional equivalence."),
+        canonical_out: Path | None = typer.Option(
+            None, "--canonical-out", help="Write the canonical form (float64) as a checkpoint here."),
+        eps: float = typer.Option(0.01, "--eps", help="Covering radius for the bound (MLPs only)."),
+        out: Path | None = typer.Option(None, "--out", help="Directory for group.csv and summary.json."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the equivalence probes."),
+        quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
+    ) -> None:
+        """Symmetry of a trained network: its permutable axes (hidden units, channels, heads,
+        residual streams), the order of its symmetry group in log10, the covering-number bound
+        with and without permutations (fully connected nets), and optionally its canonical form
+        or its distance to a second network once symmetry is factored out."""
+        from netxray.lenses import symmetry as sym
+
+        model = _load(checkpoint)
+        group = sym.symmetry_group(model)
+        s = group.attrs["summary"]
+        _print_table(group.to_dict("records"),
+                     {"axis": "axis", "kind": "kind", "size": "size", "activation": "activation",
+                      "log10_order": "log10 d!", "sign_flips": "±", "continuous_dims": "cont. dims"},
+                     f"symmetry of {checkpoint}", quiet)
+        summary: dict[str, Any] = {k: v for k, v in s.items()}
+        lines = [
+            f"group order: 10^{s['log10_order']:.6g} (permutations 10^{s['log10_permutations']:.6g}); "
+            f"continuous symmetries: {s['continuous_dims']} dimensions of {s['n_params']} parameters",
+            s["statement"],
+        ]
+        try:
+            bounds = sym.covering_bounds(model, eps=eps)
+            summary["covering_bound"] = {k: (float(v) if isinstance(v, (int, float)) else v)
+                                         for k, v in bounds.iloc[0].to_dict().items()}
+            lines.append(bounds.verdict[0])
+        except ValueError as exc:
+            lines.append(f"covering bound: not applicable ({exc})")
+        if compare is not None:
+            other = _load(compare)
+            try:
+                al = sym.align(model, other)
+            except ValueError as exc:
+                _fail(str(exc))
+            eq = sym.functionally_equivalent(model, other, seed=seed)
+            summary["alignment"] = {
+                "distance_raw": al.distance_raw, "distance_before": al.distance_before,
+                "distance_after": al.distance_after, "relative_before": al.relative_before,
+                "relative_after": al.relative_after, "equivalence": eq.verdict, "reason": eq.reason,
+            }
+            lines.append(
+                f"distance to {compare}: {al.distance_raw:.6g} raw, {al.distance_before:.6g} normalized, "
+                f"{al.distance_after:.6g} aligned (relative {al.relative_before:.4g} → {al.relative_after:.4g}); "
+                f"functionally {eq.verdict} ({eq.reason})"
+            )
+        if canonical_out is not None:
+            from netxray.models import save_checkpoint
+
+            canon = sym.canonicalize(model)
+            try:
+                save_checkpoint(canon, canonical_out)
+            except (ValueError, OSError, KeyError) as exc:
+                _fail(f"cannot write the canonical form to {canonical_out}: {exc}")
+            lines.append(f"canonical form written to {canonical_out} "
+                         f"(dropped {canon.netxray_canonical['dropped']}, merged {canon.netxray_canonical['merged']})")
+        if out is not None:
+            from netxray._meta import atomic_write_text
+
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "group.csv", group.to_csv(index=False))
+            summary["meta"] = group.attrs["meta"]
+            atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+            lines.append(f"wrote {out / 'group.csv'} and {out / 'summary.json'}")
+        if not quiet:
+            for line in lines:
+                typer.echo(line)
+
+    @app.command("bounds")
+    def bounds_cmd(
+        widths: str = typer.Option(..., "--widths", help="Layer widths d_0,...,d_L+1, e.g. 784,512,512,10."),
+        eps: str = typer.Option("0.01", "--eps", help="Covering radius (comma-separated for several)."),
+        B: float = typer.Option(1.0, "--B", help="Bound on every parameter's magnitude."),
+        rho: float = typer.Option(1.0, "--rho", help="Lipschitz constant of the activation."),
+        volume_plot: Path | None = typer.Option(
+            None, "--volume-plot", help="Save a plot of the effective-volume ratio against width."),
+        out: Path | None = typer.Option(None, "--out", help="Directory for bounds.csv."),
+        quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
+    ) -> None:
+        """Covering-number bounds of a fully connected network (Shen, ICML 2024), classical and
+        with hidden-unit permutations factored out, in log10: how much does symmetry buy?"""
+        from netxray.lenses import symmetry as sym
+
+        ws = _ints(widths, "--widths")
+        try:
+            df = sym.covering_bounds(ws, eps=_floats(eps, "--eps"), B=B, rho=rho)
+        except ValueError as exc:
+            _fail(str(exc))
+        rows = [{**r, "pct": f"{100 * r['relative_reduction']:.3g}%"} for r in df.to_dict("records")]
+        _print_table(rows, {"eps": "eps", "S": "S", "log10_Lambda": "log10 Λ",
+                            "classical_log10": "classical", "sum_log10_factorials": "Σ log10 d!",
+                            "reduced_log10": "reduced", "pct": "reduction"},
+                     f"log10 covering numbers, widths {widths}", quiet)
+        if not quiet:
+            for v in df.verdict:
+                typer.echo(v)
+        if volume_plot is not None:
+            hidden = ws[1:-1]
+            vol = sym.effective_volume(depth=max(1, len(hidden)), d_in=ws[0], d_out=ws[-1])
+            sym.plot_effective_volume(vol, path=str(volume_plot))
+            if not quiet:
+                typer.echo(f"effective-volume plot written to {volume_plot}")
+        if out is not None:
+            from netxray._meta import atomic_write_text
+
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "bounds.csv", df.to_csv(index=False))

@@ -181,10 +181,19 @@ def _map(
     bar = _progress(n, desc) if progress else None
     try:
         if engine == "serial":
-            for i, it in enumerate(items):
-                yield i, fn(it)
-                if bar:
-                    bar()
+            import torch
+
+            # one thread, like every pool/Ray worker: float sums depend on the thread count,
+            # and the same seed must give the same weights on every engine
+            threads = torch.get_num_threads()
+            try:
+                torch.set_num_threads(1)
+                for i, it in enumerate(items):
+                    yield i, fn(it)
+                    if bar:
+                        bar()
+            finally:
+                torch.set_num_threads(threads)
         elif engine == "local":
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -716,6 +725,17 @@ def _predict(df: pd.DataFrame, seed: int, n_splits: int) -> tuple[pd.DataFrame, 
     specs = [("gbt", "weights", gbt, Xw), ("ridge", "weights", ridge, Xw),
              ("gbt", "hparams", gbt, Xh), ("ridge", "hparams", ridge, Xh)]
     cv = GroupKFold(n_splits=k)
+    from threadpoolctl import threadpool_limits
+
+    # a few hundred rows: OpenMP threads only add overhead (and stall badly on a shared CPU)
+    with threadpool_limits(limits=1):
+        return _fit_specs(specs, cv, y, groups, live, preds, rows, r2_score, kendalltau)
+
+
+def _fit_specs(specs: list[Any], cv: Any, y: np.ndarray, groups: np.ndarray, live: pd.DataFrame,
+               preds: pd.DataFrame, rows: list[dict[str, Any]], r2_score: Any, kendalltau: Any,
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    k = cv.get_n_splits()
     for name, feats, make, X in specs:
         oof = np.full(len(live), np.nan)
         Xa = X.to_numpy(float)

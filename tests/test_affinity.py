@@ -233,6 +233,10 @@ def test_linear_r2():
     res = y - design @ coef
     assert r2 == pytest.approx(1 - (res**2).sum() / ((y - y.mean(0)) ** 2).sum(), abs=1e-10)
     assert np.isnan(linear_r2(x, np.ones((200, 1))))
+    # rank-deficient inputs (a duplicated unit, a dead unit) span the same space: same R²
+    dup = np.hstack([x, x[:, :1], np.zeros((200, 1))])
+    assert linear_r2(dup, y) == pytest.approx(r2, abs=1e-10)
+    assert linear_r2(np.ones((200, 3)), y) == 0.0
 
 
 def test_sparsity_and_entropy():

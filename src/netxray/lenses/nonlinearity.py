@@ -332,7 +332,7 @@ def plot_signatures(
             status = np.where(np.isfinite(y), "ok", "missing")
         k = len(y)
         pos = np.arange(k) / max(k - 1, 1) if x == "relative" else np.arange(k)
-        label = None if single else str(name)
+        label = "affinity score" if single else str(name)
         line = ax.plot(pos, y, "-o", ms=4, label=label)[0]
         color = line.get_color()
         deg = status == "degenerate"

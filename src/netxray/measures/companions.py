@@ -69,10 +69,17 @@ def linear_r2(x: Any, y: Any) -> float:
     ss_tot = float(np.einsum("ij,ij->", yc, yc))
     if ss_tot == 0.0:
         return float("nan")
-    # centring both sides absorbs the intercept; gelsd (SVD) copes with rank-deficient x
-    coef, *_ = scipy.linalg.lstsq(xc, yc, lapack_driver="gelsd")
-    res = yc - xc @ coef
-    return float(1.0 - np.einsum("ij,ij->", res, res) / ss_tot)
+    # Centring both sides absorbs the intercept. The fit's residual is Yc minus its projection
+    # on col(Xc); a column-pivoted QR gives an orthonormal basis of that span (rank-revealing,
+    # stable, cheaper than the SVD inside lstsq).
+    q, r, _ = scipy.linalg.qr(xc, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    if diag.size == 0 or diag[0] == 0.0:
+        return 0.0  # x is constant: only the intercept, which explains nothing
+    rank = int(np.sum(diag > diag[0] * max(xc.shape) * np.finfo(np.float64).eps))
+    proj = q[:, :rank].T @ yc
+    explained = float(np.einsum("ij,ij->", proj, proj))
+    return float(min(1.0, max(0.0, explained / ss_tot)))
 
 
 def sparsity(x: Any, tol: float = 1e-3) -> float:

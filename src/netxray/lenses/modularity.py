@@ -124,30 +124,41 @@ class _StopForward(BaseException):
 class _GramReducer:
     """Keeps a layer's flattened rows, then reduces them to the Gram matrix G = F Fᵀ (float64).
 
-    G is accumulated over column chunks (N × chunk float64 at a time), so very wide flattened
-    features never exist in float64 all at once.
+    The rows go into one buffer allocated for the ``n_rows`` samples expected (no concatenation
+    copy), and G is accumulated over column chunks (N × chunk float64 at a time), so very wide
+    flattened features never exist in float64 all at once: peak ≈ N·d·4 + N²·8 bytes.
     """
 
-    def __init__(self) -> None:
-        self.chunks: list[torch.Tensor] = []
+    def __init__(self, n_rows: int) -> None:
+        self.n_rows = n_rows
+        self.buf: torch.Tensor | None = None
+        self.pos = 0
 
     def update(self, batch: torch.Tensor) -> None:
         rows = batch.detach().reshape(batch.shape[0], -1)
-        dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
-        # copy: the model may modify this tensor in place after the hook (inplace ReLU)
-        self.chunks.append(rows.to(device="cpu", dtype=dtype, copy=True))
-
-    def compute(self) -> tuple[np.ndarray, int]:
-        feats = torch.cat(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
-        self.chunks = []
-        n, d = feats.shape
-        if not torch.isfinite(feats).all():
+        if not torch.isfinite(rows).all():
             raise ValueError("layer output contains NaN or infinite values")
+        dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
+        b = rows.shape[0]
+        if self.buf is None:
+            self.buf = torch.empty(max(self.n_rows, b), rows.shape[1], dtype=dtype)
+        if self.pos + b > self.buf.shape[0]:  # more rows than announced: grow (rare)
+            self.buf = torch.cat([self.buf[: self.pos], torch.empty(b, self.buf.shape[1], dtype=dtype)])
+        # a copy: the model may modify this tensor in place after the hook (inplace ReLU)
+        self.buf[self.pos : self.pos + b] = rows.to("cpu")
+        self.pos += b
+
+    def compute(self) -> tuple[np.ndarray, int] | None:
+        if self.buf is None:  # nothing kept (the capture has recorded why)
+            return None
+        feats = self.buf[: self.pos]
+        n, d = feats.shape
         gram = torch.zeros(n, n, dtype=torch.float64)
         step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
         for c0 in range(0, d, step):
             block = feats[:, c0 : c0 + step].to(torch.float64)
             gram.addmm_(block, block.T)
+        self.buf = None  # free the rows as soon as the Gram matrix exists
         return gram.numpy(), int(d)
 
 
@@ -215,7 +226,10 @@ def _layer_grams(
 ) -> dict[str, tuple[np.ndarray, int]]:
     """Gram matrix of ``module_path``'s output over the samples ``pool``, per call of the module."""
     module = dict(model.named_modules())[module_path]
-    cap = Capture(model, activations=False, layers=[module_path], reducer=lambda *_: _GramReducer())
+    n_rows = len(pool)
+    cap = Capture(
+        model, activations=False, layers=[module_path], reducer=lambda *_: _GramReducer(n_rows)
+    )
     handle = None
     with _eval_no_grad(model), cap:
         if stop_early:

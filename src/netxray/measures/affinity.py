@@ -217,7 +217,6 @@ def affinity_score(
     keep = lam > cutoff
     inv_sqrt_lam[keep] = 1.0 / sqrt_lam[keep]
 
-    xu = xq @ u
     yu = yq @ u
     cov_y_u = (yu.T @ yu) / (n_y - 1)  # = Uᵀ Σ_Y U
     cov_y_u[np.diag_indices(r)] += eps
@@ -234,7 +233,9 @@ def affinity_score(
     fro_y_sq = float(np.einsum("ij,ij->", cov_y_u, cov_y_u)) + eps * eps * (d - r)
     moment_residual = float(np.linalg.norm(resid) / np.sqrt(fro_y_sq))
 
-    t_u = xu @ a_u  # centred T(X) in the U basis; Y centred in the same basis: same costs
+    # centred T(X) in the U basis, (X U) A' computed as X (U A'): one n·r² product fewer.
+    # Y is centred in the same basis, and the transport costs are rotation invariant.
+    t_u = xq @ (u @ a_u)
     w2_sq = wasserstein2_squared(t_u, yu)
     score = 1.0 - float(np.sqrt(max(w2_sq, 0.0) / two_tr))
     return AffinityResult(score, w2_sq, two_tr, n, d, moment_residual, "ok", eps, n_y, "")

@@ -48,6 +48,15 @@ def test_nonfinite_values_are_counted_not_poisoning():
     assert allbad["n_nonfinite"] == 2 and np.isnan(allbad["mean"])
 
 
+def test_tensor_stats_never_reorders_the_callers_float64_data():
+    x = np.random.default_rng(5).normal(size=3000)
+    t = torch.tensor(x)
+    x0, t0 = x.copy(), t.clone()
+    W.tensor_stats(x)
+    W.tensor_stats(t)
+    assert np.array_equal(x, x0) and torch.equal(t, t0)
+
+
 def test_constant_tensor_has_zero_std_and_undefined_shape():
     s = W.tensor_stats(np.full(10, 0.5))
     assert s["std"] == 0.0 and np.isnan(s["skewness"]) and np.isnan(s["kurtosis"])

@@ -86,7 +86,16 @@ def print_findings(res: Any) -> None:
                f"analysis {s['seconds_total']:.1f} s ({s['engine']})")
     for mid, status in s["errors"]:
         typer.echo(f"  skipped {mid}: {status}")
-    typer.echo("Do good networks look alike? (spread of weight statistics, optimal vs suboptimal)")
+    typer.echo("Do good networks look alike? (spread of weight statistics, optimal vs suboptimal; "
+               f"optimal = within {s.get('optimal_within', 0.01) * 100:g} points of the family's best)")
+    _print_families(s)
+    typer.echo("Predicting accuracy from weights (out-of-fold, GroupKFold by run):")
+    for p in s["predictors"]:
+        typer.echo(f"  {p['predictor']:>5} on {p['features']:<8} R2={p['r2']:.3f}  Kendall tau={p['kendall_tau']:.3f}"
+                   f"  (n={p['n']}) {'' if p['status'] == 'ok' else p['status']}")
+
+
+def _print_families(s: dict[str, Any]) -> None:
     for arch, f in s["families"].items():
         typer.echo(
             f"  {arch}: {f['n_optimal']} optimal / {f['n_suboptimal']} suboptimal; suboptimal spread (MAD) "
@@ -95,11 +104,8 @@ def print_findings(res: Any) -> None:
             f"{f['bf_significant_sub_larger']} sub-wider, {f['bf_significant_opt_larger']} opt-wider); "
             f"mean pairwise Jeffreys within optimal {f.get('jeffreys_within_optimal', float('nan')):.3f} vs "
             f"within suboptimal {f.get('jeffreys_within_suboptimal', float('nan')):.3f} -> "
-            f"{'supports' if f['claim_holds'] else 'does not support'} the claim")
-    typer.echo("Predicting accuracy from weights (out-of-fold, GroupKFold by run):")
-    for p in s["predictors"]:
-        typer.echo(f"  {p['predictor']:>5} on {p['features']:<8} R2={p['r2']:.3f}  Kendall tau={p['kendall_tau']:.3f}"
-                   f"  (n={p['n']}) {'' if p['status'] == 'ok' else p['status']}")
+            f"{'supports' if f['claim_holds'] else 'does not support'} the claim"
+            + ("" if f["stats_compared"] else " (too few optimal models to compare spreads)"))
 
 
 @zoo_app.command("demo")
@@ -123,6 +129,10 @@ def zoo_demo(
     res = analyze_zoo(out / "zoo", engine=engine, workers=workers, progress=not quiet)
     paths = write_results(res, out / "results.parquet") + plot_zoo(res, out / "plots")
     print_findings(res)
+    from netxray.lenses.zoo import with_optimal_within
+
+    typer.echo("Sensitivity: optimal = within 5 points of the best (SPEC default is 1 point):")
+    _print_families(with_optimal_within(res, 0.05).summary)
     typer.echo(f"total {time.perf_counter() - t0:.1f} s (training {t_train:.1f} s); wrote "
                + ", ".join(map(str, paths)))
 

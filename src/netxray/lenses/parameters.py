@@ -97,11 +97,15 @@ def weight_stats(model: nn.Module, *, near_zero: float = 1e-3, include_global: b
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     rows: list[dict[str, Any]] = []
-    global_parts: list[np.ndarray] = []
-    n_params = 0
+    params = _named_params(model)
+    n_params = sum(p.numel() for *_, p in params)
+    is_weight = [parameter_role(mod, pname) == "weight" for _, _, mod, pname, _ in params]
+    # one float64 buffer for the global row, filled tensor by tensor (no list + concatenate copy)
+    n_global = sum(p.numel() for w, (*_, p) in zip(is_weight, params, strict=True) if w) if include_global else 0
+    buf = np.empty(n_global, dtype=np.float64)
+    pos = 0
     with torch.no_grad():
-        for full, mpath, module, pname, p in _named_params(model):
-            n_params += p.numel()
+        for (full, mpath, module, pname, p), w in zip(params, is_weight, strict=True):
             row: dict[str, Any] = {
                 "name": full,
                 "module": mpath,
@@ -110,23 +114,27 @@ def weight_stats(model: nn.Module, *, near_zero: float = 1e-3, include_global: b
                 "shape": "x".join(map(str, p.shape)) or "scalar",
             }
             try:
-                x = _to_f64(p)
-                row.update(W.tensor_stats(x, near_zero=near_zero))
+                if w and include_global:
+                    view = buf[pos:pos + p.numel()]
+                    view[:] = p.detach().reshape(-1).cpu().to(torch.float64).numpy()
+                    pos += p.numel()
+                    row.update(W.tensor_stats(view, near_zero=near_zero))
+                else:
+                    row.update(W.tensor_stats(_to_f64(p), near_zero=near_zero, overwrite=True))
                 row["status"] = "nonfinite" if row["n_nonfinite"] else "ok"
-                if row["role"] == "weight" and include_global:
-                    global_parts.append(x)
             except Exception as exc:  # one odd tensor is a status, not a crash of the table
                 row["status"] = f"error: {type(exc).__name__}: {exc}"
             rows.append(row)
     if include_global:
         row = {"name": GLOBAL, "module": "", "module_type": "", "role": "global", "shape": ""}
-        if global_parts:
-            row.update(W.tensor_stats(np.concatenate(global_parts), near_zero=near_zero))
+        if pos:
+            row.update(W.tensor_stats(buf[:pos], near_zero=near_zero, overwrite=True))
             row["status"] = "nonfinite" if row["n_nonfinite"] else "ok"
         else:
             row.update({k: np.nan for k in W.STAT_COLUMNS})
             row["status"] = "empty: the model has no weight tensors"
         rows.append(row)
+    del buf
     cols = ["name", "module", "module_type", "role", "shape", *W.STAT_COLUMNS, "status"]
     df = pd.DataFrame(rows).reindex(columns=cols)
     for c in ("count", "n_finite", "n_nonfinite"):

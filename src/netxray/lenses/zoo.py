@@ -43,6 +43,7 @@ from netxray.measures import weights as W
 
 __all__ = [
     "ENGINES",
+    "Engine",
     "ZooAnalysis",
     "analyze_zoo",
     "expand_grid",
@@ -51,6 +52,7 @@ __all__ = [
     "read_small_cnn_zoo",
     "train_zoo",
     "plot_zoo",
+    "with_optimal_within",
     "write_results",
 ]
 
@@ -165,60 +167,92 @@ def _ray_call(fn: Callable[[Any], Any], item: Any) -> Any:
     return fn(item)
 
 
-def _map(
-    fn: Callable[[Any], Any], items: Sequence[Any], *, engine: str = "local",
-    workers: int | None = None, address: str | None = None, progress: bool = False,
-    desc: str = "",
-) -> Iterator[tuple[int, Any]]:
-    """Yield ``(index, fn(item))`` as jobs finish. ``fn`` must be a module-level function that
-    never raises (it returns an error record instead)."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine: {engine!r} is not supported; expected one of {ENGINES}")
-    n = len(items)
-    if n == 0:
-        return
-    workers = max(1, int(workers or os.cpu_count() or 1))
-    bar = _progress(n, desc) if progress else None
-    try:
-        if engine == "serial":
-            import torch
+class Engine:
+    """Runs jobs on one engine and keeps its workers (process pool, Ray instance) alive across
+    several :meth:`map` calls; use as a context manager.
 
-            # one thread, like every pool/Ray worker: float sums depend on the thread count,
-            # and the same seed must give the same weights on every engine
-            threads = torch.get_num_threads()
-            try:
-                torch.set_num_threads(1)
-                for i, it in enumerate(items):
-                    yield i, fn(it)
-                    if bar:
-                        bar()
-            finally:
-                torch.set_num_threads(threads)
-        elif engine == "local":
+    ``engine``: ``"local"`` (spawned process pool of ``workers``), ``"ray"`` (connects to
+    ``address``, else reuses a running instance, else starts a local one with ``workers``
+    CPUs; only an instance it started is shut down), ``"serial"`` (in-process). Every job runs
+    with one torch thread on every engine, so the same seed gives the same weights.
+    """
+
+    def __init__(self, engine: str = "local", workers: int | None = None, address: str | None = None) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine: {engine!r} is not supported; expected one of {ENGINES}")
+        self.engine, self.address = engine, address
+        self.workers = max(1, int(workers or os.cpu_count() or 1))
+        self._pool: Any = None
+        self._ray: Any = None
+        self._ray_started = False
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._ray_started:
+            self._ray.shutdown()
+            self._ray_started = False
+
+    def _start(self) -> None:
+        if self.engine == "local" and self._pool is None:
             import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures import ProcessPoolExecutor
 
             # spawn, not fork: forking a process that already runs torch threads can deadlock
-            with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=mp.get_context("spawn"),
-                                     initializer=_worker_init) as pool:
-                futs = {pool.submit(fn, it): i for i, it in enumerate(items)}
-                for fut in as_completed(futs):
-                    yield futs[fut], fut.result()
-                    if bar:
-                        bar()
-        else:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
+                                             initializer=_worker_init)
+        elif self.engine == "ray" and self._ray is None:
             try:
                 import ray
             except ImportError as exc:
                 raise ImportError("engine 'ray' needs the optional extra: pip install 'netxray[ray]'") from exc
-            started = False
+            self._ray = ray
             if not ray.is_initialized():
-                if address:
-                    ray.init(address=address, log_to_driver=False)
+                if self.address:
+                    ray.init(address=self.address, log_to_driver=False)
                 else:
-                    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-                started = True
-            try:
+                    ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
+                self._ray_started = True
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, progress: bool = False,
+            desc: str = "") -> Iterator[tuple[int, Any]]:
+        """Yield ``(index, fn(item))`` as jobs finish. ``fn`` must be a module-level function
+        that never raises (it returns an error record instead)."""
+        if not items:
+            return
+        self._start()
+        bar = _progress(len(items), desc) if progress else None
+        try:
+            if self.engine == "serial":
+                import torch
+
+                # one thread, like every pool/Ray worker: float sums depend on the thread count
+                threads = torch.get_num_threads()
+                try:
+                    torch.set_num_threads(1)
+                    for i, it in enumerate(items):
+                        yield i, fn(it)
+                        if bar:
+                            bar()
+                finally:
+                    torch.set_num_threads(threads)
+            elif self.engine == "local":
+                from concurrent.futures import as_completed
+
+                futs = {self._pool.submit(fn, it): i for i, it in enumerate(items)}
+                for fut in as_completed(futs):
+                    yield futs[fut], fut.result()
+                    if bar:
+                        bar()
+            else:
+                ray = self._ray
                 remote = ray.remote(num_cpus=1)(_ray_call)
                 refs = {remote.remote(fn, it): i for i, it in enumerate(items)}
                 pending = list(refs)
@@ -228,12 +262,9 @@ def _map(
                         yield refs[r], ray.get(r)
                         if bar:
                             bar()
-            finally:
-                if started:
-                    ray.shutdown()
-    finally:
-        if bar:
-            bar.close()
+        finally:
+            if bar:
+                bar.close()
 
 
 class _progress:
@@ -344,9 +375,10 @@ def train_zoo(
             rows.append({"id": j["id"], "status": "exists", "test_acc": None, "seconds": 0.0})
         else:
             todo.append({**j, "zoo": str(out)})
-    for _, res in _map(_train_job, todo, engine=engine, workers=workers, address=address,
-                       progress=progress, desc=f"training {len(todo)} models ({engine})"):
-        rows.append(res)
+    with Engine(engine, workers, address) as eng:
+        for _, res in eng.map(_train_job, todo, progress=progress,
+                              desc=f"training {len(todo)} models ({engine})"):
+            rows.append(res)
     df = pd.DataFrame(rows, columns=["id", "status", "test_acc", "seconds"])
     df.attrs["meta"] = metadata(zoo=str(out), engine=engine, n_jobs=len(jobs), n_trained=len(todo))
     return df
@@ -524,11 +556,12 @@ def _feature_job(item: dict[str, Any]) -> dict[str, Any]:
 
             model = load(item["path"])
             tensors, strengths = _module_tensors(model)
-        feats, allw = _features_from(tensors, strengths)
         if item.get("edges") is not None:
+            parts = [x for _, r, x in tensors if r == "weight"]
+            allw = np.concatenate(parts) if parts else np.zeros(0)
             dens, n_out = W.histogram_density(allw, np.asarray(item["edges"]))
             return {"status": "ok", "hist": dens, "n_outside": n_out}
-        return {"status": "ok", "features": feats}
+        return {"status": "ok", "features": _features_from(tensors, strengths)[0]}
     except Exception as exc:
         return {"status": f"error: {type(exc).__name__}: {exc}"}
 
@@ -797,44 +830,70 @@ def analyze_zoo(
         raise FileNotFoundError(f"zoo: {zoo} does not exist")
     t0 = time.perf_counter()
     items, df = _zoo_items(zoo)
-    feats: list[dict[str, float] | None] = [None] * len(items)
-    for i, res in _map(_feature_job, items, engine=engine, workers=workers, address=address,
-                       progress=progress, desc=f"features of {len(items)} models ({engine})"):
-        if res["status"] == "ok":
-            feats[i] = res["features"]
-        elif df.at[i, "status"] == "ok":
-            df.at[i, "status"] = res["status"]
-    t_features = time.perf_counter() - t0
-    F = pd.DataFrame([f or {} for f in feats], index=df.index).add_prefix("f_")
-    if "f_n_nonfinite" not in F:
-        F["f_n_nonfinite"] = np.nan
-    df = pd.concat([df, F], axis=1)
-    df["class"] = _classify(df, optimal_within, chance_margin)
-    # pass 2: global histograms on bin edges shared within each family
-    hists: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
-    hist_items, hist_keys = [], []
-    for arch, g in df[df["class"].isin(["optimal", "suboptimal"])].groupby("arch"):
-        lo, hi = float(g["f_global_p0"].min()), float(g["f_global_p100"].max())
-        edges = W.shared_bin_edges(range=(lo, hi), bins=bins)
-        hists[str(arch)] = (edges, {})
-        for i in g.index:
-            hist_items.append({**items[i], "edges": edges})
-            hist_keys.append((str(arch), df.at[i, "id"]))
-    for j, res in _map(_feature_job, hist_items, engine=engine, workers=workers, address=address,
-                       progress=progress, desc="shared-bin histograms"):
-        if res["status"] == "ok":
-            arch, mid = hist_keys[j]
-            hists[arch][1][mid] = res["hist"]
+    # one engine (one pool / Ray instance) for both passes: worker start-up is paid once
+    with Engine(engine, workers, address) as eng:
+        feats: list[dict[str, float] | None] = [None] * len(items)
+        for i, res in eng.map(_feature_job, items, progress=progress,
+                              desc=f"features of {len(items)} models ({engine})"):
+            if res["status"] == "ok":
+                feats[i] = res["features"]
+            elif df.at[i, "status"] == "ok":
+                df.at[i, "status"] = res["status"]
+        t_features = time.perf_counter() - t0
+        F = pd.DataFrame([f or {} for f in feats], index=df.index).add_prefix("f_")
+        if "f_n_nonfinite" not in F:
+            F["f_n_nonfinite"] = np.nan
+        df = pd.concat([df, F], axis=1)
+        df["class"] = _classify(df, optimal_within, chance_margin)
+        # pass 2: global histograms on bin edges shared within each family
+        hists: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        hist_items, hist_keys = [], []
+        for arch, g in df[df["class"].isin(["optimal", "suboptimal"])].groupby("arch"):
+            lo, hi = float(g["f_global_p0"].min()), float(g["f_global_p100"].max())
+            edges = W.shared_bin_edges(range=(lo, hi), bins=bins)
+            hists[str(arch)] = (edges, {})
+            for i in g.index:
+                hist_items.append({**items[i], "edges": edges})
+                hist_keys.append((str(arch), df.at[i, "id"]))
+        for j, res in eng.map(_feature_job, hist_items, progress=progress, desc="shared-bin histograms"):
+            if res["status"] == "ok":
+                arch, mid = hist_keys[j]
+                hists[arch][1][mid] = res["hist"]
+    t_hist = time.perf_counter() - t0 - t_features
     preds, predictors = _predict(df, seed, n_splits)
+    t_pred = time.perf_counter() - t0 - t_features - t_hist
     df = pd.concat([df, preds], axis=1)
     comparisons = _comparisons(df, hists)
     summary = _summarize(df, comparisons, predictors)
-    summary.update(seconds_total=time.perf_counter() - t0, seconds_features=t_features, engine=engine)
+    summary.update(seconds_total=time.perf_counter() - t0, seconds_features=t_features,
+                   seconds_histograms=t_hist, seconds_predictors=t_pred, engine=engine,
+                   optimal_within=optimal_within)
     meta = metadata(zoo=str(zoo), engine=engine, seed=seed, n=len(df), bins=bins,
                     optimal_within=optimal_within, chance_margin=chance_margin, n_splits=n_splits)
     for t in (df, comparisons, predictors):
         t.attrs["meta"] = meta
     return ZooAnalysis(df, comparisons, predictors, hists, summary)
+
+
+def with_optimal_within(res: ZooAnalysis, optimal_within: float) -> ZooAnalysis:
+    """The same analysis with another optimal threshold (accuracy ≥ best − ``optimal_within``):
+    classes, comparisons and summary are recomputed from the stored features and histograms;
+    the predictors (fitted on optimal ∪ suboptimal, which does not change) are kept.
+
+    Example (not run here): ``with_optimal_within(res, 0.05).summary["families"]``
+    """
+    meta = dict(res.models.attrs.get("meta", {}))
+    df = res.models.copy()
+    live = df["class"].isin(["optimal", "suboptimal"])
+    for _, idx in df[live].groupby(["dataset", "arch"]).groups.items():
+        best = df.loc[idx, "test_acc"].max()
+        df.loc[idx, "class"] = np.where(df.loc[idx, "test_acc"] >= best - optimal_within, "optimal", "suboptimal")
+    comparisons = _comparisons(df, res.histograms)
+    summary = {**res.summary, **_summarize(df, comparisons, res.predictors), "optimal_within": optimal_within}
+    meta["optimal_within"] = optimal_within
+    for t in (df, comparisons):
+        t.attrs["meta"] = meta
+    return ZooAnalysis(df, comparisons, res.predictors, res.histograms, summary)
 
 
 def _summarize(df: pd.DataFrame, comp: pd.DataFrame, pred: pd.DataFrame) -> dict[str, Any]:

@@ -65,7 +65,10 @@ def _as_float64(values: Any) -> np.ndarray:
     return arr.astype(np.float64, copy=False).ravel()
 
 
-def tensor_stats(values: Any, *, near_zero: float = 1e-3) -> dict[str, float]:
+_CHUNK = 1 << 20  # elements per chunk: bounds the temporaries of a 25M-parameter model
+
+
+def tensor_stats(values: Any, *, near_zero: float = 1e-3, overwrite: bool = False) -> dict[str, float]:
     """Statistics of one tensor (SPEC §3.1), on its finite values, in float64.
 
     With x the N finite values: mean μ = Σx/N; population std σ = sqrt(m2), m_k = Σ(x−μ)^k/N;
@@ -73,18 +76,26 @@ def tensor_stats(values: Any, *, near_zero: float = 1e-3) -> dict[str, float]:
     0/25/50/75/100 (linear interpolation); L1 = Σ|x|; L2 = sqrt(Σx²); RMS = L2/sqrt(N);
     near-zero fraction = #{|x| ≤ near_zero}/N. ``count`` is the number of elements,
     ``n_nonfinite`` the number of NaN/±inf among them (excluded from everything else).
+    Moments are accumulated in chunks so memory stays bounded for large tensors;
+    ``overwrite=True`` lets the percentile step reorder a float64 input in place (only for
+    arrays the caller owns — never a user's weights).
 
     Example:
         >>> s = tensor_stats([1.0, 2.0, 3.0, float("nan")])
         >>> s["mean"], s["n_nonfinite"], round(s["std"], 6)
         (2.0, 1, 0.816497)
     """
-    x = _as_float64(values)
+    raw = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+    x = _as_float64(raw)
     count = x.size
     finite = np.isfinite(x)
-    n_finite = int(finite.sum())
+    n_finite = int(np.count_nonzero(finite))
+    # reorder in place only a buffer we own: a float64 input would otherwise be the user's memory
+    owned = overwrite or not np.may_share_memory(x, raw)
     if n_finite != count:
         x = x[finite]
+        owned = True
+    del finite
     out: dict[str, float] = {
         "count": int(count),
         "n_finite": n_finite,
@@ -95,29 +106,36 @@ def tensor_stats(values: Any, *, near_zero: float = 1e-3) -> dict[str, float]:
             out[key] = float("nan")
         return out
     mean = float(x.mean())
-    c = x - mean
-    c2 = c * c
-    m2 = float(c2.mean())
+    m2 = m3 = m4 = l1 = sq = 0.0
+    nz = 0
+    for start in range(0, n_finite, _CHUNK):
+        xc = x[start:start + _CHUNK]
+        c = xc - mean
+        c2 = c * c
+        m2 += float(c2.sum())
+        m3 += float((c2 * c).sum())
+        m4 += float((c2 * c2).sum())
+        a = np.abs(xc)
+        l1 += float(a.sum())
+        nz += int(np.count_nonzero(a <= near_zero))
+        sq += float(np.dot(xc, xc))
+    m2, m3, m4 = m2 / n_finite, m3 / n_finite, m4 / n_finite
     if m2 > 0.0:
-        m3 = float((c2 * c).mean())
-        m4 = float((c2 * c2).mean())
         skew = m3 / m2**1.5
         kurt = m4 / (m2 * m2) - 3.0
     else:  # a constant tensor has no shape to its distribution
         skew = kurt = float("nan")
-    del c, c2
-    pct = np.percentile(x, PERCENTILES)
-    sq = float(np.dot(x, x))
+    pct = np.percentile(x, PERCENTILES, overwrite_input=owned)
     out.update(
         mean=mean,
         std=float(np.sqrt(m2)),
         skewness=float(skew),
         kurtosis=float(kurt),
         **{f"p{q}": float(v) for q, v in zip(PERCENTILES, pct, strict=True)},
-        l1=float(np.abs(x).sum()),
+        l1=l1,
         l2=float(np.sqrt(sq)),
         rms=float(np.sqrt(sq / n_finite)),
-        near_zero_frac=float(np.count_nonzero(np.abs(x) <= near_zero) / n_finite),
+        near_zero_frac=float(nz / n_finite),
     )
     return out
 

@@ -27,6 +27,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
+zoo-demo: $(STAMP)
+	$(BIN)/netxray zoo demo --out runs/zoo-demo --workers 2
+
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 

@@ -490,3 +490,30 @@ def test_cli_bounds_and_symmetry(tmp_path):
     assert "functionally equivalent" in r.output
     r = runner.invoke(app, ["symmetry", str(tmp_path / "missing")])
     assert r.exit_code == 1 and "cannot load checkpoint" in r.output
+
+
+@torch.no_grad()
+def test_traced_conv_chain_with_bn_pool_flatten_and_odd_activation():
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(6 * 4 * 4, 5), nn.GELU(),
+        nn.Dropout(), nn.Linear(5, 3),
+    ).eval()
+    bn = m[1]
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.5, 2.0)
+    bn.weight.normal_()
+    bn.bias.normal_()
+    g = symmetry_group(m)
+    assert g["kind"].tolist() == ["channel", "channel", "hidden unit"]
+    assert g["activation"].tolist() == ["ReLU", "Tanh", "GELU"]
+    # ReLU channels rescale (4 dims); tanh channels flip sign (no max-pool after them)
+    assert g["continuous_dims"].tolist() == [4, 0, 0] and g["sign_flips"].tolist() == [False, True, False]
+    assert "every layer with parameters is covered" in g.attrs["summary"]["statement"]
+    c = canonicalize(m)
+    x = torch.randn(32, 1, 8, 8, dtype=torch.float64)
+    assert float((c(x) - copy.deepcopy(m).double()(x)).abs().max()) < 1e-12
+    with pytest.raises(ValueError, match="inputs="):
+        functionally_equivalent(m, c)  # a conv net's spatial input size cannot be inferred
+    assert functionally_equivalent(m, c, inputs=x).verdict == "equivalent"

@@ -242,7 +242,8 @@ def _linear_axis(
     """Axis between a producer (Linear/Conv, optional BatchNorm) and a linear consumer."""
     kinds = [_module_kind(a) if isinstance(a, nn.Module) else a[0] for a in acts]
     act = _combine([k for k in kinds if k is not None])
-    names = [_act_name(a) if isinstance(a, nn.Module) else a[1] for a in acts]
+    names = [_act_name(a) if isinstance(a, nn.Module) else a[1] for a, k in zip(acts, kinds, strict=True)
+             if k != "identity"]  # dropout/identity change nothing: leave them out of the name
     writers = [Member(f"{prod}.weight", 0)]
     pb = f"{prod}.bias" if _has(keys, f"{prod}.bias") else None
     if pb:
@@ -575,19 +576,27 @@ def _analyse(model: nn.Module) -> _Analysis:
         axes, notes = _fx_axes(model, keys)
     covered = {m.key for a in axes for m in a.writers + a.readers}
     float_keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
-    owners = sorted({k.rsplit(".", 1)[0] if "." in k else k for k in float_keys if k not in covered})
-    not_analysed = notes + [f"{o}: no permutable axis proven through it" for o in owners]
+
+    def owner(k: str) -> str:
+        return k.rsplit(".", 1)[0] if "." in k else k
+
+    touched = {owner(k) for k in covered}
+    untouched = sorted({owner(k) for k in float_keys if owner(k) not in touched})
+    fixed = [k for k in float_keys if k not in covered and owner(k) in touched]
+    not_analysed = notes + [f"{o}: no permutable axis proven through it" for o in untouched]
     if fam == "generic":
         statement = (
             "arbitrary model: only axes provable from its traced structure (Linear/Conv [→ BN] → "
             "element-wise → Linear/Conv, every intermediate used once) are listed; "
-            + ("nothing else was analysed: " + "; ".join(not_analysed) if not_analysed
-               else "every floating-point tensor is covered by some axis")
+            + ("not analysed: " + "; ".join(not_analysed) if not_analysed
+               else "every layer with parameters is covered by some axis")
         )
     else:
         statement = f"built-in {fam}: every axis of its documented layout is listed"
-        if owners:
-            statement += "; tensors not moved by any axis (fixed inputs/outputs): " + ", ".join(owners)
+        if untouched:
+            statement += "; not analysed: " + "; ".join(not_analysed)
+    if fixed:
+        statement += "; tensors fixed by every symmetry (output side): " + ", ".join(fixed)
     return _Analysis(fam, axes, not_analysed, statement)
 
 

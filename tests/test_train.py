@@ -150,6 +150,9 @@ def test_bad_input(digits, tmp_path):
         train(nn.Linear(10, 2), digits, progress=False)
     with pytest.raises(ValueError, match="unknown config key"):
         train("mlp", digits, progress=False, widht=3)
+    foreign = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with pytest.raises(ValueError, match="cannot write a checkpoint.*not a built-in netxray model"):
+        train(foreign, digits, out=tmp_path / "x", progress=False)
     assert not list(tmp_path.iterdir())
 
 

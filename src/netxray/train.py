@@ -237,6 +237,12 @@ def train(
     with torch.random.fork_rng(devices=[]), _deterministic(), _threads(num_threads):
         torch.manual_seed(seed)
         model, config = _make_model(config_or_arch, splits, knobs)
+        if out is not None and config is None:
+            # fail before training, not after: only built-in models have a checkpoint format
+            raise ValueError(
+                f"train: cannot write a checkpoint to {out} for {type(model).__name__}: not a "
+                "built-in netxray model (no netxray_config)"
+            )
         arch = (config or {}).get("arch")
         defaults = TRAIN_DEFAULTS.get(arch, {"epochs": 10, "lr": 1e-3})
         epochs = defaults["epochs"] if epochs is None else epochs

@@ -202,3 +202,18 @@ def test_jeffreys_separates_classes_on_shared_bins():
     e = W.shared_bin_edges([a, b, c], bins=50)
     pa, pb, pc = (W.histogram_density(x, e)[0] for x in (a, b, c))
     assert W.jeffreys_divergence(pa, pb, e) < W.jeffreys_divergence(pa, pc, e)
+
+
+def test_cli_zoo_train_resumes_finished_zoo(tiny_zoo, tmp_path):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    z = tmp_path / "z"
+    shutil.copytree(tiny_zoo, z)
+    r = CliRunner().invoke(app, ["zoo", "train", "--out", str(z), "--arch", "mlp", "--grid", GRID,
+                                 "--engine", "serial", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert _weights_of(z) == _weights_of(tiny_zoo)
+    r = CliRunner().invoke(app, ["zoo", "train", "--out", str(z), "--arch", "mlp", "--grid", "width"])
+    assert r.exit_code != 0 and "key=v1" in str(r.exception)

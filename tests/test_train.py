@@ -216,3 +216,12 @@ def test_cli_bad_input(args, message):
 def test_defaults_reach_accuracy_on_digits(arch, threshold, digits):
     r = train(arch, digits, progress=False, num_threads=1)
     assert r.metrics["test_acc"] >= threshold, r.metrics
+
+
+def test_public_name_is_callable_even_after_the_submodule_import(digits):
+    import netxray
+    import netxray.train as module  # binds the module to the package attribute
+
+    assert netxray.train is module or netxray.train is module.train
+    r = netxray.train("mlp", digits, epochs=1, progress=False, **TINY["mlp"])
+    assert isinstance(r, module.TrainResult)

@@ -276,6 +276,11 @@ def test_curve_equals_the_measure_on_captured_features(trained, digits):
         row = curve.set_index("layer").loc[name]
         assert row["q_mean"] == pytest.approx(q, abs=1e-9)
         assert row["d"] == rec.outputs.shape[1]
+    # one pass per layer and per repeat (a tiny memory budget) gives the same table
+    curves = [modularity_curve(model, digits.test, n=150, k=4, repeats=2, seed=3, memory_budget=b)
+              for b in (1, 1 << 30)]  # fmt: skip
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(curves[0], curves[1], check_exact=False, atol=1e-12, rtol=0)
 
 
 class _Broken(torch.nn.Module):

@@ -9,11 +9,12 @@ are used at every layer, so the curve compares layers on equal footing.
 Redundancy: ΔQ_l = Q_l − Q_{l−1}. A layer whose ΔQ is below a tolerance τ adds no class
 separation — a *plateau* (|ΔQ| ≤ τ) or a *degradation* (ΔQ < −τ) — and is a pruning candidate.
 
-Memory is bounded per layer, not by the number of layers: layers are captured one at a time
-(the forward pass stops right after the probed layer when it is called once), the flattened rows
-of that layer are reduced to an N × N Gram matrix accumulated over column chunks in float64, and
-freed before the next layer. Peak memory ≈ P·d·4 bytes (P pooled samples, d the widest layer)
-+ P²·8 bytes, whatever the number of layers.
+Memory is bounded by a budget, not by the number of layers: consecutive layers are captured
+together while their flattened rows (float32) fit in ``memory_budget``, a wider layer alone; the
+forward pass stops right after the last layer it needs; each layer's rows are reduced to an
+N × N Gram matrix accumulated over column chunks in float64 and freed before the next pass.
+Peak memory ≈ max(budget, P·d·4) + P²·8 bytes (P pooled samples, d the widest layer), whatever
+the number of layers.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ CURVE_COLUMNS = [
     "n_clipped", "n", "k", "d", "repeats", "status", "error",
 ]  # fmt: skip
 
-# features kept at once for one layer (float32 rows); beyond it the repeats are captured in turn
-_FEATURE_BYTES = 1 << 30
+# default bound on the feature rows kept at once (float32): layers share a pass below it; a wider
+# layer gets passes of its own, its repeats in turn
+_FEATURE_BYTES = 512 << 20
 # float64 column chunk of the Gram accumulation: N × chunk × 8 bytes
 _CHUNK_BYTES = 64 << 20
 
@@ -221,23 +223,27 @@ def _take(data, idx: np.ndarray) -> Any:
 
 
 def _layer_grams(
-    model: nn.Module, data, module_path: str, pool: np.ndarray, *, stop_early: bool,
+    model: nn.Module, data, module_paths: list[str], pool: np.ndarray, *, stop_after: str | None,
     batch_size: int, device,
 ) -> dict[str, tuple[np.ndarray, int]]:
-    """Gram matrix of ``module_path``'s output over the samples ``pool``, per call of the module."""
-    module = dict(model.named_modules())[module_path]
+    """Gram matrices of the outputs of ``module_paths`` over the samples ``pool``, per call site.
+
+    ``stop_after``: a module after whose output the forward pass is abandoned (the rest of the
+    network is not needed), or None to run it whole.
+    """
     n_rows = len(pool)
     cap = Capture(
-        model, activations=False, layers=[module_path], reducer=lambda *_: _GramReducer(n_rows)
-    )
+        model, activations=False, layers=list(module_paths),
+        reducer=lambda *_: _GramReducer(n_rows),
+    )  # fmt: skip
     handle = None
     with _eval_no_grad(model), cap:
-        if stop_early:
+        if stop_after is not None:
             def _stop(*_: Any) -> None:
                 raise _StopForward
 
             # registered after the capture's hooks, so it runs once the output was recorded
-            handle = module.register_forward_hook(_stop)
+            handle = dict(model.named_modules())[stop_after].register_forward_hook(_stop)
         try:
             for start in range(0, len(pool), batch_size):
                 cap.begin_forward()
@@ -248,12 +254,41 @@ def _layer_grams(
         finally:
             if handle is not None:
                 handle.remove()
-    out = {}
+    out: dict[str, Any] = {}
     for rec in cap.layer_sites().values():
-        if rec.status != "ok":
-            raise RuntimeError(rec.error or "capture failed")
-        out[rec.name] = rec.outputs
+        out[rec.name] = rec.outputs if rec.status == "ok" else RuntimeError(rec.error or "failed")
     return out
+
+
+def _plan(
+    sites: list[dict[str, Any]], subsets: list[np.ndarray], budget: int
+) -> list[tuple[list[dict[str, Any]], list[list[int]]]]:
+    """Passes over the data: (layers captured together, groups of repeats), memory-bounded.
+
+    Consecutive layers share one pass while their rows (P samples × d floats) fit in ``budget``
+    bytes; a layer wider than the budget gets passes of its own, its repeats split so that each
+    pass's samples fit (one repeat at least). Peak memory is therefore about
+    max(budget, P_repeat · d_max · 4) whatever the number of layers.
+    """
+    pool = len(np.unique(np.concatenate(subsets)))
+    all_repeats = [list(range(len(subsets)))]
+    jobs, group, used = [], [], 0
+    for site in sites:
+        size = pool * max(site["d"], 1) * 4
+        if size > budget:
+            if group:
+                jobs.append((group, all_repeats))
+                group, used = [], 0
+            jobs.append(([site], _chunk_repeats(subsets, max(site["d"], 1), budget)))
+            continue
+        if group and used + size > budget:
+            jobs.append((group, all_repeats))
+            group, used = [], 0
+        group.append(site)
+        used += size
+    if group:
+        jobs.append((group, all_repeats))
+    return jobs
 
 
 # --------------------------------------------------------------------------- the curve
@@ -302,51 +337,72 @@ def _std(v: list[float]) -> float:
 def _curve(
     model: nn.Module, data, subsets: list[np.ndarray], paths: list[str], *, k: int,
     batch_size: int, device, progress: bool, label: str = "modularity",
+    memory_budget: int = _FEATURE_BYTES,
 ) -> pd.DataFrame:
     labels = data.labels.detach().cpu().numpy()
     x_one = _take(data, subsets[0][:2])
     sites = _probe_layers(model, x_one, paths, device)
-    rows = []
-    it = sites
+    ok_sites = [s for s in sites if s["status"] == "ok"]
+    results: dict[str, dict[str, Any]] = {
+        s["name"]: {"q": [], "q_rel": [], "f_in": [], "q_max": [], "clipped": [], "d": s["d"],
+                    "status": s["status"], "error": s["error"]}
+        for s in sites
+    }  # fmt: skip
+    jobs = _plan(ok_sites, subsets, memory_budget)
+    it: Any = jobs
     if progress:
         from rich.progress import track
 
-        it = track(sites, description=label, transient=True)
-    for site in it:
-        row = {"layer": site["name"], "module": site["module"], "k": k, "d": site["d"],
-               "n": int(len(subsets[0])), "repeats": len(subsets)}  # fmt: skip
-        qs, qrs, fins, qmaxs, clipped = [], [], [], [], []
-        status, error = site["status"], site["error"]
-        if status == "ok":
+        it = track(jobs, description=label, transient=True)
+    for group, repeat_groups in it:
+        modules = list(dict.fromkeys(s["module"] for s in group))
+        # stop after the group's last layer when every layer in it runs once per forward
+        stop = group[-1]["module"] if all(s["calls"] == 1 for s in group) else None
+        for reps in repeat_groups:
+            pool = np.unique(np.concatenate([subsets[r] for r in reps]))
             try:
-                for group in _chunk_repeats(subsets, max(site["d"], 1), _FEATURE_BYTES):
-                    pool = np.unique(np.concatenate([subsets[r] for r in group]))
-                    grams = _layer_grams(
-                        model, data, site["module"], pool, stop_early=site["calls"] == 1,
-                        batch_size=batch_size, device=device,
-                    )
-                    gram, d = grams[site["name"]]
-                    row["d"] = d
-                    for r in group:
+                grams = _layer_grams(model, data, modules, pool, stop_after=stop,
+                                     batch_size=batch_size, device=device)  # fmt: skip
+            except Exception as exc:  # the whole pass failed: every layer in it says so
+                grams = {s["name"]: exc for s in group}
+            for site in group:
+                res = results[site["name"]]
+                got = grams.get(site["name"], RuntimeError("the layer was not reached"))
+                if res["status"] != "ok":
+                    continue
+                if isinstance(got, Exception):
+                    res["status"], res["error"] = "error", f"{type(got).__name__}: {got}"
+                    continue
+                gram, d = got
+                res["d"] = d
+                try:
+                    for r in reps:
                         pos = np.searchsorted(pool, subsets[r])
-                        res = modularity_from_gram(gram[np.ix_(pos, pos)], labels[subsets[r]], k, d=d)
-                        if res.status != "ok":
-                            status, error = res.status, "every kNN similarity was <= 0"
-                        qs.append(res.q)
-                        qrs.append(res.q_rel)
-                        fins.append(res.f_in)
-                        qmaxs.append(res.q_max)
-                        clipped.append(res.n_clipped)
-                    del grams, gram  # free this layer before the next one
-            except Exception as exc:  # one failing layer is a status in its row
-                status, error = "error", f"{type(exc).__name__}: {exc}"
-        row.update(
-            q_mean=_mean(qs), q_std=_std(qs), q_rel_mean=_mean(qrs), q_rel_std=_std(qrs),
-            f_in=_mean(fins), q_max=_mean(qmaxs),
-            n_clipped=float(np.mean(clipped)) if clipped else float("nan"),
-            status=status, error=error,
-        )  # fmt: skip
-        rows.append(row)
+                        m = modularity_from_gram(gram[np.ix_(pos, pos)], labels[subsets[r]], k, d=d)
+                        if m.status != "ok":
+                            res["status"], res["error"] = m.status, "every kNN similarity was <= 0"
+                        res["q"].append(m.q)
+                        res["q_rel"].append(m.q_rel)
+                        res["f_in"].append(m.f_in)
+                        res["q_max"].append(m.q_max)
+                        res["clipped"].append(m.n_clipped)
+                except Exception as exc:  # one failing layer is a status in its row
+                    res["status"], res["error"] = "error", f"{type(exc).__name__}: {exc}"
+            del grams  # free these layers before the next pass
+    rows = []
+    for site in sites:
+        res = results[site["name"]]
+        if res["status"] == "error":  # partial values of a failed layer are not a result
+            res.update(q=[], q_rel=[], f_in=[], q_max=[], clipped=[])
+        rows.append({
+            "layer": site["name"], "module": site["module"], "q_mean": _mean(res["q"]),
+            "q_std": _std(res["q"]), "q_rel_mean": _mean(res["q_rel"]),
+            "q_rel_std": _std(res["q_rel"]), "f_in": _mean(res["f_in"]),
+            "q_max": _mean(res["q_max"]),
+            "n_clipped": float(np.mean(res["clipped"])) if res["clipped"] else float("nan"),
+            "n": int(len(subsets[0])), "k": k, "d": res["d"], "repeats": len(subsets),
+            "status": res["status"], "error": res["error"],
+        })  # fmt: skip
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
@@ -362,6 +418,7 @@ def modularity_curve(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     progress: bool = False,
+    memory_budget: int = _FEATURE_BYTES,
 ) -> pd.DataFrame:
     """The modularity curve: Q of the kNN cosine graph of each probed layer (SPEC §2.2).
 
@@ -375,6 +432,10 @@ def modularity_curve(
         layers: ``"auto"`` (a built-in model's natural probes: hidden layers, ConvBlocks, the stem
             and every residual block, transformer blocks), or module paths.
         n, k, repeats, seed: subset size, neighbours, number of subsets, RNG seed.
+        memory_budget: bytes of feature rows (float32) kept at once. Consecutive layers share a
+            forward pass while their rows fit; a wider layer gets its own pass(es). Peak memory
+            ≈ max(memory_budget, n_pool·d_max·4) + n_pool²·8, whatever the number of layers;
+            a smaller budget means more (early-stopped) forward passes.
 
     Returns:
         DataFrame, one row per layer in execution order: layer, module, q_mean, q_std,
@@ -413,7 +474,7 @@ def modularity_curve(
     target = torch.device(device) if device is not None else model_device(model)
     curve = _curve(
         model, data_, subsets, paths, k=int(k), batch_size=batch_size, device=target,
-        progress=progress,
+        progress=progress, memory_budget=int(memory_budget),
     )
     curve.attrs["meta"] = metadata(
         lens="modularity_curve", seed=seed, n=n_eff, k=int(k), repeats=int(repeats),

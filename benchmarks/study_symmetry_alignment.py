@@ -1,7 +1,8 @@
 """Study (issue 6, item 5): do networks that train well end up closer once symmetry is factored out?
 
 A small population of MLPs (digits, width 64, depth 2, ReLU) trained with ``netxray.train`` over
-seeds and learning rates, plus the same architecture at initialisation as a control. For every
+seeds and learning rates (a distinct seed per model), plus the same architecture at
+initialisation as a control. For every
 pair: the relative distance between the normalized networks before and after weight matching
 (:func:`netxray.lenses.symmetry.alignment_distances`). Classes follow SPEC §3.3: optimal =
 test accuracy ≥ best − 1 point, suboptimal = the rest, init = untrained.
@@ -36,8 +37,11 @@ def main() -> None:
     data = load_data("digits")
     models, labels, accs, lrs = [], [], [], []
     t0 = time.perf_counter()
-    for lr in [float(v) for v in args.lrs.split(",")]:
-        for seed in range(args.seeds):
+    for k, lr in enumerate(float(v) for v in args.lrs.split(",")):
+        for s in range(args.seeds):
+            # a distinct seed per model: two runs sharing an initialisation would look close for
+            # a reason that has nothing to do with training well
+            seed = 100 * k + s
             r = train("mlp", data, epochs=args.epochs, lr=lr, seed=seed, progress=False,
                       width=args.width, depth=2)
             models.append(r.model)

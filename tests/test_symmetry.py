@@ -358,6 +358,19 @@ def test_symmetry_group_counts_mlp_and_tanh_sign_flips():
     assert s["continuous_dims"] == 0 and g["sign_flips"].all()
     relu = symmetry_group(_toy_mlp(widths=(4, 10, 100, 3)))
     assert relu.attrs["summary"]["continuous_dims"] == 110 and not relu["sign_flips"].any()
+    assert relu["identical_units"].tolist() == [0, 0]
+    # three all-zero units in the first hidden layer: swapping them changes nothing, so the
+    # orbit of these parameters has 10!/3! elements, fewer than the group's 10!
+    net = _toy_mlp(widths=(4, 10, 100, 3))
+    with torch.no_grad():
+        for u in (1, 4, 7):
+            net[0].weight[u] = 0.0
+            net[0].bias[u] = 0.0
+            net[2].weight[:, u] = 0.0
+    g = symmetry_group(net)
+    assert g["identical_units"].tolist() == [2, 0]
+    assert g["log10_orbit"][0] == pytest.approx(math.log10(math.factorial(10) / 6), rel=1e-12)
+    assert g["log10_order"][0] == pytest.approx(6.559763, abs=1e-6)
 
 
 @pytest.mark.slow

@@ -613,10 +613,12 @@ def symmetry_group(model: nn.Module) -> pd.DataFrame:
     slices it moves), ``activation``, ``log_order = ln d!`` and ``log10_order`` (lgamma, never
     overflows), ``sign_flips`` and ``log10_sign_flips = d·log10 2`` for odd activations,
     ``continuous_dims`` (ReLU rescaling: d extra dimensions, not counted in the order; attention:
-    2·d_head² per head), and a ``note``.
+    2·d_head² per head), ``identical_units`` and ``log10_orbit = log10(d!/∏ m_g!)`` — the
+    number of distinct parameter vectors the permutations actually reach, smaller than the
+    group when m_g units are identical (e.g. zero units) — and a ``note``.
 
     ``df.attrs["summary"]``: totals ``log10_permutations = Σ log10 d!``,
-    ``log10_order`` (with sign flips), ``continuous_dims``, ``n_params``, ``statement`` (what
+    ``log10_order`` (with sign flips), ``log10_orbit``, ``continuous_dims``, ``n_params``, ``statement`` (what
     was and was not analysed) and ``not_analysed``. ``df.attrs["meta"]``: provenance.
 
     >>> from torch import nn
@@ -625,9 +627,14 @@ def symmetry_group(model: nn.Module) -> pd.DataFrame:
     9.5701
     """
     an = _analyse(model)
+    state = _state64(model)
     rows = []
     for ax in an.axes:
         lo = msym.log_factorial(ax.size)
+        # units identical in every tensor they own are fixed by swapping them: the orbit of these
+        # very parameters is d!/∏ m_g! for groups of m_g identical units (zero units included)
+        groups = msym.duplicate_groups(_concat_rows(state, ax.writers + ax.readers, ax.size), tol=0.0)
+        stab = sum(msym.log_factorial(len(g)) for g in groups)
         rows.append({
             "axis": ax.name,
             "layer": ax.layer,
@@ -640,10 +647,13 @@ def symmetry_group(model: nn.Module) -> pd.DataFrame:
             "sign_flips": ax.sign_flips,
             "log10_sign_flips": ax.size * LN2 / LN10 if ax.sign_flips else 0.0,
             "continuous_dims": ax.continuous_dims,
+            "identical_units": ax.size - len(groups),
+            "log10_orbit": (lo - stab) / LN10,
             "note": ax.note,
         })
     cols = ["axis", "layer", "kind", "size", "tensors", "activation", "log_order", "log10_order",
-            "sign_flips", "log10_sign_flips", "continuous_dims", "note"]
+            "sign_flips", "log10_sign_flips", "continuous_dims", "identical_units", "log10_orbit",
+            "note"]
     df = pd.DataFrame(rows, columns=cols)
     n_params = sum(p.numel() for p in model.parameters())
     perm = float(df["log10_order"].sum()) if len(df) else 0.0
@@ -654,6 +664,7 @@ def symmetry_group(model: nn.Module) -> pd.DataFrame:
         "log_permutations": perm * LN10,
         "log10_permutations": perm,
         "log10_order": perm + flips,
+        "log10_orbit": float(df["log10_orbit"].sum()) if len(df) else 0.0,
         "continuous_dims": int(df["continuous_dims"].sum()) if len(df) else 0,
         "n_params": n_params,
         "statement": an.statement,

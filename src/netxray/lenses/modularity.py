@@ -180,9 +180,16 @@ def _eval_no_grad(model: nn.Module) -> Iterator[None]:
 def _probe_layers(model: nn.Module, x_one: Any, paths: list[str], device) -> list[dict[str, Any]]:
     """One small forward with every layer probed: execution order, call counts, output shapes."""
     cap = Capture(model, activations=False, layers=paths, reducer="flatten")
-    with _eval_no_grad(model), cap:
-        cap.begin_forward()
-        forward_batch(model, _to(x_one, device))
+    try:
+        with _eval_no_grad(model), cap:
+            cap.begin_forward()
+            forward_batch(model, _to(x_one, device))
+    except Exception as exc:
+        shape = tuple(x_one.shape[1:]) if isinstance(x_one, torch.Tensor) else "dict"
+        raise ValueError(
+            f"the model cannot run on the data's samples (shape {shape}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     sites = []
     calls: dict[str, int] = {}
     for rec in cap.layer_sites().values():

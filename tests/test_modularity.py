@@ -315,7 +315,7 @@ def test_curve_bad_input():
     with pytest.raises(ValueError, match="labels do not match"):
         modularity_curve(model, (x, torch.arange(19) % 2))
     with pytest.raises(ValueError, match=r"cannot run on the data's samples \(shape \(5,\)\)"):
-        modularity_curve(model, (torch.randn(20, 5), torch.arange(20) % 2), layers=["0"])
+        modularity_curve(model, (torch.randn(20, 5), torch.arange(20) % 2), layers=["0"], n=10)
     with pytest.raises(ValueError, match="unknown layer"):
         modularity_curve(model, (x, torch.arange(20) % 2), layers=["nope"])
     with pytest.warns(UserWarning, match="every repeat uses all"):

@@ -154,24 +154,27 @@ def _transform_cnn(model, gen):
 @torch.no_grad()
 def _transform_resnet(model, gen):
     m = copy.deepcopy(model).double()
-    q = torch.randperm(m.stem.conv.out_channels, generator=gen)  # stream of stage 1
+    c0 = m.stem.conv.out_channels
+    # residual stream of stage 1: a permutation q and a positive scale r per channel
+    q, r = torch.randperm(c0, generator=gen), _scales(c0, gen, "relu")
     m.stem.conv.weight.copy_(m.stem.conv.weight[q])
-    _perm_bn(m.stem.bn, q)
+    _perm_bn(m.stem.bn, q, r)
     for s in range(m.num_stages):
         for blk in getattr(m, f"layer{s + 1}"):
-            q_in = q
-            if not isinstance(blk.shortcut, nn.Identity):
-                q = torch.randperm(blk.conv2.out_channels, generator=gen)  # a new stream
+            q_in, r_in = q, r
+            if not isinstance(blk.shortcut, nn.Identity):  # a new stream starts here
+                c = blk.conv2.out_channels
+                q, r = torch.randperm(c, generator=gen), _scales(c, gen, "relu")
                 conv, bn = blk.shortcut[0], blk.shortcut[1]
-                conv.weight.copy_(conv.weight[q][:, q_in])
-                _perm_bn(bn, q)
+                conv.weight.copy_(conv.weight[q][:, q_in] / r_in[None, :, None, None])
+                _perm_bn(bn, q, r)
             c = blk.conv1.out_channels
             p, a = torch.randperm(c, generator=gen), _scales(c, gen, "relu")
-            blk.conv1.weight.copy_(blk.conv1.weight[p][:, q_in])
+            blk.conv1.weight.copy_(blk.conv1.weight[p][:, q_in] / r_in[None, :, None, None])
             _perm_bn(blk.bn1, p, a)
             blk.conv2.weight.copy_(blk.conv2.weight[q][:, p] / a[None, :, None, None])
-            _perm_bn(blk.bn2, q)
-    m.fc.weight.copy_(m.fc.weight[:, q])
+            _perm_bn(blk.bn2, q, r)  # the block's output joins the (rescaled) stream
+    m.fc.weight.copy_(m.fc.weight[:, q] / r)
     return m
 
 

@@ -362,14 +362,23 @@ def _resnet_axes(model: nn.Module, keys: set[str]) -> list[Axis]:
         span = f"{st['start']} … {st['blocks'][-1]}" if st["blocks"] else st["start"]
         stream_axes.append(Axis(
             name=f"stream.{k}", layer=span, kind="residual stream", size=st["size"],
-            writers=st["writers"], readers=st["readers"], bias=st["bias"], act="other",
-            activation="ReLU (after each sum)", reducible=False,
-            # every writer's BN affine part × a, every reader ÷ a: ReLU after the sums is homogeneous
-            continuous_dims=st["size"],
-            note="one permutation shared by the stem/shortcut, every block's conv2/bn2 in this "
-            "stage, and the readers (conv1, next shortcut, fc); rescaling counted, not canonicalized",
+            writers=st["writers"], readers=st["readers"], bias=st["bias"], act="homogeneous",
+            # every writer's BN affine part × a, every reader ÷ a: the ReLU after the stem and
+            # after each sum is positively homogeneous, and identity shortcuts carry the factor
+            scale=[m for m in st["writers"] if _is_bn_affine(m.key, model)],
+            activation="ReLU (after stem and sums)", reducible=False, continuous_dims=st["size"],
+            note="one permutation and one positive rescaling per channel, shared by the stem or "
+            "projection shortcut, every block's conv2/bn2 in this stage, and the readers "
+            "(conv1, the next shortcut, fc)",
         ))
     return stream_axes + internal
+
+
+def _is_bn_affine(key: str, model: nn.Module) -> bool:
+    path, _, name = key.rpartition(".")
+    return name in ("weight", "bias") and isinstance(
+        model.get_submodule(path), nn.modules.batchnorm._BatchNorm
+    )
 
 
 def _vit_axes(model: nn.Module, keys: set[str]) -> list[Axis]:
@@ -842,8 +851,8 @@ def canonicalize(
     classifier moves column blocks of H·W; with BN after the conv, the ReLU rescaling acts on
     the BN affine part (β_c, γ_c) — the conv filters and running statistics are left as
     trained, since a conv rescale is absorbed by BN only up to its ε); ResNet block-internal
-    channels (all three steps, on bn1) and residual streams (permutation only, sorted by the
-    stem's/shortcut's BN bias); ViT residual stream (permutation only), attention heads
+    channels (all three steps, on bn1) and residual streams (normalized over the affine parts
+    of every BN writing the stream, then sorted by the stem's/shortcut's BN bias); ViT residual stream (permutation only), attention heads
     (permutation, sorted by ‖W_Qᵀ W_K‖_F) and MLP hidden units (reduce + sort; GELU admits no
     rescaling). Any other model: the axes :func:`symmetry_group` proves.
 

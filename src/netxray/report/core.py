@@ -86,6 +86,10 @@ class LensResult:
                 isinstance(e, (str, int, float)) for e in v
             ):
                 out[k] = list(v)
+            elif isinstance(v, Mapping) and len(v) <= 8 and all(
+                isinstance(e, (str, int, float)) for e in v.values()
+            ):
+                out[k] = dict(v)
         return out
 
     @property
@@ -252,16 +256,6 @@ def resolve_data(data: Any, seed: int = 0) -> tuple[Any, str]:
     if hasattr(data, "shape"):
         return data, f"tensor ({int(data.shape[0])} samples)"
     return data, type(data).__name__
-
-
-def _has_labels(data: Any) -> bool:
-    from netxray.capture import as_indexable
-
-    try:
-        d = as_indexable(data)
-    except Exception:
-        return False
-    return d is not None and d.labels is not None
 
 
 # --------------------------------------------------------------------------- progress

@@ -182,12 +182,15 @@ def render_html(report: Report) -> str:
     nav += [f'<a href="#model-{html.escape(c)}">model {html.escape(c)}</a>' for c in report.children]
     body = [f'<section id="summary"><h2>Summary</h2><p class="howto">{" · ".join(nav)}</p>{_cards(report)}']
     for cname, child in report.children.items():
-        body.append(f"<h3>{html.escape(cname)}</h3>{_cards(child)}")
+        acc = child.meta.get("test_acc")
+        extra = f" — test accuracy {_fmt(acc)}" if acc is not None else ""
+        body.append(f"<h3>{html.escape(cname)}{html.escape(extra)}</h3>{_cards(child)}")
     body.append("</section>")
     body += [_section(res, name) for name, res in report.results.items()]
     for cname, child in report.children.items():
         cmeta = child.meta
-        facts = ", ".join(f"{k} {_fmt(cmeta[k])}" for k in ("model", "arch", "n_params", "model_hash") if cmeta.get(k))
+        facts = ", ".join(f"{k} {_fmt(cmeta[k])}" for k in ("model", "arch", "n_params", "test_acc", "model_hash")
+                          if cmeta.get(k) is not None)
         body.append(f'<h2 id="model-{html.escape(cname)}" style="margin-top:34px">Model {html.escape(cname)}</h2>'
                     f'<p class="howto">{html.escape(facts)}</p>')
         body += [_section(res, f"{cname}-{name}") for name, res in child.results.items()]

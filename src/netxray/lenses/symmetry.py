@@ -797,10 +797,11 @@ def _fix_modules(model: nn.Module) -> None:
 def _build(model: nn.Module, state: dict[str, np.ndarray]) -> nn.Module:
     """A float64 deep copy of ``model`` holding ``state`` (shapes may have shrunk)."""
     new = copy.deepcopy(model).to(torch.float64)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     for key, arr in state.items():
         path, _, name = key.rpartition(".")
         mod = new.get_submodule(path) if path else new
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        t = torch.from_numpy(np.ascontiguousarray(arr)).to(device)  # stay where the user's model is
         if name in mod._parameters and mod._parameters[name] is not None:
             mod._parameters[name] = nn.Parameter(t, requires_grad=mod._parameters[name].requires_grad)
         elif name in mod._buffers:
@@ -1062,6 +1063,9 @@ def functionally_equivalent(
         if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2:
             raise ValueError("inputs must be a tensor of probe inputs with a batch dimension (N, ...)")
         x = inputs.detach().to(torch.float64)
+    device = next((p.device for p in fa.parameters()), torch.device("cpu"))
+    fb = fb.to(device)
+    x = x.to(device)
     with torch.no_grad():
         ya, yb = fa(x), fb(x)
     if ya.shape != yb.shape:

@@ -60,7 +60,8 @@ def test_global_torch_state_untouched(digits):
     rng = torch.get_rng_state()
     threads = torch.get_num_threads()
     det, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    train("mlp", digits, epochs=1, progress=False, num_threads=1, **TINY["mlp"])
+    r = train("mlp", digits, epochs=1, progress=False, num_threads=1, **TINY["mlp"])
+    assert r.train_args["num_threads"] == 1  # recorded: bit-identity holds per thread count
     assert torch.equal(torch.get_rng_state(), rng)
     assert torch.get_num_threads() == threads
     assert torch.are_deterministic_algorithms_enabled() == det

@@ -212,7 +212,9 @@ def train(
     ``out``: checkpoint directory, written atomically. ``num_threads``: torch CPU threads for the
     run (None: leave as is; 1 is often fastest for these small models on a busy machine). The
     global RNG state, the deterministic-algorithms setting and the thread count are the same
-    after the call as before.
+    after the call as before. Same seed and same thread count → bit-identical weights (the
+    thread count used is recorded in ``train_args``; across thread counts the weights differ in
+    float rounding).
 
     >>> r = train("cnn", "digits", epochs=1, progress=False, channels=[8])
     >>> sorted(r.metrics)[:3]
@@ -238,6 +240,8 @@ def train(
         _check_positive("num_threads", num_threads)
     with torch.random.fork_rng(devices=[]), _deterministic(), _threads(num_threads):
         torch.manual_seed(seed)
+        # float reductions split differently across threads: bit-identity holds per thread count
+        threads_used = torch.get_num_threads()
         model, config = _make_model(config_or_arch, splits, knobs)
         if out is not None and config is None:
             # fail before training, not after: only built-in models have a checkpoint format
@@ -332,7 +336,7 @@ def train(
         "momentum": momentum if optimizer == "sgd" else None,
         "schedule": schedule,
         "seed": seed,
-        "num_threads": num_threads,
+        "num_threads": threads_used,
     }
     path = None
     if out is not None:

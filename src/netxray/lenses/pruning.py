@@ -336,8 +336,15 @@ def prune_study(
     if m:
         pruned_model = add("modularity", candidates)
         rng = np.random.default_rng(seed)
+        drawn: set[tuple[int, ...]] = set()
+        n_combos = math.comb(len(removable_all), m)
         for s in range(int(random_draws)):
-            pick = sorted(rng.choice(len(removable_all), size=m, replace=False).tolist())
+            # distinct draws while there are unseen combinations (few removable layers repeat)
+            while True:
+                pick = tuple(sorted(rng.choice(len(removable_all), size=m, replace=False).tolist()))
+                if pick not in drawn or len(drawn) >= n_combos:
+                    break
+            drawn.add(pick)
             add(f"random#{s}", [removable_all[i] for i in pick])
         if len(rising) >= m:
             add("non_redundant", rising[:m])

@@ -60,6 +60,7 @@ def weights(
         table.add_row(r.name, r.role, r.shape, str(r.count), f"{r.mean:.4g}", f"{r.std:.4g}",
                       f"{r.kurtosis:.3g}", f"{r.p0:.3g}", f"{r.p100:.3g}", f"{r.near_zero_frac:.3f}", r.status)
     console = Console()
+    console = Console(width=max(console.width, 150))  # names and numbers stay readable in pipes/logs
     console.print(table)
     if st is not None:
         fl = strength_fluctuation(st)

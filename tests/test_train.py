@@ -151,6 +151,9 @@ def test_bad_input(digits, tmp_path):
         train(nn.Linear(10, 2), digits, progress=False)
     with pytest.raises(ValueError, match="unknown config key"):
         train("mlp", digits, progress=False, widht=3)
+    one = DataSplits(digits.train.subset([0]), digits.test)
+    with pytest.raises(ValueError, match=r"has 1 train and \d+ test samples; expected at least 2"):
+        train("mlp", one, progress=False)
     foreign = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     with pytest.raises(ValueError, match="cannot write a checkpoint.*not a built-in netxray model"):
         train(foreign, digits, out=tmp_path / "x", progress=False)

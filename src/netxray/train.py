@@ -233,8 +233,11 @@ def train(
     if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
         raise ValueError(f"train: weight_decay must be a number >= 0, got {weight_decay!r}")
     splits = load_data(data, seed=data_seed) if not hasattr(data, "train") else data
-    if len(splits.train) == 0 or len(splits.test) == 0:
-        raise ValueError(f"train: data set {splits.train.name!r} has an empty train or test split")
+    if len(splits.train) < 2 or len(splits.test) == 0:
+        raise ValueError(
+            f"train: data set {splits.train.name!r} has {len(splits.train)} train and "
+            f"{len(splits.test)} test samples; expected at least 2 train and 1 test sample"
+        )
 
     if num_threads is not None:
         _check_positive("num_threads", num_threads)

@@ -103,8 +103,8 @@ def fgsm(
     Example:
         >>> m = nn.Sequential(nn.Linear(2, 2))
         >>> x, y = torch.zeros(3, 2), torch.tensor([0, 1, 0])
-        >>> float((fgsm(m, x, y, 0.1, clamp=(-1, 1)) - x).abs().max())
-        0.1...
+        >>> round(float((fgsm(m, x, y, 0.1, clamp=(-1, 1)) - x).abs().max()), 6)
+        0.1
     """
     _check(model, x, y, eps)
     lo, hi = _bounds(x, clamp)

@@ -39,6 +39,16 @@ def _load_data(spec: str, seed: int) -> Any:
         _fail(f"cannot load data {spec!r}: {exc}")
 
 
+def _threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        _fail(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _write_table(df: Any, path: Path, extra: dict[str, Any] | None = None) -> None:
     from netxray._meta import atomic_write_text
 
@@ -83,6 +93,7 @@ def register(app: typer.Typer) -> None:
         tol: float | None = typer.Option(None, "--tol", help="Redundancy tolerance on ΔQ (default: from the repeats' spread)."),
         adversarial: float | None = typer.Option(None, "--adversarial", help="Also measure FGSM and PGD inputs with this L∞ budget ε (writes *.adversarial.csv)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data split and of the subsets."),
+        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads for the run (default: torch's; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
     ) -> None:  # fmt: skip
         """The modularity curve: how well the classes separate at each layer (SPEC §2).
@@ -98,6 +109,7 @@ def register(app: typer.Typer) -> None:
 
         if split not in ("test", "train"):
             _fail(f"--split must be test or train, got {split!r}")
+        _threads(threads)
         model = _load_model(checkpoint)
         splits = _load_data(data, seed)
         dataset = getattr(splits, split)
@@ -161,6 +173,7 @@ def register(app: typer.Typer) -> None:
         random_draws: int = typer.Option(3, "--random-draws", help="Random selections of the same number of layers (the control)."),
         curve_split: str = typer.Option("train", "--curve-split", help="Split the curve is measured on (train keeps the choice blind to the test set)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data split, subsets, random draws and fine-tuning."),
+        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads for the run (default: torch's; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
     ) -> None:  # fmt: skip
         """Remove the redundant layers the modularity curve finds, fine-tune, and compare with controls.
@@ -172,6 +185,7 @@ def register(app: typer.Typer) -> None:
         from netxray.lenses.modularity import plot_modularity_curve
         from netxray.lenses.pruning import prune_study
 
+        _threads(threads)
         model = _load_model(checkpoint)
         splits = _load_data(data, seed)
         console = Console(stderr=True, quiet=quiet)

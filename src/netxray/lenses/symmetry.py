@@ -236,7 +236,7 @@ def _has(state_keys: set[str], key: str) -> bool:
 
 def _linear_axis(
     name: str, prod: str, cons: str, size: int, acts: list[Any], keys: set[str], kind: str,
-    cons_linear: bool, block: int = 1, bn: str | None = None, conv: bool = False,
+    cons_linear: bool, block: int = 1, bn: str | None = None,
     has_maxpool: bool = False, layer: str | None = None,
 ) -> Axis:
     """Axis between a producer (Linear/Conv, optional BatchNorm) and a linear consumer."""
@@ -311,7 +311,7 @@ def _cnn_axes(model: nn.Module, keys: set[str]) -> list[Axis]:
             block = model.classifier.in_features // c
         axes.append(_linear_axis(
             f"features.{n}", f"features.{n}.conv", cons, c, [blk.act], keys, "channel",
-            cons_linear=lin, block=block, bn=f"features.{n}.bn", conv=True, has_maxpool=maxpool,
+            cons_linear=lin, block=block, bn=f"features.{n}.bn", has_maxpool=maxpool,
             layer=f"features.{n}",
         ))
     return axes
@@ -353,7 +353,7 @@ def _resnet_axes(model: nn.Module, keys: set[str]) -> list[Axis]:
         out["writers"] += [Member(f"{path}.conv2.weight", 0, match=False), *bn_members(f"{path}.bn2")]
         internal.append(_linear_axis(
             f"{path}.inner", f"{path}.conv1", f"{path}.conv2", blk.conv1.out_channels, [blk.relu],
-            keys, "block-internal channel", cons_linear=False, bn=f"{path}.bn1", conv=True,
+            keys, "block-internal channel", cons_linear=False, bn=f"{path}.bn1",
             layer=path,
         ))
     streams[-1]["readers"].append(Member("fc.weight", 1, block=model.fc.in_features // streams[-1]["size"]))
@@ -551,7 +551,7 @@ def _fx_axes(model: nn.Module, keys: set[str]) -> tuple[list[Axis], list[str]]:
         axes.append(_linear_axis(
             f"{node.target}->{cons_node.target}", node.target, cons_node.target, c, acts, keys,
             "channel" if is_conv else "hidden unit", cons_linear=isinstance(cons, nn.Linear),
-            block=block, bn=bn.target if bn is not None else None, conv=is_conv,
+            block=block, bn=bn.target if bn is not None else None,
             has_maxpool=maxpool,
         ))
     return axes, notes

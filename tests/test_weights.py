@@ -172,6 +172,13 @@ def test_weight_stats_rows_roles_and_global_row():
     assert df.attrs["meta"]["model_hash"] == h0
 
 
+def test_tied_weights_are_counted_once():
+    a, b = nn.Linear(4, 4), nn.Linear(4, 4)
+    b.weight = a.weight
+    df = P.weight_stats(nn.Sequential(a, nn.ReLU(), b)).set_index("name")
+    assert "2.weight" not in df.index and df.loc["<global>", "count"] == 16
+
+
 def test_weight_stats_flags_nonfinite_weights():
     m = copy.deepcopy(_small_net())
     with torch.no_grad():

@@ -69,10 +69,16 @@ def parameter_role(module: nn.Module, param_name: str) -> str:
 
 
 def _named_params(model: nn.Module) -> list[tuple[str, str, nn.Module, str, torch.Tensor]]:
-    """(full name, module path, module, local name, tensor) for every parameter, model order."""
-    out = []
+    """(full name, module path, module, local name, tensor) for every parameter, model order.
+
+    A tensor shared by several modules (tied weights) is listed once, under its first name, as
+    ``model.named_parameters()`` does, so it is not counted twice in the global statistics."""
+    out, seen = [], set()
     for mpath, module in model.named_modules():
         for pname, p in module.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
             full = f"{mpath}.{pname}" if mpath else pname
             out.append((full, mpath, module, pname, p))
     return out

@@ -2,7 +2,8 @@
 
 For each depth (residual blocks per stage) a fresh child process builds the model (random
 init, seed 0), makes n = 2048 seeded 3×32×32 inputs, times one plain forward pass over them
-(the floor) and then ``nonlinearity_signature`` (capture + scoring of every activation call),
+(the floor) and then ``nonlinearity_signature`` (capture + scoring of every activation call;
+the scoring share is printed separately),
 and reports its peak RSS (VmHWM) above the RSS before the signature started.
 
 Memory must not grow with the number of activation sites beyond the pooled (n, d) features
@@ -38,8 +39,19 @@ def child(n: int, depth: int, batch_size: int, threads: int | None) -> dict:
         threadpool_limits(threads)
         torch.set_num_threads(threads)
 
-    from netxray.lenses.nonlinearity import nonlinearity_signature
+    import netxray.lenses.nonlinearity as lens
     from netxray.models import build_model
+
+    scoring = []
+    site_row = lens._site_row
+
+    def timed_site_row(*args, **kwargs):  # split the wall time: capture vs scoring the sites
+        t0 = time.perf_counter()
+        row = site_row(*args, **kwargs)
+        scoring.append(time.perf_counter() - t0)
+        return row
+
+    lens._site_row = timed_site_row
 
     torch.manual_seed(0)
     model = build_model({"arch": "resnet", "input_shape": [3, 32, 32], "num_classes": 10,
@@ -60,13 +72,13 @@ def child(n: int, depth: int, batch_size: int, threads: int | None) -> dict:
     t_forward = time.perf_counter() - t
     rss_before = _rss_kib("VmRSS")
     t = time.perf_counter()
-    df = nonlinearity_signature(model, x, n_samples=n, batch_size=batch_size)
+    df = lens.nonlinearity_signature(model, x, n_samples=n, batch_size=batch_size)
     t_sig = time.perf_counter() - t
     peak = _rss_kib("VmHWM")
     pooled = int(sum(2 * 4 * n * int(d) for d in df["d"]))
     full = int(sum(2 * 4 * n * int(torch.tensor(s).prod()) for s in shapes))
     return {"depth": depth, "sites": len(df), "statuses": df["status"].value_counts().to_dict(),
-            "forward_s": t_forward, "signature_s": t_sig, "rss_before_mib": rss_before / 1024,
+            "forward_s": t_forward, "signature_s": t_sig, "scoring_s": sum(scoring), "rss_before_mib": rss_before / 1024,
             "peak_growth_mib": (peak - rss_before) / 1024, "pooled_mib": pooled / 2**20,
             "full_maps_mib": full / 2**20, "mean_affinity": float(df["affinity"].mean())}  # fmt: skip
 
@@ -83,7 +95,7 @@ def main() -> None:
         print(json.dumps(child(args.n, args.child, args.batch_size, args.threads)))
         return
     print(f"signature of the built-in ResNet 64-128-256-512, 32×32 inputs, n = {args.n}")
-    print(f"{'blocks/stage':>12s} {'sites':>5s} {'forward s':>9s} {'signature s':>11s} "
+    print(f"{'blocks/stage':>12s} {'sites':>5s} {'forward s':>9s} {'signature s':>11s} {'(scoring s)':>11s} "
           f"{'peak RSS growth MiB':>19s} {'pooled kept MiB':>15s} {'full maps MiB':>13s}")  # fmt: skip
     for depth in [int(v) for v in args.depths.split(",")]:
         out = subprocess.run([sys.executable, __file__, "--n", str(args.n), "--batch-size",
@@ -92,6 +104,7 @@ def main() -> None:
                              capture_output=True, text=True, check=True)  # fmt: skip
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{r['depth']:12d} {r['sites']:5d} {r['forward_s']:9.1f} {r['signature_s']:11.1f} "
+              f"{r['scoring_s']:11.1f} "
               f"{r['peak_growth_mib']:19.0f} {r['pooled_mib']:15.0f} {r['full_maps_mib']:13.0f}"
               f"   statuses {r['statuses']}, mean ρ {r['mean_affinity']:.3f}", flush=True)  # fmt: skip
 

@@ -360,13 +360,16 @@ def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _progress_bar(enabled: bool) -> Any:
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # stderr: stdout stays clean for results (e.g. `netxray train --json | jq`)
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
+        console=Console(stderr=True),
         disable=not enabled,
         transient=False,
     )

@@ -158,7 +158,9 @@ def register(app: typer.Typer) -> None:
             _fail(str(exc))
         m = result.metrics
         if as_json:
-            record = {k: v for k, v in m.items() if k != "history"}
+            from netxray.train import _finite
+
+            record = {k: v for k, v in _finite(m).items() if k != "history"}  # strict JSON
             record["config"] = result.config
             record["path"] = str(result.path) if result.path else None
             typer.echo(json.dumps(record, indent=2))

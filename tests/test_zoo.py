@@ -217,3 +217,21 @@ def test_cli_zoo_train_resumes_finished_zoo(tiny_zoo, tmp_path):
     assert _weights_of(z) == _weights_of(tiny_zoo)
     r = CliRunner().invoke(app, ["zoo", "train", "--out", str(z), "--arch", "mlp", "--grid", "width"])
     assert r.exit_code != 0 and "key=v1" in str(r.exception)
+
+
+def test_stratified_comparisons_work_within_hyperparameter_cells():
+    rng = np.random.default_rng(0)
+    rows = []
+    for lr, shift in ((1e-3, 0.0), (1e-2, 5.0)):  # statistics move with lr (the confound)
+        for i in range(8):
+            opt = i < 4
+            spread = 0.01 if opt else 1.0  # inside a cell, suboptimal models vary more
+            rows.append({"id": f"m{lr}-{i}", "dataset": "d", "arch": "x", "class": "optimal" if opt else "suboptimal",
+                         "hp_lr": lr, "hp_epochs": 1, **{f"f_{s}": shift + spread * rng.normal() for s in Z.COMPARE_STATS}})
+    res = Z.ZooAnalysis(pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame())
+    comp, summ = Z.stratified_comparisons(res, by=("lr",))
+    assert sorted(comp["hp_lr"].unique()) == [1e-3, 1e-2]
+    assert summ["x"]["stats_compared"] == 2 * len(Z.COMPARE_STATS)
+    assert summ["x"]["frac_stats_sub_spread_larger"] == 1.0
+    with pytest.raises(ValueError, match="hyperparameter columns"):
+        Z.stratified_comparisons(res, by=("width",))

@@ -95,6 +95,21 @@ def print_findings(res: Any) -> None:
                    f"  (n={p['n']}) {'' if p['status'] == 'ok' else p['status']}")
 
 
+def _print_stratified(res: Any, label: str) -> None:
+    from netxray.lenses.zoo import stratified_comparisons
+
+    _, summ = stratified_comparisons(res, by=("lr", "epochs"))
+    typer.echo(f"Confound check, optimal within {label}: the same comparison inside cells of equal (lr, epochs)"
+               " with >= 2 optimal and >= 2 suboptimal models:")
+    if not summ:
+        typer.echo("  no such cell")
+    for arch, f in summ.items():
+        typer.echo(f"  {arch}: {f['cells']} cell(s); suboptimal spread larger on {f['frac_stats_sub_spread_larger']:.0%}"
+                   f" of {f['stats_compared']} statistic comparisons (median MAD ratio {f['median_mad_ratio']:.2f});"
+                   f" Jeffreys within optimal {f['jeffreys_within_optimal']:.3f} vs suboptimal"
+                   f" {f['jeffreys_within_suboptimal']:.3f}")
+
+
 def _print_families(s: dict[str, Any]) -> None:
     for arch, f in s["families"].items():
         typer.echo(
@@ -132,7 +147,10 @@ def zoo_demo(
     from netxray.lenses.zoo import with_optimal_within
 
     typer.echo("Sensitivity: optimal = within 5 points of the best (SPEC default is 1 point):")
-    _print_families(with_optimal_within(res, 0.05).summary)
+    res5 = with_optimal_within(res, 0.05)
+    _print_families(res5.summary)
+    _print_stratified(res, "1 point")
+    _print_stratified(res5, "5 points")
     typer.echo(f"total {time.perf_counter() - t0:.1f} s (training {t_train:.1f} s); wrote "
                + ", ".join(map(str, paths)))
 

@@ -50,6 +50,7 @@ __all__ = [
     "model_features",
     "parse_grid",
     "read_small_cnn_zoo",
+    "stratified_comparisons",
     "train_zoo",
     "plot_zoo",
     "with_optimal_within",
@@ -894,6 +895,55 @@ def with_optimal_within(res: ZooAnalysis, optimal_within: float) -> ZooAnalysis:
     for t in (df, comparisons):
         t.attrs["meta"] = meta
     return ZooAnalysis(df, comparisons, res.predictors, res.histograms, summary)
+
+
+def stratified_comparisons(res: ZooAnalysis, by: Sequence[str] = ("lr", "epochs"), *,
+                           min_per_class: int = 2) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Optimal vs suboptimal comparisons *within* cells of equal hyperparameters ``by``.
+
+    A zoo's classes are usually confounded with its grid (the optimal models share a learning
+    rate and training length, and weight statistics move with both), so "optimal models look
+    alike" may only say "equal hyperparameters look alike". Here the same spread and
+    distribution comparisons are made inside each (dataset, family, *by) cell holding at least
+    ``min_per_class`` optimal and suboptimal models. Returns the comparisons (with the cell's
+    ``hp_*`` values) and a per-family summary pooled over cells (statistics compared, fraction
+    with the larger suboptimal MAD, median MAD ratio, mean within-class Jeffreys).
+
+    Example (not run here): ``comp, summ = stratified_comparisons(res, by=("lr",))``
+    """
+    df = res.models
+    cols = [f"hp_{b}" for b in by]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"by: {missing} are not hyperparameter columns of this zoo; have "
+                         f"{sorted(c for c in df.columns if c.startswith('hp_'))}")
+    live = df[df["class"].isin(["optimal", "suboptimal"])]
+    parts = []
+    for key, g in live.groupby(["dataset", "arch", *cols]):
+        counts = g["class"].value_counts()
+        if counts.get("optimal", 0) < min_per_class or counts.get("suboptimal", 0) < min_per_class:
+            continue
+        comp = _comparisons(g, res.histograms)
+        for c, v in zip(cols, key[2:], strict=True):
+            comp[c] = v
+        parts.append(comp)
+    comp = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    summary: dict[str, Any] = {}
+    if not comp.empty:
+        for arch, g in comp.groupby("arch"):
+            sp = g[g["measure"] == "spread"]
+            ratio = sp["mad_ratio_sub_over_opt"].to_numpy(float)
+            ratio = ratio[np.isfinite(ratio)]
+            jd = g[(g["measure"] == "distribution") & (g["statistic"] == "jeffreys")]
+            summary[str(arch)] = {
+                "cells": int(len(jd)) if len(jd) else int(sp.groupby(cols).ngroups),
+                "stats_compared": int(ratio.size),
+                "frac_stats_sub_spread_larger": float(np.mean(ratio > 1)) if ratio.size else float("nan"),
+                "median_mad_ratio": float(np.median(ratio)) if ratio.size else float("nan"),
+                "jeffreys_within_optimal": float(jd["within_optimal"].mean()) if len(jd) else float("nan"),
+                "jeffreys_within_suboptimal": float(jd["within_suboptimal"].mean()) if len(jd) else float("nan"),
+            }
+    return comp, summary
 
 
 def _summarize(df: pd.DataFrame, comp: pd.DataFrame, pred: pd.DataFrame) -> dict[str, Any]:

@@ -237,6 +237,9 @@ def test_linear_r2():
     dup = np.hstack([x, x[:, :1], np.zeros((200, 1))])
     assert linear_r2(dup, y) == pytest.approx(r2, abs=1e-10)
     assert linear_r2(np.ones((200, 3)), y) == 0.0
+    # in-sample: with d >= n - 1 features any output is fitted exactly
+    wide = np.random.default_rng(3).normal(size=(20, 30))
+    assert linear_r2(wide, np.random.default_rng(4).normal(size=(20, 2))) == pytest.approx(1.0, abs=1e-8)
 
 
 def test_sparsity_and_entropy():

@@ -189,6 +189,9 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> int:
             t, dim = int(args[0].shape[1]), int(args[0].shape[2])
             total[0] += 2 * t * t * dim
 
+    device = next((p.device for p in model.parameters()), None)
+    if device is not None:
+        example = example.to(device)
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     flags = [(m, m.training) for m in model.modules()]
     try:
@@ -200,7 +203,7 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> int:
             h.remove()
         for m, flag in flags:
             m.training = flag
-    return int(total[0] // 1)
+    return int(total[0])
 
 
 # --------------------------------------------------------------------------- the study

@@ -67,6 +67,7 @@ h2{font-size:18px;margin:4px 0 10px} h3{font-size:15px;margin:16px 0 6px}
 .card dt{color:#5b6773} .card dd{margin:0;font-variant-numeric:tabular-nums}
 .status-ok{color:#1b7f3b} .status-failed,.status-unavailable{color:#b3261e} .status-skipped{color:#8a6d00}
 .note{border-left:4px solid #b3261e;background:#fdf1f0;padding:8px 12px;margin:8px 0;font-size:14px}
+.info{border-left:4px solid #3b6ea8;background:#eef4fb;padding:6px 12px;margin:8px 0;font-size:13px}
 .howto{color:#3d4853;font-size:14px;margin:4px 0 10px}
 figure{margin:10px 0} figure img.plot{max-width:100%;height:auto;border:1px solid #eef0f3}
 figcaption{font-size:13px;color:#4b5661;margin-top:4px}
@@ -148,8 +149,8 @@ def _section(result: Any, anchor: str) -> str:
         )
     for text in result.howto:
         parts.append(f'<p class="howto">{html.escape(text)}</p>')
-    for note in result.notes:
-        parts.append(f'<div class="note">{html.escape(note)}</div>')
+    for note in result.notes:  # caveats and what was not analysed: informative, not an error
+        parts.append(f'<div class="info">{html.escape(note)}</div>')
     for plot in result.plots:
         parts.append(_plot_html(plot))
     for name, df in result.tables.items():

@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["curves_overlaid", "distance_and_dendrogram", "histograms_overlaid", "symmetry_figure"]
+__all__ = [
+    "curves_overlaid",
+    "distance_and_dendrogram",
+    "histograms_overlaid",
+    "symmetry_comparison",
+    "symmetry_figure",
+]
 
 
 def distance_and_dendrogram(dist: pd.DataFrame, linkage: np.ndarray, method: str = "dtw") -> Figure:
@@ -100,4 +106,28 @@ def symmetry_figure(group: pd.DataFrame, bounds: pd.DataFrame | None) -> Figure 
         axes[1].set(xlabel="log10 covering number N(ε)",
                     title=f"covering bounds (ε = {float(b['eps']):g}): −{100 * float(b['relative_reduction']):.2g}%")
         axes[1].set_xlim(0, max(vals) * 1.25)
+    return fig
+
+
+def symmetry_comparison(log10_order: dict[str, float], alignment: pd.DataFrame) -> Figure | None:
+    """Bars of log10 |G| per model and, for same-architecture pairs, the relative weight distance
+    before and after weight matching."""
+    if not log10_order:
+        return None
+    pairs = alignment[alignment["status"] == "ok"] if len(alignment) and "status" in alignment else alignment.iloc[0:0]
+    has_pairs = len(pairs) > 0 and "relative_after" in pairs
+    fig = Figure(figsize=(11 if has_pairs else 6.5, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2 if has_pairs else 1, squeeze=False)[0]
+    names = list(log10_order)
+    axes[0].bar(range(len(names)), [log10_order[n] for n in names], color="tab:purple")
+    axes[0].set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    axes[0].set(ylabel="log10 |G|", title="size of the symmetry group")
+    if has_pairs:
+        labels = [f"{a}–{b}" for a, b in zip(pairs["model_a"], pairs["model_b"], strict=True)]
+        x = np.arange(len(labels))
+        axes[1].bar(x - 0.2, pairs["relative_before"], 0.4, label="before (normalized)", color="tab:gray")
+        axes[1].bar(x + 0.2, pairs["relative_after"], 0.4, label="after weight matching", color="tab:green")
+        axes[1].set_xticks(x, labels, fontsize=8)
+        axes[1].set(ylabel="‖a − b‖ / ‖a‖", title="distance modulo symmetry")
+        axes[1].legend(fontsize=8)
     return fig

@@ -586,13 +586,28 @@ def _compare_symmetry(
                               "error": _reason(exc)})  # fmt: skip
     align_table = pd.DataFrame(pairs)
     tables = {"group": side}
+    summary: dict[str, Any] = {
+        "log10 |G|": {m: round(float(r.summary["log10 |G|"]), 2) for m, r in ok.items()
+                      if isinstance(r.summary.get("log10 |G|"), (int, float))},
+        "aligned pairs": int(len(align_table)),
+    }  # fmt: skip
     if len(align_table):
         tables["alignment"] = align_table
-    res = LensResult("compare_symmetry", "", tables=tables,
-                     summary={"aligned pairs": int(len(align_table))})  # fmt: skip
+        if "relative_after" in align_table:
+            summary["relative distance after alignment"] = {
+                f"{r.model_a}–{r.model_b}": round(float(r.relative_after), 4)
+                for r in align_table.itertuples() if r.status == "ok"
+            }  # fmt: skip
+    res = LensResult("compare_symmetry", "", tables=tables, summary=summary)
     res.howto = ["Symmetry figures side by side. Alignment distances (weight matching: units matched "
                  "layer by layer with a linear assignment) are a distance modulo permutation symmetry, "
                  "defined only between models of the same architecture."]  # fmt: skip
+    fig = P.symmetry_comparison(summary["log10 |G|"], align_table)
+    if fig is not None:
+        res.plots.append(figure_to_plot(fig, "Symmetry side by side",
+                                        "Left: log10 of each model's symmetry group; right: relative "
+                                        "weight distance of same-architecture pairs before and after "
+                                        "weight matching (the part removed is permutation symmetry)."))  # fmt: skip
     if not len(align_table):
         res.notes.append("No two models share an architecture (parameter names and shapes), so no "
                          "alignment distance is defined between them.")  # fmt: skip

@@ -153,6 +153,21 @@ def test_rank_reduction_is_exact():
     assert reduced.moment_residual == pytest.approx(full.moment_residual, abs=1e-8)
 
 
+def test_cholesky_and_eigendecomposition_routes_agree():
+    x, y = _data(n=300, d=6)
+    auto, eig = affinity_score(x, y), affinity_score(x, y, method="eigh")
+    assert auto.score == pytest.approx(eig.score, abs=1e-10)
+    assert auto.w2_sq == pytest.approx(eig.w2_sq, rel=1e-9)
+    assert auto.moment_residual < 1e-10 and eig.moment_residual < 1e-10
+    # ε = 0 with a rank-deficient X: Σ_X is singular, the pseudo-inverse route takes over
+    xd = np.hstack([x, x[:, :1]])
+    yd = np.hstack([y, y[:, :1]])
+    res = affinity_score(xd, yd, eps=0.0)
+    assert res.status == "ok" and 0 < res.score < 1
+    with pytest.raises(ValueError, match="method"):
+        affinity_score(x, y, method="schur")
+
+
 def test_statuses():
     x, y = _data()
     mism = affinity_score(x, y[:, :3])

@@ -9,13 +9,13 @@ Given input samples X (n×d) of an activation and its outputs Y (n×d):
    (uniform weights, squared Euclidean cost).
 4. ρ_aff = 1 − sqrt( W2² / (2·tr Σ_Y) ), in [0, 1]; 1 exactly when Y is a PSD-affine image of X.
 
-How it is computed (why it is fast): both square roots come from two symmetric
-eigendecompositions in float64 and everything after the first one is done in the eigenbasis
-of Σ_X (the cost matrix is rotation invariant, so nothing is rotated back). The transport
-problem with equal n is a linear assignment (exact for uniform weights); d = 1 is solved by
-sorting. When d is much larger than the number of samples, the problem is restricted exactly
-to the span of the centred data: outside it both covariances are ε·I, A is the identity and
-no point has a component there.
+How it is computed (why it is fast): the eigendecompositions dominate, so the default uses
+one: with L the Cholesky factor of Σ_X, A = L^{-T} (Lᵀ Σ_Y L)^{1/2} L^{-1} (the same unique
+matrix); ``method="eigh"`` is the SPEC's two-eigendecomposition form with a pseudo-inverse,
+also the fallback when Σ_X is singular. The transport problem with equal n is a linear
+assignment (exact for uniform weights); d = 1 is solved by sorting. When d is much larger than
+the number of samples, the problem is restricted exactly to the span of the centred data:
+outside it both covariances are ε·I, A is the identity and no point has a component there.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 from scipy.optimize import linear_sum_assignment
 
 __all__ = ["AffinityResult", "affinity_score", "wasserstein2_squared", "as_float64_2d"]
@@ -125,6 +126,75 @@ def _joint_basis(xc: np.ndarray, yc: np.ndarray) -> np.ndarray:
     return q
 
 
+def _map_eigh(
+    xq: np.ndarray, yq: np.ndarray, eps: float, d: int, rcond: float | None
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """SPEC §1.1 as written: Σ_X^{±1/2} from a symmetric eigendecomposition, eigenvalues clipped
+    at 0, inverse square root as a pseudo-inverse with a relative cutoff.
+
+    Returns (T(X) centred, Y centred — both in the eigenbasis U of Σ_X, where the transport
+    costs are the same — ‖AΣ_XA − Σ_Y‖_F², ‖Σ_Y‖_F²).
+    """
+    n, r = xq.shape
+    cov_x = (xq.T @ xq) / (n - 1)
+    cov_x[np.diag_indices(r)] += eps
+    lam, u = np.linalg.eigh(cov_x)
+    lam = np.clip(lam, 0.0, None)
+    cutoff = (rcond if rcond is not None else max(d, 1) * np.finfo(np.float64).eps) * max(
+        float(lam.max()), 0.0
+    )
+    sqrt_lam = np.sqrt(lam)
+    inv_sqrt_lam = np.zeros_like(lam)
+    keep = lam > cutoff
+    inv_sqrt_lam[keep] = 1.0 / sqrt_lam[keep]
+
+    yu = yq @ u
+    cov_y_u = (yu.T @ yu) / (len(yq) - 1)  # = Uᵀ Σ_Y U
+    cov_y_u[np.diag_indices(r)] += eps
+    # M' = Λ^{1/2} (UᵀΣ_YU) Λ^{1/2} is Uᵀ(Σ_X^{1/2}Σ_YΣ_X^{1/2})U; its square root by eigh.
+    m_prime = sqrt_lam[:, None] * cov_y_u * sqrt_lam[None, :]
+    gam, v = np.linalg.eigh((m_prime + m_prime.T) / 2.0)
+    gam = np.clip(gam, 0.0, None)
+    b = (v * np.sqrt(gam)) @ v.T
+    a_u = inv_sqrt_lam[:, None] * b * inv_sqrt_lam[None, :]  # A in the U basis
+    a_u = (a_u + a_u.T) / 2.0
+    resid = a_u @ (lam[:, None] * a_u) - cov_y_u
+    # (X U) A' computed as X (U A'): one n·r² product fewer
+    t_u = xq @ (u @ a_u)
+    return t_u, yu, float(np.einsum("ij,ij->", resid, resid)), float(np.einsum("ij,ij->", cov_y_u, cov_y_u))
+
+
+def _map_cholesky(
+    xq: np.ndarray, yq: np.ndarray, eps: float
+) -> tuple[np.ndarray | None, np.ndarray, float, float]:
+    """The same Brenier matrix from one Cholesky factorisation and one eigendecomposition.
+
+    Any factor S with S Sᵀ = Σ_X gives A = S^{-T} (Sᵀ Σ_Y S)^{1/2} S^{-1}: it is symmetric PSD
+    and A Σ_X A = Σ_Y, and that solution is unique when Σ_X is positive definite (ε > 0).
+    With S = L (Cholesky) one eigendecomposition replaces two — the eigendecompositions
+    dominate the cost. Returns (None, …) when Σ_X is not numerically positive definite; the
+    caller then takes the eigendecomposition route with its pseudo-inverse.
+    """
+    n, r = xq.shape
+    cov_x = (xq.T @ xq) / (n - 1)
+    cov_x[np.diag_indices(r)] += eps
+    try:
+        low = scipy.linalg.cholesky(cov_x, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None, yq, np.nan, np.nan
+    cov_y = (yq.T @ yq) / (len(yq) - 1)
+    cov_y[np.diag_indices(r)] += eps
+    m = low.T @ cov_y @ low
+    gam, v = np.linalg.eigh((m + m.T) / 2.0)
+    gam = np.clip(gam, 0.0, None)
+    b = (v * np.sqrt(gam)) @ v.T
+    z = scipy.linalg.solve_triangular(low, b, lower=True, trans="T", check_finite=False)
+    a = scipy.linalg.solve_triangular(low, z.T, lower=True, trans="T", check_finite=False).T
+    a = (a + a.T) / 2.0
+    resid = a @ cov_x @ a - cov_y
+    return xq @ a, yq, float(np.einsum("ij,ij->", resid, resid)), float(np.einsum("ij,ij->", cov_y, cov_y))
+
+
 def affinity_score(
     x: Any,
     y: Any,
@@ -133,6 +203,7 @@ def affinity_score(
     rcond: float | None = None,
     degenerate_tol: float = 1e-6,
     reduce_rank: bool | None = None,
+    method: str = "auto",
 ) -> AffinityResult:
     """Affinity score ρ_aff of an activation with inputs ``x`` and outputs ``y`` (SPEC §1.1).
 
@@ -149,6 +220,10 @@ def affinity_score(
         the default ε this is the reference's tr(Σ_Y + εI) ≤ 2e-6·d. Its score is 1.0, flagged.
     reduce_rank : restrict the problem to the span of the centred data (exact). Default: when
         that span has at most half the dimension d.
+    method : ``"auto"`` (default): A = L^{-T}(LᵀΣ_YL)^{1/2}L^{-1} with L the Cholesky factor of
+        Σ_X — one eigendecomposition instead of two, the same matrix — falling back to
+        ``"eigh"`` when Σ_X is not numerically positive definite (ε = 0 and rank-deficient X).
+        ``"eigh"``: the SPEC's two symmetric eigendecompositions, pseudo-inverse cutoff ``rcond``.
 
     Returns an :class:`AffinityResult`; ``float(result)`` is the score.
 
@@ -165,6 +240,8 @@ def affinity_score(
     n_y, d_y = y.shape
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
+    if method not in ("auto", "eigh"):
+        raise ValueError(f"method must be 'auto' or 'eigh', got {method!r}")
     if d != d_y:
         return AffinityResult(
             np.nan, np.nan, np.nan, n, d, np.nan, "shape_mismatch", eps, n_y,
@@ -203,39 +280,13 @@ def affinity_score(
         q = None
         xq, yq = xc, yc
     r = xq.shape[1]
-
-    # Σ_X = U diag(λ) Uᵀ; work in the U basis from here on (rotation-invariant costs).
-    cov_x = (xq.T @ xq) / (n - 1)
-    cov_x[np.diag_indices(r)] += eps
-    lam, u = np.linalg.eigh(cov_x)
-    lam = np.clip(lam, 0.0, None)
-    cutoff = (rcond if rcond is not None else max(d, 1) * np.finfo(np.float64).eps) * max(
-        float(lam.max()), 0.0
-    )
-    sqrt_lam = np.sqrt(lam)
-    inv_sqrt_lam = np.zeros_like(lam)
-    keep = lam > cutoff
-    inv_sqrt_lam[keep] = 1.0 / sqrt_lam[keep]
-
-    yu = yq @ u
-    cov_y_u = (yu.T @ yu) / (n_y - 1)  # = Uᵀ Σ_Y U
-    cov_y_u[np.diag_indices(r)] += eps
-    # M' = Λ^{1/2} (UᵀΣ_YU) Λ^{1/2} is Uᵀ(Σ_X^{1/2}Σ_YΣ_X^{1/2})U; its square root by eigh.
-    m_prime = sqrt_lam[:, None] * cov_y_u * sqrt_lam[None, :]
-    gam, v = np.linalg.eigh((m_prime + m_prime.T) / 2.0)
-    gam = np.clip(gam, 0.0, None)
-    b = (v * np.sqrt(gam)) @ v.T
-    a_u = inv_sqrt_lam[:, None] * b * inv_sqrt_lam[None, :]  # A in the U basis
-    a_u = (a_u + a_u.T) / 2.0
-
-    # moment match: ‖AΣ_XA − Σ_Y‖_F/‖Σ_Y‖_F (the complement of span(Q) contributes 0 error)
-    resid = a_u @ (lam[:, None] * a_u) - cov_y_u
-    fro_y_sq = float(np.einsum("ij,ij->", cov_y_u, cov_y_u)) + eps * eps * (d - r)
-    moment_residual = float(np.linalg.norm(resid) / np.sqrt(fro_y_sq))
-
-    # centred T(X) in the U basis, (X U) A' computed as X (U A'): one n·r² product fewer.
-    # Y is centred in the same basis, and the transport costs are rotation invariant.
-    t_u = xq @ (u @ a_u)
-    w2_sq = wasserstein2_squared(t_u, yu)
+    t = None
+    if method == "auto" and eps > 0:
+        t, y_basis, resid_sq, fro_y_sq = _map_cholesky(xq, yq, eps)
+    if t is None:
+        t, y_basis, resid_sq, fro_y_sq = _map_eigh(xq, yq, eps, d, rcond)
+    # the complement of the reduced span contributes ε² per dimension to ‖Σ_Y‖², no error
+    moment_residual = float(np.sqrt(resid_sq / (fro_y_sq + eps * eps * (d - r))))
+    w2_sq = wasserstein2_squared(t, y_basis)
     score = 1.0 - float(np.sqrt(max(w2_sq, 0.0) / two_tr))
     return AffinityResult(score, w2_sq, two_tr, n, d, moment_residual, "ok", eps, n_y, "")

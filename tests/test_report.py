@@ -98,6 +98,7 @@ def test_save_writes_self_contained_report(mlp_report, tmp_path):
 
     record = json.loads((out / "results.json").read_text())
     assert record["meta"]["model_hash"] == model_hash(model) and record["meta"]["seed"] == 0
+    assert record["meta"]["n"] == 200 and record["meta"]["data"] == "digits:test (359 samples)"
     assert record["summary"]["modularity"]["k"] == 3
     for name, df in report.tables.items():
         back = pd.read_csv(out / f"{name}.csv")

@@ -272,6 +272,17 @@ def resolve_data(data: Any, seed: int = 0) -> tuple[Any, str]:
     return data, type(data).__name__
 
 
+def _n_used(data: Any, n_samples: int) -> int | None:
+    """Samples a data lens actually draws: n_samples, or all of them when the data has fewer."""
+    from netxray.capture import as_indexable
+
+    try:
+        d = as_indexable(data)
+    except Exception:  # a stream of batches: its length is unknown up front
+        return None
+    return min(n_samples, len(d)) if d is not None else None
+
+
 # --------------------------------------------------------------------------- progress
 
 
@@ -405,8 +416,8 @@ def scan(
             f"(lenses run: {chosen})"
         )
     meta = metadata(
-        kind="scan", name=name, **desc, data=data_desc, seed=opts.seed, n=opts.n_samples,
-        modularity_n=opts.modularity_n, k=opts.k, repeats=opts.repeats, lenses=chosen,
+        kind="scan", name=name, **desc, data=data_desc, seed=opts.seed, n=_n_used(data, opts.n_samples),
+        n_samples=opts.n_samples, modularity_n=opts.modularity_n, k=opts.k, repeats=opts.repeats, lenses=chosen,
         layers=opts.layers if isinstance(opts.layers, (str, list, tuple)) else str(opts.layers),
         statuses={n: r.status for n, r in results.items()},
     )  # fmt: skip
@@ -473,7 +484,7 @@ def compare_report(
         bar.close()
     meta = metadata(
         kind="compare", models={n: c.meta.get("model_hash") for n, c in children.items()},
-        data=data_desc, seed=seed, n=n_samples, modularity_n=modularity_n, k=k, repeats=repeats,
+        data=data_desc, seed=seed, n=_n_used(data, n_samples), n_samples=n_samples, modularity_n=modularity_n, k=k, repeats=repeats,
         lenses=chosen, signature_method=signature_method, clusters=clusters,
     )  # fmt: skip
     return Report(

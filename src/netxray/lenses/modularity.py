@@ -153,15 +153,16 @@ class _GramReducer:
     def compute(self) -> tuple[np.ndarray, int] | None:
         if self.buf is None:  # nothing kept (the capture has recorded why)
             return None
-        feats = self.buf[: self.pos]
+        feats = self.buf[: self.pos].numpy()
         n, d = feats.shape
-        gram = torch.zeros(n, n, dtype=torch.float64)
+        gram = np.zeros((n, n))
         step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
         for c0 in range(0, d, step):
-            block = feats[:, c0 : c0 + step].to(torch.float64)
-            gram.addmm_(block, block.T)
+            block = np.ascontiguousarray(feats[:, c0 : c0 + step], dtype=np.float64)
+            # numpy recognises b @ b.T and calls the symmetric rank-k update (half the flops)
+            gram += block @ block.T
         self.buf = None  # free the rows as soon as the Gram matrix exists
-        return gram.numpy(), int(d)
+        return gram, int(d)
 
 
 @contextlib.contextmanager

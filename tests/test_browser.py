@@ -16,6 +16,7 @@ import base64
 import fcntl
 import json
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -67,8 +68,10 @@ class Browser:
     def _recv(self) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout
         while b"\0" not in self.buf:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no answer from Chromium")
+            left = deadline - time.monotonic()
+            # select, not a bare read: a hung browser must fail the test, not block it forever
+            if left <= 0 or not select.select([self.rfd], [], [], left)[0]:
+                raise TimeoutError(f"no answer from Chromium within {self.timeout} s")
             chunk = os.read(self.rfd, 1 << 16)
             if not chunk:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""

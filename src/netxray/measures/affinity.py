@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+from scipy.linalg.blas import dtrmm
 from scipy.optimize import linear_sum_assignment
 
 __all__ = ["AffinityResult", "affinity_score", "wasserstein2_squared", "as_float64_2d"]
@@ -184,14 +185,17 @@ def _map_cholesky(
         return None, yq, np.nan, np.nan
     cov_y = (yq.T @ yq) / (len(yq) - 1)
     cov_y[np.diag_indices(r)] += eps
-    m = low.T @ cov_y @ low
+    # M = Lᵀ Σ_Y L with two triangular products (half the flops of general ones)
+    m = dtrmm(1.0, low, dtrmm(1.0, low, cov_y, side=0, lower=1, trans_a=1), side=1, lower=1)
     gam, v = np.linalg.eigh((m + m.T) / 2.0)
     gam = np.clip(gam, 0.0, None)
-    b = (v * np.sqrt(gam)) @ v.T
-    z = scipy.linalg.solve_triangular(low, b, lower=True, trans="T", check_finite=False)
-    a = scipy.linalg.solve_triangular(low, z.T, lower=True, trans="T", check_finite=False).T
-    a = (a + a.T) / 2.0
-    resid = a @ cov_x @ a - cov_y
+    # With W = L^{-T} V: A = W diag(√γ) Wᵀ and A Σ_X A = W diag(γ) Wᵀ (as Lᵀ W = V, VᵀV = I);
+    # both are Gram products g gᵀ, which BLAS computes at half the cost of a general product.
+    w = scipy.linalg.solve_triangular(low, v, lower=True, trans="T", check_finite=False)
+    g = w * np.sqrt(np.sqrt(gam))[None, :]
+    a = g @ g.T
+    g = w * np.sqrt(gam)[None, :]
+    resid = g @ g.T - cov_y
     return xq @ a, yq, float(np.einsum("ij,ij->", resid, resid)), float(np.einsum("ij,ij->", cov_y, cov_y))
 
 

@@ -334,6 +334,8 @@ def test_cli_user_model_errors(user_files, tmp_path):
     assert "--data 'nope'" in err("--model", f"{src}:make_model", "--weights", st, "--data", "nope")
     out = err("--model", f"{src}:make_model", "--weights", st, "--data", "mnist1d")
     assert "cannot run on --data 'mnist1d' samples of shape [1, 40]" in out
+    assert "--layers 'body.9': unknown layer(s)" in err("--model", f"{src}:make_model", "--weights", st,
+                                                         "--layers", "body.9")  # fmt: skip
     assert "unknown ['bogus']" in err("--model", f"{src}:make_model", "--lenses", "bogus")
     assert "cannot load checkpoint" in err(tmp_path / "no-such-checkpoint")
 

@@ -212,6 +212,13 @@ def register(app: typer.Typer) -> None:
         net = load_cli_model(checkpoint, model, weights)
         splits = load_cli_data(data, seed)
         check_fits(net, splits, data)
+        if layers is not None:
+            from netxray.capture import resolve_layers
+
+            try:
+                resolve_layers(net, _layers(layers))
+            except ValueError as exc:
+                _fail(f"--layers {layers!r}: {exc}")
         label = model if model is not None else (checkpoint.name if checkpoint else None)
         try:
             report = scan(

@@ -71,7 +71,7 @@ def run_lens(lens: str, model: nn.Module, data: Any, opts: ScanOptions) -> LensR
 
 
 _HOWTO_FAILED = (
-    "The other lenses below ran normally; a lens fails when the model has a layer or a structure "
+    "The other lenses ran normally; a lens fails when the model has a layer or a structure "
     "it cannot read (see the reason), or the data lacks what it needs (e.g. class labels)."
 )
 

@@ -440,6 +440,13 @@ def compare_lens(
         try:
             res = _COMPARERS[lens](models, ok, seed, dict(settings or {}))
             res.name, res.title = name, title
+            from netxray._meta import metadata
+
+            for df in res.tables.values():  # every table says how it was made
+                df.attrs.setdefault("meta", metadata(
+                    lens=name, seed=seed, models={m: children[m].meta.get("model_hash") for m in ok},
+                    data=next(iter(children.values())).meta.get("data"), **dict(settings or {}),
+                ))  # fmt: skip
         except Exception as exc:
             res = LensResult(name, title, status="failed", reason=_reason(exc))
     if skipped and res.status == "ok":

@@ -211,6 +211,13 @@ def test_wasserstein_exact_against_pot():
     )
 
 
+def test_too_many_points_for_an_exact_plan_is_a_clear_error():
+    a = np.zeros((300, 2))
+    with pytest.raises(ValueError, match="cost matrix"):
+        wasserstein2_squared(a, a, max_pairs=10_000)
+    assert wasserstein2_squared(np.zeros((300, 1)), np.ones((300, 1)), max_pairs=10) == 1.0  # 1-D sorts
+
+
 def test_unequal_sample_sizes_give_a_score():
     x, y = _data(n=300)
     r = affinity_score(x, y[:250])

@@ -87,12 +87,16 @@ def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return c
 
 
-def wasserstein2_squared(a: Any, b: Any) -> float:
+MAX_PAIRS = 100_000_000  # an n×m float64 cost matrix of 800 MB; beyond it, subsample
+
+
+def wasserstein2_squared(a: Any, b: Any, *, max_pairs: int = MAX_PAIRS) -> float:
     """Exact squared 2-Wasserstein distance between two empirical clouds, uniform weights.
 
     W2² = min over couplings π of Σ_ij π_ij ‖a_i − b_j‖². Equal sizes: the optimal plan is a
     permutation (Birkhoff), found by ``linear_sum_assignment``; d = 1: sorting is optimal;
-    unequal sizes: POT's network simplex ``ot.emd2``.
+    unequal sizes: POT's network simplex ``ot.emd2``. For d > 1 the exact problem needs the
+    n×m cost matrix: more than ``max_pairs`` entries raises a ValueError (subsample instead).
 
     >>> wasserstein2_squared([[0.0], [1.0]], [[1.0], [2.0]])
     1.0
@@ -104,10 +108,15 @@ def wasserstein2_squared(a: Any, b: Any) -> float:
     na, nb = len(a), len(b)
     if na == 0 or nb == 0:
         raise ValueError("a and b need at least one sample each")
+    if na == nb and a.shape[1] == 1:
+        diff = np.sort(a[:, 0]) - np.sort(b[:, 0])
+        return float(np.mean(diff * diff))
+    if a.shape[1] > 1 and na * nb > max_pairs:
+        raise ValueError(
+            f"exact W2 between {na} and {nb} points needs a {na}×{nb} cost matrix "
+            f"({8 * na * nb / 2**30:.1f} GiB), over max_pairs={max_pairs}: use fewer samples"
+        )
     if na == nb:
-        if a.shape[1] == 1:
-            diff = np.sort(a[:, 0]) - np.sort(b[:, 0])
-            return float(np.mean(diff * diff))
         rows, cols = linear_sum_assignment(_sq_dist(a, b))
         # the matched pairs' distances recomputed directly: more accurate than the expanded form
         diff = a[rows] - b[cols]

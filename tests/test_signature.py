@@ -327,6 +327,19 @@ def test_cli_signature_and_compare(trained, tmp_path):
     for f in ("signatures.csv", "summary.csv", "signatures.png", "meta.json"):
         assert (out / f).exists()
 
+    # the signatures-only command writes the same comparison files
+    out2 = tmp_path / "cmp2"
+    res = runner.invoke(app, ["compare-signatures", str(ck_a), str(ck_b), str(ck_a), "--data", "digits",
+                              "--out", str(out2), "--n-samples", "200", "--clusters", "2", "--quiet"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    dist2 = pd.read_csv(out2 / "distances.csv", index_col="model")
+    assert dist2.shape == (3, 3) and dist2.iloc[0, 2] == 0.0 and dist2.iloc[0, 1] > 0
+    assert pd.read_csv(out2 / "clustering.csv")["cluster"].nunique() == 2
+    for f in ("signatures.csv", "summary.csv", "signatures.png", "meta.json"):
+        assert (out2 / f).exists()
+    one2 = runner.invoke(app, ["compare-signatures", str(ck_a), "--out", str(out2)])
+    assert one2.exit_code == 1 and "at least two" in one2.output
+
     missing = runner.invoke(app, ["signature", str(tmp_path / "nope"), "--out", str(tmp_path / "x.csv")])
     assert missing.exit_code == 1 and "nope" in missing.output
     one = runner.invoke(app, ["compare", str(ck_a), "--out", str(out)])

@@ -1,7 +1,9 @@
-"""``netxray signature`` and ``netxray compare``: the non-linearity signature from the command line.
+"""``netxray signature`` and ``netxray compare-signatures``: the non-linearity signature from the CLI.
 
     netxray signature CKPT --data digits --out sig.csv --plot sig.png
-    netxray compare CKPT_A CKPT_B CKPT_C --data digits --out cmp/
+    netxray compare-signatures CKPT_A CKPT_B CKPT_C --data digits --out cmp/
+
+(``netxray compare`` — the full multi-model report — writes the same signature files.)
 
 The CLI holds no science: it loads checkpoints and data, calls the lens, and writes files
 (atomically, with a ``.meta.json`` beside each table saying how it was made).
@@ -65,7 +67,7 @@ def _signature(model: Any, data: Any, source: str, opts: dict[str, Any], quiet: 
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``signature`` and ``compare`` commands to the ``netxray`` app."""
+    """Add the ``signature`` and ``compare-signatures`` commands to the ``netxray`` app."""
 
     @app.command("signature")
     def signature_cmd(

@@ -55,7 +55,7 @@ def main() -> None:
 
     from netxray.data import load_data
     from netxray.report import scan
-    from netxray.train import train
+    from netxray.training import train
 
     warnings.filterwarnings("ignore")
     splits = load_data("digits")

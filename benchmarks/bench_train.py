@@ -24,7 +24,7 @@ import torch
 
 from netxray.data import load_data
 from netxray.models import build_model, load, save_checkpoint
-from netxray.train import TRAIN_DEFAULTS, train
+from netxray.training import TRAIN_DEFAULTS, train
 
 GOAL = {"mlp": 0.95, "cnn": 0.95, "resnet": 0.95, "vit": 0.90}
 

@@ -22,7 +22,7 @@ import torch
 from netxray.data import load_data
 from netxray.lenses.symmetry import alignment_distances
 from netxray.models import build_model, default_config
-from netxray.train import train
+from netxray.training import train
 
 
 def main() -> None:

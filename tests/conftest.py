@@ -72,7 +72,7 @@ def trained(digits) -> Callable[..., nn.Module]:
     Returns a deep copy in eval mode; its ``netxray_train_metrics`` attribute holds the metrics of
     the training run (``test_acc`` etc.).
     """
-    from netxray.train import train
+    from netxray.training import train
 
     cache: dict[str, nn.Module] = {}
 

@@ -22,7 +22,7 @@ _EXPORTS: dict[str, str] = {
     "load": "netxray.models.checkpoint",
     "save_checkpoint": "netxray.models.checkpoint",
     "build_model": "netxray.models",
-    "train": "netxray.train",
+    "train": "netxray.training",
     "load_data": "netxray.data",
     "collect": "netxray.capture",
     # lens 1: non-linearity

@@ -42,7 +42,7 @@ def default_cache() -> Path:
 
 def _key(arch: str, knobs: dict[str, Any], seed: int) -> str:
     from netxray import __version__
-    from netxray.train import TRAIN_DEFAULTS
+    from netxray.training import TRAIN_DEFAULTS
 
     record = {"arch": arch, "knobs": knobs, "seed": seed, "data": DEMO_DATA,
               "train": TRAIN_DEFAULTS.get(arch), "netxray": __version__}  # fmt: skip
@@ -54,7 +54,7 @@ def demo_model(
 ) -> tuple[Any, dict[str, Any], bool]:
     """(model, metrics, reused): a cached checkpoint when one loads, else train and cache it."""
     from netxray.models.checkpoint import load, load_config
-    from netxray.train import train
+    from netxray.training import train
 
     directory = cache / "demo-models" / f"{arch}-{_key(arch, knobs, seed)}"
     if not retrain and (directory / "config.json").is_file():

@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a built-in model (seeded, deterministic) and report its test accuracy."""
         from netxray.models import ARCHS
-        from netxray.train import train
+        from netxray.training import train
 
         if arch not in ARCHS:
             _fail(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHS)}")
@@ -158,7 +158,7 @@ def register(app: typer.Typer) -> None:
             _fail(str(exc))
         m = result.metrics
         if as_json:
-            from netxray.train import _finite
+            from netxray.training import _finite
 
             record = {k: v for k, v in _finite(m).items() if k != "history"}  # strict JSON
             record["config"] = result.config

@@ -229,13 +229,13 @@ class PruneStudy:
 
 
 def _evaluate(model: nn.Module, dataset) -> float:
-    from netxray.train import evaluate
+    from netxray.training import evaluate
 
     return float(evaluate(model, dataset)[0])
 
 
 def _finetune(model: nn.Module, splits, epochs: int, lr: float, seed: int) -> nn.Module:
-    from netxray.train import train
+    from netxray.training import train
 
     if epochs == 0:
         return copy.deepcopy(model).eval()

@@ -296,7 +296,7 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
     tmp = zoo / MODELS / f".tmp-{job['id']}-{os.getpid()}"
     try:
         from netxray.models import save_checkpoint
-        from netxray.train import train
+        from netxray.training import train
 
         params = dict(job["params"])
         train_kw = {k: params.pop(k) for k in TRAIN_KEYS if k in params}

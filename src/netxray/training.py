@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -373,19 +371,3 @@ def _progress_bar(enabled: bool) -> Any:
         disable=not enabled,
         transient=False,
     )
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`train`.
-
-    The public name ``netxray.train`` is the function, but importing this submodule (``from
-    netxray.train import evaluate``, as lenses do) makes Python bind the *module* to the package
-    attribute ``netxray.train``, shadowing the lazily exported function. Making the module
-    callable keeps ``netxray.train(...)`` working whichever import came first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -9,56 +9,12 @@ atomically (each table with a ``.meta.json`` beside it) and prints a short summa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code=1)
-
-
-def _load_model(path: Path) -> Any:
-    from netxray.models.checkpoint import load
-
-    try:
-        return load(path)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(f"cannot load checkpoint {path}: {exc}")
-
-
-def _load_data(spec: str, seed: int) -> Any:
-    from netxray.data import load_data
-
-    try:
-        return load_data(spec, seed=seed)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(f"cannot load data {spec!r}: {exc}")
-
-
-def _threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    if threads < 1:
-        _fail(f"--threads must be >= 1, got {threads}")
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def _write_table(df: Any, path: Path, extra: dict[str, Any] | None = None) -> None:
-    from netxray._meta import atomic_write_text
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, df.to_csv(index=False))
-    meta = {**df.attrs.get("meta", {}), **(extra or {})}
-    for key in ("summary", "segments"):
-        if key in df.attrs:
-            meta[key] = df.attrs[key]
-    atomic_write_text(path.with_name(path.name + ".meta.json"), json.dumps(meta, indent=2, default=str))
+from netxray.cli._common import fail, load_checkpoint, load_cli_data, set_threads, write_table
 
 
 def _print_curve(curve: Any, red: Any) -> None:
@@ -108,10 +64,10 @@ def register(app: typer.Typer) -> None:
         )
 
         if split not in ("test", "train"):
-            _fail(f"--split must be test or train, got {split!r}")
-        _threads(threads)
-        model = _load_model(checkpoint)
-        splits = _load_data(data, seed)
+            fail(f"--split must be test or train, got {split!r}")
+        set_threads(threads)
+        model = load_checkpoint(checkpoint)
+        splits = load_cli_data(data, seed)
         dataset = getattr(splits, split)
         names = [s.strip() for s in layers.split(",") if s.strip()] if layers else "auto"
         try:
@@ -119,10 +75,10 @@ def register(app: typer.Typer) -> None:
                                      seed=seed, progress=not quiet)  # fmt: skip
             red = redundant_layers(curve, tol=tol)
         except (ValueError, TypeError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         extra = {"checkpoint": str(checkpoint), "data": f"{data}:{split}"}
-        _write_table(curve, out, extra)
-        _write_table(red, out.with_name(out.stem + ".redundant.csv"), extra)
+        write_table(curve, out, extra)
+        write_table(red, out.with_name(out.stem + ".redundant.csv"), extra)
         written = [str(out)]
         if plot is not None:
             plot.parent.mkdir(parents=True, exist_ok=True)
@@ -139,9 +95,9 @@ def register(app: typer.Typer) -> None:
                 adv = adversarial_curves(model, dataset, eps=adversarial, layers=names, n=n, k=k,
                                          repeats=repeats, seed=seed)  # fmt: skip
             except (ValueError, TypeError) as exc:
-                _fail(str(exc))
+                fail(str(exc))
             adv_path = out.with_name(out.stem + ".adversarial.csv")
-            _write_table(adv, adv_path, extra)
+            write_table(adv, adv_path, extra)
             written.append(str(adv_path))
             if plot is not None:
                 adv_plot = plot.with_name(plot.stem + ".adversarial" + plot.suffix)
@@ -185,9 +141,9 @@ def register(app: typer.Typer) -> None:
         from netxray.lenses.modularity import plot_modularity_curve
         from netxray.lenses.pruning import prune_study
 
-        _threads(threads)
-        model = _load_model(checkpoint)
-        splits = _load_data(data, seed)
+        set_threads(threads)
+        model = load_checkpoint(checkpoint)
+        splits = load_cli_data(data, seed)
         console = Console(stderr=True, quiet=quiet)
         try:
             with console.status("measuring the curve, pruning and fine-tuning every variant …"):
@@ -197,7 +153,7 @@ def register(app: typer.Typer) -> None:
                     curve_split=curve_split, out=out,
                 )
         except (ValueError, TypeError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         plot_modularity_curve(study.curve, study.redundant, path=str(out / "curve_before.png"))
         if study.curve_after is not None:
             plot_modularity_curve(study.curve_after, path=str(out / "curve_after.png"))

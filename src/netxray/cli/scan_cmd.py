@@ -19,6 +19,8 @@ from typing import Any
 
 import typer
 
+from netxray.cli._common import fail, load_checkpoint, load_cli_data
+
 DATA_HELP = "Data: digits | mnist1d | npz:PATH | idx:DIR | cifar10:DIR | blobs[:...]. The test split is scanned."
 LENSES_HELP = "Comma-separated lenses: nonlinearity,modularity,parameters,symmetry (default: all)."
 MODEL_HELP = (
@@ -31,11 +33,6 @@ WEIGHTS_HELP = (
 )
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code=1)
-
-
 def _lenses(text: str | None) -> list[str]:
     from netxray.report import LENSES
 
@@ -44,7 +41,7 @@ def _lenses(text: str | None) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     bad = [n for n in names if n not in LENSES]
     if bad or not names:
-        _fail(f"--lenses {text!r}: unknown {bad or 'empty list'}; expected comma-separated names from {', '.join(LENSES)}")
+        fail(f"--lenses {text!r}: unknown {bad or 'empty list'}; expected comma-separated names from {', '.join(LENSES)}")
     return names
 
 
@@ -57,38 +54,25 @@ def _layers(text: str | None) -> Any:
 
 def load_cli_model(checkpoint: Path | None, model_spec: str | None, weights: Path | None) -> Any:
     """The model from a netxray checkpoint, or from ``--model FILE.py:FACTORY`` (+ weights)."""
-    from netxray.models.checkpoint import load
     from netxray.report.user_model import UserModelError, load_user_model
 
     if model_spec is not None:
         if checkpoint is not None and weights is not None:
-            _fail(f"got both a positional weights file {checkpoint} and --weights {weights}; give one")
+            fail(f"got both a positional weights file {checkpoint} and --weights {weights}; give one")
         w = weights if weights is not None else checkpoint
         if w is not None and w.is_dir():
-            _fail(f"{w} is a directory; with --model, give a weights file (.safetensors or .pt)")
+            fail(f"{w} is a directory; with --model, give a weights file (.safetensors or .pt)")
         try:
             return load_user_model(model_spec, w)
         except UserModelError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     if weights is not None:
-        _fail("--weights needs --model PATH.py:FACTORY (a netxray checkpoint directory carries its own "
+        fail("--weights needs --model PATH.py:FACTORY (a netxray checkpoint directory carries its own "
               "architecture; for your own model give the file that builds it)")  # fmt: skip
     if checkpoint is None:
-        _fail("nothing to scan: give a netxray checkpoint (netxray train --out DIR), or your own "
+        fail("nothing to scan: give a netxray checkpoint (netxray train --out DIR), or your own "
               "model with --model PATH.py:FACTORY --weights FILE")  # fmt: skip
-    try:
-        return load(checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(f"cannot load checkpoint {checkpoint}: {exc}")
-
-
-def load_cli_data(spec: str, seed: int) -> Any:
-    from netxray.data import load_data
-
-    try:
-        return load_data(spec, seed=seed)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(f"--data {spec!r}: {exc}")
+    return load_checkpoint(checkpoint)
 
 
 def check_fits(model: Any, splits: Any, spec: str, label: str = "the model") -> None:
@@ -106,7 +90,7 @@ def check_fits(model: Any, splits: Any, spec: str, label: str = "the model") -> 
             forward_batch(model, x.to(device) if device is not None else x)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        _fail(
+        fail(
             f"{label} cannot run on --data {spec!r} samples of shape {list(x.shape[1:])} "
             f"({splits.num_classes} classes): {type(exc).__name__}: {first}. The data's sample shape "
             "must be what the model's forward expects"
@@ -120,7 +104,7 @@ def _finish(report: Any, out: Path, quiet: bool) -> Path:
     try:
         index = report.save(out)
     except OSError as exc:
-        _fail(f"--out {out}: cannot write the report: {exc}")
+        fail(f"--out {out}: cannot write the report: {exc}")
     if not quiet:
         from rich.console import Console
 
@@ -218,7 +202,7 @@ def register(app: typer.Typer) -> None:
             try:
                 resolve_layers(net, _layers(layers))
             except ValueError as exc:
-                _fail(f"--layers {layers!r}: {exc}")
+                fail(f"--layers {layers!r}: {exc}")
         label = model if model is not None else (checkpoint.name if checkpoint else None)
         try:
             report = scan(
@@ -226,7 +210,7 @@ def register(app: typer.Typer) -> None:
                 repeats=repeats, layers=_layers(layers), progress=not quiet, title=title, name=label,
             )  # fmt: skip
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         report.meta["data_spec"] = data
         report.meta["checkpoint"] = str(checkpoint) if checkpoint else None
         _finish(report, out, quiet)
@@ -257,11 +241,11 @@ def register(app: typer.Typer) -> None:
         from netxray.report import compare_report
 
         if len(checkpoints) < 2:
-            _fail("compare needs at least two checkpoints (models)")
+            fail("compare needs at least two checkpoints (models)")
         if method not in ("dtw", "resampled"):
-            _fail(f"--method must be dtw or resampled, got {method!r}")
+            fail(f"--method must be dtw or resampled, got {method!r}")
         if tokens not in ("mean", "reference", "samples"):
-            _fail(f"--tokens must be mean, reference or samples, got {tokens!r}")
+            fail(f"--tokens must be mean, reference or samples, got {tokens!r}")
         names = _lenses(lenses)
         splits = load_cli_data(data, seed)
         models = {}
@@ -277,7 +261,7 @@ def register(app: typer.Typer) -> None:
                 options={"nonlinearity": {"tokens": tokens, "channel_axis": channel_axis}},
             )  # fmt: skip
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         report.meta["data_spec"] = data
         report.meta["checkpoints"] = [str(c) for c in checkpoints]
         out.mkdir(parents=True, exist_ok=True)

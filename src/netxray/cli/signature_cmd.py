@@ -17,41 +17,9 @@ from typing import Any
 
 import typer
 
+from netxray.cli._common import fail, load_checkpoint, load_cli_data, write_table
+
 TOKENS_HELP = "Token tensors (B, T, D): mean (features = D), reference (features = T), samples."
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code=1)
-
-
-def _load_model(path: Path) -> Any:
-    from netxray.models.checkpoint import load
-
-    try:
-        return load(path)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(f"cannot load checkpoint {path}: {exc}")
-
-
-def _load_data(spec: str, seed: int) -> Any:
-    from netxray.data import load_data
-
-    try:
-        return load_data(spec, seed=seed)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(f"cannot load data {spec!r}: {exc}")
-
-
-def _write_table(df: Any, path: Path, extra: dict[str, Any] | None = None) -> None:
-    from netxray._meta import atomic_write_text
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, df.to_csv(index=False))
-    meta = {**df.attrs.get("meta", {}), **(extra or {})}
-    if "summary" in df.attrs:
-        meta["summary"] = df.attrs["summary"]
-    atomic_write_text(path.with_name(path.name + ".meta.json"), json.dumps(meta, indent=2, default=str))
 
 
 def _signature(model: Any, data: Any, source: str, opts: dict[str, Any], quiet: bool, label: str) -> Any:
@@ -88,15 +56,15 @@ def register(app: typer.Typer) -> None:
         """
         from netxray.lenses.nonlinearity import plot_signatures
 
-        model = _load_model(checkpoint)
-        dataset = _load_data(data, seed)
+        model = load_checkpoint(checkpoint)
+        dataset = load_cli_data(data, seed)
         opts = dict(n_samples=n_samples, seed=seed, tokens=tokens, channel_axis=channel_axis,
                     null_baseline=null)  # fmt: skip
         try:
             df = _signature(model, dataset, data, opts, quiet, str(checkpoint))
         except ValueError as exc:
-            _fail(str(exc))
-        _write_table(df, out, {"checkpoint": str(checkpoint)})
+            fail(str(exc))
+        write_table(df, out, {"checkpoint": str(checkpoint)})
         if plot is not None:
             plot.parent.mkdir(parents=True, exist_ok=True)
             plot_signatures(df, plot, title=f"{checkpoint.name}: non-linearity signature")
@@ -132,9 +100,9 @@ def register(app: typer.Typer) -> None:
         from netxray.lenses.nonlinearity import compare_signatures, plot_signatures
 
         if len(checkpoints) < 2:
-            _fail("compare needs at least two checkpoints")
+            fail("compare needs at least two checkpoints")
         if method not in ("dtw", "resampled"):
-            _fail(f"--method must be dtw or resampled, got {method!r}")
+            fail(f"--method must be dtw or resampled, got {method!r}")
         names: list[str] = []
         for ck in checkpoints:  # readable, unique model names
             base = (ck.stem if ck.suffix == ".safetensors" else ck.name) or str(ck)
@@ -143,19 +111,19 @@ def register(app: typer.Typer) -> None:
                 k += 1
                 name = f"{base}-{k}"
             names.append(name)
-        dataset = _load_data(data, seed)
+        dataset = load_cli_data(data, seed)
         opts = dict(n_samples=n_samples, seed=seed, tokens=tokens, channel_axis=channel_axis)
         tables: dict[str, Any] = {}
         for name, ck in zip(names, checkpoints, strict=True):
-            model = _load_model(ck)
+            model = load_checkpoint(ck)
             try:
                 tables[name] = _signature(model, dataset, data, opts, quiet, name)
             except ValueError as exc:
-                _fail(f"{ck}: {exc}")
+                fail(f"{ck}: {exc}")
         try:
             cmp = compare_signatures(tables, method, n_clusters=clusters)
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         out.mkdir(parents=True, exist_ok=True)
         long = pd.concat([t.assign(model=name) for name, t in tables.items()], ignore_index=True)
         long = long[["model", *[c for c in long.columns if c != "model"]]]

@@ -18,10 +18,7 @@ from typing import Any
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code=1)
+from netxray.cli._common import fail, load_checkpoint
 
 
 def _floats(text: str, option: str) -> list[float]:
@@ -30,7 +27,7 @@ def _floats(text: str, option: str) -> list[float]:
     except ValueError:
         values = []
     if not values:
-        _fail(f"{option} expects comma-separated numbers such as 0.1,0.01; got {text!r}")
+        fail(f"{option} expects comma-separated numbers such as 0.1,0.01; got {text!r}")
     return values
 
 
@@ -40,7 +37,7 @@ def _ints(text: str, option: str) -> list[int]:
     except ValueError:
         values = []
     if len(values) < 2:
-        _fail(f"{option} expects comma-separated integers d_0,...,d_L+1 such as 784,512,512,10; got {text!r}")
+        fail(f"{option} expects comma-separated integers d_0,...,d_L+1 such as 784,512,512,10; got {text!r}")
     return values
 
 
@@ -59,15 +56,6 @@ def _print_table(
     for r in rows:
         table.add_row(*[f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in columns])
     Console().print(table)
-
-
-def _load(path: str) -> Any:
-    from netxray import load
-
-    try:
-        return load(path)
-    except (OSError, ValueError, KeyError) as exc:
-        _fail(f"cannot load checkpoint {path!r}: {exc}")
 
 
 def register(app: typer.Typer) -> None:
@@ -92,7 +80,7 @@ def register(app: typer.Typer) -> None:
         or its distance to a second network once symmetry is factored out."""
         from netxray.lenses import symmetry as sym
 
-        model = _load(checkpoint)
+        model = load_checkpoint(checkpoint)
         group = sym.symmetry_group(model)
         s = group.attrs["summary"]
         _print_table(group.to_dict("records"),
@@ -113,11 +101,11 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             lines.append(f"covering bound: not applicable ({exc})")
         if compare is not None:
-            other = _load(compare)
+            other = load_checkpoint(compare)
             try:
                 al = sym.align(model, other)
             except ValueError as exc:
-                _fail(str(exc))
+                fail(str(exc))
             eq = sym.functionally_equivalent(model, other, seed=seed)
             summary["alignment"] = {
                 "distance_raw": al.distance_raw, "distance_before": al.distance_before,
@@ -136,7 +124,7 @@ def register(app: typer.Typer) -> None:
             try:
                 save_checkpoint(canon, canonical_out)
             except (ValueError, OSError, KeyError) as exc:
-                _fail(f"cannot write the canonical form to {canonical_out}: {exc}")
+                fail(f"cannot write the canonical form to {canonical_out}: {exc}")
             lines.append(f"canonical form written to {canonical_out} "
                          f"(dropped {canon.netxray_canonical['dropped']}, merged {canon.netxray_canonical['merged']})")
         if out is not None:
@@ -170,7 +158,7 @@ def register(app: typer.Typer) -> None:
         try:
             df = sym.covering_bounds(ws, eps=_floats(eps, "--eps"), B=B, rho=rho)
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         rows = [{**r, "pct": f"{100 * r['relative_reduction']:.3g}%"} for r in df.to_dict("records")]
         _print_table(rows, {"eps": "eps", "S": "S", "log10_Lambda": "log10 Λ",
                             "classical_log10": "classical", "sum_log10_factorials": "Σ log10 d!",

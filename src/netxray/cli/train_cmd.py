@@ -15,10 +15,7 @@ from typing import Any
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code=1)
+from netxray.cli._common import fail
 
 
 def _int_list(text: str | None, option: str) -> list[int] | None:
@@ -27,9 +24,9 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
     try:
         values = [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        _fail(f"{option} expects comma-separated integers such as 16,32,64; got {text!r}")
+        fail(f"{option} expects comma-separated integers such as 16,32,64; got {text!r}")
     if not values:
-        _fail(f"{option} expects at least one integer; got {text!r}")
+        fail(f"{option} expects at least one integer; got {text!r}")
     return values
 
 
@@ -120,7 +117,7 @@ def register(app: typer.Typer) -> None:
         from netxray.training import train
 
         if arch not in ARCHS:
-            _fail(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHS)}")
+            fail(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHS)}")
         knobs = model_knobs(
             arch,
             width=width,
@@ -155,7 +152,7 @@ def register(app: typer.Typer) -> None:
                 **knobs,
             )
         except (ValueError, TypeError, FileNotFoundError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         m = result.metrics
         if as_json:
             from netxray.training import _finite

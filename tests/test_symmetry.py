@@ -463,6 +463,20 @@ def test_covering_bounds_of_a_model_reads_widths_b_and_rho():
     assert df.classical_log[1] == pytest.approx(ref["classical_log"])
 
 
+def test_covering_bounds_refuse_a_model_with_parameters_outside_linear_layers():
+    class RecurrentHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.LSTM(4, 16, batch_first=True)
+            self.head = nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    with pytest.raises(ValueError, match=r"outside nn.Linear layers in \['rnn \(LSTM\)'\]"):
+        covering_bounds(RecurrentHead(), eps=0.01)
+
+
 def test_alignment_distances_and_determinism():
     nets = [_toy_mlp(seed=s, widths=(3, 8, 8, 2)) for s in range(4)]
     df = alignment_distances(nets, labels=["a", "a", "b", "b"])

@@ -1142,6 +1142,18 @@ def _mlp_widths(model: nn.Module) -> tuple[list[int], list[str]]:
             f"(family {an.family!r}, {len(lin)} Linear layers, {len(convs)} conv layers, "
             f"{len(hidden_axes)} hidden-unit axes); pass widths=[d_0, ..., d_L+1] instead"
         )
+    in_linear = {id(p) for m in lin for p in m.parameters()}
+    elsewhere = [
+        f"{path} ({type(m).__name__})"
+        for path, m in model.named_modules()
+        if any(id(p) not in in_linear for p in m.parameters(recurse=False))
+    ]
+    if elsewhere:  # e.g. an LSTM feeding a Linear head: bounding the head alone would mislead
+        raise ValueError(
+            "covering_bounds: the SPEC §4.2 bound covers fully connected networks only; "
+            f"parameters outside nn.Linear layers in {elsewhere} are not covered by it; "
+            "pass widths=[d_0, ..., d_L+1] to bound a fully connected part explicitly"
+        )
     widths = [lin[0].in_features] + [m.out_features for m in lin]
     acts = [a.activation for a in hidden_axes]
     return widths, acts

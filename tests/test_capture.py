@@ -260,3 +260,13 @@ def test_bad_input_gets_clear_errors():
         collect(model, torch.randn(10, 3), n_samples=0)
     with pytest.raises(TypeError, match="data must be"):
         collect(model, 42)
+
+
+def test_a_load_data_spec_string_means_its_test_split():
+    from netxray.data import load_data
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU())
+    cap = collect(model, "digits", n_samples=None)
+    test = load_data("digits").test
+    assert torch.equal(cap.labels, test.y)
+    assert torch.equal(cap.sites["2"].outputs, model(test.x).detach())

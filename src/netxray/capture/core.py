@@ -444,10 +444,15 @@ def _split_dict(batch: Mapping) -> tuple[dict, torch.Tensor | None]:
 def as_indexable(data: Any) -> _Indexable | None:
     """Read ``data`` as an indexable (inputs, labels) pair, or None for a stream of batches.
 
-    Accepted: a netxray ``Dataset`` (``.x``, ``.y``), ``DataSplits`` (its test split), a tensor or
-    array, an ``(x, y)`` tuple, or a dict of equal-length tensors (model keyword arguments; a
-    ``labels`` key is taken as the labels).
+    Accepted: a ``load_data`` spec string (``"digits"``, ``"npz:PATH"``…: its test split), a
+    netxray ``Dataset`` (``.x``, ``.y``), ``DataSplits`` (its test split), a tensor or array, an
+    ``(x, y)`` tuple, or a dict of equal-length tensors (model keyword arguments; a ``labels`` key
+    is taken as the labels).
     """
+    if isinstance(data, str):
+        from netxray.data import load_data
+
+        data = load_data(data)
     if hasattr(data, "test") and hasattr(data, "train"):
         data = data.test
     if hasattr(data, "x") and hasattr(data, "y"):

@@ -112,6 +112,10 @@ def _print_stratified(res: Any, label: str) -> None:
 
 def _print_families(s: dict[str, Any]) -> None:
     for arch, f in s["families"].items():
+        if not f["stats_compared"]:
+            typer.echo(f"  {arch}: {f['n_optimal']} optimal / {f['n_suboptimal']} suboptimal -> "
+                       "cannot test the claim here (too few models in a class to compare spreads)")  # fmt: skip
+            continue
         typer.echo(
             f"  {arch}: {f['n_optimal']} optimal / {f['n_suboptimal']} suboptimal; suboptimal spread (MAD) "
             f"larger on {f['frac_stats_sub_spread_larger']:.0%} of {f['stats_compared']} statistics "
@@ -119,8 +123,7 @@ def _print_families(s: dict[str, Any]) -> None:
             f"{f['bf_significant_sub_larger']} sub-wider, {f['bf_significant_opt_larger']} opt-wider); "
             f"mean pairwise Jeffreys within optimal {f.get('jeffreys_within_optimal', float('nan')):.3f} vs "
             f"within suboptimal {f.get('jeffreys_within_suboptimal', float('nan')):.3f} -> "
-            f"{'supports' if f['claim_holds'] else 'does not support'} the claim"
-            + ("" if f["stats_compared"] else " (too few optimal models to compare spreads)"))
+            f"{'supports' if f['claim_holds'] else 'does not support'} the claim")
 
 
 @zoo_app.command("demo")

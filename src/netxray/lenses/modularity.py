@@ -326,6 +326,8 @@ def _indexable(data: Any, what: str):
 
 
 def _data_name(data: Any) -> str:
+    if isinstance(data, str):  # a load_data spec: its test split is measured
+        return f"{data}:test"
     if hasattr(data, "test") and hasattr(data, "train"):
         return f"{getattr(data, 'name', 'data')}:test"
     return str(getattr(data, "name", type(data).__name__))

@@ -210,15 +210,6 @@ from netxray.lenses.modularity import (  # noqa: E402
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2 shared cores: torch's thread pool spins under contention and runs ~10x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_stratified_subsets_keep_class_proportions_and_seed():
     y = np.repeat([0, 1, 2], [50, 30, 20])
     subs = stratified_subsets(y, 40, 3, seed=1)

@@ -17,15 +17,6 @@ from netxray.lenses.pruning import (
 from netxray.models import build_model, load, save_checkpoint
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2 shared cores: torch's thread pool spins under contention and runs ~10x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _removable(model) -> dict[str, bool]:
     return removable_layers(model).set_index("layer")["removable"].to_dict()
 

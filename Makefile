@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/netxray demo
 
 test: $(STAMP)
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 

@@ -172,6 +172,17 @@ def test_weight_stats_rows_roles_and_global_row():
     assert df.attrs["meta"]["model_hash"] == h0
 
 
+@pytest.mark.parametrize("include_global", [True, False])
+def test_weight_stats_leave_a_float64_model_untouched(include_global):
+    # float64 CPU parameters convert to numpy without a copy: the percentiles must not sort them
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2)).double()
+    before = copy.deepcopy(model.state_dict())
+    P.weight_stats(model, include_global=include_global)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 def test_tied_weights_are_counted_once():
     a, b = nn.Linear(4, 4), nn.Linear(4, 4)
     b.weight = a.weight

@@ -126,7 +126,7 @@ def weight_stats(model: nn.Module, *, near_zero: float = 1e-3, include_global: b
                     pos += p.numel()
                     row.update(W.tensor_stats(view, near_zero=near_zero))
                 else:
-                    row.update(W.tensor_stats(_to_f64(p), near_zero=near_zero, overwrite=True))
+                    row.update(W.tensor_stats(_to_f64(p), near_zero=near_zero))
                 row["status"] = "nonfinite" if row["n_nonfinite"] else "ok"
             except Exception as exc:  # one odd tensor is a status, not a crash of the table
                 row["status"] = f"error: {type(exc).__name__}: {exc}"

@@ -229,3 +229,14 @@ def test_public_name_is_the_function_even_after_the_submodule_import(digits):
     assert netxray.train is module.train
     r = netxray.train("mlp", digits, epochs=1, progress=False, **TINY["mlp"])
     assert isinstance(r, module.TrainResult)
+
+
+def test_evaluate_restores_each_modules_own_mode(digits):
+    from netxray.models import build_model, default_config
+
+    model = build_model(default_config("cnn", [1, 8, 8], 10, channels=[4, 8]))
+    model.train()
+    model.features[0].bn.eval()  # a frozen BatchNorm inside a training model
+    evaluate(model, digits.test)
+    assert model.training and not model.features[0].bn.training
+    assert all(m.training for name, m in model.named_modules() if not name.startswith("features.0.bn"))

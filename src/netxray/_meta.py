@@ -155,3 +155,31 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     'hi'
     """
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+class eval_mode:  # noqa: N801 - used like torch.no_grad
+    """Context manager: ``model.eval()`` inside, every module's own train/eval flag restored after.
+
+    ``model.train(was_training)`` would give every submodule the root's flag; a model with mixed
+    flags (a frozen BatchNorm inside a training model) must come back exactly as it was.
+
+    >>> from torch import nn
+    >>> m = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    >>> _ = m[1].eval()
+    >>> with eval_mode(m):
+    ...     assert not m.training
+    >>> m.training, m[1].training
+    (True, False)
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.flags = [(module, module.training) for module in model.modules()]
+
+    def __enter__(self) -> Any:
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        for module, flag in self.flags:
+            module.training = flag

@@ -30,11 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netxray._meta import eval_mode
+
 __all__ = ["TRAIN_DEFAULTS", "TrainResult", "evaluate", "train"]
 
 # Per-family defaults, chosen so that on `digits` (1437 train / 360 test samples) every family
 # reaches >= 95 % test accuracy (ViT >= 90 %) in well under a minute on 2 CPU cores
-# (measured numbers: docs/readme/models.md). lr is for Adam; SGD uses `SGD_LR`.
+# (measured numbers: README, "Built-in models"). lr is for Adam; SGD uses `SGD_LR`.
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"epochs": 40, "lr": 2e-3},
     "cnn": {"epochs": 10, "lr": 2e-3},
@@ -104,11 +106,9 @@ def evaluate(model: nn.Module, dataset: Any, *, batch_size: int = 1024) -> tuple
     >>> 0.0 <= acc <= 1.0
     True
     """
-    was_training = model.training
-    model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     correct, total_loss, n = 0, 0.0, 0
-    try:
+    with eval_mode(model):
         for start in range(0, len(dataset), batch_size):
             x = dataset.x[start : start + batch_size].to(device)
             y = dataset.y[start : start + batch_size].to(device)
@@ -116,8 +116,6 @@ def evaluate(model: nn.Module, dataset: Any, *, batch_size: int = 1024) -> tuple
             total_loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
             correct += int((logits.argmax(dim=1) == y).sum())
             n += len(y)
-    finally:
-        model.train(was_training)
     if n == 0:
         raise ValueError(f"evaluate: data set {getattr(dataset, 'name', '?')!r} is empty")
     return correct / n, total_loss / n

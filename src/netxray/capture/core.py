@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from netxray._meta import eval_mode
 from netxray.capture.reducers import Reducer, RowStore, SeqLayout, TokenRule, make_row_store
 from netxray.capture.sites import functional_op_name, is_activation_module
 
@@ -565,21 +566,6 @@ def iter_selected_batches(
 
 
 
-class _ModesRestored:
-    """Puts every module in eval mode and restores each module's own flag afterwards."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.flags = [(m, m.training) for m in model.modules()]
-
-    def __enter__(self) -> None:
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        for module, flag in self.flags:
-            module.training = flag
-
-
 def collect(
     model: nn.Module,
     data: Any,
@@ -629,7 +615,7 @@ def collect(
     seen = 0
     keys = torch.empty(0)
     gen = torch.Generator().manual_seed(seed)
-    with _ModesRestored(model), torch.no_grad(), cap:
+    with eval_mode(model), torch.no_grad(), cap:
         for inputs, y, idx in iter_selected_batches(
             data, n_samples=n_samples, seed=seed, batch_size=batch_size
         ):

@@ -251,6 +251,31 @@ def test_curve_rises_on_a_trained_model(trained, digits):
     pd_testing = pytest.importorskip("pandas.testing")
     pd_testing.assert_frame_equal(curve, again)
     assert model_hash(model) == before and not model.training
+    # per-repeat values kept for the paired tolerance: their mean is the table's q_mean
+    per_repeat = curve.attrs["q_repeats"]
+    for row in curve.itertuples():
+        assert len(per_repeat[row.layer]) == 3
+        assert np.mean(per_repeat[row.layer]) == pytest.approx(row.q_mean, abs=1e-12)
+
+
+def test_redundancy_tolerance_pairs_the_repeats():
+    import pandas as pd
+
+    # repeat r shares its samples across layers: layer b is above a by 0.010 in every repeat,
+    # although each layer varies by ±0.03 between repeats. Paired: a clear rise. Unpaired: noise.
+    a = [0.80, 0.86, 0.83, 0.77, 0.84]
+    b = [q + 0.010 + e for q, e in zip(a, [0.001, -0.001, 0.0, 0.001, -0.001], strict=True)]
+    curve = pd.DataFrame({
+        "layer": ["a", "b"], "q_mean": [np.mean(a), np.mean(b)],
+        "q_std": [np.std(a, ddof=1), np.std(b, ddof=1)], "repeats": [5, 5], "status": ["ok", "ok"],
+    })  # fmt: skip
+    unpaired = redundant_layers(curve)
+    assert unpaired["kind"].tolist() == ["first", "plateau"]
+    curve.attrs["q_repeats"] = {"a": a, "b": b}
+    paired = redundant_layers(curve)
+    diffs = np.subtract(b, a)
+    assert paired["tol"].iloc[1] == pytest.approx(max(1e-3, 2 * np.std(diffs, ddof=1) / math.sqrt(5)))
+    assert paired["kind"].tolist() == ["first", "rise"]
 
 
 def test_curve_equals_the_measure_on_captured_features(trained, digits):

@@ -413,7 +413,10 @@ def _curve(
             "n": int(len(subsets[0])), "k": k, "d": res["d"], "repeats": len(subsets),
             "status": res["status"], "error": res["error"],
         })  # fmt: skip
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+    frame = pd.DataFrame(rows, columns=CURVE_COLUMNS)
+    # per-repeat Q, repeat r on the same subset at every layer: redundant_layers pairs them
+    frame.attrs["q_repeats"] = {site["name"]: list(results[site["name"]]["q"]) for site in sites}
+    return frame
 
 
 def modularity_curve(
@@ -522,8 +525,12 @@ def redundant_layers(
     ΔQ_l = Q_l − Q_{l'} with l' the previous layer whose status is ok. With τ the tolerance:
     ΔQ > τ is a *rise*; |ΔQ| ≤ τ a *plateau*; ΔQ < −τ a *degradation*. Plateau and degradation
     layers are *redundant* (they add no class separation). Default τ_l (a choice, SPEC §2.2:
-    "from the repeat standard deviation") = max(min_tol, 2·sqrt((s_l² + s_{l'}²)/R)), two standard
-    errors of a difference of two means over R repeats; pass ``tol`` to fix it.
+    "from the repeat standard deviation"): two standard errors of ΔQ over the R repeats. Repeat r
+    uses the same samples at every layer, so Q_l and Q_{l'} are correlated and the standard error
+    comes from the paired differences: τ_l = max(min_tol, 2·std_r(Q_l,r − Q_{l',r})/√R) when the
+    curve carries its per-repeat values (``attrs["q_repeats"]``, set by :func:`modularity_curve`);
+    otherwise (a curve read back from CSV) the unpaired max(min_tol, 2·sqrt((s_l² + s_{l'}²)/R)).
+    Pass ``tol`` to fix it.
 
     Returns a DataFrame (layer, q_mean, dq, tol, kind, redundant, segment) with
     ``attrs["segments"]``: runs of consecutive redundant layers of one kind
@@ -542,6 +549,7 @@ def redundant_layers(
     status = curve["status"] if "status" in curve else pd.Series(["ok"] * len(curve))
     std = curve["q_std"].fillna(0.0) if "q_std" in curve else pd.Series([0.0] * len(curve))
     reps = curve["repeats"] if "repeats" in curve else pd.Series([1] * len(curve))
+    per_repeat = curve.attrs.get("q_repeats") or {}
     rows, prev = [], None
     for i in range(len(curve)):
         q = float(curve["q_mean"].iloc[i])
@@ -553,9 +561,13 @@ def redundant_layers(
         elif ok:
             dq = q - float(curve["q_mean"].iloc[prev])
             r = max(int(reps.iloc[i]), 1)
-            t = tol if tol is not None else max(
-                min_tol, 2.0 * math.sqrt((std.iloc[i] ** 2 + std.iloc[prev] ** 2) / r)
-            )
+            paired = _paired_differences(per_repeat, curve["layer"].iloc[i], curve["layer"].iloc[prev])
+            if tol is not None:
+                t = tol
+            elif paired is not None:
+                t = max(min_tol, 2.0 * float(np.std(paired, ddof=1)) / math.sqrt(len(paired)))
+            else:
+                t = max(min_tol, 2.0 * math.sqrt((std.iloc[i] ** 2 + std.iloc[prev] ** 2) / r))
             kind = "rise" if dq > t else ("degradation" if dq < -t else "plateau")
             row.update(dq=dq, tol=float(t), kind=kind, redundant=kind != "rise")
         if ok:
@@ -577,10 +589,22 @@ def redundant_layers(
     out.attrs["segments"] = segments
     out.attrs["meta"] = metadata(
         lens="redundant_layers", tol=tol, min_tol=min_tol,
-        tol_rule="given" if tol is not None else "max(min_tol, 2*sqrt((s_l^2+s_prev^2)/R))",
+        tol_rule="given" if tol is not None else (
+            "max(min_tol, 2*std(paired dQ over repeats)/sqrt(R))" if per_repeat
+            else "max(min_tol, 2*sqrt((s_l^2+s_prev^2)/R))"
+        ),
         curve=dict(curve.attrs.get("meta", {})),
     )  # fmt: skip
     return out
+
+
+def _paired_differences(per_repeat: dict, layer: str, prev_layer: str) -> np.ndarray | None:
+    """Q_l,r − Q_{l',r} over the repeats, or None when the two layers lack ≥ 2 paired values."""
+    a = np.asarray(per_repeat.get(layer, []), dtype=np.float64)
+    b = np.asarray(per_repeat.get(prev_layer, []), dtype=np.float64)
+    if len(a) < 2 or len(a) != len(b) or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return None
+    return a - b
 
 
 def layer_difference(curve: pd.DataFrame, *, relative: bool = False) -> pd.DataFrame:

@@ -231,6 +231,7 @@ def affinity_score(
     rcond : relative cutoff of the pseudo-inverse square root of Σ_X (default d·machine-eps).
     degenerate_tol : Y is degenerate (constant) when tr Σ_Y (without ridge) ≤ tol·d; with
         the default ε this is the reference's tr(Σ_Y + εI) ≤ 2e-6·d. Its score is 1.0, flagged.
+        (A choice: the rule ignores ε, so a larger ridge does not turn every site degenerate.)
     reduce_rank : restrict the problem to the span of the centred data (exact). Default: when
         that span has at most half the dimension d.
     method : ``"auto"`` (default): A = L^{-T}(LᵀΣ_YL)^{1/2}L^{-1} with L the Cholesky factor of

@@ -442,3 +442,23 @@ def test_metadata_fields():
     assert meta["seed"] == 3 and meta["n"] == 10 and meta["d"] is None
     assert meta["netxray_version"] and meta["torch_version"] == torch.__version__
     assert metadata(seed=3) == metadata(seed=3)  # no time stamps: same inputs, same metadata
+
+
+def test_atomic_writes_use_ordinary_modes_and_keep_existing_ones(tmp_path):
+    import os
+    import stat
+
+    from netxray._meta import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        fresh = atomic_write_text(tmp_path / "fresh.csv", "a")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644  # what open() would give, not 0600
+        kept = tmp_path / "kept.sh"
+        kept.write_text("old")
+        kept.chmod(0o750)
+        atomic_write_text(kept, "new")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o750 and kept.read_text() == "new"
+    finally:
+        os.umask(mask)
+

@@ -393,3 +393,23 @@ def test_cli_demo_reuses_cached_models(tmp_path, monkeypatch):
     assert r1["meta"]["models"] == r2["meta"]["models"]  # the same weights: hashes equal
     assert _no_times(r1["summary"]) == _no_times(r2["summary"])  # same seed, the same numbers
     assert r2["summary"]["compare_symmetry"]["aligned pairs"] == 1
+
+
+def test_a_report_leaves_other_files_in_its_folder_alone(tmp_path):
+    import stat
+
+    import netxray
+
+    secret = tmp_path / "id_rsa"
+    secret.write_text("key")
+    secret.chmod(0o600)
+    script = tmp_path / "sub" / "run.sh"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh")
+    script.chmod(0o755)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    netxray.scan(model, (x, y), lenses=("symmetry",), progress=False).save(tmp_path)
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(script.stat().st_mode) == 0o755
+    assert (tmp_path / "index.html").stat().st_mode & 0o044  # the report itself is readable

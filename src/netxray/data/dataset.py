@@ -258,6 +258,19 @@ def stratified_split_indices(
     return np.flatnonzero(mask), test_idx
 
 
+def check_nonempty_splits(splits: DataSplits) -> DataSplits:
+    """Return ``splits`` if both train and test hold samples, else a :class:`DataError` with the sizes."""
+    n_train, n_test = len(splits.train), len(splits.test)
+    if n_train == 0 or n_test == 0:
+        empty = " and ".join(p for p, n in (("train", n_train), ("test", n_test)) if n == 0)
+        raise DataError(
+            f"data set {splits.name!r}: the {empty} split is empty (train={n_train}, test={n_test} "
+            f"samples); every split needs at least one sample (use more data, or a class with at "
+            f"least two samples so the stratified split can put one in each)"
+        )
+    return splits
+
+
 def split_dataset(dataset: Dataset, test_fraction: float = 0.2, seed: int = 0) -> DataSplits:
     """Split one Dataset into a seeded, class-stratified :class:`DataSplits`.
 
@@ -266,6 +279,9 @@ def split_dataset(dataset: Dataset, test_fraction: float = 0.2, seed: int = 0) -
         >>> s = split_dataset(ds, 0.2, seed=1)
         >>> len(s.train), len(s.test)
         (8, 2)
+
+    Both sides must hold samples: a split that leaves train or test empty (e.g. one sample per
+    class, where every singleton stays in train) is a :class:`DataError`.
     """
     tr, te = stratified_split_indices(dataset.y.numpy(), test_fraction, seed)
-    return DataSplits(dataset.subset(tr), dataset.subset(te))
+    return check_nonempty_splits(DataSplits(dataset.subset(tr), dataset.subset(te)))

@@ -215,21 +215,7 @@ class Report:
                 atomic_write_bytes(target / f"{stem}.parquet", _to_parquet(df))
         atomic_write_text(out / "results.json", self.to_json())
         self.to_html(out / "index.html")
-        _share(out)
         return out / "index.html"
-
-
-def _share(directory: Path) -> None:
-    """Give the written files the usual permissions: atomic writes go through ``mkstemp``, which
-    creates them 0600, but a report is made to be opened and shared (0666 minus the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for path in directory.rglob("*"):
-        if path.is_file():
-            try:
-                path.chmod(0o666 & ~mask)
-            except OSError:  # a file we do not own: leave it as it is
-                pass
 
 
 def _keep_index(df: pd.DataFrame) -> bool:

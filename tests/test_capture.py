@@ -270,3 +270,11 @@ def test_a_load_data_spec_string_means_its_test_split():
     test = load_data("digits").test
     assert torch.equal(cap.labels, test.y)
     assert torch.equal(cap.sites["2"].outputs, model(test.x).detach())
+
+
+def test_a_float64_model_is_fed_float64():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh()).double()
+    x = torch.randn(20, 3)  # float32 data, as every built-in data set
+    cap = collect(model, x, n_samples=None)
+    assert cap.sites["1"].outputs.dtype == torch.float64
+    assert torch.allclose(cap.sites["1"].outputs, model(x.double()))

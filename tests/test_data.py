@@ -28,6 +28,7 @@ from netxray.data import (
     load_npz,
     mnist1d,
     read_idx,
+    split_dataset,
     stratified_split_indices,
 )
 
@@ -487,3 +488,47 @@ def test_blobs_geometry() -> None:
     assert np.bincount(y).tolist() == [1000] * 4
     with pytest.raises(DataError, match="blobs: dim must be an integer >= 1"):
         blobs(dim=0)
+
+
+# ------------------------------------------------------------------- empty splits, names, npz
+def test_empty_split_is_an_error_naming_data_and_sizes(tmp_path: Path) -> None:
+    # ten samples, one per class: every singleton stays in train, so the test split is empty
+    with pytest.raises(DataError, match=r"'mnist1d:n=10'.*test split is empty.*train=10, test=0"):
+        load_data("mnist1d:n=10")
+    p = tmp_path / "three.npz"
+    np.savez(p, x=np.zeros((3, 2)), y=np.array([0, 1, 2]))
+    with pytest.raises(DataError, match=r"three\.npz.*test split is empty.*train=3, test=0"):
+        load_data(f"npz:{p}")
+    q = tmp_path / "notest.npz"
+    np.savez(q, x=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), x_test=np.zeros((0, 2)),
+             y_test=np.zeros(0, int))
+    with pytest.raises(DataError, match=r"test split is empty.*train=4, test=0"):
+        load_npz(q)
+    ds = Dataset(torch.zeros(3, 2), torch.tensor([0, 1, 1]), "toy", 2)
+    with pytest.raises(DataError, match=r"'toy'.*train split is empty.*train=0, test=3"):
+        load_data(DataSplits(ds.subset([]), ds))
+    with pytest.raises(DataError, match="test split is empty"):
+        split_dataset(Dataset(torch.zeros(2, 2), torch.tensor([0, 1]), "pair", 2))
+    assert len(load_data("mnist1d:n=20").test) == 10  # two per class: one on each side
+
+
+def test_mnist1d_name_records_non_default_options() -> None:
+    assert mnist1d(1000).name == "mnist1d:n=1000"
+    assert mnist1d(1000, data_seed=7, shear_scale=0.5).name == "mnist1d:n=1000,data_seed=7,shear_scale=0.5"
+    assert load_data("mnist1d:n=500,length=20").name == "mnist1d:n=500,length=20"
+    assert mnist1d(1000, padding=(10, 20)).name == "mnist1d:n=1000,padding=10-20"
+    # the name is a spec that regenerates the same data
+    a = mnist1d(300, data_seed=3)
+    torch.testing.assert_close(load_data(a.name).train.x, a.train.x, rtol=0, atol=0)
+
+
+def test_npz_that_is_not_a_zip_archive(tmp_path: Path) -> None:
+    p = tmp_path / "passwd"
+    p.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(DataError, match=r"passwd: not a \.npz \(zip\) archive") as info:
+        load_data(f"npz:{p}")
+    assert "pickle" not in str(info.value)
+    npy = tmp_path / "a.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(DataError, match=r"not a \.npz \(zip\) archive"):
+        load_npz(npy)

@@ -505,12 +505,28 @@ def _batch_size_of(inputs: Any) -> int:
     return int(inputs.shape[0])
 
 
-def _to_device(inputs: Any, device: torch.device | None) -> Any:
-    if device is None:
-        return inputs
+def _to_model(inputs: Any, device: torch.device | None, dtype: torch.dtype | None) -> Any:
+    """Move a batch to the model's device, and floating inputs to its floating dtype (a float64
+    model, e.g. a canonical form, is fed float64; integer token ids stay integers)."""
+
+    def move(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        if dtype is not None and t.is_floating_point() and t.dtype != dtype:
+            t = t.to(dtype)
+        return t.to(device) if device is not None else t
+
     if isinstance(inputs, dict):
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-    return inputs.to(device)
+        return {k: move(v) for k, v in inputs.items()}
+    return move(inputs)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating parameter (None when it has none)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
 
 
 def forward_batch(model: nn.Module, inputs: Any) -> Any:
@@ -600,6 +616,7 @@ def collect(
     if n_samples is not None and n_samples <= 0:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
     target = torch.device(device) if device is not None else model_device(model)
+    dtype = model_dtype(model)
     cap = Capture(
         model,
         activations=activations,
@@ -623,7 +640,7 @@ def collect(
             if y is not None and y.shape[0] != b:
                 raise ValueError(f"labels do not match the samples: {y.shape[0]} labels for {b} samples")
             cap.begin_forward()
-            forward_batch(model, _to_device(inputs, target))
+            forward_batch(model, _to_model(inputs, target, dtype))
             if y is not None:
                 labels.append(y.detach().cpu())
             if idx is not None:

@@ -78,7 +78,7 @@ def flatten_features(x: torch.Tensor) -> torch.Tensor:
 
 
 class RowStore:
-    """Keeps reduced rows (float32, CPU) for the samples selected so far.
+    """Keeps reduced rows (CPU; float64 stays float64, other dtypes become float32).
 
     ``transform`` maps a raw batch to rows; ``rows_per_sample`` > 1 happens with
     ``tokens="samples"`` (every position is a row).
@@ -94,7 +94,8 @@ class RowStore:
         if batch.ndim > 0 and batch.shape[0] > 0:
             self.rows_per_sample = max(1, rows.shape[0] // batch.shape[0])
         # copy: a view of a tensor modified in place later must not change what we kept
-        self.chunks.append(rows.to(device="cpu", dtype=torch.float32, copy=True))
+        dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
+        self.chunks.append(rows.to(device="cpu", dtype=dtype, copy=True))
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep only the rows of the stored samples at positions ``keep`` (reservoir sampling)."""

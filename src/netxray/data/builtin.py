@@ -209,14 +209,48 @@ def mnist1d(
     if not 0 <= low <= high:
         raise DataError(f"mnist1d: padding must satisfy 0 <= low <= high, got {padding!r}")
     check_test_fraction(test_fraction)
+    scale_coeff = _check_float(scale_coeff, "mnist1d: scale_coeff")
+    corr_noise_scale = _check_float(corr_noise_scale, "mnist1d: corr_noise_scale")
+    iid_noise_scale = _check_float(iid_noise_scale, "mnist1d: iid_noise_scale")
+    shear_scale = _check_float(shear_scale, "mnist1d: shear_scale")
     x, y = _mnist1d_arrays(
-        n, int(data_seed), (low, high),
-        _check_float(scale_coeff, "mnist1d: scale_coeff"), max_translation,
-        _check_float(corr_noise_scale, "mnist1d: corr_noise_scale"),
-        _check_float(iid_noise_scale, "mnist1d: iid_noise_scale"),
-        _check_float(shear_scale, "mnist1d: shear_scale"), length,
+        n, int(data_seed), (low, high), scale_coeff, max_translation,
+        corr_noise_scale, iid_noise_scale, shear_scale, length,
     )
-    return split_dataset(Dataset(x.copy(), y.copy(), "mnist1d", 10), test_fraction, seed)
+    name = _mnist1d_name(
+        n=n, data_seed=int(data_seed), length=length, padding=(low, high), scale_coeff=scale_coeff,
+        max_translation=max_translation, corr_noise_scale=corr_noise_scale,
+        iid_noise_scale=iid_noise_scale, shear_scale=shear_scale,
+    )
+    return split_dataset(Dataset(x.copy(), y.copy(), name, 10), test_fraction, seed)
+
+
+_MNIST1D_DEFAULTS: dict[str, object] = {
+    "n": 5000, "data_seed": 42, "length": 40, "padding": (36, 60), "scale_coeff": 0.4,
+    "max_translation": 48, "corr_noise_scale": 0.25, "iid_noise_scale": 2e-2, "shear_scale": 0.75,
+}
+
+
+def _mnist1d_name(**options: object) -> str:
+    """``mnist1d`` plus every option that differs from its default, in spec syntax.
+
+    ``mnist1d:n=1000,data_seed=7`` names the data that ``load_data("mnist1d:n=1000,data_seed=7")``
+    regenerates; with all defaults the name is plain ``mnist1d``. ``padding`` (not a spec
+    option) is written ``padding=LOW-HIGH``.
+    """
+    parts = []
+    for key, default in _MNIST1D_DEFAULTS.items():
+        value = options[key]
+        if value == default:
+            continue
+        if key == "padding":
+            low, high = value  # type: ignore[misc]
+            parts.append(f"padding={low}-{high}")
+        elif isinstance(value, float):
+            parts.append(f"{key}={value:g}")
+        else:
+            parts.append(f"{key}={value}")
+    return "mnist1d" + (":" + ",".join(parts) if parts else "")
 
 
 # ---------------------------------------------------------------------------------------- blobs

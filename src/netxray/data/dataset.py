@@ -274,14 +274,14 @@ def check_nonempty_splits(splits: DataSplits) -> DataSplits:
 def split_dataset(dataset: Dataset, test_fraction: float = 0.2, seed: int = 0) -> DataSplits:
     """Split one Dataset into a seeded, class-stratified :class:`DataSplits`.
 
+    Both sides must hold samples: a split that leaves train or test empty (e.g. one sample per
+    class, where every singleton stays in train) is a :class:`DataError`.
+
     Example:
         >>> ds = Dataset(torch.randn(10, 3), torch.arange(10) % 2, "toy", 2)
         >>> s = split_dataset(ds, 0.2, seed=1)
         >>> len(s.train), len(s.test)
         (8, 2)
-
-    Both sides must hold samples: a split that leaves train or test empty (e.g. one sample per
-    class, where every singleton stays in train) is a :class:`DataError`.
     """
     tr, te = stratified_split_indices(dataset.y.numpy(), test_fraction, seed)
     return check_nonempty_splits(DataSplits(dataset.subset(tr), dataset.subset(te)))

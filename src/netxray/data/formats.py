@@ -14,12 +14,20 @@ import gzip
 import io
 import pickle
 import re
+import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from netxray.data.dataset import DataError, Dataset, DataSplits, check_test_fraction, split_dataset
+from netxray.data.dataset import (
+    DataError,
+    Dataset,
+    DataSplits,
+    check_nonempty_splits,
+    check_test_fraction,
+    split_dataset,
+)
 
 # IDX type codes (third byte of the magic number) -> big-endian numpy dtype
 _IDX_DTYPES: dict[int, str] = {
@@ -192,7 +200,7 @@ def load_idx_dir(
     k = _num_classes(num_classes, all_y, str(directory))
     train = Dataset(*parts["train"], name, k)
     if "t10k" in parts:
-        return DataSplits(train, Dataset(*parts["t10k"], name, k))
+        return check_nonempty_splits(DataSplits(train, Dataset(*parts["t10k"], name, k)))
     return split_dataset(train, test_fraction, seed)
 
 
@@ -298,7 +306,7 @@ def load_cifar10(directory: str | Path, *, seed: int = 0, test_fraction: float =
     )
     test_path = directory / "test_batch"
     if test_path.exists():
-        return DataSplits(train, Dataset(*_read_cifar_batch(test_path), name, 10))
+        return check_nonempty_splits(DataSplits(train, Dataset(*_read_cifar_batch(test_path), name, 10)))
     return split_dataset(train, test_fraction, seed)
 
 
@@ -326,6 +334,14 @@ def load_npz(
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"{path}: file not found (expected a .npz archive with arrays 'x' and 'y')")
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc})") from None
+    if not is_zip:
+        raise DataError(
+            f"{path}: not a .npz (zip) archive; expected one written by numpy.savez with arrays 'x' and 'y'"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
@@ -374,6 +390,6 @@ def load_npz(
     name = f"npz:{path}"
     train = Dataset(train_x, train_y, name, k)
     if test is not None:
-        return DataSplits(train, Dataset(*test, name, k))
+        return check_nonempty_splits(DataSplits(train, Dataset(*test, name, k)))
     check_test_fraction(test_fraction)
     return split_dataset(train, test_fraction, seed)

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from netxray.data.builtin import blobs, digits, mnist1d
-from netxray.data.dataset import DataError, Dataset, DataSplits, check_test_fraction, split_dataset
+from netxray.data.dataset import (
+    DataError,
+    Dataset,
+    DataSplits,
+    check_nonempty_splits,
+    check_test_fraction,
+    split_dataset,
+)
 from netxray.data.formats import load_cifar10, load_idx_dir, load_npz
 
 VALID_SPECS = (
@@ -71,6 +78,7 @@ def load_data(
     ``test_fraction`` drive the seeded, class-stratified split wherever the source has no published
     test set (IDX ``t10k`` files, CIFAR ``test_batch`` and npz ``x_test`` are used as given). A
     ``DataSplits`` is returned unchanged; a single ``Dataset`` is split. Nothing is downloaded.
+    An empty train or test split is a :class:`DataError` naming the data and both sizes.
 
     Example:
         >>> s = load_data("blobs:classes=5,dim=16,separation=4,n=1000", seed=1)
@@ -78,7 +86,7 @@ def load_data(
         (5, (16,), 800, 200)
     """
     if isinstance(spec, DataSplits):
-        return spec
+        return check_nonempty_splits(spec)
     if isinstance(spec, Dataset):
         return split_dataset(spec, test_fraction, seed)
     if not isinstance(spec, str):

@@ -300,4 +300,57 @@ def test_cli_weights(tmp_path):
     df = pd.read_csv(out)
     assert df["name"].iloc[-1] == "<global>" and (tmp_path / "plots" / "strengths.png").exists()
     r = CliRunner().invoke(app, ["weights", str(tmp_path / "missing"), "--out", str(out)])
-    assert r.exit_code != 0 and "does not exist" in r.output
+    assert r.exit_code == 1 and "error: cannot load checkpoint" in r.output and "not found" in r.output
+
+
+def test_cli_weights_bad_input_is_one_error_line(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.models import build_model, default_config, save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(build_model(default_config("mlp", [1, 8, 8], 10, width=16, depth=1)), tmp_path / "ck")
+    broken = tmp_path / "broken"
+    shutil.copytree(ckpt, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    badcfg = tmp_path / "badcfg"
+    shutil.copytree(ckpt, badcfg)
+    (badcfg / "config.json").write_text("{not json")
+    out = tmp_path / "out" / "stats.csv"
+
+    def run(*args: str):
+        r = CliRunner().invoke(app, ["weights", *args, "--out", str(out)])
+        # a clean exit(1) with an error line, never a traceback (CliRunner keeps the exception)
+        assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+        assert "Traceback" not in r.output and "error: " in r.output
+        return r.output
+
+    assert "cannot load checkpoint" in run(str(broken))
+    assert "config.json" in run(str(badcfg))
+    assert "checkpoint not found" in run(str(tmp_path / "missing"))  # exit 1, not a usage error (2)
+    for bad in ("0", "-3"):
+        assert f"--bins must be a positive integer, got {bad}" in run(str(ckpt), "--bins", bad,
+                                                                      "--plot", str(tmp_path / "p"))
+    assert "--near-zero must be a finite number >= 0" in run(str(ckpt), "--near-zero", "-1")
+    assert not out.exists() and not (tmp_path / "p").exists()  # rejected before any work
+
+
+def test_cli_weights_lens_value_error_becomes_error_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.models import build_model, default_config, save_checkpoint
+
+    ckpt = save_checkpoint(build_model(default_config("mlp", [1, 8, 8], 10, width=16, depth=1)), tmp_path / "ck")
+
+    def boom(*a, **k):
+        raise ValueError("cannot map this layer")
+
+    monkeypatch.setattr(P, "node_strengths", boom)
+    r = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"),
+                                 "--strengths", str(tmp_path / "st.csv")])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
+    assert "error: weights of" in r.output and "cannot map this layer" in r.output

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
+
+from netxray.cli._common import fail, load_checkpoint
 
 
 def weights(
@@ -30,24 +33,30 @@ def weights(
         strength_fluctuation,
         weight_stats,
     )
-    from netxray.models.checkpoint import load
 
-    if not Path(checkpoint).exists():
-        raise typer.BadParameter(f"checkpoint {checkpoint} does not exist", param_hint="CKPT")
-    model = load(checkpoint)
-    df = weight_stats(model, near_zero=near_zero)
+    if bins < 1:
+        fail(f"--bins must be a positive integer, got {bins}")
+    if not math.isfinite(near_zero) or near_zero < 0:
+        fail(f"--near-zero must be a finite number >= 0, got {near_zero}")
+    model = load_checkpoint(checkpoint)
+    try:
+        df = weight_stats(model, near_zero=near_zero)
+        st = node_strengths(model) if strengths is not None or plot is not None else None
+        fl = strength_fluctuation(st) if st is not None else None
+    except ValueError as exc:
+        fail(f"weights of {checkpoint}: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False))
-    st = None
-    if strengths is not None or plot is not None:
-        st = node_strengths(model)
     if strengths is not None:
         strengths.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(strengths, st.to_csv(index=False))
     if plot is not None:
         plot.mkdir(parents=True, exist_ok=True)
-        plot_weight_histograms(model, plot / "weight_histograms.png", bins=bins)
-        plot_strengths(st, plot / "strengths.png")
+        try:
+            plot_weight_histograms(model, plot / "weight_histograms.png", bins=bins)
+            plot_strengths(st, plot / "strengths.png")
+        except ValueError as exc:
+            fail(f"plots of {checkpoint}: {exc}")
     if quiet:
         return
     from rich.console import Console
@@ -62,8 +71,7 @@ def weights(
     console = Console()
     console = Console(width=max(console.width, 150))  # names and numbers stay readable in pipes/logs
     console.print(table)
-    if st is not None:
-        fl = strength_fluctuation(st)
+    if st is not None and fl is not None:
         fl = fl[fl["kind"] == "in"]
         console.print("layer fluctuation (std of |w| in-strength): " + ", ".join(
             f"{r.layer}={r.abs_std:.3g}" for r in fl.itertuples()))

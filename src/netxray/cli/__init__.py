@@ -45,5 +45,13 @@ _register_all()
 
 
 def main() -> None:
-    """Entry point of the ``netxray`` console script."""
-    app()
+    """Entry point of the ``netxray`` console script.
+
+    Commands report bad input with one ``error:`` line; an operating-system error that slips
+    through (a full disk, a path that cannot be written) gets the same treatment, not a traceback.
+    """
+    try:
+        app()
+    except OSError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise SystemExit(1) from None

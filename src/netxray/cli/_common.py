@@ -60,3 +60,42 @@ def write_table(df: Any, path: Path, extra: dict[str, Any] | None = None) -> Non
         if key in df.attrs:
             meta[key] = df.attrs[key]
     atomic_write_text(path.with_name(path.name + ".meta.json"), json.dumps(meta, indent=2, default=str))
+
+
+def check_fits(model: Any, splits: Any, spec: str, label: str = "the model") -> None:
+    """Fail early with one clear line when the model cannot run on the data's samples.
+
+    The probe goes through the capture (eval mode, no grad, the model's device and dtype, every
+    module's flag restored), exactly as the lenses will call the model.
+    """
+    from netxray.capture import collect
+
+    x = splits.test.x[:2]
+    try:
+        collect(model, x, activations=False, n_samples=None)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        fail(
+            f"{label} cannot run on --data {spec!r} samples of shape {list(x.shape[1:])} "
+            f"({splits.num_classes} classes): {type(exc).__name__}: {first}. netxray calls "
+            "model(x) with x a float tensor of shape (batch, *sample shape); the model's forward "
+            "must accept that (a forward taking a dict needs a small wrapper module)"
+        )
+
+
+def check_out(path: Path, *, directory: bool, option: str = "--out") -> None:
+    """Fail before any work when an output path cannot be what the command will write there.
+
+    ``directory=True``: the command writes several files into ``path`` (created if missing);
+    otherwise it writes the file ``path``.
+    """
+    if directory:
+        if path.exists() and not path.is_dir():
+            fail(f"{option} {path}: a file is there; expected a directory (new or existing) for the results")
+        blocker = next((p for p in path.parents if p.exists()), None)
+    else:
+        if path.is_dir():
+            fail(f"{option} {path}: is a directory; expected a file name, e.g. {path / 'result.csv'}")
+        blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        fail(f"{option} {path}: {blocker} is a file, not a directory")

@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         cache: Path | None = typer.Option(None, "--cache", help="Cache directory for the trained models (default $NETXRAY_CACHE or .cache/netxray)."),
         retrain: bool = typer.Option(False, "--retrain", help="Train again even when cached models exist."),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples per activation site (digits has 360 test samples: all are used)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the scans (sample subsets)."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the scans (sample subsets)."),
         quiet: bool = typer.Option(False, "--quiet", help="Only the last line."),
     ) -> None:  # fmt: skip
         """Train (or reuse cached) MLP, CNN, ResNet and ViT on digits, scan each, compare them, write the report."""

@@ -14,7 +14,15 @@ from typing import Any
 
 import typer
 
-from netxray.cli._common import fail, load_checkpoint, load_cli_data, set_threads, write_table
+from netxray.cli._common import (
+    check_fits,
+    check_out,
+    fail,
+    load_checkpoint,
+    load_cli_data,
+    set_threads,
+    write_table,
+)
 
 
 def _print_curve(curve: Any, red: Any) -> None:
@@ -48,7 +56,7 @@ def register(app: typer.Typer) -> None:
         repeats: int = typer.Option(5, "--repeats", help="Random subsets (mean ± std per layer)."),
         tol: float | None = typer.Option(None, "--tol", help="Redundancy tolerance on ΔQ (default: from the repeats' spread)."),
         adversarial: float | None = typer.Option(None, "--adversarial", help="Also measure FGSM and PGD inputs with this L∞ budget ε (writes *.adversarial.csv)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the data split and of the subsets."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the data split and of the subsets."),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads for the run (default: torch's; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
     ) -> None:  # fmt: skip
@@ -65,9 +73,14 @@ def register(app: typer.Typer) -> None:
 
         if split not in ("test", "train"):
             fail(f"--split must be test or train, got {split!r}")
+        check_out(out, directory=False)
+        for option, path in (("--plot", plot), ("--diff-plot", diff_plot)):
+            if path is not None:
+                check_out(path, directory=False, option=option)
         set_threads(threads)
         model = load_checkpoint(checkpoint)
         splits = load_cli_data(data, seed)
+        check_fits(model, splits, data, label=str(checkpoint))
         dataset = getattr(splits, split)
         names = [s.strip() for s in layers.split(",") if s.strip()] if layers else "auto"
         try:
@@ -128,7 +141,7 @@ def register(app: typer.Typer) -> None:
         tol: float | None = typer.Option(None, "--tol", help="Redundancy tolerance on ΔQ (default: from the repeats' spread)."),
         random_draws: int = typer.Option(3, "--random-draws", help="Random selections of the same number of layers (the control)."),
         curve_split: str = typer.Option("train", "--curve-split", help="Split the curve is measured on (train keeps the choice blind to the test set)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the data split, subsets, random draws and fine-tuning."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the data split, subsets, random draws and fine-tuning."),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads for the run (default: torch's; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
     ) -> None:  # fmt: skip
@@ -141,9 +154,11 @@ def register(app: typer.Typer) -> None:
         from netxray.lenses.modularity import plot_modularity_curve
         from netxray.lenses.pruning import prune_study
 
+        check_out(out, directory=True)
         set_threads(threads)
         model = load_checkpoint(checkpoint)
         splits = load_cli_data(data, seed)
+        check_fits(model, splits, data, label=str(checkpoint))
         console = Console(stderr=True, quiet=quiet)
         try:
             with console.status("measuring the curve, pruning and fine-tuning every variant …"):

@@ -19,7 +19,14 @@ from typing import Any
 
 import typer
 
-from netxray.cli._common import fail, load_checkpoint, load_cli_data
+from netxray.cli._common import (
+    check_fits,
+    check_out,
+    fail,
+    load_checkpoint,
+    load_cli_data,
+    set_threads,
+)
 
 DATA_HELP = "Data: digits | mnist1d | npz:PATH | idx:DIR | cifar10:DIR | blobs[:...]. The test split is scanned."
 LENSES_HELP = "Comma-separated lenses: nonlinearity,modularity,parameters,symmetry (default: all)."
@@ -75,29 +82,11 @@ def load_cli_model(checkpoint: Path | None, model_spec: str | None, weights: Pat
     return load_checkpoint(checkpoint)
 
 
-def check_fits(model: Any, splits: Any, spec: str, label: str = "the model") -> None:
-    """Fail early with one clear line when the model cannot run on the data's samples."""
-    import torch
-
-    from netxray.capture import forward_batch, model_device
-
-    x = splits.test.x[:2]
-    device = model_device(model)
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()  # eval: a probe forward must not move BatchNorm statistics
-        with torch.no_grad():
-            forward_batch(model, x.to(device) if device is not None else x)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        fail(
-            f"{label} cannot run on --data {spec!r} samples of shape {list(x.shape[1:])} "
-            f"({splits.num_classes} classes): {type(exc).__name__}: {first}. The data's sample shape "
-            "must be what the model's forward expects"
-        )
-    finally:
-        for m, flag in flags:
-            m.train(flag)
+def _check_counts(*, k: int, repeats: int) -> None:
+    if k < 1:
+        fail(f"--k must be >= 1 (neighbours in the kNN graph), got {k}")
+    if repeats < 1:
+        fail(f"--repeats must be >= 1, got {repeats}")
 
 
 def _finish(report: Any, out: Path, quiet: bool) -> Path:
@@ -113,8 +102,11 @@ def _finish(report: Any, out: Path, quiet: bool) -> Path:
             head = ", ".join(f"{k}={_short(v)}" for k, v in list(res.headline().items())[:5])
             status = "[green]ok[/green]" if res.status == "ok" else f"[red]{res.status}[/red]: {res.reason}"
             console.print(f"  {name}: {status}  {head}")
-        if report.failed:
-            console.print(f"  {len(report.failed)} lens result(s) could not be computed; the report says why.")
+    if report.failed:  # said on stderr even with --quiet: a lens that did not run is news
+        for name, reason in report.failed.items():
+            typer.secho(f"warning: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
+        typer.secho(f"{len(report.failed)} lens result(s) could not be computed; the report says why.",
+                    err=True, fg=typer.colors.YELLOW)  # fmt: skip
     typer.echo(f"Report: {index.resolve()}")
     return index
 
@@ -182,8 +174,9 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(3, "--k", help="Neighbours of the modularity kNN graph."),
         repeats: int = typer.Option(5, "--repeats", help="Modularity repeats (random stratified subsets)."),
         layers: str | None = typer.Option(None, "--layers", help="Comma-separated module paths probed by the modularity curve (default: natural probes)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of every random choice (data split, sample subsets)."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random choice (data split, sample subsets)."),
         title: str | None = typer.Option(None, "--title", help="Report title."),
+        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars, only the last line."),
     ) -> None:  # fmt: skip
         """Scan one model with every lens and write an HTML report plus tables.
@@ -192,8 +185,14 @@ def register(app: typer.Typer) -> None:
         """
         from netxray.report import scan
 
+        check_out(out, directory=True)
+        _check_counts(k=k, repeats=repeats)
+        set_threads(threads)
         names = _lenses(lenses)
         net = load_cli_model(checkpoint, model, weights)
+        if model is not None and weights is None and checkpoint is None:
+            typer.secho(f"warning: no --weights: scanning {model} as its factory initialises it "
+                        "(untrained)", err=True, fg=typer.colors.YELLOW)  # fmt: skip
         splits = load_cli_data(data, seed)
         check_fits(net, splits, data)
         if layers is not None:
@@ -228,10 +227,11 @@ def register(app: typer.Typer) -> None:
         modularity_n: int = typer.Option(500, "--modularity-n", help="Samples per modularity subset (N)."),
         k: int = typer.Option(3, "--k", help="Neighbours of the modularity kNN graph."),
         repeats: int = typer.Option(5, "--repeats", help="Modularity repeats."),
-        seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random choice."),
         tokens: str = typer.Option("mean", "--tokens", help="Token tensors (B, T, D): mean, reference or samples."),
         channel_axis: int = typer.Option(1, "--channel-axis", help="1 for (B, C, H, W) maps, -1 for channel-last."),
         title: str | None = typer.Option(None, "--title", help="Report title."),
+        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:  # fmt: skip
         """Compare several models in one report: every lens on each, then side by side.
@@ -242,6 +242,9 @@ def register(app: typer.Typer) -> None:
 
         if len(checkpoints) < 2:
             fail("compare needs at least two checkpoints (models)")
+        check_out(out, directory=True)
+        _check_counts(k=k, repeats=repeats)
+        set_threads(threads)
         if method not in ("dtw", "resampled"):
             fail(f"--method must be dtw or resampled, got {method!r}")
         if tokens not in ("mean", "reference", "samples"):

@@ -17,7 +17,15 @@ from typing import Any
 
 import typer
 
-from netxray.cli._common import fail, load_checkpoint, load_cli_data, write_table
+from netxray.cli._common import (
+    check_fits,
+    check_out,
+    fail,
+    load_checkpoint,
+    load_cli_data,
+    set_threads,
+    write_table,
+)
 
 TOKENS_HELP = "Token tensors (B, T, D): mean (features = D), reference (features = T), samples."
 
@@ -44,10 +52,11 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("signature.csv"), "--out", help="CSV file for the signature table."),
         plot: Path | None = typer.Option(None, "--plot", help="Also save the signature plot (png, svg, pdf)."),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples drawn at random (seeded)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the sample draw and the null baseline."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the sample draw and the null baseline."),
         tokens: str = typer.Option("mean", "--tokens", help=TOKENS_HELP),
         channel_axis: int = typer.Option(1, "--channel-axis", help="1 for (B, C, H, W) maps, -1 for channel-last."),
         null: bool = typer.Option(False, "--null", help="Add the null baseline: score of a rotated copy of each input."),
+        threads: int | None = typer.Option(None, "--threads", help="torch/BLAS CPU threads (default: the libraries'; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
     ) -> None:  # fmt: skip
         """Affinity score of every activation call of a model, in execution order (SPEC §1).
@@ -56,8 +65,13 @@ def register(app: typer.Typer) -> None:
         """
         from netxray.lenses.nonlinearity import plot_signatures
 
+        check_out(out, directory=False)
+        if plot is not None:
+            check_out(plot, directory=False, option="--plot")
+        set_threads(threads)
         model = load_checkpoint(checkpoint)
         dataset = load_cli_data(data, seed)
+        check_fits(model, dataset, data, label=str(checkpoint))
         opts = dict(n_samples=n_samples, seed=seed, tokens=tokens, channel_axis=channel_axis,
                     null_baseline=null)  # fmt: skip
         try:
@@ -84,7 +98,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("compare"), "--out", help="Output directory."),
         method: str = typer.Option("dtw", "--method", help="Signature distance: dtw or resampled."),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples drawn at random (seeded)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the sample draw."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the sample draw."),
         clusters: int | None = typer.Option(None, "--clusters", help="Cut the dendrogram into this many clusters."),
         tokens: str = typer.Option("mean", "--tokens", help=TOKENS_HELP),
         channel_axis: int = typer.Option(1, "--channel-axis", help="1 for (B, C, H, W) maps, -1 for channel-last."),
@@ -101,6 +115,7 @@ def register(app: typer.Typer) -> None:
 
         if len(checkpoints) < 2:
             fail("compare needs at least two checkpoints")
+        check_out(out, directory=True)
         if method not in ("dtw", "resampled"):
             fail(f"--method must be dtw or resampled, got {method!r}")
         names: list[str] = []
@@ -116,6 +131,7 @@ def register(app: typer.Typer) -> None:
         tables: dict[str, Any] = {}
         for name, ck in zip(names, checkpoints, strict=True):
             model = load_checkpoint(ck)
+            check_fits(model, dataset, data, label=str(ck))
             try:
                 tables[name] = _signature(model, dataset, data, opts, quiet, name)
             except ValueError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from netxray.cli._common import fail
+from netxray.cli._common import check_out, fail
 
 
 def _int_list(text: str | None, option: str) -> list[int] | None:
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
             help="Data spec: digits, mnist1d, blobs[:classes=..,dim=..], npz:PATH, idx:DIR, cifar10:DIR.",
         ),
         epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default: per family)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of initialisation and shuffling."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of initialisation and shuffling."),
         data_seed: int = typer.Option(0, "--data-seed", help="Seed of the train/test split."),
         out: Path | None = typer.Option(
             None, "--out", help="Checkpoint directory (model.safetensors + config.json), written atomically."
@@ -118,6 +118,8 @@ def register(app: typer.Typer) -> None:
 
         if arch not in ARCHS:
             fail(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHS)}")
+        if out is not None:
+            check_out(out, directory=True)  # before training, not after
         knobs = model_knobs(
             arch,
             width=width,

@@ -60,7 +60,7 @@ def zoo_analyze(
     workers: int | None = typer.Option(None, "--workers", help="Parallel workers (default: CPU count)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (engine ray)."),
     bins: int = typer.Option(100, "--bins", help="Shared histogram bins per family."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the predictors."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the predictors."),
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
 ) -> None:
     """Features, classes (optimal / suboptimal / diverged), spread and distribution comparisons,

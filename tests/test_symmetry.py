@@ -547,3 +547,87 @@ def test_traced_conv_chain_with_bn_pool_flatten_and_odd_activation():
     with pytest.raises(ValueError, match="inputs="):
         functionally_equivalent(m, c)  # a conv net's spatial input size cannot be inferred
     assert functionally_equivalent(m, c, inputs=x).verdict == "equivalent"
+
+
+def _cli_ckpts(tmp_path):
+    from netxray.models import build_model, save_checkpoint
+
+    cfg = {"arch": "mlp", "input_shape": [1, 8, 8], "num_classes": 10, "widths": [12, 10]}
+    torch.manual_seed(0)
+    a = save_checkpoint(build_model(cfg), tmp_path / "a")
+    torch.manual_seed(1)
+    b = save_checkpoint(build_model(cfg), tmp_path / "b")
+    return a, b
+
+
+def _cli_error(args, expected):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    assert "error: " in r.output and expected in r.output, r.output
+    assert "group order" not in r.output and "symmetry of" not in r.output  # nothing printed first
+    return r.output
+
+
+def test_cli_symmetry_canonical_out_never_overwrites_a_checkpoint(tmp_path):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    a, b = _cli_ckpts(tmp_path)
+    before = {f: (a / f).read_bytes() for f in ("config.json", "model.safetensors")}
+    # the source checkpoint's own directory, given as a directory or as its weights file
+    _cli_error(["symmetry", str(a), "--canonical-out", str(a)], "directory of the source checkpoint")
+    _cli_error(["symmetry", str(a / "model.safetensors"), "--canonical-out", str(a), "--force"],
+               "directory of the source checkpoint")
+    _cli_error(["symmetry", str(a), "--canonical-out", str(tmp_path / "x" / ".." / "a"), "--force"],
+               "would overwrite it")
+    assert {f: (a / f).read_bytes() for f in before} == before
+    # another checkpoint: only with --force
+    _cli_error(["symmetry", str(a), "--canonical-out", str(b)], "already holds a checkpoint")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    _cli_error(["symmetry", str(a), "--canonical-out", str(other)], "pass --force")
+    r = CliRunner().invoke(app, ["symmetry", str(a), "--canonical-out", str(other), "--force", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["symmetry", str(other), "--compare", str(a)])
+    assert r.exit_code == 0 and "functionally equivalent" in r.output, r.output
+    # the --compare checkpoint is an input too, --force or not
+    _cli_error(["symmetry", str(a), "--compare", str(b), "--canonical-out", str(b), "--force"],
+               "directory of the --compare checkpoint")
+    # a fresh directory needs nothing
+    r = CliRunner().invoke(app, ["symmetry", str(a), "--canonical-out", str(tmp_path / "new"), "--quiet"])
+    assert r.exit_code == 0 and (tmp_path / "new" / "model.safetensors").exists(), r.output
+
+
+def test_cli_symmetry_checks_inputs_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    a, _ = _cli_ckpts(tmp_path)
+    out = tmp_path / "res"
+    _cli_error(["symmetry", str(a), "--compare", str(tmp_path / "nope"), "--out", str(out)],
+               "cannot load checkpoint")
+    assert not out.exists()
+    for eps in ("0", "-0.1", "nan"):
+        _cli_error(["symmetry", str(a), "--eps", eps], "--eps must be a positive finite number")
+        _cli_error(["bounds", "--widths", "784,512,10", "--eps", f"0.1,{eps}"],
+                   "--eps must be a positive finite number")
+    f = tmp_path / "file.txt"
+    f.write_text("keep")
+    _cli_error(["symmetry", str(a), "--out", str(f)], "--out")
+    _cli_error(["symmetry", str(a), "--canonical-out", str(f)], "not a directory")
+    _cli_error(["bounds", "--widths", "784,512,10", "--out", str(f)], "not a directory")
+    assert f.read_text() == "keep"
+    # an architecture mismatch in --compare fails before the analysis is printed
+    from netxray.models import build_model, save_checkpoint
+
+    wide = save_checkpoint(build_model({"arch": "mlp", "input_shape": [1, 8, 8], "num_classes": 10,
+                                        "widths": [20, 10]}), tmp_path / "wide")
+    r = CliRunner().invoke(app, ["symmetry", str(a), "--compare", str(wide)])
+    assert r.exit_code == 1 and "symmetry of" not in r.output and "group order" not in r.output, r.output

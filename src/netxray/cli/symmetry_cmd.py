@@ -13,6 +13,7 @@ input as one clear line with exit code 1.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,42 @@ def _floats(text: str, option: str) -> list[float]:
     if not values:
         fail(f"{option} expects comma-separated numbers such as 0.1,0.01; got {text!r}")
     return values
+
+
+def _check_eps(values: list[float], option: str = "--eps") -> list[float]:
+    """Covering radii must be positive and finite; the same rule for ``symmetry`` and ``bounds``."""
+    bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+    if bad:
+        fail(f"{option} must be a positive finite number (a covering radius), got {bad[0]:g}")
+    return values
+
+
+def _check_out_dir(path: Path | None, option: str) -> None:
+    """A directory option naming an existing file is an error before any work."""
+    if path is not None and path.exists() and not path.is_dir():
+        fail(f"{option} {path} exists and is not a directory")
+
+
+def _checkpoint_dir(path: str) -> Path:
+    """The directory that holds a checkpoint given as a directory, a .safetensors or config.json file."""
+    p = Path(path).expanduser()
+    return (p if p.is_dir() else p.parent).resolve()
+
+
+def _check_canonical_out(canonical_out: Path, sources: dict[str, str], force: bool) -> None:
+    """Never write the canonical form over an input checkpoint; never replace one without --force."""
+    target = canonical_out.expanduser().resolve()
+    for option, source in sources.items():
+        if target == _checkpoint_dir(source):
+            fail(f"--canonical-out {canonical_out} is the directory of the {option} checkpoint "
+                 f"{source}; writing there would overwrite it: choose another directory")
+    _check_out_dir(canonical_out, "--canonical-out")
+    from netxray.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+    present = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if (canonical_out / f).exists()]
+    if present and not force:
+        fail(f"--canonical-out {canonical_out} already holds a checkpoint ({', '.join(present)}); "
+             f"pass --force to replace it")
 
 
 def _ints(text: str, option: str) -> list[int]:
@@ -72,6 +109,9 @@ def register(app: typer.Typer) -> None:
         eps: float = typer.Option(0.01, "--eps", help="Covering radius for the bound (MLPs only)."),
         out: Path | None = typer.Option(None, "--out", help="Directory for group.csv and summary.json."),
         seed: int = typer.Option(0, "--seed", help="Seed of the equivalence probes."),
+        force: bool = typer.Option(
+            False, "--force", help="Let --canonical-out replace a checkpoint already in that directory "
+            "(never the input checkpoint itself)."),
         quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
     ) -> None:
         """Symmetry of a trained network: its permutable axes (hidden units, channels, heads,
@@ -80,13 +120,16 @@ def register(app: typer.Typer) -> None:
         or its distance to a second network once symmetry is factored out."""
         from netxray.lenses import symmetry as sym
 
+        # every check on the input comes before any work or output
+        _check_eps([eps])
+        _check_out_dir(out, "--out")
         model = load_checkpoint(checkpoint)
+        other = load_checkpoint(compare) if compare is not None else None
+        if canonical_out is not None:
+            sources = {"source": checkpoint, **({"--compare": compare} if compare is not None else {})}
+            _check_canonical_out(canonical_out, sources, force)
         group = sym.symmetry_group(model)
         s = group.attrs["summary"]
-        _print_table(group.to_dict("records"),
-                     {"axis": "axis", "kind": "kind", "size": "size", "activation": "activation",
-                      "log10_order": "log10 d!", "sign_flips": "±", "continuous_dims": "cont. dims"},
-                     f"symmetry of {checkpoint}", quiet)
         summary: dict[str, Any] = {k: v for k, v in s.items()}
         lines = [
             f"group order: 10^{s['log10_order']:.6g} (permutations 10^{s['log10_permutations']:.6g}); "
@@ -100,8 +143,7 @@ def register(app: typer.Typer) -> None:
             lines.append(bounds.verdict[0])
         except ValueError as exc:
             lines.append(f"covering bound: not applicable ({exc})")
-        if compare is not None:
-            other = load_checkpoint(compare)
+        if other is not None:
             try:
                 al = sym.align(model, other)
             except ValueError as exc:
@@ -135,6 +177,11 @@ def register(app: typer.Typer) -> None:
             summary["meta"] = group.attrs["meta"]
             atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
             lines.append(f"wrote {out / 'group.csv'} and {out / 'summary.json'}")
+        # printed last, so that a failure above leaves no half-printed analysis behind
+        _print_table(group.to_dict("records"),
+                     {"axis": "axis", "kind": "kind", "size": "size", "activation": "activation",
+                      "log10_order": "log10 d!", "sign_flips": "±", "continuous_dims": "cont. dims"},
+                     f"symmetry of {checkpoint}", quiet)
         if not quiet:
             for line in lines:
                 typer.echo(line)
@@ -155,8 +202,10 @@ def register(app: typer.Typer) -> None:
         from netxray.lenses import symmetry as sym
 
         ws = _ints(widths, "--widths")
+        epss = _check_eps(_floats(eps, "--eps"))
+        _check_out_dir(out, "--out")
         try:
-            df = sym.covering_bounds(ws, eps=_floats(eps, "--eps"), B=B, rho=rho)
+            df = sym.covering_bounds(ws, eps=epss, B=B, rho=rho)
         except ValueError as exc:
             fail(str(exc))
         rows = [{**r, "pct": f"{100 * r['relative_reduction']:.3g}%"} for r in df.to_dict("records")]

@@ -334,8 +334,10 @@ def test_curve_bad_input():
         modularity_curve(model, (torch.randn(20, 5), torch.arange(20) % 2), layers=["0"], n=10)
     with pytest.raises(ValueError, match="unknown layer"):
         modularity_curve(model, (x, torch.arange(20) % 2), layers=["nope"])
-    with pytest.warns(UserWarning, match="every repeat uses all"):
-        modularity_curve(model, (x, torch.arange(20) % 2), layers=["0"], n=50, repeats=2)
+    # n above the 20 samples: repeats use stratified 80 % subsets (16), so they differ
+    small = modularity_curve(model, (x, torch.arange(20) % 2), layers=["0"], n=50, repeats=3)
+    assert small["n"].iloc[0] == 16 and "80 %" in small.attrs["meta"]["subset_note"]
+    assert small["q_std"].iloc[0] > 0
 
 
 def _toy_curve(q, std=0.01, repeats=4):

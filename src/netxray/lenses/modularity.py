@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -471,18 +470,22 @@ def modularity_curve(
     if len(np.unique(labels)) < 2:
         raise ValueError("modularity_curve: the data has a single class; need at least 2")
     n_eff = min(int(n), len(labels))
+    subset_note = None
+    if n_eff >= len(labels) and repeats > 1:
+        # every repeat would use all samples: no spread, and the redundancy tolerance is built
+        # from it. Subsets of 80 % differ between repeats (a choice, recorded in the metadata).
+        n_eff = max(int(k) + 2 if isinstance(k, (int, np.integer)) else 2, int(0.8 * len(labels)))
+        n_eff = min(n_eff, len(labels))
+        subset_note = (
+            f"the data has only {len(labels)} labelled samples (<= n = {n}): each of the {repeats} "
+            f"repeats uses a stratified subset of n = {n_eff} (80 %) so that the repeats differ and "
+            "their spread is measured"
+        )
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 or k >= n_eff:
         raise ValueError(
             f"k must be an integer with 1 <= k < n (samples per subset): got k={k!r}, n={n_eff}"
         )
     paths = _default_layers(model, layers)
-    if n_eff >= len(labels) and repeats > 1:
-        warnings.warn(
-            f"modularity_curve: n={n} >= the {len(labels)} samples available, so every repeat "
-            "uses all of them and q_std is 0 (redundant_layers then falls back to its minimum "
-            "tolerance); pass a smaller n to measure the spread",
-            stacklevel=2,
-        )
     subsets = stratified_subsets(labels, n_eff, repeats, seed)
     target = torch.device(device) if device is not None else model_device(model)
     curve = _curve(
@@ -492,7 +495,8 @@ def modularity_curve(
     curve.attrs["meta"] = metadata(
         lens="modularity_curve", seed=seed, n=n_eff, k=int(k), repeats=int(repeats),
         data=_data_name(data), n_available=len(labels), model_hash=model_hash(model),
-        model=type(model).__name__, identical_repeats=n_eff >= len(labels),
+        model=type(model).__name__, identical_repeats=n_eff >= len(labels) and repeats > 1,
+        n_requested=int(n), subset_note=subset_note,
     )  # fmt: skip
     ok = curve[curve["status"] == "ok"]
     curve.attrs["summary"] = {

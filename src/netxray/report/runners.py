@@ -177,14 +177,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     auto = isinstance(layers, str) and layers == "auto"
     if auto and getattr(model, "netxray_config", None) is None:
         layers = default_probe_layers(model)
-    n_sub, shrunk = opts.modularity_n, None
-    available = _n_available(data)
-    if available is not None and opts.repeats > 1 and available <= n_sub and "n" not in extra:
-        # every repeat would use all samples and the std would be 0; subsets of 80 % keep a
-        # measurable spread, which the redundancy tolerance is built from (a choice, recorded)
-        n_sub = max(opts.k + 2, int(0.8 * available))
-        shrunk = available
-    kw: dict[str, Any] = {"n": n_sub, "k": opts.k, "repeats": opts.repeats, "seed": opts.seed,
+    kw: dict[str, Any] = {"n": opts.modularity_n, "k": opts.k, "repeats": opts.repeats, "seed": opts.seed,
                           "batch_size": opts.batch_size, "device": opts.device}  # fmt: skip
     kw.update(extra)
     curve = modularity_curve(model, data, layers, **kw)
@@ -207,12 +200,9 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     }
     res = LensResult("modularity", TITLES["modularity"], tables={"curve": curve, "redundancy": red},
                      summary=summary)  # fmt: skip
-    if shrunk is not None:
-        res.notes.append(
-            f"The data has only {shrunk} labelled samples (≤ N = {opts.modularity_n}): each of the "
-            f"{opts.repeats} repeats uses a stratified subset of n = {n_sub} (80 %) so that the "
-            "repeats differ and their spread is measured."
-        )
+    if meta.get("subset_note"):
+        note = meta["subset_note"]
+        res.notes.append(note[0].upper() + note[1:] + ".")
     if not auto:
         res.notes.append(f"Probed layers given by the user: {', '.join(map(str, layers))}.")
     elif getattr(model, "netxray_config", None) is None:
@@ -238,16 +228,6 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
         "Q per probed layer with a ±1 std band; plateau and degradation layers are shaded.",
     ))  # fmt: skip
     return res
-
-
-def _n_available(data: Any) -> int | None:
-    from netxray.capture import as_indexable
-
-    try:
-        d = as_indexable(data)
-    except Exception:
-        return None
-    return len(d) if d is not None else None
 
 
 def _pruning_suggestion(model: nn.Module, red: pd.DataFrame) -> tuple[str, list[str]]:

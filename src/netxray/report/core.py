@@ -152,7 +152,7 @@ class Report:
         out: dict[str, Any] = {}
         for name, res in self.results.items():
             out[name] = {"status": res.status, **({"reason": res.reason} if res.reason else {}),
-                         **res.summary, "seconds": round(res.seconds, 3)}  # fmt: skip
+                         **res.summary}  # fmt: skip
         for child_name, child in self.children.items():
             out[f"model:{child_name}"] = child.summary
         return out
@@ -164,6 +164,15 @@ class Report:
         if res.table is None:
             raise KeyError(f"lens {lens!r} has no table ({res.status}: {res.reason})")
         return res.table
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Wall seconds per lens (children as ``model/lens``): kept apart from the results, which
+        are the same for the same seed while timings are not."""
+        out = {name: round(res.seconds, 3) for name, res in self.results.items()}
+        for c, child in self.children.items():
+            out.update({f"{c}/{n}": t for n, t in child.timings.items()})
+        return out
 
     @property
     def failed(self) -> dict[str, str]:
@@ -185,7 +194,7 @@ class Report:
     def to_json(self) -> str:
         """``results.json``: metadata and summary (NaN/inf written as null)."""
         record = {"title": self.title, "meta": self.meta, "summary": self.summary,
-                  "tables": sorted(self.tables)}  # fmt: skip
+                  "tables": sorted(self.tables), "timings_s": self.timings}  # fmt: skip
         return json.dumps(_jsonable(record), indent=2) + "\n"
 
     def save(self, directory: str | os.PathLike[str], *, parquet: bool | None = None) -> Path:

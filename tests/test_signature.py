@@ -344,3 +344,20 @@ def test_cli_signature_and_compare(trained, tmp_path):
     assert missing.exit_code == 1 and "nope" in missing.output
     one = runner.invoke(app, ["compare", str(ck_a), "--out", str(out)])
     assert one.exit_code == 1 and "at least two" in one.output
+
+
+def test_fused_recurrent_gates_are_said_not_observed():
+    class Recurrent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.LSTM(4, 8, batch_first=True)
+            self.act = nn.Tanh()
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.head(self.act(self.rnn(x)[0][:, -1]))
+
+    df = nonlinearity_signature(Recurrent(), torch.randn(64, 5, 4), n_samples=None)
+    assert list(df["site"]) == ["act"]
+    (line,) = df.attrs["summary"]["not_observed"]
+    assert line.startswith("rnn (LSTM): not observed") and "fused recurrent kernel" in line

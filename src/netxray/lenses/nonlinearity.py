@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from netxray.measures.affinity import affinity_score
 from netxray.measures.companions import histogram_entropy, linear_cka, linear_r2, sparsity
@@ -199,7 +200,31 @@ def nonlinearity_signature(
         channel_axis=channel_axis, eps=eps, null_baseline=null_baseline,
     )  # fmt: skip
     df.attrs["summary"] = _summary(df)
+    df.attrs["summary"]["not_observed"] = _fused_nonlinearities(model, df)
     return df
+
+
+# modules whose non-linearities run inside one fused kernel, out of reach of any hook
+_FUSED = (nn.RNNBase, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+
+
+def _fused_nonlinearities(model: nn.Module, df: pd.DataFrame) -> list[str]:
+    """Modules with internal non-linearities that no site observed, with the reason.
+
+    LSTM/GRU/RNN gates (sigmoid, tanh) run inside ATen's fused recurrent kernels; torch's
+    transformer layers take a fused fast path in eval mode. Said, never silently dropped.
+    """
+    observed = [str(p) for p in df["module_path"]] if "module_path" in df else []
+    out = []
+    for path, module in model.named_modules():
+        if isinstance(module, _FUSED) and not any(
+            p == path or p.startswith(f"{path}.") or p.startswith(f"{path}:") for p in observed
+        ):
+            why = ("its gate non-linearities run inside a fused recurrent kernel"
+                   if isinstance(module, nn.RNNBase)
+                   else "it ran torch's fused transformer fast path")  # fmt: skip
+            out.append(f"{path or '(root)'} ({type(module).__name__}): not observed, {why}")
+    return out
 
 
 def _summary(df: pd.DataFrame) -> dict[str, Any]:

@@ -120,6 +120,8 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
         "low, so read each score against that baseline, and compare models only at equal n and d "
         f"(here n = {meta.get('n')}, d = {summary['d']})."
     ]
+    for line in df.attrs.get("summary", {}).get("not_observed", []):
+        res.notes.append(f"Not in the signature: {line}.")
     if len(df) == 0:
         res.notes.append("No activation call was observed: the model has no activation modules or "
                          "functional activations, so its signature is empty (a linear model).")

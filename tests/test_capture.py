@@ -260,6 +260,8 @@ def test_bad_input_gets_clear_errors():
         collect(model, torch.randn(10, 3), n_samples=0)
     with pytest.raises(TypeError, match="data must be"):
         collect(model, 42)
+    with pytest.raises(TypeError, match=r"dict data must map .* got \{'meta': 'str'\}"):
+        collect(model, {"input": torch.randn(4, 3), "meta": "v1"})
 
 
 def test_a_load_data_spec_string_means_its_test_split():

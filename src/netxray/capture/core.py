@@ -464,8 +464,15 @@ def as_indexable(data: Any) -> _Indexable | None:
         isinstance(v, (torch.Tensor, np.ndarray)) for v in data
     ):
         return _checked(_Indexable(_as_tensor(data[0], "x"), _as_tensor(data[1], "y")))
-    if isinstance(data, Mapping) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
-        inputs, labels = _split_dict(data)
+    if isinstance(data, Mapping):
+        odd = {k: type(v).__name__ for k, v in data.items()
+               if not isinstance(v, (torch.Tensor, np.ndarray))}  # fmt: skip
+        if odd or not data:
+            raise TypeError(
+                "dict data must map the model's keyword arguments to tensors with one row per "
+                f"sample (a 'labels' key is taken as the labels); got {odd or 'an empty dict'}"
+            )
+        inputs, labels = _split_dict({k: _as_tensor(v, f"data[{k!r}]") for k, v in data.items()})
         lengths = {k: int(v.shape[0]) for k, v in inputs.items()}
         if len(set(lengths.values())) != 1:
             raise ValueError(f"dict inputs must share their first (sample) dimension, got {lengths}")

@@ -17,8 +17,7 @@ adversarial batches stay far below clean ones in the last layers (≤ 0.3 vs ≈
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netxray._meta import metadata, model_hash
+from netxray._meta import eval_mode, metadata, model_hash
 from netxray.capture import as_indexable, model_device
 from netxray.lenses.modularity import (
     _curve,
@@ -42,17 +41,6 @@ from netxray.lenses.modularity import (
 __all__ = ["adversarial_curves", "fgsm", "pgd", "plot_adversarial"]
 
 ATTACKS = ("fgsm", "pgd")
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def _check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> None:
@@ -110,7 +98,7 @@ def fgsm(
     lo, hi = _bounds(x, clamp)
     dev = model_device(model)
     out = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for s in range(0, len(x), batch_size):
             xb = x[s : s + batch_size].to(dev) if dev is not None else x[s : s + batch_size]
             yb = y[s : s + batch_size].to(xb.device)
@@ -149,7 +137,7 @@ def pgd(
     dev = model_device(model)
     gen = torch.Generator().manual_seed(seed)
     out = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for s in range(0, len(x), batch_size):
             x0 = x[s : s + batch_size]
             start = (torch.rand(x0.shape, generator=gen, dtype=x0.dtype) * 2 - 1) * eps
@@ -166,7 +154,7 @@ def pgd(
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
     dev = model_device(model)
     correct = 0
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for s in range(0, len(x), batch_size):
             xb = x[s : s + batch_size]
             logits = model(xb.to(dev) if dev is not None else xb)

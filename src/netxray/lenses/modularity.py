@@ -19,9 +19,8 @@ the number of layers.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from netxray._meta import metadata, model_hash
+from netxray._meta import eval_mode, metadata, model_hash
 from netxray.capture import Capture, as_indexable, forward_batch, model_device, resolve_layers
 from netxray.measures.modularity import modularity_from_gram
 
@@ -164,24 +163,12 @@ class _GramReducer:
         return gram, int(d)
 
 
-@contextlib.contextmanager
-def _eval_no_grad(model: nn.Module) -> Iterator[None]:
-    # measure the model as deployed (eval), and give every module its own flag back afterwards
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
 def _probe_layers(model: nn.Module, x_one: Any, paths: list[str], device) -> list[dict[str, Any]]:
     """One small forward with every layer probed: execution order, call counts, output shapes."""
     cap = Capture(model, activations=False, layers=paths, reducer="flatten")
     try:
-        with _eval_no_grad(model), cap:
+        # measured as deployed (eval); every module gets its own train/eval flag back afterwards
+        with eval_mode(model), torch.no_grad(), cap:
             cap.begin_forward()
             forward_batch(model, _to(x_one, device))
     except Exception as exc:
@@ -244,7 +231,7 @@ def _layer_grams(
         reducer=lambda *_: _GramReducer(n_rows),
     )  # fmt: skip
     handle = None
-    with _eval_no_grad(model), cap:
+    with eval_mode(model), torch.no_grad(), cap:
         if stop_after is not None:
             def _stop(*_: Any) -> None:
                 raise _StopForward

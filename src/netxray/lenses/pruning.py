@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from netxray._meta import metadata, model_hash
+from netxray._meta import eval_mode, metadata, model_hash
 
 __all__ = [
     "PruneStudy",
@@ -193,16 +193,12 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> int:
     if device is not None:
         example = example.to(device)
     handles = [m.register_forward_hook(hook) for m in model.modules()]
-    flags = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(example)
     finally:
         for h in handles:
             h.remove()
-        for m, flag in flags:
-            m.training = flag
     return int(total[0])
 
 

@@ -92,10 +92,22 @@ def check_out(path: Path, *, directory: bool, option: str = "--out") -> None:
     if directory:
         if path.exists() and not path.is_dir():
             fail(f"{option} {path}: a file is there; expected a directory (new or existing) for the results")
-        blocker = next((p for p in path.parents if p.exists()), None)
-    else:
-        if path.is_dir():
-            fail(f"{option} {path}: is a directory; expected a file name, e.g. {path / 'result.csv'}")
-        blocker = next((p for p in path.parents if p.exists()), None)
+    elif path.is_dir():
+        fail(f"{option} {path}: is a directory; expected a file name, e.g. {path / 'result.csv'}")
+    blocker = next((p for p in path.parents if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         fail(f"{option} {path}: {blocker} is a file, not a directory")
+
+
+def unique_names(paths: list[Path], suffixes: tuple[str, ...] = (".safetensors",)) -> list[str]:
+    """Readable, unique model names for checkpoint paths: the file stem (for ``suffixes``) or the
+    directory name, with ``-2``, ``-3``, ... appended to repeats."""
+    names: list[str] = []
+    for p in paths:
+        base = (p.stem if p.suffix in suffixes else p.name) or str(p)
+        name, k = base, 1
+        while name in names:
+            k += 1
+            name = f"{base}-{k}"
+        names.append(name)
+    return names

@@ -26,6 +26,7 @@ from netxray.cli._common import (
     load_checkpoint,
     load_cli_data,
     set_threads,
+    unique_names,
 )
 
 DATA_HELP = "Data: digits | mnist1d | npz:PATH | idx:DIR | cifar10:DIR | blobs[:...]. The test split is scanned."
@@ -38,6 +39,9 @@ WEIGHTS_HELP = (
     "Weights for --model: a .safetensors or .pt/.pth state dict, read without executing code "
     "(torch.load weights_only=True); keys and shapes must match the model exactly."
 )
+
+# a weights file given with --model is named by its stem, like a .safetensors checkpoint
+_WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 
 def _lenses(text: str | None) -> list[str]:
@@ -119,18 +123,6 @@ def _short(v: Any) -> str:
     return str(v)
 
 
-def _unique_names(paths: list[Path]) -> list[str]:
-    names: list[str] = []
-    for p in paths:
-        base = (p.stem if p.suffix in (".safetensors", ".pt", ".pth", ".bin") else p.name) or str(p)
-        name, k = base, 1
-        while name in names:
-            k += 1
-            name = f"{base}-{k}"
-        names.append(name)
-    return names
-
-
 def _write_signature_files(report: Any, out: Path, meta_extra: dict[str, Any]) -> None:
     """The signature comparison as flat files (signatures.csv, distances.csv, clustering.csv,
     summary.csv, signatures.png, meta.json), as ``netxray compare-signatures`` writes them."""
@@ -195,18 +187,19 @@ def register(app: typer.Typer) -> None:
                         "(untrained)", err=True, fg=typer.colors.YELLOW)  # fmt: skip
         splits = load_cli_data(data, seed)
         check_fits(net, splits, data)
+        layer_spec = _layers(layers)
         if layers is not None:
             from netxray.capture import resolve_layers
 
             try:
-                resolve_layers(net, _layers(layers))
+                resolve_layers(net, layer_spec)
             except ValueError as exc:
                 fail(f"--layers {layers!r}: {exc}")
         label = model if model is not None else (checkpoint.name if checkpoint else None)
         try:
             report = scan(
                 net, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n, k=k,
-                repeats=repeats, layers=_layers(layers), progress=not quiet, title=title, name=label,
+                repeats=repeats, layers=layer_spec, progress=not quiet, title=title, name=label,
             )  # fmt: skip
         except ValueError as exc:
             fail(str(exc))
@@ -252,7 +245,7 @@ def register(app: typer.Typer) -> None:
         names = _lenses(lenses)
         splits = load_cli_data(data, seed)
         models = {}
-        for name, ck in zip(_unique_names(checkpoints), checkpoints, strict=True):
+        for name, ck in zip(unique_names(checkpoints, _WEIGHT_SUFFIXES), checkpoints, strict=True):
             net = load_cli_model(ck if model is None else None, model, ck if model is not None else None)
             check_fits(net, splits, data, label=f"model {name}")
             models[name] = net

@@ -24,6 +24,7 @@ from netxray.cli._common import (
     load_checkpoint,
     load_cli_data,
     set_threads,
+    unique_names,
     write_table,
 )
 
@@ -118,14 +119,7 @@ def register(app: typer.Typer) -> None:
         check_out(out, directory=True)
         if method not in ("dtw", "resampled"):
             fail(f"--method must be dtw or resampled, got {method!r}")
-        names: list[str] = []
-        for ck in checkpoints:  # readable, unique model names
-            base = (ck.stem if ck.suffix == ".safetensors" else ck.name) or str(ck)
-            name, k = base, 1
-            while name in names:
-                k += 1
-                name = f"{base}-{k}"
-            names.append(name)
+        names = unique_names(checkpoints)
         dataset = load_cli_data(data, seed)
         opts = dict(n_samples=n_samples, seed=seed, tokens=tokens, channel_axis=channel_axis)
         tables: dict[str, Any] = {}

@@ -356,6 +356,11 @@ def _curve(
         stop = group[-1]["module"] if all(s["calls"] == 1 for s in group) else None
         for reps in repeat_groups:
             pool = np.unique(np.concatenate([subsets[r] for r in reps]))
+            # each repeat's rows in the pool's Gram matrices and its labels: the same for every layer
+            picks = []
+            for r in reps:
+                pos = np.searchsorted(pool, subsets[r])
+                picks.append((np.ix_(pos, pos), labels[subsets[r]]))
             try:
                 grams = _layer_grams(model, data, modules, pool, stop_after=stop,
                                      batch_size=batch_size, device=device)  # fmt: skip
@@ -372,9 +377,8 @@ def _curve(
                 gram, d = got
                 res["d"] = d
                 try:
-                    for r in reps:
-                        pos = np.searchsorted(pool, subsets[r])
-                        m = modularity_from_gram(gram[np.ix_(pos, pos)], labels[subsets[r]], k, d=d)
+                    for rows, rep_labels in picks:
+                        m = modularity_from_gram(gram[rows], rep_labels, k, d=d)
                         if m.status != "ok":
                             res["status"], res["error"] = m.status, "every kNN similarity was <= 0"
                         res["q"].append(m.q)

@@ -14,6 +14,7 @@ streams it through the model in batches and returns the finished :class:`Capture
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -412,9 +413,7 @@ class _Indexable:
     labels: torch.Tensor | None
 
     def __len__(self) -> int:
-        if isinstance(self.inputs, dict):
-            return int(next(iter(self.inputs.values())).shape[0])
-        return int(self.inputs.shape[0])
+        return _batch_size_of(self.inputs)
 
     def take(self, idx: torch.Tensor) -> tuple[Any, torch.Tensor | None]:
         if isinstance(self.inputs, dict):
@@ -545,7 +544,7 @@ def forward_batch(model: nn.Module, inputs: Any) -> Any:
 
 def model_device(model: nn.Module) -> torch.device | None:
     """The device of the model's first parameter or buffer (None for a stateless model)."""
-    for tensor in list(model.parameters()) + list(model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         return tensor.device
     return None
 
@@ -586,7 +585,6 @@ def iter_selected_batches(
     for batch in data:
         x, y = _split_batch(batch)
         yield x, y, None
-
 
 
 def collect(

@@ -172,8 +172,6 @@ def nonlinearity_signature(
         >>> df[["site", "op", "n", "d", "status"]].values.tolist()
         [['1', 'ReLU', 500, 16, 'ok'], ['3', 'Tanh', 500, 16, 'ok']]
     """
-    from torch import nn
-
     from netxray._meta import metadata, model_hash
     from netxray.capture import collect
 

@@ -133,11 +133,8 @@ def _make_model(
         # never modify what the user gave: train a copy
         model = copy.deepcopy(config_or_arch)
         try:
-            with torch.no_grad():
-                was = model.training
-                model.eval()
+            with eval_mode(model), torch.no_grad():
                 model(splits.train.x[:2].to(next(model.parameters()).device))
-                model.train(was)
         except Exception as exc:
             raise ValueError(
                 f"train: the model cannot take data set {name!r} samples of shape {tuple(shape)} "

@@ -317,10 +317,14 @@ def prune_study(
                                "n_removed": len(removed), "status": status}  # fmt: skip
         tuned = None
         if status == "ok":
-            pruned = prune_layers(model, removed) if removed else copy.deepcopy(model)
-            row["params"] = count_params(pruned)
-            row["macs"] = count_macs(pruned, example)
-            row["acc_pruned"] = _evaluate(pruned, splits.test)
+            if removed:
+                pruned = prune_layers(model, removed)
+                row["params"] = count_params(pruned)
+                row["macs"] = count_macs(pruned, example)
+                row["acc_pruned"] = _evaluate(pruned, splits.test)
+            else:  # the unpruned model: its cost and accuracy are the ones measured above
+                pruned = copy.deepcopy(model)
+                row.update(params=base_params, macs=base_macs, acc_pruned=acc_original)
             if variant == "original":
                 row["acc_finetuned"] = float("nan")
             else:

@@ -327,11 +327,7 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, (np.generic,)):
-        return v.item()
-    if isinstance(v, Path):
-        return str(v)
-    return str(v)
+    return v.item() if isinstance(v, np.generic) else str(v)
 
 
 def train_zoo(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -487,10 +486,3 @@ def compare_report(
         children=children,
     )
 
-
-def timed(fn: Callable[[], LensResult]) -> LensResult:
-    """Run a lens step and record its wall time."""
-    t0 = time.perf_counter()
-    res = fn()
-    res.seconds = time.perf_counter() - t0
-    return res

@@ -187,7 +187,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     meta = curve.attrs.get("meta", {})
     s = dict(curve.attrs.get("summary", {}))
     redundant = list(red.loc[red["redundant"], "layer"])
-    suggestion, removable = _pruning_suggestion(model, red)
+    suggestion, removable = _pruning_suggestion(model, redundant)
     summary: dict[str, Any] = {
         "layers": int(len(curve)),
         "Q first layer": s.get("q_first"),
@@ -232,8 +232,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     return res
 
 
-def _pruning_suggestion(model: nn.Module, red: pd.DataFrame) -> tuple[str, list[str]]:
-    redundant = list(red.loc[red["redundant"], "layer"])
+def _pruning_suggestion(model: nn.Module, redundant: list[str]) -> tuple[str, list[str]]:
     if not redundant:
         return ("Pruning suggestion: none — every probed layer still raises Q, so each one "
                 "contributes class separation."), []  # fmt: skip
@@ -552,12 +551,13 @@ def _compare_symmetry(
     side = pd.DataFrame(rows)
     # alignment distances: only between models with the same parameter layout (same architecture)
     names = list(models)
+    layouts = [_layout(models[m]) for m in names]  # once per model, not once per pair
     pairs = []
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
-            a, b = models[names[i]], models[names[j]]
-            if _layout(a) != _layout(b):
+            if layouts[i] != layouts[j]:
                 continue
+            a, b = models[names[i]], models[names[j]]
             try:
                 out = align(a, b)
                 pairs.append({"model_a": names[i], "model_b": names[j], **_alignment_numbers(out),

@@ -155,6 +155,12 @@ def distance_matrix(
     sigs = [_as_signature(s, f"signature {n!r}") for n, s in zip(names, sigs, strict=True)]
     k = len(sigs)
     d = np.zeros((k, k))
+    if method == "resampled" and k > 1:  # resample each signature once, not once per pair
+        curves = [resample(s, length) for s in sigs]
+        for i in range(k):
+            for j in range(i + 1, k):
+                d[i, j] = d[j, i] = float(np.linalg.norm(curves[i] - curves[j]))
+        return names, d
     for i in range(k):
         for j in range(i + 1, k):
             d[i, j] = d[j, i] = signature_distance(sigs[i], sigs[j], method, length=length)

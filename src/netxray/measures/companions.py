@@ -15,6 +15,15 @@ from netxray.measures.affinity import as_float64_2d
 __all__ = ["linear_cka", "linear_r2", "sparsity", "histogram_entropy"]
 
 
+def _centred_pair(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """x and y as float64 (n, d) arrays with the same n, each centred on its column means."""
+    x = as_float64_2d(x, "x")
+    y = as_float64_2d(y, "y")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same samples, got {len(x)} and {len(y)} rows")
+    return x - x.mean(axis=0), y - y.mean(axis=0)
+
+
 def linear_cka(x: Any, y: Any) -> float:
     """Linear centred kernel alignment between two representations of the same n samples.
 
@@ -28,13 +37,8 @@ def linear_cka(x: Any, y: Any) -> float:
     >>> round(linear_cka(x, 3 * x + 1), 12)
     1.0
     """
-    x = as_float64_2d(x, "x")
-    y = as_float64_2d(y, "y")
-    if len(x) != len(y):
-        raise ValueError(f"x and y must have the same samples, got {len(x)} and {len(y)} rows")
-    xc = x - x.mean(axis=0)
-    yc = y - y.mean(axis=0)
-    if max(x.shape[1], y.shape[1]) < len(x):
+    xc, yc = _centred_pair(x, y)
+    if max(xc.shape[1], yc.shape[1]) < len(xc):
         cross = np.linalg.norm(yc.T @ xc) ** 2
         nx = np.linalg.norm(xc.T @ xc)
         ny = np.linalg.norm(yc.T @ yc)
@@ -59,12 +63,7 @@ def linear_r2(x: Any, y: Any, rcond: float = 1e-10) -> float:
     >>> round(linear_r2(x, x @ np.array([[1.0], [2.0]]) - 3), 12)
     1.0
     """
-    x = as_float64_2d(x, "x")
-    y = as_float64_2d(y, "y")
-    if len(x) != len(y):
-        raise ValueError(f"x and y must have the same samples, got {len(x)} and {len(y)} rows")
-    xc = x - x.mean(axis=0)
-    yc = y - y.mean(axis=0)
+    xc, yc = _centred_pair(x, y)
     ss_tot = float(np.einsum("ij,ij->", yc, yc))
     if ss_tot == 0.0:
         return float("nan")

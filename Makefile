@@ -10,8 +10,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# Pinned first so nothing later can resolve torch to the CUDA build.
-	$(BIN)/pip install --quiet "torch==2.13.0"
+	# Pinned first so nothing later can resolve torch to another build. torch 2.14.1 +
+	# torchvision 0.29.1 lie on this machine's disk (torchvision fails to import beside 2.13.0);
+	# the model-source extras (torchvision, timm, transformers) are dev-only, never required.
+	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

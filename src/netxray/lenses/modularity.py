@@ -645,36 +645,70 @@ def plot_modularity_curve(
     path: str | None = None,
     ax: Any = None,
     label: str | None = None,
+    per_row: int = 160,
 ) -> Any:
     """Plot Q (or Q/Q_max) per layer with a ±1 std band; redundant layers shaded and marked.
 
-    ``redundant`` defaults to :func:`redundant_layers` (curve). Returns the matplotlib Figure and
-    saves it to ``path`` when given.
+    ``redundant`` defaults to :func:`redundant_layers` (curve). The x axis is labelled by layer,
+    or by stage when the names do not fit (:func:`netxray._plotting.label_positions`); a curve
+    of more than ``per_row`` layers is split over stacked rows (not when drawing into ``ax``).
+    Returns the matplotlib Figure and saves it to ``path`` when given.
     """
+    from matplotlib.collections import PolyCollection
+    from matplotlib.figure import Figure
+
+    from netxray._plotting import PAGE_WIDTH, finish_figure, label_positions, row_slices
+
     curve = _curve_frame(curve)
     if redundant is None:
         redundant = redundant_layers(curve)
-    fig, ax = _figure(ax, (max(5.0, 0.45 * len(curve) + 2), 3.6))
+    names = curve["layer"].astype(str).tolist()
+    if ax is not None:
+        fig, axes, rows = ax.figure, [ax], [slice(0, len(curve))]
+    else:
+        rows = row_slices(names, per_row)
+        width = PAGE_WIDTH if len(curve) > 12 else max(5.0, 0.45 * len(curve) + 2)
+        fig = Figure(figsize=(width, 0.6 + 3.2 * len(rows)), layout="constrained")
+        axes = list(fig.subplots(len(rows), 1, squeeze=False)[:, 0])
     mean_col, std_col = ("q_rel_mean", "q_rel_std") if relative else ("q_mean", "q_std")
-    xs = np.arange(len(curve))
-    mean = curve[mean_col].to_numpy(dtype=float)
-    std = curve[std_col].fillna(0).to_numpy(dtype=float) if std_col in curve else np.zeros_like(mean)
-    line = ax.plot(xs, mean, marker="o", label=label or ("Q / Q_max" if relative else "Q"))[0]
-    ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+    all_x = np.arange(len(curve), dtype=float)
+    all_mean = curve[mean_col].to_numpy(dtype=float)
+    all_std = curve[std_col].fillna(0).to_numpy(dtype=float) if std_col in curve else np.zeros_like(all_mean)
+    kinds = redundant["kind"].astype(str).to_numpy()
+    bad_all = (curve["status"] != "ok").to_numpy() if "status" in curve else np.zeros(len(curve), bool)
     colors = {"plateau": "tab:orange", "degradation": "tab:red"}
-    for kind, color in colors.items():
-        sel = (redundant["kind"] == kind).to_numpy()
-        for x in xs[sel]:
-            ax.axvspan(x - 0.5, x + 0.5, color=color, alpha=0.12, lw=0)
-        if sel.any():
-            ax.scatter(xs[sel], mean[sel], color=color, zorder=3, label=kind)
-    bad = (curve["status"] != "ok").to_numpy() if "status" in curve else np.zeros(len(xs), bool)
-    if bad.any():
-        ax.scatter(xs[bad], np.zeros(bad.sum()), marker="x", color="k", label="failed")
-    ax.set_xticks(xs, list(curve["layer"]), rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("Q / Q_max" if relative else "modularity Q")
-    ax.set_title("modularity curve")
-    ax.legend(fontsize=8)
+    tips = [f"{n} — Q {m:.3f} ± {s:.3f}" + (f", {k}" if k in colors else "")
+            for n, m, s, k in zip(names, all_mean, all_std, kinds, strict=True)]  # fmt: skip
+    for r, (a, sl) in enumerate(zip(axes, rows, strict=True)):
+        first = r == 0
+        xs, mean, std = all_x[sl], all_mean[sl], all_std[sl]
+        line = a.plot(xs, mean, marker="o", ms=4 if len(curve) <= 200 else 2.5,
+                      label=(label or ("Q / Q_max" if relative else "Q")) if first else None)[0]  # fmt: skip
+        a.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+        for kind, color in colors.items():
+            sel = kinds[sl] == kind
+            if sel.any():  # one collection of full-height bands, not one patch per layer
+                a.add_collection(PolyCollection(
+                    [[(x - 0.5, 0), (x + 0.5, 0), (x + 0.5, 1), (x - 0.5, 1)] for x in xs[sel]],
+                    transform=a.get_xaxis_transform(), facecolor=color, alpha=0.12, lw=0), autolim=False)  # fmt: skip
+            if sel.any():
+                a.scatter(xs[sel], mean[sel], color=color, zorder=3, s=14, label=kind)
+        bad = bad_all[sl]
+        if bad.any():
+            a.scatter(xs[bad], np.zeros(bad.sum()), marker="x", color="k", label="failed")
+        label_positions(a, names[sl], xs, tips=tips[sl])
+        if len(xs):
+            a.set_xlim(xs[0] - 0.6, xs[-1] + 0.6)
+        a.set_ylabel("Q / Q_max" if relative else "modularity Q")
+        a.grid(alpha=0.3, axis="y")
+    axes[0].set_title("modularity curve")
+    legend: dict[str, Any] = {}  # one entry per label over every row of a split curve
+    for a in axes:
+        for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
+            legend.setdefault(lab, h)
+    if legend:
+        axes[0].legend(list(legend.values()), list(legend), fontsize=8)
+    finish_figure(fig)
     _save(fig, path)
     return fig
 
@@ -683,13 +717,17 @@ def plot_layer_difference(
     curve: pd.DataFrame, *, relative: bool = False, path: str | None = None, ax: Any = None
 ) -> Any:
     """Heatmap of D_ij = |Q_i − Q_j|; returns the Figure (saved to ``path`` when given)."""
+    from netxray._plotting import finish_figure, label_positions
+
     d = layer_difference(curve, relative=relative)
     n = len(d)
-    fig, ax = _figure(ax, (max(4.0, 0.4 * n + 2), max(3.5, 0.4 * n + 1.5)))
+    side = min(10.0, max(3.5, 0.4 * n + 1.5))
+    fig, ax = _figure(ax, (side + 1.0, side))
     im = ax.imshow(d.to_numpy(), cmap="viridis", vmin=0)
-    ax.set_xticks(range(n), list(d.columns), rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(n), list(d.index), fontsize=7)
+    label_positions(ax, [str(c) for c in d.columns], axis="x", separators=False, hover=False)
+    label_positions(ax, [str(c) for c in d.index], axis="y", separators=False)
     ax.set_title("layer difference |Q_i − Q_j|")
     fig.colorbar(im, ax=ax)
+    finish_figure(fig)
     _save(fig, path)
     return fig

@@ -222,4 +222,4 @@ def test_itemized_notes_are_grouped_by_reason():
     assert out.count("<details>") == 1  # three names are shown inline, 58 folded away
     assert "<b>3</b> layers: grouped convolution — <code>features.0.1</code>" in out
     assert out.count("plain caveat") == 1 and "×2" in out
-    assert "Not analysed</b> (61 layers)" in out
+    assert "Not analysed</b> (61 layers)." in out

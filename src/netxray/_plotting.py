@@ -119,14 +119,42 @@ def stage_groups(names: Sequence[str], max_groups: int) -> tuple[int | None, lis
 
 
 def short_label(text: str, limit: int = 30) -> str:
-    """``text`` cut in the middle to at most ``limit`` characters (the ends say the most).
+    """``text`` shortened to at most ``limit`` characters, keeping what tells sites apart.
 
+    Module-path components are dropped from the middle, the longest named one first (numbers,
+    the first and the last component stay), each run of dropped ones shown as ``…``; when that
+    is not enough the text is cut in the middle.
+
+    >>> short_label("bert.encoder.layer.3.intermediate.intermediate_act_fn:F.gelu", 30)
+    'bert.encoder.layer.3.…:F.gelu'
     >>> short_label("features.3.1.block.2.scale_activation", 20)
     'features.3…ctivation'
     """
     text = str(text)
     if len(text) <= limit:
         return text
+    path, sep, func = text.partition(":")
+    parts = path.split(".")
+    keep = [True] * len(parts)
+
+    def render() -> str:
+        out: list[str] = []
+        for p, k in zip(parts, keep, strict=True):
+            if k:
+                out.append(p)
+            elif not out or out[-1] != "…":
+                out.append("…")
+        return ".".join(out) + (sep + func)
+
+    middle = sorted((i for i in range(1, len(parts) - (0 if sep else 1)) if not parts[i].isdigit()),
+                    key=lambda i: (-len(parts[i]), -i))  # fmt: skip
+    for i in middle:
+        if len(render()) <= limit:
+            break
+        keep[i] = False
+    short = render()
+    if len(short) <= limit:
+        return short
     head = (limit - 1) // 2 + (limit - 1) % 2
     return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
 
@@ -167,6 +195,8 @@ class _Named:
 
 # axes → the named positions registered on it (weak: a figure that is dropped is forgotten)
 _REGISTRY: weakref.WeakKeyDictionary[Any, list[_Named]] = weakref.WeakKeyDictionary()
+# x axes whose few labels start horizontal and turn vertical only if they collide
+_UPRIGHT: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def label_positions(
@@ -209,8 +239,11 @@ def label_positions(
     depth, groups = stage_groups(names, max_labels)
     centers = [(pos[g.start] + pos[g.stop - 1]) / 2 for g in groups]
     labels = [short_label(g.label, limit) for g in groups]
-    rot = 90 if axis == "x" else 0
+    upright = axis == "x" and len(labels) <= 12  # few labels: horizontal if they fit side by side
+    rot = 90 if axis == "x" and not upright else 0
     target.set_ticks(centers, labels, fontsize=fontsize, rotation=rot)
+    if upright:
+        _UPRIGHT.add(target)
     if depth is not None:  # grouped: a short mark at each position, a faint line between groups
         # one Line2D of markers, not hundreds of minor Tick objects (each a line and two texts)
         marks = dict(ls="none", color="0.35", ms=3, clip_on=False, zorder=1)
@@ -264,7 +297,7 @@ def finish_figure(fig: Any, *, pad: float = 1.0, rounds: int = 3) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         FigureCanvasAgg(fig)
-    for _ in range(rounds):
+    for _ in range(rounds + 1):
         fig.draw_without_rendering()
         renderer = fig.canvas.get_renderer()
         changed = False
@@ -277,6 +310,12 @@ def finish_figure(fig: Any, *, pad: float = 1.0, rounds: int = 3) -> None:
                 key = (lambda b: b.x0) if axis is ax.xaxis else (lambda b: b.y0)
                 order = sorted(range(len(labels)), key=lambda i: key(boxes[i]))
                 keep = _overlapping([boxes[i] for i in order], pad)
+                if axis in _UPRIGHT:  # decided once: horizontal if all fit, else vertical
+                    _UPRIGHT.discard(axis)
+                    if not all(keep):
+                        axis.set_tick_params(which="major", labelrotation=90)
+                        changed = True
+                        continue
                 for i, k in zip(order, keep, strict=True):
                     if not k:
                         labels[i].set_visible(False)

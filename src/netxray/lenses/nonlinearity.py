@@ -353,7 +353,7 @@ def plot_signatures(
     named = isinstance(table, pd.DataFrame) and "site" in table and x == "index"
     rows = row_slices(table["site"].astype(str).tolist(), per_row) if named else [slice(0, max(lengths))]
     width = PAGE_WIDTH if max(lengths) > 12 else max(6.0, min(PAGE_WIDTH, 0.3 * max(lengths) + 4))
-    fig = Figure(figsize=(width, 3.0 + 3.2 * len(rows) if named else 4.2), layout="constrained")
+    fig = Figure(figsize=(width, 1.4 + 3.0 * len(rows) if named else 4.2), layout="constrained")
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
     for r, (ax, rows_slice) in enumerate(zip(axes, rows, strict=True)):
         first = r == 0
@@ -392,9 +392,7 @@ def plot_signatures(
             ax.set_xlim(pos[0] - 0.6, pos[-1] + 0.6)
         ax.set_ylabel("ρ_aff (1 = affine)")
         ax.grid(alpha=0.3, axis="y")
-    axes[-1].set_xlabel("relative depth" if x == "relative" else
-                        "activation call in execution order (labels: sites, or their stage when the "
-                        "names do not fit)")  # fmt: skip
+    axes[-1].set_xlabel("relative depth" if x == "relative" else "activation call (execution order)")
     if title is None and single and isinstance(signatures, pd.DataFrame):
         meta = signatures.attrs.get("meta", {})
         title = f"non-linearity signature (n = {meta.get('n', '?')}, data = {meta.get('data', '?')})"

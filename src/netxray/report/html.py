@@ -88,15 +88,19 @@ class ItemizedNote(str):
     lead: str
     items: tuple[tuple[str, str], ...]
     noun: str
+    detail: str
 
-    def __new__(cls, lead: str, items: Iterable[tuple[str, str]], noun: str = "layers") -> ItemizedNote:
+    def __new__(
+        cls, lead: str, items: Iterable[tuple[str, str]], noun: str = "layers", detail: str = ""
+    ) -> ItemizedNote:
         pairs = tuple((str(n), str(r)) for n, r in items)
-        obj = super().__new__(cls, f"{lead}: " + "; ".join(f"{n} ({r})" for n, r in pairs))
-        obj.lead, obj.items, obj.noun = str(lead), pairs, str(noun)
+        text = f"{lead}" + (f" ({detail})" if detail else "") + ": " + "; ".join(f"{n} ({r})" for n, r in pairs)
+        obj = super().__new__(cls, text)
+        obj.lead, obj.items, obj.noun, obj.detail = str(lead), pairs, str(noun), str(detail)
         return obj
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (ItemizedNote, (self.lead, self.items, self.noun))
+        return (ItemizedNote, (self.lead, self.items, self.noun, self.detail))
 
     def groups(self) -> list[tuple[str, list[str]]]:
         """``(reason, names)`` per distinct reason, the most frequent first (ties: first seen)."""
@@ -229,8 +233,9 @@ def notes_html(notes: Sequence[str]) -> str:
                 lines.append(f'<details><summary>{head} — show list</summary><div class="names">'
                              f"{listing}</div></details>")  # fmt: skip
         noun = note.noun if total != 1 else _singular(note.noun)
-        parts.append(f'<div class="info"><b>{html.escape(note.lead)}</b> ({total} {html.escape(noun)}){times}'
-                     f"{''.join(lines)}</div>")  # fmt: skip
+        detail = f" {html.escape(note.detail)}" if note.detail else ""
+        parts.append(f'<div class="info"><b>{html.escape(note.lead)}</b> ({total} {html.escape(noun)}){times}.'
+                     f"{detail}{''.join(lines)}</div>")  # fmt: skip
     return "".join(parts)
 
 

@@ -112,7 +112,9 @@ def symmetry_figure(group: pd.DataFrame, bounds: pd.DataFrame | None) -> Figure 
     names = group["axis"].astype(str).tolist()
     tips = [f"{a} — {s} units, log10 d! = {p:.4g}" + (f", sign flips +{f:.4g}" if f else "")
             for a, s, p, f in zip(names, group["size"], perm, flips, strict=True)]  # fmt: skip
-    label_positions(axes[0], names, x, tips=tips)
+    # an axis is named "writer->reader"; the writing layer labels it, the tooltip names both
+    writers = group["layer"].astype(str).tolist() if "layer" in group else names
+    label_positions(axes[0], writers, x, tips=tips)
     axes[0].set_xlim(-0.6, len(names) - 0.4)
     axes[0].set(ylabel="log10 of group order", title="symmetry group per axis (d units)")
     axes[0].legend(fontsize=8)

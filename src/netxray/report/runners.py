@@ -154,12 +154,12 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
         if len(bad):
             err = bad["error"].fillna("").astype(str) if "error" in bad else pd.Series("", index=bad.index)
             res.notes.append(ItemizedNote(
-                f"Sites with a non-ok status, {len(bad)} of {len(df)} ('degenerate': a constant output, "
-                "a dead unit, scored 1.0 as in the reference; the others have no score; see the status "
-                "and error columns)",
+                f"Sites with a non-ok status, {len(bad)} of {len(df)}",
                 [(site, st if st == "degenerate" or not e else f"{st}: {e}")
                  for site, st, e in zip(bad["site"].astype(str), bad["status"].astype(str), err, strict=True)],
                 noun="sites",
+                detail="'degenerate': a constant output (a dead unit), scored 1.0 as in the reference; "
+                "the others have no score; see the status and error columns of the table",
             ))  # fmt: skip
         res.plots.append(figure_to_plot(
             plot_signatures(df), "Non-linearity signature",
@@ -386,7 +386,12 @@ def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
         listed = "not analysed: " + "; ".join(not_analysed)
         if not_analysed and listed in statement:  # the list follows as its own grouped note
             statement = statement.replace(listed, f"{len(not_analysed)} parts not analysed (listed below)")
+        statement, _, fixed = statement.partition(_FIXED)
         res.notes.append(f"What was analysed: {statement}")
+        if fixed:
+            res.notes.append(ItemizedNote("Tensors fixed by every symmetry (output side)",
+                                          [(t, "fixed by every symmetry") for t in fixed.split(", ")],
+                                          noun="tensors"))  # fmt: skip
     if not_analysed:
         res.notes.append(ItemizedNote("Not analysed", _named_items(not_analysed), noun="parts"))
     bounds = None
@@ -418,6 +423,9 @@ def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
             + ("; right: the classical and permutation-reduced log10 covering bounds." if bounds is not None else "."),
         ))  # fmt: skip
     return res
+
+
+_FIXED = "; tensors fixed by every symmetry (output side): "  # how the symmetry lens lists them
 
 
 def _fmt_num(v: Any) -> str:

@@ -368,7 +368,7 @@ def test_large_model_report_reads_in_chromium(name, tmp_path):
     png = base64.b64decode(shot["data"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     (tmp_path / f"report-{name}.png").write_bytes(png)
-    if os.environ.get("NETXRAY_SCREENSHOTS"):  # `make screenshots`: refresh the ones in docs/
+    if os.environ.get("NETXRAY_SCREENSHOTS"):  # NETXRAY_SCREENSHOTS=docs pytest -k large: refresh docs/
         target = Path(os.environ["NETXRAY_SCREENSHOTS"])
         target.mkdir(parents=True, exist_ok=True)
         (target / f"report-{name}.png").write_bytes(png)

@@ -154,7 +154,7 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
         if len(bad):
             err = bad["error"].fillna("").astype(str) if "error" in bad else pd.Series("", index=bad.index)
             res.notes.append(ItemizedNote(
-                f"Sites with a non-ok status, {len(bad)} of {len(df)}",
+                f"Sites with a non-ok status, out of {len(df)}",
                 [(site, st if st == "degenerate" or not e else f"{st}: {e}")
                  for site, st, e in zip(bad["site"].astype(str), bad["status"].astype(str), err, strict=True)],
                 noun="sites",

@@ -252,7 +252,8 @@ def test_failed_lens_note_is_visible_in_chromium(tmp_path, digits):
 # small n so each report builds in seconds: a torchvision EfficientNet-B0 (65 activation sites,
 # 213 weight tensors, 82 layers in the strength graph) and a BERT built from a small config.
 
-FIRST_SCREEN_LINES = 12  # text lines a section may show before its first plot or table
+FIRST_SCREEN_LINES = 12  # text lines a section may show before its first plot
+NO_PLOT_LINES = 20  # a section without a plot (its caveats are its finding): lines before its tables
 LINE_PX = 18  # one line of the report's body text (14 px font)
 
 
@@ -289,12 +290,20 @@ LAYOUT_JS = """
     .filter(s => !['summary', 'metadata'].includes(s.id))
     .map(s => {
       const top = s.getBoundingClientRect().top;
-      const first = s.querySelector('img.plot, details, table');
+      const first = s.querySelector(':scope > figure img.plot, :scope > details');
       return {id: s.id, before: first ? first.getBoundingClientRect().top - top : s.offsetHeight,
-              first: first ? first.tagName : null};
+              first: first ? first.tagName : null, plot: !!s.querySelector('img.plot')};
     });
   const hot = [...document.querySelectorAll('.plotbox .hot')];
+  // a slot is what the pointer finds at its centre (nothing covers it): sample every 7th
+  const hit = hot.filter((h, i) => i % 7 === 0).map(h => {
+    h.scrollIntoView({block: 'center'});
+    const r = h.getBoundingClientRect();
+    return document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2) === h;
+  });
+  window.scrollTo(0, 0);
   return {
+    hit,
     plots: imgs.map(i => ({alt: i.alt, naturalWidth: i.naturalWidth, offsetWidth: i.offsetWidth,
                            offsetHeight: i.offsetHeight, boxWidth: i.parentElement.offsetWidth})),
     sections, main: document.querySelector('main').offsetWidth,
@@ -359,10 +368,11 @@ def test_large_model_report_reads_in_chromium(name, tmp_path):
     # names on demand: a hover slot per site of the signature, each titled with its name
     assert page["hot"] >= len(sites) and page["hotVisible"] == page["hot"]
     assert all(any(t.startswith(s + " ") for t in page["titles"]) for s in sites[:50])
+    assert page["hit"] and all(page["hit"]), "a hover slot is covered by something else"
     for s in page["sections"]:
         assert s["first"] is not None, f"section {s['id']} has neither plot nor table"
-        lines = s["before"] / LINE_PX
-        assert lines <= FIRST_SCREEN_LINES, f"section {s['id']}: {lines:.1f} lines before its first plot"
+        lines, limit = s["before"] / LINE_PX, FIRST_SCREEN_LINES if s["plot"] else NO_PLOT_LINES
+        assert lines <= limit, f"section {s['id']}: {lines:.1f} lines before its first {s['first']}"
     assert not any(page["details"]), "exception lists start folded"
 
     png = base64.b64decode(shot["data"])
@@ -373,4 +383,5 @@ def test_large_model_report_reads_in_chromium(name, tmp_path):
         target.mkdir(parents=True, exist_ok=True)
         (target / f"report-{name}.png").write_bytes(png)
     size = index.stat().st_size
-    print(f"{name}: {len(sites)} sites, report {size} bytes, built and saved in {seconds:.1f} s")
+    print(f"{name}: {len(sites)} sites, report {size} bytes, built and saved in {seconds:.1f} s; "
+          f"lines before the first plot: {[round(s['before'] / LINE_PX, 1) for s in page['sections']]}")

@@ -94,12 +94,16 @@ def _typed_items(lines: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+_PATH = re.compile(r"^[\w.#:<>\[\]-]+$")  # a module path or site name: no spaces
+
+
 def _named_items(lines: list[str]) -> list[tuple[str, str]]:
-    """``"path: reason"`` lines as ``(path, reason)`` pairs."""
+    """``"path: reason"`` lines as ``(path, reason)`` pairs; a line that does not start with a
+    module path is a remark about the whole model, ``("(model)", line)``."""
     out = []
     for line in lines:
         name, sep, reason = str(line).partition(": ")
-        out.append((name, reason) if sep else (str(line), "not analysed"))
+        out.append((name, reason) if sep and _PATH.match(name) else ("(model)", str(line)))
     return out
 
 

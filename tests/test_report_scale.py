@@ -223,3 +223,10 @@ def test_itemized_notes_are_grouped_by_reason():
     assert "<b>3</b> layers: grouped convolution — <code>features.0.1</code>" in out
     assert out.count("plain caveat") == 1 and "×2" in out
     assert "Not analysed</b> (61 layers)." in out
+
+
+def test_reasons_quoting_their_own_name_group_together():
+    items = [(f"layer{i}.relu#0", f"no module 'layer{i}.relu#0' in ResNet") for i in range(5)]
+    note = ItemizedNote("Redundant but not removable", items + [("fc", "the head")])
+    assert note.groups() == [("no module '‹name›' in ResNet", [n for n, _ in items]), ("the head", ["fc"])]
+    assert "<b>5</b> layers: no module &#x27;‹name›&#x27; in ResNet — show list" in notes_html([note])

@@ -293,6 +293,8 @@ def finish_figure(fig: Any, *, pad: float = 1.0, rounds: int = 3) -> None:
     so a figure passed through it has no two visible tick labels touching. Repeats the layout
     while hiding changes it (a constrained layout may move an axes once labels are hidden).
     """
+    while getattr(fig, "figure", fig) is not fig:  # a SubFigure (drawing into a user's axes): its root
+        fig = fig.figure
     if not hasattr(fig.canvas, "get_renderer"):  # a bare Figure: measure text with Agg
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -103,10 +103,13 @@ class ItemizedNote(str):
         return (ItemizedNote, (self.lead, self.items, self.noun, self.detail))
 
     def groups(self) -> list[tuple[str, list[str]]]:
-        """``(reason, names)`` per distinct reason, the most frequent first (ties: first seen)."""
+        """``(reason, names)`` per distinct reason, the most frequent first (ties: first seen).
+        A reason that quotes its own item's name ("no module 'layer1.0.relu#0' in ResNet") is
+        grouped with the others of its kind, the name shown as ‹name›."""
         by: dict[str, list[str]] = {}
         for name, reason in self.items:
-            by.setdefault(reason, []).append(name)
+            key = reason.replace(name, "‹name›") if name and len(name) > 1 else reason
+            by.setdefault(key, []).append(name)
         return sorted(by.items(), key=lambda kv: -len(kv[1]))
 
 

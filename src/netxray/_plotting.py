@@ -216,9 +216,11 @@ def label_positions(
 
     Up to ``max_labels`` names: one tick per position, labelled with its (middle-shortened)
     name. More: one labelled tick per group of consecutive names sharing a module-path prefix
-    (:func:`stage_groups`), at the group's centre, a small unlabelled tick per position and a
-    faint line between groups. x labels are vertical so that their extents never overlap
-    sideways; :func:`finish_figure` hides any label that would still touch its neighbour. The
+    (:func:`stage_groups`), at the group's centre, a short mark at each position and a faint
+    line between groups. Names longer than ``limit`` characters lose middle path parts
+    (:func:`short_label`; the tooltip keeps the whole name). x labels are vertical (a dozen or
+    fewer stay horizontal when they fit side by side), so their extents never overlap sideways;
+    :func:`finish_figure` hides any label that would still touch its neighbour. The
     positions and ``tips`` (default: the names) are registered for :func:`hover_regions` unless
     ``hover`` is false (a heat map names its rows, not also its columns, on hover).
     """

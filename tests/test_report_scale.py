@@ -123,6 +123,8 @@ def test_no_tick_labels_overlap(n):
         labelled = [t for t in texts if any(t in name or t.replace("…", "") in name for name in names)
                     or any(name.startswith(t.split("…")[0]) for name in names)]  # fmt: skip
         assert labelled, f"{what} at {n}: no tick label names a position ({texts[:5]})"
+        if n >= 100:  # a stage per label, not one label for the whole model
+            assert len(set(labelled)) >= 8, f"{what} at {n}: only {sorted(set(labelled))} label the axis"
         if n >= 100:  # at scale, the plots span the page
             assert fig.get_size_inches()[0] >= PAGE_WIDTH - 1e-9, f"{what} at {n}: narrower than the page"
 
@@ -186,6 +188,10 @@ def test_stage_groups_known_layouts():
     assert depth == 4 and groups[0].label == "bert.encoder.layer.0" and groups[-1].label == "bert.pooler.activation"
     vit = [f"encoder.layers.encoder_layer_{i}.mlp.{j}" for i in range(12) for j in (1, 4)]
     assert [g.label for g in stage_groups(vit, 12)[1]][7] == "encoder.layers.encoder_layer_7"
+    # one level fits but says nothing ("features"): the next one (42 stages) is used, thinned
+    stages = [f"features.{i // 12}.{i % 12}" for i in range(500)]
+    depth, groups = stage_groups(stages, 40)
+    assert depth == 2 and len(groups) == 42 and groups[41].label == "features.41"
     # groups are contiguous runs that cover every position once
     for _, groups in (stage_groups(site_names(500), 40), stage_groups(resnet, 8)):
         assert groups[0].start == 0 and all(a.stop == b.start for a, b in zip(groups, groups[1:], strict=False))

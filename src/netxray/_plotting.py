@@ -93,8 +93,10 @@ def stage_groups(names: Sequence[str], max_groups: int) -> tuple[int | None, lis
     number of contiguous runs is at most ``max_groups``.
 
     Returns ``(depth, groups)``; ``depth`` is None when every name gets its own group (the names
-    themselves fit). When even the first component gives more than ``max_groups`` runs, depth 1
-    is returned anyway (the labels are thinned when drawn).
+    themselves fit). When the level that fits says almost nothing (fewer than ``max_groups // 4``
+    groups, e.g. one ``features``) and the next level has at most ``4 * max_groups`` runs, the
+    next level is returned, its labels thinned when drawn; when even the first component gives
+    too many runs, depth 1 is returned anyway (thinned as well).
 
     >>> names = [f"layer{s}.{b}.relu" for s in (1, 2) for b in range(3)]
     >>> d, g = stage_groups(names, 3)
@@ -107,12 +109,19 @@ def stage_groups(names: Sequence[str], max_groups: int) -> tuple[int | None, lis
     parts = [_parts(n) for n in names]
     deepest = max(len(p) for p in parts)
     best: tuple[int, list[Group]] | None = None
+    over: tuple[int, list[Group]] | None = None  # the first level with too many runs
     for depth in range(1, deepest + 1):
         runs = _runs([".".join(p[:depth]) for p in parts])
         if len(runs) > max_groups:
+            over = (depth, runs)
             break
         if best is None or len(runs) > len(best[1]):  # a deeper prefix that splits nothing further
             best = (depth, runs)                       # only makes the labels longer
+    # a level that says almost nothing ("features" for 500 sites) loses to the next one when that
+    # is at most 4× over: finish_figure thins its labels, the separators still show every group
+    if over is not None and (best is None or len(best[1]) < max(2, max_groups // 4)) \
+            and len(over[1]) <= 4 * max_groups:
+        return over
     if best is None:
         return 1, _runs([p[0] for p in parts])
     return best

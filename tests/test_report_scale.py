@@ -236,3 +236,22 @@ def test_reasons_quoting_their_own_name_group_together():
     note = ItemizedNote("Redundant but not removable", items + [("fc", "the head")])
     assert note.groups() == [("no module '‹name›' in ResNet", [n for n, _ in items]), ("the head", ["fc"])]
     assert "<b>5</b> layers: no module &#x27;‹name›&#x27; in ResNet — show list" in notes_html([note])
+
+
+@pytest.mark.parametrize("n", (10, 100))
+def test_heat_maps_of_many_layers_or_models(n):
+    """Square heat maps name rows and columns with the same helper: no overlap on either axis."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    from netxray.lenses.modularity import plot_layer_difference
+
+    assert_no_overlap(plot_layer_difference(curve_table(n)), f"layer difference at {n}")
+    names = [f"model_{i}" for i in range(n)]
+    a = np.abs(np.random.default_rng(n).normal(size=(n, n)))
+    a = (a + a.T) / 2
+    np.fill_diagonal(a, 0)
+    fig = P.distance_and_dendrogram(pd.DataFrame(a, index=names, columns=names),
+                                    linkage(squareform(a), "average"))  # fmt: skip
+    texts = assert_no_overlap(fig, f"distance matrix at {n}")
+    assert sum(t in names for t in texts) >= min(n, 8)

@@ -39,6 +39,7 @@ from netxray.capture.inputs import (  # noqa: F401  (re-exported: the data secti
     iter_selected_batches,
     model_device,
     model_dtype,
+    place_model,
     select_indices,
 )
 from netxray.capture.reducers import Reducer, RowStore, SeqLayout, TokenRule, make_row_store
@@ -436,10 +437,13 @@ def collect(
 ) -> Capture:
     """Run a seeded random subset of ``data`` through ``model`` (eval mode, no grad) and observe it.
 
-    Samples: indexable data (Dataset, tensor, (x, y), dict of tensors) is subsampled up front to
-    ``n_samples`` indices drawn with ``numpy.random.default_rng(seed)``; a stream of batches is
-    passed through whole with a seeded reservoir keeping ``n_samples`` of them. The model's
-    train/eval flags are restored afterwards, and hooks removed, even when the forward raises.
+    ``data``: any container :func:`netxray.capture.inputs.resolve_samples` reads (Dataset,
+    DataLoader, tensors, (x, y), dict batches, numpy arrays, a stream of batches...). Samples:
+    the ``n_samples`` indices :func:`~netxray.capture.inputs.select_indices` draws with ``seed``
+    (a stream is read once, keeping only those), in data order, ``batch_size`` at a time; the
+    same samples in another container give the same sites. ``device``: None runs where the
+    model is; another device runs a copy of the model there. The model's train/eval flags are
+    restored afterwards, and hooks removed, even when the forward raises.
 
     Returns the finished :class:`Capture`: ``.sites`` (execution order), ``.labels`` of the kept
     samples, ``.indices`` (dataset indices, for indexable data).
@@ -452,7 +456,9 @@ def collect(
     """
     if n_samples is not None and n_samples <= 0:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
-    target = torch.device(device) if device is not None else model_device(model)
+    # device=None runs where the model is; another device runs a copy there (the user's model
+    # is never moved)
+    model, target = place_model(model, device)
     dtype = model_dtype(model)
     cap = Capture(
         model,
@@ -465,10 +471,8 @@ def collect(
     )
     labels: list[torch.Tensor] = []
     indices: list[np.ndarray] = []
-    streaming = False
-    seen = 0
-    keys = torch.empty(0)
-    gen = torch.Generator().manual_seed(seed)
+    # every container yields the samples select_indices chooses (a stream is read once, keeping
+    # only those), so the same samples give the same sites whatever the container
     with eval_mode(model), torch.no_grad(), cap:
         for inputs, y, idx in iter_selected_batches(
             data, n_samples=n_samples, seed=seed, batch_size=batch_size
@@ -480,21 +484,9 @@ def collect(
             forward_batch(model, _to_model(inputs, target, dtype))
             if y is not None:
                 labels.append(y.detach().cpu())
-            if idx is not None:
-                indices.append(idx)
-                continue
-            # a stream: keep the n_samples samples with the smallest seeded random keys
-            streaming = True
-            seen += b
-            keys = torch.cat([keys, torch.rand(b, generator=gen)])
-            if n_samples is not None and keys.shape[0] > n_samples:
-                keep = torch.sort(torch.topk(keys, n_samples, largest=False).indices).values
-                keys = keys[keep]
-                cap._select(keep)
-                if labels:
-                    labels = [torch.cat(labels)[keep]]
+            indices.append(idx)
     cap.labels = torch.cat(labels) if labels else None
-    cap.indices = np.concatenate(indices) if indices and not streaming else None
-    if not cap._states and not labels and not indices and not seen:
+    cap.indices = np.concatenate(indices) if indices else None
+    if not indices:
         raise ValueError("data yielded no samples")
     return cap

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from netxray._meta import eval_mode, metadata, model_hash
-from netxray.capture import as_indexable, model_device
+from netxray.capture.inputs import _Indexable, model_device, model_dtype, place_model
 from netxray.lenses.modularity import (
     _curve,
     _data_name,
@@ -162,6 +162,45 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     return correct / max(len(x), 1)
 
 
+class _KeywordInput(nn.Module):
+    """``model(**{key: x})`` or ``model(*x)`` as ``f(x)``, for the attacks (never for the curve,
+    whose layer names must stay the model's own)."""
+
+    def __init__(self, model: nn.Module, key: str | int) -> None:
+        super().__init__()
+        self.model, self.key = model, key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x) if isinstance(self.key, int) else self.model(**{self.key: x})
+        logits = getattr(out, "logits", out)
+        return logits if isinstance(logits, torch.Tensor) else logits[0]
+
+
+def _single_input(inputs: Any) -> tuple[str | int | None, torch.Tensor]:
+    """(key, the tensor to attack): key None for a bare tensor, the name for a one-entry dict,
+    0 for a one-element tuple. Anything else cannot be attacked: one clear error."""
+    key: str | int | None = None
+    x = inputs
+    if isinstance(inputs, dict) and len(inputs) == 1:
+        key, x = next(iter(inputs.items()))
+    elif isinstance(inputs, tuple) and len(inputs) == 1:
+        key, x = 0, inputs[0]
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        what = (f"{len(inputs)} inputs" if isinstance(inputs, (dict, tuple))
+                else f"a {getattr(x, 'dtype', type(x).__name__)} tensor")  # fmt: skip
+        raise TypeError(
+            "adversarial_curves: the model must take one floating-point input tensor to be "
+            f"attacked; the data gives {what} (token ids or several inputs cannot be attacked)"
+        )
+    return key, x
+
+
+def _rebuild(key: str | int | None, x: torch.Tensor) -> Any:
+    if key is None:
+        return x
+    return (x,) if isinstance(key, int) else {key: x}
+
+
 def adversarial_curves(
     model: nn.Module,
     data: Any,
@@ -176,6 +215,7 @@ def adversarial_curves(
     pgd_steps: int = 10,
     clamp: tuple[float, float] | None = None,
     batch_size: int = 256,
+    device: str | torch.device | None = None,
 ) -> pd.DataFrame:
     """Modularity curves of clean and adversarial inputs, with the true labels as communities.
 
@@ -183,6 +223,11 @@ def adversarial_curves(
     by layer like :func:`netxray.modularity_curve`. Returns a long DataFrame (the curve columns
     plus ``condition`` = "clean" | "fgsm" | "pgd"); ``attrs["summary"]`` has the accuracy on the
     measured samples under each condition, ``attrs["meta"]`` the settings.
+
+    ``data``: labelled samples in any container (see
+    :func:`netxray.capture.inputs.resolve_samples`) whose inputs are one float tensor; only the
+    measured samples are loaded. ``clamp`` defaults to the min and max of those samples.
+    ``device``: None (where the model is), ``"cpu"``, ``"cuda"`` or ``"auto"``.
 
     Example:
         >>> from netxray.models import build_model
@@ -197,32 +242,35 @@ def adversarial_curves(
     if bad or not attacks:
         raise ValueError(f"unknown attack(s) {bad or attacks}; expected some of {list(ATTACKS)}")
     data_ = _indexable(data, "adversarial_curves")
-    if not isinstance(data_.inputs, torch.Tensor):
-        raise TypeError("adversarial_curves: inputs must be one tensor (dict inputs cannot be attacked)")
-    x_all, y_all = data_.inputs, data_.labels.to(torch.int64)
-    labels = y_all.numpy()
+    labels = data_.labels.detach().cpu().numpy()
     n_eff = min(int(n), len(labels))
     paths = _default_layers(model, layers)
     subsets = stratified_subsets(labels, n_eff, repeats, seed)
-    pool = torch.from_numpy(np.unique(np.concatenate(subsets)))
-    lo_hi = _bounds(x_all, clamp)
-    target = model_device(model)
+    # only the measured samples (the union of the subsets) are loaded and attacked
+    pool = np.unique(np.concatenate(subsets))
+    inputs, y_pool = data_.take(pool)
+    # one input tensor, given bare or as the model's single keyword/positional argument
+    key, x_pool = _single_input(inputs)
+    y_pool = y_pool.to(torch.int64)
+    lo_hi = _bounds(x_pool, clamp)
+    run_model, target = place_model(model, device)
+    attacked = run_model if key is None else _KeywordInput(run_model, key)
+    dtype = model_dtype(run_model)
+    if dtype is not None:
+        x_pool = x_pool.to(dtype)  # attacked in the model's own dtype
+    pool_subsets = [np.searchsorted(pool, s_) for s_ in subsets]  # positions in the pool
     frames, accs = [], {}
-    x_pool, y_pool = x_all[pool], y_all[pool]
     for cond in ["clean", *attacks]:
         if cond == "clean":
-            x_cond = x_all
-            accs[cond] = _accuracy(model, x_pool, y_pool)
+            x_cond = x_pool
+        elif cond == "fgsm":
+            x_cond = fgsm(attacked, x_pool, y_pool, eps, clamp=lo_hi, batch_size=batch_size)
         else:
-            if cond == "fgsm":
-                adv = fgsm(model, x_pool, y_pool, eps, clamp=lo_hi, batch_size=batch_size)
-            else:
-                adv = pgd(model, x_pool, y_pool, eps, steps=pgd_steps, seed=seed, clamp=lo_hi,
-                          batch_size=batch_size)  # fmt: skip
-            accs[cond] = _accuracy(model, adv, y_pool)
-            x_cond = x_all.clone()
-            x_cond[pool] = adv
-        frame = _curve(model, as_indexable((x_cond, y_all)), subsets, paths, k=int(k),
+            x_cond = pgd(attacked, x_pool, y_pool, eps, steps=pgd_steps, seed=seed, clamp=lo_hi,
+                         batch_size=batch_size)  # fmt: skip
+        accs[cond] = _accuracy(attacked, x_cond, y_pool)
+        rebuilt = _Indexable(_rebuild(key, x_cond), y_pool)
+        frame = _curve(run_model, rebuilt, pool_subsets, paths, k=int(k),
                        batch_size=batch_size, device=target, progress=False)  # fmt: skip
         frame.insert(0, "condition", cond)
         frames.append(frame)

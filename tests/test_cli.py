@@ -62,7 +62,18 @@ def test_a_failed_lens_is_reported_on_stderr_even_when_quiet(checkpoint, tmp_pat
         app, ["scan", str(checkpoint), "--lenses", "modularity,symmetry", "--modularity-n", "2",
               "--out", str(tmp_path / "r"), "--quiet"],  # fmt: skip
     )
-    assert result.exit_code == 0, result.output
-    assert "Report:" in result.stdout
+    # the report is written, and the exit status says a lens failed (3), unless --allow-partial
+    assert result.exit_code == 3, result.output
+    assert "Report:" in result.stdout and (tmp_path / "r" / "index.html").is_file()
     assert "warning: modularity: ValueError: k must be" in result.stderr
     assert "symmetry" not in result.stderr
+    again = CliRunner().invoke(
+        app, ["scan", str(checkpoint), "--lenses", "modularity,symmetry", "--modularity-n", "2",
+              "--out", str(tmp_path / "r2"), "--quiet", "--allow-partial"],  # fmt: skip
+    )
+    assert again.exit_code == 0, again.output
+    assert "warning: modularity" in again.stderr
+    ok = CliRunner().invoke(
+        app, ["scan", str(checkpoint), "--lenses", "symmetry", "--out", str(tmp_path / "r3"), "--quiet"]
+    )
+    assert ok.exit_code == 0, ok.output

@@ -426,6 +426,10 @@ def _resolve(data: Any, *, n_samples: int | None, seed: int, batch_size: int) ->
         return _checked(
             _Indexable(_as_tensor(data.x, "data.x"), _as_tensor(data.y, "data.y"), name=name)
         )
+    if isinstance(getattr(data, "inputs", None), Mapping) and hasattr(data, "y"):
+        # in-memory keyword inputs with labels (netxray.data.sources.LabelledInputs)
+        inputs, _ = _split_dict(data.inputs)
+        return _checked(_Indexable(inputs, _as_tensor(data.y, "data.y"), name=name))
     if isinstance(data, (torch.Tensor, np.ndarray)):
         return _Indexable(_as_tensor(data, "data"), None, name=name)
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], (torch.Tensor, np.ndarray)):

@@ -315,6 +315,8 @@ def load_tokenizer(tokenizer: Any) -> Any:
         return tokenizer
     text = os.fspath(tokenizer)
     directory = text[3:] if text.startswith("hf:") else text
+    if not Path(directory).expanduser().is_dir():
+        raise DataError(f"--tokenizer {text!r}: no such directory {directory} (nothing is downloaded)")
     transformers = _require("transformers", f"--tokenizer {text}")
     try:
         return transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True)

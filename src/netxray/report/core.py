@@ -183,8 +183,25 @@ class Report:
         return out
 
     # ---- output
+    def _repr_html_(self) -> str:
+        """What a notebook shows for a Report: a compact summary (one card per lens with its
+        headline numbers and status, failures, the plots as thumbnails) instead of the raw repr."""
+        from netxray.report.html import render_summary_html
+
+        return render_summary_html(self)
+
+    def __repr__(self) -> str:
+        lenses = ", ".join(f"{n}={r.status}" for n, r in self.results.items())
+        return f"Report({self.title!r}, lenses: {lenses}; children: {len(self.children)})"
+
     def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
-        """The report as one self-contained HTML document; written atomically to ``path`` if given."""
+        """The report as one self-contained HTML document (plots embedded, no script, opens
+        offline); written atomically to ``path`` if given. ``report.save(DIR)`` writes it as
+        ``DIR/index.html`` next to the tables; in a notebook, the Report itself shows a summary.
+
+        Example:
+            >>> html = report.to_html("report.html")  # doctest: +SKIP
+        """
         text = render_html(self)
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -287,3 +287,89 @@ def test_a_cpu_model_runs_on_the_gpu_as_a_copy_with_the_same_numbers():
     c_cpu = modularity_curve(model, (x, y), n=45, repeats=2)
     c_gpu = modularity_curve(model, (x, y), n=45, repeats=2, device="cuda")
     assert np.allclose(c_cpu["q_mean"], c_gpu["q_mean"], atol=1e-9)
+
+
+def test_installing_netxray_keeps_the_torch_already_there(tmp_path):
+    """``pip install netxray`` into an environment that has its own torch must not replace it.
+
+    pip resolves the package (with its vision and hf extras) against this environment — torch
+    as installed here (2.14.1 in the dev venv) — in dry-run mode: nothing is downloaded or
+    installed, the local indexes pip is configured with are enough, and the report lists what
+    it would install. Neither torch nor any CUDA wheel may be in that list.
+    """
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    if importlib.util.find_spec("pip") is None or importlib.util.find_spec("setuptools") is None:
+        pytest.skip("pip and setuptools are needed to resolve the package")
+    root = Path(__file__).resolve().parents[1]
+    report = tmp_path / "report.json"
+    # --no-build-isolation: the package's metadata is built with this environment's setuptools
+    # instead of a freshly downloaded one, which keeps the check offline and fast
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-build-isolation", "--quiet",
+           "--report", str(report), f"{root}[vision,hf]"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    would = {i["metadata"]["name"].lower(): i["metadata"]["version"]
+             for i in json.loads(report.read_text())["install"]}  # fmt: skip
+    assert "netxray" in would
+    replaced = sorted(n for n in would if n in ("torch", "torchvision", "triton") or n.startswith("nvidia-"))
+    assert not replaced, f"installing netxray would replace {replaced} (torch here is {torch.__version__})"
+    # the control: a package that excludes the installed torch is caught by the same check
+    # (skipped when no other torch is on the local indexes)
+    import re
+    import shutil
+
+    proj = tmp_path / "pinned"
+    shutil.copytree(root / "src", proj / "src")
+    shutil.copy(root / "README.md", proj / "README.md")
+    text = (root / "pyproject.toml").read_text()
+    installed = torch.__version__.split("+")[0]
+    pinned = re.sub(r'"torch[^"]*"', f'"torch!={installed},!={torch.__version__}"', text, count=1)
+    (proj / "pyproject.toml").write_text(pinned)
+    cmd[-1] = str(proj)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        pytest.skip(f"no torch other than {torch.__version__} on the local indexes for the control")
+    would = {i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]}
+    assert "torch" in would
+
+
+def test_a_report_shows_a_compact_summary_in_a_notebook():
+    import html as html_lib
+    from html.parser import HTMLParser
+
+    from netxray.report import scan
+
+    x, y = _data()
+    rep = scan(_model(), (x, y), ("nonlinearity", "modularity", "parameters"), n_samples=40,
+               modularity_n=45, repeats=2, options={"modularity": {"k": 500}}, progress=False)  # fmt: skip
+    out = rep._repr_html_()  # what Jupyter calls to display the object
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[str] = []
+
+        def handle_starttag(self, tag, attrs) -> None:
+            self.tags.append(tag)
+
+    parser = Tags()
+    parser.feed(out)
+    assert "html" not in parser.tags and "script" not in parser.tags  # a fragment, no code
+    assert parser.tags.count("img") == sum(len(r.plots) for r in rep.results.values()) > 0
+    for res in rep.results.values():
+        assert html_lib.escape(res.title) in out
+    # the failed lens (k larger than the subsets) says why, in the summary itself
+    assert rep.results["modularity"].status == "failed"
+    assert "k must be" in out and "status-failed" in out
+    assert len(out) < len(rep.to_html())  # the full document is to_html()
+    assert rep.to_html().startswith("<!DOCTYPE html>")
+    assert repr(rep).startswith("Report(") and len(repr(rep)) < 300
+    # tables keep their metadata
+    assert rep["nonlinearity"].attrs["meta"]["n"] == 40

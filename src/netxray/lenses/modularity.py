@@ -135,6 +135,8 @@ class _GramReducer:
     The rows go into one buffer allocated for the ``n_rows`` samples expected (no concatenation
     copy), and G is accumulated over column chunks (N × chunk float64 at a time), so very wide
     flattened features never exist in float64 all at once: peak ≈ N·d·4 + N²·8 bytes.
+    The buffer lives where the model runs: on a GPU the rows never leave it and only the N × N
+    Gram matrix comes back (N²·8 bytes instead of N·d·4 per layer, for wide layers far less).
     """
 
     def __init__(self, n_rows: int) -> None:
@@ -149,20 +151,29 @@ class _GramReducer:
         dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
         b = rows.shape[0]
         if self.buf is None:
-            self.buf = torch.empty(max(self.n_rows, b), rows.shape[1], dtype=dtype)
+            self.buf = torch.empty(max(self.n_rows, b), rows.shape[1], dtype=dtype, device=rows.device)
         if self.pos + b > self.buf.shape[0]:  # more rows than announced: grow (rare)
-            self.buf = torch.cat([self.buf[: self.pos], torch.empty(b, self.buf.shape[1], dtype=dtype)])
+            grow = torch.empty(b, self.buf.shape[1], dtype=dtype, device=self.buf.device)
+            self.buf = torch.cat([self.buf[: self.pos], grow])
         # a copy: the model may modify this tensor in place after the hook (inplace ReLU)
-        self.buf[self.pos : self.pos + b] = rows.to("cpu")
+        self.buf[self.pos : self.pos + b] = rows
         self.pos += b
 
     def compute(self) -> tuple[np.ndarray, int] | None:
         if self.buf is None:  # nothing kept (the capture has recorded why)
             return None
-        feats = self.buf[: self.pos].numpy()
-        n, d = feats.shape
-        gram = np.zeros((n, n))
+        n, d = self.buf[: self.pos].shape
         step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
+        if self.buf.device.type != "cpu":  # reduce where the rows are; bring back G only
+            rows = self.buf[: self.pos]
+            g = torch.zeros(n, n, dtype=torch.float64, device=rows.device)
+            for c0 in range(0, d, step):
+                block = rows[:, c0 : c0 + step].to(torch.float64)
+                g += block @ block.T
+            self.buf = None
+            return g.cpu().numpy(), int(d)
+        feats = self.buf[: self.pos].numpy()
+        gram = np.zeros((n, n))
         for c0 in range(0, d, step):
             block = np.ascontiguousarray(feats[:, c0 : c0 + step], dtype=np.float64)
             # numpy recognises b @ b.T and calls the symmetric rank-k update (half the flops)

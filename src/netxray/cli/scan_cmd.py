@@ -102,12 +102,12 @@ def load_cli_model(
             return load_user_model(model_spec, w)
         except UserModelError as exc:
             fail(str(exc))
-    if checkpoint is None:
-        fail(f"nothing to scan: give a model: {MODEL_SOURCES_HELP}")
     if weights is not None and str(checkpoint).partition(":")[0] not in ("torchvision", "timm") \
             and not str(checkpoint).rpartition(":")[0].endswith(".py"):
         fail("--weights needs --model PATH.py:FACTORY, torchvision:NAME or timm:NAME (a netxray "
              "checkpoint or an hf:DIR model carries its own weights)")  # fmt: skip
+    if checkpoint is None:
+        fail(f"nothing to scan: give a model: {MODEL_SOURCES_HELP}")
     return load_checkpoint(checkpoint, weights=weights, task=task)
 
 

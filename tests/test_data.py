@@ -649,3 +649,18 @@ def test_hfdataset_text_and_numeric_columns(on_disk) -> None:
         load_data(f"hfdataset:{on_disk['hfnum']}", label_column="nope")
     with pytest.raises(DataError, match="save_to_disk"):
         load_data(f"hfdataset:{on_disk['images']}")
+
+
+def test_training_reads_an_image_folder_into_memory_and_refuses_text(on_disk) -> None:
+    from netxray.data.sources import in_memory
+    from netxray.training import train
+
+    folder = load_data(f"imagefolder:{on_disk['images']}", image_size=8)
+    mem = in_memory(folder, "train")
+    assert isinstance(mem.train, Dataset) and mem.train.x.shape == (len(folder.train), 3, 8, 8)
+    assert torch.equal(mem.test.x[2], folder.test[2][0]) and torch.equal(mem.test.y, folder.test.targets)
+    result = train("mlp", folder, epochs=1, width=8, depth=1, progress=False)
+    assert result.config["input_shape"] == [3, 8, 8] and result.config["num_classes"] == 3
+    text = load_data(f"text:{on_disk['csv']}", tokenizer=f"hf:{on_disk['bert']}")
+    with pytest.raises(DataError, match="train needs samples held as one float tensor"):
+        train("mlp", text, epochs=1, progress=False)

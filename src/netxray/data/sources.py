@@ -537,3 +537,36 @@ class _HFImages(ImageFolder):
         idx = np.asarray(indices, dtype=np.int64)
         return _HFImages(self.ds, self.column, self.rows[idx], self.targets[torch.as_tensor(idx)],
                          self.classes, size=self.size, norm=self.norm, name=self.name)  # fmt: skip
+
+
+def in_memory(splits: Any, what: str) -> Any:
+    """``splits`` with every split a float-tensor :class:`~netxray.data.Dataset`, for code that
+    iterates ``x`` itself (training, fine-tuning). Image sets are decoded once into memory;
+    token inputs cannot be: a :class:`DataError` naming ``what`` says so.
+
+    Example:
+        >>> from netxray.data import load_data
+        >>> in_memory(load_data("digits"), "train").train.x.dtype
+        torch.float32
+    """
+    from netxray.data.dataset import Dataset
+
+    if isinstance(splits.train, Dataset) and isinstance(splits.test, Dataset):
+        return splits
+    parts = []
+    for part in (splits.train, splits.test):
+        if isinstance(part, Dataset):
+            parts.append(part)
+        elif isinstance(part, ImageFolder) or isinstance(getattr(part, "x", None), torch.Tensor):
+            if isinstance(part, ImageFolder):
+                xs = [part[i][0] for i in range(len(part))]
+                x = torch.stack(xs) if xs else torch.empty(0, *part.input_shape)
+            else:
+                x = part.x
+            parts.append(Dataset(x, part.targets, part.name, part.num_classes))
+        else:
+            raise DataError(
+                f"{what} needs samples held as one float tensor; {getattr(part, 'name', 'the data')} "
+                "has token inputs (text), which netxray's training loop does not take"
+            )
+    return DataSplits(parts[0], parts[1])

@@ -283,6 +283,9 @@ def prune_study(
         raise TypeError(
             f"prune_study: data must be a DataSplits or a load_data spec, got {type(data).__name__}"
         )
+    from netxray.data.sources import in_memory
+
+    splits = in_memory(splits, "prune_study (it fine-tunes)")
     if curve_split not in ("train", "test"):
         raise ValueError(f"curve_split must be 'train' or 'test', got {curve_split!r}")
     if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:

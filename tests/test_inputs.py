@@ -373,3 +373,25 @@ def test_a_report_shows_a_compact_summary_in_a_notebook():
     assert repr(rep).startswith("Report(") and len(repr(rep)) < 300
     # tables keep their metadata
     assert rep["nonlinearity"].attrs["meta"]["n"] == 40
+
+
+def test_a_dataloader_holds_what_its_sampler_draws():
+    from torch.utils.data import SubsetRandomSampler, WeightedRandomSampler
+
+    from netxray import nonlinearity_signature
+
+    x, y = _data()
+    model = _model()
+    part = np.arange(0, N, 2)  # e.g. a validation split drawn by index
+    loader = DataLoader(TensorDataset(x, y), batch_size=8,
+                        sampler=SubsetRandomSampler(np.random.default_rng(0).permutation(part).tolist()))  # fmt: skip
+    s = resolve_samples(loader)
+    assert len(s) == len(part) and torch.equal(s.labels, y[part])
+    pd.testing.assert_frame_equal(
+        nonlinearity_signature(model, loader, n_samples=20),
+        nonlinearity_signature(model, (x[part], y[part]), n_samples=20), check_exact=True,
+    )  # fmt: skip
+    # any other sampler decides the samples itself: the loader is read as a stream of batches
+    weighted = DataLoader(TensorDataset(x, y), batch_size=8,
+                          sampler=WeightedRandomSampler(torch.ones(N), 30, generator=torch.Generator().manual_seed(0)))  # fmt: skip
+    assert len(resolve_samples(weighted)) == 30

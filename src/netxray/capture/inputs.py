@@ -167,12 +167,6 @@ class Samples:
     def take(self, idx: torch.Tensor | np.ndarray) -> tuple[Inputs, torch.Tensor | None]:  # pragma: no cover
         raise NotImplementedError
 
-    @property
-    def inputs_kind(self) -> str:
-        """``"tensor"``, ``"dict"`` or ``"tuple"``: how the model is called."""
-        x, _ = self.take(np.arange(min(1, len(self))))
-        return "dict" if isinstance(x, dict) else "tuple" if isinstance(x, tuple) else "tensor"
-
 
 @dataclass
 class _Indexable(Samples):
@@ -452,13 +446,54 @@ def _resolve(data: Any, *, n_samples: int | None, seed: int, batch_size: int) ->
         inputs, labels = _split_dict(data)
         return _checked(_Indexable(inputs, labels, name=name))
     if isinstance(data, DataLoader) and not isinstance(data.dataset, IterableDataset):
-        return _MapStyle(data.dataset, data.collate_fn, name=name)
+        view = _loader_view(data, name)
+        if view is not None:
+            return view
+        # a custom sampler decides which samples the loader holds: read it as a stream
+        return _read_stream(data, n_samples=n_samples, seed=seed, name=name)
     if _is_map_style(data):
         return _MapStyle(data, name=name)
     batches = _stream_batches(data, batch_size)
     if batches is None:
         raise TypeError(f"data must be {_ACCEPTED}; got {type(data).__name__}")
     return _read_stream(batches, n_samples=n_samples, seed=seed, name=name)
+
+
+def _loader_view(loader: Any, name: str) -> Samples | None:
+    """The samples a DataLoader over a map-style dataset holds, read lazily: the whole dataset
+    (sequential or shuffled sampling — the order does not matter, the lens draws its own subset),
+    or a ``SubsetRandomSampler``'s indices. None for any other sampler (read as a stream)."""
+    from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler, SubsetRandomSampler
+
+    if not isinstance(loader.batch_sampler, BatchSampler):
+        return None
+    sampler = loader.sampler
+    n = len(loader.dataset)
+    whole = isinstance(sampler, SequentialSampler) or (
+        isinstance(sampler, RandomSampler) and not sampler.replacement and sampler.num_samples == n
+    )
+    if whole:
+        return _MapStyle(loader.dataset, loader.collate_fn, name=name)
+    if isinstance(sampler, SubsetRandomSampler):
+        idx = np.sort(np.asarray(list(sampler.indices), dtype=np.int64))
+        return _MapStyle(_Subset(loader.dataset, idx), loader.collate_fn, name=name)
+    return None
+
+
+class _Subset:
+    """Items ``indices`` of a map-style dataset (labels from its ``targets`` when it has them)."""
+
+    def __init__(self, dataset: Any, indices: np.ndarray) -> None:
+        self.dataset, self.indices = dataset, indices
+        targets = getattr(dataset, "targets", None)
+        if isinstance(targets, (torch.Tensor, np.ndarray, list, tuple)) and len(targets) == len(dataset):
+            self.targets = np.asarray(targets)[indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[int(self.indices[i])]
 
 
 def _values(obj: Any) -> Iterable[Any]:
@@ -614,11 +649,6 @@ def example_batch(samples: Samples, k: int = 2) -> Inputs:
     return x
 
 
-def input_shape(samples: Samples) -> Any:
-    """Per-sample shape(s) of the inputs, for messages: a tuple, a dict or a tuple of tuples."""
-    return _shape_of(example_batch(samples, 1))
-
-
 __all__ = [
     "LABEL_KEYS",
     "Samples",
@@ -626,7 +656,6 @@ __all__ = [
     "describe",
     "example_batch",
     "forward_batch",
-    "input_shape",
     "iter_selected_batches",
     "model_device",
     "model_dtype",

@@ -173,6 +173,7 @@ def register(app: typer.Typer) -> None:
         tol: float | None = typer.Option(None, "--tol", help="Redundancy tolerance on ΔQ (default: from the repeats' spread)."),
         random_draws: int = typer.Option(3, "--random-draws", help="Random selections of the same number of layers (the control)."),
         curve_split: str = typer.Option("train", "--curve-split", help="Split the curve is measured on (train keeps the choice blind to the test set)."),
+        device: str | None = DEVICE,
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the data split, subsets, random draws and fine-tuning."),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads for the run (default: torch's; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
@@ -189,6 +190,7 @@ def register(app: typer.Typer) -> None:
         check_out(out, directory=True)
         set_threads(threads)
         model = load_checkpoint(checkpoint)
+        cli_device(device, model)  # the curve, pruned variants and fine-tuning all run there
         splits = load_cli_data(data, seed)
         check_fits(model, splits, data, label=str(checkpoint))
         console = Console(stderr=True, quiet=quiet)

@@ -307,7 +307,7 @@ def select_indices(n_total: int, n_samples: int | None, seed: int) -> np.ndarray
 
     Example:
         >>> select_indices(10, 3, seed=0).tolist()
-        [1, 3, 9]
+        [1, 2, 3]
         >>> select_indices(4, 10, seed=0).tolist()
         [0, 1, 2, 3]
     """

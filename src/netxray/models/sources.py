@@ -24,7 +24,7 @@ source declares one, ``model.netxray_preprocessing`` (image size, mean, std) whi
 Example
 -------
 >>> m = load("torchvision:resnet18")  # doctest: +SKIP
->>> m.netxray_source
+>>> m.netxray_source  # doctest: +SKIP
 'torchvision:resnet18'
 """
 

@@ -86,7 +86,7 @@ def fgsm(
 ) -> torch.Tensor:
     """Fast gradient sign method: x' = clip(x + ε · sign(∇ₓ CE(f(x), y))).
 
-    ``clamp``: input range (default: the min and max of ``x``). Returns a new tensor.
+    ``clamp``: input range (default: the min and max of ``x``). Returns a new tensor on ``x``'s device.
 
     Example:
         >>> m = nn.Sequential(nn.Linear(2, 2))
@@ -102,7 +102,7 @@ def fgsm(
         for s in range(0, len(x), batch_size):
             xb = x[s : s + batch_size].to(dev) if dev is not None else x[s : s + batch_size]
             yb = y[s : s + batch_size].to(xb.device)
-            out.append((xb + eps * _grad_sign(model, xb, yb)).clamp(lo, hi).detach().cpu())
+            out.append((xb + eps * _grad_sign(model, xb, yb)).clamp(lo, hi).detach().to(x.device))
     return torch.cat(out).to(x.dtype)
 
 
@@ -121,7 +121,8 @@ def pgd(
 ) -> torch.Tensor:
     """Projected gradient descent (L∞, untargeted): ``steps`` signed-gradient steps of size α
     (ε/4 by default) from a seeded uniform start in the ε-ball, each projected back onto the
-    ball around x and the input range. Returns a new tensor; same seed, same result.
+    ball around x and the input range. Returns a new tensor on ``x``'s device; same seed, same
+    result.
 
     Example:
         >>> m = nn.Sequential(nn.Linear(2, 2))
@@ -147,7 +148,7 @@ def pgd(
             for _ in range(steps):
                 xa = xa + alpha * _grad_sign(model, xa, yb)
                 xa = torch.min(torch.max(xa, x0 - eps), x0 + eps).clamp(lo, hi).detach()
-            out.append(xa.cpu())
+            out.append(xa.to(x.device))
     return torch.cat(out).to(x.dtype)
 
 
@@ -258,6 +259,8 @@ def adversarial_curves(
     dtype = model_dtype(run_model)
     if dtype is not None:
         x_pool = x_pool.to(dtype)  # attacked in the model's own dtype
+    # moved to the model's device once: the attacks and the curves then stay there
+    x_pool = x_pool.to(target)
     pool_subsets = [np.searchsorted(pool, s_) for s_ in subsets]  # positions in the pool
     frames, accs = [], {}
     for cond in ["clean", *attacks]:

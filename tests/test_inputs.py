@@ -258,6 +258,10 @@ def test_every_data_lens_runs_on_models_of_every_float_dtype(dtype):
     assert sig["affinity"].dtype == np.float64 and curve["q_mean"].dtype == np.float64
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert next(model.parameters()).dtype == dtype
+    from netxray.report import scan
+
+    rep = scan(model, (x, y), ("parameters", "symmetry"), progress=False)  # the weight lenses too
+    assert {n: r.status for n, r in rep.results.items()} == {"parameters": "ok", "symmetry": "ok"}
     ref = nonlinearity_signature(_model().to(torch.float64), (x, y), n_samples=60)
     # a half-precision model measures the same sites with nearby scores (rounding only)
     tol = {torch.float64: 1e-12, torch.float32: 1e-4}.get(dtype, 0.05)

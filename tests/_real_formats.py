@@ -123,3 +123,19 @@ def tiny_bert(directory: Path, num_labels: int = 2) -> Path:
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(directory)
     return directory
+
+
+def tiny_vit(directory: Path, image_size: int = 16, num_labels: int = 3) -> Path:
+    """A 1-block ViT image classifier and its image processor (size, mean, std), saved with
+    save_pretrained: the preprocessing an image model declares."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    directory.mkdir(parents=True, exist_ok=True)
+    config = ViTConfig(image_size=image_size, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=32, num_labels=num_labels)  # fmt: skip
+    torch.manual_seed(0)
+    ViTForImageClassification(config).save_pretrained(directory)
+    ViTImageProcessor(size={"height": image_size, "width": image_size}, image_mean=[0.5, 0.4, 0.3],
+                      image_std=[0.2, 0.25, 0.3]).save_pretrained(directory)  # fmt: skip
+    return directory

@@ -216,3 +216,29 @@ def _missing(package: str, require):
     finally:
         del sys.modules[package]
         sys.modules.update(saved)
+
+
+def test_an_hf_image_model_brings_its_own_preprocessing(sources, tmp_path):
+    import json
+
+    import torch
+
+    import _real_formats as rf
+    import netxray
+    from netxray.data import load_data
+
+    vit = rf.tiny_vit(tmp_path / "vit")
+    model = netxray.load(f"hf:{vit}")
+    pre = model.netxray_preprocessing
+    assert (pre["size"], pre["mean"], pre["std"]) == (16, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
+    # the image folder is read at the declared size with the declared normalization
+    plain = load_data(f"imagefolder:{sources['images']}", image_size=16, normalize="none")
+    declared = load_data(f"imagefolder:{sources['images']}", preprocessing=pre)
+    x0, x1 = plain.test[0][0], declared.test[0][0]
+    mean, std = torch.tensor(pre["mean"])[:, None, None], torch.tensor(pre["std"])[:, None, None]
+    assert torch.allclose(x1, (x0 - mean) / std, atol=1e-6)
+    out = tmp_path / "R"
+    r = _run("scan", f"hf:{vit}", "--data", f"imagefolder:{sources['images']}",
+             "--modularity-n", "5", "--repeats", "2", "--out", out, "--quiet")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "results.json").read_text())["meta"]["model"] == "ViTForImageClassification"

@@ -664,3 +664,22 @@ def test_training_reads_an_image_folder_into_memory_and_refuses_text(on_disk) ->
     text = load_data(f"text:{on_disk['csv']}", tokenizer=f"hf:{on_disk['bert']}")
     with pytest.raises(DataError, match="train needs samples held as one float tensor"):
         train("mlp", text, epochs=1, progress=False)
+
+
+def test_hfdataset_image_column_goes_through_the_image_pipeline(on_disk, tmp_path) -> None:
+    import datasets
+    from PIL import Image
+
+    files = sorted(on_disk["images"].rglob("*.png"))
+    labels = [int(f.parent.name[-1]) for f in files]
+    images = [Image.open(f).convert("RGB") for f in files]
+    ds = datasets.Dataset.from_dict({"image": images, "label": labels})
+    ds = ds.cast_column("image", datasets.Image())
+    ds.save_to_disk(str(tmp_path / "imgds"))
+    s = load_data(f"hfdataset:{tmp_path / 'imgds'}", image_size=8, normalize="none", test_fraction=0.5)
+    assert s.input_shape == (3, 8, 8) and len(s.train) + len(s.test) == len(files)
+    x, y = s.test[1]
+    row = s.test.rows[1]
+    ref = np.asarray(images[row].resize((8, 8), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+    assert torch.allclose(x, torch.from_numpy(ref.transpose(2, 0, 1)), atol=1e-6)
+    assert int(y) == labels[row]

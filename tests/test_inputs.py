@@ -399,3 +399,10 @@ def test_a_dataloader_holds_what_its_sampler_draws():
     weighted = DataLoader(TensorDataset(x, y), batch_size=8,
                           sampler=WeightedRandomSampler(torch.ones(N), 30, generator=torch.Generator().manual_seed(0)))  # fmt: skip
     assert len(resolve_samples(weighted)) == 30
+
+
+def test_dict_batches_need_model_inputs_besides_labels():
+    with pytest.raises(ValueError, match="no model inputs besides its labels"):
+        resolve_samples([{"labels": torch.zeros(3)}])
+    with pytest.raises(ValueError, match="no model inputs besides its labels"):
+        resolve_samples({"labels": torch.zeros(3)})

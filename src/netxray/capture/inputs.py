@@ -79,6 +79,11 @@ def _split_dict(batch: Mapping) -> tuple[dict, torch.Tensor | None]:
         if key in inputs:
             labels = _as_tensor(inputs.pop(key), f"batch[{key!r}]")
             break
+    if not inputs:
+        raise ValueError(
+            f"a dict batch has no model inputs besides its labels (keys: {sorted(map(str, batch))}); "
+            "expected the model's keyword arguments, e.g. input_ids and attention_mask"
+        )
     return {str(k): _as_tensor(v, f"batch[{k!r}]") for k, v in inputs.items()}, labels
 
 
@@ -237,6 +242,8 @@ class _MapStyle(Samples):
 
 
 def _checked(data: _Indexable) -> _Indexable:
+    if isinstance(data.inputs, (dict, tuple)) and not data.inputs:
+        raise ValueError("the data has no model inputs (an empty dict or tuple)")
     if data.labels_ is not None:
         if data.labels_.ndim != 1:
             raise ValueError(f"labels must be a 1-D vector, got shape {tuple(data.labels_.shape)}")
@@ -251,8 +258,6 @@ def _checked(data: _Indexable) -> _Indexable:
             if isinstance(data.inputs, dict)
             else {i: int(v.shape[0]) for i, v in enumerate(data.inputs)}
         )
-        if not lengths:
-            raise ValueError("the data has no model inputs (an empty dict or tuple)")
         if len(set(lengths.values())) != 1:
             raise ValueError(f"the inputs must share their first (sample) dimension, got {lengths}")
     return data

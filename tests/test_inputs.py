@@ -406,3 +406,26 @@ def test_dict_batches_need_model_inputs_besides_labels():
         resolve_samples([{"labels": torch.zeros(3)}])
     with pytest.raises(ValueError, match="no model inputs besides its labels"):
         resolve_samples({"labels": torch.zeros(3)})
+
+
+def test_prune_study_is_identical_in_every_container():
+    from netxray.lenses.pruning import prune_study
+
+    x, y = _data()
+    xt, yt = _data(seed=1)
+    torch.manual_seed(0)  # equal widths: hidden.1 and hidden.2 keep the shapes, so they can go
+    model = build_model({"arch": "mlp", "input_shape": [D], "num_classes": C, "widths": [12, 12, 12]})
+    forms = {
+        name: (_containers(x, y)[name], _containers(xt, yt)[name])
+        for name in ("tensors", "numpy", "TensorDataset", "DataLoader", "dict batches")
+    }
+    tables = {
+        name: prune_study(model, data, finetune_epochs=0, n=45, repeats=2, random_draws=1, tol=0.5).table
+        for name, data in forms.items()
+    }
+    _same(tables)
+    # tol=0.5 makes every layer after the first redundant: hidden.1 and hidden.2 are pruned
+    t = tables["tensors"].set_index("variant")
+    assert t.loc["modularity", "removed"] == "hidden.1;hidden.2"
+    with pytest.raises(TypeError, match=r"a \(train, test\) pair"):
+        prune_study(model, x)

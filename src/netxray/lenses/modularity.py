@@ -29,7 +29,15 @@ import torch
 from torch import nn
 
 from netxray._meta import eval_mode, metadata, model_hash
-from netxray.capture import Capture, as_indexable, forward_batch, model_device, resolve_layers
+from netxray.capture import Capture, forward_batch, resolve_layers
+from netxray.capture.inputs import (
+    _shape_of,
+    _to_model,
+    describe,
+    model_dtype,
+    place_model,
+    resolve_samples,
+)
 from netxray.measures.modularity import modularity_from_gram
 
 __all__ = [
@@ -127,6 +135,8 @@ class _GramReducer:
     The rows go into one buffer allocated for the ``n_rows`` samples expected (no concatenation
     copy), and G is accumulated over column chunks (N × chunk float64 at a time), so very wide
     flattened features never exist in float64 all at once: peak ≈ N·d·4 + N²·8 bytes.
+    The buffer lives where the model runs: on a GPU the rows never leave it and only the N × N
+    Gram matrix comes back (N²·8 bytes instead of N·d·4 per layer, for wide layers far less).
     """
 
     def __init__(self, n_rows: int) -> None:
@@ -141,20 +151,29 @@ class _GramReducer:
         dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
         b = rows.shape[0]
         if self.buf is None:
-            self.buf = torch.empty(max(self.n_rows, b), rows.shape[1], dtype=dtype)
+            self.buf = torch.empty(max(self.n_rows, b), rows.shape[1], dtype=dtype, device=rows.device)
         if self.pos + b > self.buf.shape[0]:  # more rows than announced: grow (rare)
-            self.buf = torch.cat([self.buf[: self.pos], torch.empty(b, self.buf.shape[1], dtype=dtype)])
+            grow = torch.empty(b, self.buf.shape[1], dtype=dtype, device=self.buf.device)
+            self.buf = torch.cat([self.buf[: self.pos], grow])
         # a copy: the model may modify this tensor in place after the hook (inplace ReLU)
-        self.buf[self.pos : self.pos + b] = rows.to("cpu")
+        self.buf[self.pos : self.pos + b] = rows
         self.pos += b
 
     def compute(self) -> tuple[np.ndarray, int] | None:
         if self.buf is None:  # nothing kept (the capture has recorded why)
             return None
-        feats = self.buf[: self.pos].numpy()
-        n, d = feats.shape
-        gram = np.zeros((n, n))
+        n, d = self.buf[: self.pos].shape
         step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
+        if self.buf.device.type != "cpu":  # reduce where the rows are; bring back G only
+            rows = self.buf[: self.pos]
+            g = torch.zeros(n, n, dtype=torch.float64, device=rows.device)
+            for c0 in range(0, d, step):
+                block = rows[:, c0 : c0 + step].to(torch.float64)
+                g += block @ block.T
+            self.buf = None
+            return g.cpu().numpy(), int(d)
+        feats = self.buf[: self.pos].numpy()
+        gram = np.zeros((n, n))
         for c0 in range(0, d, step):
             block = np.ascontiguousarray(feats[:, c0 : c0 + step], dtype=np.float64)
             # numpy recognises b @ b.T and calls the symmetric rank-k update (half the flops)
@@ -170,9 +189,9 @@ def _probe_layers(model: nn.Module, x_one: Any, paths: list[str], device) -> lis
         # measured as deployed (eval); every module gets its own train/eval flag back afterwards
         with eval_mode(model), torch.no_grad(), cap:
             cap.begin_forward()
-            forward_batch(model, _to(x_one, device))
+            forward_batch(model, _to_model(x_one, device, model_dtype(model)))
     except Exception as exc:
-        shape = tuple(x_one.shape[1:]) if isinstance(x_one, torch.Tensor) else "dict"
+        shape = _shape_of(x_one)
         raise ValueError(
             f"the model cannot run on the data's samples (shape {shape}): "
             f"{type(exc).__name__}: {exc}"
@@ -203,14 +222,6 @@ def _probe_layers(model: nn.Module, x_one: Any, paths: list[str], device) -> lis
     return sites
 
 
-def _to(x: Any, device) -> Any:
-    if device is None:
-        return x
-    if isinstance(x, dict):
-        return {k: v.to(device) for k, v in x.items()}
-    return x.to(device)
-
-
 def _take(data, idx: np.ndarray) -> Any:
     x, _ = data.take(torch.from_numpy(np.asarray(idx, dtype=np.int64)))
     return x
@@ -226,6 +237,7 @@ def _layer_grams(
     network is not needed), or None to run it whole.
     """
     n_rows = len(pool)
+    dtype = model_dtype(model)  # a float64 (or half) model is fed inputs of its own dtype
     cap = Capture(
         model, activations=False, layers=list(module_paths),
         reducer=lambda *_: _GramReducer(n_rows),
@@ -242,7 +254,8 @@ def _layer_grams(
             for start in range(0, len(pool), batch_size):
                 cap.begin_forward()
                 try:
-                    forward_batch(model, _to(_take(data, pool[start : start + batch_size]), device))
+                    x = _take(data, pool[start : start + batch_size])
+                    forward_batch(model, _to_model(x, device, dtype))
                 except _StopForward:
                     pass
         finally:
@@ -300,23 +313,12 @@ def _default_layers(model: nn.Module, layers: Any) -> list[str]:
 
 
 def _indexable(data: Any, what: str):
-    data_ = as_indexable(data)
-    if data_ is None:
-        raise TypeError(
-            f"{what}: data must be a Dataset, DataSplits (its test split is used), an (x, y) "
-            f"tuple of tensors or a dict of tensors with labels; got {type(data).__name__}"
-        )
-    if data_.labels is None:
-        raise ValueError(f"{what}: modularity needs class labels; the data has none")
-    return data_
+    # the class-stratified subsets need every label first: a stream is read whole
+    return resolve_samples(data, need_labels=what)
 
 
 def _data_name(data: Any) -> str:
-    if isinstance(data, str):  # a load_data spec: its test split is measured
-        return f"{data}:test"
-    if hasattr(data, "test") and hasattr(data, "train"):
-        return f"{getattr(data, 'name', 'data')}:test"
-    return str(getattr(data, "name", type(data).__name__))
+    return describe(data)
 
 
 def _mean(v: list[float]) -> float:
@@ -431,7 +433,10 @@ def modularity_curve(
 
     Args:
         model: any ``nn.Module`` (not modified; run in eval mode, its flags restored).
-        data: a Dataset, DataSplits (test split), an ``(x, y)`` tuple or a dict with labels.
+        data: labelled samples in any container (Dataset, DataSplits (test split), DataLoader,
+            torch Dataset, ``(x, y)`` tensors or numpy arrays, dict batches with a ``labels``
+            key, a spec string…; see :func:`netxray.capture.inputs.resolve_samples`).
+        device: None (where the model is), ``"cpu"``, ``"cuda"``, ``"auto"``.
         layers: ``"auto"`` (a built-in model's natural probes: hidden layers, ConvBlocks, the stem
             and every residual block, transformer blocks), or module paths.
         n, k, repeats, seed: subset size, neighbours, number of subsets, RNG seed.
@@ -478,9 +483,10 @@ def modularity_curve(
         )
     paths = _default_layers(model, layers)
     subsets = stratified_subsets(labels, n_eff, repeats, seed)
-    target = torch.device(device) if device is not None else model_device(model)
+    # device=None: where the model is; another device runs a copy of it there
+    run_model, target = place_model(model, device)
     curve = _curve(
-        model, data_, subsets, paths, k=int(k), batch_size=batch_size, device=target,
+        run_model, data_, subsets, paths, k=int(k), batch_size=batch_size, device=target,
         progress=progress, memory_budget=int(memory_budget),
     )
     curve.attrs["meta"] = metadata(

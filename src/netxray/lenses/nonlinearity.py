@@ -118,8 +118,9 @@ def _resolve_data(data: Any, seed: int) -> tuple[Any, str]:
 
         spec = str(data)
         return load_data(spec, seed=seed), spec
-    name = getattr(getattr(data, "test", data), "name", None)
-    return data, (str(name) if name else type(data).__name__)
+    from netxray.capture.inputs import describe
+
+    return data, describe(data)
 
 
 def nonlinearity_signature(
@@ -152,9 +153,12 @@ def nonlinearity_signature(
 
     Args:
         model: any ``nn.Module`` (never modified; its train/eval flags are restored).
-        data: a ``Dataset``/``DataSplits`` (test split), a data spec string (``"digits"``), a
-            tensor, an ``(x, y)`` tuple, a dict of tensors, or an iterable of batches (tensors,
-            tuples, or dicts passed as keyword arguments, e.g. for Hugging Face models).
+        data: samples in any container :func:`netxray.capture.inputs.resolve_samples` reads:
+            a ``Dataset``/``DataSplits`` (test split), a data spec string (``"digits"``), a
+            tensor or numpy array, an ``(x, y)`` tuple, a dict of tensors, a torch ``Dataset``
+            or ``DataLoader``, or an iterable of batches (tensors, tuples, or dicts passed as
+            keyword arguments, e.g. for Hugging Face models). Labels are not needed.
+        device: None (where the model is), ``"cpu"``, ``"cuda"`` or ``"auto"``.
         n_samples: samples drawn at random (seeded); all of them when fewer.
         tokens: token tensors (B, T, D): ``"mean"`` (features = D, default), ``"reference"``
             (the paper code's mean over D, features = T) or ``"samples"`` (positions as samples).

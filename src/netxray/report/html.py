@@ -34,7 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from netxray.report.core import Report
 
-__all__ = ["ItemizedNote", "Plot", "figure_to_plot", "notes_html", "render_html"]
+__all__ = [
+    "ItemizedNote", "Plot", "figure_to_plot", "notes_html", "render_html", "render_summary_html",
+]  # fmt: skip
 
 _DPI = 96
 
@@ -320,3 +322,47 @@ def render_html(report: Report) -> str:
         f"<footer>netxray {html.escape(str(meta.get('netxray_version', '')))} — tables as CSV"
         " (and Parquet) and results.json sit next to this file.</footer></main></body></html>\n"
     )
+
+
+# the summary's rules, scoped to its wrapper so that a notebook's own styles are left alone
+_SUMMARY_CSS = (
+    ".nx-summary{font-family:system-ui,sans-serif;color:#1d232b}"
+    ".nx-summary h3{margin:6px 0;font-size:16px}.nx-summary .cards{display:flex;flex-wrap:wrap;gap:10px}"
+    ".nx-summary .card{flex:1 1 200px;border:1px solid #dde2e8;border-radius:6px;padding:8px 10px}"
+    ".nx-summary .card h3{font-size:13px;margin:0 0 4px}.nx-summary dl{margin:0;display:grid;"
+    "grid-template-columns:auto 1fr;gap:1px 8px;font-size:12px}.nx-summary dt{color:#5b6773}"
+    ".nx-summary dd{margin:0}.nx-summary .status-ok{color:#1b7f3b}"
+    ".nx-summary .status-failed,.nx-summary .status-unavailable{color:#b3261e}"
+    ".nx-summary .note{border-left:4px solid #b3261e;background:#fdf1f0;padding:4px 8px;font-size:13px}"
+    ".nx-summary .plots{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}"
+    ".nx-summary img{max-width:380px;height:auto;border:1px solid #eef0f3}"
+)
+
+
+def render_summary_html(report: Report) -> str:
+    """A compact HTML fragment for notebooks: title, one card per lens (headline numbers and
+    status), why any lens failed, and each lens's plots at thumbnail size. The full document is
+    :meth:`Report.to_html`."""
+    meta = report.meta
+    facts = " · ".join(
+        f"{k}: {_fmt(meta[k])}" for k in ("model", "data", "n", "seed") if meta.get(k) is not None
+    )
+    parts = [f'<div class="nx-summary"><style>{_SUMMARY_CSS}</style>',
+             f"<h3>{html.escape(report.title)}</h3><p style=\"font-size:12px;margin:2px 0 8px\">"
+             f"{html.escape(facts)}</p>", _cards(report)]  # fmt: skip
+    for name, reason in report.failed.items():
+        parts.append(f'<p class="note"><b>{html.escape(name)}</b>: {html.escape(reason)}</p>')
+    thumbs = [p for res in report.results.values() for p in res.plots]
+    if thumbs:
+        parts.append('<div class="plots">')
+        parts += [
+            f'<img alt="{html.escape(p.title)}" title="{html.escape(p.title)}" src="{p.data_uri()}" '
+            f'width="{min(p.width, 380)}">'
+            for p in thumbs
+        ]
+        parts.append("</div>")
+    parts.append(
+        '<p style="font-size:11px;color:#66727e">report.to_html(path) or report.save(dir) for the '
+        "full report with every table.</p></div>"
+    )
+    return "".join(parts)

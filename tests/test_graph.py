@@ -270,3 +270,28 @@ def test_hugging_face_bert_from_config():
     assert [a.module_path for a in adds] == [
         f"encoder.layer.{i}.{part}" for i in range(2) for part in ("attention.output", "output")
     ]
+
+
+def test_natural_probes_for_any_model():
+    from netxray.models import natural_probes
+
+    assert natural_probes(ResMLP(), torch.randn(2, 5)) == ["embed", "blocks.0", "blocks.1", "blocks.2", "norm"]
+    # no repeated block: the serial activation modules, the head's final Linear excluded
+    mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert natural_probes(mlp, torch.zeros(2, 4)) == ["1", "3"]
+    assert natural_probes(nn.DataParallel(mlp), torch.zeros(2, 4)) == ["1", "3"]
+    with pytest.raises(ValueError, match="pass example_inputs"):
+        natural_probes(mlp)
+
+
+def test_modularity_curve_defaults_on_a_foreign_model():
+    from netxray import modularity_curve
+
+    torch.manual_seed(0)
+    model = ResMLP()
+    x, y = torch.randn(40, 5), torch.arange(40) % 2
+    curve = modularity_curve(model, (x, y), n=20, repeats=2)
+    assert list(curve["layer"]) == ["embed", "blocks.0", "blocks.1", "blocks.2", "norm"]
+    assert (curve["status"] == "ok").all()
+    wrapped = modularity_curve(torch.compile(model), (x, y), n=20, repeats=2)
+    assert wrapped["q_mean"].tolist() == curve["q_mean"].tolist()

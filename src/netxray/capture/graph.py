@@ -50,6 +50,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -514,6 +515,7 @@ class ModelGraph:
                 self._param_module[f"{path}.{n}" if path else n] = path
         self._live_cache: dict[int, bool] | None = None
         self._blocks: list[Node] | None = None
+        self._param_seqs: list[int] | None = None
 
     # ---- basic queries -------------------------------------------------------------------
     def module_calls(self, path: str | None = None) -> list[Node]:
@@ -652,7 +654,10 @@ class ModelGraph:
         end = max((n.end for n in self.nodes), default=0) + 1
         last = {}
         for v in self.values:
-            if not v.primary:
+            # integer / boolean values (token ids, lengths, masks) are indices beside the
+            # representation, not a path around a layer: a classifier that looks up the last
+            # non-padding token from input_ids must not make every layer non-serial
+            if not v.primary or not _floating(v.dtype):
                 continue
             lu = v.last_use
             if v.id in self.outputs:
@@ -683,8 +688,11 @@ class ModelGraph:
         return self._serial_map().get(call.id, False)
 
     def _param_ops(self, call: Node) -> int:
-        return sum(1 for n in self.nodes if n.kind == "op" and n.params
-                   and call.start < n.start < call.end)  # fmt: skip
+        """Number of function calls inside ``call`` that read a parameter or buffer."""
+        if self._param_seqs is None:
+            self._param_seqs = sorted(n.start for n in self.nodes if n.kind == "op" and n.params)
+        seqs = self._param_seqs
+        return bisect.bisect_left(seqs, call.end) - bisect.bisect_right(seqs, call.start)
 
     # ---- blocks, stem, head --------------------------------------------------------------
     def blocks(self) -> list[Node]:
@@ -757,11 +765,11 @@ class ModelGraph:
         if out is None:
             return None
         after = self.blocks()[-1].end if self.blocks() else 0
-        cands = [self.nodes[m] for m in self.values[out].returned_by]
-        cands = [c for c in cands if c.name and c.start > after]
-        if not cands:
+        # through pass-through calls: a sequence classifier picks the last token's logits
+        head = self._returning_module(out, exclude=None, after=after + 1, before=10**12)
+        if head is None:
             return None
-        head = min(cands, key=lambda c: c.depth)
+        out = self.main_output(head)
         vin = self.main_input(head)
         if vin is not None and self.values[vin].shape == self.values[out].shape:
             return None  # a final norm of a model without a head: the output is the representation
@@ -790,6 +798,35 @@ class ModelGraph:
         last = blocks[-1] if blocks else None
         return self._returning_module(v, exclude=last, after=after, before=head.start, outermost=False) \
             or (last if last is not None and v in last.outputs else None)
+
+    def natural_probes(self) -> list[str]:
+        """Module paths whose outputs are the natural probe layers, in forward order.
+
+        The stem, every block (:meth:`blocks`) and the module whose output is fed to the head
+        (:meth:`pre_head`), each once. A model without repeated blocks (a plain MLP or VGG) is
+        probed at its serial activation modules, else at its serial modules that read parameters
+        (the head excluded). Empty when none of these exist.
+        """
+        paths: list[str] = []
+        blocks = self.blocks()
+        if blocks:
+            stem, pre = self.stem(), self.pre_head()
+            chosen = ([stem] if stem is not None else []) + list(blocks) + ([pre] if pre is not None else [])
+        else:
+            # the last module that made the output (the classifier's final Linear) is no probe
+            out = next((v for v in self.outputs if self.values[v].primary), None)
+            makers = [self.nodes[m] for m in self.values[out].returned_by] if out is not None else []
+            makers = [m for m in makers if m.name]
+            last = max(makers, key=lambda c: c.depth) if makers else None
+            serial = [n for n in self.module_calls() if n.name and self.is_serial(n) and n is not last]
+            chosen = [n for n in serial if n.site is not None]
+            if not chosen:
+                chosen = [n for n in serial if self._param_ops(n) >= 1 or n.params]
+                chosen = [n for n in chosen if not any(o is not n and self.contains(n, o) for o in chosen)]
+        for n in chosen:
+            if n.name not in paths:
+                paths.append(n.name)
+        return paths
 
     # ---- layouts ---------------------------------------------------------------------------
     def _axis_from(self, value: int, forward: bool, depth: int = 0) -> tuple[int | None, str]:
@@ -878,6 +915,10 @@ class ModelGraph:
         return (f"ModelGraph({self.model_type}: {len(self.module_calls())} module calls, "
                 f"{len(self.ops())} function calls, {len(self.blocks())} blocks, "
                 f"{len(self.notes)} notes)")  # fmt: skip
+
+
+def _floating(dtype: str) -> bool:
+    return dtype.startswith(("float", "bfloat", "complex"))
 
 
 def _perm(node: Node, ndim: int) -> list[int] | None:

@@ -11,6 +11,7 @@ from netxray.capture.core import (
     resolve_layers,
     select_indices,
 )
+from netxray.capture.graph import ModelGraph, record_graph, unwrap_model
 from netxray.capture.reducers import Reducer, RowStore, flatten_features, pool_features
 from netxray.capture.sites import (
     ACTIVATION_MODULES,
@@ -25,6 +26,7 @@ __all__ = [
     "ACTIVATION_MODULES",
     "FUNCTIONAL_ACTIVATIONS",
     "Capture",
+    "ModelGraph",
     "Reducer",
     "RowStore",
     "SiteRecord",
@@ -38,6 +40,8 @@ __all__ = [
     "iter_selected_batches",
     "model_device",
     "pool_features",
+    "record_graph",
     "resolve_layers",
     "select_indices",
+    "unwrap_model",
 ]

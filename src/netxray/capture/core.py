@@ -374,16 +374,25 @@ def _base_name(state: _SiteState) -> str:
     return state.module_path or "(root)"
 
 
-def resolve_layers(model: nn.Module, layers: LayerSpec) -> list[str]:
-    """Module paths to probe: None → none; "auto" → natural probes; names; or module types."""
+def resolve_layers(model: nn.Module, layers: LayerSpec, example_inputs: Any = None) -> list[str]:
+    """Module paths to probe: None → none; "auto" → natural probes; names; or module types.
+
+    ``"auto"``: a built-in model's probes, or for any other model the probes read from its graph
+    recorded on ``example_inputs`` (a batch; required then — see
+    :func:`netxray.models.natural_probes`). Wrappers (``DataParallel``, ``torch.compile``) are
+    unwrapped: paths are those of the wrapped model.
+    """
+    from netxray.capture.graph import unwrap_model
+
     if layers is None:
         return []
+    model = unwrap_model(model)
     named = dict(model.named_modules())
     if isinstance(layers, str):
         if layers == "auto":
             from netxray.models import natural_probes
 
-            return list(natural_probes(model))
+            return list(natural_probes(model, example_inputs))
         layers = [layers]
     if isinstance(layers, type):
         layers = [layers]

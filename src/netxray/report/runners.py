@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
+from netxray.capture.graph import unwrap_model
 from netxray.report import plots as P
 from netxray.report.core import LensResult, ScanOptions
 from netxray.report.html import figure_to_plot
@@ -145,25 +147,21 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
 # --------------------------------------------------------------------------- lens 2
 
 
-def default_probe_layers(model: nn.Module) -> list[str]:
-    """Layers the modularity curve probes by default.
+def default_probe_layers(model: nn.Module, data: Any = None) -> list[str]:
+    """Layers the modularity curve probes by default: :func:`netxray.models.natural_probes`.
 
-    Built-in models: their natural probes. Other models: the module paths of their activation
-    modules (their outputs are the hidden representations of an MLP- or CNN-like net); failing
-    that, every top-level child but the last (the head).
+    Built-in models: their natural probes. Any other model: the stem, every repeated block and
+    the pre-head, read from its graph recorded on two samples of ``data`` (required then).
     """
-    from netxray.capture import is_activation_module
+    from netxray.capture import as_indexable
     from netxray.models import natural_probes
 
-    try:
-        return list(natural_probes(model))
-    except ValueError:
-        pass
-    acts = [p for p, m in model.named_modules() if p and is_activation_module(m)]
-    if acts:
-        return acts
-    children = [p for p, _ in model.named_children()]
-    return children[:-1] if len(children) > 1 else children
+    example = None
+    if data is not None:
+        indexable = as_indexable(data)
+        if indexable is not None and len(indexable):
+            example, _ = indexable.take(torch.arange(min(2, len(indexable))))
+    return list(natural_probes(model, example))
 
 
 def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
@@ -177,8 +175,6 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     tol = extra.pop("tol", None)
     layers = opts.layers
     auto = isinstance(layers, str) and layers == "auto"
-    if auto and getattr(model, "netxray_config", None) is None:
-        layers = default_probe_layers(model)
     kw: dict[str, Any] = {"n": opts.modularity_n, "k": opts.k, "repeats": opts.repeats, "seed": opts.seed,
                           "batch_size": opts.batch_size, "device": opts.device}  # fmt: skip
     kw.update(extra)
@@ -207,10 +203,11 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
         res.notes.append(note[0].upper() + note[1:] + ".")
     if not auto:
         res.notes.append(f"Probed layers given by the user: {', '.join(map(str, layers))}.")
-    elif getattr(model, "netxray_config", None) is None:
+    elif getattr(unwrap_model(model), "netxray_config", None) is None:
         res.notes.append(
-            "Not a built-in netxray model: the curve probes the outputs of its activation modules "
-            f"({len(layers)} layers); pass layers=[...] (or --layers) to choose others."
+            "Not a built-in netxray model: the curve probes the layers read from its graph (one "
+            f"recorded forward pass): stem, every repeated block and the pre-head ({len(curve)} "
+            "layers); pass layers=[...] (or --layers) to choose others."
         )
     res.howto = [
         "Q is the Newman modularity of a kNN cosine graph (k = "

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["GNode", "Found", "find_axes", "fx_graph", "head_axes"]
+__all__ = ["GNode", "Found", "find_axes", "head_axes", "recorded_graph"]
 
 
 @dataclass
@@ -76,42 +76,166 @@ def _fn_name(target: Any) -> str:
     return name
 
 
-def fx_graph(model: nn.Module, example: Any) -> list[GNode]:
-    """Op list of ``model`` from ``torch.fx`` symbolic tracing, shapes from one real run on
-    ``example`` (a tensor). Raises whatever tracing raises."""
-    import torch.fx as fx
-    from torch.fx.passes.shape_prop import ShapeProp
+def _atomic(mod: nn.Module) -> bool:
+    """Module calls read as one op (their insides are skipped): the standard layers whose
+    ``forward`` is the library's own (a subclass that overrides it, e.g. a LayerNorm over NCHW
+    maps, is read through the functions it calls), Hugging Face Conv1D, RMSNorm classes and
+    parameter-free activation classes."""
+    from netxray.lenses.symmetry import _module_kind
 
-    gm = fx.symbolic_trace(model)
-    ShapeProp(gm).propagate(example)
-    keys = set(model.state_dict(keep_vars=True).keys())
-    nodes: dict[Any, GNode] = {}
+    std = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
+           nn.MultiheadAttention, nn.Flatten, nn.Softmax, nn.LogSoftmax, *_POOL_MODULES)
+    for t in (*std, nn.modules.batchnorm._BatchNorm):
+        if isinstance(mod, t):
+            return type(mod).forward is t.forward or type(mod).__module__.startswith("torch.nn")
+    if _is_conv1d_hf(mod) or _is_rmsnorm(mod) or _module_kind(mod) is not None:
+        return True
+    name = type(mod).__name__
+    return not any(True for _ in mod.parameters()) and any(
+        w in name for w in ("Activation", "GELU", "SiLU", "Swish")) and not list(mod.children())
+
+
+_INDEX_NAMES = {"None": None, "Ellipsis": Ellipsis}
+
+
+def _parse_index(text: str) -> Any:
+    """The index of a ``x[...]`` call from its recorded repr, when it is made of ints, slices,
+    None and Ellipsis only (parsed, never evaluated); None when it is anything else."""
+    import ast
+
+    def conv(node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, int)):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+            return -node.operand.value
+        if isinstance(node, ast.Name) and node.id in _INDEX_NAMES:
+            return _INDEX_NAMES[node.id]
+        if isinstance(node, ast.Tuple):
+            return tuple(conv(e) for e in node.elts)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "slice" \
+                and not node.keywords and len(node.args) <= 3:
+            return slice(*[conv(a) for a in node.args])
+        raise ValueError(text)
+
+    try:
+        return conv(ast.parse(text, mode="eval").body)
+    except (ValueError, SyntaxError):
+        return _UNPARSED
+
+
+_UNPARSED = object()
+_ALIASES = {"to", "contiguous", "float", "type_as", "type", "detach", "clone", "double", "half"}
+
+
+def recorded_graph(model: nn.Module, mg: Any) -> list[GNode]:
+    """Op list from a :class:`netxray.capture.graph.ModelGraph` (one real forward pass): the
+    calls of atomic modules (see :func:`_atomic`) as single ops, every other module read
+    through the torch functions it called."""
+    from netxray.capture.graph import _perm
+
+    mods = dict(model.named_modules())
+    atomic_ids: set[int] = set()
+    inside: dict[int, bool] = {}
+
+    def in_atomic(nid: int | None) -> bool:
+        chain = []
+        while nid is not None and nid not in inside:
+            chain.append(nid)
+            nid = mg.nodes[nid].parent
+        res = inside.get(nid, False) if nid is not None else False
+        for c in reversed(chain):
+            res = res or c in atomic_ids
+            inside[c] = res
+        return res
+
+    for n in mg.nodes:
+        if n.kind == "module" and n.name in mods and _atomic(mods[n.name]):
+            atomic_ids.add(n.id)
+    vnode: dict[int, GNode] = {}
     out: list[GNode] = []
 
-    def conv(a: Any) -> Any:
-        if isinstance(a, fx.Node):
-            return nodes[a]
-        if isinstance(a, (list, tuple)):
-            return type(a)(conv(x) for x in a)
-        if isinstance(a, dict):
-            return {k: conv(v) for k, v in a.items()}
-        return a
+    def arg(v: int) -> GNode:
+        g = vnode.get(v)
+        prod = mg.nodes[mg.values[v].producer]
+        while g is None and prod.kind == "op" and prod.name in _ALIASES and prod.inputs \
+                and tuple(mg.values[prod.inputs[0]].shape) == tuple(mg.values[v].shape):
+            # ``x.to(dtype)`` inside an atomic module returns x itself when the dtype agrees: the
+            # recorder gives the same tensor a new value, which the caller then reads
+            v = prod.inputs[0]
+            g = vnode.get(v)
+            prod = mg.nodes[mg.values[v].producer]
+        if g is None:  # a value made inside something skipped and used outside: unknown origin
+            g = GNode(f"v{v}", "input", None, shape=tuple(mg.values[v].shape))
+            vnode[v] = g
+            out.append(g)
+        return g
 
-    for n in gm.graph.nodes:
-        tm = n.meta.get("tensor_meta")
-        shape = tuple(tm.shape) if tm is not None and hasattr(tm, "shape") else None
-        if n.op == "placeholder":
-            g = GNode(n.name, "input", n.target, shape=shape)
-        elif n.op == "get_attr":
-            g = GNode(n.name, "param" if n.target in keys else "input", n.target, shape=shape)
-        elif n.op == "call_module":
-            g = GNode(n.name, "module", n.target, conv(n.args), conv(n.kwargs), shape)
-        elif n.op in ("call_function", "call_method"):
-            g = GNode(n.name, "call", _fn_name(n.target), conv(n.args), conv(n.kwargs), shape)
-        else:  # output
-            g = GNode(n.name, "output", None, conv(n.args), {}, None)
-        nodes[n] = g
-        out.append(g)
+    for n in sorted(mg.nodes, key=lambda n: (n.start, n.id)):
+        if n.kind in ("input", "constant"):
+            for v in n.outputs:
+                vnode[v] = GNode(n.name, "input", n.name, shape=tuple(mg.values[v].shape))
+                out.append(vnode[v])
+            continue
+        if n.kind == "param":
+            for v in n.outputs:
+                vnode[v] = GNode(n.name, "param", n.name, shape=tuple(mg.values[v].shape))
+                out.append(vnode[v])
+            continue
+        if n.kind == "module":
+            if n.id not in atomic_ids or (n.parent is not None and in_atomic(n.parent)):
+                continue
+            args = tuple(arg(v) for v in n.inputs)
+            shape = tuple(mg.values[n.outputs[0]].shape) if n.outputs else None
+            g = GNode(n.name, "module", n.name, args, {}, shape)
+            out.append(g)
+            if len(n.outputs) == 1 and not isinstance(mods[n.name], nn.MultiheadAttention):
+                vnode[n.outputs[0]] = g  # (attention returns (output, weights or None): indexed below)
+            else:
+                for k, v in enumerate(n.outputs):
+                    gi = GNode(f"{n.name}[{k}]", "call", "getitem", (g, k), {}, tuple(mg.values[v].shape))
+                    out.append(gi)
+                    vnode[v] = gi
+            continue
+        # a function call
+        if in_atomic(n.parent):
+            continue
+        args = tuple(arg(v) for v in n.inputs)
+        name = n.name
+        kwargs: dict[str, Any] = {}
+        in_shape = mg.values[n.inputs[0]].shape if n.inputs else ()
+        extra: tuple[Any, ...] = ()
+        if name in ("permute", "transpose", "swapaxes", "swapdims"):
+            perm = _perm(n, len(in_shape)) if name != "swapdims" else None
+            if perm is None:
+                name = "unknown-permute"
+            else:
+                name, extra = "permute", (tuple(perm),)
+        elif name in ("cat", "concat", "concatenate"):
+            d = n.args.get("dim", 0)
+            args, kwargs = (args,), {"dim": int(d) if isinstance(d, int) else 0}
+        elif name == "getitem":
+            raw = (n.args.get("args") or [None])[0]
+            idx = _parse_index(raw) if isinstance(raw, str) else _UNPARSED
+            if idx is _UNPARSED:
+                # an index tensor (or something unparsed): recorded as its own input
+                extra = ()
+                name = "getitem-tensor" if len(args) > 1 else "getitem-unknown"
+            else:
+                extra = (idx,)
+        elif name in _REDUCE:
+            rest = [a for a in n.args.get("args", []) if isinstance(a, int) and not isinstance(a, bool)]
+            dims = n.args.get("dim", n.args.get("dims", rest if len(rest) > 1 else (rest[0] if rest else None)))
+            kwargs = {"dim": dims}
+        for k, v in enumerate(n.outputs or []):
+            shape = tuple(mg.values[v].shape)
+            g = GNode(name if len(n.outputs) == 1 else f"{name}", "call", name,
+                      (args[0], *extra, *args[1:]) if extra and args else args, dict(kwargs), shape)
+            if len(n.outputs) > 1:
+                g.kwargs["_out"] = k
+            out.append(g)
+            vnode[v] = g
+    outs = tuple(arg(v) for v in mg.outputs)
+    out.append(GNode("output", "output", None, outs))
     return out
 
 
@@ -589,17 +713,45 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
                 uf.space(s).maxpool = True
         return x
     if name in _REDUCE and isinstance(x, _Feat):
-        dims = n.kwargs.get("dim", n.args[1] if len(n.args) > 1 else None)
-        if dims is None:
-            return None  # a full reduction: invariant under every permutation
-        dims = [dims] if isinstance(dims, int) else list(dims)
-        dims = [d + in_nd if d < 0 else d for d in dims]
         for s in [s for s, _ in x.segs if s != FIXED]:
             uf.space(s).joined.add("reduced")
+        a = list(xin.shape) if xin is not None and xin.shape is not None else None
+        b = list(n.shape) if n.shape is not None else None
+        if a is not None and b is not None and len(a) == len(b):  # keepdim: reduced axes became 1
+            return x if a[x.dim] == b[x.dim] and a[x.dim] != 1 else None
+        dims = n.kwargs.get("dim", n.args[1] if len(n.args) > 1 else None)
+        if dims is None or (b is not None and len(b) == 0):
+            return None  # a full reduction: invariant under every permutation
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        if not all(isinstance(d, int) for d in dims):
+            freeze_val(x, f"`{name}` over axes that were not recorded")
+            return None
+        dims = [d + in_nd if d < 0 else d for d in dims]
         if x.dim in dims:
             return None
-        keep = n.kwargs.get("keepdim", n.args[2] if len(n.args) > 2 and isinstance(n.args[2], bool) else False)
-        return _Feat(x.dim if keep else x.dim - sum(d < x.dim for d in dims), x.segs)
+        if b is not None and len(b) == in_nd - len(dims) or b is None:
+            return _Feat(x.dim - sum(d < x.dim for d in dims), x.segs)
+        return _Feat(x.dim, x.segs)
+    if name in ("chunk", "split", "unbind", "split_with_sizes", "tensor_split") and isinstance(x, _Feat):
+        a = list(xin.shape) if xin is not None and xin.shape is not None else None
+        b = list(n.shape) if n.shape is not None else None
+        if a is not None and b is not None:
+            if len(a) == len(b) and a[x.dim] == b[x.dim]:
+                return x  # split along another axis: every piece carries all features
+            if len(b) == len(a) - 1 and name == "unbind":
+                d = n.args[1] if len(n.args) > 1 and isinstance(n.args[1], int) else n.kwargs.get("dim", 0)
+                d = d + in_nd if isinstance(d, int) and d < 0 else d
+                if isinstance(d, int) and d != x.dim:
+                    return _Feat(x.dim - (d < x.dim), x.segs)
+        freeze_val(x, f"`{name}` splits the feature axis")
+        return None
+    if name in ("getitem-tensor", "getitem-unknown") and isinstance(x, _Feat):
+        a = list(xin.shape) if xin is not None and xin.shape is not None else None
+        b = list(n.shape) if n.shape is not None else None
+        if a is not None and b is not None and x.dim == len(a) - 1 and b and b[-1] == a[-1]:
+            return _Feat(len(b) - 1, x.segs)  # rows selected (tokens, samples); features kept
+        freeze_val(x, "indexing that may select features")
+        return None
     if name in _BINARY:
         return _binary_rule(n, name, value, uf, add_members, freeze_val, nd)
     if name in ("view", "reshape", "flatten", "unsqueeze", "squeeze", "unflatten"):

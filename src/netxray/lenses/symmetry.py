@@ -482,25 +482,33 @@ def _dedupe(members: list[Member]) -> list[Member]:
 
 
 def _graph_of(model: nn.Module, probe: _Probe) -> tuple[list[Any] | None, str | None]:
-    """The op list of one forward pass of ``model`` on ``probe``, or why it could not be read."""
+    """The op list of one real forward pass of ``model`` on ``probe``
+    (:func:`netxray.capture.graph.record_graph`), or why it could not be read."""
+    from netxray.capture.graph import record_graph
     from netxray.lenses import _symmetry_graph as sg
 
-    if probe.kwargs or len(probe.args) != 1:
-        return None, "its forward pass takes keyword inputs, which torch.fx tracing cannot follow"
-    x = probe.args[0]
-    m = copy.deepcopy(model).eval()  # shape propagation runs the model: never the user's (BN statistics)
-    p = next((t for t in m.parameters() if t.is_floating_point()), None)
-    if p is not None and x.is_floating_point():
-        x = x.to(dtype=p.dtype, device=p.device)
+    p = next((t for t in model.parameters() if t.is_floating_point()), None)
+
+    def cast(x: Any) -> Any:  # the example runs in the model's own dtype and device
+        if isinstance(x, torch.Tensor):
+            return x.to(dtype=p.dtype if (p is not None and x.is_floating_point()) else x.dtype,
+                        device=p.device if p is not None else x.device)
+        if isinstance(x, dict):
+            return {k: cast(v) for k, v in x.items()}
+        return type(x)(cast(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+    example = cast(dict(probe.kwargs)) if probe.kwargs else cast(probe.args[0] if len(probe.args) == 1 else tuple(probe.args))
     try:
-        return sg.fx_graph(m, x), None
-    except Exception as exc:  # any tracing failure: say so, analyse nothing
-        return None, f"model could not be traced with torch.fx ({type(exc).__name__}: {str(exc)[:200]})"
+        mg = record_graph(model, example)  # eval mode, no grad, every flag and weight restored
+    except Exception as exc:  # a model that does not run: say so, analyse nothing
+        return None, f"its forward pass could not be recorded ({type(exc).__name__}: {str(exc)[:200]})"
+    ops = sg.recorded_graph(model, mg)
+    return ops, ("; ".join(mg.notes) if mg.notes else None)
 
 
 def _generic_axes(
     model: nn.Module, graph: list[Any], keys: set[str]
-) -> tuple[list[Axis], list[str], list[str]]:
+) -> tuple[list[Axis], list[str], list[str], set[str]]:
     """Axes of any model from its op list (see :mod:`netxray.lenses._symmetry_graph`)."""
     from netxray.lenses import _symmetry_graph as sg
 
@@ -511,6 +519,7 @@ def _generic_axes(
     head_keys = {m.key for h in heads for m in h["writers"] + h["readers"]}
     notes = list(found.notes)
     outputs: list[str] = []
+    output_keys: set[str] = set()
     for path, n in found.module_calls.items():
         if n > 1 and any(True for _ in mods[path].parameters(recurse=False)):
             notes.append(f"{path}: called {n} times (shared weights): its outputs share one permutation")
@@ -524,6 +533,7 @@ def _generic_axes(
             reasons = sorted(set(sp.frozen))
             if reasons == ["reaches the model's output"]:
                 outputs.append(f"{who} ({sp.size})")  # observed features: fixed, and rightly so
+                output_keys.update(m.key for _, m in sp.members)
             else:
                 notes.append(f"{who or 'features'} ({sp.size}): " + "; ".join(reasons[:3]))
             continue
@@ -546,7 +556,7 @@ def _generic_axes(
             if a.kind in ("hidden unit", "gated hidden unit"):
                 a.kind = "FFN " + a.kind
     _set_match(out, shapes)
-    return out, notes, outputs
+    return out, notes, outputs, output_keys
 
 
 def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]], keys: set[str]) -> Axis:
@@ -633,6 +643,7 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
     fam = _family(model)
     notes: list[str] = []
     outputs: list[str] = []
+    output_keys: set[str] = set()
     readable = True
     probe, m64 = None, None
     if fam == "mlp":
@@ -654,14 +665,16 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
         if graph is None:
             axes, notes, readable = [], [f"the model's structure could not be read: {why}; no symmetry was proven for it"], False
         else:
-            axes, notes, outputs = _generic_axes(model, graph, keys)
+            axes, notes, outputs, output_keys = _generic_axes(model, graph, keys)
+            if why:  # parts of the pass the graph could not follow
+                notes.insert(0, f"graph: {why}")
     covered = {m.key for a in axes for m in a.writers + a.readers}
     float_keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
 
     def owner(k: str) -> str:
         return k.rsplit(".", 1)[0] if "." in k else k
 
-    touched = {owner(k) for k in covered}
+    touched = {owner(k) for k in covered | output_keys}
     untouched = sorted({owner(k) for k in float_keys if owner(k) not in touched})
     fixed = [k for k in float_keys if k not in covered and owner(k) in touched]
     not_analysed = notes + ([f"{o}: no permutable axis proven through it" for o in untouched] if readable else [])
@@ -804,6 +817,30 @@ def _run(model: nn.Module, probe: _Probe) -> list[torch.Tensor]:
         return _float_outputs(model(*_to64(probe.args), **_to64(probe.kwargs)))
 
 
+def _lowest_precision(m64: nn.Module, probe: _Probe) -> torch.dtype:
+    """The least precise floating dtype any op of the float64 copy computes a per-sample tensor
+    in (its first axis is the batch): float64 unless the model casts down itself (Llama's
+    RMSNorm runs in float32 whatever the weights' dtype)."""
+    from torch.overrides import TorchFunctionMode
+
+    batch = next((t.shape[0] for t in list(probe.args) + list(probe.kwargs.values())
+                  if isinstance(t, torch.Tensor) and t.ndim), None)
+    order = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
+    seen = {"worst": 0}
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in _float_outputs(out):
+                if t.ndim and t.shape[0] == batch and t.dtype in order:
+                    seen["worst"] = max(seen["worst"], order.index(t.dtype))
+            return out
+
+    with Watch():
+        _run(m64, probe)
+    return order[seen["worst"]]
+
+
 def _verify_axes(
     model: nn.Module, axes: Sequence[Axis], probe: _Probe, seed: int = 0, rtol: float = 1e-10
 ) -> list[tuple[bool, float, str]]:
@@ -881,7 +918,8 @@ def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> 
     """The analysis with every axis verified (see :func:`_verify_axes`); failed axes are
     removed from ``an.axes`` and listed in the returned report with their reason."""
     an = _analyse(model, data)
-    rep: dict[str, Any] = {"verified": {}, "rejected": [], "probe": None, "verification": "not requested"}
+    rep: dict[str, Any] = {"verified": {}, "rejected": [], "probe": None, "verification": "not requested",
+                           "rtol": None, "precision": None}
     if not verify or not an.axes:
         if verify:
             rep["verification"] = "nothing to verify"
@@ -898,7 +936,13 @@ def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> 
         # a constant-zero output (e.g. a zero-initialised head) makes every test pass vacuously
         rep["verification"] = "not possible: the model's outputs are all zero on the probe inputs"
         return an, rep
-    results = _verify_axes(m64, an.axes, probe, seed=seed)
+    precision = _lowest_precision(m64, probe)
+    rtol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(precision, 1e-2)
+    rep["rtol"] = rtol
+    if precision != torch.float64:
+        rep["precision"] = (f"the model computes part of its forward pass in {str(precision).replace('torch.', '')} "
+                            f"even in a float64 copy (e.g. a norm that upcasts to float32): tolerance {rtol:g}")
+    results = _verify_axes(m64, an.axes, probe, seed=seed, rtol=rtol)
     keep = []
     for ax, (ok, rel, why) in zip(an.axes, results, strict=True):
         if ok:
@@ -1025,7 +1069,10 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
         "rejected": rep["rejected"],
         "wrapper": an.wrapper,
         "probe": rep["probe"],
+        "verify_rtol": rep.get("rtol"),
     }
+    if rep.get("precision"):
+        df.attrs["summary"]["statement"] += "; verification: " + rep["precision"]
     df.attrs["meta"] = metadata(model_hash=model_hash(inner), family=an.family)
     return df
 
@@ -1160,10 +1207,12 @@ def _build(model: nn.Module, state: dict[str, np.ndarray]) -> nn.Module:
 
 
 def _canonical_state(
-    model: nn.Module, *, reduce: bool, normalize: bool, sort: bool, tol: float
+    model: nn.Module, *, reduce: bool, normalize: bool, sort: bool, tol: float, data: Any = None
 ) -> tuple[dict[str, np.ndarray], list[Axis], dict[str, Any], _Analysis]:
-    an = _analyse(model)
-    state = _state64(model)
+    # only verified axes are used: a claimed axis that failed the permutation test would change
+    # the function
+    an, _ = _verified_analysis(model, data, True, 0)
+    state = _state64(an.model)
     log: dict[str, Any] = {"dropped": {}, "merged": {}}
     axes = [copy.copy(a) for a in an.axes]  # sizes change while reducing
     for ax in axes:
@@ -1179,7 +1228,7 @@ def _canonical_state(
 
 
 def canonicalize(
-    model: nn.Module, *, reduce: bool = True, normalize: bool = True, tol: float = 1e-12
+    model: nn.Module, *, reduce: bool = True, normalize: bool = True, tol: float = 1e-12, data: Any = None
 ) -> nn.Module:
     """A new model (float64 deep copy; the input is never modified) in canonical form (SPEC §4.3).
 
@@ -1202,9 +1251,14 @@ def canonicalize(
     channels (all three steps, on bn1) and residual streams (normalized over the affine parts
     of every BN writing the stream, then sorted by the stem's/shortcut's BN bias); ViT residual stream (permutation only), attention heads
     (permutation, sorted by ‖W_Qᵀ W_K‖_F) and MLP hidden units (reduce + sort; GELU admits no
-    rescaling). Any other model: the axes :func:`symmetry_group` proves.
+    rescaling). Any other model: the axes :func:`symmetry_group` finds and verifies
+    (``data``: its probe inputs) — every unit of a simple Linear/Conv → element-wise →
+    Linear/Conv chain gets all three steps, every other axis (residual streams, gated FFN
+    units, heads, concatenated parts, depthwise-coupled channels) is sorted only. A wrapped
+    model (``nn.DataParallel``, ``torch.compile``) gives its inner model's canonical form.
 
-    The result computes the same function (eval mode) to float64 rounding (≈1e-12); a reduced
+    The result computes the same function (eval mode) to float64 rounding (≈1e-12; a model
+    that computes parts in float32 itself, like Llama's RMSNorm, to float32 rounding); a reduced
     MLP gets its ``netxray_config["widths"]`` updated; ``model.netxray_canonical`` records
     what was dropped and merged.
 
@@ -1215,7 +1269,9 @@ def canonicalize(
     >>> bool(torch.all(c[0].bias[:-1] >= c[0].bias[1:]))  # sorted by bias, descending
     True
     """
-    state, axes, log, an = _canonical_state(model, reduce=reduce, normalize=normalize, sort=True, tol=tol)
+    state, axes, log, an = _canonical_state(model, reduce=reduce, normalize=normalize, sort=True, tol=tol,
+                                            data=data)
+    model = an.model  # a wrapper's inner model: the canonical form is returned unwrapped
     new = _build(model, state)
     cfg = getattr(model, "netxray_config", None)
     if isinstance(cfg, dict):
@@ -1273,14 +1329,15 @@ def _check_same_layout(a: nn.Module, b: nn.Module) -> None:
         )
 
 
-def align(a: nn.Module, b: nn.Module, *, normalize: bool = True) -> Alignment:
+def align(a: nn.Module, b: nn.Module, *, normalize: bool = True, data: Any = None) -> Alignment:
     """Weight matching (SPEC §4.3): the permutations of b's units that best match a's.
 
     Both networks are first normalized (ReLU scale / tanh sign, as in :func:`canonicalize`),
     then axis by axis in forward order the units of b — with the previous axes' permutations
     already applied to their incoming tensors — are matched to a's by a linear assignment on
     the squared distances between their incoming parameter vectors
-    (``min_π Σ_i ‖w_a,i − w_b,π(i)‖²``). Neither input is modified.
+    (``min_π Σ_i ‖w_a,i − w_b,π(i)‖²``). The axes are a's, verified as in
+    :func:`symmetry_group` (``data``: probe inputs). Neither input is modified.
 
     >>> import torch
     >>> from torch import nn
@@ -1295,8 +1352,9 @@ def align(a: nn.Module, b: nn.Module, *, normalize: bool = True) -> Alignment:
     >>> r.distance_after < 1e-6 < r.distance_before
     True
     """
+    a, b = _unwrap(a)[0], _unwrap(b)[0]
     _check_same_layout(a, b)
-    an = _analyse(a)
+    an, _ = _verified_analysis(a, data, True, 0)  # a's verified axes (b has the same layout)
     sa_raw, sb_raw = _state64(a), _state64(b)
     sa, sb = dict(sa_raw), dict(sb_raw)
     axes = [copy.copy(x) for x in an.axes]
@@ -1389,7 +1447,21 @@ def functionally_equivalent(
     >>> functionally_equivalent(a, canonicalize(a)).verdict
     'equivalent'
     """
+    a, b = _unwrap(a)[0], _unwrap(b)[0]
     fa, fb = _eval64(a), _eval64(b)
+    if isinstance(inputs, dict) or (inputs is None and _input_shape(a) is None):
+        # token ids (Hugging Face text models), keyword inputs, or inputs the model declares
+        try:
+            probe = (_Probe((), {k: v[:n_probes] for k, v in inputs.items()}, "inputs") if isinstance(inputs, dict)
+                     else _probe_inputs(a, None, n=n_probes, seed=seed, m64=fa))
+        except ValueError as exc:
+            raise ValueError(
+                "functionally_equivalent: cannot infer the input shape of this model; "
+                f"pass inputs=<tensor of probe inputs> ({exc})"
+            ) from exc
+        if probe.kwargs or not probe.args[0].is_floating_point():
+            return _equivalence_on_probe(a, b, fa, fb, probe, tol)
+        inputs = probe.args[0]
     if inputs is None:
         shape = _input_shape(a)
         if shape is None:
@@ -1444,6 +1516,30 @@ def functionally_equivalent(
         if float(d[k]) > tol * float(s[k]):
             return Equivalence("not equivalent", "outputs differ at an input found by gradient search",
                                starts[k : k + 1].detach().clone(), float(d[k]), None, len(x))
+    return _certify(a, b, tol, best_gap, len(x))
+
+
+def _equivalence_on_probe(
+    a: nn.Module, b: nn.Module, fa: nn.Module, fb: nn.Module, probe: _Probe, tol: float
+) -> Equivalence:
+    """Outputs compared on probe inputs that cannot be searched by gradient (token ids)."""
+    ya, yb = _run(fa, probe), _run(fb, probe)
+    n = next((len(t) for t in list(probe.args) + list(probe.kwargs.values()) if isinstance(t, torch.Tensor)), 0)
+    first = next((t[:1].clone() for t in list(probe.args) + list(probe.kwargs.values()) if isinstance(t, torch.Tensor)), None)
+    if len(ya) != len(yb) or any(u.shape != v.shape for u, v in zip(ya, yb, strict=True)):
+        return Equivalence("not equivalent", "output shapes differ", first, math.inf, None, n)
+    gap = 0.0
+    for u, v in zip(ya, yb, strict=True):
+        if not u.numel():
+            continue
+        d = float((u - v).abs().max())
+        gap = max(gap, d)
+        if d > tol * (1.0 + float(u.abs().max())):
+            return Equivalence("not equivalent", "outputs differ on a probe input", first, d, None, n)
+    return _certify(a, b, tol, gap, n)
+
+
+def _certify(a: nn.Module, b: nn.Module, tol: float, best_gap: float, n: int) -> Equivalence:
     # certify by symmetry: canonical forms, then alignment of the canonical forms
     sa, _, _, _ = _canonical_state(a, reduce=True, normalize=True, sort=True, tol=1e-12)
     sb, _, _, _ = _canonical_state(b, reduce=True, normalize=True, sort=True, tol=1e-12)
@@ -1451,19 +1547,19 @@ def functionally_equivalent(
     if list(sa) == list(sb) and all(sa[k].shape == sb[k].shape for k in sa):
         pd_ = max((float(np.max(np.abs(sa[k] - sb[k]))) for k in sa if sa[k].size), default=0.0)
         if pd_ <= tol * pscale:
-            return Equivalence("equivalent", "canonical forms agree", None, best_gap, pd_, len(x))
+            return Equivalence("equivalent", "canonical forms agree", None, best_gap, pd_, n)
         ca, cb = _build(a, sa), _build(b, sb)
         al = align(ca, cb)
         sal = _state64(al.aligned)
         sca = _state64(ca)
         pd2 = max((float(np.max(np.abs(sca[k] - sal[k]))) for k in sca if sca[k].size), default=0.0)
         if pd2 <= tol * pscale:
-            return Equivalence("equivalent", "aligned canonical tensors agree", None, best_gap, pd2, len(x))
+            return Equivalence("equivalent", "aligned canonical tensors agree", None, best_gap, pd2, n)
         return Equivalence("inconclusive", "outputs agree on every probe but the canonical and aligned "
                            "parameters differ: no symmetry found that explains it", None, best_gap,
-                           min(pd_, pd2), len(x))
+                           min(pd_, pd2), n)
     return Equivalence("inconclusive", "outputs agree on every probe but the reduced networks have "
-                       "different shapes: no symmetry found that explains it", None, best_gap, None, len(x))
+                       "different shapes: no symmetry found that explains it", None, best_gap, None, n)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -528,7 +528,10 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
                 else:
                     add_members(x, f"{path}.weight", 1, "r", path)
             return out_new(mod.out_channels, f"{path}.weight", 0, f"{path}.bias" if has("bias") else None, 1)
-        if g == mod.in_channels and isinstance(x, _Feat) and x.dim == 1:
+        if g == mod.in_channels and not (isinstance(x, _Feat) and x.dim == 1):
+            freeze_val(x, f"{path}: depthwise convolution over an axis other than the channels")
+            return None  # a depthwise conv of fixed channels: its output channels are fixed too
+        if g == mod.in_channels:
             # depthwise: channel c's k = out/in filters read channel c alone, so they move with it
             k = mod.out_channels // g
             segs = [(s, b * k) for s, b in x.segs]
@@ -689,6 +692,68 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
         return None
     if name == "getitem":
         return _getitem_rule(n, x, xin, freeze_val)
+    params = [v for v in ins if isinstance(v, _Param)]
+
+    def new_writer(size: int, wkey: str, wdim: int, bkey: str | None, fdim: int) -> _Feat:
+        s = uf.new(size, order)
+        sp = uf.space(s)
+        sp.members.append(("w", Member(wkey, wdim)))
+        if bkey is not None:
+            sp.members.append(("w", Member(bkey, 0)))
+        sp.writers.append(wkey.rsplit(".", 1)[0])
+        sp.joined.add("functional")  # not a module call: permutation only
+        return _Feat(fdim, [(s, 1)])
+
+    # functional layers called by modules that override forward (timm's BatchNormAct2d,
+    # LayerNorm2d, StdConv2d …): their parameters arrive as inputs of the call
+    if name in ("linear", "conv1d", "conv2d", "conv3d", "embedding") and params \
+            and params[0].dims == list(range(len(state_shapes[params[0].key]))):
+        w = params[0]
+        wshape = state_shapes[w.key]
+        b = params[1].key if len(params) > 1 and len(state_shapes[params[1].key]) == 1 else None
+        if name == "embedding":
+            return new_writer(wshape[1], w.key, 1, None, nd - 1)
+        if name == "linear":
+            if isinstance(x, _Feat):
+                if x.dim != in_nd - 1:
+                    freeze_val(x, f"`linear` ({w.key}) mixes an axis other than the features")
+                else:
+                    add_members(x, w.key, 1, "r", w.key.rsplit(".", 1)[0])
+            return new_writer(wshape[0], w.key, 0, b, nd - 1)
+        cin = xin.shape[1] if xin is not None and xin.shape is not None and len(xin.shape) > 1 else None
+        g = cin // wshape[1] if cin else None
+        if g == 1:
+            if isinstance(x, _Feat):
+                if x.dim != 1:
+                    freeze_val(x, f"`{name}` ({w.key}) mixes an axis other than the channels")
+                else:
+                    add_members(x, w.key, 1, "r", w.key.rsplit(".", 1)[0])
+            return new_writer(wshape[0], w.key, 0, b, 1)
+        if g == cin:
+            if not isinstance(x, _Feat) or x.dim != 1:
+                return None
+            f = _Feat(1, [(sp, bl * (wshape[0] // cin)) for sp, bl in x.segs])
+            add_members(f, w.key, 0, "w", w.key.rsplit(".", 1)[0])
+            if b is not None:
+                add_members(f, b, 0, "w", w.key.rsplit(".", 1)[0])
+            return f
+        freeze_val(x, f"`{name}` ({w.key}): grouped convolution (groups={g})")
+        notes.append(f"{w.key.rsplit('.', 1)[0]}: grouped convolution (groups={g}) is not analysed "
+                     "(channels move with their group)")
+        return None
+    if name in ("batch_norm", "layer_norm", "rms_norm", "instance_norm") and isinstance(x, _Feat):
+        want = 1 if name in ("batch_norm", "instance_norm") else in_nd - 1
+        ok = x.dim == want and all(len(state_shapes[p.key]) == 1 and p.dims == [0] for p in params)
+        if name in ("layer_norm", "rms_norm") and n.shape is not None:
+            ok = ok and all(state_shapes[p.key][0] == n.shape[-1] for p in params)
+        if not ok:
+            freeze_val(x, f"`{name}` over more than the feature axis")
+            return None
+        for p in params:
+            add_members(x, p.key, 0, "n", p.key.rsplit(".", 1)[0])
+        for sp in [sp for sp, _ in x.segs if sp != FIXED]:
+            uf.space(sp).joined.add("norm")
+        return x
     if not any(isinstance(v, _Feat) for v in ins):
         # no featured tensor: parameters being reshaped keep track of their stored dimensions
         if isinstance(x, _Param) and n.shape is not None:
@@ -775,18 +840,6 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
         return _Feat(x.dim + (nd - in_nd), x.segs)
     if name in ("cat", "concat", "concatenate"):
         return _cat_rule(n, uf, add_members, freeze_val, value, nd)
-    if name == "linear":
-        w = value(n.args[1]) if len(n.args) > 1 else value(n.kwargs.get("weight"))
-        if isinstance(w, _Param) and w.dims == [0, 1] and isinstance(x, _Feat) and x.dim == in_nd - 1:
-            add_members(x, f"{w.key}", 1, "r", w.key)
-            s = uf.new(state_shapes[w.key][0], order)
-            sp = uf.space(s)
-            sp.members.append(("w", Member(w.key, 0)))
-            b = value(n.args[2]) if len(n.args) > 2 else value(n.kwargs.get("bias"))
-            if isinstance(b, _Param):
-                sp.members.append(("w", Member(b.key, 0)))
-            sp.writers.append(w.key)
-            return _Feat(nd - 1, [(s, 1)])
     for v in ins:
         freeze_val(v, f"passes through `{name}`, which may not commute with a permutation of its features")
     return None

@@ -541,20 +541,26 @@ def _generic_axes(
             continue
         ax = _space_axis(sp, mods, shapes, keys)
         axes.append((sp.order, ax))
-    has_heads = bool(heads)
+    # a head axis is processed where its projections' outputs start (the frozen q/k/v space)
+    start = {m.key: sp.order for sp in found.spaces for role, m in sp.members if role == "w"}
     for h in heads:
         ax = Axis(name=h["name"], layer=h["layer"], kind=h["kind"], size=h["size"], writers=h["writers"],
                   readers=h["readers"], act="other", activation="softmax attention", reducible=False,
                   note=h["note"])
-        # heads come right after the residual stream that feeds them, in module order
-        order = next((o for o, a in axes if a.layer.startswith(h["layer"].rsplit(".", 1)[0] + ".")), None)
-        axes.append(((order if order is not None else 10**9) - 0.5, ax))
+        order = min((start[m.key] for m in h["writers"] if m.key in start), default=10**9)
+        axes.append((order + 0.5, ax))
     axes.sort(key=lambda t: t[0])
     out = [a for _, a in axes]
-    if has_heads:
-        for a in out:
-            if a.kind in ("hidden unit", "gated hidden unit"):
-                a.kind = "FFN " + a.kind
+    head_paths = [h["layer"].split(".") for h in heads]
+    for a in out:
+        if a.kind in ("hidden unit", "gated hidden unit"):
+            # an FFN: a hidden layer inside the block that holds an attention module
+            w = a.layer.split(".")
+            for hp in head_paths:
+                common = next((i for i, (x, y) in enumerate(zip(w, hp, strict=False)) if x != y), min(len(w), len(hp)))
+                if common >= max(1, len(hp) - 2):
+                    a.kind = "FFN " + a.kind
+                    break
     _set_match(out, shapes)
     return out, notes, outputs, output_keys
 
@@ -1449,7 +1455,8 @@ def functionally_equivalent(
     """
     a, b = _unwrap(a)[0], _unwrap(b)[0]
     fa, fb = _eval64(a), _eval64(b)
-    if isinstance(inputs, dict) or (inputs is None and _input_shape(a) is None):
+    declared = getattr(a, "main_input_name", None) is not None and hasattr(a, "config")  # Hugging Face
+    if isinstance(inputs, dict) or (inputs is None and (declared or _input_shape(a) is None)):
         # token ids (Hugging Face text models), keyword inputs, or inputs the model declares
         try:
             probe = (_Probe((), {k: v[:n_probes] for k, v in inputs.items()}, "inputs") if isinstance(inputs, dict)

@@ -1154,12 +1154,29 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             out.append(_head(path, H, hd, w, [Member(f"{p}c_proj.weight", 0, block=hd)], "q/k/v"))
             continue
         if {"qkv", "proj"} <= names and isinstance(mods[p + "qkv"], nn.Linear) and isinstance(mods[p + "proj"], nn.Linear):
+            qkv, proj = mods[p + "qkv"], mods[p + "proj"]
             H = cfg_int(mod, "num_heads")
-            hd = cfg_int(mod, "head_dim") or (mods[p + "qkv"].out_features // 3 // H if H else None)
-            if not (H and hd) or mods[p + "qkv"].out_features != 3 * H * hd:
+            if not H or qkv.out_features % H or proj.in_features % H:
                 continue
-            w = [Member(f"{p}qkv.weight", 0, block=hd, segments=3)] + [Member(b, 0, block=hd, segments=3) for b in bias(p + "qkv")]
-            out.append(_head(path, H, hd, w, [Member(f"{p}proj.weight", 1, block=hd)], "q/k/v"))
+            # parameters of the attention module indexed by head first (EfficientFormer's
+            # attention_biases (H, N)) move with their head
+            per_head = [Member(f"{p}{n}", 0) for n, t in mod.named_parameters(recurse=False)
+                        if t.ndim >= 1 and t.shape[0] == H]
+            ob = proj.in_features // H
+            layouts = []
+            hd = cfg_int(mod, "head_dim") or qkv.out_features // 3 // H
+            if qkv.out_features == 3 * H * hd:  # timm ViT: all queries, then all keys, then values
+                w = [Member(f"{p}qkv.weight", 0, block=hd, segments=3)]
+                w += [Member(b, 0, block=hd, segments=3) for b in bias(p + "qkv")]
+                layouts.append((w, "q/k/v"))
+            blk = qkv.out_features // H  # per head, its q, k and v rows together (EfficientFormer)
+            w = [Member(f"{p}qkv.weight", 0, block=blk)] + [Member(b, 0, block=blk) for b in bias(p + "qkv")]
+            layouts.append((w, "per-head interleaved q/k/v"))
+            first = _head(path, H, hd if layouts[0][1] == "q/k/v" else blk, layouts[0][0] + per_head,
+                          [Member(f"{p}proj.weight", 1, block=ob)], layouts[0][1])
+            first["alternatives"] = [_head(path, H, blk, w2 + per_head, [Member(f"{p}proj.weight", 1, block=ob)], what)
+                                     for w2, what in layouts[1:]]
+            out.append(first)
     return out
 
 

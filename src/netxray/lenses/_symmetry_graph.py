@@ -836,6 +836,17 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
             return _Feat(d1 if x.dim == d0 else d0 if x.dim == d1 else x.dim, x.segs)
         if name == "t" and in_nd == 2:
             return _Feat(1 - x.dim, x.segs)
+    if name == "roll" and isinstance(x, _Feat) and xin is not None and xin.shape == n.shape:
+        # Swin's shifted windows roll the spatial axes; the graph does not keep roll's dims, so
+        # this is a claim: a roll of the features would make the verification reject the axis
+        for sp in [sp for sp, _ in x.segs if sp != FIXED]:
+            uf.space(sp).joined.add("roll")
+        return x
+    if name == "pad" and isinstance(x, _Feat) and xin is not None and xin.shape is not None and n.shape is not None:
+        if len(xin.shape) == len(n.shape) and xin.shape[x.dim] == n.shape[x.dim]:
+            return x  # spatial padding (Swin's windows): every feature padded alike
+        freeze_val(x, "`pad` of the feature axis")
+        return None
     if name == "expand" and isinstance(x, _Feat):
         return _Feat(x.dim + (nd - in_nd), x.segs)
     if name in ("cat", "concat", "concatenate"):
@@ -1160,8 +1171,7 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
                 continue
             # parameters of the attention module indexed by head first (EfficientFormer's
             # attention_biases (H, N)) move with their head
-            per_head = [Member(f"{p}{n}", 0) for n, t in mod.named_parameters(recurse=False)
-                        if t.ndim >= 1 and t.shape[0] == H]
+            per_head = _per_head_members(mod, p, H, exclude=("qkv", "proj"))
             ob = proj.in_features // H
             layouts = []
             hd = cfg_int(mod, "head_dim") or qkv.out_features // 3 // H
@@ -1177,6 +1187,27 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             first["alternatives"] = [_head(path, H, blk, w2 + per_head, [Member(f"{p}proj.weight", 1, block=ob)], what)
                                      for w2, what in layouts[1:]]
             out.append(first)
+    return out
+
+
+def _per_head_members(mod: nn.Module, p: str, H: int, exclude: tuple[str, ...]) -> list[Any]:
+    """Parameters of an attention module indexed by head, which move with their head: a direct
+    parameter with exactly one axis of length H (EfficientFormer's ``attention_biases`` (H, N),
+    Swin's ``relative_position_bias_table`` (N, H), Swin V2's ``logit_scale`` (H, 1, 1)), and the
+    rows of a Linear inside it that outputs one value per head (Swin V2's position-bias MLP).
+    A wrong guess fails verification, and the layout without it is not claimed."""
+    from netxray.lenses.symmetry import Member
+
+    out = []
+    for n, t in mod.named_parameters(recurse=False):
+        dims = [d for d, k in enumerate(t.shape) if k == H]
+        if len(dims) == 1 and t.ndim >= 1:
+            out.append(Member(f"{p}{n}", dims[0]))
+    for n, sub in mod.named_modules():
+        if n and n.split(".")[0] not in exclude and isinstance(sub, nn.Linear) and sub.out_features == H:
+            out.append(Member(f"{p}{n}.weight", 0))
+            if sub.bias is not None:
+                out.append(Member(f"{p}{n}.bias", 0))
     return out
 
 

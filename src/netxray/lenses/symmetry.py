@@ -621,7 +621,7 @@ def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int
                    if (_module_kind(a) if isinstance(a, nn.Module) else a[0]) != "identity"})
     how = {"add": "residual additions", "mul": "element-wise products", "norm": "normalisations",
            "cat-token": "token concatenation", "depthwise": "depthwise convolutions", "reduced": "reductions",
-           "add-param": "added parameters", "mul-param": "scaling parameters"}
+           "add-param": "added parameters", "mul-param": "scaling parameters", "roll": "spatial rolls"}
     through = [how[j] for j in sorted(joined) if j in how]
     return Axis(
         name=name, layer=layer, kind=kind, size=sp.size, writers=writers, readers=readers, bias=bias,
@@ -675,9 +675,14 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
         if graph is None:
             axes, notes, readable = [], [f"the model's structure could not be read: {why}; no symmetry was proven for it"], False
         else:
-            axes, notes, outputs, output_keys = _generic_axes(model, graph, keys)
+            try:
+                axes, notes, outputs, output_keys = _generic_axes(model, graph, keys)
+            except Exception as exc:  # a layer the finder trips over: a stated failure, never a crash
+                axes, readable = [], False
+                notes = [f"the axis finder failed on this model's graph ({type(exc).__name__}: {str(exc)[:200]}); "
+                         "no symmetry was proven for it"]
             if why:  # parts of the pass the graph could not follow
-                notes.insert(0, f"graph: {why}")
+                notes.insert(0 if readable else 1, f"graph: {why}")
     covered = {m.key for a in axes for m in a.writers + a.readers}
     float_keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
 
@@ -754,7 +759,8 @@ def _probe_candidates(model: nn.Module, data: Any, n: int, seed: int) -> list[_P
     hf = getattr(model, "config", None)
     main = getattr(model, "main_input_name", None)
     if hf is not None and main == "input_ids" and getattr(hf, "vocab_size", None):
-        ids = torch.randint(0, int(hf.vocab_size), (n, 8), generator=g)
+        seq = max(1, min(8, int(getattr(hf, "max_position_embeddings", 8) or 8)))
+        ids = torch.randint(0, int(hf.vocab_size), (n, seq), generator=g)
         return [_Probe((), {"input_ids": ids}, "token ids (Hugging Face config)")]
     if hf is not None and main == "pixel_values":
         size = getattr(hf, "image_size", 32)

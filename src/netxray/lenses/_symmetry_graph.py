@@ -85,6 +85,8 @@ def _atomic(mod: nn.Module) -> bool:
 
     std = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
            nn.MultiheadAttention, nn.Flatten, nn.Softmax, nn.LogSoftmax, *_POOL_MODULES)
+    if isinstance(mod, nn.GroupNorm):
+        return True  # subclasses (timm's GroupNorm1) still normalise channel groups of axis 1
     for t in (*std, nn.modules.batchnorm._BatchNorm):
         if isinstance(mod, t):
             return type(mod).forward is t.forward or type(mod).__module__.startswith("torch.nn")
@@ -514,9 +516,11 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
         hf = _is_conv1d_hf(mod)
         if isinstance(x, _Feat):
             if x.dim != in_nd - 1:
-                freeze_val(x, f"{path} mixes an axis other than the features")
-            else:
-                add_members(x, f"{path}.weight", 0 if hf else 1, "r", path)
+                # a Linear over tokens (MLP-Mixer's token mixing) treats every feature alike: the
+                # features pass; its own hidden units are not followed (one feature axis per tensor)
+                notes.append(f"{path}: mixes an axis other than the features; its own units are not analysed")
+                return x
+            add_members(x, f"{path}.weight", 0 if hf else 1, "r", path)
         size = mod.weight.shape[1] if hf else mod.out_features
         return out_new(size, f"{path}.weight", 1 if hf else 0, f"{path}.bias" if has("bias") else None, nd - 1)
     if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
@@ -819,7 +823,7 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
         return None
     if name in _BINARY:
         return _binary_rule(n, name, value, uf, add_members, freeze_val, nd)
-    if name in ("view", "reshape", "flatten", "unsqueeze", "squeeze", "unflatten"):
+    if name in ("view", "reshape", "flatten", "unsqueeze", "squeeze", "unflatten", "view_as", "reshape_as"):
         return _reshape_rule(x, xin, n, uf, freeze_val, name)
     if name in ("permute", "transpose", "movedim", "swapaxes", "t") and isinstance(x, _Feat):
         rest = [a for a in n.args[1:]]
@@ -1113,12 +1117,14 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             out.append(_head(path, H, hd, w, [Member(f"{p}out_proj.weight", 1, block=hd)], "q/k/v"))
             continue
         names = set(dict(mod.named_children()))
-        if {"q_proj", "k_proj", "v_proj", "o_proj"} <= names:
-            q, k, v, o = (mods[p + s] for s in ("q_proj", "k_proj", "v_proj", "o_proj"))
+        qkvo = next((t for t in _QKVO if set(t) <= names), None)
+        if qkvo is not None:
+            qn, kn, vn, on = qkvo
+            q, k, v, o = (mods[p + s] for s in qkvo)
             if not all(isinstance(m, nn.Linear) for m in (q, k, v, o)):
                 continue
-            hd = cfg_int(mod, "head_dim")
-            H = cfg_int(mod, "num_heads", "num_attention_heads")
+            hd = cfg_int(mod, "head_dim", "attention_head_size")
+            H = cfg_int(mod, "num_heads", "num_attention_heads", "n_heads")
             if hd is None and H:
                 hd = q.out_features // H
             if not hd or q.out_features % hd or k.out_features % hd:
@@ -1127,20 +1133,26 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             if H % G:
                 continue
             r = H // G
-            qb = [Member(f"{p}q_proj.weight", 0, block=hd * r)] + [Member(b, 0, block=hd * r) for b in bias(p + "q_proj")]
-            kv = [Member(f"{p}{s}.weight", 0, block=hd) for s in ("k_proj", "v_proj")]
-            kv += [Member(b, 0, block=hd) for s in ("k_proj", "v_proj") for b in bias(p + s)]
-            if G == H:
-                out.append(_head(path, H, hd, qb + kv, [Member(f"{p}o_proj.weight", 1, block=hd)], "q/k/v"))
+            qb = [Member(f"{p}{qn}.weight", 0, block=hd * r)] + [Member(b, 0, block=hd * r) for b in bias(p + qn)]
+            kv = [Member(f"{p}{s}.weight", 0, block=hd) for s in (kn, vn)]
+            kv += [Member(b, 0, block=hd) for s in (kn, vn) for b in bias(p + s)]
+            if G == 1 or G == H:  # one key/value head for all (multi-query), or plain multi-head
+                shared = []
+                if G == 1:  # the single key/value head is shared by every query head: it stays
+                    qb = [Member(f"{p}{qn}.weight", 0, block=hd)] + [Member(b, 0, block=hd) for b in bias(p + qn)]
+                    shared = [f"{p}{s}.weight" for s in (kn, vn)]
+                    kv = []
+                out.append(_head(path, H, hd, qb + kv, [Member(f"{p}{on}.weight", 1, block=hd)], "q/k/v"))
+                out[-1]["explains"] = shared
                 continue
-            out.append(_head(path, G, hd, qb + kv, [Member(f"{p}o_proj.weight", 1, block=hd * r)],
+            out.append(_head(path, G, hd, qb + kv, [Member(f"{p}{on}.weight", 1, block=hd * r)],
                              "key/value group", name=f"{path}.kv_groups", kind="key/value head group",
                              note=f"grouped-query attention: {G} key/value heads, each shared by {r} query "
                              "heads; the groups permute (k/v rows and their query heads move together)"))
             for g in range(G):
-                w = [Member(f"{p}q_proj.weight", 0, block=hd, offset=g * r * hd)]
-                w += [Member(b, 0, block=hd, offset=g * r * hd) for b in bias(p + "q_proj")]
-                out.append(_head(path, r, hd, w, [Member(f"{p}o_proj.weight", 1, block=hd, offset=g * r * hd)],
+                w = [Member(f"{p}{qn}.weight", 0, block=hd, offset=g * r * hd)]
+                w += [Member(b, 0, block=hd, offset=g * r * hd) for b in bias(p + qn)]
+                out.append(_head(path, r, hd, w, [Member(f"{p}{on}.weight", 1, block=hd, offset=g * r * hd)],
                                  "query heads", name=f"{path}.heads.g{g}", kind="attention head",
                                  note=f"the {r} query heads sharing key/value head {g} permute among themselves"))
             continue
@@ -1188,6 +1200,11 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
                                      for w2, what in layouts[1:]]
             out.append(first)
     return out
+
+
+# (query, key, value, output) projection names: Llama/Mistral/Qwen…, DistilBERT, T5, diffusers
+_QKVO = (("q_proj", "k_proj", "v_proj", "o_proj"), ("q_lin", "k_lin", "v_lin", "out_lin"),
+         ("q", "k", "v", "o"), ("to_q", "to_k", "to_v", "to_out"))
 
 
 def _per_head_members(mod: nn.Module, p: str, H: int, exclude: tuple[str, ...]) -> list[Any]:

@@ -517,7 +517,7 @@ def _generic_axes(
     heads = sg.head_axes(model)
     mods = dict(model.named_modules())
     shapes = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
-    head_keys = {m.key for h in heads for m in h["writers"] + h["readers"]}
+    head_keys = {m.key for h in heads for m in h["writers"] + h["readers"]} | {k for h in heads for k in h.get("explains", [])}
     notes = list(found.notes)
     outputs: list[str] = []
     output_keys: set[str] = set()

@@ -280,3 +280,37 @@ def test_a_float64_model_is_fed_float64():
     cap = collect(model, x, n_samples=None)
     assert cap.sites["1"].outputs.dtype == torch.float64
     assert torch.allclose(cap.sites["1"].outputs, model(x.double()))
+
+
+class _ChannelLastBlock(nn.Module):
+    """conv (NCHW, 6 channels) → permute → Linear 6→24 → GELU → Linear 24→6 → permute back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(6, 6, 3, padding=1)
+        self.up = nn.Linear(6, 24)
+        self.act = nn.GELU()
+        self.down = nn.Linear(24, 6)
+        self.relu = nn.ReLU()
+        self.bias_table = nn.Parameter(torch.randn(1, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.down(self.act(self.up(self.conv(x).permute(0, 2, 3, 1))))
+        # an activation on a parameter table (Swin V2's position bias): not data dependent
+        bias = torch.sigmoid(self.bias_table).mean()
+        return self.relu(x + y.permute(0, 3, 1, 2)) + bias
+
+
+def test_per_site_layouts_and_parameter_activations():
+    torch.manual_seed(0)
+    model = _ChannelLastBlock()
+    x = torch.randn(40, 6, 5, 5)  # H = W = 5: a wrong axis would give d = 5
+    sites = collect(model, x).sites
+    assert sites["act"].outputs.shape == (40, 24)  # channel-last (B, H, W, 24): d = 24
+    assert sites["relu"].outputs.shape == (40, 6)  # NCHW (B, 6, H, W): d = 6
+    param = sites["torch.sigmoid"]
+    assert param.status == "not_data_dependent" and "does not depend on the data" in param.error
+    assert param.outputs is None and param.output_shape == (3, 3)
+    # an explicit channel_axis still overrides every site
+    forced = collect(model, x, channel_axis=1).sites
+    assert forced["act"].outputs.shape == (40, 5)

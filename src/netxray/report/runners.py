@@ -153,15 +153,25 @@ def default_probe_layers(model: nn.Module, data: Any = None) -> list[str]:
     Built-in models: their natural probes. Any other model: the stem, every repeated block and
     the pre-head, read from its graph recorded on two samples of ``data`` (required then).
     """
-    from netxray.capture import as_indexable
     from netxray.models import natural_probes
 
-    example = None
-    if data is not None:
+    return list(natural_probes(model, _example(data)))
+
+
+def _example(data: Any) -> Any:
+    """Two samples of ``data`` (a batch the model's graph is recorded on), None if unreadable."""
+    from netxray.capture import as_indexable
+
+    if data is None:
+        return None
+    try:
         indexable = as_indexable(data)
-        if indexable is not None and len(indexable):
-            example, _ = indexable.take(torch.arange(min(2, len(indexable))))
-    return list(natural_probes(model, example))
+    except (TypeError, ValueError):
+        return None
+    if indexable is None or not len(indexable):
+        return None
+    example, _ = indexable.take(torch.arange(min(2, len(indexable))))
+    return example
 
 
 def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
@@ -183,7 +193,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     meta = curve.attrs.get("meta", {})
     s = dict(curve.attrs.get("summary", {}))
     redundant = list(red.loc[red["redundant"], "layer"])
-    suggestion, removable = _pruning_suggestion(model, redundant)
+    suggestion, removable = _pruning_suggestion(model, redundant, _example(data))
     summary: dict[str, Any] = {
         "layers": int(len(curve)),
         "Q first layer": s.get("q_first"),
@@ -229,7 +239,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     return res
 
 
-def _pruning_suggestion(model: nn.Module, redundant: list[str]) -> tuple[str, list[str]]:
+def _pruning_suggestion(model: nn.Module, redundant: list[str], example: Any = None) -> tuple[str, list[str]]:
     if not redundant:
         return ("Pruning suggestion: none — every probed layer still raises Q, so each one "
                 "contributes class separation."), []  # fmt: skip
@@ -238,7 +248,7 @@ def _pruning_suggestion(model: nn.Module, redundant: list[str]) -> tuple[str, li
     try:
         from netxray.lenses.pruning import removable_layers
 
-        table = removable_layers(model, redundant).set_index("layer")
+        table = removable_layers(model, redundant, example).set_index("layer")
         removable = [layer for layer in redundant if bool(table.loc[layer, "removable"])]
         reasons = [f"{layer} ({table.loc[layer, 'reason']})" for layer in redundant if layer not in removable]
     except Exception:  # not a built-in model, or the pruning lens is absent: no structural check

@@ -355,7 +355,7 @@ def _row_ok(row: dict[str, Any]) -> bool:
 # ------------------------------------------------------------------------------ the table
 
 
-def render(rows: list[dict[str, Any]]) -> str:
+def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
     """The Markdown table of ``docs/compat.md``."""
     total = sum(r.get("seconds", 0) for r in rows)
     ok = sum(bool(r.get("ok")) for r in rows)
@@ -408,6 +408,8 @@ def render(rows: list[dict[str, Any]]) -> str:
             f"{'yes' if r.get('logits_identical') else 'no'} | {blocks} | {probes} | {sym_txt} | "
             f"{r.get('seconds', '—')} | {note_txt} |"
         )
+    if missing:
+        lines += ["", f"Not measured in this run ({len(missing)}): " + ", ".join(missing) + "."]
     lines.append("")
     return "\n".join(lines)
 
@@ -421,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jsonl", default="runs/compat.jsonl")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model, print its row
     ap.add_argument("--n", type=int, default=24)
+    ap.add_argument("--render", action="store_true", help="only write the table from the results file")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     cases = all_cases()
@@ -447,8 +450,15 @@ def main(argv: list[str] | None = None) -> int:
                 done[r["model"]] = r
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1] / "src"),
                                                                       os.environ.get("PYTHONPATH")])))  # fmt: skip
-    for name in names:
+    # several workers may share one results file: each model is claimed once (O_EXCL)
+    claims = jsonl.with_suffix(".claims")
+    claims.mkdir(exist_ok=True)
+    for name in ([] if args.render else names):
         if name in done:
+            continue
+        try:
+            os.close(os.open(claims / name, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
             continue
         t0 = time.perf_counter()
         try:
@@ -466,8 +476,13 @@ def main(argv: list[str] | None = None) -> int:
         with jsonl.open("a") as f:
             f.write(json.dumps(row, default=str) + "\n")
         print(f"{name}: {'ok' if row['ok'] else 'FAIL'} {row.get('seconds')} s {row.get('error', '')}", flush=True)
+    for line in jsonl.read_text().splitlines() if jsonl.exists() else []:
+        if line.strip():  # rows another worker wrote meanwhile
+            r = json.loads(line)
+            done[r["model"]] = r
     rows = [done[n] for n in names if n in done]
-    Path(args.out).write_text(render(rows))
+    missing = [n for n in names if n not in done]
+    Path(args.out).write_text(render(rows, missing))
     print(f"wrote {args.out}: {sum(r['ok'] for r in rows)}/{len(rows)} ok")
     return 0
 

@@ -158,6 +158,20 @@ def default_probe_layers(model: nn.Module, data: Any = None) -> list[str]:
     return list(natural_probes(model, _example(data)))
 
 
+def _graph_notes(model: nn.Module, data: Any) -> list[str]:
+    """What the model graph could not follow, said in the report (never a silent 'ok')."""
+    from netxray.capture.graph import record_graph
+
+    example = _example(data)
+    if example is None:
+        return []
+    try:
+        notes = record_graph(model, example).notes
+    except Exception as exc:
+        return [f"The model graph could not be recorded: {_reason(exc)}."]
+    return [f"The model graph could not follow everything: {note}." for note in notes]
+
+
 def _example(data: Any) -> Any:
     """Two samples of ``data`` (a batch the model's graph is recorded on), None if unreadable."""
     from netxray.capture import as_indexable
@@ -219,6 +233,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
             f"recorded forward pass): stem, every repeated block and the pre-head ({len(curve)} "
             "layers); pass layers=[...] (or --layers) to choose others."
         )
+        res.notes += _graph_notes(model, data)
     res.howto = [
         "Q is the Newman modularity of a kNN cosine graph (k = "
         f"{meta.get('k')}) of each layer's features, with the true classes as communities, mean ± std "

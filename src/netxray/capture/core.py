@@ -26,6 +26,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from netxray._meta import eval_mode
+from netxray.capture.graph import SiteLayout, record_graph, unwrap_model
 from netxray.capture.reducers import Reducer, RowStore, SeqLayout, TokenRule, make_row_store
 from netxray.capture.sites import functional_op_name, is_activation_module
 
@@ -74,6 +75,13 @@ class _SiteState:
     input_shape: tuple[int, ...] | None = None
     output_shape: tuple[int, ...] | None = None
     errors: list[str] = field(default_factory=list)
+    layout: SiteLayout | None = None
+
+
+NOT_DATA_DEPENDENT = (
+    "its input does not depend on the data batch (an activation applied to parameters or "
+    "constants, e.g. a position-bias table): the same values for every sample, not scored"
+)
 
 
 def _first_tensor(obj: Any) -> torch.Tensor | None:
@@ -128,7 +136,16 @@ class Capture:
             module paths, or module types.
         reducer: ``"pool"``, ``"flatten"``, or a callable ``(site_name, side) -> Reducer``
             (``side`` is ``"in"`` or ``"out"``) returning an object with ``update``/``compute``.
-        channel_axis, tokens, seq_layout: pooling rules (see :mod:`netxray.capture.reducers`).
+        channel_axis: the feature axis of conv-like maps. None (default): per site, from
+            ``layouts`` (a Conv/BatchNorm reads axis 1, a Linear/LayerNorm the last axis), else 1.
+            An integer overrides every site.
+        tokens, seq_layout: pooling rules (see :mod:`netxray.capture.reducers`); with
+            ``seq_layout="auto"`` a 3-D site whose layout says axis 1 is read as (B, C, L).
+        layouts: capture site key → :class:`~netxray.capture.graph.SiteLayout`, from
+            :meth:`ModelGraph.activation_layouts` (``collect`` records it): per-site feature
+            axes, and activations whose input does not depend on the data (status
+            ``not_data_dependent``, not observed). ``DataParallel`` / ``torch.compile`` wrappers
+            are unwrapped: sites are named by the paths of the wrapped model.
 
     Example:
         >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -145,18 +162,23 @@ class Capture:
         activations: bool = True,
         layers: LayerSpec = None,
         reducer: str | Callable[[str, str], Reducer] = "pool",
-        channel_axis: int = 1,
+        channel_axis: int | None = None,
         tokens: TokenRule = "mean",
         seq_layout: SeqLayout | str = "auto",
+        layouts: Mapping[tuple, SiteLayout] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        model = unwrap_model(model)
         self.model = model
+        self.layouts: dict[tuple, SiteLayout] = dict(layouts or {})
+        self.graph_note: str | None = None
         self.activations = activations
         self.layer_paths = resolve_layers(model, layers)
         self.reducer = reducer
         self.channel_axis = channel_axis
         self.tokens = tokens
+        self._auto_seq = seq_layout == "auto"
         if seq_layout == "auto":
             seq_layout = "channels" if any(isinstance(m, nn.Conv1d) for m in model.modules()) else "tokens"
         if seq_layout not in ("tokens", "channels"):
@@ -254,7 +276,8 @@ class Capture:
         state = self._states.get(key)
         if state is None:
             state = _SiteState(
-                kind=kind, module_path=path, call_index=call_index, op=op, functional=functional
+                kind=kind, module_path=path, call_index=call_index, op=op, functional=functional,
+                layout=self.layouts.get(key) if kind == "activation" else None,
             )
             self._states[key] = state
         return state
@@ -262,15 +285,32 @@ class Capture:
     def _new_store(self, state: _SiteState, side: str) -> Reducer:
         if callable(self.reducer):
             return self.reducer(_base_name(state), side)
-        return make_row_store(
-            self.reducer,
-            channel_axis=self.channel_axis,
-            tokens=self.tokens,
-            seq_layout=self.seq_layout,
-        )
+        axis, seq = self._pooling(state)
+        return make_row_store(self.reducer, channel_axis=axis, tokens=self.tokens, seq_layout=seq)
+
+    def _pooling(self, state: _SiteState) -> tuple[int, SeqLayout]:
+        """(channel_axis, seq_layout) of a site: the user's choice, else the site's layout."""
+        axis = self.channel_axis
+        seq = self.seq_layout
+        lay = state.layout
+        if lay is not None and lay.axis is not None:
+            if axis is None and lay.ndim >= 3:
+                axis = lay.axis
+            if self._auto_seq and lay.ndim == 3:
+                seq = "channels" if lay.axis == 1 else "tokens"
+        return (1 if axis is None else axis), seq
 
     def _observe(self, state: _SiteState, side: str, value: Any) -> None:
         """Reduce one batch into the site's store; a failure becomes the site's status."""
+        if state.layout is not None and not state.layout.data_dependent:
+            # the same values for every sample: listed apart, never pooled as rows
+            if isinstance(value, torch.Tensor):
+                shape = tuple(value.shape[1:])
+                if side == "in":
+                    state.input_shape = state.input_shape or shape
+                else:
+                    state.output_shape = state.output_shape or shape
+            return
         self._in_hook = True
         try:
             with torch.no_grad():
@@ -319,7 +359,9 @@ class Capture:
             inputs = st.in_store.compute() if st.in_store is not None else None
             outputs = st.out_store.compute() if st.out_store is not None else None
             status = "ok" if not st.errors else "error"
-            if status == "ok" and outputs is None:
+            if st.layout is not None and not st.layout.data_dependent:
+                status, st.errors = "not_data_dependent", [NOT_DATA_DEPENDENT]
+            elif status == "ok" and outputs is None:
                 status, st.errors = "error", ["no output was observed"]
             records[name] = SiteRecord(
                 name=name,
@@ -596,6 +638,13 @@ def iter_selected_batches(
         yield x, y, None
 
 
+def _head(inputs: Any, n: int) -> Any:
+    """The first ``n`` samples of a batch (a tensor or a dict of tensors)."""
+    if isinstance(inputs, dict):
+        return {k: v[:n] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    return inputs[:n]
+
+
 def collect(
     model: nn.Module,
     data: Any,
@@ -607,7 +656,7 @@ def collect(
     batch_size: int = 256,
     reducer: str | Callable[[str, str], Reducer] = "pool",
     tokens: TokenRule = "mean",
-    channel_axis: int = 1,
+    channel_axis: int | None = None,
     seq_layout: SeqLayout | str = "auto",
     device: torch.device | str | None = None,
 ) -> Capture:
@@ -629,8 +678,22 @@ def collect(
     """
     if n_samples is not None and n_samples <= 0:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
+    model = unwrap_model(model)
     target = torch.device(device) if device is not None else model_device(model)
     dtype = model_dtype(model)
+    batches = iter_selected_batches(data, n_samples=n_samples, seed=seed, batch_size=batch_size)
+    first = next(batches, None)
+    layouts: dict[tuple, SiteLayout] = {}
+    graph_note = None
+    if activations and first is not None:
+        # the graph of one pass on two samples: each site's feature axis, and the activations
+        # whose input does not depend on the data (applied to parameters or constants)
+        try:
+            graph = record_graph(model, _to_model(_head(first[0], 2), target, dtype))
+            layouts = graph.activation_layouts()
+            graph_note = "; ".join(graph.notes) or None
+        except Exception as exc:  # the capture itself still runs: say why layouts are missing
+            graph_note = f"the model graph could not be recorded ({type(exc).__name__}: {exc})"
     cap = Capture(
         model,
         activations=activations,
@@ -639,7 +702,9 @@ def collect(
         channel_axis=channel_axis,
         tokens=tokens,
         seq_layout=seq_layout,
+        layouts=layouts,
     )
+    cap.graph_note = graph_note
     labels: list[torch.Tensor] = []
     indices: list[np.ndarray] = []
     streaming = False
@@ -647,9 +712,7 @@ def collect(
     keys = torch.empty(0)
     gen = torch.Generator().manual_seed(seed)
     with eval_mode(model), torch.no_grad(), cap:
-        for inputs, y, idx in iter_selected_batches(
-            data, n_samples=n_samples, seed=seed, batch_size=batch_size
-        ):
+        for inputs, y, idx in itertools.chain([first] if first is not None else [], batches):
             b = _batch_size_of(inputs)
             if y is not None and y.shape[0] != b:
                 raise ValueError(f"labels do not match the samples: {y.shape[0]} labels for {b} samples")

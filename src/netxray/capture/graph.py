@@ -442,6 +442,13 @@ class _Recorder(TorchFunctionMode):
                     self.act_depth = max(0, self.act_depth - 1)
                 self.seq += 1
                 node.end = self.seq
+                # the output's structure: a stand-in for a removed block must return the same
+                if isinstance(output, torch.Tensor):
+                    node.args["out_type"] = "tensor"
+                elif isinstance(output, tuple) and not hasattr(output, "_fields"):
+                    node.args["out_type"] = f"tuple:{len(output)}"
+                else:
+                    node.args["out_type"] = type(output).__name__
                 for t in _tensors(output):
                     vid = self.tensor_value.get(id(t))
                     if vid is None:

@@ -153,15 +153,39 @@ def default_probe_layers(model: nn.Module, data: Any = None) -> list[str]:
     Built-in models: their natural probes. Any other model: the stem, every repeated block and
     the pre-head, read from its graph recorded on two samples of ``data`` (required then).
     """
-    from netxray.capture import as_indexable
     from netxray.models import natural_probes
 
-    example = None
-    if data is not None:
+    return list(natural_probes(model, _example(data)))
+
+
+def _graph_notes(model: nn.Module, data: Any) -> list[str]:
+    """What the model graph could not follow, said in the report (never a silent 'ok')."""
+    from netxray.capture.graph import record_graph
+
+    example = _example(data)
+    if example is None:
+        return []
+    try:
+        notes = record_graph(model, example).notes
+    except Exception as exc:
+        return [f"The model graph could not be recorded: {_reason(exc)}."]
+    return [f"The model graph could not follow everything: {note}." for note in notes]
+
+
+def _example(data: Any) -> Any:
+    """Two samples of ``data`` (a batch the model's graph is recorded on), None if unreadable."""
+    from netxray.capture import as_indexable
+
+    if data is None:
+        return None
+    try:
         indexable = as_indexable(data)
-        if indexable is not None and len(indexable):
-            example, _ = indexable.take(torch.arange(min(2, len(indexable))))
-    return list(natural_probes(model, example))
+    except (TypeError, ValueError):
+        return None
+    if indexable is None or not len(indexable):
+        return None
+    example, _ = indexable.take(torch.arange(min(2, len(indexable))))
+    return example
 
 
 def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
@@ -183,7 +207,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     meta = curve.attrs.get("meta", {})
     s = dict(curve.attrs.get("summary", {}))
     redundant = list(red.loc[red["redundant"], "layer"])
-    suggestion, removable = _pruning_suggestion(model, redundant)
+    suggestion, removable = _pruning_suggestion(model, redundant, _example(data))
     summary: dict[str, Any] = {
         "layers": int(len(curve)),
         "Q first layer": s.get("q_first"),
@@ -209,6 +233,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
             f"recorded forward pass): stem, every repeated block and the pre-head ({len(curve)} "
             "layers); pass layers=[...] (or --layers) to choose others."
         )
+        res.notes += _graph_notes(model, data)
     res.howto = [
         "Q is the Newman modularity of a kNN cosine graph (k = "
         f"{meta.get('k')}) of each layer's features, with the true classes as communities, mean ± std "
@@ -229,7 +254,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     return res
 
 
-def _pruning_suggestion(model: nn.Module, redundant: list[str]) -> tuple[str, list[str]]:
+def _pruning_suggestion(model: nn.Module, redundant: list[str], example: Any = None) -> tuple[str, list[str]]:
     if not redundant:
         return ("Pruning suggestion: none — every probed layer still raises Q, so each one "
                 "contributes class separation."), []  # fmt: skip
@@ -238,7 +263,7 @@ def _pruning_suggestion(model: nn.Module, redundant: list[str]) -> tuple[str, li
     try:
         from netxray.lenses.pruning import removable_layers
 
-        table = removable_layers(model, redundant).set_index("layer")
+        table = removable_layers(model, redundant, example).set_index("layer")
         removable = [layer for layer in redundant if bool(table.loc[layer, "removable"])]
         reasons = [f"{layer} ({table.loc[layer, 'reason']})" for layer in redundant if layer not in removable]
     except Exception:  # not a built-in model, or the pruning lens is absent: no structural check

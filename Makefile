@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench zoo-demo clean
+.PHONY: install demo test lint bench compat zoo-demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+# every torchvision classification model, Hugging Face BERT/RoBERTa/GPT-2/Llama/ViT from small
+# configs and a dozen timm models through every lens; writes docs/compat.md (resumable: delete
+# runs/compat.jsonl to measure again)
+compat: $(STAMP)
+	$(BIN)/python benchmarks/compat.py --out docs/compat.md --jsonl runs/compat.jsonl
 
 zoo-demo: $(STAMP)
 	$(BIN)/netxray zoo demo --out runs/zoo-demo --workers 2

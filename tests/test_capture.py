@@ -282,3 +282,87 @@ def test_a_float64_model_is_fed_float64():
     cap = collect(model, x, n_samples=None)
     assert cap.sites["1"].outputs.dtype == torch.float64
     assert torch.allclose(cap.sites["1"].outputs, model(x.double()))
+
+
+class _ChannelLastBlock(nn.Module):
+    """conv (NCHW, 6 channels) → permute → Linear 6→24 → GELU → Linear 24→6 → permute back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(6, 6, 3, padding=1)
+        self.up = nn.Linear(6, 24)
+        self.act = nn.GELU()
+        self.down = nn.Linear(24, 6)
+        self.relu = nn.ReLU()
+        self.bias_table = nn.Parameter(torch.randn(1, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.down(self.act(self.up(self.conv(x).permute(0, 2, 3, 1))))
+        # an activation on a parameter table (Swin V2's position bias): not data dependent
+        bias = torch.sigmoid(self.bias_table).mean()
+        return self.relu(x + y.permute(0, 3, 1, 2)) + bias
+
+
+def test_per_site_layouts_and_parameter_activations():
+    torch.manual_seed(0)
+    model = _ChannelLastBlock()
+    x = torch.randn(40, 6, 5, 5)  # H = W = 5: a wrong axis would give d = 5
+    sites = collect(model, x).sites
+    assert sites["act"].outputs.shape == (40, 24)  # channel-last (B, H, W, 24): d = 24
+    assert sites["relu"].outputs.shape == (40, 6)  # NCHW (B, 6, H, W): d = 6
+    param = sites["torch.sigmoid"]
+    assert param.status == "not_data_dependent" and "does not depend on the data" in param.error
+    assert param.outputs is None and param.output_shape == (3, 3)
+    # an explicit channel_axis still overrides every site
+    forced = collect(model, x, channel_axis=1).sites
+    assert forced["act"].outputs.shape == (40, 5)
+
+
+def _widths(model: nn.Module) -> set[int]:
+    """Every channel / feature count a layer of ``model`` reads or writes."""
+    out: set[int] = set()
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            out |= {m.in_channels, m.out_channels}
+        elif isinstance(m, nn.Linear):
+            out |= {m.in_features, m.out_features}
+    return out
+
+
+@pytest.mark.parametrize("family", ["convnext", "swin", "swin_v2", "maxvit"])
+def test_channel_last_families_report_channels(family):
+    """ConvNeXt, Swin (v1, v2) and MaxViT: every site's d is a channel count, never H or W."""
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    if family == "convnext":
+        from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+        model, size = ConvNeXt([CNBlockConfig(8, 16, 1), CNBlockConfig(16, None, 1)], num_classes=3), 32
+    elif family in ("swin", "swin_v2"):
+        from torchvision.models import swin_transformer as st
+
+        v2 = {"block": st.SwinTransformerBlockV2, "downsample_layer": st.PatchMergingV2} if family == "swin_v2" else {}
+        model = st.SwinTransformer(patch_size=[4, 4], embed_dim=8, depths=[1, 1], num_heads=[1, 2],
+                                   window_size=[2, 2], num_classes=3, **v2)  # fmt: skip
+        size = 24
+    else:
+        # NCHW MBConv and window/grid attention on (B, nW, tokens, C), 2×2 partitions
+        model = tv.models.maxvit.MaxVit(input_size=(32, 32), stem_channels=12, partition_size=2,
+                                        block_channels=[12, 24], block_layers=[1, 1], head_dim=4,
+                                        stochastic_depth_prob=0.0, num_classes=3)  # fmt: skip
+        size = 32
+    sig = collect(model, torch.randn(24, 3, size, size)).activation_sites()
+    # spatial sizes and window token counts: what a wrong axis would report
+    spatial = ({size // f for f in (2, 4, 8, 16, 32) if size // f} | {4}) - _widths(model)
+    scored = [s for s in sig.values() if s.status != "not_data_dependent"]
+    assert scored and all(s.status == "ok" for s in scored), [(s.name, s.error) for s in scored]
+    for s in scored:
+        d = s.outputs.shape[1]
+        assert d in _widths(model) or d == 1, (s.name, s.output_shape, d)
+        assert d not in spatial, (s.name, s.output_shape, d)
+    if family == "swin_v2":  # the continuous position bias MLP: apart, with its reason, no error
+        apart = [s for s in sig.values() if s.status == "not_data_dependent"]
+        assert apart and all("does not depend on the data" in s.error for s in apart)
+        # the ReLU of the bias MLP and the sigmoid on its table, in every attention layer
+        assert {s.op for s in apart} == {"ReLU", "torch.sigmoid"}
+        assert all(".attn" in s.module_path for s in apart)

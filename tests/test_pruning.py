@@ -129,7 +129,88 @@ def test_prune_cli(trained, tmp_path):
                                    "--random-draws", "1", "--tol", "0.05"])  # fmt: skip
     assert res.exit_code == 0, res.output
     table = pd.read_csv(out / "prune_table.csv")
-    assert {"original", "finetuned"} <= set(table["variant"])
+    assert "original" in set(table["variant"])
+    # the fine-tuned unpruned control exists exactly when something was pruned
+    assert ("finetuned" in set(table["variant"])) == ("modularity" in set(table["variant"]))
     assert (out / "curve_before.png").exists()
     if "modularity" in set(table["variant"]):
         assert load(out / "pruned").netxray_config["removed"]
+
+
+class _Res(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+
+    def forward(self, x, mask=None):
+        return (x + torch.relu(self.fc(x)), None)  # Hugging Face style: a tuple
+
+
+class _ForeignNet(nn.Module):
+    """Not a built-in: flatten → embed → 3 residual blocks returning tuples → widen → head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(64, 16)
+        self.blocks = nn.ModuleList([_Res(16) for _ in range(3)])
+        self.widen = nn.Sequential(nn.Linear(16, 24), nn.ReLU())
+        self.head = nn.Linear(24, 10)
+
+    def forward(self, x):
+        h = self.embed(x.flatten(1))
+        for block in self.blocks:
+            h = block(h, mask=None)[0]
+        return self.head(self.widen(h))
+
+
+def test_pruning_any_model_from_its_graph():
+    from netxray.lenses.pruning import SkipBlock
+
+    torch.manual_seed(0)
+    model = _ForeignNet()
+    x = torch.randn(5, 1, 8, 8)
+    table = removable_layers(model, ["embed", "blocks.0", "blocks.1", "blocks.2", "widen"], x)
+    t = table.set_index("layer")
+    assert t["removable"].to_dict() == {"embed": False, "blocks.0": True, "blocks.1": True,
+                                        "blocks.2": True, "widen": False}  # fmt: skip
+    assert "shapes differ" in t.loc["embed", "reason"] and "(16,) → (24,)" in t.loc["widen", "reason"]
+    pruned = prune_layers(model, ["blocks.1"], x)
+    assert isinstance(pruned.blocks[1], SkipBlock) and pruned.netxray_removed == ["blocks.1"]
+    assert isinstance(model.blocks[1], _Res)  # the original is untouched
+    with torch.no_grad():
+        h = model.embed(x.flatten(1))
+        h = model.blocks[2](model.blocks[0](h)[0])[0]
+        assert torch.equal(pruned(x), model.head(model.widen(h)))
+    with pytest.raises(ValueError, match="cannot remove 'widen': its input and output shapes differ"):
+        prune_layers(model, ["widen"], x)
+    with pytest.raises(ValueError, match="pass example_inputs"):
+        prune_layers(model, ["blocks.1"])
+
+
+def test_a_layer_without_residual_path_is_not_removable():
+    mlp = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    t = removable_layers(mlp, ["2"], torch.randn(2, 4)).set_index("layer")
+    assert not t.loc["2", "removable"] and "no residual path" in t.loc["2", "reason"]
+
+
+def test_prune_study_with_nothing_removable_neither_prunes_nor_finetunes(digits):
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                        nn.Linear(16, 10))  # fmt: skip
+    study = prune_study(mlp, digits, finetune_epochs=1, n=100, repeats=2)
+    assert list(study.table["variant"]) == ["original"]
+    assert study.model is None and study.curve_after is None
+    assert study.summary["n_removable"] == 0
+    assert "nothing was pruned or fine-tuned" in study.summary["note"]
+    assert "no residual path" in study.summary["note"]
+
+
+def test_torchvision_resnet18_removable_blocks():
+    tv = pytest.importorskip("torchvision")
+    model = tv.models.resnet18(weights=None, num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    t = removable_layers(model, None, x).set_index("layer")
+    assert list(t.index[t["removable"]]) == ["layer1.0", "layer1.1", "layer2.1", "layer3.1", "layer4.1"]
+    assert "shapes differ" in t.loc["layer2.0", "reason"]
+    pruned = prune_layers(model, ["layer3.1"], x)
+    assert pruned(x).shape == (2, 10)

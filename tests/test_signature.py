@@ -190,7 +190,11 @@ def test_channel_last_pools_over_space_not_channels():
         pre = ChannelLast().conv(x).permute(0, 2, 3, 1)
     expected = affinity_score(pre.mean((1, 2)), F.gelu(pre).mean((1, 2))).score
     assert last["affinity"].item() == pytest.approx(expected, abs=1e-9)
-    assert nonlinearity_signature(ChannelLast(), x)["d"].item() == 6  # the reference's mistake
+    # by default the axis is read from the graph (a conv output, permuted): the same answer
+    default = nonlinearity_signature(ChannelLast(), x)
+    assert default["d"].item() == 4 and default["affinity"].item() == last["affinity"].item()
+    # forcing axis 1 on a channel-last map reproduces the reference's mistake: d = H
+    assert nonlinearity_signature(ChannelLast(), x, channel_axis=1)["d"].item() == 6
 
 
 def test_model_mode_and_weights_untouched_and_deterministic():

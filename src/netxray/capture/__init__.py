@@ -1,6 +1,7 @@
 """How a running model is observed: activation sites, layer probes, reducers, streaming."""
 
 from netxray.capture.core import Capture, SiteRecord, collect, resolve_layers
+from netxray.capture.graph import ModelGraph, record_graph, unwrap_model
 from netxray.capture.inputs import (
     Samples,
     as_indexable,
@@ -29,6 +30,7 @@ __all__ = [
     "ACTIVATION_MODULES",
     "FUNCTIONAL_ACTIVATIONS",
     "Capture",
+    "ModelGraph",
     "Reducer",
     "RowStore",
     "Samples",
@@ -47,8 +49,10 @@ __all__ = [
     "model_dtype",
     "place_model",
     "pool_features",
+    "record_graph",
     "resolve_device",
     "resolve_layers",
     "resolve_samples",
     "select_indices",
+    "unwrap_model",
 ]

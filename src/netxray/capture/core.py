@@ -14,6 +14,7 @@ streams it through the model in batches and returns the finished :class:`Capture
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from netxray._meta import eval_mode
+from netxray.capture.graph import SiteLayout, record_graph, unwrap_model
 from netxray.capture.inputs import (  # noqa: F401  (re-exported: the data section lived here)
     LABEL_KEYS,
     _as_tensor,
@@ -88,6 +90,13 @@ class _SiteState:
     input_shape: tuple[int, ...] | None = None
     output_shape: tuple[int, ...] | None = None
     errors: list[str] = field(default_factory=list)
+    layout: SiteLayout | None = None
+
+
+NOT_DATA_DEPENDENT = (
+    "its input does not depend on the data batch (an activation applied to parameters or "
+    "constants, e.g. a position-bias table): the same values for every sample, not scored"
+)
 
 
 def _first_tensor(obj: Any) -> torch.Tensor | None:
@@ -142,7 +151,16 @@ class Capture:
             module paths, or module types.
         reducer: ``"pool"``, ``"flatten"``, or a callable ``(site_name, side) -> Reducer``
             (``side`` is ``"in"`` or ``"out"``) returning an object with ``update``/``compute``.
-        channel_axis, tokens, seq_layout: pooling rules (see :mod:`netxray.capture.reducers`).
+        channel_axis: the feature axis of conv-like maps. None (default): per site, from
+            ``layouts`` (a Conv/BatchNorm reads axis 1, a Linear/LayerNorm the last axis), else 1.
+            An integer overrides every site.
+        tokens, seq_layout: pooling rules (see :mod:`netxray.capture.reducers`); with
+            ``seq_layout="auto"`` a 3-D site whose layout says axis 1 is read as (B, C, L).
+        layouts: capture site key → :class:`~netxray.capture.graph.SiteLayout`, from
+            :meth:`ModelGraph.activation_layouts` (``collect`` records it): per-site feature
+            axes, and activations whose input does not depend on the data (status
+            ``not_data_dependent``, not observed). ``DataParallel`` / ``torch.compile`` wrappers
+            are unwrapped: sites are named by the paths of the wrapped model.
 
     Example:
         >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -159,18 +177,23 @@ class Capture:
         activations: bool = True,
         layers: LayerSpec = None,
         reducer: str | Callable[[str, str], Reducer] = "pool",
-        channel_axis: int = 1,
+        channel_axis: int | None = None,
         tokens: TokenRule = "mean",
         seq_layout: SeqLayout | str = "auto",
+        layouts: Mapping[tuple, SiteLayout] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        model = unwrap_model(model)
         self.model = model
+        self.layouts: dict[tuple, SiteLayout] = dict(layouts or {})
+        self.graph_note: str | None = None
         self.activations = activations
         self.layer_paths = resolve_layers(model, layers)
         self.reducer = reducer
         self.channel_axis = channel_axis
         self.tokens = tokens
+        self._auto_seq = seq_layout == "auto"
         if seq_layout == "auto":
             seq_layout = "channels" if any(isinstance(m, nn.Conv1d) for m in model.modules()) else "tokens"
         if seq_layout not in ("tokens", "channels"):
@@ -268,7 +291,8 @@ class Capture:
         state = self._states.get(key)
         if state is None:
             state = _SiteState(
-                kind=kind, module_path=path, call_index=call_index, op=op, functional=functional
+                kind=kind, module_path=path, call_index=call_index, op=op, functional=functional,
+                layout=self.layouts.get(key) if kind == "activation" else None,
             )
             self._states[key] = state
         return state
@@ -276,15 +300,32 @@ class Capture:
     def _new_store(self, state: _SiteState, side: str) -> Reducer:
         if callable(self.reducer):
             return self.reducer(_base_name(state), side)
-        return make_row_store(
-            self.reducer,
-            channel_axis=self.channel_axis,
-            tokens=self.tokens,
-            seq_layout=self.seq_layout,
-        )
+        axis, seq = self._pooling(state)
+        return make_row_store(self.reducer, channel_axis=axis, tokens=self.tokens, seq_layout=seq)
+
+    def _pooling(self, state: _SiteState) -> tuple[int, SeqLayout]:
+        """(channel_axis, seq_layout) of a site: the user's choice, else the site's layout."""
+        axis = self.channel_axis
+        seq = self.seq_layout
+        lay = state.layout
+        if lay is not None and lay.axis is not None:
+            if axis is None and lay.ndim >= 3:
+                axis = lay.axis
+            if self._auto_seq and lay.ndim == 3:
+                seq = "channels" if lay.axis == 1 else "tokens"
+        return (1 if axis is None else axis), seq
 
     def _observe(self, state: _SiteState, side: str, value: Any) -> None:
         """Reduce one batch into the site's store; a failure becomes the site's status."""
+        if state.layout is not None and not state.layout.data_dependent:
+            # the same values for every sample: listed apart, never pooled as rows
+            if isinstance(value, torch.Tensor):
+                shape = tuple(value.shape[1:])
+                if side == "in":
+                    state.input_shape = state.input_shape or shape
+                else:
+                    state.output_shape = state.output_shape or shape
+            return
         self._in_hook = True
         try:
             with torch.no_grad():
@@ -333,7 +374,9 @@ class Capture:
             inputs = st.in_store.compute() if st.in_store is not None else None
             outputs = st.out_store.compute() if st.out_store is not None else None
             status = "ok" if not st.errors else "error"
-            if status == "ok" and outputs is None:
+            if st.layout is not None and not st.layout.data_dependent:
+                status, st.errors = "not_data_dependent", [NOT_DATA_DEPENDENT]
+            elif status == "ok" and outputs is None:
                 status, st.errors = "error", ["no output was observed"]
             records[name] = SiteRecord(
                 name=name,
@@ -388,16 +431,25 @@ def _base_name(state: _SiteState) -> str:
     return state.module_path or "(root)"
 
 
-def resolve_layers(model: nn.Module, layers: LayerSpec) -> list[str]:
-    """Module paths to probe: None → none; "auto" → natural probes; names; or module types."""
+def resolve_layers(model: nn.Module, layers: LayerSpec, example_inputs: Any = None) -> list[str]:
+    """Module paths to probe: None → none; "auto" → natural probes; names; or module types.
+
+    ``"auto"``: a built-in model's probes, or for any other model the probes read from its graph
+    recorded on ``example_inputs`` (a batch; required then — see
+    :func:`netxray.models.natural_probes`). Wrappers (``DataParallel``, ``torch.compile``) are
+    unwrapped: paths are those of the wrapped model.
+    """
+    from netxray.capture.graph import unwrap_model
+
     if layers is None:
         return []
+    model = unwrap_model(model)
     named = dict(model.named_modules())
     if isinstance(layers, str):
         if layers == "auto":
             from netxray.models import natural_probes
 
-            return list(natural_probes(model))
+            return list(natural_probes(model, example_inputs))
         layers = [layers]
     if isinstance(layers, type):
         layers = [layers]
@@ -420,6 +472,13 @@ def resolve_layers(model: nn.Module, layers: LayerSpec) -> list[str]:
     return layers
 
 
+def _head(inputs: Any, n: int) -> Any:
+    """The first ``n`` samples of a batch (a tensor or a dict of tensors)."""
+    if isinstance(inputs, dict):
+        return {k: v[:n] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    return inputs[:n]
+
+
 def collect(
     model: nn.Module,
     data: Any,
@@ -431,7 +490,7 @@ def collect(
     batch_size: int = 256,
     reducer: str | Callable[[str, str], Reducer] = "pool",
     tokens: TokenRule = "mean",
-    channel_axis: int = 1,
+    channel_axis: int | None = None,
     seq_layout: SeqLayout | str = "auto",
     device: torch.device | str | None = None,
 ) -> Capture:
@@ -456,10 +515,24 @@ def collect(
     """
     if n_samples is not None and n_samples <= 0:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
+    model = unwrap_model(model)  # DataParallel / torch.compile: the wrapped model's sites
     # device=None runs where the model is; another device runs a copy there (the user's model
     # is never moved)
     model, target = place_model(model, device)
     dtype = model_dtype(model)
+    batches = iter_selected_batches(data, n_samples=n_samples, seed=seed, batch_size=batch_size)
+    first = next(batches, None)
+    layouts: dict[tuple, SiteLayout] = {}
+    graph_note = None
+    if activations and first is not None:
+        # the graph of one pass on two samples: each site's feature axis, and the activations
+        # whose input does not depend on the data (applied to parameters or constants)
+        try:
+            graph = record_graph(model, _to_model(_head(first[0], 2), target, dtype))
+            layouts = graph.activation_layouts()
+            graph_note = "; ".join(graph.notes) or None
+        except Exception as exc:  # the capture itself still runs: say why layouts are missing
+            graph_note = f"the model graph could not be recorded ({type(exc).__name__}: {exc})"
     cap = Capture(
         model,
         activations=activations,
@@ -468,15 +541,15 @@ def collect(
         channel_axis=channel_axis,
         tokens=tokens,
         seq_layout=seq_layout,
+        layouts=layouts,
     )
+    cap.graph_note = graph_note
     labels: list[torch.Tensor] = []
     indices: list[np.ndarray] = []
     # every container yields the samples select_indices chooses (a stream is read once, keeping
     # only those), so the same samples give the same sites whatever the container
     with eval_mode(model), torch.no_grad(), cap:
-        for inputs, y, idx in iter_selected_batches(
-            data, n_samples=n_samples, seed=seed, batch_size=batch_size
-        ):
+        for inputs, y, idx in itertools.chain([first] if first is not None else [], batches):
             b = _batch_size_of(inputs)
             if y is not None and y.shape[0] != b:
                 raise ValueError(f"labels do not match the samples: {y.shape[0]} labels for {b} samples")

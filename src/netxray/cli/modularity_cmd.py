@@ -162,7 +162,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("prune")
     def prune_cmd(
-        checkpoint: Path = typer.Argument(..., help="Checkpoint directory of a built-in model."),
+        checkpoint: Path | None = typer.Argument(None, help="Checkpoint directory of a built-in model (or use --model)."),
+        model_spec: str | None = typer.Option(None, "--model", help="Your own model: PATH.py:FACTORY returning the nn.Module (the file is imported and run as Python). Its removable blocks are read from its graph. Use with --weights."),
+        weights: Path | None = typer.Option(None, "--weights", help="Weights for --model: a .safetensors or .pt/.pth state dict, read without executing code."),
         data: str = typer.Option("digits", "--data", help="Data spec (the same data the model was trained on)."),
         out: Path = typer.Option(Path("pruned"), "--out", help="Output directory."),
         finetune_epochs: int = typer.Option(3, "--finetune-epochs", help="Fine-tuning epochs for every variant."),
@@ -180,7 +182,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:  # fmt: skip
         """Remove the redundant layers the modularity curve finds, fine-tune, and compare with controls.
 
-        Writes DIR/pruned (a checkpoint `netxray.load` reads), DIR/prune_table.csv (variants: original, fine-tuned unpruned, modularity-guided, random layers, non-redundant layers; params, MACs, test accuracy before and after fine-tuning), DIR/curve_before.csv, DIR/redundant.csv, DIR/curve_after.csv, DIR/prune_summary.json and plots.
+        Built-in models, and any model (--model) with residual blocks whose input and output shapes agree: such a block becomes the identity. When no probed layer can be removed, it says so and neither prunes nor fine-tunes.
+
+        Writes DIR/pruned (a checkpoint `netxray.load` reads; for --model: DIR/pruned.safetensors, the pruned model's weights), DIR/prune_table.csv (variants: original, fine-tuned unpruned, modularity-guided, random layers, non-redundant layers; params, MACs, test accuracy before and after fine-tuning), DIR/curve_before.csv, DIR/redundant.csv, DIR/curve_after.csv, DIR/prune_summary.json and plots.
         """
         from rich.console import Console
 
@@ -189,10 +193,12 @@ def register(app: typer.Typer) -> None:
 
         check_out(out, directory=True)
         set_threads(threads)
-        model = load_checkpoint(checkpoint)
+        from netxray.cli.scan_cmd import load_cli_model
+
+        model = load_cli_model(checkpoint, model_spec, weights)
         cli_device(device, model)  # the curve, pruned variants and fine-tuning all run there
         splits = load_cli_data(data, seed)
-        check_fits(model, splits, data, label=str(checkpoint))
+        check_fits(model, splits, data, label=str(checkpoint or model_spec))
         console = Console(stderr=True, quiet=quiet)
         try:
             with console.status("measuring the curve, pruning and fine-tuning every variant …"):

@@ -284,7 +284,7 @@ def register(app: typer.Typer) -> None:
         repeats: int = typer.Option(5, "--repeats", help="Modularity repeats."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random choice."),
         tokens: str = typer.Option("mean", "--tokens", help="Token tensors (B, T, D): mean, reference or samples."),
-        channel_axis: int = typer.Option(1, "--channel-axis", help="1 for (B, C, H, W) maps, -1 for channel-last."),
+        channel_axis: int | None = typer.Option(None, "--channel-axis", help="Feature axis of conv maps: default per site from the model graph; 1 (B, C, H, W) or -1 (channel-last) forces it."),
         title: str | None = typer.Option(None, "--title", help="Report title."),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),

@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples drawn at random (seeded)."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the sample draw and the null baseline."),
         tokens: str = typer.Option("mean", "--tokens", help=TOKENS_HELP),
-        channel_axis: int = typer.Option(1, "--channel-axis", help="1 for (B, C, H, W) maps, -1 for channel-last."),
+        channel_axis: int | None = typer.Option(None, "--channel-axis", help="Feature axis of conv maps: default per site from the model graph; 1 (B, C, H, W) or -1 (channel-last) forces it."),
         null: bool = typer.Option(False, "--null", help="Add the null baseline: score of a rotated copy of each input."),
         threads: int | None = typer.Option(None, "--threads", help="torch/BLAS CPU threads (default: the libraries'; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
@@ -139,7 +139,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the sample draw."),
         clusters: int | None = typer.Option(None, "--clusters", help="Cut the dendrogram into this many clusters."),
         tokens: str = typer.Option("mean", "--tokens", help=TOKENS_HELP),
-        channel_axis: int = typer.Option(1, "--channel-axis", help="1 for (B, C, H, W) maps, -1 for channel-last."),
+        channel_axis: int | None = typer.Option(None, "--channel-axis", help="Feature axis of conv maps: default per site from the model graph; 1 (B, C, H, W) or -1 (channel-last) forces it."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
     ) -> None:  # fmt: skip
         """Compare the non-linearity signatures of several models on the same data.

@@ -30,6 +30,7 @@ from torch import nn
 
 from netxray._meta import eval_mode, metadata, model_hash
 from netxray.capture import Capture, forward_batch, resolve_layers
+from netxray.capture.graph import unwrap_model
 from netxray.capture.inputs import (
     _shape_of,
     _to_model,
@@ -301,8 +302,9 @@ def _plan(
 # --------------------------------------------------------------------------- the curve
 
 
-def _default_layers(model: nn.Module, layers: Any) -> list[str]:
-    paths = resolve_layers(model, layers)
+def _default_layers(model: nn.Module, layers: Any, example: Any = None) -> list[str]:
+    # "auto" on a model that is not built-in: probes read from its graph on two samples
+    paths = resolve_layers(model, layers, example)
     if isinstance(layers, str) and layers == "auto":
         # a pruned built-in model: removed layers are identities, not layers of the curve
         removed = set(getattr(model, "netxray_config", {}).get("removed", []))
@@ -437,8 +439,9 @@ def modularity_curve(
             torch Dataset, ``(x, y)`` tensors or numpy arrays, dict batches with a ``labels``
             key, a spec string…; see :func:`netxray.capture.inputs.resolve_samples`).
         device: None (where the model is), ``"cpu"``, ``"cuda"``, ``"auto"``.
-        layers: ``"auto"`` (a built-in model's natural probes: hidden layers, ConvBlocks, the stem
-            and every residual block, transformer blocks), or module paths.
+        layers: ``"auto"`` (natural probes: a built-in model's hidden layers, ConvBlocks, stem and
+            residual blocks, transformer blocks; any other model's stem, repeated blocks and
+            pre-head read from its graph, :func:`netxray.models.natural_probes`), or module paths.
         n, k, repeats, seed: subset size, neighbours, number of subsets, RNG seed.
         memory_budget: bytes of feature rows (float32) kept at once. Consecutive layers share a
             forward pass while their rows fit; a wider layer gets its own pass(es). Peak memory
@@ -461,6 +464,7 @@ def modularity_curve(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = unwrap_model(model)  # DataParallel / torch.compile: the same answers as the model
     data_ = _indexable(data, "modularity_curve")
     labels = data_.labels.detach().cpu().numpy()
     if len(np.unique(labels)) < 2:
@@ -481,10 +485,11 @@ def modularity_curve(
         raise ValueError(
             f"k must be an integer with 1 <= k < n (samples per subset): got k={k!r}, n={n_eff}"
         )
-    paths = _default_layers(model, layers)
     subsets = stratified_subsets(labels, n_eff, repeats, seed)
     # device=None: where the model is; another device runs a copy of it there
     run_model, target = place_model(model, device)
+    example = _to_model(_take(data_, subsets[0][:2]), target, model_dtype(run_model))
+    paths = _default_layers(run_model, layers, example)
     curve = _curve(
         run_model, data_, subsets, paths, k=int(k), batch_size=batch_size, device=target,
         progress=progress, memory_budget=int(memory_budget),

@@ -84,6 +84,8 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
     if null_baseline:
         row["null_affinity"] = np.nan
     if rec.status != "ok":  # the capture could not observe this call: say why
+        if rec.status == "not_data_dependent":  # listed apart with its reason, not an error
+            row["status"] = rec.status
         row["error"] = rec.error or f"capture status {rec.status}"
         return row
     try:
@@ -131,7 +133,7 @@ def nonlinearity_signature(
     seed: int = 0,
     batch_size: int = 256,
     tokens: str = "mean",
-    channel_axis: int = 1,
+    channel_axis: int | None = None,
     eps: float = 1e-6,
     null_baseline: bool = False,
     companions: bool = True,
@@ -162,7 +164,10 @@ def nonlinearity_signature(
         n_samples: samples drawn at random (seeded); all of them when fewer.
         tokens: token tensors (B, T, D): ``"mean"`` (features = D, default), ``"reference"``
             (the paper code's mean over D, features = T) or ``"samples"`` (positions as samples).
-        channel_axis: 1 for (B, C, H, W) maps, -1 for channel-last (B, H, W, C).
+        channel_axis: None (default): each site's feature axis read from the model's graph (a
+            Conv/BatchNorm reads axis 1, a Linear/LayerNorm the last: ConvNeXt, Swin and MaxViT
+            sites report d = channels), else 1. An integer (1, or -1 for channel-last maps)
+            overrides every site.
         eps: ridge of the covariances in the affinity score.
 
     Returns a DataFrame with ``attrs["meta"]`` (netxray version, seed, n_samples, data source,

@@ -5,19 +5,26 @@ and report almost no accuracy loss. That claim only means something next to cont
 :func:`prune_study` prunes, fine-tunes and measures, all the same way:
 
 - ``original``: the model as given (no pruning, no fine-tuning);
-- ``finetuned``: no pruning, fine-tuned like the others (separates the effect of extra training
+- ``finetuned``: no pruning, fine-tuned like the others, when anything is pruned (separates the effect of extra training
   from the effect of removing layers);
 - ``modularity``: the redundant layers (:func:`netxray.redundant_layers`) that can be removed;
 - ``random#s``: the same number of removable layers drawn at random (seeded, several draws);
 - ``non_redundant``: the same number of removable layers where Q still rises (largest ΔQ first),
   when there are enough of them.
 
-Which layers can be removed without breaking shapes (built-in models): a residual block whose
+Which layers can be removed without breaking shapes. Built-in models: a residual block whose
 shortcut is the identity becomes the identity; a conv block whose input and output shapes agree
 (same channels, stride 1, padding 1) is dropped; a transformer block is dropped; an MLP hidden
-layer whose input and output widths agree is dropped. Everything else is listed with the reason.
-Removed layers are recorded in ``netxray_config["removed"]`` so a saved pruned model loads back
-with ``netxray.load``.
+layer whose input and output widths agree is dropped. Removed layers are recorded in
+``netxray_config["removed"]`` so a saved pruned model loads back with ``netxray.load``.
+
+Any other model (torchvision, timm, Hugging Face, your own), read from its graph recorded on one
+batch (:mod:`netxray.capture.graph`): a module whose every call has the same input and output
+shape and holds a residual addition whose shortcut is its own input (a residual block, a
+transformer layer, an inverted residual, a ConvNeXt/Swin block) becomes a :class:`SkipBlock`,
+which returns that input in the block's output structure — exactly what the shortcut carries.
+Everything else is listed with the reason; when no layer can go, the study says so and neither
+prunes nor fine-tunes.
 
 Cost: parameters, and MACs per sample counted with forward hooks — convolutions
 (out elements × C_in/groups × kernel size), linear layers (out elements × in features), and the
@@ -42,6 +49,7 @@ from netxray._meta import eval_mode, metadata, model_hash
 
 __all__ = [
     "PruneStudy",
+    "SkipBlock",
     "count_macs",
     "count_params",
     "prune_layers",
@@ -51,6 +59,80 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- what can go
+
+
+class SkipBlock(nn.Module):
+    """Stands in for a removed residual block: returns the block's main input unchanged.
+
+    The main input is the first floating-point tensor argument (else ``hidden_states``, else the
+    first floating tensor keyword argument); it is returned as a tensor, or as a tuple
+    ``(x, None, …)`` of the removed block's length when the block returned a tuple (Hugging Face
+    layers), so the code around it runs unchanged. ``removed`` names the class it replaced.
+
+    Example:
+        >>> SkipBlock("Block")(torch.ones(2, 3), mask=None).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, removed: str, out_type: str = "tensor") -> None:
+        super().__init__()
+        self.removed = removed
+        self.out_type = out_type
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        x = next((a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
+        if x is None:
+            x = kwargs.get("hidden_states")
+        if x is None:
+            x = next((v for v in kwargs.values() if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+        if x is None:
+            raise TypeError(f"SkipBlock (removed {self.removed}): no floating tensor input to pass on")
+        if self.out_type.startswith("tuple:"):
+            return (x,) + (None,) * (int(self.out_type.split(":")[1]) - 1)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"removed={self.removed}"
+
+
+def _graph_reason(graph: Any, model: nn.Module, path: str) -> str | None:
+    """Removability of any model's layer, read from its graph (see the module docstring)."""
+    module = dict(model.named_modules()).get(path)
+    if module is None:
+        return f"no module {path!r} in {type(model).__name__}"
+    if isinstance(module, (nn.Identity, SkipBlock)):
+        return "already removed"
+    calls = graph.module_calls(path)
+    if not calls:
+        return "it was not called in the forward pass"
+    adds = graph.residual_adds()
+    for call in calls:
+        vin, vout = graph.main_input(call), graph.main_output(call)
+        if vin is None or vout is None:
+            return "it has no tensor input or output"
+        a, b = graph.values[vin].shape[1:], graph.values[vout].shape[1:]
+        if a != b:
+            return f"its input and output shapes differ ({tuple(a)} → {tuple(b)})"
+        inside = [r for r in adds if call.start < graph.nodes[r.node].start < call.end]
+        if not any(vin in (r.fork, r.skip) for r in inside):
+            return ("no residual path from its input to its output (as the identity it would "
+                    "drop the whole computation, not a refinement of it)")  # fmt: skip
+    return None
+
+
+def _graph_of(model: nn.Module, example_inputs: Any):
+    from netxray.capture.graph import record_graph
+
+    if example_inputs is None:
+        raise ValueError(
+            f"{type(model).__name__} is not a built-in netxray model: pass example_inputs (a "
+            "batch of its inputs) so the removable blocks can be read from its graph"
+        )
+    return record_graph(model, example_inputs)
+
+
+def _builtin(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "netxray_config", None), dict)
 
 
 def _reason(model: nn.Module, path: str) -> str | None:
@@ -86,9 +168,14 @@ def _reason(model: nn.Module, path: str) -> str | None:
     return f"{type(module).__name__} in a {type(model).__name__} is not a removable block"
 
 
-def removable_layers(model: nn.Module, layers: list[str] | None = None) -> pd.DataFrame:
-    """Which probe layers of a built-in model can be removed, and why not for the others.
+def removable_layers(
+    model: nn.Module, layers: list[str] | None = None, example_inputs: Any = None
+) -> pd.DataFrame:
+    """Which probe layers can be removed, and why not for the others.
 
+    Built-in models by their layouts; any other model from its graph recorded on
+    ``example_inputs`` (required then): a module whose input and output shapes agree and that
+    holds a residual addition with its own input as the shortcut can become the identity.
     Returns a DataFrame (layer, removable, reason), for ``layers`` or the natural probes.
 
     Example:
@@ -98,24 +185,31 @@ def removable_layers(model: nn.Module, layers: list[str] | None = None) -> pd.Da
         >>> removable_layers(m).set_index("layer")["removable"].to_dict()["layer1.1"]
         True
     """
+    from netxray.capture.graph import unwrap_model
     from netxray.models import natural_probes
 
+    model = unwrap_model(model)
+    graph = None if _builtin(model) else _graph_of(model, example_inputs)
     if layers is None:
         removed = set(getattr(model, "netxray_config", {}).get("removed", []))
-        layers = [p for p in natural_probes(model) if p not in removed]
+        probes = natural_probes(model) if graph is None else graph.natural_probes()
+        layers = [p for p in probes if p not in removed]
     rows = []
     for p in layers:
-        why = _reason(model, p)
+        why = _reason(model, p) if graph is None else _graph_reason(graph, model, p)
         rows.append({"layer": p, "removable": why is None, "reason": why or ""})
     return pd.DataFrame(rows, columns=["layer", "removable", "reason"])
 
 
-def prune_layers(model: nn.Module, layers: list[str]) -> nn.Module:
-    """A pruned deep copy of a built-in model: each layer in ``layers`` becomes ``nn.Identity``.
+def prune_layers(model: nn.Module, layers: list[str], example_inputs: Any = None) -> nn.Module:
+    """A pruned deep copy of ``model``: each layer in ``layers`` becomes the identity.
 
-    The original is not modified. The copy's ``netxray_config["removed"]`` lists every removed
-    layer, so ``netxray.save_checkpoint`` / ``netxray.load`` round-trip it. A layer that cannot
-    be removed is a ``ValueError`` that says why.
+    Built-in models: the layer becomes ``nn.Identity`` and the copy's
+    ``netxray_config["removed"]`` lists every removed layer, so ``netxray.save_checkpoint`` /
+    ``netxray.load`` round-trip it. Any other model (read from its graph on ``example_inputs``):
+    the residual block becomes a :class:`SkipBlock`; ``netxray_removed`` lists the removed
+    layers. The original is not modified. A layer that cannot be removed is a ``ValueError``
+    that says why.
 
     Example:
         >>> import torch
@@ -126,17 +220,29 @@ def prune_layers(model: nn.Module, layers: list[str]) -> nn.Module:
         >>> p.netxray_config["removed"], p(torch.zeros(1, 1, 8, 8)).shape
         (['blocks.1'], torch.Size([1, 10]))
     """
+    from netxray.capture.graph import unwrap_model
     from netxray.models._removed import apply_removed
 
-    config = getattr(model, "netxray_config", None)
-    if not isinstance(config, dict):
-        raise ValueError(
-            f"prune_layers: {type(model).__name__} is not a built-in netxray model (no "
-            "netxray_config); only built-in models can be pruned and saved"
-        )
+    model = unwrap_model(model)
     layers = list(layers)
     if len(set(layers)) != len(layers):
         raise ValueError(f"prune_layers: a layer is listed twice in {layers}")
+    config = getattr(model, "netxray_config", None)
+    if not isinstance(config, dict):
+        graph = _graph_of(model, example_inputs)
+        for p in layers:
+            why = _graph_reason(graph, model, p)
+            if why is not None:
+                raise ValueError(f"prune_layers: cannot remove {p!r}: {why}")
+        pruned = copy.deepcopy(model)
+        for p in layers:
+            out_type = graph.module_calls(p)[0].args.get("out_type", "tensor")
+            parent_path, _, name = p.rpartition(".")
+            parent = pruned.get_submodule(parent_path) if parent_path else pruned
+            # setattr replaces the child in place for Sequential / ModuleList / ModuleDict too
+            setattr(parent, name, SkipBlock(type(parent.get_submodule(name)).__name__, out_type))
+        pruned.netxray_removed = list(getattr(model, "netxray_removed", [])) + layers
+        return pruned
     for p in layers:
         why = _reason(model, p)
         if why is not None:
@@ -237,7 +343,9 @@ def _finetune(model: nn.Module, splits, epochs: int, lr: float, seed: int) -> nn
         return copy.deepcopy(model).eval()
     result = train(model, splits, epochs=epochs, lr=lr, seed=seed, progress=False)
     tuned = result.model.eval()
-    tuned.netxray_config = copy.deepcopy(model.netxray_config)
+    for attr in ("netxray_config", "netxray_removed"):
+        if hasattr(model, attr):
+            setattr(tuned, attr, copy.deepcopy(getattr(model, attr)))
     return tuned
 
 
@@ -289,7 +397,8 @@ def prune_study(
     """Prune the redundant removable layers, fine-tune, and compare with the controls.
 
     Args:
-        model: a trained built-in model (not modified).
+        model: a trained model (not modified): built-in, or any model whose removable blocks are
+            read from its graph (see the module docstring).
         data: a ``DataSplits``, a ``load_data`` spec string, or a ``(train, test)`` pair of
             labelled samples in any container the lenses read (TensorDataset, DataLoader,
             ``(x, y)`` tensors or numpy arrays, dict batches…; held in memory, since fine-tuning
@@ -322,17 +431,16 @@ def prune_study(
         raise ValueError(f"curve_split must be 'train' or 'test', got {curve_split!r}")
     if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
-    if not isinstance(getattr(model, "netxray_config", None), dict):
-        raise ValueError(
-            f"prune_study: {type(model).__name__} is not a built-in netxray model; pruning needs "
-            "the built-in layouts (netxray.models) to know which layers can be removed"
-        )
+    from netxray.capture.graph import unwrap_model
+
+    model = unwrap_model(model)
     curve_data = getattr(splits, curve_split)
+    example = curve_data.x[:2]
     if curve is None:
         curve = modularity_curve(model, curve_data, n=n, k=k, repeats=repeats, seed=seed,
                                  progress=progress)  # fmt: skip
     red = redundant_layers(curve, tol=tol)
-    rem = removable_layers(model, list(curve["layer"]))
+    rem = removable_layers(model, list(curve["layer"]), example)
     info = red.merge(rem, on="layer", how="left")
     info["removable"] = info["removable"].fillna(False).astype(bool)
     candidates = list(info.loc[info["redundant"] & info["removable"], "layer"])
@@ -342,7 +450,6 @@ def prune_study(
     rising = info.loc[info["removable"] & ~info["redundant"] & (info["kind"] == "rise")]
     rising = list(rising.sort_values("dq", ascending=False)["layer"])
 
-    example = curve_data.x[:2]
     base_params, base_macs = count_params(model), count_macs(model, example)
     acc_original = _evaluate(model, splits.test)
     rows: list[dict[str, Any]] = []
@@ -353,7 +460,7 @@ def prune_study(
         tuned = None
         if status == "ok":
             if removed:
-                pruned = prune_layers(model, removed)
+                pruned = prune_layers(model, removed, example)
                 row["params"] = count_params(pruned)
                 row["macs"] = count_macs(pruned, example)
                 row["acc_pruned"] = _evaluate(pruned, splits.test)
@@ -369,9 +476,9 @@ def prune_study(
         return tuned
 
     add("original", [])
-    add("finetuned", [])
     pruned_model = None
-    if m:
+    if m:  # the fine-tuned unpruned control only means something next to a pruned model
+        add("finetuned", [])
         pruned_model = add("modularity", candidates)
         rng = np.random.default_rng(seed)
         drawn: set[tuple[int, ...]] = set()
@@ -417,7 +524,8 @@ def prune_study(
         "acc_modularity": float(mod.iloc[0]) if len(mod) else None,
         "acc_random_mean": float(rand.mean()) if len(rand) else None,
         "acc_random_std": float(rand.std(ddof=1)) if len(rand) > 1 else None,
-        "note": None if m else "no redundant layer can be removed: nothing was pruned",
+        "n_removable": len(removable_all),
+        "note": None if m else _nothing_note(info, removable_all),
     }
     meta = metadata(
         lens="prune_study", seed=seed, n=n, k=k, repeats=repeats, tol=tol,
@@ -434,6 +542,16 @@ def prune_study(
     return study
 
 
+def _nothing_note(info: pd.DataFrame, removable_all: list[str]) -> str:
+    """Why nothing was pruned, said plainly (and why nothing was fine-tuned either)."""
+    if not removable_all:
+        reasons = sorted({str(r) for r in info["reason"].dropna() if str(r)})
+        return ("no probed layer of this model can be removed ("
+                + "; ".join(reasons[:3]) + "): nothing was pruned or fine-tuned")  # fmt: skip
+    return ("no redundant layer can be removed (the removable ones still raise Q): nothing was "
+            "pruned or fine-tuned")  # fmt: skip
+
+
 def _write_study(study: PruneStudy, out: Path) -> None:
     import json
 
@@ -448,7 +566,14 @@ def _write_study(study: PruneStudy, out: Path) -> None:
         atomic_write_text(out / "curve_after.csv", study.curve_after.to_csv(index=False))
     record = {"summary": study.summary, "meta": study.table.attrs.get("meta", {})}
     atomic_write_text(out / "prune_summary.json", json.dumps(record, indent=2, default=str) + "\n")
-    if study.model is not None:
+    if study.model is not None and not isinstance(getattr(study.model, "netxray_config", None), dict):
+        # not a built-in model: its weights (the removed blocks' are gone), read with
+        # prune_layers(your_model, summary["removed"], x) + load_state_dict
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().cpu().contiguous() for k, v in study.model.state_dict().items()}
+        save_file(state, str(out / "pruned.safetensors"), metadata={"removed": ",".join(study.summary["removed"])})
+    elif study.model is not None:
         row = study.table[study.table["variant"] == "modularity"].iloc[0]
         save_checkpoint(
             study.model, out / "pruned",

@@ -72,12 +72,20 @@ def linear_r2(x: Any, y: Any, rcond: float = 1e-10) -> float:
     # One d×d eigendecomposition (BLAS-3) instead of the SVD of lstsq or a pivoted QR, both
     # several times slower; directions of x with variance below rcond·max are treated as absent,
     # as a pseudo-inverse does, so duplicated or dead units change nothing.
-    lam, v = np.linalg.eigh(xc.T @ xc)
+    # With more features than samples (wide conv sites on a few samples), the same projection
+    # from the n×n Gram matrix: Xc Xcᵀ = U diag(λ) Uᵀ has the same non-zero λ, col(Xc) = span U,
+    # and the explained sum is ‖U_keepᵀ Yc‖² — an n×n instead of a d×d eigendecomposition.
+    gram_form = xc.shape[1] > len(xc)
+    lam, v = np.linalg.eigh(xc @ xc.T if gram_form else xc.T @ xc)
     if lam.size == 0 or lam[-1] <= 0.0:
         return 0.0  # x is constant: only the intercept, which explains nothing
     keep = lam > lam[-1] * rcond
-    w = v[:, keep].T @ (xc.T @ yc)
-    explained = float(np.sum(w * w / lam[keep][:, None]))
+    if gram_form:
+        w = v[:, keep].T @ yc
+        explained = float(np.sum(w * w))
+    else:
+        w = v[:, keep].T @ (xc.T @ yc)
+        explained = float(np.sum(w * w / lam[keep][:, None]))
     return float(min(1.0, max(0.0, explained / ss_tot)))
 
 

@@ -134,16 +134,33 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     return model
 
 
-def natural_probes(model: nn.Module) -> list[str]:
-    """Module paths whose outputs are the family's natural probe layers, in forward order.
+def natural_probes(model: nn.Module, example_inputs: Any = None) -> list[str]:
+    """Module paths whose outputs are the natural probe layers, in forward order.
 
-    MLP: every ``hidden.i``; CNN: every ConvBlock in ``features``; ResNet: ``stem`` and every
-    block ``layerS.i``; ViT: every ``blocks.i``. Raises ``ValueError`` for other models.
+    Built-in models: MLP every ``hidden.i``; CNN every ConvBlock in ``features``; ResNet ``stem``
+    and every block ``layerS.i``; ViT every ``blocks.i``. Any other model (torchvision, timm,
+    Hugging Face, your own): read from its graph recorded on ``example_inputs`` (a batch: a
+    tensor, a tuple of arguments or a dict of keyword arguments; two samples are plenty) — the
+    stem or embedding, every repeated block (residual blocks, transformer layers, inverted
+    residuals, ConvNeXt/Swin blocks, DenseNet dense blocks and transitions) and the module whose
+    output is fed to the head (:meth:`netxray.capture.graph.ModelGraph.natural_probes`).
+    ``nn.DataParallel`` / ``torch.compile`` wrappers are unwrapped: the paths are those of the
+    wrapped model.
+
+    Raises ``ValueError`` for a model that is not built-in when ``example_inputs`` is None, or
+    when its graph shows no layer to probe.
 
     >>> m = build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2, "widths": [3, 3]})
     >>> natural_probes(m)
     ['hidden.0', 'hidden.1']
+    >>> import torch
+    >>> seq = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> natural_probes(seq, torch.zeros(2, 4))
+    ['1', '3']
     """
+    from netxray.capture.graph import record_graph, unwrap_model
+
+    model = unwrap_model(model)
     if isinstance(model, MLP):
         return [f"hidden.{i}" for i in range(len(model.hidden))]
     if isinstance(model, CNN):
@@ -156,7 +173,16 @@ def natural_probes(model: nn.Module) -> list[str]:
         return probes
     if isinstance(model, ViT):
         return [f"blocks.{i}" for i in range(len(model.blocks))]
-    raise ValueError(
-        f"natural_probes: {type(model).__name__} is not a built-in netxray model "
-        f"(expected one of MLP, CNN, ResNet, ViT from netxray.models); pass layer names instead"
-    )
+    if example_inputs is None:
+        raise ValueError(
+            f"natural_probes: {type(model).__name__} is not a built-in netxray model (MLP, CNN, "
+            "ResNet, ViT); pass example_inputs (a batch of its inputs) so its probes can be read "
+            "from a recorded forward pass, or pass layer names instead"
+        )
+    probes = record_graph(model, example_inputs).natural_probes()
+    if not probes:
+        raise ValueError(
+            f"natural_probes: the graph of {type(model).__name__} has no block, activation or "
+            "parametrised layer on its main path to probe; pass layer names instead"
+        )
+    return probes

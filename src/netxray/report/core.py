@@ -380,8 +380,8 @@ def scan(
         seed: one seed for every random choice (sample subsets); same seed, same numbers.
         n_samples: samples per activation site for the signature (SPEC: 2048; fewer if the
             data has fewer). ``modularity_n``, ``k``, ``repeats``: the modularity curve's N, k, R.
-        layers: probed layers for the modularity curve: ``"auto"`` (natural probes of a built-in
-            model; for other models the outputs of their activation modules) or module paths.
+        layers: probed layers for the modularity curve: ``"auto"`` (natural probes: a built-in
+            model's, or any model's stem, blocks and pre-head read from its graph) or module paths.
         options: per-lens keyword overrides, e.g. ``{"modularity": {"tol": 0.01}}``.
         progress: a progress bar on stderr.
 

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
+from netxray.capture.graph import unwrap_model
 from netxray.report import plots as P
 from netxray.report.core import LensResult, ScanOptions
 from netxray.report.html import ItemizedNote, figure_to_plot
@@ -177,25 +179,45 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
 # --------------------------------------------------------------------------- lens 2
 
 
-def default_probe_layers(model: nn.Module) -> list[str]:
-    """Layers the modularity curve probes by default.
+def default_probe_layers(model: nn.Module, data: Any = None) -> list[str]:
+    """Layers the modularity curve probes by default: :func:`netxray.models.natural_probes`.
 
-    Built-in models: their natural probes. Other models: the module paths of their activation
-    modules (their outputs are the hidden representations of an MLP- or CNN-like net); failing
-    that, every top-level child but the last (the head).
+    Built-in models: their natural probes. Any other model: the stem, every repeated block and
+    the pre-head, read from its graph recorded on two samples of ``data`` (required then).
     """
-    from netxray.capture import is_activation_module
     from netxray.models import natural_probes
 
+    return list(natural_probes(model, _example(data)))
+
+
+def _graph_notes(model: nn.Module, data: Any) -> list[str]:
+    """What the model graph could not follow, said in the report (never a silent 'ok')."""
+    from netxray.capture.graph import record_graph
+
+    example = _example(data)
+    if example is None:
+        return []
     try:
-        return list(natural_probes(model))
-    except ValueError:
-        pass
-    acts = [p for p, m in model.named_modules() if p and is_activation_module(m)]
-    if acts:
-        return acts
-    children = [p for p, _ in model.named_children()]
-    return children[:-1] if len(children) > 1 else children
+        notes = record_graph(model, example).notes
+    except Exception as exc:
+        return [f"The model graph could not be recorded: {_reason(exc)}."]
+    return [f"The model graph could not follow everything: {note}." for note in notes]
+
+
+def _example(data: Any) -> Any:
+    """Two samples of ``data`` (a batch the model's graph is recorded on), None if unreadable."""
+    from netxray.capture import as_indexable
+
+    if data is None:
+        return None
+    try:
+        indexable = as_indexable(data)
+    except (TypeError, ValueError):
+        return None
+    if indexable is None or not len(indexable):
+        return None
+    example, _ = indexable.take(torch.arange(min(2, len(indexable))))
+    return example
 
 
 def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
@@ -209,8 +231,6 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     tol = extra.pop("tol", None)
     layers = opts.layers
     auto = isinstance(layers, str) and layers == "auto"
-    if auto and getattr(model, "netxray_config", None) is None:
-        layers = default_probe_layers(model)
     kw: dict[str, Any] = {"n": opts.modularity_n, "k": opts.k, "repeats": opts.repeats, "seed": opts.seed,
                           "batch_size": opts.batch_size, "device": opts.device}  # fmt: skip
     kw.update(extra)
@@ -219,7 +239,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     meta = curve.attrs.get("meta", {})
     s = dict(curve.attrs.get("summary", {}))
     redundant = list(red.loc[red["redundant"], "layer"])
-    suggestion, removable, kept = _pruning_suggestion(model, redundant)
+    suggestion, removable, kept = _pruning_suggestion(model, redundant, _example(data))
     summary: dict[str, Any] = {
         "layers": int(len(curve)),
         "Q first layer": s.get("q_first"),
@@ -239,11 +259,13 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
         res.notes.append(note[0].upper() + note[1:] + ".")
     if not auto:
         res.notes.append(f"Probed layers given by the user: {', '.join(map(str, layers))}.")
-    elif getattr(model, "netxray_config", None) is None:
+    elif getattr(unwrap_model(model), "netxray_config", None) is None:
         res.notes.append(
-            "Not a built-in netxray model: the curve probes the outputs of its activation modules "
-            f"({len(layers)} layers); pass layers=[...] (or --layers) to choose others."
+            "Not a built-in netxray model: the curve probes the layers read from its graph (one "
+            f"recorded forward pass): stem, every repeated block and the pre-head ({len(curve)} "
+            "layers); pass layers=[...] (or --layers) to choose others."
         )
+        res.notes += _graph_notes(model, data)
     res.howto = [
         "Q is the Newman modularity of a kNN cosine graph (k = "
         f"{meta.get('k')}) of each layer's features, with the true classes as communities, mean ± std "
@@ -267,9 +289,12 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     return res
 
 
-def _pruning_suggestion(model: nn.Module, redundant: list[str]) -> tuple[str, list[str], list[tuple[str, str]]]:
+def _pruning_suggestion(
+    model: nn.Module, redundant: list[str], example: Any = None
+) -> tuple[str, list[str], list[tuple[str, str]]]:
     """The pruning sentence, the removable layers, and the redundant layers that cannot be removed
-    with the reason (the report lists those as a note, grouped by reason, not in the sentence)."""
+    with the reason (the report lists those as a note, grouped by reason, not in the sentence).
+    ``example``: a batch the model graph is recorded on, for models that are not built-in."""
     if not redundant:
         return ("Pruning suggestion: none — every probed layer still raises Q, so each one "
                 "contributes class separation."), [], []  # fmt: skip
@@ -278,7 +303,7 @@ def _pruning_suggestion(model: nn.Module, redundant: list[str]) -> tuple[str, li
     try:
         from netxray.lenses.pruning import removable_layers
 
-        table = removable_layers(model, redundant).set_index("layer")
+        table = removable_layers(model, redundant, example).set_index("layer")
         removable = [layer for layer in redundant if bool(table.loc[layer, "removable"])]
         kept = [(layer, str(table.loc[layer, "reason"])) for layer in redundant if layer not in removable]
     except Exception:  # not a built-in model, or the pruning lens is absent: no structural check

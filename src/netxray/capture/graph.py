@@ -1,0 +1,1029 @@
+"""A model's structure, recorded from one real forward pass.
+
+:func:`record_graph` runs the model once on example inputs with a forward pre-hook and post-hook
+on every module and a :class:`~torch.overrides.TorchFunctionMode` that sees every torch function
+call (``F.linear``, ``torch.cat``, ``x + y``, ``x.permute(...)``, ``x[..., 0]``, factory
+functions…). Every tensor that flows is a :class:`Value`, followed by object identity from the
+call that produced it to every call that reads it; an in-place call (``out += identity``,
+``relu_``, ``x[i] = v``) makes a new value of the same tensor object. Module calls are spans
+(:class:`Node` with ``kind="module"``) around the function calls made inside them, so the graph is
+hierarchical: which module called what, in which order, with which shapes.
+
+Why a recorded pass and not ``torch.fx`` or ``torch.export``: symbolic tracing gives up on the
+models people bring (data-dependent control flow, ``Proxy`` item assignment in Hugging Face
+models, timm's MobileViT), and ``torch.export`` fails on many of them too and renames modules.
+A real pass follows whatever runs, keeps the module paths users know (the names of every other
+table), and sees exactly the calls that the capture mechanism (:mod:`netxray.capture.core`)
+observes, with the same call counting — so a site of the signature lens, a probe of the
+modularity curve and an axis of the symmetry lens all name the same thing.
+
+What the graph answers (used by probes, layouts, symmetry and pruning):
+
+- module calls in order, their parents, depths, call indices (re-used modules), input and output
+  values and shapes; the parameters each function call reads (by state-dict key);
+- residual additions (:meth:`ModelGraph.residual_adds`), concatenations, reshapes and permutes;
+- whether a value depends on the data batch (``Value.data_dependent``): activation calls on a
+  parameter table (Swin V2's continuous position bias) do not;
+- serial module calls (:meth:`ModelGraph.is_serial`): the call's output is the only value of the
+  main data path alive at its end, so nothing bypasses it — the residual stream after a layer;
+- the repeated blocks, the stem and the representation fed to the head
+  (:meth:`ModelGraph.blocks`, :meth:`ModelGraph.stem`, :meth:`ModelGraph.pre_head`);
+- each activation site's feature axis (:meth:`ModelGraph.activation_layouts`).
+
+What it cannot follow is listed in ``ModelGraph.notes`` (never silently): tensors of unknown
+origin (plain tensor attributes, tensors built outside torch functions), module outputs that no
+recorded call produced (C++ extensions, code run with torch functions disabled), tensors hidden
+inside non-tensor objects (a key/value cache object).
+
+Example:
+    >>> from torch import nn
+    >>> class Res(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = nn.Linear(4, 4)
+    ...     def forward(self, x):
+    ...         return x + torch.relu(self.fc(x))
+    >>> g = record_graph(nn.Sequential(Res(), Res(), nn.Linear(4, 2)), torch.randn(3, 4))
+    >>> [b.name for b in g.blocks()], len(g.residual_adds())
+    (['0', '1'], 2)
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from netxray._meta import eval_mode
+from netxray.capture.sites import functional_op_name, is_activation_module
+
+__all__ = [
+    "ModelGraph",
+    "Node",
+    "ResidualAdd",
+    "SiteLayout",
+    "Value",
+    "record_graph",
+    "unwrap_model",
+]
+
+# ops that move a feature axis or keep it where it is: followed when reading layouts and
+# when walking from a value back to the module that made it
+_ELEMENTWISE = {
+    "add", "sub", "mul", "div", "truediv", "neg", "dropout", "contiguous", "clone", "to", "float",
+    "half", "double", "type", "type_as", "detach", "alpha_dropout", "feature_alpha_dropout",
+    "abs", "exp", "log", "sqrt", "rsqrt", "pow", "clamp", "clip", "where", "masked_fill",
+    "stochastic_depth", "identity", "requires_grad", "softmax", "log_softmax", "sigmoid",
+    "tanh", "relu", "gelu", "silu", "hardswish", "hardsigmoid", "relu6", "elu", "leaky_relu",
+    "mish", "softplus", "selu", "celu", "hardtanh",
+}
+_PASSTHROUGH = {"dropout", "contiguous", "clone", "to", "float", "type", "type_as", "detach",
+                "flatten", "view", "reshape", "getitem", "squeeze", "unsqueeze", "identity",
+                "alpha_dropout", "feature_alpha_dropout", "adaptive_avg_pool2d", "mean"}  # fmt: skip
+_LAST_AXIS = {"linear", "layer_norm", "rms_norm", "addmm", "matmul", "mm", "bmm", "einsum"}
+_CHANNEL_AXIS = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                 "conv_transpose3d", "batch_norm", "instance_norm", "group_norm"}  # fmt: skip
+_ADD = {"add", "sub"}
+_CONCAT = {"cat", "concat", "concatenate", "stack", "hstack"}
+_RESHAPE = {"reshape", "view", "flatten", "permute", "transpose", "unflatten", "movedim",
+            "swapaxes", "swapdims", "unfold", "chunk", "split", "t"}  # fmt: skip
+# module containers whose forward only calls their children: never a "block" themselves
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+# dict keys naming the main input of Hugging Face style models
+_PRIMARY_KEYS = ("input_ids", "pixel_values", "inputs_embeds", "input_values", "input_features",
+                 "x", "input")  # fmt: skip
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside ``nn.DataParallel`` / ``DistributedDataParallel`` / ``torch.compile``.
+
+    Wrappers add a prefix (``module.``, ``_orig_mod.``) to every path and, for compiled models,
+    run code the hooks cannot see; every lens answers for the wrapped model itself.
+
+    Example:
+        >>> m = nn.Linear(2, 2)
+        >>> unwrap_model(nn.DataParallel(m)) is m
+        True
+    """
+    seen = 0
+    while seen < 8:  # wrappers can nest (a compiled DataParallel); never loop forever
+        seen += 1
+        orig = getattr(model, "_orig_mod", None)
+        if isinstance(orig, nn.Module):
+            model = orig
+            continue
+        parallel = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+        if isinstance(model, parallel) and isinstance(getattr(model, "module", None), nn.Module):
+            model = model.module
+            continue
+        break
+    return model
+
+
+@dataclass
+class Value:
+    """One tensor value: what produced it, its shape, and what it depends on.
+
+    ``producer`` is the node id of the function call (or input / parameter / constant node) that
+    wrote it; ``consumers`` the function-call nodes that read it; ``returned_by`` the module calls
+    that returned it (innermost first). ``data_dependent``: computed from the model's inputs;
+    ``primary``: computed from the main input (``input_ids``, ``pixel_values``, the first tensor).
+    """
+
+    id: int
+    producer: int
+    shape: tuple[int, ...]
+    dtype: str
+    data_dependent: bool
+    primary: bool
+    consumers: list[int] = field(default_factory=list)
+    returned_by: list[int] = field(default_factory=list)
+    last_use: int = -1
+
+
+@dataclass
+class Node:
+    """A function call, a module call, a model input, a parameter/buffer or a constant.
+
+    ``kind``: "op" | "module" | "input" | "param" | "constant". ``name``: the op name (``add``,
+    ``linear``…), the module path, the input name or the state-dict key. ``op``: the function's
+    qualified name or the module's class name. ``module_path``: the module a call runs in (a
+    module call: its own path). ``parent``: the enclosing module call's node id. ``start`` /
+    ``end``: positions in the call sequence (equal for a function call). ``inputs`` / ``outputs``:
+    value ids. ``params``: state-dict keys of the parameters and buffers read (function calls)
+    or owned directly (module calls). ``site``: the capture site key of an activation call.
+    """
+
+    id: int
+    kind: str
+    name: str
+    op: str
+    module_path: str = ""
+    call_index: int = 0
+    parent: int | None = None
+    depth: int = 0
+    start: int = 0
+    end: int = 0
+    inputs: list[int] = field(default_factory=list)
+    outputs: list[int] = field(default_factory=list)
+    params: list[str] = field(default_factory=list)
+    args: dict[str, Any] = field(default_factory=dict)
+    site: tuple | None = None
+
+
+@dataclass
+class ResidualAdd:
+    """An addition of two data-dependent values of one shape that share an ancestor.
+
+    ``fork``: the latest value both operands are computed from (the residual stream before the
+    branch); ``skip``: the operand closer to the fork (the shortcut); ``branch``: the other.
+    ``module_path``: the module the add runs in.
+    """
+
+    node: int
+    fork: int
+    skip: int
+    branch: int
+    module_path: str
+
+
+@dataclass
+class SiteLayout:
+    """How an activation site's tensor is laid out, read from the graph.
+
+    ``axis``: the feature axis of the site's output (1 for NCHW maps and (B, C, L) sequences,
+    ``ndim - 1`` for channel-last maps and tokens), None when the graph did not say;
+    ``evidence``: the call that decided it; ``data_dependent``: False for an activation applied
+    to parameters or constants (the same for every sample).
+    """
+
+    axis: int | None
+    ndim: int
+    evidence: str
+    data_dependent: bool
+
+
+def _canon(name: str) -> str:
+    """``__iadd__`` → ``add``, ``relu_`` → ``relu``, ``__getitem__`` → ``getitem``."""
+    if name.startswith("__") and name.endswith("__"):
+        core = name[2:-2]
+        if core[:1] in ("i", "r") and core[1:] in ("add", "sub", "mul", "truediv", "matmul",
+                                                    "div", "and", "or", "pow", "floordiv"):
+            core = core[1:]
+        return core
+    return name.rstrip("_") or name
+
+
+def _func_name(func: Any) -> tuple[str, str]:
+    """(canonical op name, qualified name) of a torch function handed to the mode."""
+    name = getattr(func, "__name__", None)
+    if name is None and hasattr(func, "__func__"):
+        name = getattr(func.__func__, "__name__", None)
+    if name == "__get__":  # a Tensor property (x.T, x.mT, x.data)
+        owner = getattr(func, "__self__", None)
+        name = getattr(owner, "__name__", "get")
+    name = str(name or type(func).__name__)
+    module = getattr(func, "__module__", None) or ""
+    qual = getattr(func, "__qualname__", name)
+    return _canon(name), f"{module}.{qual}" if module and "Tensor" not in qual else str(qual)
+
+
+def _tensors(obj: Any, depth: int = 0) -> list[torch.Tensor]:
+    """Every tensor in ``obj``: nested tuples, lists, mappings (ModelOutput), dataclasses."""
+    if depth > 6:
+        return []
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    out: list[torch.Tensor] = []
+    if isinstance(obj, (tuple, list)):
+        for item in obj:
+            out += _tensors(item, depth + 1)
+    elif isinstance(obj, Mapping):
+        for item in obj.values():
+            out += _tensors(item, depth + 1)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            out += _tensors(getattr(obj, f.name, None), depth + 1)
+    return out
+
+
+def _has_hidden_tensors(obj: Any, depth: int = 0) -> bool:
+    """True when ``obj`` is a non-container object that holds tensors (a cache object)."""
+    if depth > 3 or obj is None or isinstance(obj, (torch.Tensor, str, int, float, bool)):
+        return False
+    if isinstance(obj, (tuple, list)):
+        return any(_has_hidden_tensors(o, depth + 1) for o in obj)
+    if isinstance(obj, Mapping):
+        return any(_has_hidden_tensors(o, depth + 1) for o in obj.values())
+    if isinstance(obj, nn.Module) or dataclasses.is_dataclass(obj):
+        return False
+    attrs = getattr(obj, "__dict__", None)
+    if not isinstance(attrs, dict):
+        return False
+    for v in attrs.values():
+        if isinstance(v, torch.Tensor) or (
+            isinstance(v, (list, tuple)) and any(isinstance(t, torch.Tensor) for t in v)
+        ):
+            return True
+    return False
+
+
+class _Recorder(TorchFunctionMode):
+    """Hooks + function mode that build the graph during one forward pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.nodes: list[Node] = []
+        self.values: list[Value] = []
+        self.tensor_value: dict[int, int] = {}  # id(tensor) -> current value id
+        self.keep: list[torch.Tensor] = []  # strong refs: an id is never reused while recording
+        self.param_keys: dict[int, str] = {}
+        for key, p in model.named_parameters(remove_duplicate=False):
+            self.param_keys.setdefault(id(p), key)
+        for key, b in model.named_buffers(remove_duplicate=False):
+            self.param_keys.setdefault(id(b), key)
+        self.stack: list[int] = []
+        self.seq = 0
+        self.calls: dict[str, int] = {}
+        self.site_calls: dict[tuple, int] = {}
+        self.act_depth = 0
+        self.busy = False
+        self.notes: list[str] = []
+        self.unknown: list[str] = []
+        self.hidden: list[str] = []
+        self.primary_ids: set[int] = set()
+
+    # -- values --------------------------------------------------------------------------
+    def _new_node(self, **kw: Any) -> Node:
+        node = Node(id=len(self.nodes), **kw)
+        self.nodes.append(node)
+        return node
+
+    def _new_value(self, t: torch.Tensor, producer: int, dd: bool, primary: bool) -> int:
+        v = Value(id=len(self.values), producer=producer, shape=tuple(t.shape),
+                  dtype=str(t.dtype).replace("torch.", ""), data_dependent=dd, primary=primary)  # fmt: skip
+        self.values.append(v)
+        self.tensor_value[id(t)] = v.id
+        self.keep.append(t)
+        return v.id
+
+    def value_of(self, t: torch.Tensor) -> int:
+        """The current value of tensor ``t``; parameters, buffers and strangers get a node."""
+        vid = self.tensor_value.get(id(t))
+        if vid is not None:
+            return vid
+        key = self.param_keys.get(id(t))
+        if key is not None:
+            node = self._new_node(kind="param", name=key, op="parameter", start=self.seq,
+                                  end=self.seq)  # fmt: skip
+        else:
+            where = self.nodes[self.stack[-1]].name if self.stack else "(root)"
+            node = self._new_node(kind="constant", name=f"constant@{where}", op="tensor",
+                                  module_path=where, start=self.seq, end=self.seq)  # fmt: skip
+            if len(self.unknown) < 5:
+                self.unknown.append(f"{tuple(t.shape)} in {where or '(root)'}")
+            else:
+                self.unknown.append("")
+        vid = self._new_value(t, node.id, dd=False, primary=False)
+        node.outputs.append(vid)
+        return vid
+
+    # -- function calls ------------------------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.busy:
+            return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        self.busy = True
+        try:
+            self._record_call(func, args, kwargs, out)
+        finally:
+            self.busy = False
+        return out
+
+    def _record_call(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        ins = _tensors(args) + _tensors(kwargs)
+        outs = _tensors(out)
+        name, qual = _func_name(func)
+        inplace = name == "setitem"
+        if not outs and not inplace:
+            return  # x.shape, x.dim(), x.item(): no tensor flows
+        if name == "setitem" and args:
+            outs = [args[0]] if isinstance(args[0], torch.Tensor) else []
+        self.seq += 1
+        parent = self.stack[-1] if self.stack else None
+        in_ids = [self.value_of(t) for t in ins]
+        params = [self.nodes[self.values[v].producer].name for v in in_ids
+                  if self.nodes[self.values[v].producer].kind == "param"]  # fmt: skip
+        node = self._new_node(
+            kind="op", name=name, op=qual,
+            module_path=self.nodes[parent].name if parent is not None else "",
+            parent=parent, depth=(self.nodes[parent].depth + 1) if parent is not None else 0,
+            start=self.seq, end=self.seq, inputs=in_ids, params=params,
+            args=_small_args(name, args, kwargs),
+        )  # fmt: skip
+        op = functional_op_name(func)
+        if op is not None and self.act_depth == 0:
+            node.site = self._site_key(node.module_path, op, functional=True)
+        dd = any(self.values[v].data_dependent for v in in_ids)
+        primary = any(self.values[v].primary for v in in_ids)
+        for v in in_ids:
+            self.values[v].consumers.append(node.id)
+            self.values[v].last_use = self.seq
+        for t in outs:
+            node.outputs.append(self._new_value(t, node.id, dd, primary))
+
+    def _site_key(self, path: str, op: str, functional: bool) -> tuple:
+        """The key :class:`netxray.capture.Capture` gives the same call (same counting)."""
+        counter = ("activation", path, op if functional else "")
+        k = self.site_calls.get(counter, 0)
+        self.site_calls[counter] = k + 1
+        return ("activation", path, op if functional else "", k)
+
+    # -- module calls --------------------------------------------------------------------
+    def pre_hook(self, path: str, module: nn.Module):
+        act = is_activation_module(module)
+        direct = [f"{path}.{n}" if path else n for n, _ in
+                  list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))]  # fmt: skip
+
+        def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+            if self.busy:
+                return
+            self.busy = True
+            try:
+                self.seq += 1
+                parent = self.stack[-1] if self.stack else None
+                k = self.calls.get(path, 0)
+                self.calls[path] = k + 1
+                ins = _tensors(args) + _tensors(kwargs)
+                in_ids = [self.value_of(t) for t in ins]
+                node = self._new_node(
+                    kind="module", name=path, op=type(mod).__name__, module_path=path,
+                    call_index=k, parent=parent,
+                    depth=(self.nodes[parent].depth + 1) if parent is not None else 0,
+                    start=self.seq, end=self.seq, inputs=in_ids, params=direct,
+                )  # fmt: skip
+                if act:
+                    node.site = self._site_key(path, type(mod).__name__, functional=False)
+                    self.act_depth += 1
+                if any(_has_hidden_tensors(a) for a in list(args) + list(kwargs.values())):
+                    self.hidden.append(path or "(root)")
+                self.stack.append(node.id)
+            finally:
+                self.busy = False
+
+        return hook
+
+    def post_hook(self, path: str, module: nn.Module):
+        act = is_activation_module(module)
+
+        def hook(mod: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+            if self.busy or not self.stack:
+                return
+            self.busy = True
+            try:
+                node = self.nodes[self.stack[-1]]
+                if node.name != path:  # an exception unwound a child; find our own call
+                    while self.stack and self.nodes[self.stack[-1]].name != path:
+                        self.stack.pop()
+                    if not self.stack:
+                        return
+                    node = self.nodes[self.stack[-1]]
+                self.stack.pop()
+                if act:
+                    self.act_depth = max(0, self.act_depth - 1)
+                self.seq += 1
+                node.end = self.seq
+                # the output's structure: a stand-in for a removed block must return the same
+                if isinstance(output, torch.Tensor):
+                    node.args["out_type"] = "tensor"
+                elif isinstance(output, tuple) and not hasattr(output, "_fields"):
+                    node.args["out_type"] = f"tuple:{len(output)}"
+                else:
+                    node.args["out_type"] = type(output).__name__
+                for t in _tensors(output):
+                    vid = self.tensor_value.get(id(t))
+                    if vid is None:
+                        vid = self.value_of(t)  # nothing recorded made it: say so
+                        self.notes.append(
+                            f"{path or '(root)'} ({type(mod).__name__}): an output of shape "
+                            f"{tuple(t.shape)} was not produced by any recorded call (code the "
+                            "graph cannot see: a C++ extension, or torch functions disabled)"
+                        )
+                    node.outputs.append(vid)
+                    self.values[vid].returned_by.append(node.id)
+            finally:
+                self.busy = False
+
+        return hook
+
+
+def _small_args(name: str, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The non-tensor arguments that matter for layouts (dims, shapes)."""
+    keep: dict[str, Any] = {}
+    if name in ("permute", "transpose", "flatten", "reshape", "view", "movedim", "swapaxes",
+                "unflatten", "cat", "concat", "stack", "layer_norm", "mean", "sum", "softmax",
+                "getitem", "chunk", "split", "squeeze", "unsqueeze", "rms_norm"):  # fmt: skip
+        rest = [a for a in args[1:] if not isinstance(a, torch.Tensor)]
+        if name in ("cat", "concat", "stack"):
+            rest = list(args[1:])
+        if name == "getitem" and len(args) > 1:
+            rest = [repr(args[1])[:80]]
+        elif rest and isinstance(rest[0], (list, tuple, torch.Size)) and len(rest) == 1:
+            rest = list(rest[0])
+        keep["args"] = rest
+        for k in ("dim", "dims", "normalized_shape", "start_dim", "end_dim"):
+            if k in kwargs:
+                keep[k] = kwargs[k]
+        if name in ("cat", "concat", "stack") and "dim" not in keep:
+            keep["dim"] = rest[0] if rest else 0
+    return keep
+
+
+class ModelGraph:
+    """The recorded structure of one forward pass (see the module docstring).
+
+    Attributes: ``nodes`` (list of :class:`Node`, ids are positions), ``values`` (list of
+    :class:`Value`), ``inputs`` (value ids of the model inputs), ``outputs`` (value ids of the
+    model's output tensors), ``notes`` (what could not be followed, and why), ``model_type``.
+    """
+
+    def __init__(self, rec: _Recorder, inputs: list[int], outputs: list[int], model: nn.Module):
+        self.nodes = rec.nodes
+        self.values = rec.values
+        self.inputs = inputs
+        self.outputs = outputs
+        self.model_type = type(model).__name__
+        self.notes: list[str] = list(dict.fromkeys(rec.notes))
+        if rec.unknown:
+            shown = ", ".join(u for u in rec.unknown if u)
+            self.notes.append(
+                f"{len(rec.unknown)} tensor(s) of unknown origin (plain tensor attributes or "
+                f"tensors made outside torch functions) were read as constants: {shown}"
+            )
+        if rec.hidden:
+            shown = ", ".join(dict.fromkeys(rec.hidden).keys())
+            self.notes.append(
+                "tensors passed inside non-tensor objects (e.g. a key/value cache) are not "
+                f"followed through: {shown[:300]}"
+            )
+        self._params = {key for key, _ in model.named_parameters(remove_duplicate=False)}
+        self._param_module = {}
+        for path, m in model.named_modules():
+            for n, _ in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
+                self._param_module[f"{path}.{n}" if path else n] = path
+        self._live_cache: dict[int, bool] | None = None
+        self._blocks: list[Node] | None = None
+        self._param_seqs: list[int] | None = None
+
+    # ---- basic queries -------------------------------------------------------------------
+    def module_calls(self, path: str | None = None) -> list[Node]:
+        """Module calls in call order (all, or those of the module at ``path``)."""
+        return [n for n in self.nodes if n.kind == "module" and (path is None or n.name == path)]
+
+    def ops(self, name: str | None = None) -> list[Node]:
+        """Function calls in call order (all, or those with canonical name ``name``)."""
+        return [n for n in self.nodes if n.kind == "op" and (name is None or n.name == name)]
+
+    def producer(self, value: int) -> Node:
+        """The node that wrote ``value``."""
+        return self.nodes[self.values[value].producer]
+
+    def consumers(self, value: int) -> list[Node]:
+        """The function calls that read ``value``."""
+        return [self.nodes[i] for i in self.values[value].consumers]
+
+    def inside(self, call: Node) -> list[Node]:
+        """The calls made during module call ``call`` (function and module calls)."""
+        return [n for n in self.nodes if n.kind in ("op", "module") and call.start < n.start
+                and n.end < call.end + (1 if n.kind == "op" else 0) and n.id != call.id]  # fmt: skip
+
+    def contains(self, outer: Node, inner: Node) -> bool:
+        """True when module call ``inner`` ran inside module call ``outer``."""
+        return outer.start < inner.start and inner.end < outer.end
+
+    def main_output(self, call: Node) -> int | None:
+        """The first main-path value a module call returned (its 'output'), else its first."""
+        for v in call.outputs:
+            if self.values[v].primary:
+                return v
+        return call.outputs[0] if call.outputs else None
+
+    def main_input(self, call: Node) -> int | None:
+        """The first main-path value a call read (its 'input'), else its first input."""
+        for v in call.inputs:
+            if self.values[v].primary:
+                return v
+        return call.inputs[0] if call.inputs else None
+
+    def reused_modules(self) -> dict[str, int]:
+        """Modules called more than once in the pass: path → number of calls."""
+        counts: dict[str, int] = {}
+        for n in self.module_calls():
+            counts[n.name] = counts.get(n.name, 0) + 1
+        return {p: c for p, c in counts.items() if c > 1}
+
+    def feeds(self, call: Node) -> list[Node]:
+        """Module calls (outside ``call``) that read a value ``call`` returned, in call order."""
+        outs = set(call.outputs)
+        found = []
+        for n in self.module_calls():
+            if n.start > call.end and outs & set(n.inputs):
+                found.append(n)
+        return found
+
+    def fed_by(self, call: Node) -> list[Node]:
+        """Module calls that returned a value ``call`` reads (the latest returner of each)."""
+        found: dict[int, Node] = {}
+        for v in call.inputs:
+            for m in self.values[v].returned_by:
+                node = self.nodes[m]
+                if node.end < call.start and not self.contains(node, call):
+                    found[node.id] = node
+        return sorted(found.values(), key=lambda n: n.start)
+
+    def concats(self) -> list[Node]:
+        """Concatenations of data-dependent values (DenseNet, Inception, U-Net skips)."""
+        return [n for n in self.ops() if n.name in _CONCAT and len(n.inputs) >= 2
+                and sum(self.values[v].data_dependent for v in n.inputs) >= 2]  # fmt: skip
+
+    def reshapes(self) -> list[Node]:
+        """Reshapes, views and permutes of data-dependent values (window / token layouts)."""
+        return [n for n in self.ops() if n.name in _RESHAPE and n.inputs
+                and self.values[n.inputs[0]].data_dependent]  # fmt: skip
+
+    def param_module(self, key: str) -> str | None:
+        """The module path that owns parameter/buffer ``key``."""
+        return self._param_module.get(key)
+
+    # ---- residual structure -------------------------------------------------------------
+    def _ancestors(self, value: int) -> set[int]:
+        seen = {value}
+        todo = [value]
+        while todo:
+            v = todo.pop()
+            for u in self.nodes[self.values[v].producer].inputs:
+                if u not in seen and self.values[u].data_dependent:
+                    seen.add(u)
+                    todo.append(u)
+        return seen
+
+    def _distance(self, start: int, target: int) -> int:
+        """Number of calls on the shortest backward path from ``start`` to ``target``."""
+        frontier, seen, steps = {start}, {start}, 0
+        while frontier and steps < 10_000:
+            if target in frontier:
+                return steps
+            nxt = set()
+            for v in frontier:
+                for u in self.nodes[self.values[v].producer].inputs:
+                    if u not in seen and self.values[u].data_dependent:
+                        seen.add(u)
+                        nxt.add(u)
+            frontier, steps = nxt, steps + 1
+        return 10**9
+
+    def residual_adds(self) -> list[ResidualAdd]:
+        """Additions of two same-shape data-dependent values computed from a common value.
+
+        ``fork`` is the latest common ancestor (largest value id: values are numbered in call
+        order), ``skip`` the operand with the shorter path back to it.
+        """
+        found = []
+        for n in self.ops():
+            if n.name not in _ADD or len(n.inputs) < 2:
+                continue
+            a, b = n.inputs[0], n.inputs[1]
+            va, vb = self.values[a], self.values[b]
+            if not (va.data_dependent and vb.data_dependent) or va.shape != vb.shape or a == b:
+                continue
+            common = self._ancestors(a) & self._ancestors(b)
+            if not common:
+                continue
+            fork = max(common)
+            da, db = self._distance(a, fork), self._distance(b, fork)
+            skip, branch = (a, b) if da <= db else (b, a)
+            found.append(ResidualAdd(n.id, fork, skip, branch, n.module_path))
+        return found
+
+    def _serial_map(self) -> dict[int, bool]:
+        """Module call id → its main output is the only main-path value alive at its end."""
+        if self._live_cache is not None:
+            return self._live_cache
+        end = max((n.end for n in self.nodes), default=0) + 1
+        last = {}
+        for v in self.values:
+            # integer / boolean values (token ids, lengths, masks) are indices beside the
+            # representation, not a path around a layer: a classifier that looks up the last
+            # non-padding token from input_ids must not make every layer non-serial
+            if not v.primary or not _floating(v.dtype):
+                continue
+            lu = v.last_use
+            if v.id in self.outputs:
+                lu = end
+            last[v.id] = lu
+        events = sorted(self.module_calls(), key=lambda n: n.end)
+        born = sorted((self.nodes[self.values[v].producer].start, v) for v in last)
+        live: set[int] = set()
+        result: dict[int, bool] = {}
+        i = 0
+        for call in events:
+            while i < len(born) and born[i][0] < call.end:
+                live.add(born[i][1])
+                i += 1
+            live = {v for v in live if last[v] > call.end}
+            out = set(call.outputs)
+            result[call.id] = bool(live) and live <= out
+        self._live_cache = result
+        return result
+
+    def is_serial(self, call: Node) -> bool:
+        """True when nothing on the main data path bypasses module call ``call``.
+
+        At the end of ``call`` the only main-path values still to be read are values it
+        returned: a layer of a chain, the residual stream after a transformer layer — not a
+        branch of a residual block (the shortcut is alive beside it).
+        """
+        return self._serial_map().get(call.id, False)
+
+    def _param_ops(self, call: Node) -> int:
+        """Number of function calls inside ``call`` that read a parameter or buffer."""
+        if self._param_seqs is None:
+            self._param_seqs = sorted(n.start for n in self.nodes if n.kind == "op" and n.params)
+        seqs = self._param_seqs
+        return bisect.bisect_left(seqs, call.end) - bisect.bisect_right(seqs, call.start)
+
+    # ---- blocks, stem, head --------------------------------------------------------------
+    def blocks(self) -> list[Node]:
+        """The repeated blocks: one module call per block, in call order.
+
+        A block class is a module class (not a plain ``Sequential`` / ``ModuleList`` /
+        ``ModuleDict``) called at least twice, whose every call is serial (:meth:`is_serial`)
+        and composite (two or more calls inside read parameters). The outermost calls of block
+        classes are the blocks (a transformer layer, not its attention sublayer); serial,
+        composite siblings of a block (a stride-2 stage transition, an Inception module of a
+        class used once, a patch-merging layer) are blocks too.
+        """
+        if self._blocks is not None:
+            return self._blocks
+        calls = [n for n in self.module_calls() if n.name]
+        by_class: dict[type | str, list[Node]] = OrderedDict()
+        for n in calls:
+            by_class.setdefault(n.op, []).append(n)
+
+        def eligible(n: Node) -> bool:
+            return self.is_serial(n) and self._param_ops(n) >= 2
+
+        chosen: list[Node] = []
+        for op, group in by_class.items():
+            if op in ("Sequential", "ModuleList", "ModuleDict") or len(group) < 2:
+                continue
+            if all(eligible(n) for n in group):
+                chosen += group
+        chosen = [n for n in chosen if not any(o is not n and self.contains(o, n) for o in chosen)]
+        parents = {n.parent for n in chosen}
+        for n in calls:
+            if n.parent in parents and n not in chosen and n.op not in ("Sequential",) and eligible(n):
+                if not any(self.contains(o, n) or self.contains(n, o) for o in chosen):
+                    chosen.append(n)
+        self._blocks = sorted(chosen, key=lambda n: n.start)
+        return self._blocks
+
+    def _returning_module(self, value: int, *, exclude: Node | None, after: int, before: int,
+                          outermost: bool = True) -> Node | None:  # fmt: skip
+        """The module call that returned ``value`` (walking back through pass-through calls)."""
+        for _ in range(12):
+            cands = [self.nodes[m] for m in self.values[value].returned_by]
+            cands = [c for c in cands if c.name and after <= c.start and c.end <= before
+                     and (exclude is None or not self.contains(c, exclude))]  # fmt: skip
+            if cands:
+                return min(cands, key=lambda c: c.depth) if outermost else max(cands, key=lambda c: c.depth)
+            prod = self.producer(value)
+            if prod.kind != "op" or (prod.name not in _PASSTHROUGH and prod.site is None):
+                return None
+            main = [v for v in prod.inputs if self.values[v].primary]
+            if not main:
+                return None
+            value = main[0]
+        return None
+
+    def stem(self) -> Node | None:
+        """The module call whose output enters the first block (embeddings, a conv stem)."""
+        blocks = self.blocks()
+        if not blocks:
+            return None
+        first = blocks[0]
+        v = self.main_input(first)
+        if v is None:
+            return None
+        return self._returning_module(v, exclude=first, after=0, before=first.start)
+
+    def head(self) -> Node | None:
+        """The module call after the last block that produced the model's main output."""
+        out = next((v for v in self.outputs if self.values[v].primary), None)
+        if out is None:
+            return None
+        after = self.blocks()[-1].end if self.blocks() else 0
+        # through pass-through calls: a sequence classifier picks the last token's logits
+        head = self._returning_module(out, exclude=None, after=after + 1, before=10**12)
+        if head is None:
+            return None
+        out = self.main_output(head)
+        vin = self.main_input(head)
+        if vin is not None and self.values[vin].shape == self.values[out].shape:
+            return None  # a final norm of a model without a head: the output is the representation
+        return head
+
+    def _final(self) -> Node | None:
+        """The shape-preserving call that made the main output of a head-less model."""
+        out = next((v for v in self.outputs if self.values[v].primary), None)
+        if out is None or self.head() is not None:
+            return None
+        after = self.blocks()[-1].end if self.blocks() else 0
+        cands = [self.nodes[m] for m in self.values[out].returned_by]
+        cands = [c for c in cands if c.name and c.start > after]
+        return max(cands, key=lambda c: c.depth) if cands else None
+
+    def pre_head(self) -> Node | None:
+        """The module call whose output is the representation fed to the head."""
+        head = self.head()
+        blocks = self.blocks()
+        after = blocks[-1].end if blocks else 0
+        if head is None:
+            return self._final()
+        v = self.main_input(head)
+        if v is None:
+            return None
+        last = blocks[-1] if blocks else None
+        return self._returning_module(v, exclude=last, after=after, before=head.start, outermost=False) \
+            or (last if last is not None and v in last.outputs else None)
+
+    def natural_probes(self) -> list[str]:
+        """Module paths whose outputs are the natural probe layers, in forward order.
+
+        The stem, every block (:meth:`blocks`) and the module whose output is fed to the head
+        (:meth:`pre_head`), each once. A model without repeated blocks (a plain MLP or VGG) is
+        probed at its serial activation modules, else at its serial modules that read parameters
+        (the head excluded). Empty when none of these exist.
+        """
+        paths: list[str] = []
+        blocks = self.blocks()
+        if blocks:
+            stem, pre = self.stem(), self.pre_head()
+            chosen = ([stem] if stem is not None else []) + list(blocks) + ([pre] if pre is not None else [])
+        else:
+            # the last module that made the output (the classifier's final Linear) is no probe
+            out = next((v for v in self.outputs if self.values[v].primary), None)
+            makers = [self.nodes[m] for m in self.values[out].returned_by] if out is not None else []
+            makers = [m for m in makers if m.name]
+            last = max(makers, key=lambda c: c.depth) if makers else None
+            serial = [n for n in self.module_calls() if n.name and self.is_serial(n) and n is not last]
+            chosen = [n for n in serial if n.site is not None]
+            if not chosen:
+                chosen = [n for n in serial if self._param_ops(n) >= 1 or n.params]
+                chosen = [n for n in chosen if not any(o is not n and self.contains(n, o) for o in chosen)]
+        for n in chosen:
+            if n.name not in paths:
+                paths.append(n.name)
+        return paths
+
+    # ---- layouts ---------------------------------------------------------------------------
+    def _axis_from(self, value: int, forward: bool, depth: int = 0) -> tuple[int | None, str]:
+        """The feature axis of ``value`` (non-negative), read from the calls around it."""
+        ndim = len(self.values[value].shape)
+        if depth > 6 or ndim < 2:
+            return (1 if ndim == 2 else None), "2-D"
+        nodes = self.consumers(value) if forward else [self.producer(value)]
+        for n in nodes:
+            if n.kind != "op":
+                continue
+            if n.name in _CHANNEL_AXIS:
+                return 1, n.name
+            if n.name in ("linear", "layer_norm", "rms_norm"):
+                return ndim - 1, n.name
+            if n.name in ("matmul", "mm", "bmm", "addmm") and n.params:
+                return ndim - 1, n.name
+            if n.name in ("permute", "transpose", "swapaxes", "movedim"):
+                nxt = n.outputs[0] if forward else (n.inputs[0] if n.inputs else None)
+                if nxt is None:
+                    continue
+                axis, why = self._axis_from(nxt, forward, depth + 1)
+                if axis is None:
+                    continue
+                perm = _perm(n, len(self.values[nxt].shape) if forward else ndim)
+                if perm is None:
+                    continue
+                # forward: out[..., i, ...] = in[..., perm[i], ...] → in axis = perm[out axis]
+                return (perm[axis] if forward else perm.index(axis)), f"{why} via {n.name}"
+            if n.name in _ELEMENTWISE and n.outputs:
+                if forward:
+                    nexts = [n.outputs[0]]
+                else:
+                    nexts = [u for u in n.inputs if self.values[u].data_dependent]
+                for nxt in nexts:
+                    if self.values[nxt].shape != self.values[value].shape:
+                        continue
+                    axis, why = self._axis_from(nxt, forward, depth + 1)
+                    if axis is not None:
+                        return axis, why
+        return None, ""
+
+    def layout_of(self, value: int) -> tuple[int | None, str]:
+        """Feature axis of a value: from what reads it, else from what wrote it."""
+        axis, why = self._axis_from(value, forward=True)
+        if axis is None:
+            axis, why = self._axis_from(value, forward=False)
+        return axis, why
+
+    def activation_layouts(self) -> dict[tuple, SiteLayout]:
+        """Capture site key → :class:`SiteLayout` for every activation call of the pass."""
+        layouts: dict[tuple, SiteLayout] = {}
+        for n in self.nodes:
+            if n.site is None:
+                continue
+            out = n.outputs[0] if n.outputs else None
+            inp = n.inputs[0] if n.inputs else None
+            if out is None:
+                continue
+            axis, why = self.layout_of(out)
+            if axis is None and inp is not None:
+                axis, why = self._axis_from(inp, forward=False)
+            dd = self.values[inp].data_dependent if inp is not None else self.values[out].data_dependent
+            layouts[n.site] = SiteLayout(axis, len(self.values[out].shape), why, dd)
+        return layouts
+
+    # ---- summaries -----------------------------------------------------------------------
+    def summary(self):
+        """A pandas table of the module calls: path, class, call index, depth, shapes, serial."""
+        import pandas as pd
+
+        rows = []
+        blocks = {b.id for b in self.blocks()}
+        for n in self.module_calls():
+            vin, vout = self.main_input(n), self.main_output(n)
+            rows.append({
+                "module": n.name or "(root)", "type": n.op, "call_index": n.call_index,
+                "depth": n.depth,
+                "input_shape": self.values[vin].shape if vin is not None else None,
+                "output_shape": self.values[vout].shape if vout is not None else None,
+                "serial": self.is_serial(n), "block": n.id in blocks,
+            })  # fmt: skip
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        return (f"ModelGraph({self.model_type}: {len(self.module_calls())} module calls, "
+                f"{len(self.ops())} function calls, {len(self.blocks())} blocks, "
+                f"{len(self.notes)} notes)")  # fmt: skip
+
+
+def _floating(dtype: str) -> bool:
+    return dtype.startswith(("float", "bfloat", "complex"))
+
+
+def _perm(node: Node, ndim: int) -> list[int] | None:
+    """The permutation a permute/transpose call applied (out axis i = in axis perm[i])."""
+    args = list(node.args.get("args", []))
+    for k in ("dims",):
+        if k in node.args:
+            args = list(node.args[k])
+    try:
+        if node.name == "permute":
+            perm = [int(a) % ndim for a in args]
+            return perm if sorted(perm) == list(range(ndim)) else None
+        if node.name in ("transpose", "swapaxes") and len(args) >= 2:
+            i, j = int(args[0]) % ndim, int(args[1]) % ndim
+            perm = list(range(ndim))
+            perm[i], perm[j] = perm[j], perm[i]
+            return perm
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def _primary_positions(example: Any) -> tuple[tuple, dict, list[torch.Tensor], list[str]]:
+    """Split example inputs into (args, kwargs, input tensors, their names); primary first."""
+    if isinstance(example, Mapping):
+        kwargs = dict(example)
+        names = list(kwargs)
+        primary = next((k for k in _PRIMARY_KEYS if isinstance(kwargs.get(k), torch.Tensor)), None)
+        if primary is None:
+            primary = next((k for k in names if isinstance(kwargs[k], torch.Tensor)), None)
+        order = ([primary] if primary else []) + [k for k in names if k != primary]
+        tensors = [kwargs[k] for k in order if isinstance(kwargs[k], torch.Tensor)]
+        tnames = [k for k in order if isinstance(kwargs[k], torch.Tensor)]
+        return (), kwargs, tensors, tnames
+    if isinstance(example, torch.Tensor):
+        return (example,), {}, [example], ["input"]
+    if isinstance(example, (tuple, list)):
+        tensors = [t for t in example if isinstance(t, torch.Tensor)]
+        return tuple(example), {}, tensors, [f"input{i}" for i in range(len(tensors))]
+    raise TypeError(
+        "example_inputs must be a tensor, a tuple of positional arguments or a dict of keyword "
+        f"arguments, got {type(example).__name__}"
+    )
+
+
+def record_graph(model: nn.Module, example_inputs: Any) -> ModelGraph:
+    """Record the structure of ``model`` from one forward pass on ``example_inputs``.
+
+    Args:
+        model: any ``nn.Module`` (``DataParallel`` / ``torch.compile`` wrappers are unwrapped).
+            Run in eval mode without gradients; every module's train/eval flag is restored and
+            every hook removed afterwards, and no weight is touched.
+        example_inputs: a tensor (``model(x)``), a tuple (``model(*args)``) or a dict of keyword
+            arguments (``model(**inputs)``, Hugging Face style). Two samples are plenty.
+
+    Returns:
+        :class:`ModelGraph`.
+
+    Raises:
+        ValueError: the model cannot run on ``example_inputs`` (the error says why).
+
+    Example:
+        >>> g = record_graph(nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)),
+        ...                  torch.zeros(2, 3))
+        >>> [(n.name, n.op) for n in g.module_calls()][1:]
+        [('0', 'Linear'), ('1', 'ReLU'), ('2', 'Linear')]
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = unwrap_model(model)
+    args, kwargs, tensors, names = _primary_positions(example_inputs)
+    rec = _Recorder(model)
+    inputs: list[int] = []
+    for i, (t, name) in enumerate(zip(tensors, names, strict=True)):
+        node = rec._new_node(kind="input", name=name, op="input")
+        vid = rec._new_value(t, node.id, dd=True, primary=(i == 0))
+        node.outputs.append(vid)
+        inputs.append(vid)
+    handles = []
+    try:
+        for path, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(rec.pre_hook(path, module), with_kwargs=True))
+            handles.append(module.register_forward_hook(rec.post_hook(path, module), with_kwargs=True,
+                                                        always_call=True))  # fmt: skip
+        with eval_mode(model), torch.no_grad(), rec:
+            try:
+                out = model(*args, **kwargs)
+            except Exception as exc:
+                raise ValueError(
+                    f"record_graph: {type(model).__name__} cannot run on the example inputs: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+    outputs = [rec.tensor_value[id(t)] if id(t) in rec.tensor_value else rec.value_of(t)
+               for t in _tensors(out)]  # fmt: skip
+    graph = ModelGraph(rec, inputs, outputs, model)
+    rec.keep.clear()
+    rec.tensor_value.clear()
+    return graph

@@ -1,0 +1,126 @@
+"""The compatibility suite's representative subset (issue 10, item 6), within the test budget.
+
+The same checks as ``make compat`` (``benchmarks/compat.py``), on small instances of the same
+architecture classes (a timm ResNet, torchvision MobileNetV3, ConvNeXt, Swin, DenseNet and ViT; Hugging
+Face BERT, GPT-2 and Llama from tiny configs): ``scan`` runs all four lenses, the signature has
+one site per activation call (counted independently), the logits are bit-identical with and
+without capture, the modularity curve probes exactly the stem, every block and the pre-head —
+and the blocks are exactly the instances of the family's block class, read from the source.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+tv = pytest.importorskip("torchvision")
+tf = pytest.importorskip("transformers")
+
+_spec = importlib.util.spec_from_file_location(
+    "netxray_compat", Path(__file__).resolve().parents[1] / "benchmarks" / "compat.py"
+)
+compat = importlib.util.module_from_spec(_spec)
+sys.modules["netxray_compat"] = compat  # dataclasses look their module up while it loads
+_spec.loader.exec_module(compat)
+
+
+def _resnet():
+    # timm's ResNet takes stage widths (torchvision's BasicBlock ResNet is fixed at 64…512,
+    # which costs the signature most of the budget): the same block, a residual per stage
+    from timm.models.resnet import BasicBlock, ResNet
+
+    return ResNet(BasicBlock, [1, 1, 1, 1], num_classes=3, channels=(8, 16, 32, 64), stem_width=8)
+
+
+def _mobilenet():
+    # MobileNetV3: inverted residuals with squeeze-and-excitation and hardswish; a small setting
+    # (in, kernel, expanded, out, SE, activation, stride, dilation, width multiplier)
+    from torchvision.models.mobilenetv3 import InvertedResidualConfig as C
+    from torchvision.models.mobilenetv3 import MobileNetV3
+
+    setting = [C(8, 3, 8, 8, True, "RE", 2, 1, 1.0), C(8, 3, 24, 8, False, "HS", 1, 1, 1.0),
+               C(8, 5, 32, 16, True, "HS", 2, 1, 1.0)]  # fmt: skip
+    return MobileNetV3(setting, last_channel=32, num_classes=3)
+
+
+def _convnext():
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+    return ConvNeXt([CNBlockConfig(8, 16, 2), CNBlockConfig(16, None, 1)], num_classes=3)
+
+
+def _swin():
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    return SwinTransformer(patch_size=[4, 4], embed_dim=8, depths=[2, 1], num_heads=[1, 2],
+                           window_size=[2, 2], num_classes=3)  # fmt: skip
+
+
+def _densenet():
+    from torchvision.models.densenet import DenseNet
+
+    return DenseNet(growth_rate=4, block_config=(2, 2), num_init_features=8, num_classes=3)
+
+
+def _vit():
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(image_size=16, patch_size=8, num_layers=2, num_heads=2, hidden_dim=8,
+                             mlp_dim=16, num_classes=3)  # fmt: skip
+
+
+def _hf(config_name: str, **cfg):
+    def build():
+        config = getattr(tf, config_name)(num_labels=3, **cfg)
+        return tf.AutoModelForSequenceClassification.from_config(config)
+
+    return build
+
+
+_SMALL = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32}
+
+CASES = [  # (case, block class name, number of blocks from the construction)
+    (compat.Case("resnet", "timm", _resnet, size=16), "BasicBlock", 4),
+    (compat.Case("mobilenet_v3", "torchvision", _mobilenet, size=16), "InvertedResidual", 3),
+    (compat.Case("convnext", "torchvision", _convnext, size=16), "CNBlock", 3),
+    (compat.Case("swin", "torchvision", _swin, size=16), "SwinTransformerBlock", 3),
+    (compat.Case("densenet", "torchvision", _densenet, size=16), "_DenseBlock", 2),
+    (compat.Case("vit", "torchvision", _vit, size=16), "EncoderBlock", 2),
+    (compat.Case("bert", "hf", _hf("BertConfig", vocab_size=compat.VOCAB, max_position_embeddings=16,
+                                   **_SMALL), kind="tokens"), "BertLayer", 2),
+    (compat.Case("gpt2", "hf", _hf("GPT2Config", vocab_size=compat.VOCAB, n_positions=16, n_embd=16,
+                                   n_layer=2, n_head=2, pad_token_id=0), kind="tokens"), "GPT2Block", 2),
+    (compat.Case("llama", "hf", _hf("LlamaConfig", vocab_size=compat.VOCAB, max_position_embeddings=16,
+                                    num_key_value_heads=1, pad_token_id=0, **_SMALL), kind="tokens"),
+     "LlamaDecoderLayer", 2),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "block_class", "n_blocks"), CASES, ids=[c[0].name for c in CASES])
+def test_representative_model(case, block_class, n_blocks):
+    from netxray.capture.graph import record_graph
+
+    row = compat.check_model(case, n=12, repeats=2, use_scan=False)
+    assert "error" not in row, row.get("error")
+    assert row["lenses"] == dict.fromkeys(("nonlinearity", "modularity", "parameters", "symmetry"), "ok")
+    assert row["sites"] == row["activation_calls"] > 0
+    assert row["logits_identical"]
+    assert row["curve_is_probes"]
+    # the blocks are exactly the instances of the family's block class (read from the source)
+    torch.manual_seed(0)
+    model = case.build().eval()
+    x, _ = compat.make_data(case, 2)
+    graph = record_graph(model, x)
+    instances = [p for p, m in model.named_modules() if type(m).__name__ == block_class]
+    assert len(instances) == n_blocks
+    in_blocks = [b.name for b in graph.blocks() if b.op == block_class]
+    assert in_blocks == instances
+    probes = graph.natural_probes()
+    assert probes[1 : 1 + n_blocks] == instances or set(instances) <= set(probes)
+    assert row["probes"] == len(probes) == len(graph.blocks()) + (row["stem"] is not None) + (
+        row["pre_head"] is not None
+    )

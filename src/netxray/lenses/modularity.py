@@ -51,6 +51,13 @@ CURVE_COLUMNS = [
 _FEATURE_BYTES = 512 << 20
 # float64 column chunk of the Gram accumulation: N × chunk × 8 bytes
 _CHUNK_BYTES = 64 << 20
+# why a layer's Q is not a number, per status of the measure (netxray.measures.modularity)
+_WHY = {
+    "identical_rows": "every sample's features point the same way (e.g. constant inputs): "
+    "kNN ties are broken by sample order, so Q would not describe the representation",
+    "zero_rows": "every sample's features are zero: cosine similarity is undefined",
+    "no_edges": "every kNN similarity was <= 0: modularity is undefined",
+}
 
 
 # --------------------------------------------------------------------------- sampling
@@ -372,7 +379,10 @@ def _curve(
                 if res["status"] != "ok":
                     continue
                 if isinstance(got, Exception):
-                    res["status"], res["error"] = "error", f"{type(got).__name__}: {got}"
+                    # NaN/inf outputs get their own status; anything else is an error with its reason
+                    nonfinite = "NaN or infinite" in str(got)
+                    res["status"] = "non_finite" if nonfinite else "error"
+                    res["error"] = f"{type(got).__name__}: {got}"
                     continue
                 gram, d = got
                 res["d"] = d
@@ -380,7 +390,7 @@ def _curve(
                     for rows, rep_labels in picks:
                         m = modularity_from_gram(gram[rows], rep_labels, k, d=d)
                         if m.status != "ok":
-                            res["status"], res["error"] = m.status, "every kNN similarity was <= 0"
+                            res["status"], res["error"] = m.status, _WHY[m.status]
                         res["q"].append(m.q)
                         res["q_rel"].append(m.q_rel)
                         res["f_in"].append(m.f_in)
@@ -392,7 +402,7 @@ def _curve(
     rows = []
     for site in sites:
         res = results[site["name"]]
-        if res["status"] == "error":  # partial values of a failed layer are not a result
+        if res["status"] != "ok":  # partial values of a failed layer are not a result
             res.update(q=[], q_rel=[], f_in=[], q_max=[], clipped=[])
         rows.append({
             "layer": site["name"], "module": site["module"], "q_mean": _mean(res["q"]),
@@ -490,9 +500,14 @@ def modularity_curve(
         n_requested=int(n), subset_note=subset_note,
     )  # fmt: skip
     ok = curve[curve["status"] == "ok"]
+    left = {str(k): int(v) for k, v in curve.loc[curve["status"] != "ok", "status"].value_counts().items()}
     curve.attrs["summary"] = {
         "layers": len(curve),
+        "n_ok": int(len(ok)),
         "failed": int((curve["status"] != "ok").sum()),
+        "left_out": left,
+        "note": (f"statistics over {len(ok)} of {len(curve)} layers (status ok); left out: "
+                 + "; ".join(f"{v} {k}" for k, v in left.items())) if left else None,
         "q_first": float(ok["q_mean"].iloc[0]) if len(ok) else float("nan"),
         "q_last": float(ok["q_mean"].iloc[-1]) if len(ok) else float("nan"),
         "q_peak_layer": str(ok.loc[ok["q_mean"].idxmax(), "layer"]) if len(ok) else None,

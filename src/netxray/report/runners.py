@@ -102,6 +102,8 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
     s = dict(df.attrs.get("summary", {}))
     summary: dict[str, Any] = {
         "sites": int(len(df)),
+        "sites ok (in the statistics)": s.get("n_ok", int(len(df))),
+        "left out": s.get("left_out") or "none",
         "mean affinity": s.get("mean"),
         "min": s.get("min"),
         "max": s.get("max"),
@@ -126,13 +128,10 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
         res.notes.append("No activation call was observed: the model has no activation modules or "
                          "functional activations, so its signature is empty (a linear model).")
     else:
-        bad = df[~df["status"].isin(["ok"])]
-        if len(bad):
-            counts = ", ".join(f"{k}: {v}" for k, v in bad["status"].value_counts().items())
+        if s.get("note"):
             res.notes.append(
-                f"{len(bad)} of {len(df)} sites have a non-ok status ({counts}); 'degenerate' means a "
-                "constant output (dead unit, scored 1.0 as in the reference), the others have no score. "
-                "See the status and error columns."
+                s["note"][0].upper() + s["note"][1:] + ". Only 'ok' sites enter the mean, min and max; "
+                "see the status and error columns."
             )
         res.plots.append(figure_to_plot(
             plot_signatures(df), "Non-linearity signature",
@@ -190,6 +189,8 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     suggestion, removable = _pruning_suggestion(model, redundant)
     summary: dict[str, Any] = {
         "layers": int(len(curve)),
+        "layers ok (in the statistics)": s.get("n_ok", int(len(curve))),
+        "left out": s.get("left_out") or "none",
         "Q first layer": s.get("q_first"),
         "Q last layer": s.get("q_last"),
         "peak layer": s.get("q_peak_layer"),

@@ -1,0 +1,129 @@
+"""Reliability (issue 13): no silently wrong "ok", scale-free statuses, honest summaries, owned and
+atomic reports, bounded cost, process pools that never re-run a user's script, and the bad-input
+cases a new user hit — each one a test that failed before the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import netxray
+from netxray.measures.affinity import MIN_SAMPLES, affinity_score
+from netxray.measures.modularity import modularity, modularity_from_gram
+from netxray.models import build_model
+
+# --------------------------------------------------------------------------- 1. validity rules
+
+
+def _homogeneous_cnn() -> nn.Module:
+    """A bias-free ReLU CNN: f(a·x) = a·f(x) for a > 0 (positively homogeneous)."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, bias=False), nn.ReLU(), nn.Conv2d(8, 16, 3, bias=False), nn.ReLU(),
+        nn.Flatten(), nn.Linear(16 * 4 * 4, 24, bias=False), nn.ReLU(),
+    )  # fmt: skip
+
+
+def test_homogeneous_model_same_statuses_and_scores_on_scaled_inputs():
+    # before: the absolute tests (tr Σ_Y ≤ 2e-6·d, ridge ε·I) made 0.001·x "degenerate" (score 1.0)
+    model = _homogeneous_cnn()
+    x = torch.randn(200, 3, 8, 8)
+    ref = netxray.nonlinearity_signature(model, x, n_samples=200, companions=False)
+    assert list(ref["status"]) == ["ok"] * 3
+    for a in (1e-3, 1e-6):
+        got = netxray.nonlinearity_signature(model, a * x, n_samples=200, companions=False)
+        assert list(got["status"]) == list(ref["status"])
+        np.testing.assert_allclose(got["affinity"], ref["affinity"], atol=1e-6)
+
+
+@pytest.mark.parametrize("a", [1e-6, 1e-3, 1.0, 1e3])
+def test_affinity_status_and_score_are_scale_free(a):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4))
+    y = np.maximum(x, 0) + 0.1 * x
+    base = affinity_score(x, y)
+    got = affinity_score(a * x, a * y)
+    assert got.status == base.status == "ok"
+    assert got.score == pytest.approx(base.score, abs=1e-9)
+    # a dead unit stays degenerate at every scale, a live one stays ok
+    dead = np.tile(np.array([[0.5, 0.0, 2.0, 0.0]]), (300, 1))
+    assert affinity_score(a * x, a * dead).status == "degenerate"
+
+
+def test_relative_ridge_is_the_default_and_absolute_reproduces_the_reference():
+    rs = np.random.RandomState(987)
+    for _ in range(3):
+        rs.normal(-1, 2, (1000, 1))
+    for m in np.linspace(-4, 4, 20)[:6]:
+        x = rs.uniform(m - 2, m + 2, (1000, 1))
+    y = np.maximum(x, 0)  # m = −1.89: 28 positive outputs
+    assert affinity_score(x, y).score == pytest.approx(0.131587, abs=2e-6)
+    assert affinity_score(x, y, ridge="absolute").score == pytest.approx(0.133877, abs=2e-6)
+    assert affinity_score(x, y, eps=0.0).score == pytest.approx(0.131586, abs=2e-6)
+    with pytest.raises(ValueError, match="ridge"):
+        affinity_score(x, y, ridge="fixed")
+
+
+def test_too_few_samples_is_not_ok():
+    # before: nonlinearity_signature(..., n_samples=2) gave affinity 1.0 with status ok
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    sig = netxray.nonlinearity_signature(model, torch.randn(50, 4), n_samples=2)
+    assert list(sig["status"]) == ["too_few_samples"]
+    assert "minimum" in sig["error"].iloc[0]
+    s = sig.attrs["summary"]
+    assert s["n_ok"] == 0 and "mean" not in s and "too_few_samples" in s["note"]
+    x = np.random.default_rng(0).normal(size=(MIN_SAMPLES, 1))
+    assert affinity_score(x, np.tanh(x)).status == "ok"  # the minimum itself is enough in 1-D
+    assert affinity_score(x[:-1], np.tanh(x[:-1])).status == "too_few_samples"
+
+
+def test_n_at_most_d_is_flagged_under_determined_but_scored():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(20, 20))
+    res = affinity_score(x, np.tanh(x))
+    assert res.status == "under_determined" and 0.0 <= res.score <= 1.0
+    assert "n = 20" in res.message and "d = 20" in res.message
+    assert affinity_score(x[:, :19], np.tanh(x[:, :19])).status == "ok"
+
+
+def test_constant_input_rows_give_no_modularity():
+    # before: all-zero inputs (every feature row identical) gave Q = −0.084 with status "ok"
+    m = build_model({"arch": "mlp", "input_shape": [1, 8, 8], "num_classes": 10, "widths": [16, 16]})
+    x, y = torch.zeros(120, 1, 8, 8), torch.arange(120) % 10
+    curve = netxray.modularity_curve(m, (x, y), n=100, repeats=2)
+    assert set(curve["status"]) == {"identical_rows"}
+    assert curve["q_mean"].isna().all()
+    assert "sample order" in curve["error"].iloc[0]
+    s = curve.attrs["summary"]
+    assert s["n_ok"] == 0 and s["left_out"] == {"identical_rows": 2} and "0 of 2" in s["note"]
+
+
+def test_modularity_measure_statuses():
+    y = np.arange(40) % 2
+    same = np.tile([1.0, 2.0, 3.0], (40, 1)) * np.linspace(1, 5, 40)[:, None]  # one direction
+    r = modularity(same, y)
+    assert r.status == "identical_rows" and np.isnan(r.q)
+    assert modularity_from_gram(same @ same.T, y).status == "identical_rows"
+    z = modularity(np.zeros((40, 3)), y)
+    assert z.status == "zero_rows" and np.isnan(z.q)
+    ok = modularity(np.random.default_rng(0).normal(size=(40, 3)), y)
+    assert ok.status == "ok" and np.isfinite(ok.q)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        modularity(np.random.default_rng(0).normal(size=(40, 3)), np.zeros(40))
+
+
+def test_degenerate_sites_are_left_out_of_the_summary():
+    # before: an EfficientNet-B0 scan reported mean affinity 0.997 with 64 of 65 sites degenerate
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU())
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].bias.fill_(-1.0)  # every ReLU input negative: a dead layer, constant output
+    sig = netxray.nonlinearity_signature(model, torch.randn(300, 6), n_samples=300)
+    assert list(sig["status"]) == ["ok", "degenerate"]
+    s = sig.attrs["summary"]
+    assert s["n_ok"] == 1 and s["left_out"] == {"degenerate": 1}
+    assert s["mean"] == pytest.approx(float(sig["affinity"].iloc[0]))  # the 1.0 is not averaged in
+    assert "1 of 2" in s["note"] and "constant" in s["note"]

@@ -127,3 +127,100 @@ def test_degenerate_sites_are_left_out_of_the_summary():
     assert s["n_ok"] == 1 and s["left_out"] == {"degenerate": 1}
     assert s["mean"] == pytest.approx(float(sig["affinity"].iloc[0]))  # the 1.0 is not averaged in
     assert "1 of 2" in s["note"] and "constant" in s["note"]
+
+
+# --------------------------------------------------------------------------- 2. reports
+
+
+def _small_report(lenses=("parameters",)):
+    from netxray.report import scan
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.rand(60, 1, 4, 4), torch.arange(60) % 3
+    return scan(model, (x, y), lenses=lenses, progress=False, n_samples=60, modularity_n=30, repeats=2)
+
+
+def test_saving_over_a_report_removes_exactly_its_files(tmp_path):
+    # before: a parameters-only report saved over a full one left nonlinearity.csv, modularity.csv…
+    import json
+
+    from netxray.report import report_files
+
+    out = tmp_path / "rep"
+    _small_report(("nonlinearity", "modularity", "parameters")).save(out)
+    assert (out / "nonlinearity.csv").exists() and (out / "modularity.csv").exists()
+    (out / "my_notes.txt").write_text("mine")  # a file of the user's in the report folder
+    _small_report(("parameters",)).save(out)
+    listed = set(json.loads((out / "results.json").read_text())["files"])
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert on_disk == listed | {"my_notes.txt"}
+    assert not (out / "nonlinearity.csv").exists() and not (out / "modularity.csv").exists()
+    assert (out / "my_notes.txt").read_text() == "mine"
+    assert report_files(out) == listed
+    # without the user's file the directory is swapped whole; nothing stray is left beside it
+    (out / "my_notes.txt").unlink()
+    _small_report(("nonlinearity", "parameters")).save(out)
+    assert (out / "nonlinearity.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_a_report_never_overwrites_a_file_it_did_not_write(tmp_path):
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "parameters.csv").write_text("the user's own table")
+    with pytest.raises(FileExistsError, match="not written by a netxray report"):
+        _small_report().save(out)
+    assert (out / "parameters.csv").read_text() == "the user's own table"
+    assert not (out / "index.html").exists()
+
+
+_HOLD_LOCK = """
+import sys, time
+from netxray.report import report_lock
+with report_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_writer_of_the_same_out_fails_with_one_line(tmp_path):
+    # before: two `netxray scan` runs into one --out both exited 0 and mixed their files
+    import os
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.report import ReportLockedError
+
+    out = tmp_path / "rep"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(out)], stdout=subprocess.PIPE,
+                              env=env, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ReportLockedError, match=f"pid {holder.pid}"):
+            _small_report().save(out)
+        res = CliRunner().invoke(app, ["scan", str(tmp_path / "missing-ckpt"), "--out", str(out)])
+        assert res.exit_code == 1 and "Traceback" not in res.output
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "another netxray process" in lines[0], res.output
+    finally:
+        holder.kill()
+        holder.wait()
+    _small_report().save(out)  # the kernel released the killed holder's lock: no stale lock
+    assert (out / "index.html").exists()
+
+
+def test_unwritable_out_is_reported_before_any_work(tmp_path):
+    # before: a read-only --out was reported only after every lens had been computed. /proc
+    # refuses new files even to root, so the check is real whoever runs the tests.
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    res = CliRunner().invoke(app, ["scan", str(tmp_path / "no-such-checkpoint"), "--out", "/proc/netxray-r"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "--out /proc/netxray-r" in res.output and "no-such-checkpoint" not in res.output

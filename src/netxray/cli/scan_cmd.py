@@ -93,11 +93,31 @@ def _check_counts(*, k: int, repeats: int) -> None:
         fail(f"--repeats must be >= 1, got {repeats}")
 
 
+def _claim_out(out: Path) -> Any:
+    """Check ``--out`` is writable and take its lock before any work (the lock is held until the
+    command ends, so a second writer of the same ``--out`` fails at once, with one line)."""
+    import click
+
+    from netxray.report import ReportLockedError, check_report_out, report_lock
+
+    try:
+        check_report_out(out)
+        lock = report_lock(out)
+        lock.__enter__()
+    except (OSError, ReportLockedError) as exc:
+        fail(str(exc) if str(exc).startswith("--out") else f"--out {out}: {exc}")
+    # released when the command ends, however it ends (the kernel releases it if the process dies)
+    click.get_current_context().call_on_close(lambda: lock.__exit__(None, None, None))
+    return lock
+
+
 def _finish(report: Any, out: Path, quiet: bool) -> Path:
+    from netxray.report import ReportLockedError
+
     try:
         index = report.save(out)
-    except OSError as exc:
-        fail(f"--out {out}: cannot write the report: {exc}")
+    except (OSError, ReportLockedError) as exc:
+        fail(str(exc) if str(exc).startswith("--out") else f"--out {out}: cannot write the report: {exc}")
     if not quiet:
         from rich.console import Console
 
@@ -125,11 +145,17 @@ def _short(v: Any) -> str:
 
 def _write_signature_files(report: Any, out: Path, meta_extra: dict[str, Any]) -> None:
     """The signature comparison as flat files (signatures.csv, distances.csv, clustering.csv,
-    summary.csv, signatures.png, meta.json), as ``netxray compare-signatures`` writes them."""
+    summary.csv, signatures.png, meta.json), as ``netxray compare-signatures`` writes them —
+    added to the report's files, so they are saved atomically with it and in its manifest."""
+    import io
+
     import pandas as pd
 
-    from netxray._meta import atomic_write_text, metadata
+    from netxray._meta import metadata
     from netxray.lenses.nonlinearity import plot_signatures
+
+    def atomic_write_text(path: Path, text: str) -> None:
+        report.extra_files[path.name] = text.encode("utf-8")
 
     res = report.results.get("compare_nonlinearity")
     if res is None or res.status != "ok":
@@ -146,8 +172,10 @@ def _write_signature_files(report: Any, out: Path, meta_extra: dict[str, Any]) -
                     model_hashes={n: c.meta.get("model_hash") for n, c in report.children.items()},
                     linkage=res.tables["clustering"].attrs.get("linkage"))  # fmt: skip
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
-    plot_signatures(sigs, out / "signatures.png", x="relative",
-                    title=f"non-linearity signatures on {meta_extra.get('data')}")  # fmt: skip
+    fig = plot_signatures(sigs, x="relative", title=f"non-linearity signatures on {meta_extra.get('data')}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
+    report.extra_files["signatures.png"] = buf.getvalue()
 
 
 def register(app: typer.Typer) -> None:
@@ -178,6 +206,7 @@ def register(app: typer.Typer) -> None:
         from netxray.report import scan
 
         check_out(out, directory=True)
+        _claim_out(out)
         _check_counts(k=k, repeats=repeats)
         set_threads(threads)
         names = _lenses(lenses)
@@ -236,6 +265,7 @@ def register(app: typer.Typer) -> None:
         if len(checkpoints) < 2:
             fail("compare needs at least two checkpoints (models)")
         check_out(out, directory=True)
+        _claim_out(out)
         _check_counts(k=k, repeats=repeats)
         set_threads(threads)
         if method not in ("dtw", "resampled"):
@@ -260,7 +290,6 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         report.meta["data_spec"] = data
         report.meta["checkpoints"] = [str(c) for c in checkpoints]
-        out.mkdir(parents=True, exist_ok=True)
         _write_signature_files(report, out, {"method": method, "data": data, "seed": seed,
                                              "n_samples": n_samples, "models": list(models),
                                              "checkpoints": [str(c) for c in checkpoints]})  # fmt: skip

@@ -224,3 +224,110 @@ def test_unwritable_out_is_reported_before_any_work(tmp_path):
     res = CliRunner().invoke(app, ["scan", str(tmp_path / "no-such-checkpoint"), "--out", "/proc/netxray-r"])
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "--out /proc/netxray-r" in res.output and "no-such-checkpoint" not in res.output
+
+
+# --------------------------------------------------------------------------- late or cryptic errors
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory, digits):
+    from netxray.training import train
+
+    root = tmp_path_factory.mktemp("ck")
+    for seed in (0, 1):
+        train("mlp", digits, epochs=1, width=16, depth=1, seed=seed, progress=False, out=root / f"mlp{seed}")
+    return root / "mlp0", root / "mlp1"
+
+
+def test_train_refuses_to_overwrite_a_checkpoint_without_force(two_checkpoints):
+    # before: `netxray train --out` silently replaced an existing checkpoint
+    ck = two_checkpoints[0]
+    before = (ck / "model.safetensors").read_bytes()
+    res = _cli("train", "--arch", "mlp", "--width", "8", "--depth", "1", "--epochs", "1", "--quiet", "--out", ck)
+    assert res.exit_code == 1 and "already holds a checkpoint" in res.output and "--force" in res.output
+    assert (ck / "model.safetensors").read_bytes() == before
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        netxray.train("mlp", "digits", epochs=1, out=ck, progress=False)
+    res = _cli("train", "--arch", "mlp", "--width", "16", "--depth", "1", "--epochs", "1", "--seed", "0",
+               "--quiet", "--out", ck, "--force")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert netxray.load(ck) is not None
+
+
+def test_compare_prints_model_names_not_empty_values(two_checkpoints, tmp_path):
+    # before: rich read "[mlp0,mlp1]" as a markup tag and printed `models=, dendrogram order=`
+    res = _cli("compare", *two_checkpoints, "--lenses", "nonlinearity", "--n-samples", "100",
+               "--out", tmp_path / "cmp")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    line = next(ln for ln in res.output.splitlines() if "compare_nonlinearity" in ln)
+    assert "models=[mlp0,mlp1]" in line and "dendrogram order=[" in line
+
+
+def test_symmetry_says_what_canonicalization_dropped_in_words(two_checkpoints, tmp_path):
+    # before: "canonical form written to … (dropped {}, merged {})"
+    res = _cli("symmetry", two_checkpoints[0], "--canonical-out", tmp_path / "canon")
+    assert res.exit_code == 0, res.output
+    assert "{}" not in res.output and "no unit dropped or merged" in res.output
+
+
+def test_prune_with_nothing_to_prune_does_not_fine_tune(monkeypatch, digits):
+    # before: `netxray prune` said nothing could be pruned, then fine-tuned the unpruned control
+    from netxray.lenses import pruning
+
+    calls = []
+    monkeypatch.setattr(pruning, "_finetune", lambda *a, **k: calls.append(1) or a[0])
+    model = build_model({"arch": "mlp", "input_shape": [1, 8, 8], "num_classes": 10, "widths": [16]})
+    study = pruning.prune_study(model, digits, finetune_epochs=1, n=100, repeats=2)
+    assert study.summary["n_removed"] == 0 and calls == []
+    row = study.table.set_index("variant").loc["finetuned"]
+    assert row["status"].startswith("skipped") and np.isnan(row["acc_finetuned"])
+
+
+def test_nan_weights_and_parameterless_models_get_clear_words():
+    # before: "shared_bin_edges: the arrays hold no finite value" / "give arrays or an explicit range"
+    from netxray.lenses.parameters import weight_histograms
+    from netxray.report import scan
+
+    nan_model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    with torch.no_grad():
+        for p in nan_model.parameters():
+            p.fill_(float("nan"))
+    empty = nn.Sequential(nn.ReLU(), nn.Tanh())
+    with pytest.raises(ValueError, match="NaN or inf .*diverged"):
+        weight_histograms(nan_model)
+    with pytest.raises(ValueError, match="no weight parameters"):
+        weight_histograms(empty)
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    for model, words in ((nan_model, "NaN or inf"), (empty, "no weight parameters")):
+        res = scan(model, (x, y), lenses=("parameters",), progress=False).results["parameters"]
+        assert res.status == "ok" and "shared_bin_edges" not in " ".join(res.notes)
+        assert any(words in n for n in res.notes), res.notes
+
+
+def test_inf_weights_raise_one_clear_error_without_numpy_warnings():
+    # before: canonicalize/align on Inf weights leaked RuntimeWarnings (inf − inf) and NaN results
+    import warnings
+
+    from netxray.measures.symmetry import duplicate_groups, match_units
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for fn in (lambda: netxray.canonicalize(model), lambda: netxray.align(model, model)):
+            with pytest.raises(ValueError, match=r"non-finite \(NaN/inf\) parameters in 0.weight"):
+                fn()
+        assert netxray.symmetry_group(model)["identical_units"].tolist() == [0]
+        rows = np.array([[1.0, np.inf], [0.0, 1.0], [1.0, np.inf], [0.0, 1.0]])
+        assert duplicate_groups(rows) == [[0], [1, 3], [2]]  # an inf row is nobody's duplicate
+        with pytest.raises(ValueError, match="NaN or inf"):
+            match_units(rows, rows)

@@ -96,8 +96,6 @@ def _check_counts(*, k: int, repeats: int) -> None:
 def _claim_out(out: Path) -> Any:
     """Check ``--out`` is writable and take its lock before any work (the lock is held until the
     command ends, so a second writer of the same ``--out`` fails at once, with one line)."""
-    import click
-
     from netxray.report import ReportLockedError, check_report_out, report_lock
 
     try:
@@ -106,8 +104,7 @@ def _claim_out(out: Path) -> Any:
         lock.__enter__()
     except (OSError, ReportLockedError) as exc:
         fail(str(exc) if str(exc).startswith("--out") else f"--out {out}: {exc}")
-    # released when the command ends, however it ends (the kernel releases it if the process dies)
-    click.get_current_context().call_on_close(lambda: lock.__exit__(None, None, None))
+    # the caller releases it when the command ends (the kernel does if the process dies)
     return lock
 
 
@@ -120,11 +117,13 @@ def _finish(report: Any, out: Path, quiet: bool) -> Path:
         fail(str(exc) if str(exc).startswith("--out") else f"--out {out}: cannot write the report: {exc}")
     if not quiet:
         from rich.console import Console
+        from rich.markup import escape
 
         console = Console(stderr=False, highlight=False, soft_wrap=True)
         for name, res in report.results.items():
-            head = ", ".join(f"{k}={_short(v)}" for k, v in list(res.headline().items())[:5])
-            status = "[green]ok[/green]" if res.status == "ok" else f"[red]{res.status}[/red]: {res.reason}"
+            # escaped: a list prints as "[a,b]", which rich would otherwise take for a markup tag
+            head = escape(", ".join(f"{k}={_short(v)}" for k, v in list(res.headline().items())[:5]))
+            status = "[green]ok[/green]" if res.status == "ok" else f"[red]{res.status}[/red]: {escape(str(res.reason))}"
             console.print(f"  {name}: {status}  {head}")
     if report.failed:  # said on stderr even with --quiet: a lens that did not run is news
         for name, reason in report.failed.items():
@@ -206,35 +205,38 @@ def register(app: typer.Typer) -> None:
         from netxray.report import scan
 
         check_out(out, directory=True)
-        _claim_out(out)
-        _check_counts(k=k, repeats=repeats)
-        set_threads(threads)
-        names = _lenses(lenses)
-        net = load_cli_model(checkpoint, model, weights)
-        if model is not None and weights is None and checkpoint is None:
-            typer.secho(f"warning: no --weights: scanning {model} as its factory initialises it "
-                        "(untrained)", err=True, fg=typer.colors.YELLOW)  # fmt: skip
-        splits = load_cli_data(data, seed)
-        check_fits(net, splits, data)
-        layer_spec = _layers(layers)
-        if layers is not None:
-            from netxray.capture import resolve_layers
-
-            try:
-                resolve_layers(net, layer_spec)
-            except ValueError as exc:
-                fail(f"--layers {layers!r}: {exc}")
-        label = model if model is not None else (checkpoint.name if checkpoint else None)
+        lock = _claim_out(out)
         try:
-            report = scan(
-                net, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n, k=k,
-                repeats=repeats, layers=layer_spec, progress=not quiet, title=title, name=label,
-            )  # fmt: skip
-        except ValueError as exc:
-            fail(str(exc))
-        report.meta["data_spec"] = data
-        report.meta["checkpoint"] = str(checkpoint) if checkpoint else None
-        _finish(report, out, quiet)
+            _check_counts(k=k, repeats=repeats)
+            set_threads(threads)
+            names = _lenses(lenses)
+            net = load_cli_model(checkpoint, model, weights)
+            if model is not None and weights is None and checkpoint is None:
+                typer.secho(f"warning: no --weights: scanning {model} as its factory initialises it "
+                            "(untrained)", err=True, fg=typer.colors.YELLOW)  # fmt: skip
+            splits = load_cli_data(data, seed)
+            check_fits(net, splits, data)
+            layer_spec = _layers(layers)
+            if layers is not None:
+                from netxray.capture import resolve_layers
+
+                try:
+                    resolve_layers(net, layer_spec)
+                except ValueError as exc:
+                    fail(f"--layers {layers!r}: {exc}")
+            label = model if model is not None else (checkpoint.name if checkpoint else None)
+            try:
+                report = scan(
+                    net, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n, k=k,
+                    repeats=repeats, layers=layer_spec, progress=not quiet, title=title, name=label,
+                )  # fmt: skip
+            except ValueError as exc:
+                fail(str(exc))
+            report.meta["data_spec"] = data
+            report.meta["checkpoint"] = str(checkpoint) if checkpoint else None
+            _finish(report, out, quiet)
+        finally:
+            lock.__exit__(None, None, None)
 
     @app.command("compare")
     def compare_cmd(
@@ -265,34 +267,38 @@ def register(app: typer.Typer) -> None:
         if len(checkpoints) < 2:
             fail("compare needs at least two checkpoints (models)")
         check_out(out, directory=True)
-        _claim_out(out)
-        _check_counts(k=k, repeats=repeats)
-        set_threads(threads)
-        if method not in ("dtw", "resampled"):
-            fail(f"--method must be dtw or resampled, got {method!r}")
-        if tokens not in ("mean", "reference", "samples"):
-            fail(f"--tokens must be mean, reference or samples, got {tokens!r}")
-        names = _lenses(lenses)
-        splits = load_cli_data(data, seed)
-        models = {}
-        for name, ck in zip(unique_names(checkpoints, _WEIGHT_SUFFIXES), checkpoints, strict=True):
-            net = load_cli_model(ck if model is None else None, model, ck if model is not None else None)
-            check_fits(net, splits, data, label=f"model {name}")
-            models[name] = net
+        lock = _claim_out(out)
         try:
-            report = compare_report(
-                models, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n,
-                k=k, repeats=repeats, progress=not quiet, title=title, signature_method=method,
-                clusters=clusters,
-                options={"nonlinearity": {"tokens": tokens, "channel_axis": channel_axis}},
-            )  # fmt: skip
-        except ValueError as exc:
-            fail(str(exc))
-        report.meta["data_spec"] = data
-        report.meta["checkpoints"] = [str(c) for c in checkpoints]
-        _write_signature_files(report, out, {"method": method, "data": data, "seed": seed,
-                                             "n_samples": n_samples, "models": list(models),
-                                             "checkpoints": [str(c) for c in checkpoints]})  # fmt: skip
-        if not quiet and "compare_nonlinearity" in report.results and report.results["compare_nonlinearity"].status == "ok":
-            typer.echo(report.results["compare_nonlinearity"].tables["distances"].round(4).to_string())
-        _finish(report, out, quiet)
+            _check_counts(k=k, repeats=repeats)
+            set_threads(threads)
+            if method not in ("dtw", "resampled"):
+                fail(f"--method must be dtw or resampled, got {method!r}")
+            if tokens not in ("mean", "reference", "samples"):
+                fail(f"--tokens must be mean, reference or samples, got {tokens!r}")
+            names = _lenses(lenses)
+            splits = load_cli_data(data, seed)
+            models = {}
+            for name, ck in zip(unique_names(checkpoints, _WEIGHT_SUFFIXES), checkpoints, strict=True):
+                net = load_cli_model(ck if model is None else None, model, ck if model is not None else None)
+                check_fits(net, splits, data, label=f"model {name}")
+                models[name] = net
+            try:
+                report = compare_report(
+                    models, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n,
+                    k=k, repeats=repeats, progress=not quiet, title=title, signature_method=method,
+                    clusters=clusters,
+                    options={"nonlinearity": {"tokens": tokens, "channel_axis": channel_axis}},
+                )  # fmt: skip
+            except ValueError as exc:
+                fail(str(exc))
+            report.meta["data_spec"] = data
+            report.meta["checkpoints"] = [str(c) for c in checkpoints]
+            _write_signature_files(report, out, {"method": method, "data": data, "seed": seed,
+                                                 "n_samples": n_samples, "models": list(models),
+                                                 "checkpoints": [str(c) for c in checkpoints]})  # fmt: skip
+            if not quiet and "compare_nonlinearity" in report.results and report.results["compare_nonlinearity"].status == "ok":
+                typer.echo(report.results["compare_nonlinearity"].tables["distances"].round(4).to_string())
+            _finish(report, out, quiet)
+        finally:
+            lock.__exit__(None, None, None)
+

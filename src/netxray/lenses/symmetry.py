@@ -696,6 +696,16 @@ def _state64(model: nn.Module) -> dict[str, np.ndarray]:
     }
 
 
+def _require_finite(state: dict[str, np.ndarray], what: str) -> None:
+    """One clear error instead of numpy RuntimeWarnings and NaN-filled results: rescaling,
+    merging and matching units are undefined for NaN/inf parameters."""
+    bad = {k: int((~np.isfinite(v)).sum()) for k, v in state.items() if not np.isfinite(v).all()}
+    if bad:
+        listed = ", ".join(f"{k} ({n})" for k, n in list(bad.items())[:4]) + (" …" if len(bad) > 4 else "")
+        raise ValueError(f"{what}: the model has non-finite (NaN/inf) parameters in {listed}; "
+                         "a canonical form or an alignment needs finite weights")
+
+
 def _normalize_axis(state: dict[str, np.ndarray], ax: Axis) -> None:
     """ReLU-like: ‖affine part of unit‖₂ = 1 (factor pushed into readers); odd: first non-zero
     entry of the affine part (bias first) positive. Units whose affine part is 0 are left."""
@@ -817,6 +827,7 @@ def _canonical_state(
 ) -> tuple[dict[str, np.ndarray], list[Axis], dict[str, Any], _Analysis]:
     an = _analyse(model)
     state = _state64(model)
+    _require_finite(state, "canonicalize")
     log: dict[str, Any] = {"dropped": {}, "merged": {}}
     axes = [copy.copy(a) for a in an.axes]  # sizes change while reducing
     for ax in axes:
@@ -951,6 +962,8 @@ def align(a: nn.Module, b: nn.Module, *, normalize: bool = True) -> Alignment:
     _check_same_layout(a, b)
     an = _analyse(a)
     sa_raw, sb_raw = _state64(a), _state64(b)
+    _require_finite(sa_raw, "align: first model")
+    _require_finite(sb_raw, "align: second model")
     sa, sb = dict(sa_raw), dict(sb_raw)
     axes = [copy.copy(x) for x in an.axes]
     if normalize:

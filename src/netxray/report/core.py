@@ -374,6 +374,10 @@ def report_files(directory: str | os.PathLike[str]) -> set[str] | None:
     if isinstance(record.get("files"), list):
         return {str(f) for f in record["files"]} | {"results.json"}
     files = {"index.html", "results.json"}
+    if isinstance(record.get("meta"), dict) and record["meta"].get("kind") == "compare":
+        # the flat signature files `netxray compare` wrote beside its report before manifests
+        files |= {"signatures.csv", "distances.csv", "clustering.csv", "summary.csv",
+                  "signatures.png", "meta.json"}  # fmt: skip
     for name in record.get("tables", []) or []:
         sub, _, leaf = str(name).rpartition("/")
         prefix = f"models/{_safe_name(sub)}/" if sub else ""

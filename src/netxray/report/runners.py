@@ -307,11 +307,16 @@ def _run_parameters(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     if ssum.get("not_mapped"):
         res.notes.append("Not in the strength graph: " + "; ".join(ssum["not_mapped"][:8])
                          + (" …" if len(ssum["not_mapped"]) > 8 else ""))  # fmt: skip
-    res.plots.append(figure_to_plot(
-        plot_weight_histograms(model), "Weight distributions",
-        "Density of all weights (top) and of each weight tensor (bottom) on shared bins.",
-    ))  # fmt: skip
-    if (strengths["status"] == "ok").any():
+    if summary["tensors"] == 0:
+        res.notes.append("The model has no parameters: no statistics, histograms or strengths.")
+    try:
+        res.plots.append(figure_to_plot(
+            plot_weight_histograms(model), "Weight distributions",
+            "Density of all weights (top) and of each weight tensor (bottom) on shared bins.",
+        ))  # fmt: skip
+    except ValueError as exc:  # no weights, or none finite: the table still says what there is
+        res.notes.append(f"No weight histogram: {str(exc).removeprefix('weight_histograms: ')}.")
+    if len(strengths) and (strengths["status"] == "ok").any():
         res.plots.append(figure_to_plot(
             plot_strengths(strengths, kind="in"), "Node strengths",
             "Left: |w| in-strength of the units of each layer; right: the layer fluctuation "

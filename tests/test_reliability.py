@@ -331,3 +331,54 @@ def test_inf_weights_raise_one_clear_error_without_numpy_warnings():
         assert duplicate_groups(rows) == [[0], [1, 3], [2]]  # an inf row is nobody's duplicate
         with pytest.raises(ValueError, match="NaN or inf"):
             match_units(rows, rows)
+
+
+# --------------------------------------------------------------------------- 4. process pools
+
+_PLAIN_SCRIPT = """\
+# a user's plain script, as the README shows it: no `if __name__ == "__main__":` guard
+import os, sys
+from netxray.lenses.zoo import analyze_zoo, train_zoo
+with open(sys.argv[2], "a") as log:
+    log.write(f"script body run in pid {os.getpid()}\\n")
+zoo = sys.argv[1]
+train_zoo(zoo, "mlp", "width=8;depth=1;lr=1e-2;epochs=1;seed=0,1", engine="local", workers=2, progress=False)
+res = analyze_zoo(zoo, engine="local", workers=2)
+print("statuses", sorted(set(res.models["status"])))
+print("engine", res.summary["engine_detail"])
+"""
+
+
+def test_analyze_zoo_from_a_plain_script_never_reruns_it(tmp_path):
+    # before: each spawned worker re-ran the whole script, then the pool died (BrokenProcessPool)
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "my_study.py"
+    script.write_text(_PLAIN_SCRIPT)
+    log = tmp_path / "runs.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "zoo"), str(log)], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(log.read_text().splitlines()) == 1  # the script body ran once, in the parent only
+    assert "statuses ['ok']" in proc.stdout
+    assert "engine local process pool of 2 workers, fork, because spawn would re-run" in proc.stdout
+
+
+def test_start_method_is_spawn_when_nothing_would_be_rerun(monkeypatch):
+    import sys
+    import types
+
+    from netxray.lenses import zoo
+
+    fake = types.ModuleType("__main__")  # an interactive session: no file, no spec
+    fake.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    assert zoo.choose_start_method()[0] == "spawn"
+    fake.__file__ = "/somewhere/study.py"
+    method, why = zoo.choose_start_method()
+    assert method == "fork" and "/somewhere/study.py" in why
+    eng = zoo.Engine("local", 2)
+    assert "fork" in eng.description and "2 workers" in eng.description

@@ -382,3 +382,46 @@ def test_start_method_is_spawn_when_nothing_would_be_rerun(monkeypatch):
     assert method == "fork" and "/somewhere/study.py" in why
     eng = zoo.Engine("local", 2)
     assert "fork" in eng.description and "2 workers" in eng.description
+
+
+# --------------------------------------------------------------------------- 3. bounded cost
+
+
+def test_align_of_a_huge_layer_is_refused_before_any_allocation(monkeypatch):
+    # before: align on Linear(64, 20000) ran 96 s and took 6.6 GB without a word
+    import time
+
+    from netxray.measures import cost
+
+    a = nn.Sequential(nn.Linear(64, 20000), nn.ReLU(), nn.Linear(20000, 2))
+    monkeypatch.setattr(cost, "available_memory", lambda: 4 << 30)  # a 4 GiB machine
+    t0 = time.perf_counter()
+    with pytest.raises(cost.CostError, match=r"20000×20000 assignment.*6\.\d GiB.*netxray\.canonicalize"):
+        netxray.align(a, a)
+    assert time.perf_counter() - t0 < 20  # refused up front, not after the 96 s solve
+    b, sec = cost.assignment_cost(20000, 64)
+    assert 6e9 < b < 7e9 and sec > cost.WARN_SECONDS  # the 6.6 GB, warned on any machine
+
+
+def test_expensive_operations_warn_past_the_documented_threshold(monkeypatch):
+    from netxray.measures import cost
+
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+    monkeypatch.setattr(cost, "WARN_BYTES", 1000)
+    with pytest.warns(cost.CostWarning, match="align: axis .* 32 units.*canonicalize"):
+        netxray.align(a, a)
+    with pytest.warns(cost.CostWarning, match="canonicalize: .* parameters"):
+        netxray.canonicalize(a)
+
+
+def test_huge_sample_counts_are_refused_naming_the_option(monkeypatch):
+    from netxray.measures import cost
+
+    monkeypatch.setattr(cost, "available_memory", lambda: 1 << 20)  # 1 MiB: everything is too big
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    sig = netxray.nonlinearity_signature(model, torch.randn(400, 4), n_samples=400)
+    assert sig["status"].tolist() == ["error"] and "n_samples" in sig["error"].iloc[0]
+    m = build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2, "widths": [8]})
+    with pytest.raises(cost.CostError, match="smaller n"):
+        netxray.modularity_curve(m, (torch.randn(400, 4), torch.arange(400) % 2), n=400, repeats=1)

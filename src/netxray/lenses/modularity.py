@@ -488,6 +488,13 @@ def modularity_curve(
         )
     paths = _default_layers(model, layers)
     subsets = stratified_subsets(labels, n_eff, repeats, seed)
+    from netxray.measures.cost import FLOPS, check_cost
+
+    pool = len(np.unique(np.concatenate(subsets)))
+    # per pass: the pool's P×P Gram matrix and one repeat's copy of it; kNN scans P² per repeat
+    check_cost(f"modularity_curve: Gram matrices of {pool} samples", bytes_needed=16.0 * pool * pool,
+               seconds=len(paths) * repeats * 10.0 * pool * pool / FLOPS,
+               option="pass a smaller n (samples per subset) or fewer repeats")  # fmt: skip
     target = torch.device(device) if device is not None else model_device(model)
     curve = _curve(
         model, data_, subsets, paths, k=int(k), batch_size=batch_size, device=target,

@@ -103,6 +103,7 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
         if x is None or y is None or x.ndim != 2 or y.ndim != 2:
             raise ValueError("the capture did not give (n, d) input and output matrices")
         row["n"], row["d"] = int(y.shape[0]), int(y.shape[1])
+        _check_site_cost(rec.name, *y.shape)
         res = affinity_score(x, y, eps=eps, ridge=ridge)
         row.update(affinity=res.score, w2_sq=res.w2_sq, two_tr_cov_y=res.two_tr_cov_y,
                    moment_residual=res.moment_residual, status=res.status, error=res.message)  # fmt: skip
@@ -121,6 +122,21 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
         row["status"] = "error"
         row["error"] = f"{type(exc).__name__}: {exc}"
     return row
+
+
+def _check_site_cost(site: str, n: int, d: int) -> None:
+    """Warn or refuse before an affinity score whose n×n transport or d×d eigenproblems are huge.
+
+    Memory: the n×n float64 cost matrix and its product (16·n²) plus about six d×d matrices
+    (48·d²); time: the cost matrix (2·n²·d flops), the assignment (measured, see
+    :mod:`netxray.measures.cost`) and the eigendecompositions (~10·d³ flops).
+    """
+    from netxray.measures.cost import FLOPS, assignment_cost, check_cost
+
+    b, sec = assignment_cost(n, d) if d > 1 else (16.0 * n, 0.0)  # d = 1: sorting
+    check_cost(f"affinity score of site {site}: n = {n} samples, d = {d} features",
+               bytes_needed=b + 48.0 * d * d, seconds=sec + 10.0 * d**3 / FLOPS,
+               option="pass a smaller n_samples (--n-samples)")  # fmt: skip
 
 
 def _resolve_data(data: Any, seed: int) -> tuple[Any, str]:

@@ -706,6 +706,24 @@ def _require_finite(state: dict[str, np.ndarray], what: str) -> None:
                          "a canonical form or an alignment needs finite weights")
 
 
+def _check_align_cost(state: dict[str, np.ndarray], axes: Sequence[Axis]) -> None:
+    """Warn or refuse (netxray.measures.cost) before the d×d assignments of the widest axis."""
+    from netxray.measures.cost import assignment_cost, check_cost
+
+    worst = None
+    for ax in axes:
+        k = sum(state[m.key].size for m in ax.writers if m.match) // max(ax.size, 1)
+        b, sec = assignment_cost(ax.size, k)
+        if worst is None or b > worst[1]:
+            worst = (ax, b, sec)
+    if worst is not None:
+        ax, b, sec = worst
+        check_cost(f"align: axis {ax.name} has {ax.size} units, a {ax.size}×{ax.size} assignment",
+                   bytes_needed=b, seconds=sec,
+                   option="compare canonical forms instead (netxray.canonicalize sorts units, "
+                   "O(d log d), no assignment) or align smaller models")  # fmt: skip
+
+
 def _normalize_axis(state: dict[str, np.ndarray], ax: Axis) -> None:
     """ReLU-like: ‖affine part of unit‖₂ = 1 (factor pushed into readers); odd: first non-zero
     entry of the affine part (bias first) positive. Units whose affine part is 0 are left."""
@@ -826,6 +844,12 @@ def _canonical_state(
     model: nn.Module, *, reduce: bool, normalize: bool, sort: bool, tol: float
 ) -> tuple[dict[str, np.ndarray], list[Axis], dict[str, Any], _Analysis]:
     an = _analyse(model)
+    from netxray.measures.cost import FLOPS, check_cost
+
+    n_values = sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
+    # a float64 copy, its normalized and sorted versions alive at once; ~50 flops per value
+    check_cost(f"canonicalize: {n_values} parameters", bytes_needed=3 * 8 * n_values,
+               seconds=50 * n_values / FLOPS, option="canonicalize a smaller model or fewer layers")  # fmt: skip
     state = _state64(model)
     _require_finite(state, "canonicalize")
     log: dict[str, Any] = {"dropped": {}, "merged": {}}
@@ -966,6 +990,7 @@ def align(a: nn.Module, b: nn.Module, *, normalize: bool = True) -> Alignment:
     _require_finite(sb_raw, "align: second model")
     sa, sb = dict(sa_raw), dict(sb_raw)
     axes = [copy.copy(x) for x in an.axes]
+    _check_align_cost(sa, axes)
     if normalize:
         for ax in axes:
             _normalize_axis(sa, ax)

@@ -418,6 +418,11 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
             shutil.rmtree(stale, ignore_errors=True)
     previous = report_files(out) if out.is_dir() else None
     present = _all_files(out) if out.is_dir() else set()
+    # a merge killed half-way left its journal: the files it lists are a report's, not the user's
+    journal = parent / f".{out.name}.netxray-journal.json"
+    if journal.exists():
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            previous = (previous or set()) | (set(json.loads(journal.read_text())["files"]) & present)
     foreign = present - (previous or set())
     clash = sorted(foreign & set(files))
     if clash:
@@ -444,7 +449,10 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
         else:
             # the user keeps other files in this directory: take the earlier report out (its
             # results.json first, so it stops being a report), then move the new files in,
-            # results.json last
+            # results.json last. A journal names every file involved, so that a run killed
+            # half-way leaves files the next save knows to be a report's, not the user's.
+            record = json.dumps({"files": sorted(set(files) | (previous or set()))})
+            _write_tree(parent, {journal.name: record.encode()})
             for rel in ["results.json", "index.html", *sorted((previous or set()) & present)]:
                 with contextlib.suppress(FileNotFoundError):
                     (out / rel).unlink()
@@ -456,6 +464,8 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
                     if str(d) != "." and (out / d).is_dir() and not any((out / d).iterdir()):
                         (out / d).rmdir()
             shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            journal.unlink()
         _fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

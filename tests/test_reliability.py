@@ -425,3 +425,22 @@ def test_huge_sample_counts_are_refused_naming_the_option(monkeypatch):
     m = build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2, "widths": [8]})
     with pytest.raises(cost.CostError, match="smaller n"):
         netxray.modularity_curve(m, (torch.randn(400, 4), torch.arange(400) % 2), n=400, repeats=1)
+
+
+def test_report_summary_card_shows_what_was_left_out():
+    import re
+
+    from netxray.report import scan
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU())
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].bias.fill_(-1.0)  # a dead ReLU layer
+    rep = scan(model, (torch.randn(100, 6), torch.arange(100) % 2), lenses=("nonlinearity",), progress=False)
+    card = re.search(r'<section id="summary">.*?</section>', rep.to_html(), re.S).group(0)
+    assert "sites ok (in the statistics)</dt><dd>1<" in card
+    assert "left out</dt><dd>degenerate=1<" in card
+    assert rep.summary["nonlinearity"]["mean affinity"] == pytest.approx(
+        float(rep["nonlinearity"]["affinity"].iloc[0])
+    )

@@ -15,22 +15,25 @@ RELU = lambda x: np.maximum(x, np.float32(0))  # noqa: E731
 SIGMOID = lambda x: (1 / (1 + np.exp(-x))).astype(np.float32)  # noqa: E731
 
 
-def _reference_stream():
+def _reference_stream(**kw):
     """SPEC §1.1: seed 987, three normal draws (float32), then the uniform ReLU sweep."""
     rs = np.random.RandomState(987)  # the legacy stream the reference notebooks used
     scores = {}
     for name, f in (("relu", RELU), ("tanh", np.tanh), ("sigmoid", SIGMOID)):
         x = rs.normal(-1, 2, (1000, 1)).astype(np.float32)
-        scores[name] = affinity_score(x, f(x))
+        scores[name] = affinity_score(x, f(x), **kw)
     sweep = []
     for m in np.linspace(-4, 4, 20):
         x = rs.uniform(m - 2, m + 2, (1000, 1))
-        sweep.append(affinity_score(x, np.maximum(x, 0)))
+        sweep.append(affinity_score(x, np.maximum(x, 0), **kw))
     return scores, sweep
 
 
 def test_known_answers_relu_tanh_sigmoid():
     scores, _ = _reference_stream()
+    absolute, _ = _reference_stream(ridge="absolute")  # the reference's ε·I reproduces them too
+    for name, want in (("relu", 0.487422), ("tanh", 0.669752), ("sigmoid", 0.774861)):
+        assert float(absolute[name]) == pytest.approx(want, abs=1e-4)
     assert float(scores["relu"]) == pytest.approx(0.487422, abs=1e-4)
     assert float(scores["tanh"]) == pytest.approx(0.669752, abs=1e-4)
     assert float(scores["sigmoid"]) == pytest.approx(0.774861, abs=1e-4)
@@ -42,7 +45,13 @@ def test_known_answers_uniform_relu_sweep():
     expected = [1, 1, 1, 1, 1, 0.133877, 0.319877, 0.435423, 0.526278, 0.627161, 0.716275,
                 0.792085, 0.870309, 0.940124, 0.993314, 1, 1, 1, 1, 1]  # fmt: skip
     got = [r.score for r in sweep]
-    np.testing.assert_allclose(got, expected, atol=1e-4)
+    # SPEC §1.1: the relative ridge changes the m = −1.89 case (28 positive outputs, var 9.4e-5)
+    # from the absolute ridge's biased 0.133877 to 0.131587 (ridge-free: 0.131586)
+    assert got[5] == pytest.approx(0.131587, abs=2e-6)
+    np.testing.assert_allclose(got[:5] + got[6:], expected[:5] + expected[6:], atol=1e-4)
+    _, absolute = _reference_stream(ridge="absolute")
+    np.testing.assert_allclose([r.score for r in absolute], expected, atol=1e-4)
+    assert absolute[5].score == pytest.approx(0.133877, abs=2e-6)
     assert [r.status for r in sweep[:5]] == ["degenerate"] * 5  # constant output, flagged
     assert all(r.status == "ok" for r in sweep[5:])
     # all inputs positive: exactly affine, so 1 in float64 (the reference printed 0.9998-0.99999)
@@ -94,8 +103,13 @@ def test_identity_and_psd_affine_give_one():
     rng = np.random.default_rng(5)
     g = rng.normal(size=(5, 5))
     a = g @ g.T + 0.1 * np.eye(5)  # symmetric positive definite
-    res = affinity_score(x, x @ a + rng.normal(size=5))
-    assert res.score == pytest.approx(1.0, abs=1e-6)
+    y = x @ a + rng.normal(size=5)
+    assert affinity_score(x, y, eps=0.0).score == pytest.approx(1.0, abs=1e-9)  # exact without ridge
+    assert affinity_score(x, y, ridge="absolute").score == pytest.approx(1.0, abs=1e-6)
+    # The relative ridge ε·(tr Σ/d) is not the image of X's ridge under A: it shifts Σ_Y's smallest
+    # eigenvalue (0.065 here, mean 219) by ε·219/0.065 ≈ 3.4e-3 relatively, so 1 − ρ is of order 1e-5
+    res = affinity_score(x, y)
+    assert res.score == pytest.approx(1.0, abs=1e-4)
     assert res.moment_residual < 1e-8
 
 

@@ -313,8 +313,9 @@ def test_one_failing_layer_is_a_status_not_a_crash():
     curve = modularity_curve(model, (x, y), layers=["0", "1", "2", "3"], n=60, repeats=1)
     status = dict(zip(curve["layer"], curve["status"], strict=True))
     assert status["0"] == status["1"] == "ok"
-    assert status["2"] == "error" and "NaN" in curve.set_index("layer").loc["2", "error"]
-    assert status["3"] == "error"  # NaN propagates: reported, not dropped
+    # NaN outputs have their own status (issue 13: "no finite values" says why)
+    assert status["2"] == "non_finite" and "NaN" in curve.set_index("layer").loc["2", "error"]
+    assert status["3"] == "non_finite"  # NaN propagates: reported, not dropped
     red = redundant_layers(curve)
     assert list(red["kind"]) == ["first", red.iloc[1]["kind"], "n/a", "n/a"]
 

@@ -188,6 +188,7 @@ def train(
     seed: int = 0,
     data_seed: int = 0,
     out: str | Path | None = None,
+    overwrite: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
     num_threads: int | None = None,
@@ -202,7 +203,9 @@ def train(
     ``data_seed``. ``epochs``/``lr`` default per family (``TRAIN_DEFAULTS``; SGD: ``SGD_LR``).
     Loss: cross-entropy; ``schedule="cosine"`` anneals lr per step to 0. A non-finite loss stops
     training with ``metrics["diverged"] = True`` (a result, not an exception: zoos keep such runs).
-    ``out``: checkpoint directory, written atomically. ``num_threads``: torch CPU threads for the
+    ``out``: checkpoint directory, written atomically; a checkpoint already there
+    (``model.safetensors`` or ``config.json``) is replaced only with ``overwrite=True`` — checked
+    before training, so a refusal costs nothing. ``num_threads``: torch CPU threads for the
     run (None: leave as is; 1 is often fastest for these small models on a busy machine). The
     global RNG state, the deterministic-algorithms setting and the thread count are the same
     after the call as before. Same seed and same thread count → bit-identical weights (the
@@ -216,6 +219,13 @@ def train(
     from .data import load_data
     from .models import save_checkpoint
 
+    if out is not None and not overwrite:
+        existing = [f for f in ("model.safetensors", "config.json") if (Path(out) / f).exists()]
+        if existing:
+            raise FileExistsError(
+                f"train: {out} already holds a checkpoint ({', '.join(existing)}); pass "
+                "overwrite=True (netxray train --force) to replace it, or choose another out"
+            )
     optimizer = str(optimizer).lower()
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"train: optimizer {optimizer!r} is not supported; expected one of {OPTIMIZERS}")

@@ -65,7 +65,8 @@ def demo_model(
             return load(directory), dict(load_config(directory).get("metrics", {})), True
         except (OSError, ValueError):
             pass  # a damaged cache entry is retrained, not trusted
-    result = train(arch, splits, seed=seed, out=directory, progress=False, device=device, **knobs)
+    # the cache entry is ours: a damaged or --retrain entry is replaced
+    result = train(arch, splits, seed=seed, out=directory, overwrite=True, progress=False, device=device, **knobs)
     return result.model, dict(result.metrics), False
 
 

@@ -220,8 +220,8 @@ def register(app: typer.Typer) -> None:
                 pd_table[col] = pd_table[col].round(4)
             typer.echo(pd_table.drop(columns=["params", "macs"]).to_string(index=False))
             s = study.summary
+            if s["note"]:  # said before the table, and the table shows no fine-tuning was run
+                typer.echo(s["note"] + "; no fine-tuning was run")
             for line in s["redundant_not_removable"]:
                 typer.echo(f"redundant but not removable: {line}")
-            if s["note"]:
-                typer.echo(s["note"])
             typer.echo(f"wrote {out}/")

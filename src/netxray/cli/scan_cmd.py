@@ -125,20 +125,39 @@ def _check_counts(*, k: int, repeats: int) -> None:
         fail(f"--repeats must be >= 1, got {repeats}")
 
 
+def _claim_out(out: Path) -> Any:
+    """Check ``--out`` is writable and take its lock before any work (the lock is held until the
+    command ends, so a second writer of the same ``--out`` fails at once, with one line)."""
+    from netxray.report import ReportLockedError, check_report_out, report_lock
+
+    try:
+        check_report_out(out)
+        lock = report_lock(out)
+        lock.__enter__()
+    except (OSError, ReportLockedError) as exc:
+        fail(str(exc) if str(exc).startswith("--out") else f"--out {out}: {exc}")
+    # the caller releases it when the command ends (the kernel does if the process dies)
+    return lock
+
+
 def _finish(report: Any, out: Path, quiet: bool, allow_partial: bool = False) -> Path:
     """Write the report, print its summary; exit with status 3 when a lens failed (the report is
     written first) unless ``allow_partial``."""
+    from netxray.report import ReportLockedError
+
     try:
         index = report.save(out)
-    except OSError as exc:
-        fail(f"--out {out}: cannot write the report: {exc}")
+    except (OSError, ReportLockedError) as exc:
+        fail(str(exc) if str(exc).startswith("--out") else f"--out {out}: cannot write the report: {exc}")
     if not quiet:
         from rich.console import Console
+        from rich.markup import escape
 
         console = Console(stderr=False, highlight=False, soft_wrap=True)
         for name, res in report.results.items():
-            head = ", ".join(f"{k}={_short(v)}" for k, v in list(res.headline().items())[:5])
-            status = "[green]ok[/green]" if res.status == "ok" else f"[red]{res.status}[/red]: {res.reason}"
+            # escaped: a list prints as "[a,b]", which rich would otherwise take for a markup tag
+            head = escape(", ".join(f"{k}={_short(v)}" for k, v in list(res.headline().items())[:5]))
+            status = "[green]ok[/green]" if res.status == "ok" else f"[red]{res.status}[/red]: {escape(str(res.reason))}"
             console.print(f"  {name}: {status}  {head}")
     if report.failed:  # said on stderr even with --quiet: a lens that did not run is news
         for name, reason in report.failed.items():
@@ -161,11 +180,17 @@ def _short(v: Any) -> str:
 
 def _write_signature_files(report: Any, out: Path, meta_extra: dict[str, Any]) -> None:
     """The signature comparison as flat files (signatures.csv, distances.csv, clustering.csv,
-    summary.csv, signatures.png, meta.json), as ``netxray compare-signatures`` writes them."""
+    summary.csv, signatures.png, meta.json), as ``netxray compare-signatures`` writes them —
+    added to the report's files, so they are saved atomically with it and in its manifest."""
+    import io
+
     import pandas as pd
 
-    from netxray._meta import atomic_write_text, metadata
+    from netxray._meta import metadata
     from netxray.lenses.nonlinearity import plot_signatures
+
+    def atomic_write_text(path: Path, text: str) -> None:
+        report.extra_files[path.name] = text.encode("utf-8")
 
     res = report.results.get("compare_nonlinearity")
     if res is None or res.status != "ok":
@@ -182,8 +207,10 @@ def _write_signature_files(report: Any, out: Path, meta_extra: dict[str, Any]) -
                     model_hashes={n: c.meta.get("model_hash") for n, c in report.children.items()},
                     linkage=res.tables["clustering"].attrs.get("linkage"))  # fmt: skip
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
-    plot_signatures(sigs, out / "signatures.png", x="relative",
-                    title=f"non-linearity signatures on {meta_extra.get('data')}")  # fmt: skip
+    fig = plot_signatures(sigs, x="relative", title=f"non-linearity signatures on {meta_extra.get('data')}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
+    report.extra_files["signatures.png"] = buf.getvalue()
 
 
 def register(app: typer.Typer) -> None:
@@ -224,40 +251,44 @@ def register(app: typer.Typer) -> None:
         from netxray.report import scan
 
         check_out(out, directory=True)
-        _check_counts(k=k, repeats=repeats)
-        set_threads(threads)
-        names = _lenses(lenses)
-        net = load_cli_model(checkpoint, model, weights, task)
-        if model is not None and weights is None and checkpoint is None:
-            typer.secho(f"warning: no --weights: scanning {model} as its factory initialises it "
-                        "(untrained)", err=True, fg=typer.colors.YELLOW)  # fmt: skip
-        dev = cli_device(device, net)
-        splits = load_cli_data(
-            data, seed, model=net, image_size=image_size, normalize=normalize, tokenizer=tokenizer,
-            text_column=text_column, label_column=label_column, input_columns=input_columns,
-            max_length=max_length,
-        )  # fmt: skip
-        check_fits(net, splits, data)
-        layer_spec = _layers(layers)
-        if layers is not None:
-            from netxray.capture import resolve_layers
-
-            try:
-                resolve_layers(net, layer_spec)
-            except ValueError as exc:
-                fail(f"--layers {layers!r}: {exc}")
-        label = model if model is not None else (_label(checkpoint) if checkpoint else None)
+        lock = _claim_out(out)
         try:
-            report = scan(
-                net, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n, k=k,
-                repeats=repeats, layers=layer_spec, progress=not quiet, title=title, name=label,
-                device=dev,
+            _check_counts(k=k, repeats=repeats)
+            set_threads(threads)
+            names = _lenses(lenses)
+            net = load_cli_model(checkpoint, model, weights, task)
+            if model is not None and weights is None and checkpoint is None:
+                typer.secho(f"warning: no --weights: scanning {model} as its factory initialises it "
+                            "(untrained)", err=True, fg=typer.colors.YELLOW)  # fmt: skip
+            dev = cli_device(device, net)
+            splits = load_cli_data(
+                data, seed, model=net, image_size=image_size, normalize=normalize, tokenizer=tokenizer,
+                text_column=text_column, label_column=label_column, input_columns=input_columns,
+                max_length=max_length,
             )  # fmt: skip
-        except ValueError as exc:
-            fail(str(exc))
-        report.meta["data_spec"] = data
-        report.meta["checkpoint"] = str(checkpoint) if checkpoint else None
-        _finish(report, out, quiet, allow_partial)
+            check_fits(net, splits, data)
+            layer_spec = _layers(layers)
+            if layers is not None:
+                from netxray.capture import resolve_layers
+
+                try:
+                    resolve_layers(net, layer_spec)
+                except ValueError as exc:
+                    fail(f"--layers {layers!r}: {exc}")
+            label = model if model is not None else (_label(checkpoint) if checkpoint else None)
+            try:
+                report = scan(
+                    net, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n, k=k,
+                    repeats=repeats, layers=layer_spec, progress=not quiet, title=title, name=label,
+                    device=dev,
+                )  # fmt: skip
+            except ValueError as exc:
+                fail(str(exc))
+            report.meta["data_spec"] = data
+            report.meta["checkpoint"] = str(checkpoint) if checkpoint else None
+            _finish(report, out, quiet, allow_partial)
+        finally:
+            lock.__exit__(None, None, None)
 
     @app.command("compare")
     def compare_cmd(
@@ -298,42 +329,46 @@ def register(app: typer.Typer) -> None:
         if len(checkpoints) < 2:
             fail("compare needs at least two checkpoints (models)")
         check_out(out, directory=True)
-        _check_counts(k=k, repeats=repeats)
-        set_threads(threads)
-        if method not in ("dtw", "resampled"):
-            fail(f"--method must be dtw or resampled, got {method!r}")
-        if tokens not in ("mean", "reference", "samples"):
-            fail(f"--tokens must be mean, reference or samples, got {tokens!r}")
-        names = _lenses(lenses)
-        models = {}
-        splits = None
-        for name, ck in zip(unique_names(checkpoints, _WEIGHT_SUFFIXES), checkpoints, strict=True):
-            net = load_cli_model(ck if model is None else None, model,
-                                 ck if model is not None else None, task)  # fmt: skip
-            dev = cli_device(device, net)
-            if splits is None:  # the first model supplies the defaults (image size, tokenizer)
-                splits = load_cli_data(
-                    data, seed, model=net, image_size=image_size, normalize=normalize,
-                    tokenizer=tokenizer, text_column=text_column, label_column=label_column,
-                    input_columns=input_columns, max_length=max_length,
-                )  # fmt: skip
-            check_fits(net, splits, data, label=f"model {name}")
-            models[name] = net
+        lock = _claim_out(out)
         try:
-            report = compare_report(
-                models, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n,
-                k=k, repeats=repeats, progress=not quiet, title=title, signature_method=method,
-                clusters=clusters, device=dev,
-                options={"nonlinearity": {"tokens": tokens, "channel_axis": channel_axis}},
-            )  # fmt: skip
-        except ValueError as exc:
-            fail(str(exc))
-        report.meta["data_spec"] = data
-        report.meta["checkpoints"] = [str(c) for c in checkpoints]
-        out.mkdir(parents=True, exist_ok=True)
-        _write_signature_files(report, out, {"method": method, "data": data, "seed": seed,
-                                             "n_samples": n_samples, "models": list(models),
-                                             "checkpoints": [str(c) for c in checkpoints]})  # fmt: skip
-        if not quiet and "compare_nonlinearity" in report.results and report.results["compare_nonlinearity"].status == "ok":
-            typer.echo(report.results["compare_nonlinearity"].tables["distances"].round(4).to_string())
-        _finish(report, out, quiet, allow_partial)
+            _check_counts(k=k, repeats=repeats)
+            set_threads(threads)
+            if method not in ("dtw", "resampled"):
+                fail(f"--method must be dtw or resampled, got {method!r}")
+            if tokens not in ("mean", "reference", "samples"):
+                fail(f"--tokens must be mean, reference or samples, got {tokens!r}")
+            names = _lenses(lenses)
+            models = {}
+            splits = None
+            for name, ck in zip(unique_names(checkpoints, _WEIGHT_SUFFIXES), checkpoints, strict=True):
+                net = load_cli_model(ck if model is None else None, model,
+                                     ck if model is not None else None, task)  # fmt: skip
+                dev = cli_device(device, net)
+                if splits is None:  # the first model supplies the defaults (image size, tokenizer)
+                    splits = load_cli_data(
+                        data, seed, model=net, image_size=image_size, normalize=normalize,
+                        tokenizer=tokenizer, text_column=text_column, label_column=label_column,
+                        input_columns=input_columns, max_length=max_length,
+                    )  # fmt: skip
+                check_fits(net, splits, data, label=f"model {name}")
+                models[name] = net
+            try:
+                report = compare_report(
+                    models, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n,
+                    k=k, repeats=repeats, progress=not quiet, title=title, signature_method=method,
+                    clusters=clusters, device=dev,
+                    options={"nonlinearity": {"tokens": tokens, "channel_axis": channel_axis}},
+                )  # fmt: skip
+            except ValueError as exc:
+                fail(str(exc))
+            report.meta["data_spec"] = data
+            report.meta["checkpoints"] = [str(c) for c in checkpoints]
+            _write_signature_files(report, out, {"method": method, "data": data, "seed": seed,
+                                                 "n_samples": n_samples, "models": list(models),
+                                                 "checkpoints": [str(c) for c in checkpoints]})  # fmt: skip
+            if not quiet and "compare_nonlinearity" in report.results and report.results["compare_nonlinearity"].status == "ok":
+                typer.echo(report.results["compare_nonlinearity"].tables["distances"].round(4).to_string())
+            _finish(report, out, quiet, allow_partial)
+        finally:
+            lock.__exit__(None, None, None)
+

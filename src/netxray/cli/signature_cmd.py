@@ -116,8 +116,11 @@ def register(app: typer.Typer) -> None:
             mean = s.get("mean")
             typer.echo(
                 f"{s['n_sites']} activation calls, statuses {s['status_counts']}, "
-                + (f"mean affinity {mean:.4f}" if mean is not None else "no scored site")
+                + (f"mean affinity {mean:.4f} over {s['n_ok']} ok sites" if mean is not None
+                   else "no site with status ok")
             )
+            if s.get("note"):
+                typer.echo(s["note"])
             typer.echo(f"wrote {out}" + (f" and {plot}" if plot is not None else ""))
 
     @app.command("compare-signatures")  # the full `compare` (report incl. signatures) is scan_cmd.py's

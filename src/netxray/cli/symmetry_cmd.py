@@ -98,6 +98,17 @@ def _print_table(
 def register(app: typer.Typer) -> None:
     """Add the ``symmetry`` and ``bounds`` commands to the ``netxray`` app."""
 
+    def _unit_changes(dropped: dict[str, int], merged: dict[str, int]) -> str:
+        """'no unit dropped or merged', or counts per axis in words (never a raw dict)."""
+        parts = []
+        for verb, per_axis in (("dropped", dropped), ("merged", merged)):
+            nonzero = {a: int(v) for a, v in (per_axis or {}).items() if int(v)}
+            if nonzero:
+                total = sum(nonzero.values())
+                detail = ", ".join(f"{a}: {v}" for a, v in nonzero.items())
+                parts.append(f"{verb} {total} unit{'s' if total != 1 else ''} ({detail})")
+        return "; ".join(parts) if parts else "no unit dropped or merged"
+
     @app.command("symmetry")
     def symmetry_cmd(
         checkpoint: str = typer.Argument(..., help="Checkpoint directory or .safetensors file."),
@@ -170,8 +181,9 @@ def register(app: typer.Typer) -> None:
                 save_checkpoint(canon, canonical_out)
             except (ValueError, OSError, KeyError) as exc:
                 fail(f"cannot write the canonical form to {canonical_out}: {exc}")
+            info = canon.netxray_canonical
             lines.append(f"canonical form written to {canonical_out} "
-                         f"(dropped {canon.netxray_canonical['dropped']}, merged {canon.netxray_canonical['merged']})")
+                         f"({_unit_changes(info.get('dropped', {}), info.get('merged', {}))})")
         if out is not None:
             from netxray._meta import atomic_write_text
 

@@ -109,6 +109,9 @@ def register(app: typer.Typer) -> None:
         threads: int | None = typer.Option(
             None, "--threads", help="torch CPU threads for the run (default: torch's; 1 is often fastest)."
         ),
+        force: bool = typer.Option(
+            False, "--force", help="Replace a checkpoint already in --out (without it, netxray refuses)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no summary (errors only)."),
     ) -> None:
@@ -120,6 +123,10 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHS)}")
         if out is not None:
             check_out(out, directory=True)  # before training, not after
+            existing = [f for f in ("model.safetensors", "config.json") if (out / f).exists()]
+            if existing and not force:
+                fail(f"--out {out}: already holds a checkpoint ({', '.join(existing)}); "
+                     "add --force to replace it, or choose another --out")
         if device is not None:  # one clear line for cuda without a GPU, before any work
             device = str(cli_device(device))
         knobs = model_knobs(
@@ -150,12 +157,13 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 data_seed=data_seed,
                 out=out,
+                overwrite=force,
                 progress=not quiet and not as_json,
                 device=device,
                 num_threads=threads,
                 **knobs,
             )
-        except (ValueError, TypeError, FileNotFoundError) as exc:
+        except (ValueError, TypeError, OSError) as exc:
             fail(str(exc))
         m = result.metrics
         if as_json:

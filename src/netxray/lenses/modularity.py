@@ -60,6 +60,13 @@ CURVE_COLUMNS = [
 _FEATURE_BYTES = 512 << 20
 # float64 column chunk of the Gram accumulation: N × chunk × 8 bytes
 _CHUNK_BYTES = 64 << 20
+# why a layer's Q is not a number, per status of the measure (netxray.measures.modularity)
+_WHY = {
+    "identical_rows": "every sample's features point the same way (e.g. constant inputs): "
+    "kNN ties are broken by sample order, so Q would not describe the representation",
+    "zero_rows": "every sample's features are zero: cosine similarity is undefined",
+    "no_edges": "every kNN similarity was <= 0: modularity is undefined",
+}
 
 
 # --------------------------------------------------------------------------- sampling
@@ -376,7 +383,10 @@ def _curve(
                 if res["status"] != "ok":
                     continue
                 if isinstance(got, Exception):
-                    res["status"], res["error"] = "error", f"{type(got).__name__}: {got}"
+                    # NaN/inf outputs get their own status; anything else is an error with its reason
+                    nonfinite = "NaN or infinite" in str(got)
+                    res["status"] = "non_finite" if nonfinite else "error"
+                    res["error"] = f"{type(got).__name__}: {got}"
                     continue
                 gram, d = got
                 res["d"] = d
@@ -384,7 +394,7 @@ def _curve(
                     for rows, rep_labels in picks:
                         m = modularity_from_gram(gram[rows], rep_labels, k, d=d)
                         if m.status != "ok":
-                            res["status"], res["error"] = m.status, "every kNN similarity was <= 0"
+                            res["status"], res["error"] = m.status, _WHY[m.status]
                         res["q"].append(m.q)
                         res["q_rel"].append(m.q_rel)
                         res["f_in"].append(m.f_in)
@@ -396,7 +406,7 @@ def _curve(
     rows = []
     for site in sites:
         res = results[site["name"]]
-        if res["status"] == "error":  # partial values of a failed layer are not a result
+        if res["status"] != "ok":  # partial values of a failed layer are not a result
             res.update(q=[], q_rel=[], f_in=[], q_max=[], clipped=[])
         rows.append({
             "layer": site["name"], "module": site["module"], "q_mean": _mean(res["q"]),
@@ -490,6 +500,13 @@ def modularity_curve(
     run_model, target = place_model(model, device)
     example = _to_model(_take(data_, subsets[0][:2]), target, model_dtype(run_model))
     paths = _default_layers(run_model, layers, example)
+    from netxray.measures.cost import FLOPS, check_cost
+
+    pool = len(np.unique(np.concatenate(subsets)))
+    # per pass: the pool's P×P Gram matrix and one repeat's copy of it; kNN scans P² per repeat
+    check_cost(f"modularity_curve: Gram matrices of {pool} samples", bytes_needed=16.0 * pool * pool,
+               seconds=len(paths) * repeats * 10.0 * pool * pool / FLOPS,
+               option="pass a smaller n (samples per subset) or fewer repeats")  # fmt: skip
     curve = _curve(
         run_model, data_, subsets, paths, k=int(k), batch_size=batch_size, device=target,
         progress=progress, memory_budget=int(memory_budget),
@@ -501,9 +518,14 @@ def modularity_curve(
         n_requested=int(n), subset_note=subset_note,
     )  # fmt: skip
     ok = curve[curve["status"] == "ok"]
+    left = {str(k): int(v) for k, v in curve.loc[curve["status"] != "ok", "status"].value_counts().items()}
     curve.attrs["summary"] = {
         "layers": len(curve),
+        "n_ok": int(len(ok)),
         "failed": int((curve["status"] != "ok").sum()),
+        "left_out": left,
+        "note": (f"statistics over {len(ok)} of {len(curve)} layers (status ok); left out: "
+                 + "; ".join(f"{v} {k}" for k, v in left.items())) if left else None,
         "q_first": float(ok["q_mean"].iloc[0]) if len(ok) else float("nan"),
         "q_last": float(ok["q_mean"].iloc[-1]) if len(ok) else float("nan"),
         "q_peak_layer": str(ok.loc[ok["q_mean"].idxmax(), "layer"]) if len(ok) else None,

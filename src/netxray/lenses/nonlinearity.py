@@ -47,7 +47,17 @@ COLUMNS = [
     "n", "d", "affinity", "cka", "r2", "sparsity_in", "sparsity_out", "entropy_in",
     "entropy_out", "w2_sq", "two_tr_cov_y", "moment_residual", "status", "error",
 ]  # fmt: skip
-SCORED = ("ok", "degenerate")  # statuses whose affinity is a number
+# statuses whose affinity is a number (the signature's entries); only ``ok`` enters summaries
+SCORED = ("ok", "degenerate", "under_determined", "too_few_samples")
+# why a row is left out of the summary statistics, per status
+LEFT_OUT_WHY = {
+    "degenerate": "constant output or input (score set to 1.0, not a measurement)",
+    "too_few_samples": "fewer samples than the affinity score's minimum",
+    "under_determined": "n <= d: fewer samples than features, score biased towards 1",
+    "shape_mismatch": "input and output widths differ: no affinity score",
+    "non_finite": "NaN or inf in the captured values",
+    "error": "the site could not be measured (see its error column)",
+}
 
 
 def random_rotation(d: int, seed: int) -> np.ndarray:
@@ -72,7 +82,8 @@ def _to_numpy(t: Any) -> np.ndarray | None:
 
 
 def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: int,
-              sparsity_tol: float, null_baseline: bool, seed: int) -> dict[str, Any]:  # fmt: skip
+              sparsity_tol: float, null_baseline: bool, seed: int,
+              ridge: str = "relative") -> dict[str, Any]:  # fmt: skip
     row: dict[str, Any] = dict.fromkeys(COLUMNS, np.nan)
     row.update(
         position=position, site=rec.name, module_path=rec.module_path, op=rec.op,
@@ -94,7 +105,8 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
         if x is None or y is None or x.ndim != 2 or y.ndim != 2:
             raise ValueError("the capture did not give (n, d) input and output matrices")
         row["n"], row["d"] = int(y.shape[0]), int(y.shape[1])
-        res = affinity_score(x, y, eps=eps)
+        _check_site_cost(rec.name, *y.shape)
+        res = affinity_score(x, y, eps=eps, ridge=ridge)
         row.update(affinity=res.score, w2_sq=res.w2_sq, two_tr_cov_y=res.two_tr_cov_y,
                    moment_residual=res.moment_residual, status=res.status, error=res.message)  # fmt: skip
         finite = res.status != "non_finite"
@@ -107,11 +119,26 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
         if null_baseline and finite:
             # same input, same (n, d), a transformation whose population score is exactly 1
             q = random_rotation(x.shape[1], seed * 100_003 + position)
-            row["null_affinity"] = affinity_score(x, x @ q, eps=eps).score
+            row["null_affinity"] = affinity_score(x, x @ q, eps=eps, ridge=ridge).score
     except Exception as exc:  # one failing site is a status in its row, never a crashed run
         row["status"] = "error"
         row["error"] = f"{type(exc).__name__}: {exc}"
     return row
+
+
+def _check_site_cost(site: str, n: int, d: int) -> None:
+    """Warn or refuse before an affinity score whose n×n transport or d×d eigenproblems are huge.
+
+    Memory: the n×n float64 cost matrix and its product (16·n²) plus about six d×d matrices
+    (48·d²); time: the cost matrix (2·n²·d flops), the assignment (measured, see
+    :mod:`netxray.measures.cost`) and the eigendecompositions (~10·d³ flops).
+    """
+    from netxray.measures.cost import FLOPS, assignment_cost, check_cost
+
+    b, sec = assignment_cost(n, d) if d > 1 else (16.0 * n, 0.0)  # d = 1: sorting
+    check_cost(f"affinity score of site {site}: n = {n} samples, d = {d} features",
+               bytes_needed=b + 48.0 * d * d, seconds=sec + 10.0 * d**3 / FLOPS,
+               option="pass a smaller n_samples (--n-samples)")  # fmt: skip
 
 
 def _resolve_data(data: Any, seed: int) -> tuple[Any, str]:
@@ -135,6 +162,7 @@ def nonlinearity_signature(
     tokens: str = "mean",
     channel_axis: int | None = None,
     eps: float = 1e-6,
+    ridge: str = "relative",
     null_baseline: bool = False,
     companions: bool = True,
     entropy_bins: int = 64,
@@ -168,7 +196,14 @@ def nonlinearity_signature(
             Conv/BatchNorm reads axis 1, a Linear/LayerNorm the last: ConvNeXt, Swin and MaxViT
             sites report d = channels), else 1. An integer (1, or -1 for channel-last maps)
             overrides every site.
-        eps: ridge of the covariances in the affinity score.
+        eps, ridge: the covariance ridge of the affinity score, ε·(tr Σ/d)·I (``"relative"``,
+            scale-free, default) or ε·I (``"absolute"``, the reference code's).
+
+    Statuses (``status`` column): ``ok``; ``degenerate`` (constant output or input relative to
+    its own magnitude — scale-free); ``too_few_samples`` (n < 10); ``under_determined``
+    (n ≤ d); ``shape_mismatch``; ``non_finite``; ``not_data_dependent`` (the activation's input does not
+    depend on the data batch: applied to parameters or constants, not scored); ``error``. ``attrs["summary"]`` statistics use
+    ``ok`` rows only and say how many rows were left out and why (``left_out``, ``note``).
 
     Returns a DataFrame with ``attrs["meta"]`` (netxray version, seed, n_samples, data source,
     model hash, options) and ``attrs["summary"]`` (signature statistics, status counts).
@@ -197,14 +232,15 @@ def nonlinearity_signature(
     rows = []
     for position, rec in enumerate(cap.activation_sites().values()):
         rows.append(_site_row(rec, position, eps=eps, companions=companions, bins=entropy_bins,
-                              sparsity_tol=sparsity_tol, null_baseline=null_baseline, seed=seed))  # fmt: skip
+                              sparsity_tol=sparsity_tol, null_baseline=null_baseline, seed=seed,
+                              ridge=ridge))  # fmt: skip
     cols = COLUMNS + (["null_affinity"] if null_baseline else [])
     df = pd.DataFrame(rows, columns=cols)
     n_kept = int(cap.labels.shape[0]) if cap.labels is not None else int(df["n"].max() if len(df) else 0)
     df.attrs["meta"] = metadata(
         lens="nonlinearity", seed=seed, n_samples=n_samples, n=n_kept, data=source,
         model_hash=model_hash(model), model=type(model).__name__, tokens=tokens,
-        channel_axis=channel_axis, eps=eps, null_baseline=null_baseline,
+        channel_axis=channel_axis, eps=eps, ridge=ridge, null_baseline=null_baseline,
     )  # fmt: skip
     df.attrs["summary"] = _summary(df)
     df.attrs["summary"]["not_observed"] = _fused_nonlinearities(model, df)
@@ -235,13 +271,20 @@ def _fused_nonlinearities(model: nn.Module, df: pd.DataFrame) -> list[str]:
 
 
 def _summary(df: pd.DataFrame) -> dict[str, Any]:
+    """Signature statistics over the ``ok`` rows only, with what was left out and why."""
     counts = {str(k): int(v) for k, v in df["status"].value_counts().items()}
-    out: dict[str, Any] = {"n_sites": int(len(df)), "status_counts": counts}
-    sig = signature_vector(df)
+    ok = df["status"] == "ok"
+    left = {k: v for k, v in counts.items() if k != "ok"}
+    out: dict[str, Any] = {"n_sites": int(len(df)), "status_counts": counts,
+                           "n_ok": int(ok.sum()), "left_out": left}  # fmt: skip
+    sig = df.loc[ok, "affinity"].to_numpy(dtype=float)
     if len(sig):
         out.update(signature_summary(sig))
+    if left:
+        why = "; ".join(f"{v} {k} ({LEFT_OUT_WHY.get(k, 'see the status column')})" for k, v in left.items())
+        out["note"] = f"statistics over {int(ok.sum())} of {len(df)} sites (status ok); left out: {why}"
     if "null_affinity" in df:
-        null = df["null_affinity"].to_numpy(dtype=float)
+        null = df.loc[ok, "null_affinity"].to_numpy(dtype=float)
         if np.isfinite(null).any():
             out["null_mean"] = float(np.nanmean(null))
     return out
@@ -250,8 +293,9 @@ def _summary(df: pd.DataFrame) -> dict[str, Any]:
 def signature_vector(df: pd.DataFrame | Sequence[float], statuses: Sequence[str] = SCORED) -> np.ndarray:
     """The scores of a signature table in execution order, keeping rows whose status is listed.
 
-    By default ``ok`` and ``degenerate`` rows (a dead ReLU scores 1.0 as in the reference code);
-    rows without a score (shape_mismatch, non_finite, error) are dropped — call
+    By default every row with a score — ``ok``, ``degenerate`` (a dead ReLU scores 1.0 as in the
+    reference code), ``under_determined`` and ``too_few_samples`` — so that signatures keep their
+    length and order; rows without a score (shape_mismatch, non_finite, error) are dropped — call
     ``df["status"].value_counts()`` to see what was dropped. A plain sequence is returned as is.
     """
     if isinstance(df, pd.DataFrame):

@@ -182,7 +182,15 @@ def weight_histograms(
                  if parameter_role(mod, pname) == role}
             )
     if edges is None:
-        edges = W.shared_bin_edges([a for d in per_model for a in d.values()], bins=bins)
+        arrays = [a for d in per_model for a in d.values()]
+        # said in the user's terms, before shared_bin_edges would say it in its own
+        if not arrays:
+            raise ValueError(f"weight_histograms: the model has no {role} parameters: nothing to plot")
+        if not any(np.isfinite(a).any() for a in arrays):
+            n = sum(a.size for a in arrays)
+            raise ValueError(f"weight_histograms: all {n} {role} values in {len(arrays)} tensors are "
+                             "NaN or inf (the training diverged): no distribution to plot")
+        edges = W.shared_bin_edges(arrays, bins=bins)
     edges = np.asarray(edges, dtype=np.float64)
     out = []
     for d in per_model:

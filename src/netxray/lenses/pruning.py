@@ -476,9 +476,11 @@ def prune_study(
         return tuned
 
     add("original", [])
+    # the fine-tuned unpruned model is the control of a pruning; with nothing to prune there is
+    # nothing to compare it with, so no fine-tuning is run (and none is claimed)
+    add("finetuned", [], status="ok" if m else "skipped: nothing was pruned, so no fine-tuning")
     pruned_model = None
-    if m:  # the fine-tuned unpruned control only means something next to a pruned model
-        add("finetuned", [])
+    if m:
         pruned_model = add("modularity", candidates)
         rng = np.random.default_rng(seed)
         drawn: set[tuple[int, ...]] = set()

@@ -1112,6 +1112,34 @@ def _state64(model: nn.Module) -> dict[str, np.ndarray]:
     }
 
 
+def _require_finite(state: dict[str, np.ndarray], what: str) -> None:
+    """One clear error instead of numpy RuntimeWarnings and NaN-filled results: rescaling,
+    merging and matching units are undefined for NaN/inf parameters."""
+    bad = {k: int((~np.isfinite(v)).sum()) for k, v in state.items() if not np.isfinite(v).all()}
+    if bad:
+        listed = ", ".join(f"{k} ({n})" for k, n in list(bad.items())[:4]) + (" …" if len(bad) > 4 else "")
+        raise ValueError(f"{what}: the model has non-finite (NaN/inf) parameters in {listed}; "
+                         "a canonical form or an alignment needs finite weights")
+
+
+def _check_align_cost(state: dict[str, np.ndarray], axes: Sequence[Axis]) -> None:
+    """Warn or refuse (netxray.measures.cost) before the d×d assignments of the widest axis."""
+    from netxray.measures.cost import assignment_cost, check_cost
+
+    worst = None
+    for ax in axes:
+        k = sum(state[m.key].size for m in ax.writers if m.match) // max(ax.size, 1)
+        b, sec = assignment_cost(ax.size, k)
+        if worst is None or b > worst[1]:
+            worst = (ax, b, sec)
+    if worst is not None:
+        ax, b, sec = worst
+        check_cost(f"align: axis {ax.name} has {ax.size} units, a {ax.size}×{ax.size} assignment",
+                   bytes_needed=b, seconds=sec,
+                   option="compare canonical forms instead (netxray.canonicalize sorts units, "
+                   "O(d log d), no assignment) or align smaller models")  # fmt: skip
+
+
 def _normalize_axis(state: dict[str, np.ndarray], ax: Axis) -> None:
     """ReLU-like: ‖affine part of unit‖₂ = 1 (factor pushed into readers); odd: first non-zero
     entry of the affine part (bias first) positive. Units whose affine part is 0 are left."""
@@ -1231,6 +1259,15 @@ def _build(model: nn.Module, state: dict[str, np.ndarray]) -> nn.Module:
 def _canonical_state(
     model: nn.Module, *, reduce: bool, normalize: bool, sort: bool, tol: float, data: Any = None
 ) -> tuple[dict[str, np.ndarray], list[Axis], dict[str, Any], _Analysis]:
+    from netxray.measures.cost import FLOPS, check_cost
+
+    inner = _unwrap(model)[0]
+    n_values = sum(v.numel() for v in inner.state_dict().values() if v.is_floating_point())
+    # a float64 copy, its normalized and sorted versions alive at once; ~50 flops per value
+    check_cost(f"canonicalize: {n_values} parameters", bytes_needed=3 * 8 * n_values,
+               seconds=50 * n_values / FLOPS, option="canonicalize a smaller model or fewer layers")  # fmt: skip
+    # finite weights first: the permutation test of the axes would fail on NaN outputs
+    _require_finite(_state64(inner), "canonicalize")
     # only verified axes are used: a claimed axis that failed the permutation test would change
     # the function
     an, _ = _verified_analysis(model, data, True, 0)
@@ -1378,8 +1415,11 @@ def align(a: nn.Module, b: nn.Module, *, normalize: bool = True, data: Any = Non
     _check_same_layout(a, b)
     an, _ = _verified_analysis(a, data, True, 0)  # a's verified axes (b has the same layout)
     sa_raw, sb_raw = _state64(a), _state64(b)
+    _require_finite(sa_raw, "align: first model")
+    _require_finite(sb_raw, "align: second model")
     sa, sb = dict(sa_raw), dict(sb_raw)
     axes = [copy.copy(x) for x in an.axes]
+    _check_align_cost(sa, axes)
     if normalize:
         for ax in axes:
             _normalize_axis(sa, ax)

@@ -29,6 +29,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -168,11 +169,60 @@ def _ray_call(fn: Callable[[Any], Any], item: Any) -> Any:
     return fn(item)
 
 
+def _spawn_reruns_main() -> str | None:
+    """The caller's script (or module) that a ``spawn`` worker would run again, or None.
+
+    Mirrors ``multiprocessing.spawn``: a worker re-imports the parent's ``__main__`` from its
+    module name (unless it is a package's ``__main__``) or its file (unless interactive). A
+    plain script without an ``if __name__ == "__main__":`` guard would then run again in every
+    worker — training, printing, starting pools of its own.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        return None
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        return None if name == "__main__" or name.endswith(".__main__") else name
+    path = getattr(main, "__file__", None)
+    if path is None or os.path.basename(str(path)).lower() in ("ipython", "ipython3"):
+        return None
+    return str(path)
+
+
+def choose_start_method() -> tuple[str, str]:
+    """(start method or ``"serial"``, why) for the local process pool.
+
+    - ``spawn`` when it re-runs nothing of the caller's (an interactive session, ``python -c``,
+      ``python -m pkg``): the safest method, it shares no state with the parent;
+    - otherwise ``fork`` where the platform has it (Linux) and CUDA has not been initialised:
+      a forked worker starts from a copy of the parent and imports nothing again (each worker
+      sets one torch thread first, so no OpenMP pool is used across the fork);
+    - otherwise ``serial`` (in-process): never re-run the user's script.
+
+    >>> method, why = choose_start_method()
+    >>> method in ("spawn", "fork", "serial") and isinstance(why, str)
+    True
+    """
+    import multiprocessing as mp
+
+    script = _spawn_reruns_main()
+    if script is None:
+        return "spawn", "spawn (the caller's __main__ is not re-run by spawn)"
+    cuda = "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized()
+    if "fork" in mp.get_all_start_methods() and sys.platform.startswith("linux") and not cuda:
+        return "fork", (f"fork, because spawn would re-run {script} in every worker "
+                        "(it may lack an `if __name__ == \"__main__\":` guard)")  # fmt: skip
+    return "serial", (f"serial (one process), because spawn would re-run {script} in every worker "
+                      "and fork is not safe here")  # fmt: skip
+
+
 class Engine:
     """Runs jobs on one engine and keeps its workers (process pool, Ray instance) alive across
     several :meth:`map` calls; use as a context manager.
 
-    ``engine``: ``"local"`` (spawned process pool of ``workers``), ``"ray"`` (connects to
+    ``engine``: ``"local"`` (process pool of ``workers``; its start method from
+    :func:`choose_start_method`, so a plain script without a ``__main__`` guard is never re-run
+    by the workers — ``self.description`` says what was chosen), ``"ray"`` (connects to
     ``address``, else reuses a running instance, else starts a local one with ``workers``
     CPUs; only an instance it started is shut down), ``"serial"`` (in-process). Every job runs
     with one torch thread on every engine, so the same seed gives the same weights.
@@ -186,6 +236,13 @@ class Engine:
         self._pool: Any = None
         self._ray: Any = None
         self._ray_started = False
+        self.description = engine
+        if engine == "local":
+            method, why = choose_start_method()
+            self.description = f"local process pool of {self.workers} workers, {why}"
+            if method == "serial":
+                self.engine, self.description = "serial", why
+            self._method = method
 
     def __enter__(self) -> Engine:
         return self
@@ -206,9 +263,12 @@ class Engine:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            # spawn, not fork: forking a process that already runs torch threads can deadlock
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
+            # spawn where it re-runs nothing of the caller's, else fork (see choose_start_method)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(self._method),
                                              initializer=_worker_init)
+            if self._method == "fork":
+                # fork every worker now, before a progress bar starts a thread in this process
+                self._pool.submit(int).result()
         elif self.engine == "ray" and self._ray is None:
             try:
                 import ray
@@ -373,11 +433,14 @@ def train_zoo(
         else:
             todo.append({**j, "zoo": str(out)})
     with Engine(engine, workers, address) as eng:
+        if progress and todo:
+            print(f"engine: {eng.description}", file=sys.stderr)
         for _, res in eng.map(_train_job, todo, progress=progress,
                               desc=f"training {len(todo)} models ({engine})"):
             rows.append(res)
     df = pd.DataFrame(rows, columns=["id", "status", "test_acc", "seconds"])
-    df.attrs["meta"] = metadata(zoo=str(out), engine=engine, n_jobs=len(jobs), n_trained=len(todo))
+    df.attrs["meta"] = metadata(zoo=str(out), engine=engine, engine_detail=eng.description,
+                                n_jobs=len(jobs), n_trained=len(todo))  # fmt: skip
     return df
 
 
@@ -829,6 +892,9 @@ def analyze_zoo(
     items, df = _zoo_items(zoo)
     # one engine (one pool / Ray instance) for both passes: worker start-up is paid once
     with Engine(engine, workers, address) as eng:
+        engine_detail = eng.description
+        if progress:
+            print(f"engine: {engine_detail}", file=sys.stderr)
         feats: list[dict[str, float] | None] = [None] * len(items)
         for i, res in eng.map(_feature_job, items, progress=progress,
                               desc=f"features of {len(items)} models ({engine})"):
@@ -864,8 +930,8 @@ def analyze_zoo(
     summary = _summarize(df, comparisons, predictors)
     summary.update(seconds_total=time.perf_counter() - t0, seconds_features=t_features,
                    seconds_histograms=t_hist, seconds_predictors=t_pred, engine=engine,
-                   optimal_within=optimal_within)
-    meta = metadata(zoo=str(zoo), engine=engine, seed=seed, n=len(df), bins=bins,
+                   engine_detail=engine_detail, optimal_within=optimal_within)
+    meta = metadata(zoo=str(zoo), engine=engine, engine_detail=engine_detail, seed=seed, n=len(df), bins=bins,
                     optimal_within=optimal_within, chance_margin=chance_margin, n_splits=n_splits)
     for t in (df, comparisons, predictors):
         t.attrs["meta"] = meta

@@ -2,7 +2,10 @@
 
 Given input samples X (n×d) of an activation and its outputs Y (n×d):
 
-1. Gaussian fits: means m_X, m_Y; covariances Σ_X, Σ_Y (ddof = 1) plus a ridge ε·I.
+1. Gaussian fits: means m_X, m_Y; covariances Σ_X, Σ_Y (ddof = 1) plus a ridge. Default: the
+   ridge relative to each matrix's own scale, ε·(tr Σ/d)·I (SPEC §1.1), so the score *and its
+   status* are the same for (X, Y) and (aX, aY), a > 0; ``ridge="absolute"`` adds the
+   reference code's ε·I and reproduces its numbers exactly.
 2. The Brenier map between N(m_X, Σ_X) and N(m_Y, Σ_Y) is affine, T(x) = A (x − m_X) + m_Y,
    A = Σ_X^{-1/2} (Σ_X^{1/2} Σ_Y Σ_X^{1/2})^{1/2} Σ_X^{-1/2}   (symmetric PSD, A Σ_X A = Σ_Y).
 3. W2² = exact squared 2-Wasserstein distance between the empirical clouds {T(x_i)} and {y_j}
@@ -28,18 +31,35 @@ import scipy.linalg
 from scipy.linalg.blas import dtrmm
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["AffinityResult", "affinity_score", "wasserstein2_squared", "as_float64_2d"]
+__all__ = [
+    "AffinityResult", "affinity_score", "wasserstein2_squared", "as_float64_2d", "MIN_SAMPLES",
+    "DEGENERATE_TOL", "STATUSES",
+]  # fmt: skip
 
-STATUSES = ("ok", "degenerate", "shape_mismatch", "non_finite")
+STATUSES = (
+    "ok", "degenerate", "too_few_samples", "under_determined", "shape_mismatch", "non_finite",
+)  # fmt: skip
+# Fewer samples than this: the score is computed but flagged ``too_few_samples`` (a choice).
+# With a handful of points nearly any cloud is close to an affine image of another (n = 2 always
+# scores 1.0), so the number says nothing about the activation.
+MIN_SAMPLES = 10
+# Y is constant when its relative spread tr Σ_Y / (‖m_Y‖² + tr Σ_Y) (variance over the second
+# moment) is at most this: a relative standard deviation of 1e-6, ~16 float32 rounding steps
+# (2^-24 ≈ 6e-8), below which no shape can be measured. Scale-free: the same for aY, a > 0.
+DEGENERATE_TOL = 1e-12
 
 
 @dataclass(frozen=True)
 class AffinityResult:
     """The affinity score of one (X, Y) pair and the details behind it.
 
-    ``float(result)`` is the score. ``status`` is one of ``ok``, ``degenerate`` (constant
-    output: score 1.0 as in the reference code, flagged), ``shape_mismatch`` (X and Y have a
+    ``float(result)`` is the score. ``status`` is one of ``ok``; ``degenerate`` (constant
+    output or input relative to its own magnitude: score 1.0 as in the reference code,
+    flagged); ``too_few_samples`` (n < :data:`MIN_SAMPLES`: scored, not meaningful);
+    ``under_determined`` (n ≤ d: fewer samples than features, the covariances are rank-deficient
+    and the score is biased towards 1 — scored, flagged); ``shape_mismatch`` (X and Y have a
     different number of features: no score) or ``non_finite`` (NaN/inf in the data: no score).
+    Only ``ok`` scores enter summary statistics. ``ridge`` is ``"relative"`` or ``"absolute"``.
     """
 
     score: float
@@ -52,6 +72,7 @@ class AffinityResult:
     eps: float
     n_y: int | None = None
     message: str = ""
+    ridge: str = "relative"
 
     def __float__(self) -> float:
         return float(self.score)
@@ -137,7 +158,7 @@ def _joint_basis(xc: np.ndarray, yc: np.ndarray) -> np.ndarray:
 
 
 def _map_eigh(
-    xq: np.ndarray, yq: np.ndarray, eps: float, d: int, rcond: float | None
+    xq: np.ndarray, yq: np.ndarray, eps_x: float, eps_y: float, d: int, rcond: float | None
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """SPEC §1.1 as written: Σ_X^{±1/2} from a symmetric eigendecomposition, eigenvalues clipped
     at 0, inverse square root as a pseudo-inverse with a relative cutoff.
@@ -147,7 +168,7 @@ def _map_eigh(
     """
     n, r = xq.shape
     cov_x = (xq.T @ xq) / (n - 1)
-    cov_x[np.diag_indices(r)] += eps
+    cov_x[np.diag_indices(r)] += eps_x
     lam, u = np.linalg.eigh(cov_x)
     lam = np.clip(lam, 0.0, None)
     cutoff = (rcond if rcond is not None else max(d, 1) * np.finfo(np.float64).eps) * max(
@@ -160,7 +181,7 @@ def _map_eigh(
 
     yu = yq @ u
     cov_y_u = (yu.T @ yu) / (len(yq) - 1)  # = Uᵀ Σ_Y U
-    cov_y_u[np.diag_indices(r)] += eps
+    cov_y_u[np.diag_indices(r)] += eps_y
     # M' = Λ^{1/2} (UᵀΣ_YU) Λ^{1/2} is Uᵀ(Σ_X^{1/2}Σ_YΣ_X^{1/2})U; its square root by eigh.
     m_prime = sqrt_lam[:, None] * cov_y_u * sqrt_lam[None, :]
     gam, v = np.linalg.eigh((m_prime + m_prime.T) / 2.0)
@@ -175,7 +196,7 @@ def _map_eigh(
 
 
 def _map_cholesky(
-    xq: np.ndarray, yq: np.ndarray, eps: float
+    xq: np.ndarray, yq: np.ndarray, eps_x: float, eps_y: float
 ) -> tuple[np.ndarray | None, np.ndarray, float, float]:
     """The same Brenier matrix from one Cholesky factorisation and one eigendecomposition.
 
@@ -187,13 +208,13 @@ def _map_cholesky(
     """
     n, r = xq.shape
     cov_x = (xq.T @ xq) / (n - 1)
-    cov_x[np.diag_indices(r)] += eps
+    cov_x[np.diag_indices(r)] += eps_x
     try:
         low = scipy.linalg.cholesky(cov_x, lower=True, check_finite=False)
     except np.linalg.LinAlgError:
         return None, yq, np.nan, np.nan
     cov_y = (yq.T @ yq) / (len(yq) - 1)
-    cov_y[np.diag_indices(r)] += eps
+    cov_y[np.diag_indices(r)] += eps_y
     # M = Lᵀ Σ_Y L with two triangular products (half the flops of general ones)
     m = dtrmm(1.0, low, dtrmm(1.0, low, cov_y, side=0, lower=1, trans_a=1), side=1, lower=1)
     gam, v = np.linalg.eigh((m + m.T) / 2.0)
@@ -213,25 +234,38 @@ def affinity_score(
     y: Any,
     *,
     eps: float = 1e-6,
+    ridge: str = "relative",
     rcond: float | None = None,
-    degenerate_tol: float = 1e-6,
+    degenerate_tol: float = DEGENERATE_TOL,
+    min_samples: int = MIN_SAMPLES,
     reduce_rank: bool | None = None,
     method: str = "auto",
 ) -> AffinityResult:
     """Affinity score ρ_aff of an activation with inputs ``x`` and outputs ``y`` (SPEC §1.1).
 
     ρ_aff = 1 − sqrt( W2²(T#X̂, Ŷ) / (2·tr Σ_Y) ), with T the affine optimal-transport map
-    between the Gaussian fits of X and Y (ridge ``eps``·I on both covariances) and W2² the
-    exact transport cost between the empirical clouds T(X) and Y.
+    between the Gaussian fits of X and Y (each covariance plus a ridge) and W2² the exact
+    transport cost between the empirical clouds T(X) and Y.
 
     Parameters
     ----------
     x, y : (n, d) arrays or tensors (1-D means d = 1). Statistics are computed in float64.
-    eps : ridge added to both covariances (1e-6, the reference value).
+    eps : ridge size, 1e-6 (the reference value).
+    ridge : ``"relative"`` (default): Σ + ε·(tr Σ/d)·I for each of Σ_X, Σ_Y — scale-free, so
+        (aX, aY) gives the same score and status as (X, Y) for every a > 0. ``"absolute"``:
+        Σ + ε·I, the reference code's ridge; it reproduces every reference value exactly but
+        biases the score where a variance is tiny (SPEC §1.1: ReLU on uniform inputs at
+        m = −1.89 gives 0.133877 absolute, 0.131587 relative, 0.131586 without ridge).
     rcond : relative cutoff of the pseudo-inverse square root of Σ_X (default d·machine-eps).
-    degenerate_tol : Y is degenerate (constant) when tr Σ_Y (without ridge) ≤ tol·d; with
-        the default ε this is the reference's tr(Σ_Y + εI) ≤ 2e-6·d. Its score is 1.0, flagged.
-        (A choice: the rule ignores ε, so a larger ridge does not turn every site degenerate.)
+    degenerate_tol : the scale-free constant-output rule. Y (or X) is *degenerate* when
+        tr Σ ≤ tol·(‖m‖² + tr Σ) — its variance is a vanishing fraction of its second moment:
+        relative spread ≤ sqrt(tol) = 1e-6 by default, the level of float32 rounding. A constant
+        output (dead ReLU) or input scores 1.0 as in the reference code, with
+        ``status="degenerate"``. (The reference's absolute test tr Σ_Y ≤ 2e-6·d made a
+        homogeneous network "degenerate" when fed 0.01·x.)
+    min_samples : below it the score is computed but ``status="too_few_samples"``
+        (:data:`MIN_SAMPLES` = 10); n ≤ d gives ``status="under_determined"`` (scored, biased
+        towards 1: the covariances have rank < d). n < 2 raises: no covariance exists.
     reduce_rank : restrict the problem to the span of the centred data (exact). Default: when
         that span has at most half the dimension d.
     method : ``"auto"`` (default): A = L^{-T}(LᵀΣ_YL)^{1/2}L^{-1} with L the Cholesky factor of
@@ -247,19 +281,23 @@ def affinity_score(
     1.0
     >>> affinity_score(x, np.maximum(x, 0)).status
     'ok'
+    >>> affinity_score(1e-6 * x, 1e-6 * np.maximum(x, 0)).status   # scale-free
+    'ok'
     """
     x = as_float64_2d(x, "x")
     y = as_float64_2d(y, "y")
     n, d = x.shape
     n_y, d_y = y.shape
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
+    if not np.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps}")
+    if ridge not in ("relative", "absolute"):
+        raise ValueError(f"ridge must be 'relative' or 'absolute', got {ridge!r}")
     if method not in ("auto", "eigh"):
         raise ValueError(f"method must be 'auto' or 'eigh', got {method!r}")
     if d != d_y:
         return AffinityResult(
             np.nan, np.nan, np.nan, n, d, np.nan, "shape_mismatch", eps, n_y,
-            f"x has {d} features and y has {d_y}: the affinity score needs equal dimensions",
+            f"x has {d} features and y has {d_y}: the affinity score needs equal dimensions", ridge,
         )  # fmt: skip
     if n < 2 or n_y < 2:
         raise ValueError(f"need at least 2 samples in x and y to fit covariances, got {n} and {n_y}")
@@ -267,27 +305,36 @@ def affinity_score(
         bad = "x" if not np.isfinite(x).all() else "y"
         return AffinityResult(
             np.nan, np.nan, np.nan, n, d, np.nan, "non_finite", eps, n_y,
-            f"{bad} contains NaN or inf values",
+            f"{bad} contains NaN or inf values", ridge,
         )  # fmt: skip
 
     m_x = x.mean(axis=0)
     m_y = y.mean(axis=0)
     xc = x - m_x
     yc = y - m_y
+    tr_x_raw = float(np.einsum("ij,ij->", xc, xc) / (n - 1))
     tr_y_raw = float(np.einsum("ij,ij->", yc, yc) / (n_y - 1))
-    two_tr = 2.0 * (tr_y_raw + eps * d)
-    if tr_y_raw <= degenerate_tol * d:
+    if ridge == "relative":  # ε·(tr Σ/d)·I: the ridge scales with the data
+        eps_x, eps_y = eps * tr_x_raw / d, eps * tr_y_raw / d
+    else:
+        eps_x = eps_y = eps
+    two_tr = 2.0 * (tr_y_raw + eps_y * d)
+    const_y = tr_y_raw <= degenerate_tol * (float(m_y @ m_y) + tr_y_raw)
+    const_x = tr_x_raw <= degenerate_tol * (float(m_x @ m_x) + tr_x_raw)
+    if const_y or const_x:
+        what = "output" if const_y else "input"
         return AffinityResult(
             1.0, np.nan, two_tr, n, d, np.nan, "degenerate", eps, n_y,
-            "constant output (tr Σ_Y ≈ 0): score set to 1.0 as in the reference code",
+            f"constant {what} (its variance is at most {degenerate_tol:g} of its second moment): "
+            "score set to 1.0 as in the reference code, left out of summaries", ridge,
         )  # fmt: skip
 
     r_max = (n - 1) + (n_y - 1)
     if reduce_rank is None:
         reduce_rank = d >= 4 and 2 * r_max <= d
     if reduce_rank and r_max < d:
-        # Outside span(Q) both covariances are exactly εI, so A is the identity there and no
-        # centred sample has a component there: the reduced problem is the same problem.
+        # Outside span(Q) both covariances are ε_X·I and ε_Y·I, so A is a multiple of the
+        # identity there and no centred sample has a component there: the same problem.
         q = _joint_basis(xc, yc)
         xq, yq = xc @ q, yc @ q
     else:
@@ -295,12 +342,22 @@ def affinity_score(
         xq, yq = xc, yc
     r = xq.shape[1]
     t = None
-    if method == "auto" and eps > 0:
-        t, y_basis, resid_sq, fro_y_sq = _map_cholesky(xq, yq, eps)
+    if method == "auto" and eps_x > 0 and eps_y > 0:
+        t, y_basis, resid_sq, fro_y_sq = _map_cholesky(xq, yq, eps_x, eps_y)
     if t is None:
-        t, y_basis, resid_sq, fro_y_sq = _map_eigh(xq, yq, eps, d, rcond)
-    # the complement of the reduced span contributes ε² per dimension to ‖Σ_Y‖², no error
-    moment_residual = float(np.sqrt(resid_sq / (fro_y_sq + eps * eps * (d - r))))
+        t, y_basis, resid_sq, fro_y_sq = _map_eigh(xq, yq, eps_x, eps_y, d, rcond)
+    # the complement of the reduced span contributes ε_Y² per dimension to ‖Σ_Y‖², no error
+    moment_residual = float(np.sqrt(resid_sq / (fro_y_sq + eps_y * eps_y * (d - r))))
     w2_sq = wasserstein2_squared(t, y_basis)
     score = 1.0 - float(np.sqrt(max(w2_sq, 0.0) / two_tr))
-    return AffinityResult(score, w2_sq, two_tr, n, d, moment_residual, "ok", eps, n_y, "")
+    status, message = "ok", ""
+    n_min = min(n, n_y)
+    if n_min < min_samples:
+        status = "too_few_samples"
+        message = (f"{n_min} samples, fewer than the minimum {min_samples}: a handful of points is "
+                   "nearly always close to an affine image, the score is not meaningful")  # fmt: skip
+    elif n_min <= d:
+        status = "under_determined"
+        message = (f"n = {n_min} samples <= d = {d} features: the covariances are rank-deficient "
+                   "and the score is biased towards 1 (use more samples)")  # fmt: skip
+    return AffinityResult(score, w2_sq, two_tr, n, d, moment_residual, status, eps, n_y, message, ridge)

@@ -37,6 +37,8 @@ __all__ = [
 _BLOCK_BYTES = 64 * 2**20
 # up to this k the top-k of a row is found by k argmax scans, beyond by a partition
 _ARGMAX_K = 8
+# rows whose cosine similarity with each other is at least 1 − this share one direction
+_SAME_DIRECTION = 1e-10
 
 
 @dataclass
@@ -47,9 +49,14 @@ class ModularityResult:
     (ceiling of Q for these class strengths), ``q_rel`` (Q / Q_max), ``n_clipped`` (directed kNN
     edges whose cosine similarity was negative, clipped to 0), ``n_zero_rows`` (all-zero feature
     rows: cosine undefined, treated as similarity 0 to everything), ``n``, ``k``, ``d``,
-    ``n_classes``, ``n_edges`` (undirected edges with positive weight), ``status`` ("ok", or
-    "no_edges" when every kNN weight was ≤ 0 so Q is undefined and reported as NaN) and
+    ``n_classes``, ``n_edges`` (undirected edges with positive weight), ``status`` and
     ``graph`` (the symmetric sparse adjacency when requested, else None).
+
+    Status (Q is NaN unless ``ok``): ``ok``; ``identical_rows`` — every feature row has the
+    same direction (cosine similarity ≥ 1 − 1e-10 between all pairs, e.g. a constant input
+    through a network with biases, or constant rows): every kNN choice is a tie broken by the
+    sample order, so Q would measure the order, not the representation; ``zero_rows`` — every
+    row is zero (no direction at all); ``no_edges`` — every kNN weight was ≤ 0.
     """
 
     q: float
@@ -269,6 +276,24 @@ def newman_modularity(adjacency: Any, labels: Any) -> tuple[float, float, float]
     return float(q), within / two_w, float(1.0 - frac @ frac)
 
 
+def _degenerate_rows(min_cos: float, n_zero: int, n: int) -> str | None:
+    """The status for rows without usable directions (see :class:`ModularityResult`), or None."""
+    if n_zero == n:
+        return "zero_rows"
+    if n_zero == 0 and min_cos >= 1.0 - _SAME_DIRECTION:
+        return "identical_rows"
+    return None
+
+
+def _undefined(status: str, labels: Any, n: int, k: int, d: int, n_zero: int) -> ModularityResult:
+    _, n_classes = _encode_labels(labels, n)
+    nan = float("nan")
+    return ModularityResult(
+        q=nan, f_in=nan, q_max=nan, q_rel=nan, n_clipped=0, n_zero_rows=n_zero, n=n, k=k, d=d,
+        n_classes=n_classes, n_edges=0, status=status,
+    )
+
+
 def _result(
     adj: sp.csr_matrix, n_clipped: int, labels: Any, n: int, k: int, d: int, n_zero: int,
     return_graph: bool,
@@ -322,6 +347,11 @@ def modularity(
     _encode_labels(labels, n)  # fail on bad labels before the expensive part
     k = _check_k(k, n)
     xn, n_zero = _normalize_rows(x)
+    # all rows one direction ⇔ every row equals the first normalized row (‖u − v‖² = 2 − 2cos)
+    spread = float(np.max(np.einsum("ij,ij->i", xn - xn[0], xn - xn[0]))) if n else 0.0
+    bad = _degenerate_rows(1.0 - spread / 2.0, n_zero, n)
+    if bad is not None:
+        return _undefined(bad, labels, n, k, d, n_zero)
     adj, n_clipped = _topk_graph(lambda b0, b1: xn[b0:b1] @ xn.T, n, k, _block_rows(n, block_size))
     return _result(adj, n_clipped, labels, n, k, d, n_zero, return_graph)
 
@@ -351,6 +381,11 @@ def modularity_from_gram(
         raise ValueError(f"gram must be a square N × N matrix, got shape {g.shape}")
     n = g.shape[0]
     _encode_labels(labels, n)
-    adj, n_clipped = knn_graph_from_gram(g, k, block_size=block_size)
     n_zero = int((np.diag(g) <= 0).sum())
+    if np.isfinite(g).all() and n_zero in (0, n):
+        inv = 1.0 / np.sqrt(np.where(np.diag(g) > 0, np.diag(g), 1.0))
+        bad = _degenerate_rows(float((g * inv[:, None] * inv[None, :]).min()), n_zero, n)
+        if bad is not None:
+            return _undefined(bad, labels, n, _check_k(k, n), d, n_zero)
+    adj, n_clipped = knn_graph_from_gram(g, k, block_size=block_size)
     return _result(adj, n_clipped, labels, n, int(k), d, n_zero, return_graph)

@@ -348,7 +348,8 @@ def enumerate_canonical_forms(widths: Sequence[int], grid: Sequence[float]) -> i
 
 def duplicate_groups(signatures: np.ndarray, tol: float = 1e-12) -> list[list[int]]:
     """Groups of rows of ``signatures`` (d × k) equal within ``tol·max(1, max|row|)`` (max-norm),
-    in order of first appearance; each group lists the unit indices it merges.
+    in order of first appearance; each group lists the unit indices it merges. A row holding NaN
+    or inf is a group of its own.
 
     Rows are sorted by a fixed random projection and only neighbours within the projection's
     tolerance window are compared: O(d·k + d log d) for distinct rows, exact (no false
@@ -363,6 +364,13 @@ def duplicate_groups(signatures: np.ndarray, tol: float = 1e-12) -> list[list[in
     d = s.shape[0]
     if d == 0:
         return []
+    finite = np.isfinite(s).all(axis=1)
+    if not finite.all():
+        # a row with NaN/inf is nobody's duplicate (equality is undefined for it); grouping the
+        # finite rows alone keeps inf − inf (numpy RuntimeWarnings, NaN projections) out
+        idx = np.flatnonzero(finite)
+        inner = [[int(idx[i]) for i in g] for g in duplicate_groups(s[finite], tol)] if idx.size else []
+        return sorted(inner + [[int(i)] for i in np.flatnonzero(~finite)], key=lambda g: g[0])
     scale = max(1.0, float(np.max(np.abs(s)))) if s.size else 1.0
     thr = tol * scale
     # rows within thr (max-norm) of each other have projections within thr·‖r‖₁ on any r:
@@ -411,6 +419,8 @@ def match_units(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float, float]
     b = np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"a and b must be 2-D arrays of one shape, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("match_units: the units' parameters hold NaN or inf values; matching needs finite weights")
     # ‖a_i − b_j‖² = ‖a_i‖² + ‖b_j‖² − 2 a_i·b_j; clamp the float cancellation at 0
     cost = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     np.maximum(cost, 0.0, out=cost)

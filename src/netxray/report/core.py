@@ -21,10 +21,13 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+import secrets
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +36,13 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from netxray._meta import atomic_write_bytes, atomic_write_text, metadata, model_hash
+from netxray._meta import atomic_write_text, metadata, model_hash
 from netxray.report.html import Plot, render_html
 
-__all__ = ["LENSES", "LensResult", "Report", "ScanOptions", "compare_report", "resolve_data", "scan"]
+__all__ = [
+    "LENSES", "LensResult", "Report", "ReportLockedError", "ScanOptions", "check_report_out",
+    "compare_report", "report_files", "report_lock", "resolve_data", "scan",
+]  # fmt: skip
 
 LENSES: tuple[str, ...] = ("nonlinearity", "modularity", "parameters", "symmetry")
 _DATA_LENSES = ("nonlinearity", "modularity")  # the lenses that run the model on data
@@ -131,6 +137,8 @@ class Report:
     results: dict[str, LensResult]
     meta: dict[str, Any]
     children: dict[str, Report] = field(default_factory=dict)
+    # further files saved with the report (relative path -> bytes), e.g. compare's flat tables
+    extra_files: dict[str, bytes] = field(default_factory=dict)
 
     # ---- access
     @property
@@ -208,22 +216,50 @@ class Report:
             atomic_write_text(path, text)
         return text
 
-    def to_json(self) -> str:
-        """``results.json``: metadata and summary (NaN/inf written as null)."""
+    def to_json(self, files: Sequence[str] | None = None) -> str:
+        """``results.json``: metadata and summary (NaN/inf written as null); ``files`` is the
+        manifest of what :meth:`save` wrote (paths relative to the report directory)."""
         record = {"title": self.title, "meta": self.meta, "summary": self.summary,
                   "tables": sorted(self.tables), "timings_s": self.timings}  # fmt: skip
+        if files is not None:
+            record["files"] = sorted(files)
         return json.dumps(_jsonable(record), indent=2) + "\n"
+
+    def _files(self, parquet: bool) -> dict[str, bytes]:
+        """Every file of the report but results.json, rendered in memory: relative path -> bytes."""
+        files: dict[str, bytes] = {}
+        for name, df in self.tables.items():
+            sub, _, leaf = name.rpartition("/")
+            prefix = f"models/{_safe_name(sub)}/" if sub else ""
+            stem = _safe_name(leaf)
+            files[f"{prefix}{stem}.csv"] = df.to_csv(index=_keep_index(df)).encode("utf-8")
+            if parquet:
+                files[f"{prefix}{stem}.parquet"] = _to_parquet(df)
+        for rel, data in self.extra_files.items():
+            files[Path(rel).as_posix()] = data
+        files["index.html"] = render_html(self).encode("utf-8")
+        return files
 
     def save(self, directory: str | os.PathLike[str], *, parquet: bool | None = None) -> Path:
         """Write ``index.html``, ``results.json`` and every table (CSV, plus Parquet when pyarrow
         is installed, or when ``parquet=True``) into ``directory``; return the index.html path.
 
         A comparison's per-model tables go into ``directory/models/<name>/``.
+
+        Safe to interrupt and to race:
+
+        - *atomic*: the files are written into a temporary directory beside ``directory`` and
+          moved into place, so a run killed at any moment leaves the previous complete report
+          or none — never a mix (when ``directory`` also holds files of the user's, the new files
+          are moved in one by one, ``results.json`` last: until it is there the report is
+          incomplete by definition);
+        - *owned*: ``results.json`` lists the files the report wrote (``files``); saving over an
+          earlier report removes exactly the earlier report's files, nothing else, and refuses to
+          overwrite a file the earlier report did not write;
+        - *locked*: a second process saving to the same ``directory`` at the same time fails at
+          once with :class:`ReportLockedError` (see :func:`report_lock`).
         """
         out = Path(directory)
-        if out.exists() and not out.is_dir():
-            raise NotADirectoryError(f"--out {out}: exists and is not a directory")
-        out.mkdir(parents=True, exist_ok=True)
         if parquet is None:
             try:
                 import pyarrow  # noqa: F401
@@ -231,17 +267,227 @@ class Report:
                 parquet = True
             except ImportError:
                 parquet = False
-        for name, df in self.tables.items():
-            sub, _, leaf = name.rpartition("/")
-            target = out / "models" / _safe_name(sub) if sub else out
-            target.mkdir(parents=True, exist_ok=True)
-            stem = _safe_name(leaf)
-            atomic_write_text(target / f"{stem}.csv", df.to_csv(index=_keep_index(df)))
-            if parquet:
-                atomic_write_bytes(target / f"{stem}.parquet", _to_parquet(df))
-        atomic_write_text(out / "results.json", self.to_json())
-        self.to_html(out / "index.html")
+        with report_lock(out):
+            check_report_out(out)
+            files = self._files(bool(parquet))
+            files["results.json"] = self.to_json(list(files) + ["results.json"]).encode("utf-8")
+            _install(out, files)
         return out / "index.html"
+
+
+class ReportLockedError(RuntimeError):
+    """Another process holds the lock of a report directory."""
+
+
+_HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth
+
+
+def _lock_path(out: Path) -> Path:
+    out = Path(os.path.abspath(out))
+    return out.parent / f".{out.name}.netxray-lock"
+
+
+@contextlib.contextmanager
+def report_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold the write lock of the report directory ``directory`` (re-entrant in one process).
+
+    The lock is ``.<name>.netxray-lock`` beside ``directory``, held with ``fcntl.flock``: the
+    kernel releases it when the process ends, however it ends (``kill -9`` included), so a
+    crashed run never leaves a stale lock. A second process fails at once with one line::
+
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()) / "report"
+        >>> with report_lock(d):
+        ...     pass
+    """
+    lock = _lock_path(Path(directory))
+    key = str(lock)
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield lock
+        finally:
+            _HELD[key] -= 1
+        return
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"--out {directory}: cannot create its parent directory: {exc.strerror or exc}") from exc
+    import fcntl
+
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OSError(f"--out {directory}: not writable ({exc.strerror or exc})") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            finally:
+                os.close(fd)
+            raise ReportLockedError(
+                f"--out {Path(directory)}: another netxray process (pid {pid}) is writing a report "
+                "there right now; wait for it to finish or choose another --out"
+            ) from None
+        # the holder before us may have removed the file after we opened it: lock the live one
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = 1
+    try:
+        yield lock
+    finally:
+        del _HELD[key]
+        with contextlib.suppress(OSError):
+            os.unlink(lock)  # removed while still held, so no one can lock a dead file
+        os.close(fd)
+
+
+def check_report_out(directory: str | os.PathLike[str]) -> None:
+    """Fail early, with one line, when a report cannot be written to ``directory``.
+
+    Checked: it is not a file, its nearest existing ancestor is a directory, and a file can be
+    created beside it (where the temporary report is built) and, if it exists, inside it.
+    Raises ``NotADirectoryError`` or ``PermissionError``/``OSError`` naming ``directory``.
+
+    >>> import tempfile, pathlib
+    >>> check_report_out(pathlib.Path(tempfile.mkdtemp()) / "new" / "report")
+    """
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: exists and is not a directory")
+    base = next((p for p in [out, *out.parents] if p.exists()), None)
+    if base is None or not base.is_dir():
+        raise NotADirectoryError(f"--out {out}: {base} is a file, not a directory")
+    for where in dict.fromkeys([base, out.parent if out.parent.exists() else base]):
+        try:
+            with open(os.path.join(where, f".netxray-write-test-{os.getpid()}"), "wb") as f:
+                f.write(b"")
+            os.unlink(os.path.join(where, f".netxray-write-test-{os.getpid()}"))
+        except OSError as exc:
+            raise PermissionError(f"--out {out}: cannot write in {where} ({exc.strerror or exc})") from exc
+
+
+def report_files(directory: str | os.PathLike[str]) -> set[str] | None:
+    """The files (relative paths) of the report saved in ``directory``, or None when it holds none.
+
+    Read from the manifest in its ``results.json`` (``files``); a report saved by an older
+    netxray without a manifest: index.html, results.json and the tables it lists.
+    """
+    out = Path(directory)
+    try:
+        record = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    if isinstance(record.get("files"), list):
+        return {str(f) for f in record["files"]} | {"results.json"}
+    files = {"index.html", "results.json"}
+    if isinstance(record.get("meta"), dict) and record["meta"].get("kind") == "compare":
+        # the flat signature files `netxray compare` wrote beside its report before manifests
+        files |= {"signatures.csv", "distances.csv", "clustering.csv", "summary.csv",
+                  "signatures.png", "meta.json"}  # fmt: skip
+    for name in record.get("tables", []) or []:
+        sub, _, leaf = str(name).rpartition("/")
+        prefix = f"models/{_safe_name(sub)}/" if sub else ""
+        files |= {f"{prefix}{_safe_name(leaf)}.csv", f"{prefix}{_safe_name(leaf)}.parquet"}
+    return files
+
+
+def _all_files(directory: Path) -> set[str]:
+    return {p.relative_to(directory).as_posix() for p in directory.rglob("*") if not p.is_dir()}
+
+
+def _write_tree(root: Path, files: Mapping[str, bytes]) -> None:
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _install(out: Path, files: dict[str, bytes]) -> None:
+    """Put the report ``files`` at ``out`` atomically (called with the lock held)."""
+    out = Path(os.path.abspath(out))
+    parent = out.parent
+    # leftovers of a run killed mid-save: safe to remove, as we hold the lock
+    for stale in parent.glob(f".{out.name}.netxray-*-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+    previous = report_files(out) if out.is_dir() else None
+    present = _all_files(out) if out.is_dir() else set()
+    # a merge killed half-way left its journal: the files it lists are a report's, not the user's
+    journal = parent / f".{out.name}.netxray-journal.json"
+    if journal.exists():
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            previous = (previous or set()) | (set(json.loads(journal.read_text())["files"]) & present)
+    foreign = present - (previous or set())
+    clash = sorted(foreign & set(files))
+    if clash:
+        raise FileExistsError(
+            f"--out {out}: holds {', '.join(clash[:5])} not written by a netxray report; the report "
+            "would overwrite it. Move it away or choose another --out"
+        )
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = parent / f".{out.name}.netxray-tmp-{token}"
+    tmp.mkdir()
+    try:
+        # results.json (the manifest) last: a tree without it is not a report
+        _write_tree(tmp, {k: v for k, v in files.items() if k != "results.json"})
+        _write_tree(tmp, {"results.json": files["results.json"]})
+        _fsync_dir(tmp)
+        if not out.exists():
+            os.rename(tmp, out)
+        elif not foreign:
+            # only the earlier report is there: swap whole directories (old → aside, new → in)
+            old = parent / f".{out.name}.netxray-old-{token}"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            # the user keeps other files in this directory: take the earlier report out (its
+            # results.json first, so it stops being a report), then move the new files in,
+            # results.json last. A journal names every file involved, so that a run killed
+            # half-way leaves files the next save knows to be a report's, not the user's.
+            record = json.dumps({"files": sorted(set(files) | (previous or set()))})
+            _write_tree(parent, {journal.name: record.encode()})
+            for rel in ["results.json", "index.html", *sorted((previous or set()) & present)]:
+                with contextlib.suppress(FileNotFoundError):
+                    (out / rel).unlink()
+            for rel in [*sorted(set(files) - {"results.json", "index.html"}), "index.html", "results.json"]:
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp / rel, out / rel)
+            for rel in sorted((previous or set()) - set(files)):  # empty folders the old report made
+                for d in Path(rel).parents:
+                    if str(d) != "." and (out / d).is_dir() and not any((out / d).iterdir()):
+                        (out / d).rmdir()
+            shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            journal.unlink()
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _keep_index(df: pd.DataFrame) -> bool:

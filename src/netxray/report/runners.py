@@ -131,6 +131,8 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
     s = dict(df.attrs.get("summary", {}))
     summary: dict[str, Any] = {
         "sites": int(len(df)),
+        "sites ok (in the statistics)": s.get("n_ok", int(len(df))),
+        "left out": s.get("left_out") or "none",
         "mean affinity": s.get("mean"),
         "min": s.get("min"),
         "max": s.get("max"),
@@ -156,6 +158,11 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
         res.notes.append("No activation call was observed: the model has no activation modules or "
                          "functional activations, so its signature is empty (a linear model).")
     else:
+        if s.get("note"):
+            res.notes.append(
+                s["note"][0].upper() + s["note"][1:] + ". Only 'ok' sites enter the mean, min and max; "
+                "see the status and error columns."
+            )
         bad = df[~df["status"].isin(["ok"])]
         if len(bad):
             err = bad["error"].fillna("").astype(str) if "error" in bad else pd.Series("", index=bad.index)
@@ -242,6 +249,8 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     suggestion, removable, kept = _pruning_suggestion(model, redundant, _example(data))
     summary: dict[str, Any] = {
         "layers": int(len(curve)),
+        "layers ok (in the statistics)": s.get("n_ok", int(len(curve))),
+        "left out": s.get("left_out") or "none",
         "Q first layer": s.get("q_first"),
         "Q last layer": s.get("q_last"),
         "peak layer": s.get("q_peak_layer"),
@@ -370,12 +379,17 @@ def _run_parameters(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
         res.notes.append(f"{nonfinite} non-finite weight values (NaN/inf): the training diverged.")
     if ssum.get("not_mapped"):
         res.notes.append(ItemizedNote("Not in the strength graph", _typed_items(list(ssum["not_mapped"]))))
-    res.plots.append(figure_to_plot(
-        plot_weight_histograms(model), "Weight distributions",
-        "Density of all weights (top) and of each weight tensor (bottom) on shared bins; with many "
-        "tensors, one row per tensor coloured by log density.",
-    ))  # fmt: skip
-    if (strengths["status"] == "ok").any():
+    if summary["tensors"] == 0:
+        res.notes.append("The model has no parameters: no statistics, histograms or strengths.")
+    try:
+        res.plots.append(figure_to_plot(
+            plot_weight_histograms(model), "Weight distributions",
+            "Density of all weights (top) and of each weight tensor (bottom) on shared bins; with many "
+            "tensors, one row per tensor coloured by log density.",
+        ))  # fmt: skip
+    except ValueError as exc:  # no weights, or none finite: the table still says what there is
+        res.notes.append(f"No weight histogram: {str(exc).removeprefix('weight_histograms: ')}.")
+    if len(strengths) and (strengths["status"] == "ok").any():
         res.plots.append(figure_to_plot(
             plot_strengths(strengths, kind="in"), "Node strengths",
             "First panel: |w| in-strength of the units of each layer (box plots; with many layers "

@@ -198,7 +198,9 @@ def test_prune_study_with_nothing_removable_neither_prunes_nor_finetunes(digits)
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
                         nn.Linear(16, 10))  # fmt: skip
     study = prune_study(mlp, digits, finetune_epochs=1, n=100, repeats=2)
-    assert list(study.table["variant"]) == ["original"]
+    # the fine-tuned control is listed as skipped (not run), so the table says why it is empty
+    assert list(study.table["variant"]) == ["original", "finetuned"]
+    assert study.table.set_index("variant").loc["finetuned", "status"].startswith("skipped")
     assert study.model is None and study.curve_after is None
     assert study.summary["n_removable"] == 0
     assert "nothing was pruned or fine-tuned" in study.summary["note"]

@@ -953,6 +953,11 @@ def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> 
         # a constant-zero output (e.g. a zero-initialised head) makes every test pass vacuously
         rep["verification"] = "not possible: the model's outputs are all zero on the probe inputs"
         return an, rep
+    if not all(bool(torch.isfinite(t).all()) for t in y0):
+        # NaN/inf outputs (non-finite parameters, an overflow): no comparison can pass or fail
+        rep["verification"] = ("not possible: the model's outputs are not finite (NaN/inf) on the probe "
+                               "inputs — non-finite parameters or an overflow")
+        return an, rep
     precision = _lowest_precision(m64, probe)
     rtol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(precision, 1e-2)
     rep["rtol"] = rtol

@@ -16,7 +16,8 @@ Tables (one thread each, same process, interleaved repeats, best kept):
    solves the assignment can reach.
    (the floor is LAPJV's float32 kernel on the same cost matrix).
 2. Decaying-spectrum data (X with a spectrum e^{-3i/d}, like trained pre-activations).
-3. One signature site at n = 8192, d = 512 (goal: < 60 s on one core).
+3. Companions (R², CKA) at d ≫ n: n = 64, d = 768 / 2048 / 3072, against the d×d form.
+4. One signature site at n = 8192, d = 512 (goal: < 60 s on one core).
 
     python benchmarks/bench_affinity.py [--dims 64,256,512,1024,2048] [--n 2048] [--big-n 8192]
 
@@ -137,6 +138,31 @@ def table(name, make, dims, n, repeats, max_ref_s) -> list[float]:
     return ratios
 
 
+def feature_space_r2(x: np.ndarray, y: np.ndarray) -> float:
+    """The previous R²: one d×d eigendecomposition whatever n (the d ≫ n case of issue 12)."""
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    lam, v = np.linalg.eigh(xc.T @ xc)
+    keep = lam > lam[-1] * 1e-10
+    w = v[:, keep].T @ (xc.T @ yc)
+    return float(min(1.0, np.sum(w * w / lam[keep][:, None]) / np.einsum("ij,ij->", yc, yc)))
+
+
+def companions_table(n: int, dims: list[int]) -> None:
+    from netxray.measures.companions import linear_cka, linear_r2
+
+    print(f"\ncompanions at d >> n (n = {n}): R² in the d×d feature space vs netxray (smaller space)")
+    print(f"{'d':>5s} {'d×d R² s':>9s} {'R² s':>7s} {'ratio':>7s} {'|ΔR²|':>9s} {'CKA s':>7s} "
+          f"{'affinity s':>10s}")  # fmt: skip
+    for d in dims:
+        x, y = isotropic(n, d, seed=d)
+        old, t_old = timed(feature_space_r2, x, y)
+        new, t_new = timed(linear_r2, x, y)
+        _, t_cka = timed(linear_cka, x, y)
+        _, t_aff = timed(affinity_score, x, y)
+        print(f"{d:5d} {t_old:9.3f} {t_new:7.4f} {t_old / t_new:6.0f}x {abs(old - new):9.1e} "
+              f"{t_cka:7.4f} {t_aff:10.3f}", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dims", default="64,256,512,1024,2048")
@@ -144,6 +170,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--big-n", type=int, default=8192, help="0 skips the large site")
     parser.add_argument("--big-d", type=int, default=512)
+    parser.add_argument("--no-companions", dest="companions", action="store_false")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats, best kept")
     parser.add_argument(
         "--max-ref-s",
@@ -159,6 +186,8 @@ def main() -> None:
     ddims = [int(v) for v in args.decaying_dims.split(",") if v]
     if ddims:
         table("decaying-spectrum", decaying, ddims, args.n, args.repeats, args.max_ref_s)
+    if args.companions:
+        companions_table(64, [768, 2048, 3072])
     if args.big_n:
         x, y = isotropic(args.big_n, args.big_d, seed=1)
         r, t = timed(affinity_score, x, y)

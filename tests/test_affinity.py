@@ -264,6 +264,31 @@ def test_linear_r2():
     assert linear_r2(wide, np.random.default_rng(4).normal(size=(20, 2))) == pytest.approx(1.0, abs=1e-8)
 
 
+def test_companions_in_sample_space_match_the_feature_space_forms():
+    """d ≥ n takes the n×n route; it must give what the d×d formulas give."""
+    rng = np.random.default_rng(8)
+    n, d = 40, 120
+    x = rng.normal(size=(n, d))
+    y = np.maximum(x @ rng.normal(size=(d, d)) / np.sqrt(d), 0)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    feat = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+    assert linear_cka(x, y) == pytest.approx(feat, rel=1e-12)
+    assert linear_cka(x, y[:, :10]) == pytest.approx(  # mixed: one side narrower than n
+        np.linalg.norm(yc[:, :10].T @ xc) ** 2
+        / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc[:, :10].T @ yc[:, :10])),
+        rel=1e-12,
+    )
+    # n ≤ d + 1: the centred X spans every centred vector, so R² = 1 for any output ...
+    assert linear_r2(x, y) == pytest.approx(1.0, abs=1e-10)
+    assert linear_r2(x, rng.normal(size=(n, 3))) == pytest.approx(1.0, abs=1e-10)
+    # ... unless x's samples are affinely dependent: then the n×n route must agree with lstsq
+    low = rng.normal(size=(n, 5)) @ rng.normal(size=(5, d))  # rank 5 < n − 1, d > n
+    design = np.hstack([low, np.ones((n, 1))])
+    res = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    assert linear_r2(low, y) == pytest.approx(1 - (res**2).sum() / (yc**2).sum(), abs=1e-9)
+    assert linear_r2(low, y) < 0.9
+
+
 def test_sparsity_and_entropy():
     assert sparsity(np.array([[0.0, 1e-3], [-2e-3, 5.0]])) == 0.5
     assert histogram_entropy(np.zeros((10, 3))) == 0.0

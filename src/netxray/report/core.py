@@ -33,7 +33,13 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from netxray._meta import atomic_write_bytes, atomic_write_text, metadata, model_hash
+from netxray._meta import (
+    atomic_write_bytes,
+    atomic_write_text,
+    metadata,
+    model_hash,
+    reused_model_hashes,
+)
 from netxray.report.html import Plot, render_html
 
 __all__ = ["LENSES", "LensResult", "Report", "ScanOptions", "compare_report", "resolve_data", "scan"]
@@ -387,17 +393,20 @@ def scan(
     if opts.n_samples < 2 or opts.modularity_n < 2:
         raise ValueError(f"scan: n_samples and modularity_n must be >= 2, got {n_samples}, {modularity_n}")
     data, data_desc = resolve_data(data, seed=opts.seed)
-    desc = _model_description(model)
     flags_before = [m.training for m in model.modules()]
-    bar = _Progress(progress, len(chosen), f"scan {name or desc['model']}")
     results: dict[str, LensResult] = {}
-    try:
-        for lens in chosen:
-            bar.step(f"{name or desc['model']}: {lens}")
-            results[lens] = runners.run_lens(lens, model, data, opts)
-            bar.advance()
-    finally:
-        bar.close()
+    # every lens records the model's hash: computed once here and reused (the check below
+    # hashes afresh, outside the cache, to verify the model came back unmodified)
+    with reused_model_hashes():
+        desc = _model_description(model)
+        bar = _Progress(progress, len(chosen), f"scan {name or desc['model']}")
+        try:
+            for lens in chosen:
+                bar.step(f"{name or desc['model']}: {lens}")
+                results[lens] = runners.run_lens(lens, model, data, opts)
+                bar.advance()
+        finally:
+            bar.close()
     # the promise "never modify what the user gave", checked rather than assumed
     changed = []
     if model_hash(model) != desc["model_hash"]:

@@ -354,3 +354,67 @@ def test_cli_weights_lens_value_error_becomes_error_line(tmp_path, monkeypatch):
                                  "--strengths", str(tmp_path / "st.csv")])
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
     assert "error: weights of" in r.output and "cannot map this layer" in r.output
+
+
+# ---- float32 route: exact percentiles without a float64 copy (issue 12, item 8) ---------------
+
+
+def test_exact_float32_percentiles_match_numpy_bit_for_bit():
+    from netxray.measures.weights import PERCENTILES, exact_percentiles_float32
+
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.normal(size=10_001).astype(np.float32),
+        np.round(rng.normal(size=5000), 1).astype(np.float32),  # many duplicates
+        np.array([-0.0, 0.0, -0.0, 1.0], dtype=np.float32),
+        np.array([7.5], dtype=np.float32),
+        (rng.standard_cauchy(3001) * 1e30).astype(np.float32),  # huge range, both signs
+        np.array([-np.float32(3.4e38), np.float32(1e-45), -np.float32(1e-45)], dtype=np.float32),
+    ]
+    for v in cases:
+        chunks = [v[i : i + 777] for i in range(0, len(v), 777)]
+        got = exact_percentiles_float32(lambda c=chunks: iter(c), PERCENTILES, len(v))
+        want = np.percentile(v.astype(np.float64), PERCENTILES)
+        assert got.tolist() == want.tolist()
+        more = [1, 33.3, 99.9]
+        assert exact_percentiles_float32(lambda c=chunks: iter(c), more, len(v)).tolist() == (
+            np.percentile(v.astype(np.float64), more).tolist()
+        )
+
+
+def test_tensor_stats_float32_route_equals_float64_route():
+    rng = np.random.default_rng(1)
+    v = rng.normal(0.1, 2.0, size=300_000).astype(np.float32)
+    v[::1000] = np.nan
+    v[5] = np.inf
+    s32 = W.tensor_stats(v)
+    s64 = W.tensor_stats(v.astype(np.float64))
+    for key in W.STAT_COLUMNS:
+        if key.startswith("p") or key in ("count", "n_finite", "n_nonfinite", "near_zero_frac"):
+            assert s32[key] == s64[key], key
+        else:
+            assert s32[key] == pytest.approx(s64[key], rel=1e-12, abs=1e-15), key
+    bf = torch.tensor(v[6:1000]).to(torch.bfloat16)  # bf16 read through float32, exactly
+    assert W.tensor_stats(bf)["p50"] == np.percentile(bf.float().numpy().astype(np.float64), 50)
+    assert W.tensor_stats(np.array([np.nan], dtype=np.float32))["n_finite"] == 0
+
+
+def test_model_hash_is_reused_inside_a_scan_block_and_recomputed_after_a_change():
+    import netxray._meta as meta
+
+    m = torch.nn.Linear(3, 2)
+    calls = []
+    real = meta.state_dict_hash
+    meta.state_dict_hash = lambda sd: calls.append(1) or real(sd)
+    try:
+        with meta.reused_model_hashes():
+            h1 = meta.model_hash(m)
+            assert meta.model_hash(m) == h1 and len(calls) == 1  # reused
+            with torch.no_grad():
+                m.weight.add_(1.0)  # an in-place change bumps the version counter
+            h2 = meta.model_hash(m)
+            assert h2 != h1 and len(calls) == 2
+        meta.model_hash(m)
+        assert len(calls) == 3  # outside the block: always computed
+    finally:
+        meta.state_dict_hash = real

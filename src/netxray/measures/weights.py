@@ -17,6 +17,7 @@ from scipy import stats as _stats
 __all__ = [
     "STAT_COLUMNS",
     "PERCENTILES",
+    "exact_percentiles_float32",
     "tensor_stats",
     "shared_bin_edges",
     "histogram_density",
@@ -68,6 +69,64 @@ def _as_float64(values: Any) -> np.ndarray:
 _CHUNK = 1 << 20  # elements per chunk: bounds the temporaries of a 25M-parameter model
 
 
+def _sortable_keys(a: np.ndarray) -> np.ndarray:
+    """float32 values → uint32 keys with the same order (IEEE-754 sign-magnitude flipped)."""
+    bits = a.view(np.uint32)
+    return np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000)).astype(np.uint32)
+
+
+def _keys_to_float(keys: np.ndarray) -> np.ndarray:
+    keys = np.asarray(keys, dtype=np.uint32)
+    bits = np.where(keys >> 31, keys & np.uint32(0x7FFFFFFF), ~keys).astype(np.uint32)
+    return bits.view(np.float32).astype(np.float64)
+
+
+def exact_percentiles_float32(chunks: Any, qs: Sequence[float], n: int) -> np.ndarray:
+    """Percentiles (numpy's 'linear' rule) of n finite float32 values given as chunks, exactly.
+
+    Exact order statistics without sorting or copying the whole tensor: a radix selection on
+    the values' order-preserving 32-bit keys — one pass counts the top 16 bits (65 536 bins),
+    a second pass the low 16 bits inside the few bins that hold the wanted ranks — then the
+    interpolation between neighbouring order statistics in float64, as ``np.percentile`` does.
+    ``chunks`` is a callable returning a fresh iterator of float32 arrays (read twice). Memory:
+    one chunk and the counts; bit-for-bit equal to ``np.percentile`` of the float64 values.
+
+    >>> v = np.array([3.0, -1.0, 2.0, 10.0], dtype=np.float32)
+    >>> exact_percentiles_float32(lambda: iter([v[:2], v[2:]]), [0, 50, 100], 4).tolist()
+    [-1.0, 2.5, 10.0]
+    """
+    q = np.asarray(qs, dtype=np.float64) / 100.0
+    virtual = q * (n - 1)  # numpy's 'linear' method: (n − 1)·q
+    lo = np.floor(virtual).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = virtual - lo
+    ranks = np.unique(np.concatenate([lo, hi]))
+    top = np.zeros(1 << 16, dtype=np.int64)
+    for c in chunks():
+        top += np.bincount(_sortable_keys(c) >> 16, minlength=1 << 16)
+    cum = np.cumsum(top)
+    bins = np.searchsorted(cum, ranks, side="right")  # bin holding each rank (0-based)
+    below = np.where(bins > 0, cum[bins - 1], 0)
+    wanted = np.unique(bins)
+    low = {int(b): np.zeros(1 << 16, dtype=np.int64) for b in wanted}
+    for c in chunks():
+        keys = _sortable_keys(c)
+        hi16 = keys >> 16
+        for b in wanted:
+            sel = keys[hi16 == b]
+            if sel.size:
+                low[int(b)] += np.bincount(sel & np.uint32(0xFFFF), minlength=1 << 16)
+    values = {}
+    for r, b, off in zip(ranks, bins, below, strict=True):
+        lo16 = int(np.searchsorted(np.cumsum(low[int(b)]), r - off, side="right"))
+        values[int(r)] = _keys_to_float(np.uint32((int(b) << 16) | lo16))[()]
+    a = np.array([values[int(i)] for i in lo])
+    b = np.array([values[int(i)] for i in hi])
+    diff = b - a
+    # numpy's _lerp: a + diff·t, computed from the upper end when t ≥ 0.5 (monotone, exact ends)
+    return np.where(frac >= 0.5, b - diff * (1.0 - frac), a + diff * frac)
+
+
 def tensor_stats(values: Any, *, near_zero: float = 1e-3, overwrite: bool = False) -> dict[str, float]:
     """Statistics of one tensor (SPEC §3.1), on its finite values, in float64.
 
@@ -78,14 +137,26 @@ def tensor_stats(values: Any, *, near_zero: float = 1e-3, overwrite: bool = Fals
     ``n_nonfinite`` the number of NaN/±inf among them (excluded from everything else).
     Moments are accumulated in chunks so memory stays bounded for large tensors;
     ``overwrite=True`` lets the percentile step reorder a float64 input in place (only for
-    arrays the caller owns — never a user's weights).
+    arrays the caller owns — never a user's weights). float32, float16 and bfloat16 tensors are
+    never copied whole: moments chunk by chunk in float64, percentiles by an exact radix
+    selection (:func:`exact_percentiles_float32`): percentiles bit for bit those of the float64
+    route, moments equal to float64 rounding (chunk sums instead of one pairwise sum).
 
     Example:
         >>> s = tensor_stats([1.0, 2.0, 3.0, float("nan")])
         >>> s["mean"], s["n_nonfinite"], round(s["std"], 6)
         (2.0, 1, 0.816497)
     """
-    raw = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+    raw = values.detach() if hasattr(values, "detach") else values
+    if hasattr(raw, "dtype") and str(raw.dtype) in ("torch.bfloat16", "torch.float16"):
+        raw = raw.float()  # numpy has no bfloat16; float32 holds every bf16/fp16 value exactly
+    raw = raw.cpu().numpy() if hasattr(raw, "cpu") else np.asarray(raw)
+    if raw.dtype.kind not in "biufc":
+        raise TypeError(f"values: expected a numeric array, got dtype {raw.dtype}")
+    if raw.dtype.kind == "c":
+        raise TypeError("values: complex tensors are not supported")
+    if raw.dtype in (np.float32, np.float16):
+        return _stats_float32(raw.ravel(), near_zero)
     x = _as_float64(raw)
     count = x.size
     finite = np.isfinite(x)
@@ -119,13 +190,62 @@ def tensor_stats(values: Any, *, near_zero: float = 1e-3, overwrite: bool = Fals
         l1 += float(a.sum())
         nz += int(np.count_nonzero(a <= near_zero))
         sq += float(np.dot(xc, xc))
+    pct = np.percentile(x, PERCENTILES, overwrite_input=owned)
+    return _finish(out, n_finite, mean, m2, m3, m4, l1, sq, nz, pct)
+
+
+def _stats_float32(x: np.ndarray, near_zero: float) -> dict[str, float]:
+    """tensor_stats of a float32/float16 vector without a float64 copy of it (memory: chunks).
+
+    Moments: each chunk converted to float64 on its own; percentiles: exact radix selection.
+    """
+    count = x.size
+
+    def finite_chunks():
+        for start in range(0, count, _CHUNK):
+            c = x[start:start + _CHUNK].astype(np.float32, copy=False)
+            ok = np.isfinite(c)
+            yield c if ok.all() else c[ok]
+
+    n_finite = 0
+    total = 0.0
+    for c in finite_chunks():  # the mean first: central moments need it
+        n_finite += c.size
+        total += float(c.sum(dtype=np.float64))
+    out: dict[str, float] = {
+        "count": int(count),
+        "n_finite": n_finite,
+        "n_nonfinite": int(count - n_finite),
+    }
+    if n_finite == 0:
+        for key in STAT_COLUMNS[3:]:
+            out[key] = float("nan")
+        return out
+    mean = total / n_finite
+    m2 = m3 = m4 = l1 = sq = 0.0
+    nz = 0
+    for c32 in finite_chunks():
+        xc = c32.astype(np.float64)
+        c = xc - mean
+        c2 = c * c
+        m2 += float(c2.sum())
+        m3 += float((c2 * c).sum())
+        m4 += float((c2 * c2).sum())
+        a = np.abs(xc)
+        l1 += float(a.sum())
+        nz += int(np.count_nonzero(a <= near_zero))
+        sq += float(np.dot(xc, xc))
+    pct = exact_percentiles_float32(finite_chunks, PERCENTILES, n_finite)
+    return _finish(out, n_finite, mean, m2, m3, m4, l1, sq, nz, pct)
+
+
+def _finish(out, n_finite, mean, m2, m3, m4, l1, sq, nz, pct) -> dict[str, float]:
     m2, m3, m4 = m2 / n_finite, m3 / n_finite, m4 / n_finite
     if m2 > 0.0:
         skew = m3 / m2**1.5
         kurt = m4 / (m2 * m2) - 3.0
     else:  # a constant tensor has no shape to its distribution
         skew = kurt = float("nan")
-    pct = np.percentile(x, PERCENTILES, overwrite_input=owned)
     out.update(
         mean=mean,
         std=float(np.sqrt(m2)),

@@ -418,3 +418,75 @@ def test_model_hash_is_reused_inside_a_scan_block_and_recomputed_after_a_change(
         assert len(calls) == 3  # outside the block: always computed
     finally:
         meta.state_dict_hash = real
+
+
+# ---- streamed safetensors checkpoints and the spectral table (issue 12, items 4-5) -----------
+
+
+def _sharded(tmp_path, state, n_shards=2):
+    import json
+
+    import safetensors.torch as st
+
+    keys = list(state)
+    weight_map = {}
+    for s in range(n_shards):
+        fname = f"model-{s + 1:05d}-of-{n_shards:05d}.safetensors"
+        part = {k: state[k].detach().clone().contiguous() for k in keys[s::n_shards]}
+        st.save_file(part, str(tmp_path / fname))
+        weight_map.update({k: fname for k in part})
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return tmp_path
+
+
+def test_streamed_checkpoint_gives_the_in_memory_statistics(tmp_path):
+    torch.manual_seed(0)
+    from collections import OrderedDict
+
+    model = nn.Sequential(OrderedDict(fc1=nn.Linear(20, 30), act=nn.ReLU(), norm=nn.LayerNorm(30),
+                                      fc2=nn.Linear(30, 5)))  # fmt: skip
+    ckpt = _sharded(tmp_path, model.state_dict(), n_shards=3)
+    mem = P.weight_stats(model).set_index("name")
+    streamed = P.weight_stats(ckpt).set_index("name")
+    assert set(streamed.index) == set(mem.index)
+    for col in W.STAT_COLUMNS:
+        np.testing.assert_allclose(streamed.loc[mem.index, col].astype(float),
+                                   mem[col].astype(float), rtol=1e-12, atol=1e-15, err_msg=col)  # fmt: skip
+    assert (streamed.loc[mem.index, "role"] == mem["role"]).all()  # name heuristic agrees here
+    assert streamed.attrs["meta"]["streamed"] is True
+
+
+def test_streamed_bf16_is_read_exactly(tmp_path):
+    torch.manual_seed(1)
+    w = torch.randn(64, 48).to(torch.bfloat16)
+    ckpt = _sharded(tmp_path, {"layer.weight": w, "layer.bias": torch.zeros(64, dtype=torch.float16)}, 1)
+    row = P.weight_stats(ckpt).set_index("name").loc["layer.weight"]
+    exact = w.float().double().numpy().ravel()
+    assert row["p50"] == np.percentile(exact, 50) and row["p0"] == exact.min()
+    assert row["mean"] == pytest.approx(exact.mean(), rel=1e-12)
+
+
+def test_checkpoint_errors_are_clear(tmp_path):
+    import json
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        P.checkpoint_tensors(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no model.safetensors.index.json"):
+        P.checkpoint_tensors(tmp_path)
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": "gone.safetensors"}}))
+    with pytest.raises(FileNotFoundError, match="missing"):
+        P.checkpoint_tensors(tmp_path)
+
+
+def test_weight_spectra_table(tmp_path):
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 200))
+    df = P.weight_spectra(model)
+    assert df["name"].tolist() == ["0.weight", "3.weight"]  # biases left out
+    conv = df.set_index("name").loc["0.weight"]
+    assert (conv["n_rows"], conv["n_cols"]) == (16, 27)  # out × in·k·k
+    k = model[0].weight.detach().double().reshape(16, 27).numpy()
+    assert conv["spectral_norm"] == pytest.approx(np.linalg.norm(k, 2), rel=1e-10)
+    assert set(df.attrs["esd"]) == {"0.weight", "3.weight"}
+    streamed = P.weight_spectra(_sharded(tmp_path, model.state_dict(), 2)).set_index("name")
+    np.testing.assert_allclose(streamed.loc[df["name"], "stable_rank"], df["stable_rank"], rtol=1e-12)

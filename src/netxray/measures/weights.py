@@ -18,6 +18,8 @@ __all__ = [
     "STAT_COLUMNS",
     "PERCENTILES",
     "exact_percentiles_float32",
+    "stats_from_chunks",
+    "GlobalStats",
     "tensor_stats",
     "shared_bin_edges",
     "histogram_density",
@@ -81,15 +83,27 @@ def _keys_to_float(keys: np.ndarray) -> np.ndarray:
     return bits.view(np.float32).astype(np.float64)
 
 
-def exact_percentiles_float32(chunks: Any, qs: Sequence[float], n: int) -> np.ndarray:
+def top_key_counts(chunks: Any, counts: np.ndarray | None = None) -> np.ndarray:
+    """First radix pass of :func:`exact_percentiles_float32`: counts of the top 16 key bits
+    (65 536 bins) of float32 chunks, added to ``counts`` (so passes over many tensors add up)."""
+    top = np.zeros(1 << 16, dtype=np.int64) if counts is None else counts
+    for c in chunks:
+        top += np.bincount(_sortable_keys(c) >> 16, minlength=1 << 16)
+    return top
+
+
+def exact_percentiles_float32(
+    chunks: Any, qs: Sequence[float], n: int, *, top: np.ndarray | None = None
+) -> np.ndarray:
     """Percentiles (numpy's 'linear' rule) of n finite float32 values given as chunks, exactly.
 
     Exact order statistics without sorting or copying the whole tensor: a radix selection on
     the values' order-preserving 32-bit keys — one pass counts the top 16 bits (65 536 bins),
     a second pass the low 16 bits inside the few bins that hold the wanted ranks — then the
     interpolation between neighbouring order statistics in float64, as ``np.percentile`` does.
-    ``chunks`` is a callable returning a fresh iterator of float32 arrays (read twice). Memory:
-    one chunk and the counts; bit-for-bit equal to ``np.percentile`` of the float64 values.
+    ``chunks`` is a callable returning a fresh iterator of float32 arrays (read twice, once
+    when ``top`` — the first pass's :func:`top_key_counts` — is given). Memory: one chunk and
+    the counts; bit-for-bit equal to ``np.percentile`` of the float64 values.
 
     >>> v = np.array([3.0, -1.0, 2.0, 10.0], dtype=np.float32)
     >>> exact_percentiles_float32(lambda: iter([v[:2], v[2:]]), [0, 50, 100], 4).tolist()
@@ -101,9 +115,8 @@ def exact_percentiles_float32(chunks: Any, qs: Sequence[float], n: int) -> np.nd
     hi = np.minimum(lo + 1, n - 1)
     frac = virtual - lo
     ranks = np.unique(np.concatenate([lo, hi]))
-    top = np.zeros(1 << 16, dtype=np.int64)
-    for c in chunks():
-        top += np.bincount(_sortable_keys(c) >> 16, minlength=1 << 16)
+    if top is None:
+        top = top_key_counts(chunks())
     cum = np.cumsum(top)
     bins = np.searchsorted(cum, ranks, side="right")  # bin holding each rank (0-based)
     below = np.where(bins > 0, cum[bins - 1], 0)
@@ -148,15 +161,25 @@ def tensor_stats(values: Any, *, near_zero: float = 1e-3, overwrite: bool = Fals
         (2.0, 1, 0.816497)
     """
     raw = values.detach() if hasattr(values, "detach") else values
-    if hasattr(raw, "dtype") and str(raw.dtype) in ("torch.bfloat16", "torch.float16"):
-        raw = raw.float()  # numpy has no bfloat16; float32 holds every bf16/fp16 value exactly
+    if hasattr(raw, "cpu") and str(raw.dtype) in _TORCH_FLOATS:
+        # float32 holds every bf16/fp16 value exactly; converted one chunk at a time, so a
+        # checkpoint's largest tensor is never copied whole (numpy has no bfloat16)
+        flat = raw.reshape(-1)
+        return _public(stats_from_chunks(
+            lambda: (flat[i:i + _CHUNK].cpu().float().numpy() for i in range(0, flat.numel(), _CHUNK)),
+            flat.numel(), near_zero,
+        ))  # fmt: skip
     raw = raw.cpu().numpy() if hasattr(raw, "cpu") else np.asarray(raw)
     if raw.dtype.kind not in "biufc":
         raise TypeError(f"values: expected a numeric array, got dtype {raw.dtype}")
     if raw.dtype.kind == "c":
         raise TypeError("values: complex tensors are not supported")
     if raw.dtype in (np.float32, np.float16):
-        return _stats_float32(raw.ravel(), near_zero)
+        flat = raw.ravel()
+        return _public(stats_from_chunks(
+            lambda: (flat[i:i + _CHUNK].astype(np.float32, copy=False) for i in range(0, flat.size, _CHUNK)),
+            flat.size, near_zero,
+        ))  # fmt: skip
     x = _as_float64(raw)
     count = x.size
     finite = np.isfinite(x)
@@ -194,16 +217,24 @@ def tensor_stats(values: Any, *, near_zero: float = 1e-3, overwrite: bool = Fals
     return _finish(out, n_finite, mean, m2, m3, m4, l1, sq, nz, pct)
 
 
-def _stats_float32(x: np.ndarray, near_zero: float) -> dict[str, float]:
-    """tensor_stats of a float32/float16 vector without a float64 copy of it (memory: chunks).
+_TORCH_FLOATS = ("torch.float32", "torch.bfloat16", "torch.float16")
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def stats_from_chunks(chunks: Any, count: int, near_zero: float = 1e-3) -> dict[str, float]:
+    """:func:`tensor_stats` of ``count`` values given as float32 chunks (``chunks()`` returns a
+    fresh iterator; read four times), never holding more than one chunk in float64.
 
     Moments: each chunk converted to float64 on its own; percentiles: exact radix selection.
+    Also returns ``_m2``/``_m3``/``_m4`` (central moment sums) and ``_top`` (the radix counts),
+    which :class:`GlobalStats` combines across tensors; callers drop the underscored keys.
     """
-    count = x.size
 
     def finite_chunks():
-        for start in range(0, count, _CHUNK):
-            c = x[start:start + _CHUNK].astype(np.float32, copy=False)
+        for c in chunks():
             ok = np.isfinite(c)
             yield c if ok.all() else c[ok]
 
@@ -235,8 +266,67 @@ def _stats_float32(x: np.ndarray, near_zero: float) -> dict[str, float]:
         l1 += float(a.sum())
         nz += int(np.count_nonzero(a <= near_zero))
         sq += float(np.dot(xc, xc))
-    pct = exact_percentiles_float32(finite_chunks, PERCENTILES, n_finite)
-    return _finish(out, n_finite, mean, m2, m3, m4, l1, sq, nz, pct)
+    top = top_key_counts(finite_chunks())
+    pct = exact_percentiles_float32(finite_chunks, PERCENTILES, n_finite, top=top)
+    res = _finish(out, n_finite, mean, m2, m3, m4, l1, sq, nz, pct)
+    res.update(_m2=m2, _m3=m3, _m4=m4, _top=top, _sq=sq, _nz=nz)
+    return res
+
+
+class GlobalStats:
+    """Statistics of many tensors concatenated, accumulated tensor by tensor (streaming).
+
+    Moments combine exactly with the pairwise update of central moment sums (Pébay 2008:
+    with δ = μ_B − μ_A, M2 = M2_A + M2_B + δ² n_A n_B / n, and likewise M3, M4); percentiles
+    by the radix selection, its first pass summed over tensors, its second pass a re-read of
+    the tensors (``finish(chunks)``). Memory: the 65 536 counts, whatever the total size.
+    """
+
+    def __init__(self, near_zero: float = 1e-3) -> None:
+        self.near_zero = near_zero
+        self.count = self.n = 0
+        self.mean = self.m2 = self.m3 = self.m4 = self.l1 = self.sq = 0.0
+        self.nz = 0
+        self.top = np.zeros(1 << 16, dtype=np.int64)
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Fold in one tensor's :func:`stats_from_chunks` result."""
+        self.count += int(row["count"])
+        nb = int(row["n_finite"])
+        if nb == 0:
+            return
+        na, n = self.n, self.n + nb
+        d = float(row["mean"]) - self.mean
+        b2, b3, b4 = row["_m2"], row["_m3"], row["_m4"]
+        a2, a3, a4 = self.m2, self.m3, self.m4
+        self.m4 = (a4 + b4 + d**4 * na * nb * (na * na - na * nb + nb * nb) / n**3
+                   + 6 * d * d * (na * na * b2 + nb * nb * a2) / n**2 + 4 * d * (na * b3 - nb * a3) / n)
+        self.m3 = a3 + b3 + d**3 * na * nb * (na - nb) / n**2 + 3 * d * (na * b2 - nb * a2) / n
+        self.m2 = a2 + b2 + d * d * na * nb / n
+        self.mean += d * nb / n
+        self.n = n
+        self.l1 += float(row["l1"])
+        self.sq += row["_sq"]
+        self.nz += row["_nz"]
+        self.top += row["_top"]
+
+    def finish(self, chunks: Any) -> dict[str, float]:
+        """The global row; ``chunks()`` re-reads every tensor added (float32 chunks)."""
+        out: dict[str, float] = {
+            "count": self.count, "n_finite": self.n, "n_nonfinite": self.count - self.n,
+        }  # fmt: skip
+        if self.n == 0:
+            out.update({key: float("nan") for key in STAT_COLUMNS[3:]})
+            return out
+
+        def finite_chunks():
+            for c in chunks():
+                ok = np.isfinite(c)
+                yield c if ok.all() else c[ok]
+
+        pct = exact_percentiles_float32(finite_chunks, PERCENTILES, self.n, top=self.top)
+        return _finish(out, self.n, self.mean, self.m2, self.m3, self.m4, self.l1, self.sq,
+                       self.nz, pct)  # fmt: skip
 
 
 def _finish(out, n_finite, mean, m2, m3, m4, l1, sq, nz, pct) -> dict[str, float]:

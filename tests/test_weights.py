@@ -490,3 +490,26 @@ def test_weight_spectra_table(tmp_path):
     assert set(df.attrs["esd"]) == {"0.weight", "3.weight"}
     streamed = P.weight_spectra(_sharded(tmp_path, model.state_dict(), 2)).set_index("name")
     np.testing.assert_allclose(streamed.loc[df["name"], "stable_rank"], df["stable_rank"], rtol=1e-12)
+
+
+def test_cli_weights_streams_a_sharded_checkpoint(tmp_path):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    torch.manual_seed(3)
+    state = {"model.layers.0.mlp.up_proj.weight": torch.randn(40, 16).to(torch.bfloat16),
+             "model.norm.weight": torch.ones(16, dtype=torch.bfloat16)}  # fmt: skip
+    ckpt = _sharded(tmp_path / "ckpt" if (tmp_path / "ckpt").mkdir() is None else None, state, 2)
+    (ckpt / "config.json").write_text('{"model_type": "llama"}')  # a Hugging Face config
+    res = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"),
+                                   "--spectra", str(tmp_path / "sp.csv"), "--quiet"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    stats = pd.read_csv(tmp_path / "s.csv").set_index("name")
+    assert stats.loc["model.norm.weight", "role"] == "norm"
+    assert stats.loc["<global>", "count"] == 40 * 16  # only the weight matrix
+    assert pd.read_csv(tmp_path / "sp.csv")["name"].tolist() == ["model.layers.0.mlp.up_proj.weight"]
+    res = CliRunner().invoke(app, ["weights", str(ckpt), "--strengths", str(tmp_path / "x.csv")])
+    assert res.exit_code != 0 and "without its model" in res.output

@@ -142,7 +142,12 @@ def _resnet_and_data(n: int, seed: int = 0):
 
 
 def _rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux
+    """This process's peak RSS (VmHWM, MB). Not ru_maxrss: Linux carries that across exec, so
+    a worker started by a bigger parent would report the parent's peak."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

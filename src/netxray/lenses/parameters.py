@@ -220,9 +220,7 @@ def _role_from_name(name: str, ndim: int) -> str:
 
 
 def _float_chunks(t: torch.Tensor):
-    flat = t.reshape(-1)
-    step = 1 << 20
-    return (flat[i:i + step].float().numpy() for i in range(0, flat.numel(), step))
+    return W.torch_float32_chunks(t)
 
 
 def _weight_stats_streamed(path: Path, near_zero: float, include_global: bool, progress: bool) -> pd.DataFrame:

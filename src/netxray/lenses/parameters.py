@@ -99,13 +99,15 @@ class TensorEntry:
     dtype: str
     shape: tuple[int, ...]
     nbytes: int
+    offset: int = 0  # absolute byte offset of the data in ``file``
 
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
                 "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
 
 
-def _safetensors_header(file: Path) -> dict[str, Any]:
+def _safetensors_header(file: Path) -> tuple[dict[str, Any], int]:
+    """(tensor name → {dtype, shape, data_offsets}, byte offset of the data section)."""
     import json
     import struct
 
@@ -116,9 +118,12 @@ def _safetensors_header(file: Path) -> dict[str, Any]:
         (size,) = struct.unpack("<Q", head)
         if size > 100 * 2**20:
             raise ValueError(f"{file}: not a safetensors file (header of {size} bytes)")
-        header = json.loads(fh.read(size))
+        try:
+            header = json.loads(fh.read(size))
+        except ValueError as exc:
+            raise ValueError(f"{file}: not a safetensors file (unreadable header: {exc})") from None
     header.pop("__metadata__", None)
-    return header
+    return header, 8 + size
 
 
 def checkpoint_tensors(path: str | Path) -> list[TensorEntry]:
@@ -158,18 +163,41 @@ def checkpoint_tensors(path: str | Path) -> list[TensorEntry]:
                 raise FileNotFoundError(f"{path}: no model.safetensors.index.json and no *.safetensors files")
     entries = []
     for f in files:
-        for name, info in _safetensors_header(f).items():
+        header, base = _safetensors_header(f)
+        for name, info in header.items():
             shape = tuple(int(v) for v in info["shape"])
             dtype = str(info["dtype"])
-            entries.append(TensorEntry(name, f, dtype, shape, int(np.prod(shape, dtype=np.int64))
-                                       * _DTYPE_BYTES.get(dtype, 1)))  # fmt: skip
+            begin, end = (int(v) for v in info["data_offsets"])
+            nbytes = int(np.prod(shape, dtype=np.int64)) * _DTYPE_BYTES.get(dtype, 1)
+            if end - begin != nbytes:
+                raise ValueError(f"{f}: tensor {name!r} ({dtype} {shape}) has {end - begin} bytes, expected {nbytes}")
+            entries.append(TensorEntry(name, f, dtype, shape, nbytes, base + begin))
     return entries
 
 
-def _stream(entries: Sequence[TensorEntry], progress: bool, label: str):
-    """Yield (entry, tensor) one tensor at a time (safe_open per shard); a byte progress bar."""
-    from safetensors import safe_open
+_TORCH_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+                 "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+                 "BOOL": "bool"}  # fmt: skip
 
+
+def _read_tensor(fh: Any, e: TensorEntry) -> torch.Tensor:
+    """One tensor's bytes read straight from its byte range into a buffer of its own size.
+
+    Not ``safe_open``: its memory map makes every page of the shard that has been read count
+    in the process's resident memory, so reading a whole shard looked like holding it all;
+    ``readinto`` keeps the resident memory at the tensor itself. Little-endian, as the
+    safetensors format specifies."""
+    if e.dtype not in _TORCH_DTYPES:
+        raise TypeError(f"dtype {e.dtype} is not supported")
+    buf = torch.empty(e.nbytes, dtype=torch.uint8)
+    fh.seek(e.offset)
+    if fh.readinto(buf.numpy()) != e.nbytes:
+        raise ValueError(f"{e.file}: tensor {e.name!r} is truncated")
+    return buf.view(getattr(torch, _TORCH_DTYPES[e.dtype])).reshape(e.shape)
+
+
+def _stream(entries: Sequence[TensorEntry], progress: bool, label: str):
+    """Yield (entry, tensor) one tensor at a time (one read per tensor); a byte progress bar."""
     bar = None
     if progress:
         from rich.progress import (
@@ -190,9 +218,9 @@ def _stream(entries: Sequence[TensorEntry], progress: bool, label: str):
         for e in entries:
             by_file.setdefault(e.file, []).append(e)
         for f, group in by_file.items():
-            with safe_open(str(f), framework="pt") as handle:
+            with open(f, "rb", buffering=0) as fh:
                 for e in group:
-                    yield e, handle.get_tensor(e.name)
+                    yield e, _read_tensor(fh, e)
                     if bar is not None:
                         bar.advance(task, e.nbytes)
     finally:
@@ -285,7 +313,7 @@ def weight_stats(
 
     ``model`` may also be a safetensors checkpoint path (a file, or a directory in the Hugging
     Face sharded layout with ``model.safetensors.index.json``): it is then read tensor by tensor
-    with ``safe_open``, without building the model — peak memory about the largest tensor plus
+    (each tensor's byte range from the header), without building the model — peak memory about the largest tensor plus
     a few chunks; bf16/fp16 are read exactly (through float32, chunk by chunk); ``progress``
     shows a bar in bytes. Roles then come from the tensor names (see ``_role_from_name``), the
     global row's moments are combined across tensors exactly and its percentiles re-read the

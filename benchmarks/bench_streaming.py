@@ -4,7 +4,7 @@ Writes a synthetic LLM-shaped checkpoint in the Hugging Face sharded layout (bf1
 shards + ``model.safetensors.index.json``) of ``--gib`` GiB to a temporary directory (deleted
 afterwards; ``df -h`` checked first), then, each in a fresh process so its peak RSS is its own:
 
-- netxray: ``weight_stats(DIR)`` — tensor by tensor with ``safe_open``, no model built;
+- netxray: ``weight_stats(DIR)`` — tensor by tensor with one read per tensor (its byte range from the header), no model built;
 - naive: ``safetensors.torch.load_file`` of every shard into one state dict, then the
   per-tensor statistics (what loading the model first amounts to).
 

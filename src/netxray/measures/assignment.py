@@ -11,17 +11,18 @@ the matrix they are given. Measured on the affinity score's cost matrices (n = 2
 thread): LAPJV in float64 2–3× faster than scipy, its float32 kernel another ~3× faster.
 
 Precision: ``precision="float32"`` (default) solves a float32 copy of the *shifted* matrix
-C' = C − min C (in float64: every permutation's cost changes by the same n·min C, so the
-optimal permutations are the same, and float32 then resolves the spread of the distances
-rather than their mean, which dominates in high dimension). The result comes with a rigorous bound on how far its float64 cost
+C' = C − m (m a constant near min C, computed in float64: every permutation's cost changes by
+the same n·m, so the optimal permutations are the same, and float32 then resolves the spread
+of the distances rather than their mean, which dominates in high dimension; a constant shift
+leaves LAPJV's steps unchanged, row/column reductions measured slower). The result comes with a rigorous bound on how far its float64 cost
 can be from the float64 optimum: if σ is optimal for C32 = fl32(C') and E = C' − C32, then for
 every permutation π,  C'(σ) − C'(π) ≤ Σ_i |E_iσ(i)| + Σ_i max_j |E_ij|  (the bound assumes the
 solver is exact on its float32 input). When that bound, in W2² units, exceeds ``rtol``·W2²,
 the problem is solved again with the float64 kernel (exact on the float64 matrix).
 ``precision="float64"`` always solves the float64 matrix. The objective is recomputed from the
-matched pairs (‖a_i − b_σ(i)‖², float64, no cancellation). Memory: the float64 matrix (8n²
-bytes) is built block by block in one buffer; the float32 copy adds 4n² bytes and the float64
-one is freed before the solve.
+matched pairs (‖a_i − b_σ(i)‖², float64, no cancellation). Memory: the full float64 matrix
+is never held on the float32 path — the float32 matrix is filled block by block from float64
+blocks (4n² bytes plus one block); the float64 route builds 8n² bytes in one buffer.
 """
 
 from __future__ import annotations
@@ -144,19 +145,6 @@ class Matching:
     solver: str
 
 
-def _shift_to_zero(c: np.ndarray, block_rows: int) -> None:
-    """In place: subtract the smallest entry (every permutation's cost drops by n·min).
-
-    Entries then lie in [0, max − min]: for clouds in high dimension the distances concentrate
-    (mean ≫ spread), so float32 keeps far more of the differences that decide the plan. A
-    global shift leaves the solver's own steps unchanged (row/column reductions measured
-    slower: they change LAPJV's initial assignment).
-    """
-    low = min(float(c[start : start + block_rows].min()) for start in range(0, len(c), block_rows))
-    for start in range(0, len(c), block_rows):
-        c[start : start + block_rows] -= low
-
-
 def exact_matching(
     a: Any,
     b: Any,
@@ -201,24 +189,39 @@ def exact_matching(
     # distances are translation invariant: centring both clouds on one point avoids the
     # cancellation of ‖a‖² + ‖b‖² − 2a·b when the clouds sit far from the origin
     centre = (a.mean(axis=0) + b.mean(axis=0)) / 2.0
-    c = squared_distances(a - centre, b - centre, block_rows=block_rows)
+    a0, b0 = a - centre, b - centre
     if precision == "float64" or used == "scipy":
-        cols = solve_assignment(c, solver=used)
+        cols = solve_assignment(squared_distances(a0, b0, block_rows=block_rows), solver=used)
         return Matching(objective(cols), cols, 0.0, "float64", used)
-    _shift_to_zero(c, block_rows)
-    c32 = np.empty(c.shape, dtype=np.float32)
+    # float32 matrix built block by block from float64 blocks (never the full float64 matrix:
+    # memory 4n² bytes + one block), shifted by a constant m (the first block's minimum; any
+    # constant gives the same optimal plans), with the exact rounding error of every row
+    sq_a = np.einsum("ij,ij->i", a0, a0)
+    sq_b = np.einsum("ij,ij->i", b0, b0)
+    c32 = np.empty((n, n), dtype=np.float32)
     row_err = np.empty(n)  # max_j |C'_ij − C32_ij|, exact (float64 holds every float32)
+    shift = None
     for start in range(0, n, block_rows):
-        blk = c[start : start + block_rows]
-        out = c32[start : start + block_rows]
+        stop = min(start + block_rows, n)
+        blk = a0[start:stop] @ b0.T
+        blk *= -2.0
+        blk += sq_a[start:stop, None]
+        blk += sq_b[None, :]
+        if shift is None:
+            shift = float(blk.min())
+        blk -= shift
+        out = c32[start:stop]
         out[...] = blk
-        row_err[start : start + block_rows] = np.abs(blk - out).max(axis=1)
+        blk -= out
+        np.abs(blk, out=blk)
+        row_err[start:stop] = blk.max(axis=1)
     cols = solve_assignment(c32, solver=used, precision="float32")
-    on_plan = np.abs(c[np.arange(n), cols] - c32[np.arange(n), cols])
+    diff = a0 - b0[cols]
+    on_plan = np.abs(np.einsum("ij,ij->i", diff, diff) - shift - c32[np.arange(n), cols])
     gap = float((on_plan.sum() + row_err.sum()) / n)
     w2 = objective(cols)
     if gap <= rtol * w2:
         return Matching(w2, cols, gap, "float32", used)
     del c32
-    cols = solve_assignment(c, solver=used)  # the shifted float64 matrix: same optimal plans
+    cols = solve_assignment(squared_distances(a0, b0, block_rows=block_rows), solver=used)
     return Matching(objective(cols), cols, 0.0, "float64", used)

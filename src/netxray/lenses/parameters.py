@@ -279,8 +279,12 @@ def _weight_stats_streamed(path: Path, near_zero: float, include_global: bool, p
         row = {"name": GLOBAL, "module": "", "module_type": "", "role": "global", "shape": ""}
         if weights:
             # the global percentiles' second radix pass re-reads the weight tensors
-            row.update(glob.finish(lambda: (c for _, t in _stream(weights, progress, "global percentiles")
-                                            for c in _float_chunks(t))))  # fmt: skip
+            def reread():
+                for _, t in _stream(weights, progress, "global percentiles"):
+                    yield from _float_chunks(t)
+                    del t  # before the next read: one tensor in memory at a time
+
+            row.update(glob.finish(reread))
             row["status"] = "nonfinite" if row["n_nonfinite"] else "ok"
         else:
             row.update({k: np.nan for k in W.STAT_COLUMNS})
@@ -405,6 +409,7 @@ def weight_spectra(
         if isinstance(model, (str, Path)):
             for e, t in _stream(checkpoint_tensors(model), progress, f"spectra of {Path(model).name}"):
                 yield e.name, _role_from_name(e.name, t.ndim), t
+                del t  # not held by this frame while the next tensor is read
         elif isinstance(model, nn.Module):
             for full, _, module, pname, p in _named_params(model):
                 yield full, parameter_role(module, pname), p
@@ -426,6 +431,7 @@ def weight_spectra(
             except Exception as exc:  # a status in its row, never a crash of the table
                 row["status"] = f"error: {type(exc).__name__}: {exc}"
             rows.append(row)
+            del t  # before the next read: one tensor in memory at a time
     df = pd.DataFrame(rows).reindex(columns=["name", "shape", *S.SPECTRAL_COLUMNS, "status"])
     meta = {"min_tail": min_tail, "estimator": "continuous power-law MLE, x_min by minimal KS distance"}
     if isinstance(model, nn.Module):

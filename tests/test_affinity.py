@@ -278,6 +278,31 @@ def test_linear_r2():
     assert linear_r2(wide, np.random.default_rng(4).normal(size=(20, 2))) == pytest.approx(1.0, abs=1e-8)
 
 
+def test_companions_in_sample_space_match_the_feature_space_forms():
+    """d ≥ n takes the n×n route; it must give what the d×d formulas give."""
+    rng = np.random.default_rng(8)
+    n, d = 40, 120
+    x = rng.normal(size=(n, d))
+    y = np.maximum(x @ rng.normal(size=(d, d)) / np.sqrt(d), 0)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    feat = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+    assert linear_cka(x, y) == pytest.approx(feat, rel=1e-12)
+    assert linear_cka(x, y[:, :10]) == pytest.approx(  # mixed: one side narrower than n
+        np.linalg.norm(yc[:, :10].T @ xc) ** 2
+        / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc[:, :10].T @ yc[:, :10])),
+        rel=1e-12,
+    )
+    # n ≤ d + 1: the centred X spans every centred vector, so R² = 1 for any output ...
+    assert linear_r2(x, y) == pytest.approx(1.0, abs=1e-10)
+    assert linear_r2(x, rng.normal(size=(n, 3))) == pytest.approx(1.0, abs=1e-10)
+    # ... unless x's samples are affinely dependent: then the n×n route must agree with lstsq
+    low = rng.normal(size=(n, 5)) @ rng.normal(size=(5, d))  # rank 5 < n − 1, d > n
+    design = np.hstack([low, np.ones((n, 1))])
+    res = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    assert linear_r2(low, y) == pytest.approx(1 - (res**2).sum() / (yc**2).sum(), abs=1e-9)
+    assert linear_r2(low, y) < 0.9
+
+
 def test_sparsity_and_entropy():
     assert sparsity(np.array([[0.0, 1e-3], [-2e-3, 5.0]])) == 0.5
     assert histogram_entropy(np.zeros((10, 3))) == 0.0
@@ -285,3 +310,109 @@ def test_sparsity_and_entropy():
     two = np.r_[np.zeros(50), np.ones(50)]
     assert histogram_entropy(two, bins=10) == pytest.approx(np.log(2), abs=1e-12)
     assert np.isnan(histogram_entropy([0.0, np.nan]))
+
+
+# ---- the exact assignment behind W2 (measures/assignment.py) ----------------------------------
+
+
+def _adversarial_costs():
+    """Cost matrices that stress an assignment solver: ties, structure, scale, sign."""
+    rng = np.random.default_rng(7)
+    n = 40
+    pts = rng.normal(size=(n // 4, 3))
+    dup = np.repeat(pts, 4, axis=0)  # every point four times: exact ties in the Euclidean cost
+    yield "random", rng.random((n, n))
+    yield "integers 0..2 (massive ties)", rng.integers(0, 3, (n, n)).astype(float)
+    yield "all equal", np.full((n, n), 3.0)
+    yield "rank one a_i*b_j", np.outer(rng.random(n), rng.random(n))
+    yield "negative, wide range", -np.exp(rng.normal(scale=8.0, size=(n, n)))
+    yield "huge offset", 1e12 + rng.random((n, n))
+    yield "identity is optimal", 1.0 - np.eye(n)
+    yield "duplicate points", ot.dist(dup, dup[rng.permutation(n)])
+    yield "one by one", np.array([[2.5]])
+    yield "anti-diagonal Monge", np.add.outer(np.arange(n), -np.arange(n)) ** 2.0
+
+
+@pytest.mark.parametrize("solver", ["auto", "lapjv", "scipy"])
+def test_assignment_has_the_exact_optimal_objective(solver):
+    from scipy.optimize import linear_sum_assignment
+
+    from netxray.measures.assignment import solve_assignment
+
+    for name, c in _adversarial_costs():
+        rows, best = linear_sum_assignment(c)  # the exact reference
+        cols = solve_assignment(c, solver=solver)
+        assert sorted(cols.tolist()) == list(range(len(c))), name  # a permutation
+        got = c[np.arange(len(c)), cols].sum()
+        assert got == pytest.approx(c[rows, best].sum(), rel=1e-12, abs=1e-12), name
+
+
+def test_assignment_matches_scipy_on_many_random_problems():
+    """Many sizes and distributions; small integer costs make most optima non-unique."""
+    from scipy.optimize import linear_sum_assignment
+
+    from netxray.measures.assignment import solve_assignment
+
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n = int(rng.integers(2, 70))
+        c = rng.integers(0, 1 + trial % 5, (n, n)).astype(float) if trial % 2 else rng.normal(size=(n, n))
+        r, k = linear_sum_assignment(c)
+        cols = solve_assignment(c)
+        assert c[np.arange(n), cols].sum() == pytest.approx(c[r, k].sum(), abs=1e-9)
+
+
+def test_exact_matching_is_w2_and_agrees_with_pot_and_scipy():
+    from netxray.measures.assignment import exact_matching, squared_distances
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(150, 8)), 0.5 * rng.normal(size=(150, 8)) ** 3
+    c = squared_distances(a, b, block_rows=7)  # several blocks and a ragged last one
+    np.testing.assert_allclose(c, ot.dist(a, b), rtol=1e-12, atol=1e-12)
+    assert (c >= 0).all()
+    exact = ot.emd2([], [], ot.dist(a, b))
+    for solver in ("auto", "scipy"):
+        for precision in ("float32", "float64"):
+            m = exact_matching(a, b, solver=solver, precision=precision)
+            assert m.w2_sq == pytest.approx(exact, rel=1e-12), (solver, precision)
+            assert m.w2_sq == pytest.approx(np.mean(np.sum((a - b[m.perm]) ** 2, axis=1)), rel=1e-15)
+            assert 0 <= m.gap_bound <= 1e-6 * m.w2_sq
+            if precision == "float64" or solver == "scipy":
+                assert m.precision == "float64" and m.gap_bound == 0.0
+            else:  # well-separated random costs: the float32 plan certifies
+                assert m.precision == "float32" and m.gap_bound > 0
+    assert wasserstein2_squared(a, b, precision="float64") == pytest.approx(exact, rel=1e-12)
+
+
+def test_float32_plan_is_certified_or_resolved_in_float64():
+    """The float32 plan's bound is rigorous: where it is too loose, the float64 matrix is solved."""
+    from scipy.optimize import linear_sum_assignment
+
+    from netxray.measures.assignment import exact_matching
+
+    rng = np.random.default_rng(5)
+    for d in (1, 2, 8, 64):
+        # near-ties: points on a coarse grid plus 1e-9 jitter, and a large common offset
+        a = np.round(rng.normal(size=(120, d)), 1) + 1e3 + 1e-9 * rng.normal(size=(120, d))
+        b = np.round(rng.normal(size=(120, d)), 1) + 1e3
+        c = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)  # direct differences: no cancellation
+        r, k = linear_sum_assignment(c)
+        exact = c[r, k].sum() / len(a)
+        m = exact_matching(a, b)  # default: float32 with certificate
+        assert m.w2_sq == pytest.approx(exact, rel=1e-6)  # within its certified bound
+        assert m.w2_sq - exact <= m.gap_bound + 1e-12 * exact
+        strict = exact_matching(a, b, rtol=0.0)  # no tolerance: always re-solved in float64
+        assert strict.precision == "float64" and strict.w2_sq == pytest.approx(exact, rel=1e-12)
+
+
+def test_assignment_bad_input_is_a_clear_error():
+    from netxray.measures.assignment import exact_matching, solve_assignment
+
+    with pytest.raises(ValueError, match="square"):
+        solve_assignment(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        solve_assignment(np.array([[0.0, np.nan], [1.0, 0.0]]))
+    with pytest.raises(ValueError, match="solver"):
+        solve_assignment(np.zeros((2, 2)), solver="hungarian")
+    with pytest.raises(ValueError, match="same shape"):
+        exact_matching(np.zeros((3, 2)), np.zeros((4, 2)))

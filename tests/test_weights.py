@@ -354,3 +354,162 @@ def test_cli_weights_lens_value_error_becomes_error_line(tmp_path, monkeypatch):
                                  "--strengths", str(tmp_path / "st.csv")])
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
     assert "error: weights of" in r.output and "cannot map this layer" in r.output
+
+
+# ---- float32 route: exact percentiles without a float64 copy (issue 12, item 8) ---------------
+
+
+def test_exact_float32_percentiles_match_numpy_bit_for_bit():
+    from netxray.measures.weights import PERCENTILES, exact_percentiles_float32
+
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.normal(size=10_001).astype(np.float32),
+        np.round(rng.normal(size=5000), 1).astype(np.float32),  # many duplicates
+        np.array([-0.0, 0.0, -0.0, 1.0], dtype=np.float32),
+        np.array([7.5], dtype=np.float32),
+        (rng.standard_cauchy(3001) * 1e30).astype(np.float32),  # huge range, both signs
+        np.array([-np.float32(3.4e38), np.float32(1e-45), -np.float32(1e-45)], dtype=np.float32),
+    ]
+    for v in cases:
+        chunks = [v[i : i + 777] for i in range(0, len(v), 777)]
+        got = exact_percentiles_float32(lambda c=chunks: iter(c), PERCENTILES, len(v))
+        want = np.percentile(v.astype(np.float64), PERCENTILES)
+        assert got.tolist() == want.tolist()
+        more = [1, 33.3, 99.9]
+        assert exact_percentiles_float32(lambda c=chunks: iter(c), more, len(v)).tolist() == (
+            np.percentile(v.astype(np.float64), more).tolist()
+        )
+
+
+def test_tensor_stats_float32_route_equals_float64_route():
+    rng = np.random.default_rng(1)
+    v = rng.normal(0.1, 2.0, size=300_000).astype(np.float32)
+    v[::1000] = np.nan
+    v[5] = np.inf
+    s32 = W.tensor_stats(v)
+    s64 = W.tensor_stats(v.astype(np.float64))
+    for key in W.STAT_COLUMNS:
+        if key.startswith("p") or key in ("count", "n_finite", "n_nonfinite", "near_zero_frac"):
+            assert s32[key] == s64[key], key
+        else:
+            assert s32[key] == pytest.approx(s64[key], rel=1e-12, abs=1e-15), key
+    bf = torch.tensor(v[6:1000]).to(torch.bfloat16)  # bf16 read through float32, exactly
+    assert W.tensor_stats(bf)["p50"] == np.percentile(bf.float().numpy().astype(np.float64), 50)
+    assert W.tensor_stats(np.array([np.nan], dtype=np.float32))["n_finite"] == 0
+
+
+def test_model_hash_is_reused_inside_a_scan_block_and_recomputed_after_a_change():
+    import netxray._meta as meta
+
+    m = torch.nn.Linear(3, 2)
+    calls = []
+    real = meta.state_dict_hash
+    meta.state_dict_hash = lambda sd: calls.append(1) or real(sd)
+    try:
+        with meta.reused_model_hashes():
+            h1 = meta.model_hash(m)
+            assert meta.model_hash(m) == h1 and len(calls) == 1  # reused
+            with torch.no_grad():
+                m.weight.add_(1.0)  # an in-place change bumps the version counter
+            h2 = meta.model_hash(m)
+            assert h2 != h1 and len(calls) == 2
+        meta.model_hash(m)
+        assert len(calls) == 3  # outside the block: always computed
+    finally:
+        meta.state_dict_hash = real
+
+
+# ---- streamed safetensors checkpoints and the spectral table (issue 12, items 4-5) -----------
+
+
+def _sharded(tmp_path, state, n_shards=2):
+    import json
+
+    import safetensors.torch as st
+
+    keys = list(state)
+    weight_map = {}
+    for s in range(n_shards):
+        fname = f"model-{s + 1:05d}-of-{n_shards:05d}.safetensors"
+        part = {k: state[k].detach().clone().contiguous() for k in keys[s::n_shards]}
+        st.save_file(part, str(tmp_path / fname))
+        weight_map.update({k: fname for k in part})
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return tmp_path
+
+
+def test_streamed_checkpoint_gives_the_in_memory_statistics(tmp_path):
+    torch.manual_seed(0)
+    from collections import OrderedDict
+
+    model = nn.Sequential(OrderedDict(fc1=nn.Linear(20, 30), act=nn.ReLU(), norm=nn.LayerNorm(30),
+                                      fc2=nn.Linear(30, 5)))  # fmt: skip
+    ckpt = _sharded(tmp_path, model.state_dict(), n_shards=3)
+    mem = P.weight_stats(model).set_index("name")
+    streamed = P.weight_stats(ckpt).set_index("name")
+    assert set(streamed.index) == set(mem.index)
+    for col in W.STAT_COLUMNS:
+        np.testing.assert_allclose(streamed.loc[mem.index, col].astype(float),
+                                   mem[col].astype(float), rtol=1e-12, atol=1e-15, err_msg=col)  # fmt: skip
+    assert (streamed.loc[mem.index, "role"] == mem["role"]).all()  # name heuristic agrees here
+    assert streamed.attrs["meta"]["streamed"] is True
+
+
+def test_streamed_bf16_is_read_exactly(tmp_path):
+    torch.manual_seed(1)
+    w = torch.randn(64, 48).to(torch.bfloat16)
+    ckpt = _sharded(tmp_path, {"layer.weight": w, "layer.bias": torch.zeros(64, dtype=torch.float16)}, 1)
+    row = P.weight_stats(ckpt).set_index("name").loc["layer.weight"]
+    exact = w.float().double().numpy().ravel()
+    assert row["p50"] == np.percentile(exact, 50) and row["p0"] == exact.min()
+    assert row["mean"] == pytest.approx(exact.mean(), rel=1e-12)
+
+
+def test_checkpoint_errors_are_clear(tmp_path):
+    import json
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        P.checkpoint_tensors(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no model.safetensors.index.json"):
+        P.checkpoint_tensors(tmp_path)
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": "gone.safetensors"}}))
+    with pytest.raises(FileNotFoundError, match="missing"):
+        P.checkpoint_tensors(tmp_path)
+
+
+def test_weight_spectra_table(tmp_path):
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 200))
+    df = P.weight_spectra(model)
+    assert df["name"].tolist() == ["0.weight", "3.weight"]  # biases left out
+    conv = df.set_index("name").loc["0.weight"]
+    assert (conv["n_rows"], conv["n_cols"]) == (16, 27)  # out × in·k·k
+    k = model[0].weight.detach().double().reshape(16, 27).numpy()
+    assert conv["spectral_norm"] == pytest.approx(np.linalg.norm(k, 2), rel=1e-10)
+    assert set(df.attrs["esd"]) == {"0.weight", "3.weight"}
+    streamed = P.weight_spectra(_sharded(tmp_path, model.state_dict(), 2)).set_index("name")
+    np.testing.assert_allclose(streamed.loc[df["name"], "stable_rank"], df["stable_rank"], rtol=1e-12)
+
+
+def test_cli_weights_streams_a_sharded_checkpoint(tmp_path):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    torch.manual_seed(3)
+    state = {"model.layers.0.mlp.up_proj.weight": torch.randn(40, 16).to(torch.bfloat16),
+             "model.norm.weight": torch.ones(16, dtype=torch.bfloat16)}  # fmt: skip
+    ckpt = _sharded(tmp_path / "ckpt" if (tmp_path / "ckpt").mkdir() is None else None, state, 2)
+    (ckpt / "config.json").write_text('{"model_type": "llama"}')  # a Hugging Face config
+    res = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"),
+                                   "--spectra", str(tmp_path / "sp.csv"), "--quiet"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    stats = pd.read_csv(tmp_path / "s.csv").set_index("name")
+    assert stats.loc["model.norm.weight", "role"] == "norm"
+    assert stats.loc["<global>", "count"] == 40 * 16  # only the weight matrix
+    assert pd.read_csv(tmp_path / "sp.csv")["name"].tolist() == ["model.layers.0.mlp.up_proj.weight"]
+    res = CliRunner().invoke(app, ["weights", str(ckpt), "--strengths", str(tmp_path / "x.csv")])
+    assert res.exit_code != 0 and "without its model" in res.output

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +67,57 @@ def state_dict_hash(state: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+# model id -> (model, storage fingerprint, hash), only inside ``reused_model_hashes()``
+_HASH_CACHE: dict[int, tuple[Any, tuple, str]] | None = None
+
+
+def _storage_fingerprint(state: dict[str, Any]) -> tuple:
+    # where each tensor lives and its in-place version counter: a cheap guard, not a hash
+    return tuple(
+        (k, v.data_ptr(), v._version, v.dtype, tuple(v.shape)) if hasattr(v, "data_ptr") else (k,)
+        for k, v in state.items()
+    )
+
+
+@contextmanager
+def reused_model_hashes() -> Iterator[None]:
+    """Within the block, :func:`model_hash` hashes each (unmodified) model once.
+
+    For a caller that promises not to modify the model meanwhile (``scan`` runs every lens
+    inside it and checks the promise afterwards with a fresh hash). A model whose tensors moved
+    or were modified in place (version counters) is hashed again.
+    """
+    global _HASH_CACHE
+    outer = _HASH_CACHE
+    _HASH_CACHE = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _HASH_CACHE = outer
+
+
 def model_hash(model: Any) -> str:
     """SHA-256 (hex) of ``model.state_dict()`` (parameters and buffers) in a stable order.
 
     Identical weights give identical hashes; any change of one value, shape, dtype or name
-    changes it. Train/eval mode and the device do not enter the hash.
+    changes it. Train/eval mode and the device do not enter the hash. Inside
+    :func:`reused_model_hashes` a model is hashed once.
 
     >>> import torch
     >>> m = torch.nn.Linear(2, 1)
     >>> model_hash(m) == model_hash(m)
     True
     """
-    return state_dict_hash(model.state_dict())
+    state = model.state_dict()
+    if _HASH_CACHE is None:
+        return state_dict_hash(state)
+    finger = _storage_fingerprint(state)
+    hit = _HASH_CACHE.get(id(model))
+    if hit is not None and hit[0] is model and hit[1] == finger:
+        return hit[2]
+    digest = state_dict_hash(state)
+    _HASH_CACHE[id(model)] = (model, finger, digest)
+    return digest
 
 
 def metadata(**fields: Any) -> dict[str, Any]:

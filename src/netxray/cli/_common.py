@@ -111,14 +111,15 @@ def load_cli_data(
 
 
 def set_threads(threads: int | None) -> None:
-    """Apply ``--threads`` (torch intra-op threads); None keeps torch's default."""
+    """Apply ``--threads`` to torch's and BLAS's pools (:func:`netxray._threads.set_threads`);
+    None keeps the libraries' defaults."""
     if threads is None:
         return
     if threads < 1:
         fail(f"--threads must be >= 1, got {threads}")
-    import torch
+    from netxray._threads import set_threads as _set
 
-    torch.set_num_threads(threads)
+    _set(threads)
 
 
 def write_table(df: Any, path: Path, extra: dict[str, Any] | None = None) -> None:

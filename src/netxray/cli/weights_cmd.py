@@ -1,4 +1,6 @@
-"""``netxray weights CKPT --out stats.csv [--plot DIR]``: statistics and node strengths of one checkpoint."""
+"""``netxray weights CKPT --out stats.csv [--plot DIR] [--spectra FILE]``: statistics, node strengths
+and the spectral view of one checkpoint — a netxray checkpoint, or any safetensors checkpoint
+(a file, or a Hugging Face sharded directory) streamed tensor by tensor without building the model."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ def weights(
     plot: Path | None = typer.Option(None, "--plot", help="Directory for plots: weight histograms, strength distributions."),
     near_zero: float = typer.Option(1e-3, "--near-zero", help="|w| at or below this counts as near zero."),
     bins: int = typer.Option(64, "--bins", help="Histogram bins (shared by all tensors)."),
+    spectra: Path | None = typer.Option(None, "--spectra", help="Also write the spectral view (CSV): singular-value norms, stable rank, power-law alpha per weight matrix."),
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
 ) -> None:
     """Per-tensor weight statistics (SPEC 3.1) and node strengths (SPEC 3.2) of one checkpoint.
@@ -24,6 +27,11 @@ def weights(
     Statistics are computed in float64 on the finite values; NaN/inf are counted in
     n_nonfinite. Strength rows cover Linear, Conv (channel graph) and attention heads; layers
     that cannot be mapped are listed with the reason.
+
+    A safetensors checkpoint that is not a netxray one (no netxray config.json: e.g. a Hugging
+    Face model directory with model.safetensors.index.json and its shards) is streamed tensor
+    by tensor: memory stays near its largest tensor, with a progress bar in bytes. Node
+    strengths and plots need the model's modules and are not available then.
     """
     from netxray._meta import atomic_write_text
     from netxray.lenses.parameters import (
@@ -38,6 +46,9 @@ def weights(
         fail(f"--bins must be a positive integer, got {bins}")
     if not math.isfinite(near_zero) or near_zero < 0:
         fail(f"--near-zero must be a finite number >= 0, got {near_zero}")
+    if _streamable(checkpoint):
+        _streamed(checkpoint, out, spectra, near_zero, strengths, plot, quiet)
+        return
     model = load_checkpoint(checkpoint)
     try:
         df = weight_stats(model, near_zero=near_zero)
@@ -47,6 +58,11 @@ def weights(
         fail(f"weights of {checkpoint}: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False))
+    if spectra is not None:
+        from netxray.lenses.parameters import weight_spectra
+
+        spectra.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(spectra, weight_spectra(model).to_csv(index=False))
     if strengths is not None:
         strengths.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(strengths, st.to_csv(index=False))
@@ -78,6 +94,53 @@ def weights(
         for line in st.attrs["summary"]["not_mapped"]:
             console.print(f"not mapped: {line}")
     console.print(f"wrote {out}" + (f", {strengths}" if strengths else "") + (f", plots in {plot}" if plot else ""))
+
+
+def _streamable(checkpoint: Path) -> bool:
+    """A safetensors checkpoint without a netxray config.json beside it."""
+    import json
+
+    directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    if checkpoint.is_file() and checkpoint.suffix != ".safetensors":
+        return False
+    if not checkpoint.exists():
+        return False
+    if (directory / "model.safetensors.index.json").exists():
+        return True
+    cfg = directory / "config.json"
+    if not cfg.exists():
+        return any(directory.glob("*.safetensors"))
+    try:
+        config = json.loads(cfg.read_text())
+    except (OSError, ValueError):
+        return False  # a broken config: the netxray loader names the problem
+    from netxray.models.checkpoint import FORMAT
+
+    return not (isinstance(config, dict) and config.get("format") == FORMAT)
+
+
+def _streamed(checkpoint, out, spectra, near_zero, strengths, plot, quiet) -> None:
+    from netxray._meta import atomic_write_text
+    from netxray.lenses.parameters import weight_spectra, weight_stats
+
+    if strengths is not None or plot is not None:
+        fail(f"{checkpoint} is read tensor by tensor without its model: --strengths and --plot "
+             "need the model's modules (a netxray checkpoint); drop them")  # fmt: skip
+    try:
+        df = weight_stats(checkpoint, near_zero=near_zero, progress=not quiet)
+        sp = weight_spectra(checkpoint, progress=not quiet) if spectra is not None else None
+    except (OSError, ValueError) as exc:
+        fail(f"weights of {checkpoint}: {exc}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, df.to_csv(index=False))
+    if sp is not None:
+        spectra.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(spectra, sp.to_csv(index=False))
+    if not quiet:
+        g = df.set_index("name").loc["<global>"]
+        print(f"{len(df) - 1} tensors, {df.attrs['meta']['n_params']:,} values "
+              f"({df.attrs['meta']['n_bytes'] / 2**30:.2f} GiB) streamed; global weight std "
+              f"{g['std']:.4g}, kurtosis {g['kurtosis']:.3g}; wrote {out}" + (f", {spectra}" if sp is not None else ""))  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from netxray.measures import weights as W
 
 __all__ = [
     "weight_stats",
+    "weight_spectra",
+    "checkpoint_tensors",
     "weight_histograms",
     "node_strengths",
     "strength_fluctuation",
@@ -84,7 +87,225 @@ def _named_params(model: nn.Module) -> list[tuple[str, str, nn.Module, str, torc
     return out
 
 
-def weight_stats(model: nn.Module, *, near_zero: float = 1e-3, include_global: bool = True) -> pd.DataFrame:
+# --------------------------------------------------------------------------- streamed checkpoints
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of a safetensors checkpoint, known from the file headers alone."""
+
+    name: str
+    file: Path
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    offset: int = 0  # absolute byte offset of the data in ``file``
+
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+                "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
+
+
+def _safetensors_header(file: Path) -> tuple[dict[str, Any], int]:
+    """(tensor name → {dtype, shape, data_offsets}, byte offset of the data section)."""
+    import json
+    import struct
+
+    with open(file, "rb") as fh:
+        head = fh.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{file}: not a safetensors file (shorter than its 8-byte header size)")
+        (size,) = struct.unpack("<Q", head)
+        if size > 100 * 2**20:
+            raise ValueError(f"{file}: not a safetensors file (header of {size} bytes)")
+        try:
+            header = json.loads(fh.read(size))
+        except ValueError as exc:
+            raise ValueError(f"{file}: not a safetensors file (unreadable header: {exc})") from None
+    header.pop("__metadata__", None)
+    return header, 8 + size
+
+
+def checkpoint_tensors(path: str | Path) -> list[TensorEntry]:
+    """The tensors of a safetensors checkpoint, in file order, from the headers only.
+
+    ``path``: a ``.safetensors`` file; a directory in the Hugging Face sharded layout
+    (``model.safetensors.index.json`` mapping tensor names to shard files); or a directory
+    of ``*.safetensors`` files (read in name order). Nothing is loaded, no code is run.
+
+    Example:
+        >>> import tempfile, torch, safetensors.torch as st
+        >>> d = tempfile.mkdtemp()
+        >>> st.save_file({"w": torch.zeros(2, 3)}, f"{d}/model.safetensors")
+        >>> [(e.name, e.dtype, e.shape) for e in checkpoint_tensors(d)]
+        [('w', 'F32', (2, 3))]
+    """
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if path.is_file():
+        files = [path]
+    else:
+        index = path / "model.safetensors.index.json"
+        if index.exists():
+            weight_map = json.loads(index.read_text()).get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise ValueError(f"{index}: expected a non-empty 'weight_map' of tensor → shard file")
+            files = [path / f for f in dict.fromkeys(weight_map.values())]
+            missing = [str(f) for f in files if not f.exists()]
+            if missing:
+                raise FileNotFoundError(f"{index} names shard files that are missing: {missing}")
+        else:
+            files = sorted(path.glob("*.safetensors"))
+            if not files:
+                raise FileNotFoundError(f"{path}: no model.safetensors.index.json and no *.safetensors files")
+    entries = []
+    for f in files:
+        header, base = _safetensors_header(f)
+        for name, info in header.items():
+            shape = tuple(int(v) for v in info["shape"])
+            dtype = str(info["dtype"])
+            begin, end = (int(v) for v in info["data_offsets"])
+            nbytes = int(np.prod(shape, dtype=np.int64)) * _DTYPE_BYTES.get(dtype, 1)
+            if end - begin != nbytes:
+                raise ValueError(f"{f}: tensor {name!r} ({dtype} {shape}) has {end - begin} bytes, expected {nbytes}")
+            entries.append(TensorEntry(name, f, dtype, shape, nbytes, base + begin))
+    return entries
+
+
+_TORCH_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+                 "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+                 "BOOL": "bool"}  # fmt: skip
+
+
+def _read_tensor(fh: Any, e: TensorEntry) -> torch.Tensor:
+    """One tensor's bytes read straight from its byte range into a buffer of its own size.
+
+    Not ``safe_open``: its memory map makes every page of the shard that has been read count
+    in the process's resident memory, so reading a whole shard looked like holding it all;
+    ``readinto`` keeps the resident memory at the tensor itself. Little-endian, as the
+    safetensors format specifies."""
+    if e.dtype not in _TORCH_DTYPES:
+        raise TypeError(f"dtype {e.dtype} is not supported")
+    buf = torch.empty(e.nbytes, dtype=torch.uint8)
+    fh.seek(e.offset)
+    if fh.readinto(buf.numpy()) != e.nbytes:
+        raise ValueError(f"{e.file}: tensor {e.name!r} is truncated")
+    return buf.view(getattr(torch, _TORCH_DTYPES[e.dtype])).reshape(e.shape)
+
+
+def _stream(entries: Sequence[TensorEntry], progress: bool, label: str):
+    """Yield (entry, tensor) one tensor at a time (one read per tensor); a byte progress bar."""
+    bar = None
+    if progress:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        bar = Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                       TimeRemainingColumn(), transient=True)  # fmt: skip
+        bar.start()
+        task = bar.add_task(label, total=sum(e.nbytes for e in entries))
+    try:
+        by_file: dict[Path, list[TensorEntry]] = {}
+        for e in entries:
+            by_file.setdefault(e.file, []).append(e)
+        for f, group in by_file.items():
+            with open(f, "rb", buffering=0) as fh:
+                for e in group:
+                    yield e, _read_tensor(fh, e)
+                    if bar is not None:
+                        bar.advance(task, e.nbytes)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _role_from_name(name: str, ndim: int) -> str:
+    """The role of a checkpoint tensor without its module: a heuristic on the name (stated):
+    ``norm`` when a path part names a normalization (…norm…, ln…, bn…); ``embedding`` for a 2-D
+    table whose path names one (wte, wpe, embed_tokens, embed_positions, …embeddings except
+    patch embeddings, which are convolutions); ``bias`` for a trailing bias; ``weight`` for a
+    ≥ 2-D trailing weight; else ``other``."""
+    parts = name.lower().split(".")
+    if any("norm" in p or p.startswith(("ln", "bn")) for p in parts[:-1]) or parts[-1] in ("gamma", "beta"):
+        return "norm"
+    tables = ("wte", "wpe", "embed_tokens", "embed_positions")
+    if ndim == 2 and any(p in tables or (p.endswith("embeddings") and "patch" not in p) for p in parts):
+        return "embedding"
+    if parts[-1].endswith("bias"):
+        return "bias"
+    if parts[-1].endswith("weight") and ndim >= 2:
+        return "weight"
+    return "other"
+
+
+def _float_chunks(t: torch.Tensor):
+    return W.torch_float32_chunks(t)
+
+
+def _weight_stats_streamed(path: Path, near_zero: float, include_global: bool, progress: bool) -> pd.DataFrame:
+    """weight_stats of a safetensors checkpoint read tensor by tensor (no model is built)."""
+    entries = checkpoint_tensors(path)
+    rows: list[dict[str, Any]] = []
+    glob = W.GlobalStats(near_zero)
+    weights: list[TensorEntry] = []
+    for e, t in _stream(entries, progress, f"weights of {path.name}"):
+        role = _role_from_name(e.name, t.ndim)
+        row: dict[str, Any] = {"name": e.name, "module": e.name.rpartition(".")[0],
+                               "module_type": "", "role": role,
+                               "shape": "x".join(map(str, e.shape)) or "scalar"}  # fmt: skip
+        try:
+            if not t.is_floating_point():
+                raise TypeError(f"dtype {e.dtype} is not a floating-point weight")
+            full = W.stats_from_chunks(lambda t=t: _float_chunks(t), t.numel(), near_zero)
+            if role == "weight" and include_global:
+                glob.add(full)
+                weights.append(e)
+            row.update({k: v for k, v in full.items() if not k.startswith("_")})
+            row["status"] = "nonfinite" if row["n_nonfinite"] else "ok"
+        except Exception as exc:  # one odd tensor is a status, not a crash of the table
+            row["status"] = f"error: {type(exc).__name__}: {exc}"
+        del t
+        rows.append(row)
+    if include_global:
+        row = {"name": GLOBAL, "module": "", "module_type": "", "role": "global", "shape": ""}
+        if weights:
+            # the global percentiles' second radix pass re-reads the weight tensors
+            def reread():
+                for _, t in _stream(weights, progress, "global percentiles"):
+                    yield from _float_chunks(t)
+                    del t  # before the next read: one tensor in memory at a time
+
+            row.update(glob.finish(reread))
+            row["status"] = "nonfinite" if row["n_nonfinite"] else "ok"
+        else:
+            row.update({k: np.nan for k in W.STAT_COLUMNS})
+            row["status"] = "empty: the checkpoint has no weight tensors"
+        rows.append(row)
+    cols = ["name", "module", "module_type", "role", "shape", *W.STAT_COLUMNS, "status"]
+    df = pd.DataFrame(rows).reindex(columns=cols)
+    df.attrs["meta"] = metadata(
+        checkpoint=str(path), n_params=int(sum(int(np.prod(e.shape, dtype=np.int64)) for e in entries)),
+        n_bytes=int(sum(e.nbytes for e in entries)), near_zero=near_zero, streamed=True,
+    )  # fmt: skip
+    return df
+
+
+def weight_stats(
+    model: nn.Module | str | Path,
+    *,
+    near_zero: float = 1e-3,
+    include_global: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Per-tensor statistics of every parameter (SPEC §3.1) plus a global row over all weights.
 
     Columns: ``name, module, module_type, role, shape`` then :data:`STAT_COLUMNS`
@@ -94,14 +315,24 @@ def weight_stats(model: nn.Module, *, near_zero: float = 1e-3, include_global: b
     (``name == "<global>"``, role ``global``) concatenates every tensor of role ``weight``.
     ``df.attrs["meta"]`` holds netxray version, model hash, parameter count, ``near_zero``.
 
+    ``model`` may also be a safetensors checkpoint path (a file, or a directory in the Hugging
+    Face sharded layout with ``model.safetensors.index.json``): it is then read tensor by tensor
+    (each tensor's byte range from the header), without building the model — peak memory about the largest tensor plus
+    a few chunks; bf16/fp16 are read exactly (through float32, chunk by chunk); ``progress``
+    shows a bar in bytes. Roles then come from the tensor names (see ``_role_from_name``), the
+    global row's moments are combined across tensors exactly and its percentiles re-read the
+    weights once (exact radix selection).
+
     Example:
         >>> import torch
         >>> df = weight_stats(torch.nn.Linear(3, 2))
         >>> df.set_index("name").loc["<global>", "count"]
         np.int64(6)
     """
+    if isinstance(model, (str, Path)):
+        return _weight_stats_streamed(Path(model), near_zero, include_global, progress)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        raise TypeError(f"model: expected a torch.nn.Module or a checkpoint path, got {type(model).__name__}")
     rows: list[dict[str, Any]] = []
     params = _named_params(model)
     n_params = sum(p.numel() for *_, p in params)
@@ -149,6 +380,66 @@ def weight_stats(model: nn.Module, *, near_zero: float = 1e-3, include_global: b
         model_hash=model_hash(model), n_params=int(n_params), near_zero=near_zero,
         model_type=type(model).__name__,
     )
+    return df
+
+
+def weight_spectra(
+    model: nn.Module | str | Path, *, min_tail: int = 10, bins: int = 50, progress: bool = False
+) -> pd.DataFrame:
+    """The spectral view of every weight matrix (:mod:`netxray.measures.spectral`).
+
+    One row per weight tensor with at least 2 axes (a ConvNd kernel read as out × in·k…;
+    embeddings included, biases and normalization parameters left out): ``name, shape`` then
+    n_rows, n_cols, spectral_norm, frobenius_norm, stable_rank, alpha (power-law exponent of the
+    ESD tail: continuous MLE, x_min by minimal KS distance), alpha_sigma, xmin, xmax, n_tail,
+    ks_distance, fit_status, and ``status``. ``df.attrs["esd"]``: per name, the log10-binned
+    density of the eigenvalues of WᵀW (densities, edges). ``model``: a module or a safetensors
+    checkpoint path, streamed tensor by tensor as in :func:`weight_stats`.
+
+    Example:
+        >>> import torch
+        >>> torch.manual_seed(0) and None
+        >>> df = weight_spectra(torch.nn.Linear(64, 32))
+        >>> df[["name", "n_rows", "n_cols"]].values.tolist()
+        [['weight', 32, 64]]
+    """
+    from netxray.measures import spectral as S
+
+    def tensors() -> Iterator[tuple[str, str, torch.Tensor]]:
+        if isinstance(model, (str, Path)):
+            for e, t in _stream(checkpoint_tensors(model), progress, f"spectra of {Path(model).name}"):
+                yield e.name, _role_from_name(e.name, t.ndim), t
+                del t  # not held by this frame while the next tensor is read
+        elif isinstance(model, nn.Module):
+            for full, _, module, pname, p in _named_params(model):
+                yield full, parameter_role(module, pname), p
+        else:
+            raise TypeError(f"model: expected a torch.nn.Module or a checkpoint path, got {type(model).__name__}")
+
+    rows: list[dict[str, Any]] = []
+    esd: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    with torch.no_grad():
+        for name, role, t in tensors():
+            if t.ndim < 2 or role not in ("weight", "embedding", "other") or not t.is_floating_point():
+                continue
+            row: dict[str, Any] = {"name": name, "shape": "x".join(map(str, t.shape))}
+            try:
+                st = S.spectral_stats(t, min_tail=min_tail)
+                esd[name] = S.esd_histogram(st.pop("evals"), bins=bins)
+                row.update(st)
+                row["status"] = "ok"
+            except Exception as exc:  # a status in its row, never a crash of the table
+                row["status"] = f"error: {type(exc).__name__}: {exc}"
+            rows.append(row)
+            del t  # before the next read: one tensor in memory at a time
+    df = pd.DataFrame(rows).reindex(columns=["name", "shape", *S.SPECTRAL_COLUMNS, "status"])
+    meta = {"min_tail": min_tail, "estimator": "continuous power-law MLE, x_min by minimal KS distance"}
+    if isinstance(model, nn.Module):
+        meta["model_hash"] = model_hash(model)
+    else:
+        meta["checkpoint"] = str(model)
+    df.attrs["meta"] = metadata(**meta)
+    df.attrs["esd"] = esd
     return df
 
 

@@ -2,6 +2,11 @@
 
 All take (n, d) arrays or tensors (1-D means d = 1) and compute in float64. None of them knows
 about models: the non-linearity lens feeds them the pooled input and output of each site.
+
+Each works in the smaller of the sample and feature spaces: a d×d product or eigendecomposition
+when d < n, the n×n Gram matrix otherwise (the non-zero spectra of XᵀX and XXᵀ are the same),
+so a site with d ≫ n (a ViT token site pooled to 64 samples of 768 or 3072 features) costs
+O(n²d + n³), not O(nd² + d³).
 """
 
 from __future__ import annotations
@@ -38,14 +43,21 @@ def linear_cka(x: Any, y: Any) -> float:
     1.0
     """
     xc, yc = _centred_pair(x, y)
-    if max(xc.shape[1], yc.shape[1]) < len(xc):
-        cross = np.linalg.norm(yc.T @ xc) ** 2
-        nx = np.linalg.norm(xc.T @ xc)
-        ny = np.linalg.norm(yc.T @ yc)
-    else:
-        kx, ky = xc @ xc.T, yc @ yc.T
+    n = len(xc)
+
+    def gram_side(a: np.ndarray) -> tuple[float, np.ndarray | None]:
+        # ‖AᵀA‖_F = ‖AAᵀ‖_F: whichever of the d×d and n×n products is smaller
+        if a.shape[1] < n:
+            return float(np.linalg.norm(a.T @ a)), None
+        k = a @ a.T
+        return float(np.linalg.norm(k)), k
+
+    nx, kx = gram_side(xc)
+    ny, ky = gram_side(yc)
+    if kx is not None and ky is not None:  # both n×n Grams exist: ⟨Kx, Ky⟩ = ‖YᵀX‖²
         cross = float(np.einsum("ij,ij->", kx, ky))
-        nx, ny = np.linalg.norm(kx), np.linalg.norm(ky)
+    else:
+        cross = float(np.linalg.norm(yc.T @ xc) ** 2)  # dy×dx, one side narrower than n
     if nx == 0.0 or ny == 0.0:
         return float("nan")
     return float(cross / (nx * ny))
@@ -54,9 +66,15 @@ def linear_cka(x: Any, y: Any) -> float:
 def linear_r2(x: Any, y: Any, rcond: float = 1e-10) -> float:
     """In-sample R² of the least-squares affine fit y ≈ x B + c, pooled over output features.
 
-    R² = 1 − Σ_ij (y_ij − ŷ_ij)² / Σ_ij (y_ij − ȳ_j)²  (total variance explained). In-sample:
-    with d ≥ n − 1 features any output is fitted exactly (R² = 1), so compare at equal (n, d).
+    R² = 1 − Σ_ij (y_ij − ŷ_ij)² / Σ_ij (y_ij − ȳ_j)²  (total variance explained) = the share of
+    ‖Ỹ‖² inside the column space of X̃ (both centred). In-sample, so compare at equal (n, d).
     NaN when y is constant.
+
+    When n ≤ d + 1 the statistic is not informative: the centred X̃ (n × d) generically has
+    rank n − 1, so its column space is every centred vector of R^n, Ỹ lies in it, and R² = 1
+    for any output whatever the activation (an interpolating fit). Below 1 there only when
+    x's samples are affinely dependent (rank < n − 1: duplicated samples, dead features).
+    Computed in the smaller space: eigh of X̃ᵀX̃ (d×d) when d < n, else of X̃X̃ᵀ (n×n).
 
     >>> import numpy as np
     >>> x = np.random.default_rng(0).normal(size=(100, 2))

@@ -165,6 +165,85 @@ def _topk_graph(sim_block, n: int, k: int, block: int) -> tuple[sp.csr_matrix, i
             part = np.argpartition(s, n - k, axis=1)[:, n - k :]
             idx[b0:b1] = part
             val[b0:b1] = np.take_along_axis(s, part, axis=1)
+    return _graph_from_topk(idx, val, n, k)
+
+
+def _float32_error_bound(m: int, u: float = 2.0**-24) -> float:
+    """Rigorous bound on |fl(x̂·ŷ) − x̂·ŷ| for unit vectors of length m rounded to a float type.
+
+    Any summation order (BLAS blocking, FMA) gives |fl(xᵀy) − xᵀy| ≤ γ_m |x|ᵀ|y| with
+    γ_m = m·u/(1 − m·u), u the unit roundoff (2⁻²⁴ float32, 2⁻⁵³ float64; Higham, Accuracy and
+    Stability, §3.1), and |x|ᵀ|y| ≤ 1 for unit vectors; rounding each unit vector to the type
+    adds ≤ (2u + u²)·|x|ᵀ|y|.
+    """
+    gamma = (m * u) / (1.0 - m * u) if m * u < 0.5 else np.inf
+    return float(gamma * (1.0 + 2.0 * u + u * u) + 2.0 * u + u * u)
+
+
+def _topk_graph_rechecked(
+    xn: np.ndarray, k: int, block: int, dtype: type = np.float32
+) -> tuple[sp.csr_matrix, int]:
+    """kNN graph from blockwise products in ``dtype`` + a float64 re-check of the candidates.
+
+    Each block of the similarity is one product in ``dtype`` (float32: half the bytes and
+    about half the time of float64). Every j whose similarity is within 4δ of row i's k-th
+    largest (δ: :func:`_float32_error_bound` for ``dtype``, rigorous) may be a top-k neighbour;
+    those candidates, usually exactly k, are recomputed as float64 dot products and the top k
+    taken from them (largest first, ties to the lowest index). A node left out is more than 4δ
+    below a value within δ of the truth, so its float64 value is below the k-th candidate's:
+    whatever ``dtype`` found the candidates, the chosen neighbours and their float64 weights
+    are the same — float32 and float64 give the same graph (exact ties included, as both
+    break them on the same float64 dot products).
+    """
+    n, m = xn.shape
+    x32 = xn.astype(dtype)
+    delta = 2.0 * _float32_error_bound(m, 2.0**-24 if dtype == np.float32 else 2.0**-53)
+    idx = np.empty((n, k), dtype=np.int64)
+    val = np.empty((n, k), dtype=np.float64)
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        rows = np.arange(b1 - b0)
+        s = x32[b0:b1] @ x32.T
+        s[rows, b0 + rows] = -np.inf  # self excluded
+        if k <= _ARGMAX_K:
+            # k + 1 argmax scans (cheaper than a partition for small k): the top k in float32
+            # and the next value; a row whose next value is more than 2δ below its k-th has
+            # exactly its top k as candidates, which covers almost every row
+            taken = np.empty((b1 - b0, k + 1), dtype=np.int64)
+            saved = np.empty((b1 - b0, k + 1), dtype=np.float32)
+            for j in range(k + 1):
+                best = np.argmax(s, axis=1)
+                taken[:, j] = best
+                saved[:, j] = s[rows, best]
+                s[rows, best] = -np.inf
+            for j in range(k + 1):  # restore the block for the rows re-checked below
+                s[rows, taken[:, j]] = saved[:, j]
+            kth = saved[:, k - 1].astype(np.float64)
+            clear = saved[:, k].astype(np.float64) < kth - 2.0 * delta
+            cand_r = np.repeat(rows[clear], k)
+            cand_c = taken[clear, :k].ravel()
+            hard = rows[~clear]
+        else:
+            kth = np.partition(s, n - k, axis=1)[:, n - k].astype(np.float64)
+            cand_r = cand_c = np.zeros(0, dtype=np.int64)
+            hard = rows
+        if len(hard):  # near-ties at the k-th place: every entry within 4δ is a candidate
+            hr, hc = np.nonzero(s[hard] >= (kth[hard] - 2.0 * delta)[:, None])
+            cand_r = np.concatenate([cand_r, hard[hr]])
+            cand_c = np.concatenate([cand_c, hc])
+        exact = np.einsum("ij,ij->i", xn[b0 + cand_r], xn[cand_c])
+        # per row: largest float64 similarity first, ties to the lowest column index
+        order = np.lexsort((cand_c, -exact, cand_r))
+        cand_r, cand_c, exact = cand_r[order], cand_c[order], exact[order]
+        starts = np.searchsorted(cand_r, rows)
+        pick = (starts[:, None] + np.arange(k)[None, :]).ravel()
+        idx[b0:b1] = cand_c[pick].reshape(-1, k)
+        val[b0:b1] = exact[pick].reshape(-1, k)
+    return _graph_from_topk(idx, val, n, k)
+
+
+def _graph_from_topk(idx: np.ndarray, val: np.ndarray, n: int, k: int) -> tuple[sp.csr_matrix, int]:
+    """A = (A_dir + A_dirᵀ)/2 from each node's k neighbours and similarities; negatives → 0."""
     n_clipped = int((val < 0).sum())
     np.maximum(val, 0.0, out=val)
     a_dir = sp.csr_matrix(
@@ -184,12 +263,16 @@ def _normalize_rows(x: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def knn_graph(
-    features: Any, k: int = 3, *, block_size: int | None = None
+    features: Any, k: int = 3, *, block_size: int | None = None, precision: str = "float32"
 ) -> tuple[sp.csr_matrix, int]:
     """Symmetric kNN cosine graph of SPEC §2.1 (steps 1–3).
 
     A = (A_dir + A_dirᵀ)/2 with A_dir[i, j] = max(S_ij, 0) for the k nodes j ≠ i most similar
     to i, S_ij = ⟨f_i, f_j⟩ / (‖f_i‖ ‖f_j‖).
+
+    ``precision="float32"`` (default) finds candidates with float32 products, ``"float64"``
+    with float64 products; either way every near-tie (a rigorous error bound decides which) is
+    re-checked with float64 dot products, so both give the same neighbours and weights.
 
     Returns ``(A, n_clipped)``: A as a scipy CSR matrix (N × N, float64, symmetric, no
     diagonal) and the number of directed kNN edges whose similarity was negative.
@@ -204,7 +287,14 @@ def knn_graph(
     n = x.shape[0]
     k = _check_k(k, n)
     xn, _ = _normalize_rows(x)
-    return _topk_graph(lambda b0, b1: xn[b0:b1] @ xn.T, n, k, _block_rows(n, block_size))
+    return _feature_graph(xn, k, _block_rows(n, block_size), precision)
+
+
+def _feature_graph(xn: np.ndarray, k: int, block: int, precision: str = "float32"):
+    """kNN graph of unit rows ``xn``: float32 candidates + float64 re-check, or all float64."""
+    if precision in ("float32", "float64"):
+        return _topk_graph_rechecked(xn, k, block, np.dtype(precision).type)
+    raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
 
 
 def knn_graph_from_gram(
@@ -352,7 +442,7 @@ def modularity(
     bad = _degenerate_rows(1.0 - spread / 2.0, n_zero, n)
     if bad is not None:
         return _undefined(bad, labels, n, k, d, n_zero)
-    adj, n_clipped = _topk_graph(lambda b0, b1: xn[b0:b1] @ xn.T, n, k, _block_rows(n, block_size))
+    adj, n_clipped = _feature_graph(xn, k, _block_rows(n, block_size))
     return _result(adj, n_clipped, labels, n, k, d, n_zero, return_graph)
 
 

@@ -17,6 +17,9 @@ from scipy import stats as _stats
 __all__ = [
     "STAT_COLUMNS",
     "PERCENTILES",
+    "exact_percentiles_float32",
+    "stats_from_chunks",
+    "GlobalStats",
     "tensor_stats",
     "shared_bin_edges",
     "histogram_density",
@@ -68,6 +71,93 @@ def _as_float64(values: Any) -> np.ndarray:
 _CHUNK = 1 << 20  # elements per chunk: bounds the temporaries of a 25M-parameter model
 
 
+def _sortable_keys(a: np.ndarray) -> np.ndarray:
+    """float32 values → uint32 keys with the same order (IEEE-754 sign-magnitude flipped):
+    negatives get every bit inverted, positives their sign bit set."""
+    sign = a.view(np.int32) >> 31  # arithmetic shift: 0 for +, −1 (all ones) for −
+    mask = sign.view(np.uint32)
+    mask |= np.uint32(0x80000000)
+    return np.bitwise_xor(a.view(np.uint32), mask, out=mask)
+
+
+def _keys_to_float(keys: np.ndarray) -> np.ndarray:
+    keys = np.asarray(keys, dtype=np.uint32)
+    bits = np.where(keys >> 31, keys & np.uint32(0x7FFFFFFF), ~keys).astype(np.uint32)
+    return bits.view(np.float32).astype(np.float64)
+
+
+def top_key_counts(chunks: Any, counts: np.ndarray | None = None) -> np.ndarray:
+    """First radix pass of :func:`exact_percentiles_float32`: counts of the top 16 key bits
+    (65 536 bins) of float32 chunks, added to ``counts`` (so passes over many tensors add up)."""
+    top = np.zeros(1 << 16, dtype=np.int64) if counts is None else counts
+    for c in chunks:
+        top += np.bincount(_sortable_keys(c) >> 16, minlength=1 << 16)
+    return top
+
+
+class _RadixSelect:
+    """Exact order statistics of float32 values by their 32-bit keys, in two passes.
+
+    Pass 1 counts the top 16 bits (:func:`top_key_counts`); :meth:`plan` finds the bins holding
+    the wanted ranks; pass 2 (:meth:`add`) counts the low 16 bits inside those bins only.
+    """
+
+    def __init__(self, top: np.ndarray, qs: Sequence[float], n: int) -> None:
+        q = np.asarray(qs, dtype=np.float64) / 100.0
+        virtual = q * (n - 1)  # numpy's 'linear' method: (n − 1)·q
+        self.lo = np.floor(virtual).astype(np.int64)
+        self.hi = np.minimum(self.lo + 1, n - 1)
+        self.frac = virtual - self.lo
+        self.ranks = np.unique(np.concatenate([self.lo, self.hi]))
+        cum = np.cumsum(top)
+        self.bins = np.searchsorted(cum, self.ranks, side="right")  # bin of each rank
+        self.below = np.where(self.bins > 0, cum[self.bins - 1], 0)
+        self.low = {int(b): np.zeros(1 << 16, dtype=np.int64) for b in np.unique(self.bins)}
+
+    def add(self, keys: np.ndarray) -> None:
+        hi16 = keys >> 16
+        for b, counts in self.low.items():
+            sel = keys[hi16 == b]
+            if sel.size:
+                counts += np.bincount(sel & np.uint32(0xFFFF), minlength=1 << 16)
+
+    def result(self) -> np.ndarray:
+        values = {}
+        for r, b, off in zip(self.ranks, self.bins, self.below, strict=True):
+            lo16 = int(np.searchsorted(np.cumsum(self.low[int(b)]), r - off, side="right"))
+            values[int(r)] = _keys_to_float(np.uint32((int(b) << 16) | lo16))[()]
+        a = np.array([values[int(i)] for i in self.lo])
+        b = np.array([values[int(i)] for i in self.hi])
+        diff = b - a
+        # numpy's _lerp: a + diff·t, from the upper end when t ≥ 0.5 (monotone, exact ends)
+        return np.where(self.frac >= 0.5, b - diff * (1.0 - self.frac), a + diff * self.frac)
+
+
+def exact_percentiles_float32(
+    chunks: Any, qs: Sequence[float], n: int, *, top: np.ndarray | None = None
+) -> np.ndarray:
+    """Percentiles (numpy's 'linear' rule) of n finite float32 values given as chunks, exactly.
+
+    Exact order statistics without sorting or copying the whole tensor: a radix selection on
+    the values' order-preserving 32-bit keys — one pass counts the top 16 bits (65 536 bins),
+    a second pass the low 16 bits inside the few bins that hold the wanted ranks — then the
+    interpolation between neighbouring order statistics in float64, as ``np.percentile`` does.
+    ``chunks`` is a callable returning a fresh iterator of float32 arrays (read twice, once
+    when ``top`` — the first pass's :func:`top_key_counts` — is given). Memory: one chunk and
+    the counts; bit-for-bit equal to ``np.percentile`` of the float64 values.
+
+    >>> v = np.array([3.0, -1.0, 2.0, 10.0], dtype=np.float32)
+    >>> exact_percentiles_float32(lambda: iter([v[:2], v[2:]]), [0, 50, 100], 4).tolist()
+    [-1.0, 2.5, 10.0]
+    """
+    if top is None:
+        top = top_key_counts(chunks())
+    sel = _RadixSelect(top, qs, n)
+    for c in chunks():
+        sel.add(_sortable_keys(c))
+    return sel.result()
+
+
 def tensor_stats(values: Any, *, near_zero: float = 1e-3, overwrite: bool = False) -> dict[str, float]:
     """Statistics of one tensor (SPEC §3.1), on its finite values, in float64.
 
@@ -78,14 +168,32 @@ def tensor_stats(values: Any, *, near_zero: float = 1e-3, overwrite: bool = Fals
     ``n_nonfinite`` the number of NaN/±inf among them (excluded from everything else).
     Moments are accumulated in chunks so memory stays bounded for large tensors;
     ``overwrite=True`` lets the percentile step reorder a float64 input in place (only for
-    arrays the caller owns — never a user's weights).
+    arrays the caller owns — never a user's weights). float32, float16 and bfloat16 tensors are
+    never copied whole: moments chunk by chunk in float64, percentiles by an exact radix
+    selection (:func:`exact_percentiles_float32`): percentiles bit for bit those of the float64
+    route, moments equal to float64 rounding (chunk sums instead of one pairwise sum).
 
     Example:
         >>> s = tensor_stats([1.0, 2.0, 3.0, float("nan")])
         >>> s["mean"], s["n_nonfinite"], round(s["std"], 6)
         (2.0, 1, 0.816497)
     """
-    raw = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+    raw = values.detach() if hasattr(values, "detach") else values
+    if hasattr(raw, "cpu") and str(raw.dtype) in _TORCH_FLOATS:
+        # float32 holds every bf16/fp16 value exactly; converted one chunk at a time, so a
+        # checkpoint's largest tensor is never copied whole (numpy has no bfloat16)
+        return _public(stats_from_chunks(lambda: torch_float32_chunks(raw), raw.numel(), near_zero))
+    raw = raw.cpu().numpy() if hasattr(raw, "cpu") else np.asarray(raw)
+    if raw.dtype.kind not in "biufc":
+        raise TypeError(f"values: expected a numeric array, got dtype {raw.dtype}")
+    if raw.dtype.kind == "c":
+        raise TypeError("values: complex tensors are not supported")
+    if raw.dtype in (np.float32, np.float16):
+        flat = raw.ravel()
+        return _public(stats_from_chunks(
+            lambda: (flat[i:i + _CHUNK].astype(np.float32, copy=False) for i in range(0, flat.size, _CHUNK)),
+            flat.size, near_zero,
+        ))  # fmt: skip
     x = _as_float64(raw)
     count = x.size
     finite = np.isfinite(x)
@@ -119,13 +227,155 @@ def tensor_stats(values: Any, *, near_zero: float = 1e-3, overwrite: bool = Fals
         l1 += float(a.sum())
         nz += int(np.count_nonzero(a <= near_zero))
         sq += float(np.dot(xc, xc))
+    pct = np.percentile(x, PERCENTILES, overwrite_input=owned)
+    return _finish(out, n_finite, mean, m2, m3, m4, l1, sq, nz, pct)
+
+
+_TORCH_FLOATS = ("torch.float32", "torch.bfloat16", "torch.float16")
+
+
+def torch_float32_chunks(t: Any, chunk: int = _CHUNK) -> Any:
+    """A torch float tensor (float32, bfloat16, float16) as float32 numpy chunks, exactly.
+
+    bfloat16 is the top half of a float32: its bits shifted left by 16 are that float32, which
+    numpy does ~10× faster than torch's ``.float()`` on small chunks; float16 converts in
+    numpy. No copy of the whole tensor is made (the flat view is shared).
+    """
+    flat = t.detach().reshape(-1).cpu()
+    kind = str(flat.dtype)
+    if kind == "torch.bfloat16":
+        import torch  # only reached with a torch tensor in hand
+
+        bits = flat.view(torch.int16).numpy().view(np.uint16)
+        for i in range(0, bits.size, chunk):
+            yield (bits[i:i + chunk].astype(np.uint32) << np.uint32(16)).view(np.float32)
+        return
+    arr = flat.numpy()
+    for i in range(0, arr.size, chunk):
+        yield arr[i:i + chunk].astype(np.float32, copy=False)
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def stats_from_chunks(chunks: Any, count: int, near_zero: float = 1e-3) -> dict[str, float]:
+    """:func:`tensor_stats` of ``count`` values given as float32 chunks (``chunks()`` returns a
+    fresh iterator; read twice), never holding more than one chunk in float64.
+
+    Moments: each chunk converted to float64 on its own; percentiles: exact radix selection.
+    Also returns ``_m2``/``_m3``/``_m4`` (central moment sums) and ``_top`` (the radix counts),
+    which :class:`GlobalStats` combines across tensors; callers drop the underscored keys.
+    """
+
+    def finite_chunks():
+        for c in chunks():
+            ok = np.isfinite(c)
+            yield c if ok.all() else c[ok]
+
+    # pass 1: count, sum (for the mean) and the radix selection's top-bit counts
+    n_finite = 0
+    total = 0.0
+    top = np.zeros(1 << 16, dtype=np.int64)
+    for c in finite_chunks():
+        n_finite += c.size
+        total += float(c.sum(dtype=np.float64))
+        top += np.bincount(_sortable_keys(c) >> 16, minlength=1 << 16)
+    out: dict[str, float] = {
+        "count": int(count),
+        "n_finite": n_finite,
+        "n_nonfinite": int(count - n_finite),
+    }
+    if n_finite == 0:
+        for key in STAT_COLUMNS[3:]:
+            out[key] = float("nan")
+        return out
+    mean = total / n_finite
+    # pass 2: central moments, norms, near-zeros, and the low bits of the wanted ranks' bins
+    select = _RadixSelect(top, PERCENTILES, n_finite)
+    m2 = m3 = m4 = l1 = sq = 0.0
+    nz = 0
+    for c32 in finite_chunks():
+        select.add(_sortable_keys(c32))
+        xc = c32.astype(np.float64)
+        c = xc - mean
+        c2 = c * c
+        m2 += float(c2.sum())
+        m3 += float((c2 * c).sum())
+        m4 += float((c2 * c2).sum())
+        a = np.abs(xc)
+        l1 += float(a.sum())
+        nz += int(np.count_nonzero(a <= near_zero))
+        sq += float(np.dot(xc, xc))
+    pct = select.result()
+    res = _finish(out, n_finite, mean, m2, m3, m4, l1, sq, nz, pct)
+    res.update(_m2=m2, _m3=m3, _m4=m4, _top=top, _sq=sq, _nz=nz)
+    return res
+
+
+class GlobalStats:
+    """Statistics of many tensors concatenated, accumulated tensor by tensor (streaming).
+
+    Moments combine exactly with the pairwise update of central moment sums (Pébay 2008:
+    with δ = μ_B − μ_A, M2 = M2_A + M2_B + δ² n_A n_B / n, and likewise M3, M4); percentiles
+    by the radix selection, its first pass summed over tensors, its second pass a re-read of
+    the tensors (``finish(chunks)``). Memory: the 65 536 counts, whatever the total size.
+    """
+
+    def __init__(self, near_zero: float = 1e-3) -> None:
+        self.near_zero = near_zero
+        self.count = self.n = 0
+        self.mean = self.m2 = self.m3 = self.m4 = self.l1 = self.sq = 0.0
+        self.nz = 0
+        self.top = np.zeros(1 << 16, dtype=np.int64)
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Fold in one tensor's :func:`stats_from_chunks` result."""
+        self.count += int(row["count"])
+        nb = int(row["n_finite"])
+        if nb == 0:
+            return
+        na, n = self.n, self.n + nb
+        d = float(row["mean"]) - self.mean
+        b2, b3, b4 = row["_m2"], row["_m3"], row["_m4"]
+        a2, a3, a4 = self.m2, self.m3, self.m4
+        self.m4 = (a4 + b4 + d**4 * na * nb * (na * na - na * nb + nb * nb) / n**3
+                   + 6 * d * d * (na * na * b2 + nb * nb * a2) / n**2 + 4 * d * (na * b3 - nb * a3) / n)
+        self.m3 = a3 + b3 + d**3 * na * nb * (na - nb) / n**2 + 3 * d * (na * b2 - nb * a2) / n
+        self.m2 = a2 + b2 + d * d * na * nb / n
+        self.mean += d * nb / n
+        self.n = n
+        self.l1 += float(row["l1"])
+        self.sq += row["_sq"]
+        self.nz += row["_nz"]
+        self.top += row["_top"]
+
+    def finish(self, chunks: Any) -> dict[str, float]:
+        """The global row; ``chunks()`` re-reads every tensor added (float32 chunks)."""
+        out: dict[str, float] = {
+            "count": self.count, "n_finite": self.n, "n_nonfinite": self.count - self.n,
+        }  # fmt: skip
+        if self.n == 0:
+            out.update({key: float("nan") for key in STAT_COLUMNS[3:]})
+            return out
+
+        def finite_chunks():
+            for c in chunks():
+                ok = np.isfinite(c)
+                yield c if ok.all() else c[ok]
+
+        pct = exact_percentiles_float32(finite_chunks, PERCENTILES, self.n, top=self.top)
+        return _finish(out, self.n, self.mean, self.m2, self.m3, self.m4, self.l1, self.sq,
+                       self.nz, pct)  # fmt: skip
+
+
+def _finish(out, n_finite, mean, m2, m3, m4, l1, sq, nz, pct) -> dict[str, float]:
     m2, m3, m4 = m2 / n_finite, m3 / n_finite, m4 / n_finite
     if m2 > 0.0:
         skew = m3 / m2**1.5
         kurt = m4 / (m2 * m2) - 3.0
     else:  # a constant tensor has no shape to its distribution
         skew = kurt = float("nan")
-    pct = np.percentile(x, PERCENTILES, overwrite_input=owned)
     out.update(
         mean=mean,
         std=float(np.sqrt(m2)),

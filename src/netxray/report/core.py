@@ -36,7 +36,12 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from netxray._meta import atomic_write_text, metadata, model_hash
+from netxray._meta import (
+    atomic_write_text,
+    metadata,
+    model_hash,
+    reused_model_hashes,
+)
 from netxray.report.html import Plot, render_html
 
 __all__ = [
@@ -652,22 +657,25 @@ def scan(
     from netxray.capture.inputs import place_model
 
     data, data_desc = resolve_data(data, seed=opts.seed)
-    desc = _model_description(model)
     flags_before = [m.training for m in model.modules()]
-    # the data lenses run on the chosen device (a copy of the model when it lives elsewhere,
-    # made once for all lenses); the weight lenses read the model as given
-    run_model, dev = place_model(model, device)
-    opts.device = dev
-    bar = _Progress(progress, len(chosen), f"scan {name or desc['model']}")
     results: dict[str, LensResult] = {}
-    try:
-        for lens in chosen:
-            bar.step(f"{name or desc['model']}: {lens}")
-            target = run_model if lens in _DATA_LENSES else model
-            results[lens] = runners.run_lens(lens, target, data, opts)
-            bar.advance()
-    finally:
-        bar.close()
+    # every lens records the model's hash: computed once here and reused (the check below
+    # hashes afresh, outside the cache, to verify the model came back unmodified)
+    with reused_model_hashes():
+        desc = _model_description(model)
+        # the data lenses run on the chosen device (a copy of the model when it lives elsewhere,
+        # made once for all lenses); the weight lenses read the model as given
+        run_model, dev = place_model(model, device)
+        opts.device = dev
+        bar = _Progress(progress, len(chosen), f"scan {name or desc['model']}")
+        try:
+            for lens in chosen:
+                bar.step(f"{name or desc['model']}: {lens}")
+                target = run_model if lens in _DATA_LENSES else model
+                results[lens] = runners.run_lens(lens, target, data, opts)
+                bar.advance()
+        finally:
+            bar.close()
     # the promise "never modify what the user gave", checked rather than assumed
     changed = []
     if model_hash(model) != desc["model_hash"]:

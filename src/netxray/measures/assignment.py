@@ -1,0 +1,227 @@
+"""Exact linear assignment and the exact squared-Euclidean matching between two clouds.
+
+The affinity score's numerator is the exact W2² between two clouds of n points with uniform
+weights; the optimal plan is then a permutation (Birkhoff), so the problem is the linear
+assignment  min_σ Σ_i C[i, σ(i)],  C[i, j] = ‖a_i − b_j‖².
+
+Solver: the Jonker–Volgenant shortest-augmenting-path algorithm (LAPJV) of the ``lapx``
+package (``lap.lapjvs``, the SIMD variant of src-d/lapjv) when it imports, else
+``scipy.optimize.linear_sum_assignment`` (Crouse's shortest augmenting path). Both are exact on
+the matrix they are given. Measured on the affinity score's cost matrices (n = 2048, one
+thread): LAPJV in float64 2–3× faster than scipy, its float32 kernel another ~3× faster.
+
+Precision: ``precision="float32"`` (default) solves a float32 copy of the *shifted* matrix
+C' = C − m (m a constant near min C, computed in float64: every permutation's cost changes by
+the same n·m, so the optimal permutations are the same, and float32 then resolves the spread
+of the distances rather than their mean, which dominates in high dimension; a constant shift
+leaves LAPJV's steps unchanged, row/column reductions measured slower). The result comes with a rigorous bound on how far its float64 cost
+can be from the float64 optimum: if σ is optimal for C32 = fl32(C') and E = C' − C32, then for
+every permutation π,  C'(σ) − C'(π) ≤ Σ_i |E_iσ(i)| + Σ_i max_j |E_ij|  (the bound assumes the
+solver is exact on its float32 input). When that bound, in W2² units, exceeds ``rtol``·W2²,
+the problem is solved again with the float64 kernel (exact on the float64 matrix).
+``precision="float64"`` always solves the float64 matrix. The objective is recomputed from the
+matched pairs (‖a_i − b_σ(i)‖², float64, no cancellation). Memory: the full float64 matrix
+is never held on the float32 path — the float32 matrix is filled block by block from float64
+blocks (4n² bytes plus one block); the float64 route builds 8n² bytes in one buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = [
+    "SOLVERS", "Matching", "available_solver", "solve_assignment", "squared_distances",
+    "exact_matching",
+]  # fmt: skip
+
+SOLVERS = ("auto", "lapjv", "scipy")
+
+try:  # LAPJV (Jonker & Volgenant 1987) from lapx; scipy is the fallback where it cannot import
+    from lap import lapjvs as _lapjvs
+except ImportError:  # pragma: no cover - depends on the environment
+    _lapjvs = None
+
+
+def available_solver(solver: str = "auto") -> str:
+    """The solver ``solver`` resolves to here: ``"lapjv"`` when ``lap`` imports, else ``"scipy"``.
+
+    >>> available_solver("scipy")
+    'scipy'
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver == "auto":
+        return "lapjv" if _lapjvs is not None else "scipy"
+    if solver == "lapjv" and _lapjvs is None:
+        raise ImportError("solver='lapjv' needs the 'lapx' package (pip install lapx)")
+    return solver
+
+
+def solve_assignment(cost: Any, *, solver: str = "auto", precision: str = "float64") -> np.ndarray:
+    """Columns ``cols`` minimising Σ_i cost[i, cols[i]] over all permutations (square cost).
+
+    Exact on the matrix given: with ``precision="float64"`` (default) on the float64 matrix;
+    with ``"float32"`` the LAPJV float32 kernel solves the matrix rounded to float32 (scipy,
+    the fallback, always works in float64). Ties may be broken differently by different
+    solvers; the optimal objective is the same.
+
+    >>> solve_assignment([[4.0, 1.0], [2.0, 8.0]]).tolist()
+    [1, 0]
+    """
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    dtype = np.float32 if precision == "float32" else np.float64
+    c = np.asarray(cost)
+    if not (c.dtype == dtype and c.flags.c_contiguous):
+        c = np.ascontiguousarray(c, dtype=dtype)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise ValueError(f"cost must be a square 2-D matrix, got shape {tuple(c.shape)}")
+    if not np.isfinite(c).all():
+        raise ValueError("cost contains NaN or inf values")
+    n = c.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if available_solver(solver) == "lapjv":
+        cols, _ = _lapjvs(
+            c, extend_cost=False, return_cost=False, jvx_like=False,
+            prefer_float32=precision == "float32",
+        )  # fmt: skip
+        cols = np.asarray(cols, dtype=np.int64)
+        # a defensive O(n) check: a solver bug must never become a wrong score
+        if cols.min() >= 0 and np.bincount(cols, minlength=n).max() == 1:
+            return cols
+    _, cols = linear_sum_assignment(c)
+    return np.asarray(cols, dtype=np.int64)
+
+
+def squared_distances(
+    a: np.ndarray, b: np.ndarray, *, block_rows: int = 1024, out: np.ndarray | None = None
+) -> np.ndarray:
+    """C[i, j] = ‖a_i − b_j‖² (float64, clamped at ≥ 0), written block by block into one buffer.
+
+    C = ‖a_i‖² + ‖b_j‖² − 2 a_i·b_j; each block of ``block_rows`` rows is one matrix product,
+    so the peak memory is the n×m result plus one block (the one-shot expression needs three
+    n×m temporaries). Cancellation can give tiny negatives: they are clamped to 0.
+
+    >>> squared_distances(np.array([[0.0, 0.0]]), np.array([[3.0, 4.0]])).tolist()
+    [[25.0]]
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    na, nb = len(a), len(b)
+    c = np.empty((na, nb), dtype=np.float64) if out is None else out
+    sq_a = np.einsum("ij,ij->i", a, a)
+    sq_b = np.einsum("ij,ij->i", b, b)
+    bt = b.T
+    step = max(1, int(block_rows))
+    for start in range(0, na, step):
+        stop = min(start + step, na)
+        blk = c[start:stop]
+        np.matmul(a[start:stop], bt, out=blk)
+        blk *= -2.0
+        blk += sq_a[start:stop, None]
+        blk += sq_b[None, :]
+        np.maximum(blk, 0.0, out=blk)
+    return c
+
+
+@dataclass(frozen=True)
+class Matching:
+    """An exact matching between two equal-size clouds.
+
+    ``w2_sq``: (1/n) Σ_i ‖a_i − b_perm[i]‖² in float64. ``gap_bound``: a rigorous upper bound on
+    ``w2_sq`` minus the float64 optimum (0 when the float64 matrix was solved). ``precision``:
+    the kernel that produced ``perm`` (``"float32"``, or ``"float64"`` also after a fallback).
+    """
+
+    w2_sq: float
+    perm: np.ndarray
+    gap_bound: float
+    precision: str
+    solver: str
+
+
+def exact_matching(
+    a: Any,
+    b: Any,
+    *,
+    solver: str = "auto",
+    precision: str = "float32",
+    rtol: float = 1e-6,
+    block_rows: int = 1024,
+) -> Matching:
+    """Exact W2² between two equal-size clouds (uniform weights) and an optimal matching.
+
+    W2² = min_σ (1/n) Σ_i ‖a_i − b_σ(i)‖². ``precision="float32"`` (default) solves the
+    float32-rounded shifted cost matrix and certifies the plan: the rigorous bound on its
+    distance from the float64 optimum (module docstring) must be ≤ ``rtol``·W2², else the
+    float64 matrix is solved (``gap_bound`` 0). ``"float64"`` always solves the float64 matrix.
+    For the affinity score ρ = 1 − sqrt(W2²/D), a relative error r in W2² moves ρ by at most
+    (1 − ρ)·r/2: the default ``rtol`` = 1e-6 keeps the score within 5e-7 of the exact one,
+    provably (measured bounds on isotropic data, n = 2048: 1e-8 to 9e-8 relative; the plans'
+    objectives equal the float64 plans' to the last bit there).
+
+    >>> m = exact_matching([[0.0], [1.0]], [[1.1], [0.1]])
+    >>> round(m.w2_sq, 12), m.perm.tolist()
+    (0.01, [1, 0])
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape != b.shape:
+        raise ValueError(
+            f"a and b must be 2-D arrays of the same shape, got {np.shape(a)} and {np.shape(b)}"
+        )
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    n = len(a)
+    if n == 0:
+        raise ValueError("a and b need at least one sample each")
+    used = available_solver(solver)
+
+    def objective(cols: np.ndarray) -> float:
+        diff = a - b[cols]
+        return float(np.einsum("ij,ij->", diff, diff) / n)
+
+    # distances are translation invariant: centring both clouds on one point avoids the
+    # cancellation of ‖a‖² + ‖b‖² − 2a·b when the clouds sit far from the origin
+    centre = (a.mean(axis=0) + b.mean(axis=0)) / 2.0
+    a0, b0 = a - centre, b - centre
+    if precision == "float64" or used == "scipy":
+        cols = solve_assignment(squared_distances(a0, b0, block_rows=block_rows), solver=used)
+        return Matching(objective(cols), cols, 0.0, "float64", used)
+    # float32 matrix built block by block from float64 blocks (never the full float64 matrix:
+    # memory 4n² bytes + one block), shifted by a constant m (the first block's minimum; any
+    # constant gives the same optimal plans), with the exact rounding error of every row
+    sq_a = np.einsum("ij,ij->i", a0, a0)
+    sq_b = np.einsum("ij,ij->i", b0, b0)
+    c32 = np.empty((n, n), dtype=np.float32)
+    row_err = np.empty(n)  # max_j |C'_ij − C32_ij|, exact (float64 holds every float32)
+    shift = None
+    for start in range(0, n, block_rows):
+        stop = min(start + block_rows, n)
+        blk = a0[start:stop] @ b0.T
+        blk *= -2.0
+        blk += sq_a[start:stop, None]
+        blk += sq_b[None, :]
+        if shift is None:
+            shift = float(blk.min())
+        blk -= shift
+        out = c32[start:stop]
+        out[...] = blk
+        blk -= out
+        np.abs(blk, out=blk)
+        row_err[start:stop] = blk.max(axis=1)
+    cols = solve_assignment(c32, solver=used, precision="float32")
+    diff = a0 - b0[cols]
+    on_plan = np.abs(np.einsum("ij,ij->i", diff, diff) - shift - c32[np.arange(n), cols])
+    gap = float((on_plan.sum() + row_err.sum()) / n)
+    w2 = objective(cols)
+    if gap <= rtol * w2:
+        return Matching(w2, cols, gap, "float32", used)
+    del c32
+    cols = solve_assignment(squared_distances(a0, b0, block_rows=block_rows), solver=used)
+    return Matching(objective(cols), cols, 0.0, "float64", used)

@@ -1,0 +1,61 @@
+"""The float32 kNN graph with its exact float64 re-check is the float64 graph (SPEC §2.1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netxray.measures.modularity import _float32_error_bound, knn_graph, modularity
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 400)
+    x = 0.3 * rng.normal(size=(5, 32))[y] + rng.normal(size=(400, 32))
+    yield "gaussian", x
+    yield "rounded (many exact ties)", np.round(x, 0)
+    yield "duplicated rows", np.repeat(x[:100], 4, axis=0)
+    yield "near-ties below float32 resolution", x[:1] + 1e-9 * rng.normal(size=(400, 32))
+    zero = x.copy()
+    zero[::37] = 0.0  # all-zero rows: cosine 0 with everything
+    yield "zero rows", zero
+    yield "negative similarities", np.concatenate([x[:200], -x[:200]]) + 0.01 * x[:400]
+    yield "one feature", x[:, :1]
+    yield "wide", rng.normal(size=(150, 3000))
+
+
+@pytest.mark.parametrize("k", [1, 3, 12])  # 12 takes the partition path
+def test_float32_graph_is_the_float64_graph(k):
+    for name, x in _cases():
+        a32, clipped32 = knn_graph(x, k=k, block_size=97)  # several blocks, a ragged last one
+        a64, clipped64 = knn_graph(x, k=k, precision="float64", block_size=97)
+        assert clipped32 == clipped64, name
+        # same edges, and weights are float64 similarities (to the last bits of a dot product)
+        assert (a32 != 0).toarray().tolist() == (a64 != 0).toarray().tolist(), name
+        assert abs(a32 - a64).max() <= 1e-14, name
+
+
+def test_same_q_as_the_float64_graph():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 10, 1200)
+    x = 0.2 * rng.normal(size=(10, 64))[y] + rng.normal(size=(1200, 64))
+    q32 = modularity(x, y, k=3).q
+    from netxray.measures.modularity import _normalize_rows, _topk_graph, newman_modularity
+
+    xn, _ = _normalize_rows(x)
+    # every similarity from one float64 product, the top k straight from it
+    adj64, _ = _topk_graph(lambda b0, b1: xn[b0:b1] @ xn.T, len(xn), 3, 256)
+    assert q32 == pytest.approx(newman_modularity(adj64, y)[0], abs=1e-12)
+
+
+def test_error_bound_is_rigorous_and_grows_with_width():
+    rng = np.random.default_rng(2)
+    for m in (1, 16, 1024):
+        x = rng.normal(size=(200, m))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        x32 = x.astype(np.float32)
+        err = np.abs((x32 @ x32.T).astype(np.float64) - x @ x.T).max()
+        assert err <= _float32_error_bound(m)
+    assert _float32_error_bound(16) < _float32_error_bound(1024) < 1e-4
+    with pytest.raises(ValueError, match="precision"):
+        knn_graph(np.eye(4), k=1, precision="float16")

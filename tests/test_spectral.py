@@ -1,0 +1,102 @@
+"""Spectral view of weights: known spectra (Marchenko–Pastur, power law) and exact identities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netxray.measures.spectral import (
+    as_weight_matrix,
+    esd_histogram,
+    fit_power_law,
+    singular_values,
+    spectral_stats,
+)
+
+
+def _matrix_with_spectrum(evals: np.ndarray, n_rows: int, rng) -> np.ndarray:
+    """W = U diag(sqrt(λ)) Vᵀ with random orthonormal U, V: WᵀW has exactly the eigenvalues λ."""
+    m = len(evals)
+    u, _ = np.linalg.qr(rng.normal(size=(n_rows, m)))
+    v, _ = np.linalg.qr(rng.normal(size=(m, m)))
+    return (u * np.sqrt(evals)) @ v.T
+
+
+def test_singular_values_norms_and_stable_rank_are_exact():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(30, 70))
+    np.testing.assert_allclose(singular_values(w), np.linalg.svd(w, compute_uv=False), rtol=1e-10)
+    np.testing.assert_allclose(singular_values(w.T), singular_values(w), rtol=1e-10)
+    s = spectral_stats(w)
+    assert s["spectral_norm"] == pytest.approx(np.linalg.norm(w, 2), rel=1e-12)
+    assert s["frobenius_norm"] == pytest.approx(np.linalg.norm(w), rel=1e-12)
+    assert s["stable_rank"] == pytest.approx(np.linalg.norm(w) ** 2 / np.linalg.norm(w, 2) ** 2)
+    assert 1.0 <= s["stable_rank"] <= 30
+    # rank one: stable rank 1; identity: stable rank = dimension
+    assert spectral_stats(np.outer(np.arange(1.0, 6), np.ones(4)))["stable_rank"] == pytest.approx(1.0)
+    assert spectral_stats(np.eye(7))["stable_rank"] == pytest.approx(7.0)
+
+
+def test_conv_kernel_is_read_as_out_by_in_k_k():
+    k = np.random.default_rng(1).normal(size=(8, 3, 3, 3))
+    assert as_weight_matrix(k).shape == (8, 27)
+    np.testing.assert_allclose(
+        singular_values(k), np.linalg.svd(k.reshape(8, 27), compute_uv=False), rtol=1e-10
+    )
+    with pytest.raises(ValueError, match="2 axes"):
+        as_weight_matrix(np.zeros(5))
+
+
+def test_marchenko_pastur_random_matrix_has_no_heavy_tail():
+    """A Gaussian N × M matrix: the ESD of WᵀW/N is Marchenko–Pastur, supported on
+    [(1 − sqrt(q))², (1 + sqrt(q))²], q = M/N — bounded. Whatever 'tail' the fit picks spans
+    less than a factor 3 in λ (a heavy tail spans decades), and it is either steep (α > 6,
+    beyond the 2–6 range of trained layers) or a poor fit (KS distance > 0.1)."""
+    rng = np.random.default_rng(2)
+    for n, m in ((1000, 500), (600, 600), (1200, 600)):
+        w = rng.normal(size=(n, m)) / np.sqrt(n)
+        s = spectral_stats(w)
+        q = m / n
+        assert s["xmax"] <= (1 + np.sqrt(q)) ** 2 * 1.1  # the MP edge, finite-size slack
+        assert s["xmax"] / s["xmin"] < 3.0
+        assert s["alpha"] > 6.0 or s["ks_distance"] > 0.1, (s["alpha"], s["ks_distance"])
+
+
+@pytest.mark.parametrize("alpha", [2.0, 2.5, 3.5])
+def test_power_law_spectrum_returns_its_exponent(alpha):
+    """Eigenvalues of WᵀW drawn from a Pareto law with density ∝ λ^{−α} (λ ≥ 1), M = 600.
+    Stated tolerance: |α̂ − α| ≤ max(3·σ̂, 0.15) with σ̂ = (α̂ − 1)/sqrt(n_tail)."""
+    rng = np.random.default_rng(int(alpha * 10))
+    lam = (1 - rng.random(600)) ** (-1 / (alpha - 1))
+    s = spectral_stats(_matrix_with_spectrum(lam, 800, rng))
+    assert s["fit_status"] == "ok"
+    assert abs(s["alpha"] - alpha) <= max(3 * s["alpha_sigma"], 0.15), (s["alpha"], alpha)
+    assert s["ks_distance"] < 0.05  # a good fit
+    assert s["xmax"] / s["xmin"] > 5  # far wider than any Marchenko–Pastur tail (< 3)
+    assert s["xmin"] >= lam.min() * (1 - 1e-9) and s["xmax"] == pytest.approx(lam.max(), rel=1e-9)
+
+
+def test_fit_matches_the_candidate_by_candidate_definition():
+    """The vectorised fit against the definition written out one x_min at a time."""
+    rng = np.random.default_rng(3)
+    x = np.sort(np.exp(rng.normal(size=300)) + (1 - rng.random(300)) ** -0.7)
+    fit = fit_power_law(x, min_tail=10)
+    best = (np.inf, None, None)
+    for i in range(len(x) - 10 + 1):
+        tail = x[i:]
+        n = len(tail)
+        a = 1 + n / np.sum(np.log(tail / x[i]))
+        d = np.max(np.abs(1 - (tail / x[i]) ** (1 - a) - np.arange(n) / n))
+        if a > 1 and d < best[0]:
+            best = (d, a, i)
+    assert fit.ks_distance == pytest.approx(best[0], rel=1e-9)
+    assert fit.alpha == pytest.approx(best[1], rel=1e-9)
+    assert fit.xmin == x[best[2]] and fit.n_tail == len(x) - best[2]
+
+
+def test_small_or_degenerate_spectra_report_a_status():
+    assert fit_power_law([1.0, 2.0, 3.0]).status == "too_few"
+    assert spectral_stats(np.zeros((4, 4)))["fit_status"] == "too_few"
+    assert np.isnan(spectral_stats(np.zeros((4, 4)))["stable_rank"])
+    dens, edges = esd_histogram(np.r_[np.logspace(-2, 2, 100), 0.0, np.nan], bins=8)
+    assert len(edges) == 9 and float((dens * np.diff(edges)).sum()) == pytest.approx(1.0)

@@ -40,6 +40,8 @@ zoo-demo: $(STAMP)
 	$(BIN)/netxray zoo demo --out runs/zoo-demo --workers 2
 
 bench: $(STAMP)
+	# the side-by-side spectral benchmark needs weightwatcher (the bench extra; torch stays)
+	$(BIN)/pip install --quiet -e ".[bench]"
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:

@@ -61,7 +61,7 @@ class Case:
 _TV_SIZES = {"alexnet": 64, "inception_v3": 80, "googlenet": 64, "maxvit_t": 224,
              "squeezenet1_0": 64, "squeezenet1_1": 64}  # fmt: skip
 # blocks known from the source, for models whose count is easy to read off
-_TV_BLOCKS = {"resnet18": 8, "resnet34": 16, "resnet50": 16, "mobilenet_v2": 19, "efficientnet_b0": 16,
+_TV_BLOCKS = {"resnet18": 8, "resnet34": 16, "resnet50": 16, "mobilenet_v2": 17, "efficientnet_b0": 16,
               "convnext_tiny": 18, "swin_t": 15, "swin_v2_t": 15, "densenet121": 7, "vit_b_16": 12,
               "vit_b_32": 12}  # fmt: skip
 

@@ -730,7 +730,12 @@ class ModelGraph:
                 chosen += group
         chosen = [n for n in chosen if not any(o is not n and self.contains(o, n) for o in chosen)]
         parents = {n.parent for n in chosen}
+        # siblings between the first and the last block: transitions, not the stem or a head conv
+        lo = min((n.start for n in chosen), default=0)
+        hi = max((n.end for n in chosen), default=0)
         for n in calls:
+            if not (lo < n.start and n.end < hi):
+                continue
             if n.parent in parents and n not in chosen and n.op not in ("Sequential",) and eligible(n):
                 if not any(self.contains(o, n) or self.contains(n, o) for o in chosen):
                     chosen.append(n)
@@ -803,7 +808,7 @@ class ModelGraph:
         if v is None:
             return None
         last = blocks[-1] if blocks else None
-        return self._returning_module(v, exclude=last, after=after, before=head.start, outermost=False) \
+        return self._returning_module(v, exclude=last, after=after, before=head.start) \
             or (last if last is not None and v in last.outputs else None)
 
     def natural_probes(self) -> list[str]:

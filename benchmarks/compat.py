@@ -87,7 +87,7 @@ _TIMM = {  # name: (image size, extra kwargs)
     "convnext_atto": (32, {}), "vit_tiny_patch16_224": (32, {"img_size": 32}),
     "deit_tiny_patch16_224": (32, {"img_size": 32}),
     "swin_tiny_patch4_window7_224": (64, {"img_size": 64, "window_size": 2}),
-    "mobilevit_xxs": (64, {}), "efficientformer_l1": (64, {"img_size": 64}),
+    "mobilevit_xxs": (64, {}), "efficientformer_l1": (224, {}),
     "regnetx_002": (32, {}), "mixer_s16_224": (32, {"img_size": 32}), "poolformer_s12": (32, {}),
     "levit_128s": (64, {"img_size": 64}), "ghostnet_100": (32, {}), "repvgg_a0": (32, {}),
 }  # fmt: skip

@@ -245,3 +245,143 @@ def test_failed_lens_note_is_visible_in_chromium(tmp_path, digits):
     for note in notes:
         assert note["w"] > 100 and note["h"] > 10
         assert "could not run on this model" in note["text"] and "no inference mode" in note["text"]
+
+
+# ---- large models ---------------------------------------------------------------------------
+# Real architectures at their real depth (random init, nothing downloaded), small inputs and
+# small n so each report builds in seconds: a torchvision EfficientNet-B0 (65 activation sites,
+# 213 weight tensors, 82 layers in the strength graph) and a BERT built from a small config.
+
+FIRST_SCREEN_LINES = 12  # text lines a section may show before its first plot
+NO_PLOT_LINES = 20  # a section without a plot (its caveats are its finding): lines before its tables
+LINE_PX = 18  # one line of the report's body text (14 px font)
+
+
+def _efficientnet_b0() -> tuple[Any, Any, dict]:
+    torch = pytest.importorskip("torch")
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = tv.models.efficientnet_b0(weights=None, num_classes=4).eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(48, 3, 32, 32, generator=g), torch.arange(48) % 4
+    # the null baseline and the companion measures cost minutes at d = 1280: off for this test
+    return model, (x, y), {"nonlinearity": {"null_baseline": False, "companions": False}}
+
+
+def _bert() -> tuple[Any, Any, dict]:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=200, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=32, num_labels=4)  # fmt: skip
+    model = transformers.BertForSequenceClassification(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    ids, y = torch.randint(0, 200, (48, 12), generator=g), torch.arange(48) % 4
+    return model, (ids, y), {}
+
+
+LARGE = {"efficientnet_b0": _efficientnet_b0, "bert": _bert}
+
+LAYOUT_JS = """
+(async () => {
+  const imgs = [...document.querySelectorAll('img.plot')];
+  await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+  const sections = [...document.querySelectorAll('main > section')]
+    .filter(s => !['summary', 'metadata'].includes(s.id))
+    .map(s => {
+      const top = s.getBoundingClientRect().top;
+      const first = s.querySelector(':scope > figure img.plot, :scope > details');
+      return {id: s.id, before: first ? first.getBoundingClientRect().top - top : s.offsetHeight,
+              first: first ? first.tagName : null, plot: !!s.querySelector('img.plot')};
+    });
+  const hot = [...document.querySelectorAll('.plotbox .hot')];
+  // a slot is what the pointer finds at its centre (nothing covers it): sample every 7th
+  const hit = hot.filter((h, i) => i % 7 === 0).map(h => {
+    h.scrollIntoView({block: 'center'});
+    const r = h.getBoundingClientRect();
+    return document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2) === h;
+  });
+  window.scrollTo(0, 0);
+  return {
+    hit,
+    plots: imgs.map(i => ({alt: i.alt, naturalWidth: i.naturalWidth, offsetWidth: i.offsetWidth,
+                           offsetHeight: i.offsetHeight, boxWidth: i.parentElement.offsetWidth})),
+    sections, main: document.querySelector('main').offsetWidth,
+    hot: hot.length, titles: hot.slice(0, 400).map(h => h.title),
+    hotVisible: hot.filter(h => h.offsetWidth > 0 && h.offsetHeight > 0).length,
+    details: [...document.querySelectorAll('.caveats details')].map(d => d.open),
+  };
+})()
+"""
+
+
+@pytest.mark.parametrize("name", list(LARGE))
+def test_large_model_report_reads_in_chromium(name, tmp_path):
+    """A large model's report: every plot visible and page-wide, no overlapping tick labels, each
+    point named on hover, and each section's finding and first plot on its first screen."""
+    from netxray.lenses.modularity import plot_modularity_curve
+    from netxray.lenses.nonlinearity import plot_signatures
+    from netxray.lenses.parameters import plot_strengths
+    from netxray.report import scan
+    from test_report_scale import assert_no_overlap
+
+    model, data, options = LARGE[name]()
+    t0 = time.perf_counter()
+    report = scan(model, data, seed=0, n_samples=48, modularity_n=48, repeats=2, options=options, progress=False)
+    index = report.save(tmp_path / name)
+    seconds = time.perf_counter() - t0
+    for lens in ("nonlinearity", "modularity", "parameters", "symmetry"):
+        assert report.results[lens].status == "ok", f"{name}: {lens} {report.results[lens].reason}"
+    sites = report.results["nonlinearity"].tables["signature"]["site"].tolist()
+    strengths = report.results["parameters"].tables["node_strengths"]
+    if name == "efficientnet_b0":  # the scale this test is for
+        assert len(sites) >= 60 and strengths.loc[strengths["status"] == "ok", "layer"].nunique() >= 60
+
+    # the report's per-layer figures, redrawn from its tables: no two tick labels overlap
+    curve = report.results["modularity"].tables
+    for what, fig in (("signature", plot_signatures(report.results["nonlinearity"].tables["signature"])),
+                      ("modularity", plot_modularity_curve(curve["curve"], curve["redundancy"])),
+                      ("strengths", plot_strengths(strengths))):  # fmt: skip
+        assert_no_overlap(fig, f"{name} {what}")
+
+    browser = Browser(tmp_path / "chrome-profile")
+    try:
+        session = open_page(browser, index.resolve().as_uri())
+        page = evaluate(browser, session, LAYOUT_JS)
+        height = evaluate(browser, session, "document.documentElement.scrollHeight")
+        clip = {"x": 0, "y": 0, "width": 1280, "height": min(height, 2000), "scale": 1}
+        shot = browser.call("Page.captureScreenshot", {"format": "png", "clip": clip,
+                                                      "captureBeyondViewport": True}, session)  # fmt: skip
+        errors = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"
+                  or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error")]  # fmt: skip
+    finally:
+        browser.close()
+    assert errors == []
+    expected = sum(len(r.plots) for r in report.results.values())
+    assert len(page["plots"]) == expected >= 4
+    for p in page["plots"]:
+        assert p["naturalWidth"] > 0 and p["offsetWidth"] > 100 and p["offsetHeight"] > 50, f"not visible: {p}"
+        assert p["boxWidth"] == p["offsetWidth"], f"hover layer and image differ in size: {p}"
+    wide = [p for p in page["plots"] if p["alt"] in ("Non-linearity signature", "Node strengths")]
+    if name == "efficientnet_b0":
+        assert all(p["offsetWidth"] >= 0.9 * (page["main"] - 100) for p in wide), f"not page-wide: {wide}"
+    # names on demand: a hover slot per site of the signature, each titled with its name
+    assert page["hot"] >= len(sites) and page["hotVisible"] == page["hot"]
+    assert all(any(t.startswith(s + " ") for t in page["titles"]) for s in sites[:50])
+    assert page["hit"] and all(page["hit"]), "a hover slot is covered by something else"
+    for s in page["sections"]:
+        assert s["first"] is not None, f"section {s['id']} has neither plot nor table"
+        lines, limit = s["before"] / LINE_PX, FIRST_SCREEN_LINES if s["plot"] else NO_PLOT_LINES
+        assert lines <= limit, f"section {s['id']}: {lines:.1f} lines before its first {s['first']}"
+    assert not any(page["details"]), "exception lists start folded"
+
+    png = base64.b64decode(shot["data"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    (tmp_path / f"report-{name}.png").write_bytes(png)
+    if os.environ.get("NETXRAY_SCREENSHOTS"):  # NETXRAY_SCREENSHOTS=docs pytest -k large: refresh docs/
+        target = Path(os.environ["NETXRAY_SCREENSHOTS"])
+        target.mkdir(parents=True, exist_ok=True)
+        (target / f"report-{name}.png").write_bytes(png)
+    size = index.stat().st_size
+    print(f"{name}: {len(sites)} sites, report {size} bytes, built and saved in {seconds:.1f} s; "
+          f"lines before the first plot: {[round(s['before'] / LINE_PX, 1) for s in page['sections']]}")

@@ -532,3 +532,154 @@ def test_npz_that_is_not_a_zip_archive(tmp_path: Path) -> None:
     np.save(npy, np.zeros(3))
     with pytest.raises(DataError, match=r"not a \.npz \(zip\) archive"):
         load_npz(npy)
+
+
+# ------------------------------------------------------------ sources people keep on disk
+# image folders (PNG/JPEG by Pillow), CSV / JSON Lines text, datasets.save_to_disk, a tiny BERT
+# tokenizer: all written at test time in the real formats (tests/_real_formats.py)
+
+
+@pytest.fixture(scope="module")
+def on_disk(tmp_path_factory):
+    import _real_formats as rf
+
+    root = tmp_path_factory.mktemp("sources")
+    return {
+        "images": rf.image_folder(root / "images"),
+        "csv": rf.text_csv(root / "reviews.csv"),
+        "jsonl": rf.text_jsonl(root / "reviews.jsonl"),
+        "hfds": rf.hf_text_dataset(root / "hfds"),
+        "hfnum": rf.hf_numeric_dataset(root / "hfnum"),
+        "bert": rf.tiny_bert(root / "bert"),
+    }
+
+
+def test_imagefolder_decodes_png_and_jpeg_lazily_resized_and_normalized(on_disk) -> None:
+    from PIL import Image
+
+    from netxray.data.sources import ImageFolder
+
+    s = load_data(f"imagefolder:{on_disk['images']}", image_size=16, seed=0)
+    assert isinstance(s.test, ImageFolder) and s.num_classes == 3 and s.input_shape == (3, 16, 16)
+    assert len(s.train) + len(s.test) == 30 and sorted(s.test.targets.tolist()) == [0, 0, 1, 1, 2, 2]
+    assert {f.suffix for f in s.train.files} == {".png", ".jpg"}
+    # item = the file decoded by Pillow, resized (bilinear), scaled to [0, 1]: checked directly
+    x, y = s.test[0]
+    f = s.test.files[0]
+    with Image.open(f) as im:
+        ref = np.asarray(im.convert("RGB").resize((16, 16), Image.Resampling.BILINEAR)) / 255.0
+    assert torch.allclose(x, torch.from_numpy(ref.transpose(2, 0, 1)).float(), atol=1e-6)
+    assert int(y) == int(f.parent.name[-1])  # class c lives in folder class{c}
+    # ImageNet normalization: (x - mean) / std per channel
+    n = load_data(f"imagefolder:{on_disk['images']}", image_size=16, normalize="imagenet")
+    xn, _ = n.test[0]
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(xn, (x - mean[:, None, None]) / std[:, None, None], atol=1e-6)
+    # the model's declared preprocessing is the default
+    m = load_data(f"imagefolder:{on_disk['images']}", preprocessing={"size": 8, "mean": [0.5] * 3,
+                                                                     "std": [0.5] * 3})  # fmt: skip
+    assert m.input_shape == (3, 8, 8) and m.test[0][0].min() < 0
+    # no size given: the first image's width
+    assert load_data(f"imagefolder:{on_disk['images']}").input_shape == (3, 24, 24)
+
+
+def test_imagefolder_with_train_and_test_folders_and_errors(on_disk, tmp_path) -> None:
+    import shutil
+
+    import _real_formats as rf
+
+    rf.image_folder(tmp_path / "pre" / "train", per_class=4)
+    rf.image_folder(tmp_path / "pre" / "val", per_class=2)
+    s = load_data(f"imagefolder:{tmp_path / 'pre'}", image_size=8)
+    assert (len(s.train), len(s.test)) == (12, 6)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="one sub-folder per class"):
+        load_data(f"imagefolder:{tmp_path / 'empty'}")
+    with pytest.raises(DataError, match="no such directory"):
+        load_data(f"imagefolder:{tmp_path / 'missing'}")
+    with pytest.raises(DataError, match="--normalize 'sepia'"):
+        load_data(f"imagefolder:{on_disk['images']}", normalize="sepia")
+    with pytest.raises(DataError, match="do not apply to 'digits'"):
+        load_data("digits", image_size=8)
+    bad = tmp_path / "bad"
+    shutil.copytree(on_disk["images"], bad)
+    (bad / "class0" / "0.jpg").write_bytes(b"not an image")
+    folder = load_data(f"imagefolder:{bad}", image_size=8, test_fraction=0.5)
+    where = [d for d in (folder.train, folder.test) if bad / "class0" / "0.jpg" in d.files][0]
+    with pytest.raises(DataError, match="cannot be read as an image"):
+        where[where.files.index(bad / "class0" / "0.jpg")]
+
+
+def test_text_csv_and_jsonl_are_tokenized_by_the_models_tokenizer(on_disk) -> None:
+    from transformers import AutoTokenizer
+
+    from netxray.data.sources import LabelledInputs
+
+    tok = AutoTokenizer.from_pretrained(on_disk["bert"], local_files_only=True)
+    s = load_data(f"text:{on_disk['csv']}", tokenizer=f"hf:{on_disk['bert']}")
+    assert isinstance(s.test, LabelledInputs) and s.num_classes == 2
+    assert s.test.classes == ["neg", "pos"] and len(s.train) + len(s.test) == 40
+    # the ids are the tokenizer's own: [CLS] the movie was w1 w2 [SEP]
+    item = s.test[0]
+    text = tok.decode(item["input_ids"], skip_special_tokens=True)
+    assert text.startswith("the movie was") and item["attention_mask"].sum() == 7
+    assert int(item["labels"]) == int(any(w in text for w in ("good", "great", "fine")))
+    j = load_data(f"text:{on_disk['jsonl']}", tokenizer=tok, text_column="sentence",
+                  label_column="y")  # fmt: skip
+    assert j.test.classes == ["0", "1"]
+    assert torch.equal(j.test.inputs["input_ids"], s.test.inputs["input_ids"])  # same rows, same split
+    with pytest.raises(DataError, match="needs a tokenizer"):
+        load_data(f"text:{on_disk['csv']}")
+    with pytest.raises(DataError, match=r"no column\(s\) \['sentence'\]"):
+        load_data(f"text:{on_disk['csv']}", tokenizer=tok, text_column="sentence")
+    with pytest.raises(DataError, match="expected .csv, .tsv or .jsonl"):
+        load_data(f"text:{on_disk['bert'] / 'model.safetensors'}", tokenizer=tok)
+
+
+def test_hfdataset_text_and_numeric_columns(on_disk) -> None:
+    s = load_data(f"hfdataset:{on_disk['hfds']}", tokenizer=f"hf:{on_disk['bert']}")
+    t = load_data(f"text:{on_disk['csv']}", tokenizer=f"hf:{on_disk['bert']}")
+    # the same sentences and labels as the CSV give the same token tensors and the same split
+    assert torch.equal(s.test.inputs["input_ids"], t.test.inputs["input_ids"])
+    assert torch.equal(s.test.y, t.test.y)
+    num = load_data(f"hfdataset:{on_disk['hfnum']}")
+    assert (len(num.train), len(num.test)) == (30, 15) and num.input_shape == (5,)
+    assert num.test.x.dtype == torch.float32
+    with pytest.raises(DataError, match="no label column 'nope'"):
+        load_data(f"hfdataset:{on_disk['hfnum']}", label_column="nope")
+    with pytest.raises(DataError, match="save_to_disk"):
+        load_data(f"hfdataset:{on_disk['images']}")
+
+
+def test_training_reads_an_image_folder_into_memory_and_refuses_text(on_disk) -> None:
+    from netxray.data.sources import in_memory
+    from netxray.training import train
+
+    folder = load_data(f"imagefolder:{on_disk['images']}", image_size=8)
+    mem = in_memory(folder, "train")
+    assert isinstance(mem.train, Dataset) and mem.train.x.shape == (len(folder.train), 3, 8, 8)
+    assert torch.equal(mem.test.x[2], folder.test[2][0]) and torch.equal(mem.test.y, folder.test.targets)
+    result = train("mlp", folder, epochs=1, width=8, depth=1, progress=False)
+    assert result.config["input_shape"] == [3, 8, 8] and result.config["num_classes"] == 3
+    text = load_data(f"text:{on_disk['csv']}", tokenizer=f"hf:{on_disk['bert']}")
+    with pytest.raises(DataError, match="train needs samples held as one float tensor"):
+        train("mlp", text, epochs=1, progress=False)
+
+
+def test_hfdataset_image_column_goes_through_the_image_pipeline(on_disk, tmp_path) -> None:
+    import datasets
+    from PIL import Image
+
+    files = sorted(on_disk["images"].rglob("*.png"))
+    labels = [int(f.parent.name[-1]) for f in files]
+    images = [Image.open(f).convert("RGB") for f in files]
+    ds = datasets.Dataset.from_dict({"image": images, "label": labels})
+    ds = ds.cast_column("image", datasets.Image())
+    ds.save_to_disk(str(tmp_path / "imgds"))
+    s = load_data(f"hfdataset:{tmp_path / 'imgds'}", image_size=8, normalize="none", test_fraction=0.5)
+    assert s.input_shape == (3, 8, 8) and len(s.train) + len(s.test) == len(files)
+    x, y = s.test[1]
+    row = s.test.rows[1]
+    ref = np.asarray(images[row].resize((8, 8), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+    assert torch.allclose(x, torch.from_numpy(ref.transpose(2, 0, 1)), atol=1e-6)
+    assert int(y) == labels[row]

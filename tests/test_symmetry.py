@@ -424,18 +424,35 @@ def test_arbitrary_model_axes_are_proven_from_structure_and_the_rest_is_stated()
     c = canonicalize(m)
     x = torch.randn(64, 5, dtype=torch.float64)
     assert float((c(x) - m(x)).abs().max()) < 1e-12
-    # an untraceable model: nothing proven, and the reason given
-    class Untraceable(nn.Module):
+    # data-dependent control flow is no obstacle to a recorded forward pass: on positive data
+    # the Linear runs, and its output features are the model's output, so nothing permutes
+    class DataDependent(nn.Module):
         def __init__(self):
             super().__init__()
             self.l = nn.Linear(3, 3)
 
         def forward(self, x):
-            if x.sum() > 0:  # data-dependent control flow defeats symbolic tracing
+            if x.sum() > 0:  # defeats symbolic tracing, not a recorded pass
                 return self.l(x)
             return x
-    g2 = symmetry_group(Untraceable())
-    assert len(g2) == 0 and "could not be traced" in g2.attrs["summary"]["statement"]
+
+    g2 = symmetry_group(DataDependent(), torch.rand(4, 3) + 0.1)
+    s2 = g2.attrs["summary"]
+    assert len(g2) == 0 and s2["status"] == "ok" and "output shows them: l (3)" in s2["statement"]
+
+    # a model that cannot run: nothing proven, status "failed" with the reason, never "ok"
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = nn.Linear(3, 3)
+
+        def forward(self, x):
+            raise RuntimeError("needs a cache object")
+
+    g3 = symmetry_group(Broken())
+    s3 = g3.attrs["summary"]
+    assert len(g3) == 0 and s3["status"].startswith("failed")
+    assert "needs a cache object" in s3["statement"]
 
 
 def test_bad_input_gives_clear_errors():
@@ -544,9 +561,12 @@ def test_traced_conv_chain_with_bn_pool_flatten_and_odd_activation():
     c = canonicalize(m)
     x = torch.randn(32, 1, 8, 8, dtype=torch.float64)
     assert float((c(x) - copy.deepcopy(m).double()(x)).abs().max()) < 1e-12
-    with pytest.raises(ValueError, match="inputs="):
-        functionally_equivalent(m, c)  # a conv net's spatial input size cannot be inferred
+    # the spatial size is declared nowhere: the first candidate size the net runs on (8×8)
+    assert functionally_equivalent(m, c).verdict == "equivalent"
     assert functionally_equivalent(m, c, inputs=x).verdict == "equivalent"
+    emb = nn.Sequential(nn.Embedding(5, 3))
+    with pytest.raises(ValueError, match="inputs="):
+        functionally_equivalent(emb, emb)  # nothing says what its inputs look like
 
 
 def _cli_ckpts(tmp_path):

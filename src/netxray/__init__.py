@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # foundation
-    "load": "netxray.models.checkpoint",
+    "load": "netxray.models.sources",
     "save_checkpoint": "netxray.models.checkpoint",
     "build_model": "netxray.models",
     "train": "netxray.training",

@@ -226,6 +226,9 @@ def train(
     if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
         raise ValueError(f"train: weight_decay must be a number >= 0, got {weight_decay!r}")
     splits = load_data(data, seed=data_seed) if not hasattr(data, "train") else data
+    from .data.sources import in_memory
+
+    splits = in_memory(splits, "train")  # an image folder is decoded once; text is refused
     if len(splits.train) < 2 or len(splits.test) == 0:
         raise ValueError(
             f"train: data set {splits.train.name!r} has {len(splits.train)} train and "

@@ -8,29 +8,104 @@ from typing import Any, NoReturn
 
 import typer
 
+# Exit statuses of every command: 0 done; 1 an error (one ``error:`` line, nothing written);
+# 2 a usage error (click's); 3 ``scan``/``compare`` wrote the report but some lens failed
+# (``--allow-partial`` makes that 0).
+EXIT_ERROR = 1
+EXIT_PARTIAL = 3
+
+MODEL_SOURCES_HELP = (
+    "a netxray checkpoint (directory or .safetensors), PATH.py:FACTORY (your own code), "
+    "torchvision:NAME, timm:NAME (random init, or --weights FILE) or hf:DIR (a local Hugging "
+    "Face model directory)"
+)
+DATA_HELP = (
+    "Data: digits | mnist1d | blobs[:...] | npz:PATH | idx:DIR | cifar10:DIR | imagefolder:DIR "
+    "(one sub-folder per class) | text:FILE.csv|.jsonl (text,label columns; tokenized by the "
+    "hf:DIR model's tokenizer or --tokenizer) | hfdataset:DIR (datasets.save_to_disk). The test "
+    "split is measured."
+)
+
+# data-source and device options shared by the commands that run a model on data
+DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto (cuda when a GPU is there). Default: where the model is (cpu).")
+WEIGHTS = typer.Option(None, "--weights", help="State dict for a PATH.py:FACTORY, torchvision: or timm: model: .safetensors, or .pt/.pth/.bin read with torch.load(weights_only=True).")
+TASK = typer.Option(None, "--task", help="hf:DIR models: the head (sequence-classification, image-classification, token-classification, base, ...). Default: the config's architectures.")
+IMAGE_SIZE = typer.Option(None, "--image-size", help="imagefolder/hfdataset images: resize to SIZE x SIZE (default: the model's declared size, else the first image's).")
+NORMALIZE = typer.Option(None, "--normalize", help="Image normalization: imagenet, cifar10, half, none, or MEAN,MEAN,MEAN/STD,STD,STD. Default: what the model declares (timm, torchvision, HF), else none.")
+TOKENIZER = typer.Option(None, "--tokenizer", help="text/hfdataset text: the tokenizer directory (hf:DIR). Default: the hf:DIR model's own.")
+TEXT_COLUMN = typer.Option(None, "--text-column", help="text/hfdataset: the column holding the text (default: text).")
+LABEL_COLUMN = typer.Option(None, "--label-column", help="text/hfdataset: the column holding the labels (default: label).")
+INPUT_COLUMNS = typer.Option(None, "--input-columns", help="hfdataset: comma-separated numeric columns fed to the model (one: positional; several: by keyword).")
+MAX_LENGTH = typer.Option(None, "--max-length", help="text: truncate to this many tokens (default 128).")
+
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` in red on stderr and exit with status 1 (no traceback)."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code=1)
+    raise typer.Exit(code=EXIT_ERROR)
 
 
-def load_checkpoint(path: Path | str) -> Any:
-    """A netxray checkpoint (directory or ``.safetensors`` file), or a clear CLI error."""
-    from netxray.models.checkpoint import load
+def load_checkpoint(path: Path | str, *, weights: Path | None = None, task: str | None = None) -> Any:
+    """The model named by a source string (:mod:`netxray.models.sources`): a netxray checkpoint,
+    ``PATH.py:FACTORY``, ``torchvision:NAME``, ``timm:NAME`` or ``hf:DIR``; or a clear CLI error."""
+    from netxray.models.sources import load, parse_source
 
+    spec = str(path)
+    kind = "model"
     try:
-        return load(path)
+        kind, _ = parse_source(spec)
+        return load(spec, weights=weights, task=task)
     except (OSError, ValueError, KeyError) as exc:
-        fail(f"cannot load checkpoint {str(path)!r}: {exc}")
+        what = "checkpoint" if kind == "checkpoint" else "model"
+        fail(f"cannot load {what} {spec!r}: {exc}")
 
 
-def load_cli_data(spec: str, seed: int) -> Any:
-    """``--data`` (digits | mnist1d | blobs | npz:PATH | idx:DIR | cifar10:DIR), or a clear error."""
+def cli_device(device: str | None, model: Any = None) -> Any:
+    """``--device`` as a torch device, or one ``error:`` line (e.g. cuda without a GPU); the model
+    (which the CLI loaded itself) is moved there. None keeps the model where it is."""
+    from netxray.capture.inputs import resolve_device
+
+    if device is None:
+        return None
+    try:
+        dev = resolve_device(device, model)
+    except ValueError as exc:
+        fail(f"--device {device}: " + str(exc).replace(f"device {device!r}: ", "", 1))
+    if model is not None:
+        model.to(dev)
+    return dev
+
+
+def load_cli_data(
+    spec: str,
+    seed: int,
+    *,
+    model: Any = None,
+    image_size: int | None = None,
+    normalize: str | None = None,
+    tokenizer: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    input_columns: str | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """``--data`` as DataSplits, or a clear error. The model supplies defaults: the image size and
+    normalization it declares, and (for ``hf:DIR``) its tokenizer for text data."""
     from netxray.data import load_data
 
+    name = spec.strip().partition(":")[0].lower()
+    options: dict[str, Any] = {
+        "image_size": image_size, "normalize": normalize, "text_column": text_column,
+        "label_column": label_column, "max_length": max_length,
+        "input_columns": [c.strip() for c in input_columns.split(",") if c.strip()] if input_columns else None,
+        "tokenizer": tokenizer,
+    }  # fmt: skip
+    if name in ("text", "hfdataset") and tokenizer is None and getattr(model, "netxray_hf_dir", None):
+        options["tokenizer"] = model.netxray_hf_dir
+    if name in ("imagefolder", "hfdataset"):
+        options["preprocessing"] = getattr(model, "netxray_preprocessing", None)
     try:
-        return load_data(spec, seed=seed)
+        return load_data(spec, seed=seed, **{k: v for k, v in options.items() if v is not None})
     except (OSError, ValueError) as exc:
         fail(f"--data {spec!r}: {exc}")
 
@@ -69,17 +144,24 @@ def check_fits(model: Any, splits: Any, spec: str, label: str = "the model") -> 
     module's flag restored), exactly as the lenses will call the model.
     """
     from netxray.capture import collect
+    from netxray.capture.inputs import _Indexable, _shape_of, example_batch, resolve_samples
 
-    x = splits.test.x[:2]
     try:
-        collect(model, x, activations=False, n_samples=None)
+        x = example_batch(resolve_samples(splits), 2)
+    except Exception as exc:
+        fail(f"--data {spec!r}: cannot read its samples: {type(exc).__name__}: {exc}")
+    try:
+        collect(model, _Indexable(x, None), activations=False, n_samples=None)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        how = ("model(**batch) with the batch's keyword tensors" if isinstance(x, dict)
+               else "model(*inputs)" if isinstance(x, tuple)
+               else "model(x) with x a float tensor of shape (batch, *sample shape)")  # fmt: skip
         fail(
-            f"{label} cannot run on --data {spec!r} samples of shape {list(x.shape[1:])} "
-            f"({splits.num_classes} classes): {type(exc).__name__}: {first}. netxray calls "
-            "model(x) with x a float tensor of shape (batch, *sample shape); the model's forward "
-            "must accept that (a forward taking a dict needs a small wrapper module)"
+            f"{label} cannot run on --data {spec!r} samples of shape "
+            f"{list(x.shape[1:]) if hasattr(x, 'shape') else _shape_of(x)} "
+            f"({getattr(splits, 'num_classes', '?')} classes): {type(exc).__name__}: {first}. "
+            f"netxray calls {how}; the model's forward must accept that"
         )
 
 

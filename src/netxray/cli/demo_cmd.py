@@ -21,6 +21,8 @@ from typing import Any
 
 import typer
 
+from netxray.cli._common import DEVICE, cli_device
+
 # (name, arch, model knobs, training seed): the four families, plus a second MLP seed so that the
 # report can show an alignment distance (defined only between models of one architecture);
 # sizes and epochs are below the library defaults so that training all five takes about
@@ -50,7 +52,8 @@ def _key(arch: str, knobs: dict[str, Any], seed: int) -> str:
 
 
 def demo_model(
-    arch: str, knobs: dict[str, Any], seed: int, cache: Path, splits: Any, *, retrain: bool = False
+    arch: str, knobs: dict[str, Any], seed: int, cache: Path, splits: Any, *, retrain: bool = False,
+    device: Any = None,
 ) -> tuple[Any, dict[str, Any], bool]:
     """(model, metrics, reused): a cached checkpoint when one loads, else train and cache it."""
     from netxray.models.checkpoint import load, load_config
@@ -62,7 +65,7 @@ def demo_model(
             return load(directory), dict(load_config(directory).get("metrics", {})), True
         except (OSError, ValueError):
             pass  # a damaged cache entry is retrained, not trusted
-    result = train(arch, splits, seed=seed, out=directory, progress=False, **knobs)
+    result = train(arch, splits, seed=seed, out=directory, progress=False, device=device, **knobs)
     return result.model, dict(result.metrics), False
 
 
@@ -76,6 +79,7 @@ def register(app: typer.Typer) -> None:
         retrain: bool = typer.Option(False, "--retrain", help="Train again even when cached models exist."),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples per activation site (digits has 360 test samples: all are used)."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the scans (sample subsets)."),
+        device: str | None = DEVICE,
         quiet: bool = typer.Option(False, "--quiet", help="Only the last line."),
     ) -> None:  # fmt: skip
         """Train (or reuse cached) MLP, CNN, ResNet and ViT on digits, scan each, compare them, write the report."""
@@ -85,13 +89,15 @@ def register(app: typer.Typer) -> None:
         from netxray.report import compare_report
 
         t0 = time.perf_counter()
+        dev = cli_device(device)  # one line for cuda without a GPU, before any training
         cache_dir = cache if cache is not None else default_cache()
         splits = load_data(DEMO_DATA, seed=0)
         models: dict[str, Any] = {}
         metrics: dict[str, dict[str, Any]] = {}
         for name, arch, knobs, train_seed in DEMO_MODELS:
             t = time.perf_counter()
-            model, m, reused = demo_model(arch, knobs, train_seed, cache_dir, splits, retrain=retrain)
+            model, m, reused = demo_model(arch, knobs, train_seed, cache_dir, splits, retrain=retrain,
+                                          device=None if dev is None else str(dev))  # fmt: skip
             models[name], metrics[name] = model, m
             if not quiet:
                 acc = m.get("test_acc")
@@ -106,6 +112,7 @@ def register(app: typer.Typer) -> None:
             report = compare_report(
                 models, splits, seed=seed, n_samples=n_samples, progress=not quiet,
                 title="netxray demo — MLP, CNN, ResNet and ViT on digits", on_model=_annotate,
+                device=dev,
             )  # fmt: skip
         report.meta["data_spec"] = DEMO_DATA
         report.meta["test_acc"] = {n: metrics[n].get("test_acc") for n in models}

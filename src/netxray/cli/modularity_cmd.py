@@ -15,8 +15,21 @@ from typing import Any
 import typer
 
 from netxray.cli._common import (
+    DATA_HELP,
+    DEVICE,
+    IMAGE_SIZE,
+    INPUT_COLUMNS,
+    LABEL_COLUMN,
+    MAX_LENGTH,
+    MODEL_SOURCES_HELP,
+    NORMALIZE,
+    TASK,
+    TEXT_COLUMN,
+    TOKENIZER,
+    WEIGHTS,
     check_fits,
     check_out,
+    cli_device,
     fail,
     load_checkpoint,
     load_cli_data,
@@ -44,9 +57,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command("modularity")
     def modularity_cmd(
-        checkpoint: Path = typer.Argument(..., help="Checkpoint directory or .safetensors file."),
-        data: str = typer.Option("digits", "--data", help="Data spec: digits, mnist1d, npz:PATH, idx:DIR, cifar10:DIR, blobs:..."),
+        checkpoint: Path = typer.Argument(..., metavar="MODEL", help=f"The model: {MODEL_SOURCES_HELP}."),
+        data: str = typer.Option("digits", "--data", help=DATA_HELP + " Labels are needed."),
         out: Path = typer.Option(Path("curve.csv"), "--out", help="CSV file for the curve (a .redundant.csv is written beside it)."),
+        weights: Path | None = WEIGHTS,
+        task: str | None = TASK,
+        device: str | None = DEVICE,
+        image_size: int | None = IMAGE_SIZE,
+        normalize: str | None = NORMALIZE,
+        tokenizer: str | None = TOKENIZER,
+        text_column: str | None = TEXT_COLUMN,
+        label_column: str | None = LABEL_COLUMN,
+        input_columns: str | None = INPUT_COLUMNS,
+        max_length: int | None = MAX_LENGTH,
         plot: Path | None = typer.Option(None, "--plot", help="Also save the curve plot (png, svg, pdf)."),
         diff_plot: Path | None = typer.Option(None, "--diff-plot", help="Also save the layer-difference heatmap |Q_i - Q_j|."),
         split: str = typer.Option("test", "--split", help="Which split to measure: test or train."),
@@ -78,11 +101,20 @@ def register(app: typer.Typer) -> None:
             if path is not None:
                 check_out(path, directory=False, option=option)
         set_threads(threads)
-        model = load_checkpoint(checkpoint)
-        splits = load_cli_data(data, seed)
+        model = load_checkpoint(checkpoint, weights=weights, task=task)
+        cli_device(device, model)
+        splits = load_cli_data(
+            data, seed, model=model, image_size=image_size, normalize=normalize,
+            tokenizer=tokenizer, text_column=text_column, label_column=label_column,
+            input_columns=input_columns, max_length=max_length,
+        )  # fmt: skip
         check_fits(model, splits, data, label=str(checkpoint))
         dataset = getattr(splits, split)
         names = [s.strip() for s in layers.split(",") if s.strip()] if layers else "auto"
+        if names == "auto" and getattr(model, "netxray_config", None) is None:
+            from netxray.report.runners import default_probe_layers
+
+            names = default_probe_layers(model)  # not a built-in model: as scan probes it
         try:
             curve = modularity_curve(model, dataset, layers=names, n=n, k=k, repeats=repeats,
                                      seed=seed, progress=not quiet)  # fmt: skip
@@ -143,6 +175,7 @@ def register(app: typer.Typer) -> None:
         tol: float | None = typer.Option(None, "--tol", help="Redundancy tolerance on ΔQ (default: from the repeats' spread)."),
         random_draws: int = typer.Option(3, "--random-draws", help="Random selections of the same number of layers (the control)."),
         curve_split: str = typer.Option("train", "--curve-split", help="Split the curve is measured on (train keeps the choice blind to the test set)."),
+        device: str | None = DEVICE,
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the data split, subsets, random draws and fine-tuning."),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads for the run (default: torch's; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
@@ -163,6 +196,7 @@ def register(app: typer.Typer) -> None:
         from netxray.cli.scan_cmd import load_cli_model
 
         model = load_cli_model(checkpoint, model_spec, weights)
+        cli_device(device, model)  # the curve, pruned variants and fine-tuning all run there
         splits = load_cli_data(data, seed)
         check_fits(model, splits, data, label=str(checkpoint or model_spec))
         console = Console(stderr=True, quiet=quiet)

@@ -2,7 +2,13 @@
 
     netxray scan runs/cnn --data digits --out scan-cnn/
     netxray scan --model my_net.py:make_model --weights my_net.safetensors --data npz:data.npz --out r/
+    netxray scan torchvision:resnet18 --data imagefolder:photos/ --image-size 64 --out r/
+    netxray scan hf:my-bert/ --data text:reviews.csv --out r/
     netxray compare runs/mlp runs/cnn runs/vit --data digits --out cmp/
+
+Exit status: 0 when every lens ran; 3 when the report was written but some lens failed (the
+report and a ``warning:`` line say why; ``--allow-partial`` makes it 0); 1 on an error (one
+``error:`` line, nothing written).
 
 ``DIR/index.html`` is one self-contained file (plots embedded, no network needed), next to it
 ``results.json`` (metadata and summary) and every table as CSV (and Parquet with pyarrow). The
@@ -20,8 +26,21 @@ from typing import Any
 import typer
 
 from netxray.cli._common import (
+    DATA_HELP,
+    DEVICE,
+    EXIT_PARTIAL,
+    IMAGE_SIZE,
+    INPUT_COLUMNS,
+    LABEL_COLUMN,
+    MAX_LENGTH,
+    MODEL_SOURCES_HELP,
+    NORMALIZE,
+    TASK,
+    TEXT_COLUMN,
+    TOKENIZER,
     check_fits,
     check_out,
+    cli_device,
     fail,
     load_checkpoint,
     load_cli_data,
@@ -29,15 +48,18 @@ from netxray.cli._common import (
     unique_names,
 )
 
-DATA_HELP = "Data: digits | mnist1d | npz:PATH | idx:DIR | cifar10:DIR | blobs[:...]. The test split is scanned."
+ALLOW_PARTIAL_HELP = (
+    "Exit with status 0 even when some lens failed (default: status 3, after writing the report)."
+)
 LENSES_HELP = "Comma-separated lenses: nonlinearity,modularity,parameters,symmetry (default: all)."
 MODEL_HELP = (
     "Your own model: PATH.py:FACTORY, a function in that file returning the nn.Module "
     "(the file is imported and run as Python). Use with --weights."
 )
 WEIGHTS_HELP = (
-    "Weights for --model: a .safetensors or .pt/.pth state dict, read without executing code "
-    "(torch.load weights_only=True); keys and shapes must match the model exactly."
+    "Weights for --model, torchvision:NAME or timm:NAME: a .safetensors or .pt/.pth state dict, "
+    "read without executing code (torch.load weights_only=True); keys and shapes must match "
+    "the model exactly."
 )
 
 # a weights file given with --model is named by its stem, like a .safetensors checkpoint
@@ -63,8 +85,11 @@ def _layers(text: str | None) -> Any:
     return names or "auto"
 
 
-def load_cli_model(checkpoint: Path | None, model_spec: str | None, weights: Path | None) -> Any:
-    """The model from a netxray checkpoint, or from ``--model FILE.py:FACTORY`` (+ weights)."""
+def load_cli_model(
+    checkpoint: Path | None, model_spec: str | None, weights: Path | None, task: str | None = None
+) -> Any:
+    """The model from a source string (checkpoint, ``torchvision:``, ``timm:``, ``hf:``,
+    ``PATH.py:FACTORY``), or from ``--model FILE.py:FACTORY`` (+ weights)."""
     from netxray.report.user_model import UserModelError, load_user_model
 
     if model_spec is not None:
@@ -77,13 +102,20 @@ def load_cli_model(checkpoint: Path | None, model_spec: str | None, weights: Pat
             return load_user_model(model_spec, w)
         except UserModelError as exc:
             fail(str(exc))
-    if weights is not None:
-        fail("--weights needs --model PATH.py:FACTORY (a netxray checkpoint directory carries its own "
-              "architecture; for your own model give the file that builds it)")  # fmt: skip
+    if weights is not None and str(checkpoint).partition(":")[0] not in ("torchvision", "timm") \
+            and not str(checkpoint).rpartition(":")[0].endswith(".py"):
+        fail("--weights needs --model PATH.py:FACTORY, torchvision:NAME or timm:NAME (a netxray "
+             "checkpoint or an hf:DIR model carries its own weights)")  # fmt: skip
     if checkpoint is None:
-        fail("nothing to scan: give a netxray checkpoint (netxray train --out DIR), or your own "
-              "model with --model PATH.py:FACTORY --weights FILE")  # fmt: skip
-    return load_checkpoint(checkpoint)
+        fail(f"nothing to scan: give a model: {MODEL_SOURCES_HELP}")
+    return load_checkpoint(checkpoint, weights=weights, task=task)
+
+
+def _label(source: Path) -> str:
+    """A report name for a model source: a checkpoint's folder name, a source string as given."""
+    from netxray.models.sources import parse_source
+
+    return source.name if parse_source(str(source))[0] == "checkpoint" else str(source)
 
 
 def _check_counts(*, k: int, repeats: int) -> None:
@@ -93,7 +125,9 @@ def _check_counts(*, k: int, repeats: int) -> None:
         fail(f"--repeats must be >= 1, got {repeats}")
 
 
-def _finish(report: Any, out: Path, quiet: bool) -> Path:
+def _finish(report: Any, out: Path, quiet: bool, allow_partial: bool = False) -> Path:
+    """Write the report, print its summary; exit with status 3 when a lens failed (the report is
+    written first) unless ``allow_partial``."""
     try:
         index = report.save(out)
     except OSError as exc:
@@ -112,6 +146,8 @@ def _finish(report: Any, out: Path, quiet: bool) -> Path:
         typer.secho(f"{len(report.failed)} lens result(s) could not be computed; the report says why.",
                     err=True, fg=typer.colors.YELLOW)  # fmt: skip
     typer.echo(f"Report: {index.resolve()}")
+    if report.failed and not allow_partial:
+        raise typer.Exit(code=EXIT_PARTIAL)
     return index
 
 
@@ -155,11 +191,21 @@ def register(app: typer.Typer) -> None:
 
     @app.command("scan")
     def scan_cmd(
-        checkpoint: Path | None = typer.Argument(None, help="netxray checkpoint directory (or, with --model, a weights file)."),
+        checkpoint: Path | None = typer.Argument(None, metavar="MODEL", help=f"The model: {MODEL_SOURCES_HELP} (or, with --model, a weights file)."),
         data: str = typer.Option("digits", "--data", help=DATA_HELP),
         out: Path = typer.Option(Path("netxray-report"), "--out", help="Output directory for index.html, results.json and tables."),
         model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
         weights: Path | None = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+        task: str | None = TASK,
+        device: str | None = DEVICE,
+        image_size: int | None = IMAGE_SIZE,
+        normalize: str | None = NORMALIZE,
+        tokenizer: str | None = TOKENIZER,
+        text_column: str | None = TEXT_COLUMN,
+        label_column: str | None = LABEL_COLUMN,
+        input_columns: str | None = INPUT_COLUMNS,
+        max_length: int | None = MAX_LENGTH,
+        allow_partial: bool = typer.Option(False, "--allow-partial", help=ALLOW_PARTIAL_HELP),
         lenses: str | None = typer.Option(None, "--lenses", help=LENSES_HELP),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples per activation site (SPEC: 2048; all if fewer)."),
         modularity_n: int = typer.Option(500, "--modularity-n", help="Samples per modularity subset (N)."),
@@ -173,7 +219,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:  # fmt: skip
         """Scan one model with every lens and write an HTML report plus tables.
 
-        The report has a summary card per lens, the non-linearity signature, the modularity curve with redundant layers and a pruning suggestion, weight histograms, statistics and node strengths, and the symmetry group with covering bounds — each with a sentence on how to read it. A lens that cannot run on the model is a note in the report; the others still run.
+        The report has a summary card per lens, the non-linearity signature, the modularity curve with redundant layers and a pruning suggestion, weight histograms, statistics and node strengths, and the symmetry group with covering bounds — each with a sentence on how to read it. A lens that cannot run on the model is a note in the report; the others still run, and the exit status is then 3 (0 with --allow-partial).
         """
         from netxray.report import scan
 
@@ -181,11 +227,16 @@ def register(app: typer.Typer) -> None:
         _check_counts(k=k, repeats=repeats)
         set_threads(threads)
         names = _lenses(lenses)
-        net = load_cli_model(checkpoint, model, weights)
+        net = load_cli_model(checkpoint, model, weights, task)
         if model is not None and weights is None and checkpoint is None:
             typer.secho(f"warning: no --weights: scanning {model} as its factory initialises it "
                         "(untrained)", err=True, fg=typer.colors.YELLOW)  # fmt: skip
-        splits = load_cli_data(data, seed)
+        dev = cli_device(device, net)
+        splits = load_cli_data(
+            data, seed, model=net, image_size=image_size, normalize=normalize, tokenizer=tokenizer,
+            text_column=text_column, label_column=label_column, input_columns=input_columns,
+            max_length=max_length,
+        )  # fmt: skip
         check_fits(net, splits, data)
         layer_spec = _layers(layers)
         if layers is not None:
@@ -195,24 +246,35 @@ def register(app: typer.Typer) -> None:
                 resolve_layers(net, layer_spec)
             except ValueError as exc:
                 fail(f"--layers {layers!r}: {exc}")
-        label = model if model is not None else (checkpoint.name if checkpoint else None)
+        label = model if model is not None else (_label(checkpoint) if checkpoint else None)
         try:
             report = scan(
                 net, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n, k=k,
                 repeats=repeats, layers=layer_spec, progress=not quiet, title=title, name=label,
+                device=dev,
             )  # fmt: skip
         except ValueError as exc:
             fail(str(exc))
         report.meta["data_spec"] = data
         report.meta["checkpoint"] = str(checkpoint) if checkpoint else None
-        _finish(report, out, quiet)
+        _finish(report, out, quiet, allow_partial)
 
     @app.command("compare")
     def compare_cmd(
-        checkpoints: list[Path] = typer.Argument(..., help="Two or more checkpoints (or, with --model, weights files of that model)."),
+        checkpoints: list[Path] = typer.Argument(..., metavar="MODEL...", help=f"Two or more models: {MODEL_SOURCES_HELP} (or, with --model, weights files of that model)."),
         data: str = typer.Option("digits", "--data", help=DATA_HELP),
         out: Path = typer.Option(Path("compare"), "--out", help="Output directory."),
         model: str | None = typer.Option(None, "--model", help=MODEL_HELP + " Every positional is then a weights file for it."),
+        task: str | None = TASK,
+        device: str | None = DEVICE,
+        image_size: int | None = IMAGE_SIZE,
+        normalize: str | None = NORMALIZE,
+        tokenizer: str | None = TOKENIZER,
+        text_column: str | None = TEXT_COLUMN,
+        label_column: str | None = LABEL_COLUMN,
+        input_columns: str | None = INPUT_COLUMNS,
+        max_length: int | None = MAX_LENGTH,
+        allow_partial: bool = typer.Option(False, "--allow-partial", help=ALLOW_PARTIAL_HELP),
         lenses: str | None = typer.Option(None, "--lenses", help=LENSES_HELP),
         method: str = typer.Option("dtw", "--method", help="Signature distance: dtw or resampled."),
         clusters: int | None = typer.Option(None, "--clusters", help="Cut the signature dendrogram into this many clusters."),
@@ -243,17 +305,25 @@ def register(app: typer.Typer) -> None:
         if tokens not in ("mean", "reference", "samples"):
             fail(f"--tokens must be mean, reference or samples, got {tokens!r}")
         names = _lenses(lenses)
-        splits = load_cli_data(data, seed)
         models = {}
+        splits = None
         for name, ck in zip(unique_names(checkpoints, _WEIGHT_SUFFIXES), checkpoints, strict=True):
-            net = load_cli_model(ck if model is None else None, model, ck if model is not None else None)
+            net = load_cli_model(ck if model is None else None, model,
+                                 ck if model is not None else None, task)  # fmt: skip
+            dev = cli_device(device, net)
+            if splits is None:  # the first model supplies the defaults (image size, tokenizer)
+                splits = load_cli_data(
+                    data, seed, model=net, image_size=image_size, normalize=normalize,
+                    tokenizer=tokenizer, text_column=text_column, label_column=label_column,
+                    input_columns=input_columns, max_length=max_length,
+                )  # fmt: skip
             check_fits(net, splits, data, label=f"model {name}")
             models[name] = net
         try:
             report = compare_report(
                 models, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n,
                 k=k, repeats=repeats, progress=not quiet, title=title, signature_method=method,
-                clusters=clusters,
+                clusters=clusters, device=dev,
                 options={"nonlinearity": {"tokens": tokens, "channel_axis": channel_axis}},
             )  # fmt: skip
         except ValueError as exc:
@@ -266,4 +336,4 @@ def register(app: typer.Typer) -> None:
                                              "checkpoints": [str(c) for c in checkpoints]})  # fmt: skip
         if not quiet and "compare_nonlinearity" in report.results and report.results["compare_nonlinearity"].status == "ok":
             typer.echo(report.results["compare_nonlinearity"].tables["distances"].round(4).to_string())
-        _finish(report, out, quiet)
+        _finish(report, out, quiet, allow_partial)

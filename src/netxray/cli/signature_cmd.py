@@ -18,8 +18,21 @@ from typing import Any
 import typer
 
 from netxray.cli._common import (
+    DATA_HELP,
+    DEVICE,
+    IMAGE_SIZE,
+    INPUT_COLUMNS,
+    LABEL_COLUMN,
+    MAX_LENGTH,
+    MODEL_SOURCES_HELP,
+    NORMALIZE,
+    TASK,
+    TEXT_COLUMN,
+    TOKENIZER,
+    WEIGHTS,
     check_fits,
     check_out,
+    cli_device,
     fail,
     load_checkpoint,
     load_cli_data,
@@ -48,9 +61,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command("signature")
     def signature_cmd(
-        checkpoint: Path = typer.Argument(..., help="Checkpoint directory or .safetensors file."),
-        data: str = typer.Option("digits", "--data", help="Data spec: digits, mnist1d, npz:PATH, idx:DIR, cifar10:DIR, blobs:..."),
+        checkpoint: Path = typer.Argument(..., metavar="MODEL", help=f"The model: {MODEL_SOURCES_HELP}."),
+        data: str = typer.Option("digits", "--data", help=DATA_HELP + " Labels are not needed."),
         out: Path = typer.Option(Path("signature.csv"), "--out", help="CSV file for the signature table."),
+        weights: Path | None = WEIGHTS,
+        task: str | None = TASK,
+        device: str | None = DEVICE,
+        image_size: int | None = IMAGE_SIZE,
+        normalize: str | None = NORMALIZE,
+        tokenizer: str | None = TOKENIZER,
+        text_column: str | None = TEXT_COLUMN,
+        label_column: str | None = LABEL_COLUMN,
+        input_columns: str | None = INPUT_COLUMNS,
+        max_length: int | None = MAX_LENGTH,
         plot: Path | None = typer.Option(None, "--plot", help="Also save the signature plot (png, svg, pdf)."),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples drawn at random (seeded)."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the sample draw and the null baseline."),
@@ -70,8 +93,13 @@ def register(app: typer.Typer) -> None:
         if plot is not None:
             check_out(plot, directory=False, option="--plot")
         set_threads(threads)
-        model = load_checkpoint(checkpoint)
-        dataset = load_cli_data(data, seed)
+        model = load_checkpoint(checkpoint, weights=weights, task=task)
+        cli_device(device, model)
+        dataset = load_cli_data(
+            data, seed, model=model, image_size=image_size, normalize=normalize,
+            tokenizer=tokenizer, text_column=text_column, label_column=label_column,
+            input_columns=input_columns, max_length=max_length,
+        )  # fmt: skip
         check_fits(model, dataset, data, label=str(checkpoint))
         opts = dict(n_samples=n_samples, seed=seed, tokens=tokens, channel_axis=channel_axis,
                     null_baseline=null)  # fmt: skip
@@ -94,8 +122,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command("compare-signatures")  # the full `compare` (report incl. signatures) is scan_cmd.py's
     def compare_cmd(
-        checkpoints: list[Path] = typer.Argument(..., help="Two or more checkpoints."),
-        data: str = typer.Option("digits", "--data", help="Data spec, the same for every model."),
+        checkpoints: list[Path] = typer.Argument(..., metavar="MODEL...", help=f"Two or more models: {MODEL_SOURCES_HELP}."),
+        data: str = typer.Option("digits", "--data", help=DATA_HELP + " The same for every model."),
+        task: str | None = TASK,
+        device: str | None = DEVICE,
+        image_size: int | None = IMAGE_SIZE,
+        normalize: str | None = NORMALIZE,
+        tokenizer: str | None = TOKENIZER,
+        text_column: str | None = TEXT_COLUMN,
+        label_column: str | None = LABEL_COLUMN,
+        input_columns: str | None = INPUT_COLUMNS,
+        max_length: int | None = MAX_LENGTH,
         out: Path = typer.Option(Path("compare"), "--out", help="Output directory."),
         method: str = typer.Option("dtw", "--method", help="Signature distance: dtw or resampled."),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples drawn at random (seeded)."),
@@ -120,11 +157,18 @@ def register(app: typer.Typer) -> None:
         if method not in ("dtw", "resampled"):
             fail(f"--method must be dtw or resampled, got {method!r}")
         names = unique_names(checkpoints)
-        dataset = load_cli_data(data, seed)
         opts = dict(n_samples=n_samples, seed=seed, tokens=tokens, channel_axis=channel_axis)
         tables: dict[str, Any] = {}
+        dataset = None
         for name, ck in zip(names, checkpoints, strict=True):
-            model = load_checkpoint(ck)
+            model = load_checkpoint(ck, task=task)
+            cli_device(device, model)
+            if dataset is None:  # the first model supplies the defaults (image size, tokenizer)
+                dataset = load_cli_data(
+                    data, seed, model=model, image_size=image_size, normalize=normalize,
+                    tokenizer=tokenizer, text_column=text_column, label_column=label_column,
+                    input_columns=input_columns, max_length=max_length,
+                )  # fmt: skip
             check_fits(model, dataset, data, label=str(ck))
             try:
                 tables[name] = _signature(model, dataset, data, opts, quiet, name)

@@ -115,7 +115,8 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
     ) -> None:
         """Symmetry of a trained network: its permutable axes (hidden units, channels, heads,
-        residual streams), the order of its symmetry group in log10, the covering-number bound
+        residual streams), each verified by a random permutation test, the order of its
+        symmetry group in log10, the covering-number bound
         with and without permutations (fully connected nets), and optionally its canonical form
         or its distance to a second network once symmetry is factored out."""
         from netxray.lenses import symmetry as sym
@@ -132,10 +133,12 @@ def register(app: typer.Typer) -> None:
         s = group.attrs["summary"]
         summary: dict[str, Any] = {k: v for k, v in s.items()}
         lines = [
+            f"status: {s['status']}",
             f"group order: 10^{s['log10_order']:.6g} (permutations 10^{s['log10_permutations']:.6g}); "
             f"continuous symmetries: {s['continuous_dims']} dimensions of {s['n_params']} parameters",
             s["statement"],
         ]
+        lines += [f"claimed axis {r['axis']} failed verification: {r['reason']}" for r in s.get("rejected", [])]
         try:
             bounds = sym.covering_bounds(model, eps=eps)
             summary["covering_bound"] = {k: (float(v) if isinstance(v, (int, float)) else v)
@@ -180,7 +183,8 @@ def register(app: typer.Typer) -> None:
         # printed last, so that a failure above leaves no half-printed analysis behind
         _print_table(group.to_dict("records"),
                      {"axis": "axis", "kind": "kind", "size": "size", "activation": "activation",
-                      "log10_order": "log10 d!", "sign_flips": "±", "continuous_dims": "cont. dims"},
+                      "log10_order": "log10 d!", "sign_flips": "±", "continuous_dims": "cont. dims",
+                      "verified": "verified"},
                      f"symmetry of {checkpoint}", quiet)
         if not quiet:
             for line in lines:

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from netxray.cli._common import check_out, fail
+from netxray.cli._common import check_out, cli_device, fail
 
 
 def _int_list(text: str | None, option: str) -> list[int] | None:
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
         patch_size: int | None = typer.Option(None, "--patch-size", help="vit: patch size."),
         num_heads: int | None = typer.Option(None, "--num-heads", help="vit: attention heads."),
         mlp_ratio: int | None = typer.Option(None, "--mlp-ratio", help="vit: MLP hidden = ratio x dim."),
-        device: str | None = typer.Option(None, "--device", help="cpu (default) or cuda."),
+        device: str | None = typer.Option(None, "--device", help="cpu (default), cuda, cuda:N or auto (cuda when a GPU is there)."),
         threads: int | None = typer.Option(
             None, "--threads", help="torch CPU threads for the run (default: torch's; 1 is often fastest)."
         ),
@@ -120,6 +120,8 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHS)}")
         if out is not None:
             check_out(out, directory=True)  # before training, not after
+        if device is not None:  # one clear line for cuda without a GPU, before any work
+            device = str(cli_device(device))
         knobs = model_knobs(
             arch,
             width=width,

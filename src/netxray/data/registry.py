@@ -25,7 +25,22 @@ VALID_SPECS = (
     "npz:PATH",
     "idx:DIR",
     "cifar10:DIR",
+    "imagefolder:DIR",
+    "text:FILE.csv|FILE.jsonl",
+    "hfdataset:DIR",
 )
+
+# options of the on-disk sources (netxray.data.sources), and the specs that use each
+_SOURCE_OPTIONS = {
+    "image_size": ("imagefolder", "hfdataset"),
+    "normalize": ("imagefolder", "hfdataset"),
+    "preprocessing": ("imagefolder", "hfdataset"),
+    "tokenizer": ("text", "hfdataset"),
+    "text_column": ("text", "hfdataset"),
+    "label_column": ("text", "hfdataset"),
+    "input_columns": ("hfdataset",),
+    "max_length": ("text", "hfdataset"),
+}
 
 # spec key -> keyword argument of the generator
 _MNIST1D_KEYS = {
@@ -68,13 +83,31 @@ def _parse_options(name: str, text: str, keys: dict[str, str]) -> dict[str, Any]
 
 
 def load_data(
-    spec: str | DataSplits | Dataset, *, seed: int = 0, test_fraction: float = 0.2
+    spec: str | DataSplits | Dataset,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    image_size: int | None = None,
+    normalize: str | None = None,
+    preprocessing: dict[str, Any] | None = None,
+    tokenizer: Any = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    input_columns: list[str] | None = None,
+    max_length: int | None = None,
 ) -> DataSplits:
     """Load a data set by spec and return its train/test :class:`DataSplits`.
 
     Specs: ``"digits"``, ``"mnist1d"`` (options ``n``, ``data_seed``, noise knobs),
     ``"blobs:classes=5,dim=16,separation=4,n=1000"`` (also ``data_seed``), ``"npz:PATH"``,
-    ``"idx:DIR"`` (MNIST / Fashion-MNIST IDX files), ``"cifar10:DIR"``. ``seed`` and
+    ``"idx:DIR"`` (MNIST / Fashion-MNIST IDX files), ``"cifar10:DIR"``, and what people keep
+    on disk (:mod:`netxray.data.sources`): ``"imagefolder:DIR"`` (one sub-folder per class;
+    ``image_size``, ``normalize`` = imagenet | cifar10 | half | none | model, ``preprocessing``:
+    the model's declared size/mean/std), ``"text:FILE"`` (CSV or JSON Lines with ``text`` and
+    ``label`` columns, tokenized by ``tokenizer`` = a tokenizer or ``"hf:DIR"``; ``text_column``,
+    ``label_column``, ``max_length``) and ``"hfdataset:DIR"`` (``datasets.save_to_disk``;
+    ``label_column``, ``text_column`` or ``input_columns``). Their splits hold lazily decoded
+    images or token tensors rather than a float ``x``; every lens reads them. ``seed`` and
     ``test_fraction`` drive the seeded, class-stratified split wherever the source has no published
     test set (IDX ``t10k`` files, CIFAR ``test_batch`` and npz ``x_test`` are used as given). A
     ``DataSplits`` is returned unchanged; a single ``Dataset`` is split. Nothing is downloaded.
@@ -97,6 +130,28 @@ def load_data(
     name, _, rest = spec.strip().partition(":")
     name = name.strip().lower()
     rest = rest.strip()
+    given = {k: v for k, v in {
+        "image_size": image_size, "normalize": normalize, "preprocessing": preprocessing,
+        "tokenizer": tokenizer, "text_column": text_column, "label_column": label_column,
+        "input_columns": input_columns, "max_length": max_length,
+    }.items() if v is not None}  # fmt: skip
+    unused = [k for k in given if name not in _SOURCE_OPTIONS[k] and k != "preprocessing"]
+    if unused:
+        raise DataError(
+            f"data spec {spec!r}: option(s) {', '.join(unused)} do not apply to {name!r} "
+            f"(they are for {', '.join(sorted({s for k in unused for s in _SOURCE_OPTIONS[k]}))})"
+        )
+    if name in ("imagefolder", "text", "hfdataset"):
+        from netxray.data import sources
+
+        if not rest:
+            raise DataError(f"data spec {name!r} needs a path: '{name}:PATH'")
+        keep = {k: v for k, v in given.items() if name in _SOURCE_OPTIONS[k]}
+        loader = {"imagefolder": sources.load_imagefolder, "text": sources.load_text,
+                  "hfdataset": sources.load_hfdataset}[name]  # fmt: skip
+        if name == "text":
+            keep.setdefault("tokenizer", None)
+        return loader(rest, seed=seed, test_fraction=test_fraction, **keep)
     path_loaders: dict[str, Callable[..., DataSplits]] = {
         "npz": load_npz, "idx": load_idx_dir, "cifar10": load_cifar10,
     }

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from netxray._meta import eval_mode, metadata, model_hash
-from netxray.capture import as_indexable, model_device
+from netxray.capture.inputs import _Indexable, model_device, model_dtype, place_model
 from netxray.lenses.modularity import (
     _curve,
     _data_name,
@@ -86,7 +86,7 @@ def fgsm(
 ) -> torch.Tensor:
     """Fast gradient sign method: x' = clip(x + ε · sign(∇ₓ CE(f(x), y))).
 
-    ``clamp``: input range (default: the min and max of ``x``). Returns a new tensor.
+    ``clamp``: input range (default: the min and max of ``x``). Returns a new tensor on ``x``'s device.
 
     Example:
         >>> m = nn.Sequential(nn.Linear(2, 2))
@@ -102,7 +102,7 @@ def fgsm(
         for s in range(0, len(x), batch_size):
             xb = x[s : s + batch_size].to(dev) if dev is not None else x[s : s + batch_size]
             yb = y[s : s + batch_size].to(xb.device)
-            out.append((xb + eps * _grad_sign(model, xb, yb)).clamp(lo, hi).detach().cpu())
+            out.append((xb + eps * _grad_sign(model, xb, yb)).clamp(lo, hi).detach().to(x.device))
     return torch.cat(out).to(x.dtype)
 
 
@@ -121,7 +121,8 @@ def pgd(
 ) -> torch.Tensor:
     """Projected gradient descent (L∞, untargeted): ``steps`` signed-gradient steps of size α
     (ε/4 by default) from a seeded uniform start in the ε-ball, each projected back onto the
-    ball around x and the input range. Returns a new tensor; same seed, same result.
+    ball around x and the input range. Returns a new tensor on ``x``'s device; same seed, same
+    result.
 
     Example:
         >>> m = nn.Sequential(nn.Linear(2, 2))
@@ -147,7 +148,7 @@ def pgd(
             for _ in range(steps):
                 xa = xa + alpha * _grad_sign(model, xa, yb)
                 xa = torch.min(torch.max(xa, x0 - eps), x0 + eps).clamp(lo, hi).detach()
-            out.append(xa.cpu())
+            out.append(xa.to(x.device))
     return torch.cat(out).to(x.dtype)
 
 
@@ -160,6 +161,45 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
             logits = model(xb.to(dev) if dev is not None else xb)
             correct += int((logits.argmax(1).cpu() == y[s : s + batch_size]).sum())
     return correct / max(len(x), 1)
+
+
+class _KeywordInput(nn.Module):
+    """``model(**{key: x})`` or ``model(*x)`` as ``f(x)``, for the attacks (never for the curve,
+    whose layer names must stay the model's own)."""
+
+    def __init__(self, model: nn.Module, key: str | int) -> None:
+        super().__init__()
+        self.model, self.key = model, key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x) if isinstance(self.key, int) else self.model(**{self.key: x})
+        logits = getattr(out, "logits", out)
+        return logits if isinstance(logits, torch.Tensor) else logits[0]
+
+
+def _single_input(inputs: Any) -> tuple[str | int | None, torch.Tensor]:
+    """(key, the tensor to attack): key None for a bare tensor, the name for a one-entry dict,
+    0 for a one-element tuple. Anything else cannot be attacked: one clear error."""
+    key: str | int | None = None
+    x = inputs
+    if isinstance(inputs, dict) and len(inputs) == 1:
+        key, x = next(iter(inputs.items()))
+    elif isinstance(inputs, tuple) and len(inputs) == 1:
+        key, x = 0, inputs[0]
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        what = (f"{len(inputs)} inputs" if isinstance(inputs, (dict, tuple))
+                else f"a {getattr(x, 'dtype', type(x).__name__)} tensor")  # fmt: skip
+        raise TypeError(
+            "adversarial_curves: the model must take one floating-point input tensor to be "
+            f"attacked; the data gives {what} (token ids or several inputs cannot be attacked)"
+        )
+    return key, x
+
+
+def _rebuild(key: str | int | None, x: torch.Tensor) -> Any:
+    if key is None:
+        return x
+    return (x,) if isinstance(key, int) else {key: x}
 
 
 def adversarial_curves(
@@ -176,6 +216,7 @@ def adversarial_curves(
     pgd_steps: int = 10,
     clamp: tuple[float, float] | None = None,
     batch_size: int = 256,
+    device: str | torch.device | None = None,
 ) -> pd.DataFrame:
     """Modularity curves of clean and adversarial inputs, with the true labels as communities.
 
@@ -183,6 +224,11 @@ def adversarial_curves(
     by layer like :func:`netxray.modularity_curve`. Returns a long DataFrame (the curve columns
     plus ``condition`` = "clean" | "fgsm" | "pgd"); ``attrs["summary"]`` has the accuracy on the
     measured samples under each condition, ``attrs["meta"]`` the settings.
+
+    ``data``: labelled samples in any container (see
+    :func:`netxray.capture.inputs.resolve_samples`) whose inputs are one float tensor; only the
+    measured samples are loaded. ``clamp`` defaults to the min and max of those samples.
+    ``device``: None (where the model is), ``"cpu"``, ``"cuda"`` or ``"auto"``.
 
     Example:
         >>> from netxray.models import build_model
@@ -197,32 +243,37 @@ def adversarial_curves(
     if bad or not attacks:
         raise ValueError(f"unknown attack(s) {bad or attacks}; expected some of {list(ATTACKS)}")
     data_ = _indexable(data, "adversarial_curves")
-    if not isinstance(data_.inputs, torch.Tensor):
-        raise TypeError("adversarial_curves: inputs must be one tensor (dict inputs cannot be attacked)")
-    x_all, y_all = data_.inputs, data_.labels.to(torch.int64)
-    labels = y_all.numpy()
+    labels = data_.labels.detach().cpu().numpy()
     n_eff = min(int(n), len(labels))
     paths = _default_layers(model, layers)
     subsets = stratified_subsets(labels, n_eff, repeats, seed)
-    pool = torch.from_numpy(np.unique(np.concatenate(subsets)))
-    lo_hi = _bounds(x_all, clamp)
-    target = model_device(model)
+    # only the measured samples (the union of the subsets) are loaded and attacked
+    pool = np.unique(np.concatenate(subsets))
+    inputs, y_pool = data_.take(pool)
+    # one input tensor, given bare or as the model's single keyword/positional argument
+    key, x_pool = _single_input(inputs)
+    y_pool = y_pool.to(torch.int64)
+    lo_hi = _bounds(x_pool, clamp)
+    run_model, target = place_model(model, device)
+    attacked = run_model if key is None else _KeywordInput(run_model, key)
+    dtype = model_dtype(run_model)
+    if dtype is not None:
+        x_pool = x_pool.to(dtype)  # attacked in the model's own dtype
+    # moved to the model's device once: the attacks and the curves then stay there
+    x_pool = x_pool.to(target)
+    pool_subsets = [np.searchsorted(pool, s_) for s_ in subsets]  # positions in the pool
     frames, accs = [], {}
-    x_pool, y_pool = x_all[pool], y_all[pool]
     for cond in ["clean", *attacks]:
         if cond == "clean":
-            x_cond = x_all
-            accs[cond] = _accuracy(model, x_pool, y_pool)
+            x_cond = x_pool
+        elif cond == "fgsm":
+            x_cond = fgsm(attacked, x_pool, y_pool, eps, clamp=lo_hi, batch_size=batch_size)
         else:
-            if cond == "fgsm":
-                adv = fgsm(model, x_pool, y_pool, eps, clamp=lo_hi, batch_size=batch_size)
-            else:
-                adv = pgd(model, x_pool, y_pool, eps, steps=pgd_steps, seed=seed, clamp=lo_hi,
-                          batch_size=batch_size)  # fmt: skip
-            accs[cond] = _accuracy(model, adv, y_pool)
-            x_cond = x_all.clone()
-            x_cond[pool] = adv
-        frame = _curve(model, as_indexable((x_cond, y_all)), subsets, paths, k=int(k),
+            x_cond = pgd(attacked, x_pool, y_pool, eps, steps=pgd_steps, seed=seed, clamp=lo_hi,
+                         batch_size=batch_size)  # fmt: skip
+        accs[cond] = _accuracy(attacked, x_cond, y_pool)
+        rebuilt = _Indexable(_rebuild(key, x_cond), y_pool)
+        frame = _curve(run_model, rebuilt, pool_subsets, paths, k=int(k),
                        batch_size=batch_size, device=target, progress=False)  # fmt: skip
         frame.insert(0, "condition", cond)
         frames.append(frame)

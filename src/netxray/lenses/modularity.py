@@ -29,8 +29,16 @@ import torch
 from torch import nn
 
 from netxray._meta import eval_mode, metadata, model_hash
-from netxray.capture import Capture, as_indexable, forward_batch, model_device, resolve_layers
+from netxray.capture import Capture, forward_batch, resolve_layers
 from netxray.capture.graph import unwrap_model
+from netxray.capture.inputs import (
+    _shape_of,
+    _to_model,
+    describe,
+    model_dtype,
+    place_model,
+    resolve_samples,
+)
 from netxray.measures.modularity import modularity_from_gram
 
 __all__ = [
@@ -128,6 +136,8 @@ class _GramReducer:
     The rows go into one buffer allocated for the ``n_rows`` samples expected (no concatenation
     copy), and G is accumulated over column chunks (N × chunk float64 at a time), so very wide
     flattened features never exist in float64 all at once: peak ≈ N·d·4 + N²·8 bytes.
+    The buffer lives where the model runs: on a GPU the rows never leave it and only the N × N
+    Gram matrix comes back (N²·8 bytes instead of N·d·4 per layer, for wide layers far less).
     """
 
     def __init__(self, n_rows: int) -> None:
@@ -142,20 +152,29 @@ class _GramReducer:
         dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
         b = rows.shape[0]
         if self.buf is None:
-            self.buf = torch.empty(max(self.n_rows, b), rows.shape[1], dtype=dtype)
+            self.buf = torch.empty(max(self.n_rows, b), rows.shape[1], dtype=dtype, device=rows.device)
         if self.pos + b > self.buf.shape[0]:  # more rows than announced: grow (rare)
-            self.buf = torch.cat([self.buf[: self.pos], torch.empty(b, self.buf.shape[1], dtype=dtype)])
+            grow = torch.empty(b, self.buf.shape[1], dtype=dtype, device=self.buf.device)
+            self.buf = torch.cat([self.buf[: self.pos], grow])
         # a copy: the model may modify this tensor in place after the hook (inplace ReLU)
-        self.buf[self.pos : self.pos + b] = rows.to("cpu")
+        self.buf[self.pos : self.pos + b] = rows
         self.pos += b
 
     def compute(self) -> tuple[np.ndarray, int] | None:
         if self.buf is None:  # nothing kept (the capture has recorded why)
             return None
-        feats = self.buf[: self.pos].numpy()
-        n, d = feats.shape
-        gram = np.zeros((n, n))
+        n, d = self.buf[: self.pos].shape
         step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
+        if self.buf.device.type != "cpu":  # reduce where the rows are; bring back G only
+            rows = self.buf[: self.pos]
+            g = torch.zeros(n, n, dtype=torch.float64, device=rows.device)
+            for c0 in range(0, d, step):
+                block = rows[:, c0 : c0 + step].to(torch.float64)
+                g += block @ block.T
+            self.buf = None
+            return g.cpu().numpy(), int(d)
+        feats = self.buf[: self.pos].numpy()
+        gram = np.zeros((n, n))
         for c0 in range(0, d, step):
             block = np.ascontiguousarray(feats[:, c0 : c0 + step], dtype=np.float64)
             # numpy recognises b @ b.T and calls the symmetric rank-k update (half the flops)
@@ -171,9 +190,9 @@ def _probe_layers(model: nn.Module, x_one: Any, paths: list[str], device) -> lis
         # measured as deployed (eval); every module gets its own train/eval flag back afterwards
         with eval_mode(model), torch.no_grad(), cap:
             cap.begin_forward()
-            forward_batch(model, _to(x_one, device))
+            forward_batch(model, _to_model(x_one, device, model_dtype(model)))
     except Exception as exc:
-        shape = tuple(x_one.shape[1:]) if isinstance(x_one, torch.Tensor) else "dict"
+        shape = _shape_of(x_one)
         raise ValueError(
             f"the model cannot run on the data's samples (shape {shape}): "
             f"{type(exc).__name__}: {exc}"
@@ -204,14 +223,6 @@ def _probe_layers(model: nn.Module, x_one: Any, paths: list[str], device) -> lis
     return sites
 
 
-def _to(x: Any, device) -> Any:
-    if device is None:
-        return x
-    if isinstance(x, dict):
-        return {k: v.to(device) for k, v in x.items()}
-    return x.to(device)
-
-
 def _take(data, idx: np.ndarray) -> Any:
     x, _ = data.take(torch.from_numpy(np.asarray(idx, dtype=np.int64)))
     return x
@@ -227,6 +238,7 @@ def _layer_grams(
     network is not needed), or None to run it whole.
     """
     n_rows = len(pool)
+    dtype = model_dtype(model)  # a float64 (or half) model is fed inputs of its own dtype
     cap = Capture(
         model, activations=False, layers=list(module_paths),
         reducer=lambda *_: _GramReducer(n_rows),
@@ -243,7 +255,8 @@ def _layer_grams(
             for start in range(0, len(pool), batch_size):
                 cap.begin_forward()
                 try:
-                    forward_batch(model, _to(_take(data, pool[start : start + batch_size]), device))
+                    x = _take(data, pool[start : start + batch_size])
+                    forward_batch(model, _to_model(x, device, dtype))
                 except _StopForward:
                     pass
         finally:
@@ -302,23 +315,12 @@ def _default_layers(model: nn.Module, layers: Any, example: Any = None) -> list[
 
 
 def _indexable(data: Any, what: str):
-    data_ = as_indexable(data)
-    if data_ is None:
-        raise TypeError(
-            f"{what}: data must be a Dataset, DataSplits (its test split is used), an (x, y) "
-            f"tuple of tensors or a dict of tensors with labels; got {type(data).__name__}"
-        )
-    if data_.labels is None:
-        raise ValueError(f"{what}: modularity needs class labels; the data has none")
-    return data_
+    # the class-stratified subsets need every label first: a stream is read whole
+    return resolve_samples(data, need_labels=what)
 
 
 def _data_name(data: Any) -> str:
-    if isinstance(data, str):  # a load_data spec: its test split is measured
-        return f"{data}:test"
-    if hasattr(data, "test") and hasattr(data, "train"):
-        return f"{getattr(data, 'name', 'data')}:test"
-    return str(getattr(data, "name", type(data).__name__))
+    return describe(data)
 
 
 def _mean(v: list[float]) -> float:
@@ -433,7 +435,10 @@ def modularity_curve(
 
     Args:
         model: any ``nn.Module`` (not modified; run in eval mode, its flags restored).
-        data: a Dataset, DataSplits (test split), an ``(x, y)`` tuple or a dict with labels.
+        data: labelled samples in any container (Dataset, DataSplits (test split), DataLoader,
+            torch Dataset, ``(x, y)`` tensors or numpy arrays, dict batches with a ``labels``
+            key, a spec string…; see :func:`netxray.capture.inputs.resolve_samples`).
+        device: None (where the model is), ``"cpu"``, ``"cuda"``, ``"auto"``.
         layers: ``"auto"`` (natural probes: a built-in model's hidden layers, ConvBlocks, stem and
             residual blocks, transformer blocks; any other model's stem, repeated blocks and
             pre-head read from its graph, :func:`netxray.models.natural_probes`), or module paths.
@@ -481,10 +486,12 @@ def modularity_curve(
             f"k must be an integer with 1 <= k < n (samples per subset): got k={k!r}, n={n_eff}"
         )
     subsets = stratified_subsets(labels, n_eff, repeats, seed)
-    target = torch.device(device) if device is not None else model_device(model)
-    paths = _default_layers(model, layers, _to(_take(data_, subsets[0][:2]), target))
+    # device=None: where the model is; another device runs a copy of it there
+    run_model, target = place_model(model, device)
+    example = _to_model(_take(data_, subsets[0][:2]), target, model_dtype(run_model))
+    paths = _default_layers(run_model, layers, example)
     curve = _curve(
-        model, data_, subsets, paths, k=int(k), batch_size=batch_size, device=target,
+        run_model, data_, subsets, paths, k=int(k), batch_size=batch_size, device=target,
         progress=progress, memory_budget=int(memory_budget),
     )
     curve.attrs["meta"] = metadata(
@@ -649,36 +656,70 @@ def plot_modularity_curve(
     path: str | None = None,
     ax: Any = None,
     label: str | None = None,
+    per_row: int = 160,
 ) -> Any:
     """Plot Q (or Q/Q_max) per layer with a ±1 std band; redundant layers shaded and marked.
 
-    ``redundant`` defaults to :func:`redundant_layers` (curve). Returns the matplotlib Figure and
-    saves it to ``path`` when given.
+    ``redundant`` defaults to :func:`redundant_layers` (curve). The x axis is labelled by layer,
+    or by stage when the names do not fit (:func:`netxray._plotting.label_positions`); a curve
+    of more than ``per_row`` layers is split over stacked rows (not when drawing into ``ax``).
+    Returns the matplotlib Figure and saves it to ``path`` when given.
     """
+    from matplotlib.collections import PolyCollection
+    from matplotlib.figure import Figure
+
+    from netxray._plotting import PAGE_WIDTH, finish_figure, label_positions, row_slices
+
     curve = _curve_frame(curve)
     if redundant is None:
         redundant = redundant_layers(curve)
-    fig, ax = _figure(ax, (max(5.0, 0.45 * len(curve) + 2), 3.6))
+    names = curve["layer"].astype(str).tolist()
+    if ax is not None:
+        fig, axes, rows = ax.figure, [ax], [slice(0, len(curve))]
+    else:
+        rows = row_slices(names, per_row)
+        width = PAGE_WIDTH if len(curve) > 12 else max(5.0, 0.45 * len(curve) + 2)
+        fig = Figure(figsize=(width, 0.6 + 3.2 * len(rows)), layout="constrained")
+        axes = list(fig.subplots(len(rows), 1, squeeze=False)[:, 0])
     mean_col, std_col = ("q_rel_mean", "q_rel_std") if relative else ("q_mean", "q_std")
-    xs = np.arange(len(curve))
-    mean = curve[mean_col].to_numpy(dtype=float)
-    std = curve[std_col].fillna(0).to_numpy(dtype=float) if std_col in curve else np.zeros_like(mean)
-    line = ax.plot(xs, mean, marker="o", label=label or ("Q / Q_max" if relative else "Q"))[0]
-    ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+    all_x = np.arange(len(curve), dtype=float)
+    all_mean = curve[mean_col].to_numpy(dtype=float)
+    all_std = curve[std_col].fillna(0).to_numpy(dtype=float) if std_col in curve else np.zeros_like(all_mean)
+    kinds = redundant["kind"].astype(str).to_numpy()
+    bad_all = (curve["status"] != "ok").to_numpy() if "status" in curve else np.zeros(len(curve), bool)
     colors = {"plateau": "tab:orange", "degradation": "tab:red"}
-    for kind, color in colors.items():
-        sel = (redundant["kind"] == kind).to_numpy()
-        for x in xs[sel]:
-            ax.axvspan(x - 0.5, x + 0.5, color=color, alpha=0.12, lw=0)
-        if sel.any():
-            ax.scatter(xs[sel], mean[sel], color=color, zorder=3, label=kind)
-    bad = (curve["status"] != "ok").to_numpy() if "status" in curve else np.zeros(len(xs), bool)
-    if bad.any():
-        ax.scatter(xs[bad], np.zeros(bad.sum()), marker="x", color="k", label="failed")
-    ax.set_xticks(xs, list(curve["layer"]), rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("Q / Q_max" if relative else "modularity Q")
-    ax.set_title("modularity curve")
-    ax.legend(fontsize=8)
+    tips = [f"{n} — Q {m:.3f} ± {s:.3f}" + (f", {k}" if k in colors else "")
+            for n, m, s, k in zip(names, all_mean, all_std, kinds, strict=True)]  # fmt: skip
+    for r, (a, sl) in enumerate(zip(axes, rows, strict=True)):
+        first = r == 0
+        xs, mean, std = all_x[sl], all_mean[sl], all_std[sl]
+        line = a.plot(xs, mean, marker="o", ms=4 if len(curve) <= 200 else 2.5,
+                      label=(label or ("Q / Q_max" if relative else "Q")) if first else None)[0]  # fmt: skip
+        a.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+        for kind, color in colors.items():
+            sel = kinds[sl] == kind
+            if sel.any():  # one collection of full-height bands, not one patch per layer
+                a.add_collection(PolyCollection(
+                    [[(x - 0.5, 0), (x + 0.5, 0), (x + 0.5, 1), (x - 0.5, 1)] for x in xs[sel]],
+                    transform=a.get_xaxis_transform(), facecolor=color, alpha=0.12, lw=0), autolim=False)  # fmt: skip
+            if sel.any():
+                a.scatter(xs[sel], mean[sel], color=color, zorder=3, s=14, label=kind)
+        bad = bad_all[sl]
+        if bad.any():
+            a.scatter(xs[bad], np.zeros(bad.sum()), marker="x", color="k", label="failed")
+        label_positions(a, names[sl], xs, tips=tips[sl])
+        if len(xs):
+            a.set_xlim(xs[0] - 0.6, xs[-1] + 0.6)
+        a.set_ylabel("Q / Q_max" if relative else "modularity Q")
+        a.grid(alpha=0.3, axis="y")
+    axes[0].set_title("modularity curve")
+    legend: dict[str, Any] = {}  # one entry per label over every row of a split curve
+    for a in axes:
+        for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
+            legend.setdefault(lab, h)
+    if legend:
+        axes[0].legend(list(legend.values()), list(legend), fontsize=8)
+    finish_figure(fig)
     _save(fig, path)
     return fig
 
@@ -687,13 +728,17 @@ def plot_layer_difference(
     curve: pd.DataFrame, *, relative: bool = False, path: str | None = None, ax: Any = None
 ) -> Any:
     """Heatmap of D_ij = |Q_i − Q_j|; returns the Figure (saved to ``path`` when given)."""
+    from netxray._plotting import finish_figure, label_positions
+
     d = layer_difference(curve, relative=relative)
     n = len(d)
-    fig, ax = _figure(ax, (max(4.0, 0.4 * n + 2), max(3.5, 0.4 * n + 1.5)))
+    side = min(10.0, max(3.5, 0.4 * n + 1.5))
+    fig, ax = _figure(ax, (side + 1.0, side))
     im = ax.imshow(d.to_numpy(), cmap="viridis", vmin=0)
-    ax.set_xticks(range(n), list(d.columns), rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(n), list(d.index), fontsize=7)
+    label_positions(ax, [str(c) for c in d.columns], axis="x", separators=False, hover=False)
+    label_positions(ax, [str(c) for c in d.index], axis="y", separators=False)
     ax.set_title("layer difference |Q_i − Q_j|")
     fig.colorbar(im, ax=ax)
+    finish_figure(fig)
     _save(fig, path)
     return fig

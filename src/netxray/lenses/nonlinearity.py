@@ -120,8 +120,9 @@ def _resolve_data(data: Any, seed: int) -> tuple[Any, str]:
 
         spec = str(data)
         return load_data(spec, seed=seed), spec
-    name = getattr(getattr(data, "test", data), "name", None)
-    return data, (str(name) if name else type(data).__name__)
+    from netxray.capture.inputs import describe
+
+    return data, describe(data)
 
 
 def nonlinearity_signature(
@@ -154,9 +155,12 @@ def nonlinearity_signature(
 
     Args:
         model: any ``nn.Module`` (never modified; its train/eval flags are restored).
-        data: a ``Dataset``/``DataSplits`` (test split), a data spec string (``"digits"``), a
-            tensor, an ``(x, y)`` tuple, a dict of tensors, or an iterable of batches (tensors,
-            tuples, or dicts passed as keyword arguments, e.g. for Hugging Face models).
+        data: samples in any container :func:`netxray.capture.inputs.resolve_samples` reads:
+            a ``Dataset``/``DataSplits`` (test split), a data spec string (``"digits"``), a
+            tensor or numpy array, an ``(x, y)`` tuple, a dict of tensors, a torch ``Dataset``
+            or ``DataLoader``, or an iterable of batches (tensors, tuples, or dicts passed as
+            keyword arguments, e.g. for Hugging Face models). Labels are not needed.
+        device: None (where the model is), ``"cpu"``, ``"cuda"`` or ``"auto"``.
         n_samples: samples drawn at random (seeded); all of them when fewer.
         tokens: token tensors (B, T, D): ``"mean"`` (features = D, default), ``"reference"``
             (the paper code's mean over D, features = T) or ``"samples"`` (positions as samples).
@@ -329,15 +333,20 @@ def plot_signatures(
     x: str = "auto",
     title: str | None = None,
     show_null: bool = True,
+    per_row: int = 160,
 ) -> Any:
     """Plot signatures against depth; returns the matplotlib Figure and saves it when ``path`` is given.
 
-    One table: scores against execution order with site names as ticks (up to 40 sites);
-    degenerate sites hollow, sites without a score marked at the bottom with a cross, the null
-    baseline dashed. Several: overlaid, against relative depth when their lengths differ
-    (``x="relative"``/``"index"`` forces it).
+    One table: scores against execution order, the x axis labelled by site (or, when the names
+    do not fit, by stage: consecutive sites grouped by module-path prefix, see
+    :func:`netxray._plotting.label_positions`); more than ``per_row`` sites are split over
+    stacked rows. Degenerate sites hollow, sites without a score marked at the bottom with a
+    cross, the null baseline dashed. Several: overlaid, against relative depth when their lengths
+    differ (``x="relative"``/``"index"`` forces it).
     """
     from matplotlib.figure import Figure
+
+    from netxray._plotting import PAGE_WIDTH, finish_figure, label_positions, row_slices
 
     single = isinstance(signatures, pd.DataFrame) or not isinstance(signatures, Mapping)
     items = {"signature": signatures} if single else dict(signatures)
@@ -349,45 +358,68 @@ def plot_signatures(
     if x not in ("index", "relative"):
         raise ValueError(f"x must be 'auto', 'index' or 'relative', got {x!r}")
 
-    fig = Figure(figsize=(max(6.0, min(14.0, 0.3 * max(lengths) + 4)), 4.2))
-    ax = fig.add_subplot(1, 1, 1)
-    for name, sig in items.items():
-        if isinstance(sig, pd.DataFrame):
-            y = sig["affinity"].to_numpy(dtype=float)
-            status = sig["status"].astype(str).to_numpy()
-        else:
-            y = np.asarray(sig, dtype=float)
-            status = np.where(np.isfinite(y), "ok", "missing")
-        k = len(y)
-        pos = np.arange(k) / max(k - 1, 1) if x == "relative" else np.arange(k)
-        label = "affinity score" if single else str(name)
-        line = ax.plot(pos, y, "-o", ms=4, label=label)[0]
-        color = line.get_color()
-        deg = status == "degenerate"
-        if deg.any():
-            ax.plot(pos[deg], y[deg], "o", ms=8, mfc="white", mec=color,
-                    label="degenerate (constant output)" if single else None)  # fmt: skip
-        missing = ~np.isin(status, list(SCORED))
-        if missing.any():
-            ax.plot(pos[missing], np.zeros(missing.sum()), "x", color=color, ms=8,
-                    label="no score (see status)" if single else None)  # fmt: skip
-        if show_null and isinstance(sig, pd.DataFrame) and "null_affinity" in sig:
-            ax.plot(pos, sig["null_affinity"].to_numpy(dtype=float), "--", color=color, alpha=0.6,
-                    label="null: rotated input (same n, d)" if single else None)  # fmt: skip
-        if single and isinstance(sig, pd.DataFrame) and k <= 40:
-            ax.set_xticks(pos)
-            ax.set_xticklabels(sig["site"].astype(str).tolist(), rotation=60, ha="right", fontsize=7)
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_ylabel("affinity score ρ_aff (1 = affine)")
-    ax.set_xlabel("relative depth" if x == "relative" else "activation call (execution order)")
-    ax.grid(alpha=0.3)
+    table = next(iter(items.values())) if single else None
+    named = isinstance(table, pd.DataFrame) and "site" in table and x == "index"
+    rows = row_slices(table["site"].astype(str).tolist(), per_row) if named else [slice(0, max(lengths))]
+    width = PAGE_WIDTH if max(lengths) > 12 else max(6.0, min(PAGE_WIDTH, 0.3 * max(lengths) + 4))
+    fig = Figure(figsize=(width, 1.4 + 3.0 * len(rows) if named else 4.2), layout="constrained")
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for r, (ax, rows_slice) in enumerate(zip(axes, rows, strict=True)):
+        first = r == 0
+        for name, sig in items.items():
+            if isinstance(sig, pd.DataFrame):
+                y = sig["affinity"].to_numpy(dtype=float)
+                status = sig["status"].astype(str).to_numpy()
+            else:
+                y = np.asarray(sig, dtype=float)
+                status = np.where(np.isfinite(y), "ok", "missing")
+            k = len(y)
+            pos = np.arange(k) / max(k - 1, 1) if x == "relative" else np.arange(k, dtype=float)
+            sel = np.zeros(k, bool)
+            sel[rows_slice] = True
+            pos, y, status = pos[sel], y[sel], status[sel]
+            label = ("affinity score" if single else str(name)) if first else None
+            ms = 4 if k <= 200 else 2.5
+            line = ax.plot(pos, y, "-o", ms=ms, lw=1.2, label=label)[0]
+            color = line.get_color()
+            deg = status == "degenerate"
+            if deg.any():
+                ax.plot(pos[deg], y[deg], "o", ms=ms + 3, mfc="white", mec=color,
+                        label="degenerate (constant output)" if single and first else None)  # fmt: skip
+            missing = ~np.isin(status, list(SCORED))
+            if missing.any():
+                ax.plot(pos[missing], np.zeros(missing.sum()), "x", color=color, ms=ms + 3,
+                        label="no score (see status)" if single and first else None)  # fmt: skip
+            if show_null and isinstance(sig, pd.DataFrame) and "null_affinity" in sig:
+                ax.plot(pos, sig["null_affinity"].to_numpy(dtype=float)[sel], "--", color=color, alpha=0.6,
+                        label="null: rotated input (same n, d)" if single and first else None)  # fmt: skip
+            if named and isinstance(sig, pd.DataFrame):
+                part = sig.iloc[rows_slice]
+                label_positions(ax, part["site"].astype(str).tolist(), pos, tips=_signature_tips(part))
+        ax.set_ylim(-0.03, 1.03)
+        if named and len(pos):
+            ax.set_xlim(pos[0] - 0.6, pos[-1] + 0.6)
+        ax.set_ylabel("ρ_aff (1 = affine)")
+        ax.grid(alpha=0.3, axis="y")
+    axes[-1].set_xlabel("relative depth" if x == "relative" else "activation call (execution order)")
     if title is None and single and isinstance(signatures, pd.DataFrame):
         meta = signatures.attrs.get("meta", {})
         title = f"non-linearity signature (n = {meta.get('n', '?')}, data = {meta.get('data', '?')})"
-    ax.set_title(title or "non-linearity signatures")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    axes[0].set_title(title or "non-linearity signatures")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8, loc="best", ncol=2 if single else 1)
+    finish_figure(fig)
     if path is not None:
         _save_figure(fig, path)
     return fig
+
+
+def _signature_tips(sig: pd.DataFrame) -> list[str]:
+    """One line per site for the report's tooltips: name, op, score and status."""
+    op = sig["op"].astype(str) if "op" in sig else pd.Series([""] * len(sig), index=sig.index)
+    out = []
+    for site, o, a, st in zip(sig["site"].astype(str), op, sig["affinity"], sig["status"].astype(str),
+                              strict=True):  # fmt: skip
+        score = "no score" if not np.isfinite(float(a)) else f"ρ_aff {float(a):.3f}"
+        out.append(f"{site}" + (f" ({o})" if o and o != "nan" else "") + f" — {score}, {st}")
+    return out

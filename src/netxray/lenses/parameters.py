@@ -471,45 +471,100 @@ def _save(fig: Any, path: str | Path | None) -> None:
         fig.savefig(path, dpi=110)
 
 
-def plot_weight_histograms(model: nn.Module, path: str | Path | None = None, *, bins: int = 64) -> Any:
+def plot_weight_histograms(
+    model: nn.Module, path: str | Path | None = None, *, bins: int = 64, max_lines: int = 13
+) -> Any:
     """Figure: density of all weights (top) and of each weight tensor (bottom) on shared edges.
 
-    Returns the matplotlib Figure; saves it when ``path`` is given.
+    Up to ``max_lines`` tensors: one line each. More: a heat map with one row per tensor (in
+    parameter order, labelled by tensor or by stage, see
+    :func:`netxray._plotting.label_positions`) and log10 density as colour, which stays
+    readable at hundreds of tensors. Returns the matplotlib Figure; saves it when ``path`` is given.
     """
+    from netxray._plotting import PAGE_WIDTH, finish_figure, label_positions
+
     edges, (h,) = weight_histograms(model, bins=bins)
     centers = 0.5 * (edges[1:] + edges[:-1])
-    fig, axes = _figure(2, 1, (8, 7))
+    names = [k for k in h if k != GLOBAL]
+    many = len(names) > max_lines
+    low = min(9.0, 1.6 + 0.018 * len(names)) if many else 3.4
+    fig, axes = _figure(2, 1, (PAGE_WIDTH if many else 8, 3.0 + low))
     if GLOBAL in h:
         axes[0, 0].stairs(h[GLOBAL], edges, fill=True, alpha=0.6)
     axes[0, 0].set(title="all weights", xlabel="weight", ylabel="density")
-    for name, d in h.items():
-        if name != GLOBAL:
-            axes[1, 0].plot(centers, d, lw=1, label=name)
-    axes[1, 0].set(title="per weight tensor (shared bins)", xlabel="weight", ylabel="density", yscale="symlog")
-    if 0 < len(h) <= 13:
-        axes[1, 0].legend(fontsize=7)
+    ax = axes[1, 0]
+    if many:
+        dens = np.stack([h[k] for k in names])
+        with np.errstate(divide="ignore"):
+            img = np.log10(np.where(dens > 0, dens, np.nan))
+        im = ax.imshow(img, aspect="auto", interpolation="nearest", cmap="viridis",
+                       extent=(edges[0], edges[-1], len(names) - 0.5, -0.5))  # fmt: skip
+        fig.colorbar(im, ax=ax, label="log10 density", pad=0.01)
+        label_positions(ax, names, axis="y", max_labels=30)
+        ax.set(title=f"per weight tensor ({len(names)} tensors, one row each, shared bins)", xlabel="weight")
+    else:
+        for name in names:
+            ax.plot(centers, h[name], lw=1, label=name)
+        ax.set(title="per weight tensor (shared bins)", xlabel="weight", ylabel="density", yscale="symlog")
+        if names:
+            ax.legend(fontsize=7)
+    finish_figure(fig)
     _save(fig, path)
     return fig
 
 
-def plot_strengths(strengths: pd.DataFrame, path: str | Path | None = None, *, kind: str = "in") -> Any:
-    """Figure: distribution of |w| strengths per layer (box plots) and the layer fluctuation
-    (std of signed and abs strengths) against depth, for strengths of ``kind``.
+def plot_strengths(
+    strengths: pd.DataFrame, path: str | Path | None = None, *, kind: str = "in", max_boxes: int = 40
+) -> Any:
+    """Figure: distribution of |w| strengths per layer and the layer fluctuation (std of signed
+    and abs strengths) against depth, for strengths of ``kind``.
+
+    Up to ``max_boxes`` layers: one box plot per layer, the two panels side by side. More: each
+    layer's distribution summarized as its median with the interquartile range (dark band) and
+    the 5–95 % range (light band), and both panels span the page one above the other; the x axes
+    are labelled by layer or by stage (:func:`netxray._plotting.label_positions`). Returns the
+    matplotlib Figure; saves it when ``path`` is given.
     """
+    from netxray._plotting import PAGE_WIDTH, finish_figure, label_positions
+
     ok = strengths[(strengths["status"] == "ok") & (strengths["kind"] == kind)]
     layers = list(dict.fromkeys(ok["layer"]))
-    fig, axes = _figure(1, 2, (12, 4.5))
+    many = len(layers) > max_boxes
+    if many or len(layers) > 12:
+        fig, axes = _figure(2, 1, (PAGE_WIDTH, 7.6))
+        box_ax, fl_ax = axes[0, 0], axes[1, 0]
+    else:
+        fig, axes = _figure(1, 2, (12, 4.5))
+        box_ax, fl_ax = axes[0, 0], axes[0, 1]
     if layers:
-        axes[0, 0].boxplot([ok.loc[ok["layer"] == lay, "abs"].to_numpy() for lay in layers], showfliers=False)
-        axes[0, 0].set_xticks(range(1, len(layers) + 1), layers, rotation=60, fontsize=7)
-        fl = strength_fluctuation(ok)
-        fl = fl.set_index("layer").loc[layers]
-        x = np.arange(len(layers))
-        axes[0, 1].plot(x, fl["abs_std"], "o-", label="std of |w| strength")
-        axes[0, 1].plot(x, fl["signed_std"], "s--", label="std of signed strength")
-        axes[0, 1].set_xticks(x, layers, rotation=60, fontsize=7)
-        axes[0, 1].legend()
-    axes[0, 0].set(title=f"|w| {kind}-strength per layer", ylabel="strength")
-    axes[0, 1].set(title="layer fluctuation", ylabel="std")
+        x = np.arange(len(layers), dtype=float)
+        groups = {lay: g["abs"].to_numpy(dtype=float) for lay, g in ok.groupby("layer", sort=False)}
+        values = [groups[lay] for lay in layers]
+        q = np.array([np.percentile(v, [5, 25, 50, 75, 95]) for v in values])
+        units = [len(v) for v in values]
+        if many:
+            box_ax.fill_between(x, q[:, 0], q[:, 4], color="tab:blue", alpha=0.15, lw=0, label="5–95 %")
+            box_ax.fill_between(x, q[:, 1], q[:, 3], color="tab:blue", alpha=0.35, lw=0, label="25–75 %")
+            box_ax.plot(x, q[:, 2], "-", color="tab:blue", lw=1.2, label="median")
+            box_ax.legend(fontsize=8, ncol=3)
+        else:
+            box_ax.boxplot(values, positions=x, showfliers=False, widths=0.6)
+        tips = [f"{lay} — {n} units, median |w| strength {m:.3g} (IQR {a:.3g}–{b:.3g})"
+                for lay, n, m, a, b in zip(layers, units, q[:, 2], q[:, 1], q[:, 3], strict=True)]  # fmt: skip
+        label_positions(box_ax, [str(v) for v in layers], x, tips=tips)
+        fl = strength_fluctuation(ok).set_index("layer").loc[layers]
+        ms = 4 if len(layers) <= 200 else 2
+        fl_ax.plot(x, fl["abs_std"], "o-", ms=ms, label="std of |w| strength")
+        fl_ax.plot(x, fl["signed_std"], "s--", ms=ms, label="std of signed strength")
+        ftips = [f"{lay} — std |w| {a:.3g}, std signed {b:.3g}"
+                 for lay, a, b in zip(layers, fl["abs_std"], fl["signed_std"], strict=True)]  # fmt: skip
+        label_positions(fl_ax, [str(v) for v in layers], x, tips=ftips)
+        for a in (box_ax, fl_ax):
+            a.set_xlim(-0.6, len(layers) - 0.4)
+            a.grid(alpha=0.3, axis="y")
+        fl_ax.legend(fontsize=8)
+    box_ax.set(title=f"|w| {kind}-strength per layer" + (" (median and ranges)" if many else ""), ylabel="strength")
+    fl_ax.set(title="layer fluctuation", ylabel="std")
+    finish_figure(fig)
     _save(fig, path)
     return fig

@@ -349,6 +349,34 @@ def _finetune(model: nn.Module, splits, epochs: int, lr: float, seed: int) -> nn
     return tuned
 
 
+def _pair_splits(data: Any) -> Any:
+    """A ``(train, test)`` pair of labelled containers as in-memory DataSplits; anything else as is.
+
+    ``(x, y)`` tensors are not a pair of splits: both parts must be containers of samples.
+    """
+    from netxray.capture.inputs import resolve_samples
+    from netxray.data import Dataset, DataSplits
+
+    if not (isinstance(data, tuple) and len(data) == 2) or all(
+        isinstance(d, (torch.Tensor, np.ndarray)) for d in data
+    ):
+        return data
+    parts = []
+    for part, side in zip(data, ("train", "test"), strict=True):
+        samples = resolve_samples(part, need_labels=f"prune_study ({side} data)")
+        x, y = samples.take(np.arange(len(samples)))
+        if isinstance(x, (dict, tuple)) and len(x) == 1:  # the model's one argument, by name
+            x = next(iter(x.values())) if isinstance(x, dict) else x[0]
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"prune_study: the {side} data gives {type(x).__name__} inputs; built-in models "
+                "take one float tensor"
+            )
+        parts.append((x, y, samples.name))
+    classes = 1 + int(max(int(p[1].max()) for p in parts))
+    return DataSplits(*(Dataset(x, y, name, classes) for x, y, name in parts))
+
+
 def prune_study(
     model: nn.Module,
     data: Any,
@@ -369,11 +397,14 @@ def prune_study(
     """Prune the redundant removable layers, fine-tune, and compare with the controls.
 
     Args:
-        model: a trained model taking a tensor input (not modified): built-in, or any model
-            whose removable blocks are read from its graph (see the module docstring).
-        data: a ``DataSplits`` (``load_data`` spec string accepted): the curve is measured on
-            ``curve_split`` ("train" by default, so the choice never looks at the test set),
-            fine-tuning uses the train split, accuracies are on the test split.
+        model: a trained model (not modified): built-in, or any model whose removable blocks are
+            read from its graph (see the module docstring).
+        data: a ``DataSplits``, a ``load_data`` spec string, or a ``(train, test)`` pair of
+            labelled samples in any container the lenses read (TensorDataset, DataLoader,
+            ``(x, y)`` tensors or numpy arrays, dict batches…; held in memory, since fine-tuning
+            iterates them): the curve is measured on ``curve_split`` ("train" by default, so the
+            choice never looks at the test set), fine-tuning uses the train split, accuracies
+            are on the test split.
         curve: a precomputed modularity curve (else computed with n, k, repeats, seed).
         tol: redundancy tolerance for :func:`netxray.redundant_layers` (default from the spread).
         finetune_epochs, lr: fine-tuning of every variant (Adam, cosine schedule, same seed).
@@ -387,11 +418,15 @@ def prune_study(
     from netxray.data import load_data
     from netxray.lenses.modularity import modularity_curve, redundant_layers
 
-    splits = load_data(data, seed=seed) if isinstance(data, str) else data
+    splits = load_data(data, seed=seed) if isinstance(data, str) else _pair_splits(data)
     if not (hasattr(splits, "train") and hasattr(splits, "test")):
         raise TypeError(
-            f"prune_study: data must be a DataSplits or a load_data spec, got {type(data).__name__}"
+            "prune_study: data must be a DataSplits, a load_data spec or a (train, test) pair of "
+            f"labelled data, got {type(data).__name__}"
         )
+    from netxray.data.sources import in_memory
+
+    splits = in_memory(splits, "prune_study (it fine-tunes)")
     if curve_split not in ("train", "test"):
         raise ValueError(f"curve_split must be 'train' or 'test', got {curve_split!r}")
     if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:

@@ -71,15 +71,18 @@ LN10 = math.log(10.0)
 class Member:
     """One tensor slice moved by an axis: ``key`` (state-dict name), the dimension ``dim`` it
     indexes, ``block`` consecutive entries per unit (a Flatten's H·W columns, a head's d_head
-    rows) and ``segments`` repeats of the whole axis along ``dim`` (Q, K, V in one qkv matrix).
-    ``match``: whether the slice's other dimensions are already in canonical/aligned order when
-    this axis is processed (only those slices serve as sort tie-breaks and matching features)."""
+    rows), ``segments`` repeats of the whole axis along ``dim`` (Q, K, V in one qkv matrix) and
+    ``offset``, where along ``dim`` the slice starts (one part of a concatenation; the query
+    heads of one key/value group). ``match``: whether the slice's other dimensions are already
+    in canonical/aligned order when this axis is processed (only those slices serve as sort
+    tie-breaks and matching features)."""
 
     key: str
     dim: int
     block: int = 1
     segments: int = 1
     match: bool = True
+    offset: int = 0
 
     def describe(self) -> str:
         extra = []
@@ -87,6 +90,8 @@ class Member:
             extra.append(f"blocks of {self.block}")
         if self.segments > 1:
             extra.append(f"{self.segments} segments")
+        if self.offset:
+            extra.append(f"from {self.offset}")
         return f"{self.key}[dim {self.dim}{', ' + ', '.join(extra) if extra else ''}]"
 
 
@@ -112,6 +117,7 @@ class Axis:
     continuous_dims: int = 0
     sign_flips: bool = False
     note: str = ""
+    alternatives: list[Axis] = field(default_factory=list)  # other layouts to verify if this one fails
 
 
 @dataclass
@@ -120,37 +126,50 @@ class _Analysis:
     axes: list[Axis]
     not_analysed: list[str]
     statement: str
+    model: nn.Module | None = None  # the analysed model (a wrapper's inner model)
+    wrapper: str | None = None
+    readable: bool = True  # False: the structure could not be read at all
+    probe: Any = None  # the example input the structure was read with, when one was needed
+    m64: nn.Module | None = None  # its eval-mode float64 copy, when one was made
 
 
 def _index(size: int, m: Member, units: np.ndarray) -> np.ndarray:
     # positions along m.dim of the given units, segment by segment, block entries consecutive
     seg = np.arange(m.segments)[:, None, None] * (size * m.block)
-    return (seg + units[None, :, None] * m.block + np.arange(m.block)[None, None, :]).ravel()
+    return (m.offset + seg + units[None, :, None] * m.block + np.arange(m.block)[None, None, :]).ravel()
 
 
 def _rows(state: dict[str, np.ndarray], m: Member, size: int) -> np.ndarray:
     """(size, k): every entry of the member that belongs to each unit."""
-    a = np.moveaxis(state[m.key], m.dim, 0)
-    a = a.reshape(m.segments, size, m.block, -1)
+    a = np.take(state[m.key], _index(size, m, np.arange(size)), axis=m.dim)
+    a = np.moveaxis(a, m.dim, 0).reshape(m.segments, size, m.block, -1)
     return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(size, -1)
 
 
 def _set_rows(state: dict[str, np.ndarray], m: Member, size: int, rows: np.ndarray) -> None:
-    a = np.moveaxis(state[m.key], m.dim, 0)
-    shape = a.shape
-    r = rows.reshape(size, m.segments, m.block, -1).transpose(1, 0, 2, 3).reshape(shape)
-    state[m.key] = np.ascontiguousarray(np.moveaxis(r, 0, m.dim))
+    full = np.moveaxis(state[m.key].copy(), m.dim, 0)
+    pos = _index(size, m, np.arange(size))
+    r = rows.reshape(size, m.segments, m.block, -1).transpose(1, 0, 2, 3).reshape((len(pos), *full.shape[1:]))
+    full[pos] = r
+    state[m.key] = np.ascontiguousarray(np.moveaxis(full, 0, m.dim))
 
 
 def _take(state: dict[str, np.ndarray], axis: Axis, units: np.ndarray) -> None:
-    """Keep (and reorder to) ``units`` in every member of the axis."""
+    """Keep (and reorder to) ``units`` in every member of the axis; entries of the tensor outside
+    the member's slice stay where they are."""
     for m in axis.writers + axis.readers:
-        state[m.key] = np.take(state[m.key], _index(axis.size, m, units), axis=m.dim)
+        n = state[m.key].shape[m.dim]
+        span = m.segments * axis.size * m.block
+        idx = np.concatenate([np.arange(m.offset), _index(axis.size, m, units),
+                              np.arange(m.offset + span, n)])
+        state[m.key] = np.take(state[m.key], idx, axis=m.dim)
     axis.size = len(units)
 
 
 def _scale(state: dict[str, np.ndarray], m: Member, size: int, factor: np.ndarray) -> None:
-    f = np.tile(np.repeat(factor, m.block), m.segments)
+    n = state[m.key].shape[m.dim]
+    f = np.ones(n)
+    f[_index(size, m, np.arange(size))] = np.tile(np.repeat(factor, m.block), m.segments)
     shape = [1] * state[m.key].ndim
     shape[m.dim] = -1
     state[m.key] = state[m.key] * f.reshape(shape)
@@ -431,148 +450,212 @@ def _vit_axes(model: nn.Module, keys: set[str]) -> list[Axis]:
 
 
 # ---------------------------------------------------------------------------------------------
-# structure: any model, by torch.fx
+# structure: any model, from the dataflow graph of one forward pass
 # ---------------------------------------------------------------------------------------------
 
 _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def _fx_axes(model: nn.Module, keys: set[str]) -> tuple[list[Axis], list[str]]:
-    import torch.fx as fx
-
-    notes: list[str] = []
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as exc:  # any tracing failure: say so, analyse nothing
-        return [], [f"model could not be traced with torch.fx ({type(exc).__name__}: {exc}); "
-                    "no symmetry was proven for it"]
-    mods = dict(gm.named_modules())
-    calls: dict[str, int] = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-
-    def elementwise(node: Any) -> tuple[str, Any] | None:
-        # returns (kind, act-descriptor) for element-wise nodes whose only tensor input is args[0]
-        if node.op == "call_module":
-            mod = mods[node.target]
-            k = _module_kind(mod)
-            if k is not None:
-                return k, mod
-            if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
-                return "maxpool", None
-            if isinstance(mod, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
-                                nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
-                return "avgpool", None
-            if isinstance(mod, nn.Flatten) and mod.start_dim == 1:
-                return "flatten", None
-            return None
-        if node.op == "call_function":
-            t = node.target
-            extra = [a for a in list(node.args[1:]) + list(node.kwargs.values()) if isinstance(a, fx.Node)]
-            if extra:
-                return None
-            if t in _HOMOGENEOUS_FUNCS:
-                return "homogeneous", ("homogeneous", t.__name__, _func_call(node))
-            if t in _ODD_FUNCS:
-                return "odd", ("odd", t.__name__, _func_call(node))
-            if t in _OTHER_FUNCS:
-                return "other", ("other", t.__name__, _func_call(node))
-            if t in _IDENTITY_FUNCS:
-                return "identity", ("identity", t.__name__, lambda x: x)
-            if t is torch.flatten and (node.args[1:2] == (1,) or node.kwargs.get("start_dim") == 1):
-                return "flatten", None
-            return None
-        if node.op == "call_method" and node.target in _METHODS and len(node.args) == 1:
-            k = _METHODS[node.target]
-            return k, (k, node.target, getattr(torch, node.target.rstrip("_")))
-        return None
-
-    axes = []
-    for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(mods[node.target], _PRODUCERS):
-            continue
-        prod = mods[node.target]
-        if calls[node.target] != 1:
-            notes.append(f"{node.target}: called {calls[node.target]} times (shared weights); its units were not analysed")
-            continue
-        is_conv = not isinstance(prod, nn.Linear)
-        if is_conv and prod.groups != 1:
-            notes.append(f"{node.target}: grouped convolution; its channels were not analysed")
-            continue
-        cur, bn, acts, maxpool, flat = node, None, [], False, False
-        ok = True
-        while ok:
-            users = list(cur.users)
-            if len(users) != 1:
-                ok = False
-                break
-            nxt = users[0]
-            if nxt.args[:1] != (cur,):
-                ok = False
-                break
-            if (is_conv and bn is None and not acts and nxt.op == "call_module"
-                    and isinstance(mods[nxt.target], nn.modules.batchnorm._BatchNorm)
-                    and calls[nxt.target] == 1):
-                bn, cur = nxt, nxt
-                continue
-            if nxt.op == "call_module" and isinstance(mods[nxt.target], _PRODUCERS):
-                break
-            e = elementwise(nxt)
-            if e is None or (e[0] in ("maxpool", "avgpool") and not is_conv) or flat:
-                ok = False
-                break
-            if e[0] == "flatten":
-                flat = True
-            elif e[0] == "maxpool":
-                maxpool = True
-            elif e[0] != "avgpool":
-                acts.append(e[1])
-            cur = nxt
-        if not ok:
-            continue
-        cons_node = list(cur.users)[0]
-        cons = mods[cons_node.target]
-        if calls[cons_node.target] != 1:
-            continue
-        c = prod.out_features if isinstance(prod, nn.Linear) else prod.out_channels
-        cons_in = cons.in_features if isinstance(cons, nn.Linear) else cons.in_channels
-        if isinstance(cons, nn.Linear) and is_conv:
-            if not flat or cons_in % c:
-                continue
-            block = cons_in // c
-        elif not isinstance(cons, nn.Linear) and (not is_conv or getattr(cons, "groups", 1) != 1):
-            continue
+def _unwrap(model: nn.Module) -> tuple[nn.Module, str | None]:
+    """The model inside ``nn.DataParallel`` / ``DistributedDataParallel`` / ``torch.compile``
+    wrappers (their symmetries are the inner model's), and the wrappers' names."""
+    names = []
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            names.append(type(model).__name__)
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            names.append("torch.compile")
+            model = model._orig_mod
         else:
-            if cons_in != c:
-                continue
-            block = 1
-        # only module activations and our function descriptors reach _linear_axis
-        axes.append(_linear_axis(
-            f"{node.target}->{cons_node.target}", node.target, cons_node.target, c, acts, keys,
-            "channel" if is_conv else "hidden unit", cons_linear=isinstance(cons, nn.Linear),
-            block=block, bn=bn.target if bn is not None else None,
-            has_maxpool=maxpool,
-        ))
-    return axes, notes
+            return model, " ∘ ".join(names) or None
 
 
-def _func_call(node: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    fn, kwargs = node.target, dict(node.kwargs)
-    const = [a for a in node.args[1:]]
+def _dedupe(members: list[Member]) -> list[Member]:
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for m in members:
+        k = (m.key, m.dim, m.offset, m.block, m.segments)
+        if k not in seen:
+            seen.add(k)
+            out.append(m)
+    return out
 
-    def call(x: torch.Tensor) -> torch.Tensor:
-        return fn(x, *const, **kwargs)
 
-    return call
+def _graph_of(model: nn.Module, probe: _Probe) -> tuple[list[Any] | None, str | None]:
+    """The op list of one real forward pass of ``model`` on ``probe``
+    (:func:`netxray.capture.graph.record_graph`), or why it could not be read."""
+    from netxray.capture.graph import record_graph
+    from netxray.lenses import _symmetry_graph as sg
+
+    p = next((t for t in model.parameters() if t.is_floating_point()), None)
+
+    def cast(x: Any) -> Any:  # the example runs in the model's own dtype and device
+        if isinstance(x, torch.Tensor):
+            return x.to(dtype=p.dtype if (p is not None and x.is_floating_point()) else x.dtype,
+                        device=p.device if p is not None else x.device)
+        if isinstance(x, dict):
+            return {k: cast(v) for k, v in x.items()}
+        return type(x)(cast(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+    example = cast(dict(probe.kwargs)) if probe.kwargs else cast(probe.args[0] if len(probe.args) == 1 else tuple(probe.args))
+    try:
+        mg = record_graph(model, example)  # eval mode, no grad, every flag and weight restored
+    except Exception as exc:  # a model that does not run: say so, analyse nothing
+        return None, f"its forward pass could not be recorded ({type(exc).__name__}: {str(exc)[:200]})"
+    ops = sg.recorded_graph(model, mg)
+    return ops, ("; ".join(mg.notes) if mg.notes else None)
 
 
-def _analyse(model: nn.Module) -> _Analysis:
+def _generic_axes(
+    model: nn.Module, graph: list[Any], keys: set[str]
+) -> tuple[list[Axis], list[str], list[str], set[str]]:
+    """Axes of any model from its op list (see :mod:`netxray.lenses._symmetry_graph`)."""
+    from netxray.lenses import _symmetry_graph as sg
+
+    found = sg.find_axes(model, graph)
+    heads = sg.head_axes(model)
+    mods = dict(model.named_modules())
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
+    head_keys = {m.key for h in heads for m in h["writers"] + h["readers"]} | {k for h in heads for k in h.get("explains", [])}
+    notes = list(found.notes)
+    outputs: list[str] = []
+    output_keys: set[str] = set()
+    for path, n in found.module_calls.items():
+        if n > 1 and any(True for _ in mods[path].parameters(recurse=False)):
+            notes.append(f"{path}: called {n} times (shared weights): its outputs share one permutation")
+    axes: list[tuple[int, Axis]] = []
+    for sp in found.spaces:
+        writer_keys = {m.key for role, m in sp.members if role == "w"}
+        if sp.frozen:
+            if writer_keys and writer_keys <= head_keys:
+                continue  # queries, keys, values: their heads are axes of their own
+            who = ", ".join(sp.writers[:3]) + (f" (+{len(sp.writers) - 3})" if len(sp.writers) > 3 else "")
+            reasons = sorted(set(sp.frozen))
+            if reasons == ["reaches the model's output"]:
+                outputs.append(f"{who} ({sp.size})")  # observed features: fixed, and rightly so
+                output_keys.update(m.key for _, m in sp.members)
+            else:
+                notes.append(f"{who or 'features'} ({sp.size}): " + "; ".join(reasons[:3]))
+            continue
+        if sp.size < 2 or not sp.writers:
+            continue
+        ax = _space_axis(sp, mods, shapes, keys)
+        axes.append((sp.order, ax))
+    # a head axis is processed where its projections' outputs start (the frozen q/k/v space)
+    start = {m.key: sp.order for sp in found.spaces for role, m in sp.members if role == "w"}
+    for h in heads:
+        ax = Axis(name=h["name"], layer=h["layer"], kind=h["kind"], size=h["size"], writers=h["writers"],
+                  readers=h["readers"], act="other", activation="softmax attention", reducible=False,
+                  note=h["note"], alternatives=[
+                      Axis(name=h["name"], layer=h["layer"], kind=h["kind"], size=a["size"], writers=a["writers"],
+                           readers=a["readers"], act="other", activation="softmax attention", reducible=False,
+                           note=a["note"]) for a in h.get("alternatives", [])])
+        order = min((start[m.key] for m in h["writers"] if m.key in start), default=10**9)
+        axes.append((order + 0.5, ax))
+    axes.sort(key=lambda t: t[0])
+    out = [a for _, a in axes]
+    head_paths = [h["layer"].split(".") for h in heads]
+    for a in out:
+        if a.kind in ("hidden unit", "gated hidden unit"):
+            # an FFN: a hidden layer inside the block that holds an attention module
+            w = a.layer.split(".")
+            for hp in head_paths:
+                common = next((i for i, (x, y) in enumerate(zip(w, hp, strict=False)) if x != y), min(len(w), len(hp)))
+                if common >= max(1, len(hp) - 2):
+                    a.kind = "FFN " + a.kind
+                    break
+    _set_match(out, shapes)
+    return out, notes, outputs, output_keys
+
+
+def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]], keys: set[str]) -> Axis:
+    from netxray.lenses import _symmetry_graph as sg
+
+    writers = _dedupe([m for role, m in sp.members if role in ("w", "n")])
+    readers = _dedupe([m for role, m in sp.members if role == "r"])
+    full = all(m.offset == 0 and shapes[m.key][m.dim] == m.segments * sp.size * m.block for m in writers + readers)
+    w_mods = [mods.get(w) for w in sp.writers]
+    r_mods = [mods.get(r) for r in sp.readers]
+    joined = {j for j in sp.joined if j not in ("add-broadcast", "mul-broadcast")}
+    simple = (
+        full and len(sp.writers) == 1 and len(sp.readers) == 1 and not joined
+        and isinstance(w_mods[0], _PRODUCERS) and getattr(w_mods[0], "groups", 1) == 1
+        and isinstance(r_mods[0], _PRODUCERS) and getattr(r_mods[0], "groups", 1) == 1
+        and all(isinstance(a, nn.Module) or a[2] is not None for a in sp.acts)
+    )
+    if simple:
+        prod, cons = sp.writers[0], sp.readers[0]
+        block = next(m.block for m in readers)
+        return _linear_axis(
+            f"{prod}->{cons}", prod, cons, sp.size, list(sp.acts), keys,
+            "channel" if not isinstance(w_mods[0], nn.Linear) else "hidden unit",
+            cons_linear=isinstance(r_mods[0], nn.Linear), block=block, bn=sp.bn, has_maxpool=sp.maxpool,
+        )
+    if "add" in joined:
+        kind = "residual stream"
+    elif "mul" in joined and len(sp.writers) > 1:
+        kind = "gated hidden unit" if all(isinstance(m, nn.Linear) or (m is not None and sg._is_conv1d_hf(m))
+                                          for m in w_mods if m is not None and m.__class__ is not nn.Embedding) \
+            and not any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in w_mods) else "channel"
+    elif any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in w_mods):
+        kind = "channel"
+    elif any(isinstance(m, nn.Embedding) for m in w_mods):
+        kind = "embedding"
+    else:
+        kind = "hidden unit"
+    first = sp.writers[0]
+    name = f"{first}->{sp.readers[0]}" if len(sp.writers) == 1 and len(sp.readers) == 1 else \
+        f"{first}+{len(sp.writers) - 1}" if len(sp.writers) > 1 else first
+    if kind == "residual stream":
+        name = f"stream@{first}"
+    parts = [p.split(".") for p in sp.writers + sp.readers if p in mods]
+    common = []
+    for seg in zip(*parts, strict=False):
+        if len(set(seg)) != 1:
+            break
+        common.append(seg[0])
+    layer = ".".join(common) or f"{first} … {(sp.readers or sp.writers)[-1]}"
+    bias = next((m for m in writers if m.key.endswith(".bias") and m.key.rsplit(".", 1)[0] == first), None)
+    acts = sorted({_act_name(a) if isinstance(a, nn.Module) else a[1] for a in sp.acts
+                   if (_module_kind(a) if isinstance(a, nn.Module) else a[0]) != "identity"})
+    how = {"add": "residual additions", "mul": "element-wise products", "norm": "normalisations",
+           "cat-token": "token concatenation", "depthwise": "depthwise convolutions", "reduced": "reductions",
+           "add-param": "added parameters", "mul-param": "scaling parameters", "roll": "spatial rolls"}
+    through = [how[j] for j in sorted(joined) if j in how]
+    return Axis(
+        name=name, layer=layer, kind=kind, size=sp.size, writers=writers, readers=readers, bias=bias,
+        act="other", activation="∘".join(acts) or ("LayerNorm" if "norm" in joined else "none"),
+        reducible=False,
+        note=f"one permutation shared by {len(sp.writers)} writer(s) and {len(sp.readers)} reader(s)"
+        + (" through " + ", ".join(through) if through else "") + "; permutation only (no rescaling is claimed)",
+    )
+
+
+def _set_match(axes: list[Axis], shapes: dict[str, tuple[int, ...]]) -> None:
+    """A slice is a sort/matching feature of its axis only when every other dimension of its
+    tensor is permuted by an axis processed earlier (or by none)."""
+    by_dim: dict[tuple[str, int], list[int]] = {}
+    for i, ax in enumerate(axes):
+        for m in ax.writers + ax.readers:
+            by_dim.setdefault((m.key, m.dim), []).append(i)
+    for i, ax in enumerate(axes):
+        def ok(m: Member, i: int = i) -> bool:
+            return all(j <= i for d in range(len(shapes[m.key])) if d != m.dim for j in by_dim.get((m.key, d), []))
+        ax.writers = [Member(m.key, m.dim, m.block, m.segments, ok(m), m.offset) for m in ax.writers]
+
+
+def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    model, wrapper = _unwrap(model)
     keys = set(model.state_dict().keys())
     fam = _family(model)
     notes: list[str] = []
+    outputs: list[str] = []
+    output_keys: set[str] = set()
+    readable = True
+    probe, m64 = None, None
     if fam == "mlp":
         axes = _mlp_axes(model, keys)
     elif fam == "cnn":
@@ -582,21 +665,39 @@ def _analyse(model: nn.Module) -> _Analysis:
     elif fam == "vit":
         axes = _vit_axes(model, keys)
     else:
-        axes, notes = _fx_axes(model, keys)
+        try:
+            m64 = _eval64(model)
+            probe = _probe_inputs(model, data, m64=m64)
+        except ValueError as exc:
+            probe, graph, why = None, None, str(exc)
+        else:
+            graph, why = _graph_of(model, probe)
+        if graph is None:
+            axes, notes, readable = [], [f"the model's structure could not be read: {why}; no symmetry was proven for it"], False
+        else:
+            try:
+                axes, notes, outputs, output_keys = _generic_axes(model, graph, keys)
+            except Exception as exc:  # a layer the finder trips over: a stated failure, never a crash
+                axes, readable = [], False
+                notes = [f"the axis finder failed on this model's graph ({type(exc).__name__}: {str(exc)[:200]}); "
+                         "no symmetry was proven for it"]
+            if why:  # parts of the pass the graph could not follow
+                notes.insert(0 if readable else 1, f"graph: {why}")
     covered = {m.key for a in axes for m in a.writers + a.readers}
     float_keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
 
     def owner(k: str) -> str:
         return k.rsplit(".", 1)[0] if "." in k else k
 
-    touched = {owner(k) for k in covered}
+    touched = {owner(k) for k in covered | output_keys}
     untouched = sorted({owner(k) for k in float_keys if owner(k) not in touched})
     fixed = [k for k in float_keys if k not in covered and owner(k) in touched]
-    not_analysed = notes + [f"{o}: no permutable axis proven through it" for o in untouched]
+    not_analysed = notes + ([f"{o}: no permutable axis proven through it" for o in untouched] if readable else [])
     if fam == "generic":
         statement = (
-            "arbitrary model: only axes provable from its traced structure (Linear/Conv [→ BN] → "
-            "element-wise → Linear/Conv, every intermediate used once) are listed; "
+            "arbitrary model: axes read from the dataflow of one forward pass (feature spaces "
+            "carried through element-wise maps, norms, residual additions, gates and "
+            "concatenations; attention heads from the attention modules); "
             + ("not analysed: " + "; ".join(not_analysed) if not_analysed
                else "every layer with parameters is covered by some axis")
         )
@@ -604,9 +705,281 @@ def _analyse(model: nn.Module) -> _Analysis:
         statement = f"built-in {fam}: every axis of its documented layout is listed"
         if untouched:
             statement += "; not analysed: " + "; ".join(not_analysed)
+    if outputs:
+        statement += "; features fixed because the model's output shows them: " + ", ".join(outputs)
     if fixed:
-        statement += "; tensors fixed by every symmetry (output side): " + ", ".join(fixed)
-    return _Analysis(fam, axes, not_analysed, statement)
+        statement += "; tensors fixed by every symmetry (output side): " + ", ".join(fixed[:20]) + \
+            (f" (+{len(fixed) - 20} more)" if len(fixed) > 20 else "")
+    if wrapper:
+        statement = f"unwrapped from {wrapper}; " + statement
+    return _Analysis(fam, axes, not_analysed, statement, model, wrapper, readable, probe, m64)
+
+
+# ---------------------------------------------------------------------------------------------
+# probe inputs and verification
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Probe:
+    """Positional and keyword inputs of one call of the model."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    source: str
+
+
+def _first_rows(x: Any, n: int) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x[:n]
+    if isinstance(x, dict):
+        return {k: _first_rows(v, n) for k, v in x.items()}
+    return x
+
+
+def _probe_candidates(model: nn.Module, data: Any, n: int, seed: int) -> list[_Probe]:
+    if data is not None:
+        d = getattr(data, "test", data)  # DataSplits → test split
+        d = getattr(d, "x", d)  # Dataset → inputs
+        if isinstance(d, (tuple, list)) and d and isinstance(d[0], torch.Tensor):
+            d = d[0]
+        if isinstance(d, torch.Tensor):
+            if d.ndim < 1 or len(d) == 0:
+                raise ValueError("data: expected a tensor of inputs with a batch dimension (N, ...)")
+            return [_Probe((d[:n],), {}, "data")]
+        if isinstance(d, dict) and d:
+            return [_Probe((), _first_rows(dict(d), n), "data")]
+        raise ValueError(
+            f"data: expected a tensor, an (x, y) tuple, a dict of tensors or a netxray Dataset, got {type(data).__name__}"
+        )
+    g = torch.Generator().manual_seed(seed)
+    cfg = getattr(model, "netxray_config", None)
+    if isinstance(cfg, dict) and "input_shape" in cfg:
+        return [_Probe((torch.rand((n, *[int(s) for s in cfg["input_shape"]]), generator=g),), {}, "netxray config")]
+    hf = getattr(model, "config", None)
+    main = getattr(model, "main_input_name", None)
+    if hf is not None and main == "input_ids" and getattr(hf, "vocab_size", None):
+        seq = max(1, min(8, int(getattr(hf, "max_position_embeddings", 8) or 8)))
+        ids = torch.randint(0, int(hf.vocab_size), (n, seq), generator=g)
+        return [_Probe((), {"input_ids": ids}, "token ids (Hugging Face config)")]
+    if hf is not None and main == "pixel_values":
+        size = getattr(hf, "image_size", 32)
+        size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+        ch = int(getattr(hf, "num_channels", 3))
+        return [_Probe((), {"pixel_values": torch.randn((n, ch, *size), generator=g)}, "pixel values (Hugging Face config)")]
+    pc = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    if isinstance(pc, dict) and isinstance(pc.get("input_size"), (tuple, list)):
+        shape = tuple(int(s) for s in pc["input_size"])
+        return [_Probe((torch.randn((n, *shape), generator=g),), {}, "timm pretrained config")]
+    first = next((m for m in model.modules() if isinstance(m, (*_PRODUCERS, nn.Embedding))), None)
+    if isinstance(getattr(model, "image_size", None), int) and isinstance(first, nn.Conv2d):
+        s = model.image_size
+        return [_Probe((torch.randn((n, first.in_channels, s, s), generator=g),), {}, "the model's image_size")]
+    if isinstance(first, nn.Linear):
+        return [_Probe((torch.randn((n, first.in_features), generator=g),), {}, "the first Linear layer")]
+    if isinstance(first, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        # the spatial size is not declared anywhere: the first size the model runs on
+        k = first.weight.ndim - 2
+        return [_Probe((torch.randn((n, first.in_channels, *[s] * k), generator=g),), {},
+                       f"the first {type(first).__name__} ({'×'.join([str(s)] * k)}, the first size that runs)")
+                for s in (32, 8, 16, 28, 64, 224)]
+    raise ValueError(f"cannot infer probe inputs for {type(model).__name__}; pass data=<a batch of its inputs>")
+
+
+def _probe_inputs(model: nn.Module, data: Any, n: int = 2, seed: int = 0, m64: nn.Module | None = None) -> _Probe:
+    """``n`` probe inputs: the first rows of ``data`` when given (a tensor, an (x, y) tuple, a
+    dict of tensors passed as keywords, a netxray Dataset/DataSplits), else generated from what
+    the model declares: a netxray config's input shape, a Hugging Face config (token ids below
+    ``vocab_size`` for text models, ``pixel_values`` of ``image_size``), a timm pretrained
+    config, torchvision's ``image_size``, the first Linear layer, or for a conv net the first of
+    32, 8, 16, 28, 64, 224 pixels that the model runs on. The inputs are checked by one forward
+    pass of an eval-mode float64 copy (the model itself is not run: its BatchNorm statistics and
+    mode stay as they are)."""
+    cands = _probe_candidates(model, data, n, seed)
+    m64 = _eval64(model) if m64 is None else m64
+    errors = []
+    for c in cands:
+        try:
+            _run(m64, c)
+            return c
+        except Exception as exc:  # the wrong guess of an input size: try the next
+            errors.append(f"{c.source}: {type(exc).__name__}: {str(exc)[:120]}")
+    raise ValueError(f"the model does not run on the probe inputs ({'; '.join(errors[:2])}); pass data=<a batch of its inputs>")
+
+
+def _float_outputs(y: Any) -> list[torch.Tensor]:
+    """Every floating-point tensor in a model's output (tensors, tuples, dicts, ModelOutputs)."""
+    if isinstance(y, torch.Tensor):
+        return [y] if y.is_floating_point() or y.is_complex() else []
+    if isinstance(y, dict):
+        return [t for v in y.values() for t in _float_outputs(v)]
+    if isinstance(y, (list, tuple)):
+        return [t for v in y for t in _float_outputs(v)]
+    return []
+
+
+def _to64(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.to(torch.float64) if x.is_floating_point() else x
+    if isinstance(x, dict):
+        return {k: _to64(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to64(v) for v in x)
+    return x
+
+
+def _run(model: nn.Module, probe: _Probe) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return _float_outputs(model(*_to64(probe.args), **_to64(probe.kwargs)))
+
+
+def _lowest_precision(m64: nn.Module, probe: _Probe) -> torch.dtype:
+    """The least precise floating dtype any op of the float64 copy computes a per-sample tensor
+    in (its first axis is the batch): float64 unless the model casts down itself (Llama's
+    RMSNorm runs in float32 whatever the weights' dtype)."""
+    from torch.overrides import TorchFunctionMode
+
+    batch = next((t.shape[0] for t in list(probe.args) + list(probe.kwargs.values())
+                  if isinstance(t, torch.Tensor) and t.ndim), None)
+    order = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
+    seen = {"worst": 0}
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in _float_outputs(out):
+                if t.ndim and t.shape[0] == batch and t.dtype in order:
+                    seen["worst"] = max(seen["worst"], order.index(t.dtype))
+            return out
+
+    with Watch():
+        _run(m64, probe)
+    return order[seen["worst"]]
+
+
+def _verify_axes(
+    model: nn.Module, axes: Sequence[Axis], probe: _Probe, seed: int = 0, rtol: float = 1e-10
+) -> list[tuple[bool, float, str]]:
+    """Apply one random element of each axis (a permutation that moves every unit it can, and a
+    random rescaling a ∈ [0.5, 2] or sign flip where the axis claims one) to a float64 copy of
+    ``model`` (already one: ``_eval64``; its tensors are restored after each axis) and compare
+    its outputs on ``probe`` with the unmoved copy's: ``max|y' − y| ≤ rtol · max|y|``. Returns
+    (passed, relative difference, reason) per axis."""
+    m64 = model
+    device = next((p.device for p in m64.parameters()), torch.device("cpu"))
+    probe = _Probe(_to_device(probe.args, device), _to_device(probe.kwargs, device), probe.source)
+    live = {k: v for k, v in m64.state_dict(keep_vars=True).items() if v.is_floating_point()}
+    base = _state64(m64)
+    y0 = _run(m64, probe)
+    ref = max((float(t.abs().max()) for t in y0 if t.numel()), default=0.0)
+    rng = np.random.default_rng(seed)
+    out = []
+    for ax in axes:
+        st = dict(base)
+        a = copy.copy(ax)
+        perm = rng.permutation(a.size)
+        if a.size > 1 and np.all(perm == np.arange(a.size)):
+            perm = np.roll(perm, 1)
+        what = "permutation"
+        if a.act == "homogeneous" and a.scale and a.continuous_dims:
+            f = rng.uniform(0.5, 2.0, a.size)
+            what += " and positive rescaling"
+        elif a.sign_flips and a.scale:
+            f = rng.choice([-1.0, 1.0], a.size)
+            what += " and sign flips"
+        else:
+            f = None
+        if f is not None:
+            for m in a.scale:
+                _scale(st, m, a.size, f)
+            for m in a.readers:
+                _scale(st, m, a.size, 1.0 / f)
+        _take(st, a, perm)
+        moved = {m.key for m in ax.writers + ax.readers}
+        try:
+            with torch.no_grad():
+                for k in moved:
+                    live[k].copy_(torch.from_numpy(st[k]).to(device))
+            m64.eval()  # modules that cache parameter-derived tensors clear them here (timm)
+            y = _run(m64, probe)
+            if len(y) != len(y0) or any(t.shape != t0.shape for t, t0 in zip(y, y0, strict=True)):
+                out.append((False, math.inf, f"a random {what} changed the output shapes"))
+                continue
+            err = max((float((t - t0).abs().max()) for t, t0 in zip(y, y0, strict=True) if t.numel()), default=0.0)
+            rel = err / ref if ref > 0 else err
+            if rel <= rtol:
+                out.append((True, rel, ""))
+            else:
+                out.append((False, rel, f"a random {what} along it changed the outputs by {rel:.2e} "
+                                        f"(relative; allowed {rtol:g})"))
+        except Exception as exc:  # a wrongly claimed axis may break shapes: it is no symmetry
+            out.append((False, math.inf, f"moving it broke the forward pass ({type(exc).__name__}: {str(exc)[:120]})"))
+        finally:
+            with torch.no_grad():
+                for k in moved:
+                    live[k].copy_(torch.from_numpy(base[k]).to(device))
+    return out
+
+
+def _to_device(x: Any, device: torch.device) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    if isinstance(x, dict):
+        return {k: _to_device(v, device) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_device(v, device) for v in x)
+    return x
+
+
+def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> tuple[_Analysis, dict[str, Any]]:
+    """The analysis with every axis verified (see :func:`_verify_axes`); failed axes are
+    removed from ``an.axes`` and listed in the returned report with their reason."""
+    an = _analyse(model, data)
+    rep: dict[str, Any] = {"verified": {}, "rejected": [], "probe": None, "verification": "not requested",
+                           "rtol": None, "precision": None}
+    if not verify or not an.axes:
+        if verify:
+            rep["verification"] = "nothing to verify"
+        return an, rep
+    m64 = an.m64 if an.m64 is not None else _eval64(an.model)
+    try:
+        probe = an.probe if an.probe is not None else _probe_inputs(an.model, data, seed=seed, m64=m64)
+    except ValueError as exc:
+        rep["verification"] = f"not possible: {exc}"
+        return an, rep
+    rep["probe"] = probe.source
+    y0 = _run(m64, probe)
+    if not any(t.numel() and bool((t != 0).any()) for t in y0):
+        # a constant-zero output (e.g. a zero-initialised head) makes every test pass vacuously
+        rep["verification"] = "not possible: the model's outputs are all zero on the probe inputs"
+        return an, rep
+    precision = _lowest_precision(m64, probe)
+    rtol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(precision, 1e-2)
+    rep["rtol"] = rtol
+    if precision != torch.float64:
+        rep["precision"] = (f"the model computes part of its forward pass in {str(precision).replace('torch.', '')} "
+                            f"even in a float64 copy (e.g. a norm that upcasts to float32): tolerance {rtol:g}")
+    results = _verify_axes(m64, an.axes, probe, seed=seed, rtol=rtol)
+    keep = []
+    for ax, (ok, rel, why) in zip(an.axes, results, strict=True):
+        for alt in ax.alternatives if not ok else []:  # another layout of the same units
+            ok2, rel2, _ = _verify_axes(m64, [alt], probe, seed=seed, rtol=rtol)[0]
+            if ok2:
+                ax, ok, rel = alt, True, rel2
+                break
+        if ok:
+            keep.append(ax)
+            rep["verified"][ax.name] = rel
+        else:
+            rep["rejected"].append({"axis": ax.name, "kind": ax.kind, "size": ax.size, "reason": why})
+    an.axes = keep
+    rep["verification"] = "done"
+    if rep["rejected"]:
+        an.not_analysed = an.not_analysed + [f"{r['axis']}: claimed {r['kind']} axis failed verification: {r['reason']}"
+                                             for r in rep["rejected"]]
+        an.statement += "; failed verification (not counted): " + "; ".join(
+            f"{r['axis']} ({r['reason']})" for r in rep["rejected"])
+    return an, rep
 
 
 # ---------------------------------------------------------------------------------------------
@@ -614,30 +987,50 @@ def _analyse(model: nn.Module) -> _Analysis:
 # ---------------------------------------------------------------------------------------------
 
 
-def symmetry_group(model: nn.Module) -> pd.DataFrame:
+def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, seed: int = 0) -> pd.DataFrame:
     """Table of the permutable axes of ``model`` and the order of its symmetry group.
 
-    One row per axis: ``axis``, ``layer``, ``kind`` (hidden unit / channel / block-internal
-    channel / residual stream / attention head / MLP hidden unit), ``size`` d, ``tensors`` (the
-    slices it moves), ``activation``, ``log_order = ln d!`` and ``log10_order`` (lgamma, never
-    overflows), ``sign_flips`` and ``log10_sign_flips = d·log10 2`` for odd activations,
-    ``continuous_dims`` (ReLU rescaling: d extra dimensions, not counted in the order; attention:
-    2·d_head² per head), ``identical_units`` and ``log10_orbit = log10(d!/∏ m_g!)`` — the
-    number of distinct parameter vectors the permutations actually reach, smaller than the
-    group when m_g units are identical (e.g. zero units) — and a ``note``.
+    Axes come from the built-in families' documented layouts, or, for any other model, from the
+    dataflow of one forward pass (feature spaces through element-wise maps, norms, residual
+    additions, gates and concatenations; attention heads from the attention modules). A
+    wrapper (``nn.DataParallel``, ``torch.compile``) is unwrapped. With ``verify`` (default),
+    **every axis is verified**: one random element of it (a permutation, plus the rescaling or
+    sign flips it claims) is applied to a float64 copy and the outputs on probe inputs (the
+    first rows of ``data``, else inputs generated from the model's declared input: token ids
+    for Hugging Face text models) must agree to 1e-10 relative; an axis that fails is not
+    counted and is listed in ``summary["rejected"]`` with the reason.
 
-    ``df.attrs["summary"]``: totals ``log10_permutations = Σ log10 d!``,
-    ``log10_order`` (with sign flips), ``log10_orbit``, ``continuous_dims``, ``n_params``, ``statement`` (what
-    was and was not analysed) and ``not_analysed``. ``df.attrs["meta"]``: provenance.
+    One row per axis: ``axis``, ``layer``, ``kind`` (hidden unit / channel / block-internal
+    channel / residual stream / attention head / key/value head group / (FFN) hidden unit /
+    gated hidden unit / MLP hidden unit), ``size`` d, ``tensors`` (the slices it moves),
+    ``activation``, ``log_order = ln d!`` and ``log10_order`` (lgamma, never overflows),
+    ``sign_flips`` and ``log10_sign_flips = d·log10 2`` for odd activations,
+    ``continuous_dims`` (ReLU rescaling: d extra dimensions, not counted in the order;
+    attention in the built-in ViT: 2·d_head² per head), ``identical_units`` and
+    ``log10_orbit = log10(d!/∏ m_g!)`` — the number of distinct parameter vectors the
+    permutations actually reach, smaller than the group when m_g units are identical (e.g.
+    zero units) —, ``verified`` (True once the permutation test passed; False when it could not
+    be run) and a ``note``.
+
+    ``df.attrs["summary"]``: ``status`` ("ok" | "partial: …" | "unverified: …" | "failed: …" —
+    never "ok" when a part could not be read), totals ``log10_permutations = Σ log10 d!``,
+    ``log10_order`` (with sign flips), ``log10_orbit``, ``continuous_dims``, ``n_params``,
+    ``statement`` (what was and was not analysed), ``not_analysed``, ``rejected``,
+    ``wrapper`` and ``probe`` (where the probe inputs came from). ``df.attrs["meta"]``:
+    provenance.
 
     >>> from torch import nn
     >>> g = symmetry_group(nn.Sequential(nn.Linear(2, 10), nn.Tanh(), nn.Linear(10, 1)))
     >>> round(g.attrs["summary"]["log10_order"], 4)  # 10! · 2^10
     9.5701
+    >>> bool(g["verified"].all()), g.attrs["summary"]["status"]
+    (True, 'ok')
     """
-    an = _analyse(model)
-    state = _state64(model)
+    an, rep = _verified_analysis(model, data, verify, seed)
+    inner = an.model if an.model is not None else model
+    state = _state64(inner)
     rows = []
+    done = rep["verification"] == "done"
     for ax in an.axes:
         lo = msym.log_factorial(ax.size)
         # units identical in every tensor they own are fixed by swapping them: the orbit of these
@@ -658,16 +1051,33 @@ def symmetry_group(model: nn.Module) -> pd.DataFrame:
             "continuous_dims": ax.continuous_dims,
             "identical_units": ax.size - len(groups),
             "log10_orbit": (lo - stab) / LN10,
+            "verified": done and ax.name in rep["verified"],
             "note": ax.note,
         })
     cols = ["axis", "layer", "kind", "size", "tensors", "activation", "log_order", "log10_order",
             "sign_flips", "log10_sign_flips", "continuous_dims", "identical_units", "log10_orbit",
-            "note"]
+            "verified", "note"]
     df = pd.DataFrame(rows, columns=cols)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = sum(p.numel() for p in inner.parameters())
     perm = float(df["log10_order"].sum()) if len(df) else 0.0
     flips = float(df["log10_sign_flips"].sum()) if len(df) else 0.0
+    if not an.readable:
+        status = "failed: " + (an.not_analysed[0] if an.not_analysed else "the structure could not be read")
+    elif verify and not done and an.axes:
+        status = f"unverified: verification {rep['verification']}"
+    elif not verify and an.axes:
+        status = "unverified: verification not requested"
+    elif an.not_analysed or rep["rejected"]:
+        parts = []
+        if rep["rejected"]:
+            parts.append(f"{len(rep['rejected'])} claimed axes failed verification")
+        if an.not_analysed:
+            parts.append(f"{len(an.not_analysed)} parts not analysed")
+        status = ("partial: " if len(df) else "failed: no axis proven; ") + ", ".join(parts)
+    else:
+        status = "ok"
     df.attrs["summary"] = {
+        "status": status,
         "family": an.family,
         "n_axes": len(df),
         "log_permutations": perm * LN10,
@@ -678,8 +1088,14 @@ def symmetry_group(model: nn.Module) -> pd.DataFrame:
         "n_params": n_params,
         "statement": an.statement,
         "not_analysed": an.not_analysed,
+        "rejected": rep["rejected"],
+        "wrapper": an.wrapper,
+        "probe": rep["probe"],
+        "verify_rtol": rep.get("rtol"),
     }
-    df.attrs["meta"] = metadata(model_hash=model_hash(model), family=an.family)
+    if rep.get("precision"):
+        df.attrs["summary"]["statement"] += "; verification: " + rep["precision"]
+    df.attrs["meta"] = metadata(model_hash=model_hash(inner), family=an.family)
     return df
 
 
@@ -813,10 +1229,12 @@ def _build(model: nn.Module, state: dict[str, np.ndarray]) -> nn.Module:
 
 
 def _canonical_state(
-    model: nn.Module, *, reduce: bool, normalize: bool, sort: bool, tol: float
+    model: nn.Module, *, reduce: bool, normalize: bool, sort: bool, tol: float, data: Any = None
 ) -> tuple[dict[str, np.ndarray], list[Axis], dict[str, Any], _Analysis]:
-    an = _analyse(model)
-    state = _state64(model)
+    # only verified axes are used: a claimed axis that failed the permutation test would change
+    # the function
+    an, _ = _verified_analysis(model, data, True, 0)
+    state = _state64(an.model)
     log: dict[str, Any] = {"dropped": {}, "merged": {}}
     axes = [copy.copy(a) for a in an.axes]  # sizes change while reducing
     for ax in axes:
@@ -832,7 +1250,7 @@ def _canonical_state(
 
 
 def canonicalize(
-    model: nn.Module, *, reduce: bool = True, normalize: bool = True, tol: float = 1e-12
+    model: nn.Module, *, reduce: bool = True, normalize: bool = True, tol: float = 1e-12, data: Any = None
 ) -> nn.Module:
     """A new model (float64 deep copy; the input is never modified) in canonical form (SPEC §4.3).
 
@@ -855,9 +1273,14 @@ def canonicalize(
     channels (all three steps, on bn1) and residual streams (normalized over the affine parts
     of every BN writing the stream, then sorted by the stem's/shortcut's BN bias); ViT residual stream (permutation only), attention heads
     (permutation, sorted by ‖W_Qᵀ W_K‖_F) and MLP hidden units (reduce + sort; GELU admits no
-    rescaling). Any other model: the axes :func:`symmetry_group` proves.
+    rescaling). Any other model: the axes :func:`symmetry_group` finds and verifies
+    (``data``: its probe inputs) — every unit of a simple Linear/Conv → element-wise →
+    Linear/Conv chain gets all three steps, every other axis (residual streams, gated FFN
+    units, heads, concatenated parts, depthwise-coupled channels) is sorted only. A wrapped
+    model (``nn.DataParallel``, ``torch.compile``) gives its inner model's canonical form.
 
-    The result computes the same function (eval mode) to float64 rounding (≈1e-12); a reduced
+    The result computes the same function (eval mode) to float64 rounding (≈1e-12; a model
+    that computes parts in float32 itself, like Llama's RMSNorm, to float32 rounding); a reduced
     MLP gets its ``netxray_config["widths"]`` updated; ``model.netxray_canonical`` records
     what was dropped and merged.
 
@@ -868,7 +1291,9 @@ def canonicalize(
     >>> bool(torch.all(c[0].bias[:-1] >= c[0].bias[1:]))  # sorted by bias, descending
     True
     """
-    state, axes, log, an = _canonical_state(model, reduce=reduce, normalize=normalize, sort=True, tol=tol)
+    state, axes, log, an = _canonical_state(model, reduce=reduce, normalize=normalize, sort=True, tol=tol,
+                                            data=data)
+    model = an.model  # a wrapper's inner model: the canonical form is returned unwrapped
     new = _build(model, state)
     cfg = getattr(model, "netxray_config", None)
     if isinstance(cfg, dict):
@@ -926,14 +1351,15 @@ def _check_same_layout(a: nn.Module, b: nn.Module) -> None:
         )
 
 
-def align(a: nn.Module, b: nn.Module, *, normalize: bool = True) -> Alignment:
+def align(a: nn.Module, b: nn.Module, *, normalize: bool = True, data: Any = None) -> Alignment:
     """Weight matching (SPEC §4.3): the permutations of b's units that best match a's.
 
     Both networks are first normalized (ReLU scale / tanh sign, as in :func:`canonicalize`),
     then axis by axis in forward order the units of b — with the previous axes' permutations
     already applied to their incoming tensors — are matched to a's by a linear assignment on
     the squared distances between their incoming parameter vectors
-    (``min_π Σ_i ‖w_a,i − w_b,π(i)‖²``). Neither input is modified.
+    (``min_π Σ_i ‖w_a,i − w_b,π(i)‖²``). The axes are a's, verified as in
+    :func:`symmetry_group` (``data``: probe inputs). Neither input is modified.
 
     >>> import torch
     >>> from torch import nn
@@ -948,8 +1374,9 @@ def align(a: nn.Module, b: nn.Module, *, normalize: bool = True) -> Alignment:
     >>> r.distance_after < 1e-6 < r.distance_before
     True
     """
+    a, b = _unwrap(a)[0], _unwrap(b)[0]
     _check_same_layout(a, b)
-    an = _analyse(a)
+    an, _ = _verified_analysis(a, data, True, 0)  # a's verified axes (b has the same layout)
     sa_raw, sb_raw = _state64(a), _state64(b)
     sa, sb = dict(sa_raw), dict(sb_raw)
     axes = [copy.copy(x) for x in an.axes]
@@ -1042,7 +1469,22 @@ def functionally_equivalent(
     >>> functionally_equivalent(a, canonicalize(a)).verdict
     'equivalent'
     """
+    a, b = _unwrap(a)[0], _unwrap(b)[0]
     fa, fb = _eval64(a), _eval64(b)
+    declared = getattr(a, "main_input_name", None) is not None and hasattr(a, "config")  # Hugging Face
+    if isinstance(inputs, dict) or (inputs is None and (declared or _input_shape(a) is None)):
+        # token ids (Hugging Face text models), keyword inputs, or inputs the model declares
+        try:
+            probe = (_Probe((), {k: v[:n_probes] for k, v in inputs.items()}, "inputs") if isinstance(inputs, dict)
+                     else _probe_inputs(a, None, n=n_probes, seed=seed, m64=fa))
+        except ValueError as exc:
+            raise ValueError(
+                "functionally_equivalent: cannot infer the input shape of this model; "
+                f"pass inputs=<tensor of probe inputs> ({exc})"
+            ) from exc
+        if probe.kwargs or not probe.args[0].is_floating_point():
+            return _equivalence_on_probe(a, b, fa, fb, probe, tol)
+        inputs = probe.args[0]
     if inputs is None:
         shape = _input_shape(a)
         if shape is None:
@@ -1097,6 +1539,30 @@ def functionally_equivalent(
         if float(d[k]) > tol * float(s[k]):
             return Equivalence("not equivalent", "outputs differ at an input found by gradient search",
                                starts[k : k + 1].detach().clone(), float(d[k]), None, len(x))
+    return _certify(a, b, tol, best_gap, len(x))
+
+
+def _equivalence_on_probe(
+    a: nn.Module, b: nn.Module, fa: nn.Module, fb: nn.Module, probe: _Probe, tol: float
+) -> Equivalence:
+    """Outputs compared on probe inputs that cannot be searched by gradient (token ids)."""
+    ya, yb = _run(fa, probe), _run(fb, probe)
+    n = next((len(t) for t in list(probe.args) + list(probe.kwargs.values()) if isinstance(t, torch.Tensor)), 0)
+    first = next((t[:1].clone() for t in list(probe.args) + list(probe.kwargs.values()) if isinstance(t, torch.Tensor)), None)
+    if len(ya) != len(yb) or any(u.shape != v.shape for u, v in zip(ya, yb, strict=True)):
+        return Equivalence("not equivalent", "output shapes differ", first, math.inf, None, n)
+    gap = 0.0
+    for u, v in zip(ya, yb, strict=True):
+        if not u.numel():
+            continue
+        d = float((u - v).abs().max())
+        gap = max(gap, d)
+        if d > tol * (1.0 + float(u.abs().max())):
+            return Equivalence("not equivalent", "outputs differ on a probe input", first, d, None, n)
+    return _certify(a, b, tol, gap, n)
+
+
+def _certify(a: nn.Module, b: nn.Module, tol: float, best_gap: float, n: int) -> Equivalence:
     # certify by symmetry: canonical forms, then alignment of the canonical forms
     sa, _, _, _ = _canonical_state(a, reduce=True, normalize=True, sort=True, tol=1e-12)
     sb, _, _, _ = _canonical_state(b, reduce=True, normalize=True, sort=True, tol=1e-12)
@@ -1104,19 +1570,19 @@ def functionally_equivalent(
     if list(sa) == list(sb) and all(sa[k].shape == sb[k].shape for k in sa):
         pd_ = max((float(np.max(np.abs(sa[k] - sb[k]))) for k in sa if sa[k].size), default=0.0)
         if pd_ <= tol * pscale:
-            return Equivalence("equivalent", "canonical forms agree", None, best_gap, pd_, len(x))
+            return Equivalence("equivalent", "canonical forms agree", None, best_gap, pd_, n)
         ca, cb = _build(a, sa), _build(b, sb)
         al = align(ca, cb)
         sal = _state64(al.aligned)
         sca = _state64(ca)
         pd2 = max((float(np.max(np.abs(sca[k] - sal[k]))) for k in sca if sca[k].size), default=0.0)
         if pd2 <= tol * pscale:
-            return Equivalence("equivalent", "aligned canonical tensors agree", None, best_gap, pd2, len(x))
+            return Equivalence("equivalent", "aligned canonical tensors agree", None, best_gap, pd2, n)
         return Equivalence("inconclusive", "outputs agree on every probe but the canonical and aligned "
                            "parameters differ: no symmetry found that explains it", None, best_gap,
-                           min(pd_, pd2), len(x))
+                           min(pd_, pd2), n)
     return Equivalence("inconclusive", "outputs agree on every probe but the reduced networks have "
-                       "different shapes: no symmetry found that explains it", None, best_gap, None, len(x))
+                       "different shapes: no symmetry found that explains it", None, best_gap, None, n)
 
 
 # ---------------------------------------------------------------------------------------------

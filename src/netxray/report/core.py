@@ -39,6 +39,7 @@ from netxray.report.html import Plot, render_html
 __all__ = ["LENSES", "LensResult", "Report", "ScanOptions", "compare_report", "resolve_data", "scan"]
 
 LENSES: tuple[str, ...] = ("nonlinearity", "modularity", "parameters", "symmetry")
+_DATA_LENSES = ("nonlinearity", "modularity")  # the lenses that run the model on data
 
 
 @dataclass
@@ -182,8 +183,25 @@ class Report:
         return out
 
     # ---- output
+    def _repr_html_(self) -> str:
+        """What a notebook shows for a Report: a compact summary (one card per lens with its
+        headline numbers and status, failures, the plots as thumbnails) instead of the raw repr."""
+        from netxray.report.html import render_summary_html
+
+        return render_summary_html(self)
+
+    def __repr__(self) -> str:
+        lenses = ", ".join(f"{n}={r.status}" for n, r in self.results.items())
+        return f"Report({self.title!r}, lenses: {lenses}; children: {len(self.children)})"
+
     def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
-        """The report as one self-contained HTML document; written atomically to ``path`` if given."""
+        """The report as one self-contained HTML document (plots embedded, no script, opens
+        offline); written atomically to ``path`` if given. ``report.save(DIR)`` writes it as
+        ``DIR/index.html`` next to the tables; in a notebook, the Report itself shows a summary.
+
+        Example:
+            >>> html = report.to_html("report.html")  # doctest: +SKIP
+        """
         text = render_html(self)
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -249,32 +267,25 @@ def _to_parquet(df: pd.DataFrame) -> bytes:
 
 
 def resolve_data(data: Any, seed: int = 0) -> tuple[Any, str]:
-    """(data the lenses accept, a short description). A string is a ``load_data`` spec; a
-    DataSplits is kept whole (the lenses use its test split)."""
-    if isinstance(data, (str, os.PathLike)):
-        from netxray.data import load_data
+    """(the samples every lens of a scan reads, a short description).
 
-        data = load_data(str(data), seed=seed)
-    if hasattr(data, "train") and hasattr(data, "test"):
-        return data, f"{data.test.name}:test ({len(data.test)} samples)"
-    if hasattr(data, "x") and hasattr(data, "y") and hasattr(data, "name"):
-        return data, f"{data.name} ({len(data)} samples)"
-    if isinstance(data, tuple) and data and hasattr(data[0], "shape"):
-        return data, f"tensors ({int(data[0].shape[0])} samples)"
-    if hasattr(data, "shape"):
-        return data, f"tensor ({int(data.shape[0])} samples)"
-    return data, type(data).__name__
+    ``data``: any container :func:`netxray.capture.inputs.resolve_samples` reads — a
+    ``load_data`` spec, DataSplits (its test split), a Dataset, DataLoader, torch Dataset,
+    tensors or numpy arrays, dict batches, an iterable of batches. It is resolved once, so
+    every lens sees the same samples (a stream is read once, whole).
+    """
+    from netxray.capture.inputs import _Indexable, resolve_samples
+
+    if isinstance(data, os.PathLike):
+        data = str(data)
+    samples = resolve_samples(data, seed=seed)
+    kind = "" if isinstance(samples, _Indexable) else ", read lazily"
+    return samples, f"{samples.name} ({len(samples)} samples{kind})"
 
 
 def _n_used(data: Any, n_samples: int) -> int | None:
     """Samples a data lens actually draws: n_samples, or all of them when the data has fewer."""
-    from netxray.capture import as_indexable
-
-    try:
-        d = as_indexable(data)
-    except Exception:  # a stream of batches: its length is unknown up front
-        return None
-    return min(n_samples, len(d)) if d is not None else None
+    return min(n_samples, len(data)) if hasattr(data, "__len__") else None
 
 
 # --------------------------------------------------------------------------- progress
@@ -357,8 +368,14 @@ def scan(
     Args:
         model: any ``nn.Module`` (never modified: weights and train/eval flags are checked
             unchanged afterwards).
-        data: a ``load_data`` spec (``"digits"``, ``"npz:PATH"``, …), a DataSplits (its test
-            split is used), a Dataset, or an ``(x, y)`` tuple of tensors.
+        data: samples in any container: a ``load_data`` spec (``"digits"``, ``"npz:PATH"``,
+            ``"imagefolder:DIR"``…), a DataSplits (its test split is used), a Dataset, a torch
+            ``Dataset`` or ``DataLoader``, ``(x, y)`` tensors or numpy arrays, dict batches with
+            a ``labels`` key, an iterable of batches (see
+            :func:`netxray.capture.inputs.resolve_samples`). Labels are needed by the
+            modularity lens only.
+        device: None (where the model is), ``"cpu"``, ``"cuda"`` or ``"auto"``; the model is
+            never moved (another device runs a copy).
         lenses: some of ``nonlinearity``, ``modularity``, ``parameters``, ``symmetry``.
         seed: one seed for every random choice (sample subsets); same seed, same numbers.
         n_samples: samples per activation site for the signature (SPEC: 2048; fewer if the
@@ -389,15 +406,22 @@ def scan(
     )  # fmt: skip
     if opts.n_samples < 2 or opts.modularity_n < 2:
         raise ValueError(f"scan: n_samples and modularity_n must be >= 2, got {n_samples}, {modularity_n}")
+    from netxray.capture.inputs import place_model
+
     data, data_desc = resolve_data(data, seed=opts.seed)
     desc = _model_description(model)
     flags_before = [m.training for m in model.modules()]
+    # the data lenses run on the chosen device (a copy of the model when it lives elsewhere,
+    # made once for all lenses); the weight lenses read the model as given
+    run_model, dev = place_model(model, device)
+    opts.device = dev
     bar = _Progress(progress, len(chosen), f"scan {name or desc['model']}")
     results: dict[str, LensResult] = {}
     try:
         for lens in chosen:
             bar.step(f"{name or desc['model']}: {lens}")
-            results[lens] = runners.run_lens(lens, model, data, opts)
+            target = run_model if lens in _DATA_LENSES else model
+            results[lens] = runners.run_lens(lens, target, data, opts)
             bar.advance()
     finally:
         bar.close()
@@ -416,7 +440,7 @@ def scan(
         kind="scan", name=name, **desc, data=data_desc, seed=opts.seed, n=_n_used(data, opts.n_samples),
         n_samples=opts.n_samples, modularity_n=opts.modularity_n, k=opts.k, repeats=opts.repeats, lenses=chosen,
         layers=opts.layers if isinstance(opts.layers, (str, list, tuple)) else str(opts.layers),
-        statuses={n: r.status for n, r in results.items()},
+        statuses={n: r.status for n, r in results.items()}, device=str(dev),
     )  # fmt: skip
     return Report(title=title or f"netxray scan — {name or desc['model']}", results=results, meta=meta)
 
@@ -437,6 +461,8 @@ def compare_report(
     signature_method: str = "dtw",
     clusters: int | None = None,
     on_model: Callable[[str, Report], None] | None = None,
+    batch_size: int = 256,
+    device: Any = None,
 ) -> Report:
     """One report over several models: each model scanned with the same data, seed and n, then
     compared — signatures overlaid with their DTW distance matrix and clustering, modularity
@@ -445,7 +471,8 @@ def compare_report(
 
     ``models``: name -> model (at least two). ``signature_method``: ``"dtw"`` or ``"resampled"``;
     ``clusters``: cut the signature dendrogram into this many clusters. ``on_model(name,
-    report)`` is called after each model's scan. Returns a :class:`Report` whose ``children``
+    report)`` is called after each model's scan. ``data``, ``batch_size`` and ``device`` as in
+    :func:`scan`. Returns a :class:`Report` whose ``children``
     are the per-model scans.
     """
     from netxray.report import runners
@@ -464,6 +491,7 @@ def compare_report(
         children[mname] = scan(
             m, data, chosen, seed=seed, n_samples=n_samples, modularity_n=modularity_n, k=k,
             repeats=repeats, options=options, progress=progress, name=mname,
+            batch_size=batch_size, device=device,
         )  # fmt: skip
         if on_model is not None:
             on_model(mname, children[mname])

@@ -9,6 +9,7 @@ that cannot handle a model never stops the others.
 from __future__ import annotations
 
 import importlib
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from torch import nn
 from netxray.capture.graph import unwrap_model
 from netxray.report import plots as P
 from netxray.report.core import LensResult, ScanOptions
-from netxray.report.html import figure_to_plot
+from netxray.report.html import ItemizedNote, figure_to_plot
 
 if TYPE_CHECKING:  # pragma: no cover
     from netxray.report.core import Report
@@ -82,6 +83,32 @@ def _extra(opts: ScanOptions, lens: str) -> dict[str, Any]:
     return dict(opts.extra.get(lens, {}))
 
 
+_TYPED = re.compile(r"^(?P<name>.+?) \((?P<type>[^()]*)\): (?P<reason>.*)$", re.S)
+
+
+def _typed_items(lines: list[str]) -> list[tuple[str, str]]:
+    """``"path (Type): reason"`` lines (the lenses' lists of what they left out) as
+    ``(path, "Type — reason")`` pairs, so that the report can group them by reason."""
+    out = []
+    for line in lines:
+        m = _TYPED.match(str(line))
+        out.append((m["name"], f"{m['type']} — {m['reason']}") if m else (str(line), "see the text"))
+    return out
+
+
+_PATH = re.compile(r"^[\w.#:<>\[\]-]+$")  # a module path or site name: no spaces
+
+
+def _named_items(lines: list[str]) -> list[tuple[str, str]]:
+    """``"path: reason"`` lines as ``(path, reason)`` pairs; a line that does not start with a
+    module path is a remark about the whole model, ``("(model)", line)``."""
+    out = []
+    for line in lines:
+        name, sep, reason = str(line).partition(": ")
+        out.append((name, reason) if sep and _PATH.match(name) else ("(model)", str(line)))
+    return out
+
+
 def _fmt_range(values: pd.Series) -> Any:
     v = pd.to_numeric(values, errors="coerce").dropna()
     if v.empty:
@@ -122,24 +149,29 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
         "low, so read each score against that baseline, and compare models only at equal n and d "
         f"(here n = {meta.get('n')}, d = {summary['d']})."
     ]
-    for line in df.attrs.get("summary", {}).get("not_observed", []):
-        res.notes.append(f"Not in the signature: {line}.")
+    not_observed = list(df.attrs.get("summary", {}).get("not_observed", []))
+    if not_observed:
+        res.notes.append(ItemizedNote("Not in the signature", _typed_items(not_observed), noun="modules"))
     if len(df) == 0:
         res.notes.append("No activation call was observed: the model has no activation modules or "
                          "functional activations, so its signature is empty (a linear model).")
     else:
         bad = df[~df["status"].isin(["ok"])]
         if len(bad):
-            counts = ", ".join(f"{k}: {v}" for k, v in bad["status"].value_counts().items())
-            res.notes.append(
-                f"{len(bad)} of {len(df)} sites have a non-ok status ({counts}); 'degenerate' means a "
-                "constant output (dead unit, scored 1.0 as in the reference), the others have no score. "
-                "See the status and error columns."
-            )
+            err = bad["error"].fillna("").astype(str) if "error" in bad else pd.Series("", index=bad.index)
+            res.notes.append(ItemizedNote(
+                f"Sites with a non-ok status, out of {len(df)}",
+                [(site, st if st == "degenerate" or not e else f"{st}: {e}")
+                 for site, st, e in zip(bad["site"].astype(str), bad["status"].astype(str), err, strict=True)],
+                noun="sites",
+                detail="'degenerate': a constant output (a dead unit), scored 1.0 as in the reference; "
+                "the others have no score; see the status and error columns of the table",
+            ))  # fmt: skip
         res.plots.append(figure_to_plot(
             plot_signatures(df), "Non-linearity signature",
-            "Affinity score of every activation call against depth; dashed: null baseline "
-            "(rotated input, same n and d).",
+            "Affinity score of every activation call in execution order; dashed: null baseline "
+            "(rotated input, same n and d). Many sites: the axis names each stage (sites grouped by "
+            "module-path prefix; faint lines between stages).",
         ))  # fmt: skip
     return res
 
@@ -207,7 +239,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     meta = curve.attrs.get("meta", {})
     s = dict(curve.attrs.get("summary", {}))
     redundant = list(red.loc[red["redundant"], "layer"])
-    suggestion, removable = _pruning_suggestion(model, redundant, _example(data))
+    suggestion, removable, kept = _pruning_suggestion(model, redundant, _example(data))
     summary: dict[str, Any] = {
         "layers": int(len(curve)),
         "Q first layer": s.get("q_first"),
@@ -243,44 +275,55 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
         "adds no class separation — a pruning candidate.",
         suggestion,
     ]
+    if kept:
+        res.notes.append(ItemizedNote("Redundant but not removable", kept, noun="layers"))
     bad = curve[curve["status"] != "ok"]
     if len(bad):
-        res.notes.append(f"{len(bad)} layer(s) could not be measured: "
-                         + "; ".join(f"{r.layer}: {r.error}" for r in bad.itertuples()))  # fmt: skip
+        res.notes.append(ItemizedNote("Layers that could not be measured",
+                                      [(str(r.layer), str(r.error)) for r in bad.itertuples()]))  # fmt: skip
     res.plots.append(figure_to_plot(
         plot_modularity_curve(curve, red), "Modularity curve",
-        "Q per probed layer with a ±1 std band; plateau and degradation layers are shaded.",
+        "Q per probed layer with a ±1 std band; plateau and degradation layers are shaded. Many "
+        "layers: the axis names each stage (layers grouped by module-path prefix).",
     ))  # fmt: skip
     return res
 
 
-def _pruning_suggestion(model: nn.Module, redundant: list[str], example: Any = None) -> tuple[str, list[str]]:
+def _pruning_suggestion(
+    model: nn.Module, redundant: list[str], example: Any = None
+) -> tuple[str, list[str], list[tuple[str, str]]]:
+    """The pruning sentence, the removable layers, and the redundant layers that cannot be removed
+    with the reason (the report lists those as a note, grouped by reason, not in the sentence).
+    ``example``: a batch the model graph is recorded on, for models that are not built-in."""
     if not redundant:
         return ("Pruning suggestion: none — every probed layer still raises Q, so each one "
-                "contributes class separation."), []  # fmt: skip
+                "contributes class separation."), [], []  # fmt: skip
     removable: list[str] = []
-    reasons: list[str] = []
+    kept: list[tuple[str, str]] = []
     try:
         from netxray.lenses.pruning import removable_layers
 
         table = removable_layers(model, redundant, example).set_index("layer")
         removable = [layer for layer in redundant if bool(table.loc[layer, "removable"])]
-        reasons = [f"{layer} ({table.loc[layer, 'reason']})" for layer in redundant if layer not in removable]
+        kept = [(layer, str(table.loc[layer, "reason"])) for layer in redundant if layer not in removable]
     except Exception:  # not a built-in model, or the pruning lens is absent: no structural check
-        return (f"Pruning suggestion: the redundant layers {', '.join(redundant)} add no class "
-                "separation; whether they can be removed depends on the architecture (shapes "
-                "in and out must agree). Fine-tune after removing and compare accuracy."), []  # fmt: skip
+        shown = ", ".join(redundant[:6]) + (f" and {len(redundant) - 6} more (see the redundancy table)"
+                                            if len(redundant) > 6 else "")  # fmt: skip
+        return (f"Pruning suggestion: the redundant layers {shown} add no class separation; whether "
+                "they can be removed depends on the architecture (shapes in and out must agree). "
+                "Fine-tune after removing and compare accuracy."), [], []  # fmt: skip
     text = "Pruning suggestion: "
     if removable:
-        text += (f"remove {', '.join(removable)} (plateau/degradation layers whose removal keeps the "
+        shown = ", ".join(removable[:8]) + (f" and {len(removable) - 8} more" if len(removable) > 8 else "")
+        text += (f"remove {shown} (plateau/degradation layers whose removal keeps the "
                  "shapes), fine-tune, and compare accuracy, parameters and FLOPs with the baseline — "
                  "`netxray prune` runs that study, including the control of pruning as many "
                  "non-redundant or random layers.")  # fmt: skip
     else:
         text += "no redundant layer can be removed structurally."
-    if reasons:
-        text += " Redundant but not removable: " + "; ".join(reasons) + "."
-    return text, removable
+    if kept:
+        text += f" {len(kept)} redundant layer(s) are not removable (listed below the plot with the reason)."
+    return text, removable, kept
 
 
 # --------------------------------------------------------------------------- lens 3
@@ -326,17 +369,18 @@ def _run_parameters(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     if nonfinite:
         res.notes.append(f"{nonfinite} non-finite weight values (NaN/inf): the training diverged.")
     if ssum.get("not_mapped"):
-        res.notes.append("Not in the strength graph: " + "; ".join(ssum["not_mapped"][:8])
-                         + (" …" if len(ssum["not_mapped"]) > 8 else ""))  # fmt: skip
+        res.notes.append(ItemizedNote("Not in the strength graph", _typed_items(list(ssum["not_mapped"]))))
     res.plots.append(figure_to_plot(
         plot_weight_histograms(model), "Weight distributions",
-        "Density of all weights (top) and of each weight tensor (bottom) on shared bins.",
+        "Density of all weights (top) and of each weight tensor (bottom) on shared bins; with many "
+        "tensors, one row per tensor coloured by log density.",
     ))  # fmt: skip
     if (strengths["status"] == "ok").any():
         res.plots.append(figure_to_plot(
             plot_strengths(strengths, kind="in"), "Node strengths",
-            "Left: |w| in-strength of the units of each layer; right: the layer fluctuation "
-            "(std of strengths) against depth.",
+            "First panel: |w| in-strength of the units of each layer (box plots; with many layers "
+            "the median, 25–75 % and 5–95 % bands); second: the layer fluctuation (std of "
+            "strengths) against depth.",
         ))  # fmt: skip
     return res
 
@@ -365,10 +409,20 @@ def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
         "ReLU rescalings are continuous and counted as extra dimensions, not in |G|. "
         f"Here |G| = 10^{_fmt_num(g.get('log10_order'))}.",
     ]
+    not_analysed = [str(x) for x in (g.get("not_analysed") or [])]
     if g.get("statement"):
-        res.notes.append(f"What was analysed: {g['statement']}")
-    if g.get("not_analysed"):
-        res.notes.append(f"Not analysed: {g['not_analysed']}")
+        statement = str(g["statement"])
+        listed = "not analysed: " + "; ".join(not_analysed)
+        if not_analysed and listed in statement:  # the list follows as its own grouped note
+            statement = statement.replace(listed, f"{len(not_analysed)} parts not analysed (listed below)")
+        statement, _, fixed = statement.partition(_FIXED)
+        res.notes.append(f"What was analysed: {statement}")
+        if fixed:
+            res.notes.append(ItemizedNote("Tensors fixed by every symmetry (output side)",
+                                          [(t, "fixed by every symmetry") for t in fixed.split(", ")],
+                                          noun="tensors"))  # fmt: skip
+    if not_analysed:
+        res.notes.append(ItemizedNote("Not analysed", _named_items(not_analysed), noun="parts"))
     bounds = None
     try:  # the lens refuses models it cannot bound (conv nets, an LSTM beside a Linear head)
         bounds = covering_bounds(model)
@@ -398,6 +452,9 @@ def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
             + ("; right: the classical and permutation-reduced log10 covering bounds." if bounds is not None else "."),
         ))  # fmt: skip
     return res
+
+
+_FIXED = "; tensors fixed by every symmetry (output side): "  # how the symmetry lens lists them
 
 
 def _fmt_num(v: Any) -> str:

@@ -1,0 +1,1239 @@
+"""Permutable axes of any model, read from a dataflow graph of one forward pass (lens 4's finder
+for models that are not built-in).
+
+The finder works on a small op list (:class:`GNode`) that adapters fill from a recorded graph:
+inputs, parameters read directly (``x + self.pos_embedding``), module calls (a Linear, a
+BatchNorm, an activation …), function/method calls (add, mul, cat, view, permute, mean …) and the
+output, each with the shape of the tensor it produced.
+
+Every tensor that flows through the graph gets a *feature structure*: which of its dimensions
+carries features, and which *feature spaces* those features belong to (a list of segments, one
+per concatenated part, each a space and a block length). A Linear/Conv/Embedding output starts a
+new space; element-wise maps, BatchNorm, LayerNorm/RMSNorm (permutation-equivariant),
+pooling, flatten (blocks of H·W), transposes and token-wise reshapes carry the structure along;
+``a + b`` and ``a * b`` of two featured tensors merge their spaces (a residual add makes one
+*residual stream* of every writer and reader; a gate·up product makes the gate and up rows move
+together; a squeeze-and-excitation scale joins the channels it scales); ``cat`` along the
+feature axis keeps each part's own space. Every parameter slice that touches a space becomes a
+member of it: the rows that write it, the columns that read it, the norm/BN parameters and
+running statistics on the way, embeddings and parameters added or multiplied in.
+
+A space is *frozen* — it is no symmetry — when it reaches something that does not commute with a
+permutation of its features: the model's output, an op the finder does not understand (a split
+of the feature axis into heads, a matmul, an unknown layer type), a tensor of fixed features
+added to it. Attention heads, which live inside such splits, come from the attention modules
+themselves (:func:`head_axes`). Everything is a *claim*: :mod:`netxray.lenses.symmetry` verifies
+each axis by applying a random element of it to a float64 copy and comparing outputs, and drops
+the axes that fail.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["GNode", "Found", "find_axes", "head_axes", "recorded_graph"]
+
+
+@dataclass
+class GNode:
+    """One op of a recorded forward pass. ``op``: "input" | "param" | "module" | "call" |
+    "output"; ``target``: the module path ("module"), the state-dict key ("param"), the function
+    or method name ("call"); ``args``/``kwargs`` hold other GNodes, constants and nested
+    lists; ``shape``: the output tensor's shape (None when it is not a tensor)."""
+
+    name: str
+    op: str
+    target: Any
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    shape: tuple[int, ...] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# adapters
+# ---------------------------------------------------------------------------------------------
+
+
+def _fn_name(target: Any) -> str:
+    if isinstance(target, str):
+        name = target
+    else:
+        name = getattr(target, "__name__", str(target))
+    if name.startswith("__") and name.endswith("__"):
+        name = name[2:-2]
+        if name.startswith(("i", "r")) and name[1:] in ("add", "sub", "mul", "truediv", "matmul"):
+            name = name[1:]
+    if name == "truediv":
+        name = "div"
+    if name.endswith("_") and not name.startswith("_"):
+        name = name[:-1]  # in-place variants behave like their pure forms here
+    return name
+
+
+def _atomic(mod: nn.Module) -> bool:
+    """Module calls read as one op (their insides are skipped): the standard layers whose
+    ``forward`` is the library's own (a subclass that overrides it, e.g. a LayerNorm over NCHW
+    maps, is read through the functions it calls), Hugging Face Conv1D, RMSNorm classes and
+    parameter-free activation classes."""
+    from netxray.lenses.symmetry import _module_kind
+
+    std = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
+           nn.MultiheadAttention, nn.Flatten, nn.Softmax, nn.LogSoftmax, *_POOL_MODULES)
+    if isinstance(mod, nn.GroupNorm):
+        return True  # subclasses (timm's GroupNorm1) still normalise channel groups of axis 1
+    for t in (*std, nn.modules.batchnorm._BatchNorm):
+        if isinstance(mod, t):
+            return type(mod).forward is t.forward or type(mod).__module__.startswith("torch.nn")
+    if _is_conv1d_hf(mod) or _is_rmsnorm(mod) or _module_kind(mod) is not None:
+        return True
+    name = type(mod).__name__
+    return not any(True for _ in mod.parameters()) and any(
+        w in name for w in ("Activation", "GELU", "SiLU", "Swish")) and not list(mod.children())
+
+
+_INDEX_NAMES = {"None": None, "Ellipsis": Ellipsis}
+
+
+def _parse_index(text: str) -> Any:
+    """The index of a ``x[...]`` call from its recorded repr, when it is made of ints, slices,
+    None and Ellipsis only (parsed, never evaluated); None when it is anything else."""
+    import ast
+
+    def conv(node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, int)):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+            return -node.operand.value
+        if isinstance(node, ast.Name) and node.id in _INDEX_NAMES:
+            return _INDEX_NAMES[node.id]
+        if isinstance(node, ast.Tuple):
+            return tuple(conv(e) for e in node.elts)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "slice" \
+                and not node.keywords and len(node.args) <= 3:
+            return slice(*[conv(a) for a in node.args])
+        raise ValueError(text)
+
+    try:
+        return conv(ast.parse(text, mode="eval").body)
+    except (ValueError, SyntaxError):
+        return _UNPARSED
+
+
+_UNPARSED = object()
+_ALIASES = {"to", "contiguous", "float", "type_as", "type", "detach", "clone", "double", "half"}
+
+
+def recorded_graph(model: nn.Module, mg: Any) -> list[GNode]:
+    """Op list from a :class:`netxray.capture.graph.ModelGraph` (one real forward pass): the
+    calls of atomic modules (see :func:`_atomic`) as single ops, every other module read
+    through the torch functions it called."""
+    from netxray.capture.graph import _perm
+
+    mods = dict(model.named_modules())
+    atomic_ids: set[int] = set()
+    inside: dict[int, bool] = {}
+
+    def in_atomic(nid: int | None) -> bool:
+        chain = []
+        while nid is not None and nid not in inside:
+            chain.append(nid)
+            nid = mg.nodes[nid].parent
+        res = inside.get(nid, False) if nid is not None else False
+        for c in reversed(chain):
+            res = res or c in atomic_ids
+            inside[c] = res
+        return res
+
+    for n in mg.nodes:
+        if n.kind == "module" and n.name in mods and _atomic(mods[n.name]):
+            atomic_ids.add(n.id)
+    vnode: dict[int, GNode] = {}
+    out: list[GNode] = []
+
+    def arg(v: int) -> GNode:
+        g = vnode.get(v)
+        prod = mg.nodes[mg.values[v].producer]
+        while g is None and prod.kind == "op" and prod.name in _ALIASES and prod.inputs \
+                and tuple(mg.values[prod.inputs[0]].shape) == tuple(mg.values[v].shape):
+            # ``x.to(dtype)`` inside an atomic module returns x itself when the dtype agrees: the
+            # recorder gives the same tensor a new value, which the caller then reads
+            v = prod.inputs[0]
+            g = vnode.get(v)
+            prod = mg.nodes[mg.values[v].producer]
+        if g is None:  # a value made inside something skipped and used outside: unknown origin
+            g = GNode(f"v{v}", "input", None, shape=tuple(mg.values[v].shape))
+            vnode[v] = g
+            out.append(g)
+        return g
+
+    for n in sorted(mg.nodes, key=lambda n: (n.start, n.id)):
+        if n.kind in ("input", "constant"):
+            for v in n.outputs:
+                vnode[v] = GNode(n.name, "input", n.name, shape=tuple(mg.values[v].shape))
+                out.append(vnode[v])
+            continue
+        if n.kind == "param":
+            for v in n.outputs:
+                vnode[v] = GNode(n.name, "param", n.name, shape=tuple(mg.values[v].shape))
+                out.append(vnode[v])
+            continue
+        if n.kind == "module":
+            if n.id not in atomic_ids or (n.parent is not None and in_atomic(n.parent)):
+                continue
+            args = tuple(arg(v) for v in n.inputs)
+            shape = tuple(mg.values[n.outputs[0]].shape) if n.outputs else None
+            g = GNode(n.name, "module", n.name, args, {}, shape)
+            out.append(g)
+            if len(n.outputs) == 1 and not isinstance(mods[n.name], nn.MultiheadAttention):
+                vnode[n.outputs[0]] = g  # (attention returns (output, weights or None): indexed below)
+            else:
+                for k, v in enumerate(n.outputs):
+                    gi = GNode(f"{n.name}[{k}]", "call", "getitem", (g, k), {}, tuple(mg.values[v].shape))
+                    out.append(gi)
+                    vnode[v] = gi
+            continue
+        # a function call
+        if in_atomic(n.parent):
+            continue
+        args = tuple(arg(v) for v in n.inputs)
+        name = n.name
+        kwargs: dict[str, Any] = {}
+        in_shape = mg.values[n.inputs[0]].shape if n.inputs else ()
+        extra: tuple[Any, ...] = ()
+        if name in ("permute", "transpose", "swapaxes", "swapdims"):
+            perm = _perm(n, len(in_shape)) if name != "swapdims" else None
+            if perm is None:
+                name = "unknown-permute"
+            else:
+                name, extra = "permute", (tuple(perm),)
+        elif name in ("cat", "concat", "concatenate"):
+            d = n.args.get("dim", 0)
+            args, kwargs = (args,), {"dim": int(d) if isinstance(d, int) else 0}
+        elif name == "getitem":
+            raw = (n.args.get("args") or [None])[0]
+            idx = _parse_index(raw) if isinstance(raw, str) else _UNPARSED
+            if idx is _UNPARSED:
+                # an index tensor (or something unparsed): recorded as its own input
+                extra = ()
+                name = "getitem-tensor" if len(args) > 1 else "getitem-unknown"
+            else:
+                extra = (idx,)
+        elif name in _REDUCE:
+            rest = [a for a in n.args.get("args", []) if isinstance(a, int) and not isinstance(a, bool)]
+            dims = n.args.get("dim", n.args.get("dims", rest if len(rest) > 1 else (rest[0] if rest else None)))
+            kwargs = {"dim": dims}
+        for k, v in enumerate(n.outputs or []):
+            shape = tuple(mg.values[v].shape)
+            g = GNode(name if len(n.outputs) == 1 else f"{name}", "call", name,
+                      (args[0], *extra, *args[1:]) if extra and args else args, dict(kwargs), shape)
+            if len(n.outputs) > 1:
+                g.kwargs["_out"] = k
+            out.append(g)
+            vnode[v] = g
+    outs = tuple(arg(v) for v in mg.outputs)
+    out.append(GNode("output", "output", None, outs))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# feature structures
+# ---------------------------------------------------------------------------------------------
+
+FIXED = -1  # a segment of features no permutation may move (the model's own input features)
+
+
+@dataclass
+class _Feat:
+    """Feature structure of a tensor: the feature dimension ``dim`` and its segments
+    ``[(space, block)]`` in order (space FIXED: ``block`` fixed features)."""
+
+    dim: int
+    segs: list[tuple[int, int]]
+
+
+@dataclass
+class _Param:
+    """A parameter read directly, possibly reshaped: ``dims[i]``: the stored tensor's dimension
+    behind dimension i of the current value (None: a new dimension of size 1 or an expanded one)."""
+
+    key: str
+    dims: list[int | None]
+
+
+@dataclass
+class _Space:
+    size: int
+    members: list[tuple[str, Any]] = field(default_factory=list)  # ("w"|"r"|"n", Member)
+    writers: list[str] = field(default_factory=list)  # module paths / param keys, forward order
+    readers: list[str] = field(default_factory=list)
+    frozen: list[str] = field(default_factory=list)
+    joined: set[str] = field(default_factory=set)  # "add" | "mul" | "cat-token" | "norm" | …
+    acts: list[Any] = field(default_factory=list)  # element-wise ops on the way (for rescaling)
+    maxpool: bool = False
+    bn: str | None = None
+    order: int = 0
+
+
+class _UF:
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+        self.spaces: list[_Space] = []
+
+    def new(self, size: int, order: int) -> int:
+        self.parent.append(len(self.parent))
+        self.spaces.append(_Space(size, order=order))
+        return len(self.parent) - 1
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int, how: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            self.spaces[ra].joined.add(how)
+            return
+        if self.spaces[ra].size != self.spaces[rb].size:  # pragma: no cover - callers check sizes
+            raise ValueError("feature spaces of different sizes merged")
+        keep, gone = (ra, rb) if self.spaces[ra].order <= self.spaces[rb].order else (rb, ra)
+        self.parent[gone] = keep
+        s, t = self.spaces[keep], self.spaces[gone]
+        s.members += t.members
+        s.writers += [w for w in t.writers if w not in s.writers]
+        s.readers += [r for r in t.readers if r not in s.readers]
+        s.frozen += t.frozen
+        s.joined |= t.joined | {how}
+        s.acts += t.acts
+        s.maxpool |= t.maxpool
+        s.bn = s.bn or t.bn
+
+    def space(self, i: int) -> _Space:
+        return self.spaces[self.find(i)]
+
+
+_ELEMENTWISE = {
+    "relu": "homogeneous", "leaky_relu": "homogeneous", "prelu": None, "tanh": "odd",
+    "softsign": "odd", "neg": "odd", "hardtanh": None,
+    "gelu": "other", "silu": "other", "sigmoid": "other", "elu": "other", "celu": "other",
+    "selu": "other", "softplus": "other", "mish": "other", "hardswish": "other",
+    "hardsigmoid": "other", "relu6": "other", "logsigmoid": "other", "erf": "other",
+    "exp": "other", "log": "other", "sqrt": "other", "rsqrt": "other", "abs": "other",
+    "pow": "other", "square": "other", "reciprocal": "other", "sin": "other", "cos": "other",
+    "softmax": "other", "log_softmax": "other", "clamp": "other", "clip": "other",
+    "dropout": "identity", "contiguous": "identity", "clone": "identity", "detach": "identity",
+    "to": "identity", "float": "identity", "double": "identity", "half": "identity",
+    "bfloat16": "identity", "type_as": "identity", "type": "identity", "alpha_dropout": "identity",
+    "identity": "identity",
+    # stochastic depth / drop path: the identity in eval mode, a per-sample factor in training
+    "stochastic_depth": "identity", "drop_path": "identity",
+}
+_REDUCE = {"mean", "sum", "amax", "amin", "max", "min", "var", "std", "norm", "logsumexp", "prod",
+           "var_mean", "std_mean"}
+_BINARY = {"add": "add", "sub": "add", "mul": "mul", "div": "mul", "rsub": "add",
+           "maximum": "other", "minimum": "other", "where": "other"}
+_POOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+                 nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+                 nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+_POOL_FUNCS = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+               "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+               "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"}
+_SHAPE_ONLY = {"size", "dim", "getattr", "numel", "eq", "ne", "lt", "gt", "le", "ge", "_assert",
+               "floordiv", "ndimension", "is_floating_point", "shape", "device", "dtype",
+               "new_zeros", "new_ones", "zeros_like", "ones_like", "full_like", "arange"}
+
+
+def _is_conv1d_hf(mod: nn.Module) -> bool:
+    # Hugging Face's GPT-2 style Conv1D: a Linear whose weight is stored (in, out)
+    return type(mod).__name__ == "Conv1D" and hasattr(mod, "nf") and getattr(mod, "weight", None) is not None
+
+
+def _is_rmsnorm(mod: nn.Module) -> bool:
+    if hasattr(nn, "RMSNorm") and isinstance(mod, nn.RMSNorm):
+        return True
+    # the RMSNorm classes of Hugging Face and timm: one 1-D weight, normalising the last axis
+    name = type(mod).__name__
+    return "RMSNorm" in name and isinstance(getattr(mod, "weight", None), torch.Tensor)
+
+
+@dataclass
+class Found:
+    """What :func:`find_axes` read: the spaces (union-find roots), which keys each touches, and
+    notes on the parts it could not follow."""
+
+    spaces: list[_Space]
+    notes: list[str]
+    module_calls: dict[str, int]
+
+
+def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
+    """Run the feature-space propagation over ``graph`` (see the module docstring)."""
+    from netxray.lenses.symmetry import Member
+
+    mods = dict(model.named_modules())
+    state_shapes = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
+    uf = _UF()
+    val: dict[int, Any] = {}
+    notes: list[str] = []
+    calls: dict[str, int] = {}
+    out_space: dict[str, int] = {}  # module path → the space its output rows write (re-used modules)
+
+    def freeze_val(v: Any, reason: str) -> None:
+        for s in _spaces_of(v):
+            uf.space(s).frozen.append(reason)
+
+    def _spaces_of(v: Any) -> list[int]:
+        if isinstance(v, _Feat):
+            return [s for s, _ in v.segs if s != FIXED]
+        if isinstance(v, (list, tuple)):
+            return [s for x in v for s in _spaces_of(x)]
+        return []
+
+    def value(a: Any) -> Any:
+        if isinstance(a, GNode):
+            return val.get(id(a))
+        if isinstance(a, (list, tuple)):
+            return [value(x) for x in a]
+        return a
+
+    def tensor_args(n: GNode) -> list[GNode]:
+        res = []
+
+        def walk(a: Any) -> None:
+            if isinstance(a, GNode):
+                res.append(a)
+            elif isinstance(a, (list, tuple)):
+                for x in a:
+                    walk(x)
+            elif isinstance(a, dict):
+                for x in a.values():
+                    walk(x)
+
+        walk(n.args)
+        walk(n.kwargs)
+        return res
+
+    def length(f: _Feat, sp: bool = True) -> int:
+        return sum((uf.space(s).size * b if s != FIXED else b) for s, b in f.segs)
+
+    def add_members(f: _Feat, key: str, dim: int, role: str, who: str, extra_block: int = 1) -> None:
+        off = 0
+        for s, b in f.segs:
+            if s == FIXED:
+                off += b * extra_block
+                continue
+            sp = uf.space(s)
+            sp.members.append((role, Member(key, dim, block=b * extra_block, offset=off)))
+            if role == "w" and who not in sp.writers:
+                sp.writers.append(who)
+            if role == "r" and who not in sp.readers:
+                sp.readers.append(who)
+            off += sp.size * b * extra_block
+
+    def new_space(size: int, order: int, who: str) -> _Feat:
+        s = uf.new(size, order)
+        return _Feat(-1, [(s, 1)])
+
+    def ndim(n: GNode) -> int:
+        return len(n.shape) if n.shape is not None else 0
+
+    def norm_dim(d: int, nd: int) -> int:
+        return d + nd if d < 0 else d
+
+    for order, n in enumerate(graph):
+        if n.op == "input":
+            val[id(n)] = None
+            continue
+        if n.op == "param":
+            shape = state_shapes.get(n.target)
+            val[id(n)] = _Param(n.target, list(range(len(shape)))) if shape is not None else None
+            continue
+        if n.op == "output":
+            for t in tensor_args(n):
+                freeze_val(value(t), "reaches the model's output")
+            continue
+        ins = [value(t) for t in tensor_args(n)]
+        if n.op == "module":
+            path = n.target
+            calls[path] = calls.get(path, 0) + 1
+            mod = mods[path]
+            x = ins[0] if ins else None
+            val[id(n)] = _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space,
+                                      freeze_val, length, out_space, notes)
+            continue
+        # call
+        val[id(n)] = _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes, notes,
+                                tensor_args, value)
+    roots = sorted({uf.find(i) for i in range(len(uf.parent))}, key=lambda r: uf.spaces[r].order)
+    return Found([uf.spaces[r] for r in roots], notes, calls)
+
+
+def _fix_dim(f: _Feat, nd: int) -> _Feat:
+    return _Feat(f.dim + nd if f.dim < 0 else f.dim, f.segs)
+
+
+def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze_val, length,
+                 out_space, notes):  # noqa: ANN001, ANN202 - internal, called once per module op
+    from netxray.lenses.symmetry import _module_kind
+
+    nd = len(n.shape) if n.shape is not None else 0
+    xin = n.args[0] if n.args else None
+    in_nd = len(xin.shape) if isinstance(xin, GNode) and xin.shape is not None else 0
+    if isinstance(x, _Feat):
+        x = _fix_dim(x, in_nd)
+    if len([v for v in ins if isinstance(v, _Feat)]) > 1 and not isinstance(mod, nn.MultiheadAttention):
+        for v in ins:
+            freeze_val(v, f"{path} ({type(mod).__name__}) takes several featured inputs")
+        return None
+
+    def out_new(size: int, wkey: str, wdim: int, bkey: str | None, fdim: int) -> _Feat:
+        # a module called twice writes the same rows twice: both outputs share one space
+        if path in out_space:
+            s = out_space[path]
+        else:
+            s = uf.new(size, order)
+            out_space[path] = s
+            sp = uf.space(s)
+            from netxray.lenses.symmetry import Member
+
+            sp.members.append(("w", Member(wkey, wdim)))
+            if bkey is not None:
+                sp.members.append(("w", Member(bkey, 0)))
+            sp.writers.append(path)
+        return _Feat(fdim, [(s, 1)])
+
+    def has(name: str) -> bool:
+        return getattr(mod, name, None) is not None
+
+    if isinstance(mod, nn.Linear) or _is_conv1d_hf(mod):
+        hf = _is_conv1d_hf(mod)
+        if isinstance(x, _Feat):
+            if x.dim != in_nd - 1:
+                # a Linear over tokens (MLP-Mixer's token mixing) treats every feature alike: the
+                # features pass; its own hidden units are not followed (one feature axis per tensor)
+                notes.append(f"{path}: mixes an axis other than the features; its own units are not analysed")
+                return x
+            add_members(x, f"{path}.weight", 0 if hf else 1, "r", path)
+        size = mod.weight.shape[1] if hf else mod.out_features
+        return out_new(size, f"{path}.weight", 1 if hf else 0, f"{path}.bias" if has("bias") else None, nd - 1)
+    if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        g = mod.groups
+        if g == 1:
+            if isinstance(x, _Feat):
+                if x.dim != 1:
+                    freeze_val(x, f"{path} mixes an axis other than the channels")
+                else:
+                    add_members(x, f"{path}.weight", 1, "r", path)
+            return out_new(mod.out_channels, f"{path}.weight", 0, f"{path}.bias" if has("bias") else None, 1)
+        if g == mod.in_channels and not (isinstance(x, _Feat) and x.dim == 1):
+            freeze_val(x, f"{path}: depthwise convolution over an axis other than the channels")
+            return None  # a depthwise conv of fixed channels: its output channels are fixed too
+        if g == mod.in_channels:
+            # depthwise: channel c's k = out/in filters read channel c alone, so they move with it
+            k = mod.out_channels // g
+            segs = [(s, b * k) for s, b in x.segs]
+            f = _Feat(1, segs)
+            add_members(f, f"{path}.weight", 0, "w", path)
+            if has("bias"):
+                add_members(f, f"{path}.bias", 0, "w", path)
+            for s in [s for s, _ in x.segs if s != FIXED]:
+                uf.space(s).joined.add("depthwise")
+            return f
+        freeze_val(x, f"{path}: grouped convolution (groups={g}); its channels move only with their group")
+        notes.append(f"{path}: grouped convolution (groups={g}) is not analysed (channels move with their group)")
+        return None
+    if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+        if not isinstance(x, _Feat) or x.dim != 1:
+            freeze_val(x, f"{path}: BatchNorm over an axis other than the features")
+            return None if not isinstance(x, _Feat) else x
+        for t in ("weight", "bias", "running_mean", "running_var"):
+            if getattr(mod, t, None) is not None:
+                add_members(x, f"{path}.{t}", 0, "n", path)
+        for s in [s for s, _ in x.segs if s != FIXED]:
+            sp = uf.space(s)
+            sp.bn = path if sp.bn is None and len(sp.writers) == 1 and not sp.readers and not sp.acts else sp.bn
+            if sp.bn != path:
+                sp.joined.add("norm")
+        return x
+    if isinstance(mod, nn.LayerNorm) or _is_rmsnorm(mod):
+        shp = tuple(getattr(mod, "normalized_shape", ()) or ())
+        if isinstance(x, _Feat):
+            if x.dim != in_nd - 1 or (shp and len(shp) != 1):
+                freeze_val(x, f"{path}: normalises more than the feature axis")
+                return x
+            for t in ("weight", "bias"):
+                if isinstance(getattr(mod, t, None), torch.Tensor):
+                    add_members(x, f"{path}.{t}", 0, "n", path)
+            for s in [s for s, _ in x.segs if s != FIXED]:
+                uf.space(s).joined.add("norm")
+        return x
+    if isinstance(mod, nn.GroupNorm):
+        if isinstance(x, _Feat):
+            if x.dim != 1 or mod.num_groups not in (1, mod.num_channels):
+                freeze_val(x, f"{path}: GroupNorm with {mod.num_groups} groups")
+                return x
+            for t in ("weight", "bias"):
+                if getattr(mod, t, None) is not None:
+                    add_members(x, f"{path}.{t}", 0, "n", path)
+            for s in [s for s, _ in x.segs if s != FIXED]:
+                uf.space(s).joined.add("norm")
+        return x
+    if isinstance(mod, nn.Embedding):
+        return out_new(mod.embedding_dim, f"{path}.weight", 1, None, nd - 1)
+    if isinstance(mod, nn.MultiheadAttention):
+        feats = [v for v in ins[:3] if isinstance(v, _Feat)]
+        same = len(n.args) >= 3 and n.args[0] is n.args[1] is n.args[2]
+        if feats and (not same or not mod._qkv_same_embed_dim or feats[0].dim != in_nd - 1):
+            for v in ins:
+                freeze_val(v, f"{path}: attention over separate query/key/value inputs")
+        elif feats:
+            add_members(feats[0], f"{path}.in_proj_weight", 1, "r", path)
+        f = out_new(mod.embed_dim, f"{path}.out_proj.weight", 0,
+                    f"{path}.out_proj.bias" if mod.out_proj.bias is not None else None, nd - 1 if nd else 2)
+        return [f, None]
+    kind = _module_kind(mod)
+    if isinstance(mod, nn.Flatten):
+        return _reshape_rule(x, xin, n, uf, freeze_val, f"{path} (Flatten)")
+    if isinstance(mod, _POOL_MODULES):
+        if isinstance(x, _Feat):
+            if x.dim != 1:
+                freeze_val(x, f"{path}: pooling over the features")
+                return None
+            if "Max" in type(mod).__name__:
+                for s in [s for s, _ in x.segs if s != FIXED]:
+                    uf.space(s).maxpool = True
+        return x
+    if kind is not None:
+        if isinstance(x, _Feat):
+            for s in [s for s, _ in x.segs if s != FIXED]:
+                uf.space(s).acts.append(mod)
+        return x
+    if isinstance(mod, (nn.Softmax, nn.LogSoftmax)):
+        if isinstance(x, _Feat):
+            for s in [s for s, _ in x.segs if s != FIXED]:
+                uf.space(s).acts.append(("other", type(mod).__name__, mod))
+        return x
+    params = [k for k, _ in mod.named_parameters(recurse=True)]
+    if not params and n.shape is not None and isinstance(x, _Feat) and xin is not None and xin.shape == n.shape \
+            and any(w in type(mod).__name__ for w in ("Activation", "GELU", "SiLU", "Swish", "Act")):
+        # parameter-free activation classes of model libraries (e.g. NewGELUActivation)
+        for s in [s for s, _ in x.segs if s != FIXED]:
+            uf.space(s).acts.append(("other", type(mod).__name__, mod))
+        return x
+    for v in ins:
+        freeze_val(v, f"{path} ({type(mod).__name__}): layer type not understood")
+    if params:
+        notes.append(f"{path} ({type(mod).__name__}): layer type not understood; its parameters are not analysed")
+    return None
+
+
+def _reshape_rule(x, xin, n, uf, freeze_val, what):  # noqa: ANN001, ANN202
+    """view/reshape/flatten/unsqueeze/squeeze by shapes: the feature axis keeps its identity when
+    it is its own group (sizes matched between input and output), or when it is merged with the
+    dimensions right after it (then every feature owns a block of their product)."""
+    if not isinstance(x, _Feat):
+        return x
+    if xin is None or xin.shape is None or n.shape is None:
+        freeze_val(x, f"{what}: shapes unknown")
+        return None
+    a, b = list(xin.shape), list(n.shape)
+    x = _fix_dim(x, len(a))
+    # group dims into runs of equal products
+    i = j = 0
+    while i < len(a) or j < len(b):
+        gi, gj = [i], [j]
+        pa = a[i] if i < len(a) else 1
+        pb = b[j] if j < len(b) else 1
+        i += 1
+        j += 1
+        while pa != pb:
+            if pa < pb:
+                if i >= len(a):
+                    break
+                pa *= a[i]
+                gi.append(i)
+                i += 1
+            else:
+                if j >= len(b):
+                    break
+                pb *= b[j]
+                gj.append(j)
+                j += 1
+        if x.dim in gi:
+            real_a = [d for d in gi if d < len(a) and a[d] != 1]
+            real_b = [d for d in gj if d < len(b) and b[d] != 1]
+            if real_a == [x.dim] and len(real_b) == 1:
+                return _Feat(real_b[0], x.segs)
+            if real_a and real_a[0] == x.dim and len(real_b) == 1:
+                extra = math.prod(a[d] for d in real_a[1:])
+                return _Feat(real_b[0], [(s, bl * extra) for s, bl in x.segs])
+            if a[x.dim] == 1:
+                return None
+            freeze_val(x, f"{what}: the feature axis is split or merged with another axis")
+            return None
+    freeze_val(x, f"{what}: shapes do not match")
+    return None
+
+
+def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes, notes, tensor_args, value):  # noqa: ANN001, ANN202
+    from netxray.lenses.symmetry import Member
+
+    name = n.target
+    nd = len(n.shape) if n.shape is not None else 0
+    x = value(n.args[0]) if n.args else None
+    xin = n.args[0] if n.args and isinstance(n.args[0], GNode) else None
+    in_nd = len(xin.shape) if xin is not None and xin.shape is not None else 0
+    if isinstance(x, _Feat):
+        x = _fix_dim(x, in_nd)
+    if name in _SHAPE_ONLY:
+        return None
+    if name == "getitem":
+        return _getitem_rule(n, x, xin, freeze_val)
+    params = [v for v in ins if isinstance(v, _Param)]
+
+    def new_writer(size: int, wkey: str, wdim: int, bkey: str | None, fdim: int) -> _Feat:
+        s = uf.new(size, order)
+        sp = uf.space(s)
+        sp.members.append(("w", Member(wkey, wdim)))
+        if bkey is not None:
+            sp.members.append(("w", Member(bkey, 0)))
+        sp.writers.append(wkey.rsplit(".", 1)[0])
+        sp.joined.add("functional")  # not a module call: permutation only
+        return _Feat(fdim, [(s, 1)])
+
+    # functional layers called by modules that override forward (timm's BatchNormAct2d,
+    # LayerNorm2d, StdConv2d …): their parameters arrive as inputs of the call
+    if name in ("linear", "conv1d", "conv2d", "conv3d", "embedding") and params \
+            and params[0].dims == list(range(len(state_shapes[params[0].key]))):
+        w = params[0]
+        wshape = state_shapes[w.key]
+        b = params[1].key if len(params) > 1 and len(state_shapes[params[1].key]) == 1 else None
+        if name == "embedding":
+            return new_writer(wshape[1], w.key, 1, None, nd - 1)
+        if name == "linear":
+            if isinstance(x, _Feat):
+                if x.dim != in_nd - 1:
+                    freeze_val(x, f"`linear` ({w.key}) mixes an axis other than the features")
+                else:
+                    add_members(x, w.key, 1, "r", w.key.rsplit(".", 1)[0])
+            return new_writer(wshape[0], w.key, 0, b, nd - 1)
+        cin = xin.shape[1] if xin is not None and xin.shape is not None and len(xin.shape) > 1 else None
+        g = cin // wshape[1] if cin else None
+        if g == 1:
+            if isinstance(x, _Feat):
+                if x.dim != 1:
+                    freeze_val(x, f"`{name}` ({w.key}) mixes an axis other than the channels")
+                else:
+                    add_members(x, w.key, 1, "r", w.key.rsplit(".", 1)[0])
+            return new_writer(wshape[0], w.key, 0, b, 1)
+        if g == cin:
+            if not isinstance(x, _Feat) or x.dim != 1:
+                return None
+            f = _Feat(1, [(sp, bl * (wshape[0] // cin)) for sp, bl in x.segs])
+            add_members(f, w.key, 0, "w", w.key.rsplit(".", 1)[0])
+            if b is not None:
+                add_members(f, b, 0, "w", w.key.rsplit(".", 1)[0])
+            return f
+        freeze_val(x, f"`{name}` ({w.key}): grouped convolution (groups={g})")
+        notes.append(f"{w.key.rsplit('.', 1)[0]}: grouped convolution (groups={g}) is not analysed "
+                     "(channels move with their group)")
+        return None
+    if name in ("batch_norm", "layer_norm", "rms_norm", "instance_norm") and isinstance(x, _Feat):
+        want = 1 if name in ("batch_norm", "instance_norm") else in_nd - 1
+        ok = x.dim == want and all(len(state_shapes[p.key]) == 1 and p.dims == [0] for p in params)
+        if name in ("layer_norm", "rms_norm") and n.shape is not None:
+            ok = ok and all(state_shapes[p.key][0] == n.shape[-1] for p in params)
+        if not ok:
+            freeze_val(x, f"`{name}` over more than the feature axis")
+            return None
+        for p in params:
+            add_members(x, p.key, 0, "n", p.key.rsplit(".", 1)[0])
+        for sp in [sp for sp, _ in x.segs if sp != FIXED]:
+            uf.space(sp).joined.add("norm")
+        return x
+    if not any(isinstance(v, _Feat) for v in ins):
+        # no featured tensor: parameters being reshaped keep track of their stored dimensions
+        if isinstance(x, _Param) and n.shape is not None:
+            return _param_reshape(x, xin, n)
+        return None
+    if name in _ELEMENTWISE and len([v for v in ins if isinstance(v, _Feat)]) == 1 and isinstance(x, _Feat) \
+            and (n.shape is None or xin is None or xin.shape == n.shape):
+        kind = _ELEMENTWISE[name]
+        if name in ("softmax", "log_softmax"):
+            kind = "other"
+        if kind != "identity" or name == "dropout":
+            fn = _func_of(name, n)
+            for s in [s for s, _ in x.segs if s != FIXED]:
+                uf.space(s).acts.append((kind or "other", name, fn))
+        return x
+    if name in _POOL_FUNCS and isinstance(x, _Feat):
+        if x.dim != 1:
+            freeze_val(x, f"{name} over the features")
+            return None
+        if "max" in name:
+            for s in [s for s, _ in x.segs if s != FIXED]:
+                uf.space(s).maxpool = True
+        return x
+    if name in _REDUCE and isinstance(x, _Feat):
+        for s in [s for s, _ in x.segs if s != FIXED]:
+            uf.space(s).joined.add("reduced")
+        a = list(xin.shape) if xin is not None and xin.shape is not None else None
+        b = list(n.shape) if n.shape is not None else None
+        if a is not None and b is not None and len(a) == len(b):  # keepdim: reduced axes became 1
+            return x if a[x.dim] == b[x.dim] and a[x.dim] != 1 else None
+        dims = n.kwargs.get("dim", n.args[1] if len(n.args) > 1 else None)
+        if dims is None or (b is not None and len(b) == 0):
+            return None  # a full reduction: invariant under every permutation
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        if not all(isinstance(d, int) for d in dims):
+            freeze_val(x, f"`{name}` over axes that were not recorded")
+            return None
+        dims = [d + in_nd if d < 0 else d for d in dims]
+        if x.dim in dims:
+            return None
+        if b is not None and len(b) == in_nd - len(dims) or b is None:
+            return _Feat(x.dim - sum(d < x.dim for d in dims), x.segs)
+        return _Feat(x.dim, x.segs)
+    if name in ("chunk", "split", "unbind", "split_with_sizes", "tensor_split") and isinstance(x, _Feat):
+        a = list(xin.shape) if xin is not None and xin.shape is not None else None
+        b = list(n.shape) if n.shape is not None else None
+        if a is not None and b is not None:
+            if len(a) == len(b) and a[x.dim] == b[x.dim]:
+                return x  # split along another axis: every piece carries all features
+            if len(b) == len(a) - 1 and name == "unbind":
+                d = n.args[1] if len(n.args) > 1 and isinstance(n.args[1], int) else n.kwargs.get("dim", 0)
+                d = d + in_nd if isinstance(d, int) and d < 0 else d
+                if isinstance(d, int) and d != x.dim:
+                    return _Feat(x.dim - (d < x.dim), x.segs)
+        freeze_val(x, f"`{name}` splits the feature axis")
+        return None
+    if name in ("getitem-tensor", "getitem-unknown") and isinstance(x, _Feat):
+        a = list(xin.shape) if xin is not None and xin.shape is not None else None
+        b = list(n.shape) if n.shape is not None else None
+        if a is not None and b is not None and x.dim == len(a) - 1 and b and b[-1] == a[-1]:
+            return _Feat(len(b) - 1, x.segs)  # rows selected (tokens, samples); features kept
+        freeze_val(x, "indexing that may select features")
+        return None
+    if name in _BINARY:
+        return _binary_rule(n, name, value, uf, add_members, freeze_val, nd)
+    if name in ("view", "reshape", "flatten", "unsqueeze", "squeeze", "unflatten", "view_as", "reshape_as"):
+        return _reshape_rule(x, xin, n, uf, freeze_val, name)
+    if name in ("permute", "transpose", "movedim", "swapaxes", "t") and isinstance(x, _Feat):
+        rest = [a for a in n.args[1:]]
+        if name == "permute":
+            dims = list(rest[0]) if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else list(rest)
+            dims = [d + in_nd if d < 0 else d for d in dims]
+            return _Feat(dims.index(x.dim), x.segs)
+        if name in ("transpose", "swapaxes", "movedim") and len(rest) == 2:
+            d0, d1 = (d + in_nd if d < 0 else d for d in rest)
+            if name == "movedim":
+                order_ = [d for d in range(in_nd) if d != d0]
+                order_.insert(d1, d0)
+                return _Feat(order_.index(x.dim), x.segs)
+            return _Feat(d1 if x.dim == d0 else d0 if x.dim == d1 else x.dim, x.segs)
+        if name == "t" and in_nd == 2:
+            return _Feat(1 - x.dim, x.segs)
+    if name == "roll" and isinstance(x, _Feat) and xin is not None and xin.shape == n.shape:
+        # Swin's shifted windows roll the spatial axes; the graph does not keep roll's dims, so
+        # this is a claim: a roll of the features would make the verification reject the axis
+        for sp in [sp for sp, _ in x.segs if sp != FIXED]:
+            uf.space(sp).joined.add("roll")
+        return x
+    if name == "pad" and isinstance(x, _Feat) and xin is not None and xin.shape is not None and n.shape is not None:
+        if len(xin.shape) == len(n.shape) and xin.shape[x.dim] == n.shape[x.dim]:
+            return x  # spatial padding (Swin's windows): every feature padded alike
+        freeze_val(x, "`pad` of the feature axis")
+        return None
+    if name == "expand" and isinstance(x, _Feat):
+        return _Feat(x.dim + (nd - in_nd), x.segs)
+    if name in ("cat", "concat", "concatenate"):
+        return _cat_rule(n, uf, add_members, freeze_val, value, nd)
+    for v in ins:
+        freeze_val(v, f"passes through `{name}`, which may not commute with a permutation of its features")
+    return None
+
+
+def _func_of(name: str, n: GNode) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    import torch.nn.functional as F
+
+    fn = getattr(F, name, None) or getattr(torch, name, None)
+    if fn is None:
+        return None
+    const = [a for a in n.args[1:] if not isinstance(a, GNode)]
+    kwargs = {k: v for k, v in n.kwargs.items() if not isinstance(v, GNode) and k != "inplace"}
+
+    def call(t: torch.Tensor) -> torch.Tensor:
+        return fn(t, *const, **kwargs)
+
+    return call
+
+
+def _param_reshape(p: _Param, xin: GNode | None, n: GNode) -> _Param | None:
+    if xin is None or xin.shape is None or n.shape is None:
+        return None
+    a, b = list(xin.shape), list(n.shape)
+    name = n.target
+    if name in ("to", "float", "double", "contiguous", "clone", "detach", "type_as") and a == b:
+        return p
+    if name == "expand":
+        pad = len(b) - len(a)
+        dims = [None] * pad + [d if a[i] == b[i + pad] else None for i, d in enumerate(p.dims)]
+        return _Param(p.key, dims)
+    # view/reshape/unsqueeze/squeeze: keep the stored dims whose sizes > 1 survive in order
+    real_a = [(i, s) for i, s in enumerate(a) if s != 1]
+    real_b = [(j, s) for j, s in enumerate(b) if s != 1]
+    if [s for _, s in real_a] != [s for _, s in real_b]:
+        return None
+    dims: list[int | None] = [None] * len(b)
+    for (i, _), (j, _) in zip(real_a, real_b, strict=True):
+        dims[j] = p.dims[i]
+    return _Param(p.key, dims)
+
+
+def _param_member(p: _Param, pshape: tuple[int, ...], out_dim: int, out_nd: int) -> int | None:
+    """The stored dimension of parameter value ``p`` (current shape ``pshape``) that lines up with
+    output dimension ``out_dim`` under broadcasting; None when it is broadcast (size 1)."""
+    i = out_dim - (out_nd - len(pshape))
+    if i < 0 or pshape[i] == 1:
+        return None
+    return p.dims[i] if i < len(p.dims) else None
+
+
+def _binary_rule(n, name, value, uf, add_members, freeze_val, nd):  # noqa: ANN001, ANN202
+    args = [a for a in n.args[:2]]
+    if name == "where":
+        args = list(n.args[1:3])
+    vals = []
+    for a in args:
+        if isinstance(a, GNode):
+            vals.append((a, value(a)))
+        else:
+            vals.append((None, None))
+    feats = [(a, v) for a, v in vals if isinstance(v, _Feat)]
+    fdims = {(_fix_dim(v, len(a.shape) if a.shape else 0).dim - (len(a.shape) if a.shape else 0)) for a, v in feats}
+    if len(fdims) != 1:
+        for _, v in vals:
+            freeze_val(v, f"`{name}` of tensors with different feature axes")
+        return None
+    rel = fdims.pop()
+    out_dim = nd + rel
+    base = _Feat(out_dim, feats[0][1].segs)
+    if name == "where" or _BINARY[name] == "other":
+        if len(feats) != 2:
+            for _, v in vals:
+                freeze_val(v, f"`{name}` with a tensor of fixed features")
+            return None
+    if len(feats) == 2:
+        f1, f2 = feats[0][1], feats[1][1]
+        if f1.segs != f2.segs:
+            if len(f1.segs) != len(f2.segs) or any(
+                uf.space(s1).size * b1 != uf.space(s2).size * b2 if s1 != FIXED and s2 != FIXED else (s1 != s2)
+                for (s1, b1), (s2, b2) in zip(f1.segs, f2.segs, strict=True)
+            ) or any(b1 != b2 for (_, b1), (_, b2) in zip(f1.segs, f2.segs, strict=True)):
+                freeze_val(f1, f"`{name}` of tensors whose features are arranged differently")
+                freeze_val(f2, f"`{name}` of tensors whose features are arranged differently")
+                return None
+            for (s1, _), (s2, _) in zip(f1.segs, f2.segs, strict=True):
+                if s1 != s2:
+                    uf.union(s1, s2, _BINARY[name])
+        else:
+            for s, _ in f1.segs:
+                if s != FIXED:
+                    uf.space(s).joined.add(_BINARY[name])
+        return _Feat(out_dim, [(s if s == FIXED else uf.find(s), b) for s, b in f1.segs])
+    # one featured operand; the other is a parameter, a fixed tensor or a number
+    (fa, f), = feats
+    other = [(a, v) for a, v in vals if a is not fa]
+    for a, v in other:
+        if a is None:
+            continue  # a Python number broadcasts over every feature alike
+        oshape = a.shape
+        if oshape is None:
+            continue
+        i = out_dim - (nd - len(oshape))
+        if i < 0 or oshape[i] == 1:
+            for s, _ in f.segs:
+                if s != FIXED:
+                    uf.space(s).joined.add(_BINARY[name] + "-broadcast")
+            continue  # broadcast along the features: the same value for every feature
+        if isinstance(v, _Param):
+            d = v.dims[i] if i < len(v.dims) else None
+            if d is None:
+                freeze_val(f, f"`{name}` with parameter {v.key} reshaped across its features")
+                return None
+            add_members(f, v.key, d, "n", v.key)
+            for s, _ in f.segs:
+                if s != FIXED:
+                    uf.space(s).joined.add(_BINARY[name] + "-param")
+            continue
+        freeze_val(f, f"`{name}` with a tensor of fixed features")
+        return None
+    return base
+
+
+def _getitem_rule(n, x, xin, freeze_val):  # noqa: ANN001, ANN202
+    idx = n.args[1] if len(n.args) > 1 else None
+    if isinstance(x, list):  # a tuple output (MultiheadAttention, split) indexed by position
+        return x[idx] if isinstance(idx, int) and -len(x) <= idx < len(x) else None
+    if not isinstance(x, _Feat):
+        return None
+    if xin is None or xin.shape is None:
+        freeze_val(x, "indexing with unknown shapes")
+        return None
+    nd_in = len(xin.shape)
+    items = list(idx) if isinstance(idx, tuple) else [idx]
+    if any(isinstance(i, GNode) for i in items):
+        # an index tensor selects along the first axis (tokens, samples), never the features
+        if x.dim == 0:
+            freeze_val(x, "indexing the feature axis")
+            return None
+        pos = [k for k, i in enumerate(items) if isinstance(i, GNode)]
+        if pos != [0] and not (len(items) >= 1 and all(i == slice(None) for i in items[:pos[0]])):
+            freeze_val(x, "advanced indexing")
+            return None
+        return _Feat(x.dim + (len(n.shape) - nd_in) if n.shape is not None else x.dim, x.segs)
+    # expand Ellipsis
+    if any(i is Ellipsis for i in items):
+        k = items.index(Ellipsis)
+        used = sum(1 for i in items if i is not None and i is not Ellipsis)
+        items = items[:k] + [slice(None)] * (nd_in - used) + items[k + 1:]
+    d_in, d_out, new_dim = 0, 0, None
+    for it in items:
+        if it is None:
+            d_out += 1
+            continue
+        if d_in == x.dim:
+            if isinstance(it, slice) and it == slice(None):
+                new_dim = d_out
+            else:
+                freeze_val(x, "a slice or index of the feature axis")
+                return None
+        if isinstance(it, int):
+            d_in += 1
+        else:
+            d_in += 1
+            d_out += 1
+    if new_dim is None:
+        new_dim = d_out + (x.dim - d_in)
+    return _Feat(new_dim, x.segs)
+
+
+def _cat_rule(n, uf, add_members, freeze_val, value, nd):  # noqa: ANN001, ANN202
+    parts = n.args[0] if n.args else n.kwargs.get("tensors")
+    dim = n.kwargs.get("dim", n.args[1] if len(n.args) > 1 else 0)
+    dim = dim + nd if dim < 0 else dim
+    vals = [(p, value(p)) for p in parts]
+    feats = [v for _, v in vals if isinstance(v, _Feat)]
+    fd = {_fix_dim(v, nd).dim for v in feats}
+    if len(fd) > 1:
+        for _, v in vals:
+            freeze_val(v, "`cat` of tensors with different feature axes")
+        return None
+    fdim = fd.pop()
+    if fdim == dim:  # along the features: each part keeps its own space
+        segs: list[tuple[int, int]] = []
+        for p, v in vals:
+            if isinstance(v, _Feat):
+                segs += v.segs
+            elif p.shape is not None:
+                if isinstance(v, _Param):
+                    freeze_val(feats[0], "`cat` of a parameter along the features")
+                    return None
+                segs.append((FIXED, p.shape[dim]))
+        return _Feat(fdim, segs)
+    # along tokens: every part carries the same features
+    f0 = feats[0]
+    for p, v in vals:
+        if isinstance(v, _Feat):
+            if v is f0:
+                continue
+            if v.segs != f0.segs:
+                if len(v.segs) == len(f0.segs) == 1 and v.segs[0][1] == f0.segs[0][1]:
+                    uf.union(v.segs[0][0], f0.segs[0][0], "cat-token")
+                else:
+                    freeze_val(v, "`cat` of tensors whose features are arranged differently")
+                    freeze_val(f0, "`cat` of tensors whose features are arranged differently")
+                    return None
+        elif isinstance(v, _Param) and p.shape is not None:
+            i = fdim - (nd - len(p.shape))
+            d = v.dims[i] if 0 <= i < len(v.dims) else None
+            if d is None:
+                freeze_val(f0, "`cat` with a parameter reshaped across its features")
+                return None
+            add_members(f0, v.key, d, "n", v.key)
+        else:
+            freeze_val(f0, "`cat` with a tensor of fixed features")
+            return None
+    return _Feat(fdim, [(s if s == FIXED else uf.find(s), b) for s, b in f0.segs])
+
+
+# ---------------------------------------------------------------------------------------------
+# attention heads, from the attention modules themselves
+# ---------------------------------------------------------------------------------------------
+
+
+def head_axes(model: nn.Module) -> list[dict[str, Any]]:
+    """Head permutations of the attention modules of ``model`` whose layout is known:
+    ``nn.MultiheadAttention`` (packed in_proj), Hugging Face q/k/v(/o) projections (BERT, ViT,
+    RoBERTa: ``query/key/value`` with the output projection in the sibling ``output.dense``;
+    Llama-style ``q_proj/k_proj/v_proj/o_proj`` with grouped-query attention; GPT-2's packed
+    ``c_attn``/``c_proj`` Conv1D), timm/netxray ``qkv``/``proj``. Each entry: name, layer,
+    size, members (writers, readers) and the note; with grouped-query attention one entry for
+    the key/value groups and one per group for the query heads inside it."""
+    from netxray.lenses.symmetry import Member
+
+    out: list[dict[str, Any]] = []
+    mods = dict(model.named_modules())
+
+    def cfg_int(mod: nn.Module, *names: str) -> int | None:
+        for nm in names:
+            v = getattr(mod, nm, None)
+            if isinstance(v, int) and v > 0:
+                return v
+            c = getattr(mod, "config", None)
+            v = getattr(c, nm, None) if c is not None else None
+            if isinstance(v, int) and v > 0:
+                return v
+        return None
+
+    def bias(path: str) -> list[Any]:
+        m = mods.get(path)
+        return [path + ".bias"] if m is not None and getattr(m, "bias", None) is not None else []
+
+    for path, mod in mods.items():
+        p = f"{path}." if path else ""
+        if isinstance(mod, nn.MultiheadAttention) and mod._qkv_same_embed_dim:
+            H, hd = mod.num_heads, mod.head_dim
+            w = [Member(f"{p}in_proj_weight", 0, block=hd, segments=3)]
+            if mod.in_proj_bias is not None:
+                w.append(Member(f"{p}in_proj_bias", 0, block=hd, segments=3))
+            out.append(_head(path, H, hd, w, [Member(f"{p}out_proj.weight", 1, block=hd)], "q/k/v"))
+            continue
+        names = set(dict(mod.named_children()))
+        qkvo = next((t for t in _QKVO if set(t) <= names), None)
+        if qkvo is not None:
+            qn, kn, vn, on = qkvo
+            q, k, v, o = (mods[p + s] for s in qkvo)
+            if not all(isinstance(m, nn.Linear) for m in (q, k, v, o)):
+                continue
+            hd = cfg_int(mod, "head_dim", "attention_head_size")
+            H = cfg_int(mod, "num_heads", "num_attention_heads", "n_heads")
+            if hd is None and H:
+                hd = q.out_features // H
+            if not hd or q.out_features % hd or k.out_features % hd:
+                continue
+            H, G = q.out_features // hd, k.out_features // hd
+            if H % G:
+                continue
+            r = H // G
+            qb = [Member(f"{p}{qn}.weight", 0, block=hd * r)] + [Member(b, 0, block=hd * r) for b in bias(p + qn)]
+            kv = [Member(f"{p}{s}.weight", 0, block=hd) for s in (kn, vn)]
+            kv += [Member(b, 0, block=hd) for s in (kn, vn) for b in bias(p + s)]
+            if G == 1 or G == H:  # one key/value head for all (multi-query), or plain multi-head
+                shared = []
+                if G == 1:  # the single key/value head is shared by every query head: it stays
+                    qb = [Member(f"{p}{qn}.weight", 0, block=hd)] + [Member(b, 0, block=hd) for b in bias(p + qn)]
+                    shared = [f"{p}{s}.weight" for s in (kn, vn)]
+                    kv = []
+                out.append(_head(path, H, hd, qb + kv, [Member(f"{p}{on}.weight", 1, block=hd)], "q/k/v"))
+                out[-1]["explains"] = shared
+                continue
+            out.append(_head(path, G, hd, qb + kv, [Member(f"{p}{on}.weight", 1, block=hd * r)],
+                             "key/value group", name=f"{path}.kv_groups", kind="key/value head group",
+                             note=f"grouped-query attention: {G} key/value heads, each shared by {r} query "
+                             "heads; the groups permute (k/v rows and their query heads move together)"))
+            for g in range(G):
+                w = [Member(f"{p}{qn}.weight", 0, block=hd, offset=g * r * hd)]
+                w += [Member(b, 0, block=hd, offset=g * r * hd) for b in bias(p + qn)]
+                out.append(_head(path, r, hd, w, [Member(f"{p}{on}.weight", 1, block=hd, offset=g * r * hd)],
+                                 "query heads", name=f"{path}.heads.g{g}", kind="attention head",
+                                 note=f"the {r} query heads sharing key/value head {g} permute among themselves"))
+            continue
+        if {"query", "key", "value"} <= names:
+            q = mods[p + "query"]
+            H = cfg_int(mod, "num_attention_heads", "num_heads")
+            hd = cfg_int(mod, "attention_head_size", "head_dim") or (q.out_features // H if H else None)
+            parent, _, _ = path.rpartition(".")
+            o = mods.get(f"{parent}.output.dense") if parent else None
+            if not (H and hd and isinstance(o, nn.Linear) and all(isinstance(mods[p + s], nn.Linear) for s in ("query", "key", "value"))):
+                continue
+            w = [Member(f"{p}{s}.weight", 0, block=hd) for s in ("query", "key", "value")]
+            w += [Member(b, 0, block=hd) for s in ("query", "key", "value") for b in bias(p + s)]
+            out.append(_head(path, H, hd, w, [Member(f"{parent}.output.dense.weight", 1, block=hd)], "q/k/v"))
+            continue
+        if {"c_attn", "c_proj"} <= names and _is_conv1d_hf(mods[p + "c_attn"]):
+            H = cfg_int(mod, "num_heads", "n_head")
+            hd = cfg_int(mod, "head_dim")
+            if not (H and hd) or getattr(mod, "is_cross_attention", False):
+                continue
+            w = [Member(f"{p}c_attn.weight", 1, block=hd, segments=3)] + [Member(b, 0, block=hd, segments=3) for b in bias(p + "c_attn")]
+            out.append(_head(path, H, hd, w, [Member(f"{p}c_proj.weight", 0, block=hd)], "q/k/v"))
+            continue
+        if {"qkv", "proj"} <= names and isinstance(mods[p + "qkv"], nn.Linear) and isinstance(mods[p + "proj"], nn.Linear):
+            qkv, proj = mods[p + "qkv"], mods[p + "proj"]
+            H = cfg_int(mod, "num_heads")
+            if not H or qkv.out_features % H or proj.in_features % H:
+                continue
+            # parameters of the attention module indexed by head first (EfficientFormer's
+            # attention_biases (H, N)) move with their head
+            per_head = _per_head_members(mod, p, H, exclude=("qkv", "proj"))
+            ob = proj.in_features // H
+            layouts = []
+            hd = cfg_int(mod, "head_dim") or qkv.out_features // 3 // H
+            if qkv.out_features == 3 * H * hd:  # timm ViT: all queries, then all keys, then values
+                w = [Member(f"{p}qkv.weight", 0, block=hd, segments=3)]
+                w += [Member(b, 0, block=hd, segments=3) for b in bias(p + "qkv")]
+                layouts.append((w, "q/k/v"))
+            blk = qkv.out_features // H  # per head, its q, k and v rows together (EfficientFormer)
+            w = [Member(f"{p}qkv.weight", 0, block=blk)] + [Member(b, 0, block=blk) for b in bias(p + "qkv")]
+            layouts.append((w, "per-head interleaved q/k/v"))
+            first = _head(path, H, hd if layouts[0][1] == "q/k/v" else blk, layouts[0][0] + per_head,
+                          [Member(f"{p}proj.weight", 1, block=ob)], layouts[0][1])
+            first["alternatives"] = [_head(path, H, blk, w2 + per_head, [Member(f"{p}proj.weight", 1, block=ob)], what)
+                                     for w2, what in layouts[1:]]
+            out.append(first)
+    return out
+
+
+# (query, key, value, output) projection names: Llama/Mistral/Qwen…, DistilBERT, T5, diffusers
+_QKVO = (("q_proj", "k_proj", "v_proj", "o_proj"), ("q_lin", "k_lin", "v_lin", "out_lin"),
+         ("q", "k", "v", "o"), ("to_q", "to_k", "to_v", "to_out"))
+
+
+def _per_head_members(mod: nn.Module, p: str, H: int, exclude: tuple[str, ...]) -> list[Any]:
+    """Parameters of an attention module indexed by head, which move with their head: a direct
+    parameter with exactly one axis of length H (EfficientFormer's ``attention_biases`` (H, N),
+    Swin's ``relative_position_bias_table`` (N, H), Swin V2's ``logit_scale`` (H, 1, 1)), and the
+    rows of a Linear inside it that outputs one value per head (Swin V2's position-bias MLP).
+    A wrong guess fails verification, and the layout without it is not claimed."""
+    from netxray.lenses.symmetry import Member
+
+    out = []
+    for n, t in mod.named_parameters(recurse=False):
+        dims = [d for d, k in enumerate(t.shape) if k == H]
+        if len(dims) == 1 and t.ndim >= 1:
+            out.append(Member(f"{p}{n}", dims[0]))
+    for n, sub in mod.named_modules():
+        if n and n.split(".")[0] not in exclude and isinstance(sub, nn.Linear) and sub.out_features == H:
+            out.append(Member(f"{p}{n}.weight", 0))
+            if sub.bias is not None:
+                out.append(Member(f"{p}{n}.bias", 0))
+    return out
+
+
+def _head(path: str, size: int, hd: int, writers: list[Any], readers: list[Any], what: str, *,
+          name: str | None = None, kind: str = "attention head", note: str | None = None) -> dict[str, Any]:
+    return {
+        "name": name or f"{path}.heads", "layer": path, "size": size, "writers": writers,
+        "readers": readers, "kind": kind, "head_dim": hd,
+        "note": note or f"{size} heads of {hd} dims: {what} row blocks and output-projection column "
+        "blocks move together (the per-head GL(d_head) symmetries are not counted)",
+    }
+

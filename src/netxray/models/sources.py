@@ -1,0 +1,263 @@
+"""Model sources: one string names a model, the same in Python (``netxray.load``) and on the CLI.
+
+==========================  ==============================================================
+``runs/mlp`` (a path)       a netxray checkpoint (directory or ``.safetensors`` + config.json)
+``PATH.py:FACTORY``         your own code: ``FACTORY()`` in that file returns the nn.Module
+``torchvision:NAME``        ``torchvision.models.get_model(NAME, weights=None)`` (random init)
+``timm:NAME``               ``timm.create_model(NAME, pretrained=False)`` (random init)
+``hf:DIR``                  a local Hugging Face model directory (``save_pretrained``), read
+                            with ``local_files_only=True``; the head from ``task`` or the
+                            config's ``architectures``
+==========================  ==============================================================
+
+``weights=FILE`` loads a state dict into a ``PATH.py:FACTORY``, ``torchvision:`` or ``timm:``
+model: ``.safetensors``, or ``.pt/.pth/.bin`` through ``torch.load(weights_only=True)``; keys
+and shapes are checked before anything is loaded. Nothing is downloaded: the builders are
+called without pretrained weights, Hugging Face only reads the directory. torchvision, timm and
+transformers are optional: a missing one is a one-line :class:`ModelSourceError` naming the
+extra to install (``pip install 'netxray[vision]'`` or ``'netxray[hf]'``).
+
+Every model is returned in eval mode with ``model.netxray_source`` (the string) and, when the
+source declares one, ``model.netxray_preprocessing`` (image size, mean, std) which the
+``imagefolder:`` data source uses by default.
+
+Example
+-------
+>>> m = load("torchvision:resnet18")  # doctest: +SKIP
+>>> m.netxray_source  # doctest: +SKIP
+'torchvision:resnet18'
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["MODEL_SOURCES", "ModelSourceError", "load", "parse_source"]
+
+MODEL_SOURCES = ("CHECKPOINT", "PATH.py:FACTORY", "torchvision:NAME", "timm:NAME", "hf:DIR")
+
+_EXTRAS = {"torchvision": "vision", "timm": "vision", "PIL": "vision", "transformers": "hf",
+           "tokenizers": "hf", "datasets": "hf"}  # fmt: skip
+
+# --task names -> transformers auto class
+HF_TASKS: dict[str, str] = {
+    "base": "AutoModel",
+    "feature-extraction": "AutoModel",
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "image-classification": "AutoModelForImageClassification",
+    "masked-lm": "AutoModelForMaskedLM",
+    "causal-lm": "AutoModelForCausalLM",
+    "question-answering": "AutoModelForQuestionAnswering",
+    "multiple-choice": "AutoModelForMultipleChoice",
+}
+
+
+class ModelSourceError(ValueError):
+    """A model source string cannot be used; the message says what was expected or what to install."""
+
+
+def require(module: str, what: str) -> Any:
+    """Import an optional package or raise one line naming the extra that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.split(".")[0]
+        if exc.name is not None and exc.name.split(".")[0] != top:
+            raise  # the package is there but broken: show the real error
+        extra = _EXTRAS.get(top)
+        hint = f"pip install 'netxray[{extra}]'" if extra else f"pip install {top}"
+        raise ModelSourceError(f"{what} needs the {top} package, which is not installed: {hint}") from None
+
+
+def parse_source(spec: str | os.PathLike[str]) -> tuple[str, str]:
+    """``(kind, rest)`` of a model source: kind is ``checkpoint``, ``factory``,
+    ``torchvision``, ``timm`` or ``hf``.
+
+    Example:
+        >>> parse_source("timm:resnet18"), parse_source("net.py:make"), parse_source("runs/a")
+        (('timm', 'resnet18'), ('factory', 'net.py:make'), ('checkpoint', 'runs/a'))
+    """
+    text = os.fspath(spec)
+    prefix, sep, rest = text.partition(":")
+    if sep and prefix in ("torchvision", "timm", "hf"):
+        if not rest.strip():
+            raise ModelSourceError(f"model {text!r}: expected {prefix}:NAME" + (
+                "" if prefix != "hf" else " (hf:DIR, a local model directory)"))  # fmt: skip
+        return prefix, rest.strip()
+    path_part, sep, name = text.rpartition(":")
+    if sep and path_part.endswith(".py"):
+        return "factory", text
+    return "checkpoint", text
+
+
+def load(
+    spec: str | os.PathLike[str],
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    task: str | None = None,
+    device: str | torch.device | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Load a model from a source string (see the module docstring), in eval mode.
+
+    Args:
+        spec: ``CHECKPOINT``, ``PATH.py:FACTORY``, ``torchvision:NAME``, ``timm:NAME`` or ``hf:DIR``.
+        weights: a state-dict file for ``PATH.py:FACTORY``, ``torchvision:`` and ``timm:`` models.
+        task: for ``hf:DIR``, the head: ``sequence-classification``, ``image-classification``,
+            ``base``… (default: the config's ``architectures``, else the bare model).
+        device: None (CPU, as loaded), ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        kwargs: passed to the builder (``num_classes=10`` for torchvision/timm).
+
+    Example:
+        >>> import tempfile
+        >>> from netxray.models import build_model, save_checkpoint
+        >>> d = save_checkpoint(build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2}),
+        ...                     tempfile.mkdtemp())
+        >>> type(load(d)).__name__
+        'MLP'
+    """
+    kind, rest = parse_source(spec)
+    if weights is not None and kind in ("checkpoint", "hf"):
+        raise ModelSourceError(
+            f"--weights is for PATH.py:FACTORY, torchvision: and timm: models; {kind} model "
+            f"{os.fspath(spec)!r} carries its own weights"
+        )
+    if task is not None and kind != "hf":
+        raise ModelSourceError(f"--task applies to hf:DIR models only, not {os.fspath(spec)!r}")
+    if kind == "checkpoint":
+        from netxray.models.checkpoint import load as load_checkpoint
+
+        if kwargs:
+            raise ModelSourceError(f"a netxray checkpoint takes no builder options, got {sorted(kwargs)}")
+        model = load_checkpoint(rest)
+    elif kind == "factory":
+        from netxray.report.user_model import load_user_model
+
+        model = load_user_model(rest, weights, factory_kwargs=kwargs)
+    elif kind == "torchvision":
+        model = _torchvision(rest, weights, kwargs)
+    elif kind == "timm":
+        model = _timm(rest, weights, kwargs)
+    else:
+        model = _hf(rest, task, kwargs)
+    model.netxray_source = os.fspath(spec)
+    if device is not None:
+        from netxray.capture.inputs import resolve_device
+
+        model = model.to(resolve_device(device, model))
+    return model.eval()
+
+
+def _load_weights(model: nn.Module, weights: str | os.PathLike[str] | None, source: str) -> None:
+    from netxray.report.user_model import check_state_dict, read_weights
+
+    if weights is None:
+        model.netxray_weights = None
+        return
+    state = read_weights(weights)
+    check_state_dict(model, state, source=f"--weights {os.fspath(weights)!r} for {source}")
+    with torch.no_grad():
+        model.load_state_dict(state, strict=True)
+    model.netxray_weights = str(Path(weights).expanduser().resolve())
+
+
+def _torchvision(name: str, weights: Any, kwargs: dict[str, Any]) -> nn.Module:
+    tv = require("torchvision.models", f"torchvision:{name}")
+    available = tv.list_models()
+    if name not in available:
+        close = [m for m in available if name.lower() in m.lower()][:8]
+        raise ModelSourceError(
+            f"torchvision:{name}: no such torchvision model"
+            + (f"; did you mean {', '.join(close)}?" if close else f" (one of {len(available)}: "
+               f"{', '.join(available[:10])}, …)")
+        )  # fmt: skip
+    model = tv.get_model(name, weights=None, **kwargs)  # random init: nothing is downloaded
+    _load_weights(model, weights, f"torchvision:{name}")
+    # torchvision's ImageNet classifiers expect ImageNet-normalized images
+    model.netxray_preprocessing = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                   "source": "torchvision (ImageNet statistics)"}  # fmt: skip
+    return model
+
+
+def _timm(name: str, weights: Any, kwargs: dict[str, Any]) -> nn.Module:
+    timm = require("timm", f"timm:{name}")
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name}*")[:8]
+        raise ModelSourceError(
+            f"timm:{name}: no such timm model" + (f"; did you mean {', '.join(close)}?" if close else "")
+        )
+    model = timm.create_model(name, pretrained=False, **kwargs)
+    _load_weights(model, weights, f"timm:{name}")
+    cfg = timm.data.resolve_data_config({}, model=model)
+    size = cfg.get("input_size")
+    model.netxray_preprocessing = {
+        "mean": list(cfg.get("mean", ())), "std": list(cfg.get("std", ())),
+        "size": int(size[-1]) if size else None, "source": f"timm:{name} pretrained_cfg",
+    }  # fmt: skip
+    return model
+
+
+def _hf(directory: str, task: str | None, kwargs: dict[str, Any]) -> nn.Module:
+    transformers = require("transformers", f"hf:{directory}")
+    path = Path(directory).expanduser()
+    if not (path / "config.json").is_file():
+        raise ModelSourceError(
+            f"hf:{directory}: expected a local Hugging Face model directory with config.json "
+            "(written by model.save_pretrained(DIR)); nothing is downloaded"
+        )
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelSourceError(f"hf:{directory}: cannot read config.json ({exc})") from None
+    if task is not None:
+        if task not in HF_TASKS:
+            raise ModelSourceError(
+                f"--task {task!r}: expected one of {', '.join(HF_TASKS)}"
+            )
+        cls = getattr(transformers, HF_TASKS[task])
+    else:
+        arch = (getattr(config, "architectures", None) or [None])[0]
+        cls = getattr(transformers, arch, None) if arch else None
+        if cls is None:
+            cls = transformers.AutoModel
+    try:
+        transformers.utils.logging.disable_progress_bar()  # no bar on stderr for a local read
+        model = cls.from_pretrained(path, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelSourceError(f"hf:{directory}: cannot load the model with {cls.__name__} ({exc})") from None
+    model.netxray_hf_dir = str(path.resolve())
+    model.netxray_weights = str(path.resolve())
+    pre = _hf_image_preprocessing(path)
+    if pre is not None:
+        model.netxray_preprocessing = pre
+    return model
+
+
+def _hf_image_preprocessing(path: Path) -> dict[str, Any] | None:
+    """Mean, std and size from ``preprocessor_config.json`` (an image model's), if present."""
+    f = path / "preprocessor_config.json"
+    if not f.is_file():
+        return None
+    try:
+        cfg = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    size = cfg.get("size") or cfg.get("crop_size")
+    if isinstance(size, Mapping):
+        size = size.get("height") or size.get("shortest_edge")
+    out: dict[str, Any] = {"source": f"hf:{path} preprocessor_config.json"}
+    if cfg.get("image_mean") is not None and cfg.get("image_std") is not None:
+        out.update(mean=list(cfg["image_mean"]), std=list(cfg["image_std"]))
+    if isinstance(size, int):
+        out["size"] = size
+    return out if len(out) > 1 else None

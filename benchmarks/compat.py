@@ -61,7 +61,7 @@ class Case:
 _TV_SIZES = {"alexnet": 64, "inception_v3": 80, "googlenet": 64, "maxvit_t": 224,
              "squeezenet1_0": 64, "squeezenet1_1": 64}  # fmt: skip
 # blocks known from the source, for models whose count is easy to read off
-_TV_BLOCKS = {"resnet18": 8, "resnet34": 16, "resnet50": 16, "mobilenet_v2": 19, "efficientnet_b0": 16,
+_TV_BLOCKS = {"resnet18": 8, "resnet34": 16, "resnet50": 16, "mobilenet_v2": 17, "efficientnet_b0": 16,
               "convnext_tiny": 18, "swin_t": 15, "swin_v2_t": 15, "densenet121": 7, "vit_b_16": 12,
               "vit_b_32": 12}  # fmt: skip
 
@@ -87,7 +87,7 @@ _TIMM = {  # name: (image size, extra kwargs)
     "convnext_atto": (32, {}), "vit_tiny_patch16_224": (32, {"img_size": 32}),
     "deit_tiny_patch16_224": (32, {"img_size": 32}),
     "swin_tiny_patch4_window7_224": (64, {"img_size": 64, "window_size": 2}),
-    "mobilevit_xxs": (64, {}), "efficientformer_l1": (64, {"img_size": 64}),
+    "mobilevit_xxs": (64, {}), "efficientformer_l1": (224, {}),
     "regnetx_002": (32, {}), "mixer_s16_224": (32, {"img_size": 32}), "poolformer_s12": (32, {}),
     "levit_128s": (64, {"img_size": 64}), "ghostnet_100": (32, {}), "repvgg_a0": (32, {}),
 }  # fmt: skip

@@ -295,3 +295,19 @@ def test_modularity_curve_defaults_on_a_foreign_model():
     assert (curve["status"] == "ok").all()
     wrapped = modularity_curve(torch.compile(model), (x, y), n=20, repeats=2)
     assert wrapped["q_mean"].tolist() == curve["q_mean"].tolist()
+
+
+def test_scan_of_a_wrapped_model_is_the_scan_of_the_model():
+    import pandas as pd
+
+    from netxray.report import scan
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+    data = (torch.randn(40, 5), torch.arange(40) % 3)
+    kw = {"lenses": ["nonlinearity", "parameters"], "n_samples": 40, "progress": False}
+    plain = scan(model, data, **kw)
+    for wrapped in (nn.DataParallel(model), torch.compile(model)):
+        other = scan(wrapped, data, **kw)
+        for lens in kw["lenses"]:
+            pd.testing.assert_frame_equal(other[lens], plain[lens])

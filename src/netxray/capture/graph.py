@@ -708,7 +708,8 @@ class ModelGraph:
         A block class is a module class (not a plain ``Sequential`` / ``ModuleList`` /
         ``ModuleDict``) called at least twice, whose every call is serial (:meth:`is_serial`)
         and composite (two or more calls inside read parameters). The outermost calls of block
-        classes are the blocks (a transformer layer, not its attention sublayer); serial,
+        classes are the blocks (a transformer layer, not its attention sublayer), unless a class
+        is a stage holding two or more blocks of one class (then those blocks); serial,
         composite siblings of a block (a stride-2 stage transition, an Inception module of a
         class used once, a patch-merging layer) are blocks too.
         """
@@ -722,15 +723,28 @@ class ModelGraph:
         def eligible(n: Node) -> bool:
             return self.is_serial(n) and self._param_ops(n) >= 2
 
-        chosen: list[Node] = []
-        for op, group in by_class.items():
-            if op in ("Sequential", "ModuleList", "ModuleDict") or len(group) < 2:
-                continue
-            if all(eligible(n) for n in group):
-                chosen += group
+        classes = [op for op, group in by_class.items()
+                   if op not in ("Sequential", "ModuleList", "ModuleDict") and len(group) >= 2
+                   and all(eligible(n) for n in group)]  # fmt: skip
+        # a stage (timm's ConvNeXtStage, SwinTransformerStage) holds a chain of two or more
+        # blocks of one class: the blocks are the repeated unit, not the stage. A transformer
+        # layer holds its sublayers once each: the layer stays the block.
+        stages = set()
+        for op in classes:
+            for inner in classes:
+                if inner != op and any(
+                    sum(1 for m in by_class[inner] if self.contains(n, m)) >= 2 for n in by_class[op]
+                ):
+                    stages.add(op)
+        chosen = [n for op in classes if op not in stages for n in by_class[op]]
         chosen = [n for n in chosen if not any(o is not n and self.contains(o, n) for o in chosen)]
         parents = {n.parent for n in chosen}
+        # siblings between the first and the last block: transitions, not the stem or a head conv
+        lo = min((n.start for n in chosen), default=0)
+        hi = max((n.end for n in chosen), default=0)
         for n in calls:
+            if not (lo < n.start and n.end < hi):
+                continue
             if n.parent in parents and n not in chosen and n.op not in ("Sequential",) and eligible(n):
                 if not any(self.contains(o, n) or self.contains(n, o) for o in chosen):
                     chosen.append(n)
@@ -803,7 +817,7 @@ class ModelGraph:
         if v is None:
             return None
         last = blocks[-1] if blocks else None
-        return self._returning_module(v, exclude=last, after=after, before=head.start, outermost=False) \
+        return self._returning_module(v, exclude=last, after=after, before=head.start) \
             or (last if last is not None and v in last.outputs else None)
 
     def natural_probes(self) -> list[str]:

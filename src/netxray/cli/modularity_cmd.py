@@ -110,11 +110,8 @@ def register(app: typer.Typer) -> None:
         )  # fmt: skip
         check_fits(model, splits, data, label=str(checkpoint))
         dataset = getattr(splits, split)
+        # "auto": a built-in model's probes, any other model's read from its graph (as scan does)
         names = [s.strip() for s in layers.split(",") if s.strip()] if layers else "auto"
-        if names == "auto" and getattr(model, "netxray_config", None) is None:
-            from netxray.report.runners import default_probe_layers
-
-            names = default_probe_layers(model)  # not a built-in model: as scan probes it
         try:
             curve = modularity_curve(model, dataset, layers=names, n=n, k=k, repeats=repeats,
                                      seed=seed, progress=not quiet)  # fmt: skip

@@ -646,6 +646,9 @@ def scan(
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"scan: model must be a torch.nn.Module, got {type(model).__name__}")
+    from netxray.capture.graph import unwrap_model
+
+    model = unwrap_model(model)  # DataParallel / DDP / torch.compile: the same report as the model
     chosen = _check_lenses(lenses)
     opts = ScanOptions(
         seed=int(seed), n_samples=int(n_samples), modularity_n=int(modularity_n), k=int(k),

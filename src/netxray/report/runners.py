@@ -419,10 +419,13 @@ def _run_parameters(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
 def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
     from netxray.lenses.symmetry import covering_bounds, symmetry_group
 
-    group = symmetry_group(model, **_extra(opts, "symmetry"))
+    # the scan's own samples are the probe inputs of the permutation test (generated inputs
+    # guess a size the model may not take, e.g. a timm ViT built for 32-pixel images)
+    group = symmetry_group(model, _example(data), **_extra(opts, "symmetry"))
     g = dict(group.attrs.get("summary", {}))
     tables: dict[str, pd.DataFrame] = {"group": group}
     summary: dict[str, Any] = {
+        "status": g.get("status"),
         "family": g.get("family"),
         "permutable axes": g.get("n_axes"),
         "log10 |G|": g.get("log10_order"),

@@ -44,7 +44,7 @@ Example:
     ...     def forward(self, x):
     ...         return x + torch.relu(self.fc(x))
     >>> g = record_graph(nn.Sequential(Res(), Res(), nn.Linear(4, 2)), torch.randn(3, 4))
-    >>> [b.name for b in g.blocks()], len(g.residual_adds())
+    >>> g.natural_probes(), len(g.residual_adds())
     (['0', '1'], 2)
 """
 
@@ -112,19 +112,31 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         >>> unwrap_model(nn.DataParallel(m)) is m
         True
     """
-    seen = 0
-    while seen < 8:  # wrappers can nest (a compiled DataParallel); never loop forever
-        seen += 1
+    return unwrap_model_with_names(model)[0]
+
+
+def unwrap_model_with_names(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """:func:`unwrap_model` and the wrappers removed, outermost first (``"DataParallel"``,
+    ``"torch.compile"``…), for tables that say what they looked through.
+
+    Example:
+        >>> unwrap_model_with_names(nn.DataParallel(nn.Linear(2, 2)))[1]
+        ['DataParallel']
+    """
+    names: list[str] = []
+    while len(names) < 8:  # wrappers can nest (a compiled DataParallel); never loop forever
         orig = getattr(model, "_orig_mod", None)
         if isinstance(orig, nn.Module):
+            names.append("torch.compile")
             model = orig
             continue
         parallel = (nn.DataParallel, nn.parallel.DistributedDataParallel)
         if isinstance(model, parallel) and isinstance(getattr(model, "module", None), nn.Module):
+            names.append(type(model).__name__)
             model = model.module
             continue
         break
-    return model
+    return model, names
 
 
 @dataclass

@@ -459,16 +459,10 @@ _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def _unwrap(model: nn.Module) -> tuple[nn.Module, str | None]:
     """The model inside ``nn.DataParallel`` / ``DistributedDataParallel`` / ``torch.compile``
     wrappers (their symmetries are the inner model's), and the wrappers' names."""
-    names = []
-    while True:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            names.append(type(model).__name__)
-            model = model.module
-        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            names.append("torch.compile")
-            model = model._orig_mod
-        else:
-            return model, " ∘ ".join(names) or None
+    from netxray.capture.graph import unwrap_model_with_names
+
+    inner, names = unwrap_model_with_names(model)
+    return inner, " ∘ ".join(names) or None
 
 
 def _dedupe(members: list[Member]) -> list[Member]:

@@ -109,7 +109,11 @@ def assignment_floor(x: np.ndarray, y: np.ndarray) -> float:
     on this site's own (shifted) cost matrix alone: no implementation that solves
     the assignment can take less than this."""
     xc, yc = x - x.mean(0), y - y.mean(0)
-    t, yb, _, _ = _map_cholesky(xc, yc, 1e-6)
+    d = xc.shape[1]
+    # the default relative ridge ε·(tr Σ/d), as affinity_score adds it
+    eps_x = 1e-6 * float(np.einsum("ij,ij->", xc, xc)) / (len(xc) - 1) / d
+    eps_y = 1e-6 * float(np.einsum("ij,ij->", yc, yc)) / (len(yc) - 1) / d
+    t, yb, _, _ = _map_cholesky(xc, yc, eps_x, eps_y)
     cost = squared_distances(t, yb)
     cost32 = (cost - cost.min()).astype(np.float32)
     return timed(lambda: solve_assignment(cost32, precision="float32"))[1]

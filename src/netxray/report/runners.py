@@ -120,6 +120,18 @@ def _fmt_range(values: pd.Series) -> Any:
 # --------------------------------------------------------------------------- lens 1
 
 
+def _site_status_item(site: str, status: str, error: str, d: Any, n: Any) -> tuple[str, str]:
+    """A non-ok signature site as a (name, reason) item of the grouped note. Under-determined
+    sites carry their width in the name, so one reason groups them all (their messages differ
+    only by d)."""
+    if status == "degenerate" or not error:
+        return site, status
+    if status == "under_determined":
+        return (f"{site} (d = {d})", f"under_determined: n = {n} samples <= d features: the covariances "
+                "are rank-deficient and the score is biased towards 1 (use more samples)")  # fmt: skip
+    return site, f"{status}: {error}"
+
+
 def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
     from netxray.lenses.nonlinearity import nonlinearity_signature, plot_signatures
 
@@ -166,12 +178,15 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
         bad = df[~df["status"].isin(["ok"])]
         if len(bad):
             err = bad["error"].fillna("").astype(str) if "error" in bad else pd.Series("", index=bad.index)
+            dims = bad["d"] if "d" in bad else pd.Series("?", index=bad.index)
+            n_used = s.get("n", df["n"].iloc[0] if "n" in df and len(df) else "?")
             res.notes.append(ItemizedNote(
                 f"Sites with a non-ok status, out of {len(df)}",
-                [(site, st if st == "degenerate" or not e else f"{st}: {e}")
-                 for site, st, e in zip(bad["site"].astype(str), bad["status"].astype(str), err, strict=True)],
+                [_site_status_item(site, st, e, d, n_used) for site, st, e, d in
+                 zip(bad["site"].astype(str), bad["status"].astype(str), err, dims, strict=True)],
                 noun="sites",
                 detail="'degenerate': a constant output (a dead unit), scored 1.0 as in the reference; "
+                "'under_determined' and 'too_few_samples': scored, but left out of the statistics; "
                 "the others have no score; see the status and error columns of the table",
             ))  # fmt: skip
         res.plots.append(figure_to_plot(

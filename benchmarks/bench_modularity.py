@@ -27,10 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
+
+from _memory import peak_rss_mb  # benchmarks/_memory.py (the script folder is on sys.path)
 
 
 def _set_threads(n: int) -> None:
@@ -141,15 +142,6 @@ def _resnet_and_data(n: int, seed: int = 0):
     return model, x, y
 
 
-def _rss_mb() -> float:
-    """This process's peak RSS (VmHWM, MB). Not ru_maxrss: Linux carries that across exec, so
-    a worker started by a bigger parent would report the parent's peak."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def curve_worker(mode: str, n_layers: int, n: int) -> None:
     """Runs in a fresh process; prints one JSON line."""
@@ -157,7 +149,7 @@ def curve_worker(mode: str, n_layers: int, n: int) -> None:
 
     model, x, y = _resnet_and_data(n)
     layers = natural_probes(model)[:n_layers]
-    base = _rss_mb()
+    base = peak_rss_mb()
     t0 = time.perf_counter()
     if mode == "netxray":
         from netxray.lenses.modularity import modularity_curve
@@ -175,7 +167,7 @@ def curve_worker(mode: str, n_layers: int, n: int) -> None:
               for s in sites.values()]  # fmt: skip
     wall = time.perf_counter() - t0
     print(json.dumps({"mode": mode, "layers": n_layers, "n": n, "wall_s": wall,
-                      "peak_rss_mb": _rss_mb(), "rss_before_mb": base, "q": qs}))  # fmt: skip
+                      "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base, "q": qs}))  # fmt: skip
 
 
 def bench_curve(n: int, threads: int) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -28,15 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _rss_mb() -> float:
-    """This process's peak RSS (VmHWM, MB). Not ru_maxrss: Linux carries that across exec, so
-    a worker started by a bigger parent would report the parent's peak."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from _memory import peak_rss_mb  # benchmarks/_memory.py (the script folder is on sys.path)
 
 
 def write_checkpoint(directory: Path, gib: float, hidden: int, vocab: int) -> tuple[int, int]:
@@ -99,7 +90,7 @@ def worker(mode: str, directory: str) -> None:
     from netxray.lenses.parameters import weight_stats
     from netxray.measures.weights import tensor_stats
 
-    base = _rss_mb()  # after the imports (torch alone is ~0.9 GB resident here)
+    base = peak_rss_mb()  # after the imports (torch alone is ~0.9 GB resident here)
     t0 = time.perf_counter()
     if mode == "netxray":
         df = weight_stats(directory)
@@ -110,7 +101,7 @@ def worker(mode: str, directory: str) -> None:
         df = [tensor_stats(t) for t in state.values()]
     wall = time.perf_counter() - t0
     g = df.set_index("name").loc["<global>"] if mode == "netxray" else None
-    print(json.dumps({"mode": mode, "wall_s": wall, "peak_rss_mb": _rss_mb(), "base_mb": base,
+    print(json.dumps({"mode": mode, "wall_s": wall, "peak_rss_mb": peak_rss_mb(), "base_mb": base,
                       "global_std": None if g is None else float(g["std"])}))  # fmt: skip
 
 

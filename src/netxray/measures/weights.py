@@ -158,6 +158,15 @@ def exact_percentiles_float32(
     return sel.result()
 
 
+
+def _counts_row(count: int, n_finite: int) -> dict[str, float]:
+    """The count columns of a statistics row; every other column NaN when nothing is finite."""
+    out: dict[str, float] = {"count": int(count), "n_finite": n_finite,
+                             "n_nonfinite": int(count - n_finite)}  # fmt: skip
+    if n_finite == 0:
+        out.update(dict.fromkeys(STAT_COLUMNS[3:], float("nan")))
+    return out
+
 def tensor_stats(values: Any, *, near_zero: float = 1e-3, overwrite: bool = False) -> dict[str, float]:
     """Statistics of one tensor (SPEC §3.1), on its finite values, in float64.
 
@@ -204,14 +213,8 @@ def tensor_stats(values: Any, *, near_zero: float = 1e-3, overwrite: bool = Fals
         x = x[finite]
         owned = True
     del finite
-    out: dict[str, float] = {
-        "count": int(count),
-        "n_finite": n_finite,
-        "n_nonfinite": int(count - n_finite),
-    }
+    out = _counts_row(count, n_finite)
     if n_finite == 0:
-        for key in STAT_COLUMNS[3:]:
-            out[key] = float("nan")
         return out
     mean = float(x.mean())
     m2 = m3 = m4 = l1 = sq = 0.0
@@ -281,14 +284,8 @@ def stats_from_chunks(chunks: Any, count: int, near_zero: float = 1e-3) -> dict[
         n_finite += c.size
         total += float(c.sum(dtype=np.float64))
         top += np.bincount(_sortable_keys(c) >> 16, minlength=1 << 16)
-    out: dict[str, float] = {
-        "count": int(count),
-        "n_finite": n_finite,
-        "n_nonfinite": int(count - n_finite),
-    }
+    out = _counts_row(count, n_finite)
     if n_finite == 0:
-        for key in STAT_COLUMNS[3:]:
-            out[key] = float("nan")
         return out
     mean = total / n_finite
     # pass 2: central moments, norms, near-zeros, and the low bits of the wanted ranks' bins

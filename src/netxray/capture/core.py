@@ -44,7 +44,7 @@ from netxray.capture.inputs import (  # noqa: F401  (re-exported: the data secti
     place_model,
     select_indices,
 )
-from netxray.capture.reducers import Reducer, RowStore, SeqLayout, TokenRule, make_row_store
+from netxray.capture.reducers import Reducer, SeqLayout, TokenRule, make_row_store
 from netxray.capture.sites import functional_op_name, is_activation_module
 
 LayerSpec = None | str | Sequence[str] | Sequence[type[nn.Module]] | type[nn.Module]
@@ -348,13 +348,6 @@ class Capture:
                 state.errors.append(message)
         finally:
             self._in_hook = False
-
-    # ---- reservoir sampling support --------------------------------------------------------
-    def _select(self, keep: torch.Tensor) -> None:
-        for state in self._states.values():
-            for store in (state.in_store, state.out_store):
-                if isinstance(store, RowStore):
-                    store.select(keep)
 
     # ---- results ---------------------------------------------------------------------------
     @property

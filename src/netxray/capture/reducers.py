@@ -97,16 +97,6 @@ class RowStore:
         dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
         self.chunks.append(rows.to(device="cpu", dtype=dtype, copy=True))
 
-    def select(self, keep: torch.Tensor) -> None:
-        """Keep only the rows of the stored samples at positions ``keep`` (reservoir sampling)."""
-        if not self.chunks:
-            return
-        data = torch.cat(self.chunks)
-        per = self.rows_per_sample
-        if per > 1:  # several rows per sample: expand sample positions to row positions
-            keep = (keep[:, None] * per + torch.arange(per)[None, :]).reshape(-1)
-        self.chunks = [data[keep]]
-
     def compute(self) -> torch.Tensor:
         if not self.chunks:
             return torch.empty(0, 0)

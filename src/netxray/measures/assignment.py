@@ -4,25 +4,35 @@ The affinity score's numerator is the exact W2² between two clouds of n points 
 weights; the optimal plan is then a permutation (Birkhoff), so the problem is the linear
 assignment  min_σ Σ_i C[i, σ(i)],  C[i, j] = ‖a_i − b_j‖².
 
-Solver: the Jonker–Volgenant shortest-augmenting-path algorithm (LAPJV) of the ``lapx``
-package (``lap.lapjvs``, the SIMD variant of src-d/lapjv) when it imports, else
-``scipy.optimize.linear_sum_assignment`` (Crouse's shortest augmenting path). Both are exact on
-the matrix they are given. Measured on the affinity score's cost matrices (n = 2048, one
-thread): LAPJV in float64 2–3× faster than scipy, its float32 kernel another ~3× faster.
+Solvers (all exact on the matrix they are given):
+
+- ``"lapjvr"`` (the default where it imports): ``lap.lapjvr`` of the ``lapx`` package, the
+  Jonker–Volgenant shortest-augmenting-path algorithm (LAPJV) with a native (Rust + C++)
+  initialisation and completion; on a float32 matrix it keeps float64 potentials and path
+  lengths, so it is as exact on its float32 input as a float64 solver.
+- ``"lapjv"``: ``lap.lapjvs`` (the SIMD variant of src-d/lapjv) of the same package.
+- ``"scipy"``: ``scipy.optimize.linear_sum_assignment`` (Crouse's shortest augmenting path),
+  the fallback where ``lapx`` cannot import and the reference of the tests.
+
+Measured on the affinity score's own cost matrices (isotropic data, n = 2048, one thread,
+``benchmarks/bench_affinity.py``): lapjvr 0.30–0.37 s in float32 and 0.36–0.55 s in float64,
+lapjvs 0.47–0.62 s (float32) and 1.8–2.3 s (float64), scipy 2.5–3.2 s, all the same optimum.
 
 Precision: ``precision="float32"`` (default) solves a float32 copy of the *shifted* matrix
 C' = C − m (m a constant near min C, computed in float64: every permutation's cost changes by
 the same n·m, so the optimal permutations are the same, and float32 then resolves the spread
-of the distances rather than their mean, which dominates in high dimension; a constant shift
-leaves LAPJV's steps unchanged, row/column reductions measured slower). The result comes with a rigorous bound on how far its float64 cost
-can be from the float64 optimum: if σ is optimal for C32 = fl32(C') and E = C' − C32, then for
-every permutation π,  C'(σ) − C'(π) ≤ Σ_i |E_iσ(i)| + Σ_i max_j |E_ij|  (the bound assumes the
-solver is exact on its float32 input). When that bound, in W2² units, exceeds ``rtol``·W2²,
-the problem is solved again with the float64 kernel (exact on the float64 matrix).
-``precision="float64"`` always solves the float64 matrix. The objective is recomputed from the
-matched pairs (‖a_i − b_σ(i)‖², float64, no cancellation). Memory: the full float64 matrix
-is never held on the float32 path — the float32 matrix is filled block by block from float64
-blocks (4n² bytes plus one block); the float64 route builds 8n² bytes in one buffer.
+of the distances rather than their mean, which dominates in high dimension). The result comes
+with a rigorous bound on how far its float64 cost can be from the float64 optimum: if σ is
+optimal for C32 = fl32(C') and E = C' − C32, then for every permutation π,
+C'(σ) − C'(π) ≤ Σ_i |E_iσ(i)| + Σ_i max_j |E_ij|  (the bound assumes the solver is exact on
+its float32 input). The first sum is computed exactly from the matched pairs; the second is
+computed exactly from each float64 block and its float32 copy (plus a bound on the float64
+blocks' own rounding, ~1e-13 relative). When that bound, in W2² units, exceeds ``rtol``·W2², the problem is solved
+again in float64 (exact on the float64 matrix). ``precision="float64"`` always solves the
+float64 matrix. The objective is recomputed from the matched pairs (‖a_i − b_σ(i)‖², float64,
+no cancellation). Memory: the full float64 matrix is never held on the float32 path — the
+float32 matrix is filled block by block from float64 blocks (4n² bytes plus one block); the
+float64 route builds 8n² bytes in one buffer.
 """
 
 from __future__ import annotations
@@ -38,16 +48,21 @@ __all__ = [
     "exact_matching",
 ]  # fmt: skip
 
-SOLVERS = ("auto", "lapjv", "scipy")
+SOLVERS = ("auto", "lapjvr", "lapjv", "scipy")
 
 try:  # LAPJV (Jonker & Volgenant 1987) from lapx; scipy is the fallback where it cannot import
     from lap import lapjvs as _lapjvs
 except ImportError:  # pragma: no cover - depends on the environment
     _lapjvs = None
+try:  # the native LAPJV of lapx (float64 potentials also on float32 costs)
+    from lap import lapjvr as _lapjvr
+except ImportError:  # pragma: no cover - depends on the environment (older lapx)
+    _lapjvr = None
 
 
 def available_solver(solver: str = "auto") -> str:
-    """The solver ``solver`` resolves to here: ``"lapjv"`` when ``lap`` imports, else ``"scipy"``.
+    """The solver ``solver`` resolves to here. ``"auto"``: ``"lapjvr"`` when ``lapx`` provides
+    it, else ``"lapjv"`` when ``lap`` imports, else ``"scipy"``.
 
     >>> available_solver("scipy")
     'scipy'
@@ -55,9 +70,9 @@ def available_solver(solver: str = "auto") -> str:
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver == "auto":
-        return "lapjv" if _lapjvs is not None else "scipy"
-    if solver == "lapjv" and _lapjvs is None:
-        raise ImportError("solver='lapjv' needs the 'lapx' package (pip install lapx)")
+        return "lapjvr" if _lapjvr is not None else "lapjv" if _lapjvs is not None else "scipy"
+    if (solver == "lapjv" and _lapjvs is None) or (solver == "lapjvr" and _lapjvr is None):
+        raise ImportError(f"solver={solver!r} needs the 'lapx' package (pip install 'lapx>=0.11')")
     return solver
 
 
@@ -65,8 +80,8 @@ def solve_assignment(cost: Any, *, solver: str = "auto", precision: str = "float
     """Columns ``cols`` minimising Σ_i cost[i, cols[i]] over all permutations (square cost).
 
     Exact on the matrix given: with ``precision="float64"`` (default) on the float64 matrix;
-    with ``"float32"`` the LAPJV float32 kernel solves the matrix rounded to float32 (scipy,
-    the fallback, always works in float64). Ties may be broken differently by different
+    with ``"float32"`` the LAPJV solvers take the matrix rounded to float32 (scipy, the
+    fallback, always works in float64). Ties may be broken differently by different
     solvers; the optimal objective is the same.
 
     >>> solve_assignment([[4.0, 1.0], [2.0, 8.0]]).tolist()
@@ -85,7 +100,14 @@ def solve_assignment(cost: Any, *, solver: str = "auto", precision: str = "float
     n = c.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    if available_solver(solver) == "lapjv":
+    used = available_solver(solver)
+    if used == "lapjvr":
+        _, cols = _lapjvr(c, return_cost=False)
+        cols = np.asarray(cols, dtype=np.int64)
+        # a defensive O(n) check: a solver bug must never become a wrong score
+        if len(cols) == n and cols.min() >= 0 and np.bincount(cols, minlength=n).max() == 1:
+            return cols
+    elif used == "lapjv":
         cols, _ = _lapjvs(
             c, extend_cost=False, return_cost=False, jvx_like=False,
             prefer_float32=precision == "float32",
@@ -116,13 +138,12 @@ def squared_distances(
     c = np.empty((na, nb), dtype=np.float64) if out is None else out
     sq_a = np.einsum("ij,ij->i", a, a)
     sq_b = np.einsum("ij,ij->i", b, b)
-    bt = b.T
+    bt = (-2.0 * b).T  # exact scaling (a power of two): one pass fewer per block
     step = max(1, int(block_rows))
     for start in range(0, na, step):
         stop = min(start + step, na)
         blk = c[start:stop]
         np.matmul(a[start:stop], bt, out=blk)
-        blk *= -2.0
         blk += sq_a[start:stop, None]
         blk += sq_b[None, :]
         np.maximum(blk, 0.0, out=blk)
@@ -195,29 +216,43 @@ def exact_matching(
         return Matching(objective(cols), cols, 0.0, "float64", used)
     # float32 matrix built block by block from float64 blocks (never the full float64 matrix:
     # memory 4n² bytes + one block), shifted by a constant m (the first block's minimum; any
-    # constant gives the same optimal plans), with the exact rounding error of every row
+    # constant gives the same optimal plans). −2·b is exact (a power of two), so each block is
+    # one product and two additions.
     sq_a = np.einsum("ij,ij->i", a0, a0)
     sq_b = np.einsum("ij,ij->i", b0, b0)
+    b_t = (-2.0 * b0).T
     c32 = np.empty((n, n), dtype=np.float32)
-    row_err = np.empty(n)  # max_j |C'_ij − C32_ij|, exact (float64 holds every float32)
-    shift = None
+    row_err = np.empty(n)  # max_j |fl64(C'_ij) − C32_ij|, exact (float64 holds every float32)
+    shift = 0.0
     for start in range(0, n, block_rows):
         stop = min(start + block_rows, n)
-        blk = a0[start:stop] @ b0.T
-        blk *= -2.0
-        blk += sq_a[start:stop, None]
-        blk += sq_b[None, :]
-        if shift is None:
+        blk = a0[start:stop] @ b_t
+        if start == 0:
+            blk += sq_a[start:stop, None]
+            blk += sq_b[None, :]
             shift = float(blk.min())
-        blk -= shift
+            blk -= shift
+            sq_a -= shift  # later blocks: the shift folded into the row term
+        else:
+            blk += sq_a[start:stop, None]
+            blk += sq_b[None, :]
         out = c32[start:stop]
         out[...] = blk
         blk -= out
-        np.abs(blk, out=blk)
-        row_err[start:stop] = blk.max(axis=1)
+        np.maximum(blk.max(axis=1), -blk.min(axis=1), out=row_err[start:stop])
+    if not np.isfinite(row_err).all():  # beyond float32's range: the float64 matrix
+        del c32
+        cols = solve_assignment(squared_distances(a0, b0, block_rows=block_rows), solver=used)
+        return Matching(objective(cols), cols, 0.0, "float64", used)
     cols = solve_assignment(c32, solver=used, precision="float32")
     diff = a0 - b0[cols]
+    # Σ_i |E_iσ(i)| from the matched pairs; Σ_i max_j |E_ij| ≤ the exact rounding error of the
+    # float32 copy plus the float64 rounding of the blocks, bounded by
+    # |fl64(C'_ij) − C'_ij| ≤ (d + 4)·2⁻⁵³·(‖a_i‖² + 2‖a_i‖·max‖b‖ + max‖b‖² + |m|)
     on_plan = np.abs(np.einsum("ij,ij->i", diff, diff) - shift - c32[np.arange(n), cols])
+    norm_a = np.sqrt(np.einsum("ij,ij->i", a0, a0))
+    norm_b = float(np.sqrt(sq_b.max()))
+    row_err += (a0.shape[1] + 4) * 2.0**-53 * ((norm_a + norm_b) ** 2 + abs(shift))
     gap = float((on_plan.sum() + row_err.sum()) / n)
     w2 = objective(cols)
     if gap <= rtol * w2:

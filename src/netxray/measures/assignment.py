@@ -173,7 +173,7 @@ def exact_matching(
     solver: str = "auto",
     precision: str = "float32",
     rtol: float = 1e-6,
-    block_rows: int = 1024,
+    block_rows: int = 256,
 ) -> Matching:
     """Exact W2² between two equal-size clouds (uniform weights) and an optimal matching.
 
@@ -216,31 +216,36 @@ def exact_matching(
         return Matching(objective(cols), cols, 0.0, "float64", used)
     # float32 matrix built block by block from float64 blocks (never the full float64 matrix:
     # memory 4n² bytes + one block), shifted by a constant m (the first block's minimum; any
-    # constant gives the same optimal plans). −2·b is exact (a power of two), so each block is
-    # one product and two additions.
+    # constant gives the same optimal plans). Each block is ONE product of augmented rows,
+    # [a_i, ‖a_i‖² − m, 1]·[−2b_j, 1, ‖b_j‖²] = C'_ij (−2·b is exact: a power of two), so no
+    # pass over the block adds the norms.
+    n_feat = a0.shape[1]
     sq_a = np.einsum("ij,ij->i", a0, a0)
     sq_b = np.einsum("ij,ij->i", b0, b0)
-    b_t = (-2.0 * b0).T
+    a_aug = np.empty((n, n_feat + 2))
+    a_aug[:, :n_feat] = a0
+    a_aug[:, n_feat] = sq_a
+    a_aug[:, n_feat + 1] = 1.0
+    b_aug = np.empty((n_feat + 2, n))
+    np.multiply(b0.T, -2.0, out=b_aug[:n_feat])
+    b_aug[n_feat] = 1.0
+    b_aug[n_feat + 1] = sq_b
     c32 = np.empty((n, n), dtype=np.float32)
     row_err = np.empty(n)  # max_j |fl64(C'_ij) − C32_ij|, exact (float64 holds every float32)
     shift = 0.0
     for start in range(0, n, block_rows):
         stop = min(start + block_rows, n)
-        blk = a0[start:stop] @ b_t
+        blk = a_aug[start:stop] @ b_aug
         if start == 0:
-            blk += sq_a[start:stop, None]
-            blk += sq_b[None, :]
             shift = float(blk.min())
             blk -= shift
-            sq_a -= shift  # later blocks: the shift folded into the row term
-        else:
-            blk += sq_a[start:stop, None]
-            blk += sq_b[None, :]
+            a_aug[:, n_feat] -= shift  # later blocks: the shift inside the product
         out = c32[start:stop]
         with np.errstate(over="ignore"):  # beyond float32's range: inf, caught below
             out[...] = blk
         blk -= out
         np.maximum(blk.max(axis=1), -blk.min(axis=1), out=row_err[start:stop])
+    del a_aug, b_aug
     if not np.isfinite(row_err).all():  # beyond float32's range: the float64 matrix
         del c32
         cols = solve_assignment(squared_distances(a0, b0, block_rows=block_rows), solver=used)
@@ -250,6 +255,7 @@ def exact_matching(
     # Σ_i |E_iσ(i)| from the matched pairs; Σ_i max_j |E_ij| ≤ the exact rounding error of the
     # float32 copy plus the float64 rounding of the blocks, bounded by
     # |fl64(C'_ij) − C'_ij| ≤ (d + 4)·2⁻⁵³·(‖a_i‖² + 2‖a_i‖·max‖b‖ + max‖b‖² + |m|)
+    # (a dot product of d + 2 terms, in any summation order, plus the first block's shift)
     on_plan = np.abs(np.einsum("ij,ij->i", diff, diff) - shift - c32[np.arange(n), cols])
     norm_a = np.sqrt(np.einsum("ij,ij->i", a0, a0))
     norm_b = float(np.sqrt(sq_b.max()))

@@ -192,3 +192,44 @@ def test_exact_matching_agrees_across_solvers(solver, precision):
     m = exact_matching(a, b, solver=solver, precision=precision, block_rows=17)  # ragged blocks
     assert m.w2_sq == pytest.approx(_w2_reference(a, b), rel=1e-12)
     assert m.solver == available_solver(solver)
+
+
+def test_affinity_cost_follows_the_computation():
+    from netxray.measures.cost import FLOPS, affinity_cost
+
+    # n = 8192, d = 512: the float32 cost matrix (4n² bytes) dominates the memory
+    b, _ = affinity_cost(8192, 512)
+    assert 4 * 8192**2 <= b <= 4 * 8192**2 + 300 * 2**20
+    # d > 2n − 2: the sample-space path, far below the d × d eigendecomposition alone
+    _, s = affinity_cost(512, 4096)
+    assert s < 10.0 * 4096**3 / FLOPS / 10
+    assert affinity_cost(100, 1) == (1600.0, 0.0)  # d = 1: sorting
+
+
+def test_plan_through_a_clipped_entry_falls_back_to_float64():
+    """Mass must travel far: two a's near one b, two b's near one a (SPEC-free geometry).
+
+    Every row and column minimum is ≤ 1e-6, so the clip τ = 3e-6 sits far below the ~1e4 cost
+    the optimal plan must pay; the plan's cost through a clipped entry fails the certificate
+    and the float64 matrix gives the exact optimum.
+    """
+    a = np.array([[0.0], [0.001], [100.0]])
+    b = np.array([[0.0], [100.0], [100.001]])
+    a2, b2 = np.hstack([a, np.zeros((3, 1))]), np.hstack([b, np.zeros((3, 1))])  # d = 2: no sort
+    m = exact_matching(a2, b2)
+    assert m.precision == "float64"
+    assert m.w2_sq == pytest.approx(_w2_reference(a2, b2), rel=1e-12)
+
+
+def test_high_affinity_sites_certify_in_float32():
+    """T(X) close to Y (small W2² against large distances, as at ρ ≈ 0.75): the clipped float32
+    matrix certifies the plan, which is exact (same objective as the float64 matrix)."""
+    rng = np.random.default_rng(21)
+    n, d = 600, 32
+    spectrum = np.exp(-3.0 * np.arange(d) / d)
+    y = rng.standard_normal((n, d)) * spectrum
+    t = y[rng.permutation(n)] * 0.9 + 0.05 * rng.standard_normal((n, d)) * spectrum
+    m = exact_matching(t, y)
+    full = exact_matching(t, y, precision="float64")
+    assert m.precision == "float32" and m.gap_bound <= 1e-6 * m.w2_sq
+    assert m.w2_sq == pytest.approx(full.w2_sq, rel=1e-12)

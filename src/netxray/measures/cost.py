@@ -35,6 +35,7 @@ __all__ = [
     "CostError",
     "CostEstimate",
     "CostWarning",
+    "affinity_cost",
     "assignment_cost",
     "available_memory",
     "check_cost",
@@ -44,6 +45,9 @@ WARN_BYTES = 2 << 30  # 2 GiB
 WARN_SECONDS = 10.0
 FLOPS = 2e9  # floating-point operations per second assumed by the time estimates
 _LSA_SECONDS_PER_ENTRY = 4e-7  # linear assignment on a squared-distance matrix, per cost entry
+# LAPJV (lapx ``lapjvr``) on the affinity score's float32 cost matrices: 0.12–0.17 CPU s at
+# n = 2048 (3–4e-8 s per entry, benchmarks/bench_affinity.py); doubled for a loaded machine
+_LAPJV_SECONDS_PER_ENTRY = 8e-8
 
 
 class CostWarning(ResourceWarning):
@@ -132,3 +136,31 @@ def assignment_cost(d: int, k: int) -> tuple[float, float]:
     """
     d, k = int(d), int(k)
     return 16.0 * d * d + 16.0 * d * k, 2.0 * d * d * k / FLOPS + _LSA_SECONDS_PER_ENTRY * d * d
+
+
+def affinity_cost(n: int, d: int) -> tuple[float, float]:
+    """(bytes, seconds) of one affinity score on n samples of d features, as computed.
+
+    The map works in r = min(d, 2n − 2) dimensions (d > 2n − 2: the sample-space path, whose
+    2n × 2n Gram matrix costs 2·(2n)²·d flops); about ten r × r float64 matrices and 10·r³ +
+    6·n·r² flops. W2: the float32 cost matrix (4·n² bytes) filled from 256-row float64 blocks
+    from augmented n × (r + 2) copies of both clouds, 2·n²·r flops, and the LAPJV assignment
+    (8e-8 s per entry: measured 3–4e-8 on one idle core, doubled for a loaded one). d = 1:
+    sorting.
+
+    >>> b, s = affinity_cost(2048, 512)
+    >>> b < 100 * 2**20 and s < 5
+    True
+    """
+    n, d = int(n), int(d)
+    if d <= 1:
+        return 16.0 * n, 0.0
+    r = min(d, max(1, 2 * n - 2))
+    gram_bytes = 8.0 * (2 * n) ** 2 + 16.0 * n * d if r < d else 0.0
+    gram_flops = 2.0 * (2 * n) ** 2 * d if r < d else 0.0
+    bytes_needed = max(
+        gram_bytes,
+        4.0 * n * n + 8.0 * 256 * n + 16.0 * n * (r + 2) + 80.0 * r * r + 32.0 * n * r,
+    )
+    flops = gram_flops + 10.0 * r**3 + 6.0 * n * r * r + 2.0 * n * n * r
+    return bytes_needed, flops / FLOPS + _LAPJV_SECONDS_PER_ENTRY * n * n

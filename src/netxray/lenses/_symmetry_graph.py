@@ -278,6 +278,12 @@ class _Space:
     maxpool: bool = False
     bn: str | None = None
     order: int = 0
+    # grouped convolutions: the features fall into ``groups`` contiguous blocks (a channel moves
+    # only inside its block); ``glinks``: spaces whose blocks move with this one's (a grouped
+    # conv's input and output); ``gfixed``: why its blocks cannot move at all
+    groups: int = 1
+    glinks: list[int] = field(default_factory=list)
+    gfixed: list[str] = field(default_factory=list)
 
 
 class _UF:
@@ -314,6 +320,11 @@ class _UF:
         s.acts += t.acts
         s.maxpool |= t.maxpool
         s.bn = s.bn or t.bn
+        s.glinks += t.glinks
+        s.gfixed += t.gfixed
+        if s.groups != t.groups and 1 not in (s.groups, t.groups):
+            s.frozen.append(f"joins channels grouped in {s.groups} and in {t.groups} groups")
+        s.groups = max(s.groups, t.groups)
 
     def space(self, i: int) -> _Space:
         return self.spaces[self.find(i)]
@@ -371,6 +382,7 @@ class Found:
     spaces: list[_Space]
     notes: list[str]
     module_calls: dict[str, int]
+    links: list[list[int]] = field(default_factory=list)  # per space: indices of spaces its groups move with
 
 
 def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
@@ -472,7 +484,9 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
         val[id(n)] = _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes, notes,
                                 tensor_args, value)
     roots = sorted({uf.find(i) for i in range(len(uf.parent))}, key=lambda r: uf.spaces[r].order)
-    return Found([uf.spaces[r] for r in roots], notes, calls)
+    pos = {r: i for i, r in enumerate(roots)}
+    links = [sorted({pos[uf.find(t)] for t in uf.spaces[r].glinks} - {i}) for i, r in enumerate(roots)]
+    return Found([uf.spaces[r] for r in roots], notes, calls, links)
 
 
 def _fix_dim(f: _Feat, nd: int) -> _Feat:
@@ -546,9 +560,9 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
             for s in [s for s, _ in x.segs if s != FIXED]:
                 uf.space(s).joined.add("depthwise")
             return f
-        freeze_val(x, f"{path}: grouped convolution (groups={g}); its channels move only with their group")
-        notes.append(f"{path}: grouped convolution (groups={g}) is not analysed (channels move with their group)")
-        return None
+        f = out_new(mod.out_channels, f"{path}.weight", 0, f"{path}.bias" if has("bias") else None, 1)
+        _grouped_input(x, f, g, f"{path}.weight", path, uf, freeze_val)
+        return f
     if isinstance(mod, nn.modules.batchnorm._BatchNorm):
         if not isinstance(x, _Feat) or x.dim != 1:
             freeze_val(x, f"{path}: BatchNorm over an axis other than the features")
@@ -632,6 +646,46 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
     if params:
         notes.append(f"{path} ({type(mod).__name__}): layer type not understood; its parameters are not analysed")
     return None
+
+
+def _grouped_input(x: Any, out: _Feat, g: int, wkey: str, who: str, uf: _UF,
+                   freeze_val: Callable[[Any, str], None]) -> None:
+    """A grouped convolution (1 < g < C_in) with weight ``wkey`` reads ``x`` and writes ``out``.
+
+    Output group j (rows j·C_out/g …) reads input group j only (columns 0 … C_in/g − 1 of its
+    rows), so: both the input and the output channels fall into g blocks; a permutation inside
+    an input block moves the weight's columns inside that block's rows (a *grouped* member); a
+    permutation inside an output block moves rows as usual; and a permutation of whole blocks
+    must move the input blocks, the output blocks (rows) and everything else touching either
+    space together — the two spaces are *linked*. Input of fixed features (the model's input) or
+    of several concatenated parts: the input is not permutable, and the output's blocks cannot
+    move (their channels still permute inside each block)."""
+    from netxray.lenses.symmetry import Member
+
+    so = out.segs[0][0]
+    uf.space(so).groups = g if uf.space(so).groups in (1, g) else uf.space(so).groups
+    feats = [(s, b) for s, b in x.segs] if isinstance(x, _Feat) else []
+    if not (isinstance(x, _Feat) and x.dim == 1 and len(feats) == 1 and feats[0][0] != FIXED):
+        if isinstance(x, _Feat) and any(s != FIXED for s, _ in feats):
+            freeze_val(x, f"{who}: grouped convolution (groups={g}) over concatenated parts or another axis")
+        uf.space(so).gfixed.append(f"{who} (groups={g}) reads fixed or concatenated channels")
+        return
+    s, b = feats[0]
+    sp = uf.space(s)
+    if sp.size % g:
+        freeze_val(x, f"{who}: grouped convolution (groups={g}) over {sp.size} channels")
+        uf.space(so).gfixed.append(f"{who}: groups do not divide its input")
+        return
+    if sp.groups not in (1, g):
+        sp.frozen.append(f"read by grouped convolutions of {sp.groups} and {g} groups")
+    sp.groups = g if sp.groups == 1 else sp.groups
+    sp.members.append(("r", Member(wkey, 1, block=b, groups=g, row_dim=0)))
+    if who not in sp.readers:
+        sp.readers.append(who)
+    sp.joined.add("grouped")
+    uf.space(so).joined.add("grouped")
+    sp.glinks.append(so)
+    uf.space(so).glinks.append(s)
 
 
 def _reshape_rule(x, xin, n, uf, freeze_val, what):  # noqa: ANN001, ANN202
@@ -741,10 +795,13 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
             if b is not None:
                 add_members(f, b, 0, "w", w.key.rsplit(".", 1)[0])
             return f
-        freeze_val(x, f"`{name}` ({w.key}): grouped convolution (groups={g})")
-        notes.append(f"{w.key.rsplit('.', 1)[0]}: grouped convolution (groups={g}) is not analysed "
-                     "(channels move with their group)")
-        return None
+        f = new_writer(wshape[0], w.key, 0, b, 1)
+        if g is None or wshape[0] % g or (cin or 0) % g:
+            freeze_val(x, f"`{name}` ({w.key}): a convolution whose groups could not be read")
+            uf.space(f.segs[0][0]).frozen.append(f"`{name}` ({w.key}): groups could not be read")
+            return f
+        _grouped_input(x, f, g, w.key, w.key.rsplit(".", 1)[0], uf, freeze_val)
+        return f
     if name in ("batch_norm", "layer_norm", "rms_norm", "instance_norm") and isinstance(x, _Feat):
         want = 1 if name in ("batch_norm", "instance_norm") else in_nd - 1
         ok = x.dim == want and all(len(state_shapes[p.key]) == 1 and p.dims == [0] for p in params)

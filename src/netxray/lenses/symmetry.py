@@ -929,32 +929,58 @@ def _probe_candidates(model: nn.Module, data: Any, n: int, seed: int) -> list[_P
         size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
         ch = int(getattr(hf, "num_channels", 3))
         return [_Probe((), {"pixel_values": torch.randn((n, ch, *size), generator=g)}, "pixel values (Hugging Face config)")]
+    first = next((m for m in model.modules() if isinstance(m, (*_PRODUCERS, nn.Embedding))), None)
+    cands: list[_Probe] = []
+    # the size the model was built for, where its patch embedding keeps it (timm: ``patch_embed`` /
+    # ``stem`` .img_size). It comes before the pretrained config, which describes the pretrained
+    # weights and stays at 224 for a model created with ``img_size=32``
+    declared = next(((path, m.img_size) for path, m in model.named_modules()
+                     if _two_ints(getattr(m, "img_size", None)) is not None), None)
+    chans = next((int(m.in_chans) for m in model.modules() if isinstance(getattr(m, "in_chans", None), int)),
+                 first.in_channels if isinstance(first, nn.Conv2d) else None)
+    if declared is not None and chans:
+        hw = _two_ints(declared[1])
+        cands.append(_Probe((torch.randn((n, chans, *hw), generator=g),), {},
+                            f"{declared[0] or 'the model'}.img_size ({hw[0]}×{hw[1]})"))
     pc = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
     if isinstance(pc, dict) and isinstance(pc.get("input_size"), (tuple, list)):
         shape = tuple(int(s) for s in pc["input_size"])
-        return [_Probe((torch.randn((n, *shape), generator=g),), {}, "timm pretrained config")]
-    first = next((m for m in model.modules() if isinstance(m, (*_PRODUCERS, nn.Embedding))), None)
+        cands.append(_Probe((torch.randn((n, *shape), generator=g),), {},
+                            f"timm pretrained config ({'×'.join(map(str, shape))})"))
     if isinstance(getattr(model, "image_size", None), int) and isinstance(first, nn.Conv2d):
         s = model.image_size
-        return [_Probe((torch.randn((n, first.in_channels, s, s), generator=g),), {}, "the model's image_size")]
-    if isinstance(first, nn.Linear):
+        cands.append(_Probe((torch.randn((n, first.in_channels, s, s), generator=g),), {}, "the model's image_size"))
+    if isinstance(first, nn.Linear) and not cands:
         return [_Probe((torch.randn((n, first.in_features), generator=g),), {}, "the first Linear layer")]
     if isinstance(first, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        # the spatial size is not declared anywhere: the first size the model runs on
+        # the spatial size is not declared (or the declared one does not run): the first size
+        # the model runs on
         k = first.weight.ndim - 2
-        return [_Probe((torch.randn((n, first.in_channels, *[s] * k), generator=g),), {},
-                       f"the first {type(first).__name__} ({'×'.join([str(s)] * k)}, the first size that runs)")
-                for s in (32, 8, 16, 28, 64, 224)]
+        cands += [_Probe((torch.randn((n, first.in_channels, *[s] * k), generator=g),), {},
+                         f"the first {type(first).__name__} ({'×'.join([str(s)] * k)}, the first size that runs)")
+                  for s in (32, 8, 16, 28, 64, 224)]
+    if cands:
+        return cands
     raise ValueError(f"cannot infer probe inputs for {type(model).__name__}; pass data=<a batch of its inputs>")
+
+
+def _two_ints(v: Any) -> tuple[int, int] | None:
+    """(h, w) from an int or a pair of ints (a patch embedding's ``img_size``), else None."""
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        return (v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(e, int) and e > 0 for e in v):
+        return (int(v[0]), int(v[1]))
+    return None
 
 
 def _probe_inputs(model: nn.Module, data: Any, n: int = 2, seed: int = 0, m64: nn.Module | None = None) -> _Probe:
     """``n`` probe inputs: the first rows of ``data`` when given (a tensor, an (x, y) tuple, a
     dict of tensors passed as keywords, a netxray Dataset/DataSplits), else generated from what
     the model declares: a netxray config's input shape, a Hugging Face config (token ids below
-    ``vocab_size`` for text models, ``pixel_values`` of ``image_size``), a timm pretrained
+    ``vocab_size`` for text models, ``pixel_values`` of ``image_size``), the ``img_size`` its
+    patch embedding was built for (timm ``create_model(..., img_size=32)``), a timm pretrained
     config, torchvision's ``image_size``, the first Linear layer, or for a conv net the first of
-    32, 8, 16, 28, 64, 224 pixels that the model runs on. The inputs are checked by one forward
+    32, 8, 16, 28, 64, 224 pixels that the model runs on — the first of these that runs. The inputs are checked by one forward
     pass of an eval-mode float64 copy (the model itself is not run: its BatchNorm statistics and
     mode stay as they are)."""
     cands = _probe_candidates(model, data, n, seed)
@@ -1091,6 +1117,30 @@ def _to_device(x: Any, device: torch.device) -> Any:
     return x
 
 
+def _unzeroed(m64: nn.Module, probe: _Probe, seed: int) -> tuple[nn.Module | None, str]:
+    """A copy of the float64 model ``m64`` whose all-zero floating-point parameters hold random
+    values (weights N(0, 1/fan_in), vectors N(0, 0.1²); up to three seeds), on which the outputs
+    are not all zero — or (None, why) when there is none."""
+    zero = [k for k, p in m64.named_parameters() if p.is_floating_point() and p.numel() and not bool((p != 0).any())]
+    if not zero:
+        return None, "and no parameter tensor is all zero: nothing to randomise"
+    for k in range(3):
+        m = copy.deepcopy(m64)
+        g = torch.Generator().manual_seed(seed + 1000 + k)
+        params = dict(m.named_parameters())
+        with torch.no_grad():
+            for key in zero:
+                p = params[key]
+                std = 1.0 / math.sqrt(max(1, p[0].numel())) if p.ndim >= 2 else 0.1
+                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
+        if any(t.numel() and bool((t != 0).any()) for t in _run(m, probe)):
+            listed = ", ".join(zero[:4]) + (f" (+{len(zero) - 4})" if len(zero) > 4 else "")
+            return m, (f"the model's outputs are all zero on the probe inputs, so the permutation test ran on a "
+                       f"copy whose all-zero parameters ({listed}) hold random values — every axis is a "
+                       "symmetry for every parameter value, so this is as sound and not vacuous")
+    return None, f"even with random values in its all-zero parameters ({', '.join(zero[:4])})"
+
+
 def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> tuple[_Analysis, dict[str, Any]]:
     """The analysis with every axis verified (see :func:`_verify_axes`); failed axes are
     removed from ``an.axes`` and listed in the returned report with their reason."""
@@ -1110,9 +1160,19 @@ def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> 
     rep["probe"] = probe.source
     y0 = _run(m64, probe)
     if not any(t.numel() and bool((t != 0).any()) for t in y0):
-        # a constant-zero output (e.g. a zero-initialised head) makes every test pass vacuously
-        rep["verification"] = "not possible: the model's outputs are all zero on the probe inputs"
-        return an, rep
+        # a constant-zero output (a zero-initialised head: torchvision's ViT, timm's MLP-Mixer; or
+        # every logit behind a final ReLU negative) would make every test pass vacuously. The
+        # axes are claims about the structure — each one is a symmetry for *every* value of the
+        # parameters, since a permutation of slices does not look at their values — so testing
+        # them on a copy whose all-zero parameter tensors hold random values instead is as sound
+        # as on the model's own values, and not vacuous. Buffers (running statistics, masks)
+        # are left alone: they are not free parameters of the function.
+        m64, why = _unzeroed(m64, probe, seed)
+        if m64 is None:
+            rep["verification"] = f"not possible: the model's outputs are all zero on the probe inputs ({why})"
+            return an, rep
+        rep["unzeroed"] = why
+        y0 = _run(m64, probe)
     if not all(bool(torch.isfinite(t).all()) for t in y0):
         # NaN/inf outputs (non-finite parameters, an overflow): no comparison can pass or fail
         rep["verification"] = ("not possible: the model's outputs are not finite (NaN/inf) on the probe "
@@ -1265,6 +1325,8 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     }
     if rep.get("precision"):
         df.attrs["summary"]["statement"] += "; verification: " + rep["precision"]
+    if rep.get("unzeroed"):
+        df.attrs["summary"]["statement"] += "; verification: " + rep["unzeroed"]
     df.attrs["meta"] = metadata(model_hash=model_hash(inner), family=an.family)
     return df
 

@@ -449,6 +449,10 @@ def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
         "parameters": g.get("n_params"),
     }
     res = LensResult("symmetry", TITLES["symmetry"], tables=tables, summary=summary)
+    if str(g.get("status") or "").startswith("failed"):
+        # the structure could not be read (or nothing was proven): the lens did not do its job on
+        # this model, and the report must not call it "ok"
+        res.status, res.reason = "failed", str(g["status"])
     res.howto = [
         "The symmetry group counts the parameterizations that compute the same function: unit "
         "permutations within each layer (d! for d units), sign flips for odd activations (tanh); "

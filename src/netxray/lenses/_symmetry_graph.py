@@ -255,6 +255,11 @@ class _Feat:
 
     dim: int
     segs: list[tuple[int, int]]
+    # a second permutable axis on the *last* dimension: the hidden units of a Linear applied over
+    # an axis other than the features (MLP-Mixer's token mixing: fc1 over the tokens). It is
+    # followed only through element-wise maps into the Linear that reads it (fc2); any other op
+    # freezes it (see find_axes)
+    extra: int | None = None
 
 
 @dataclass
@@ -284,6 +289,7 @@ class _Space:
     groups: int = 1
     glinks: list[int] = field(default_factory=list)
     gfixed: list[str] = field(default_factory=list)
+    token: bool = False  # written by a Linear over tokens (MLP-Mixer's token-mixing hidden units)
 
 
 class _UF:
@@ -403,7 +409,7 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
 
     def _spaces_of(v: Any) -> list[int]:
         if isinstance(v, _Feat):
-            return [s for s, _ in v.segs if s != FIXED]
+            return [s for s, _ in v.segs if s != FIXED] + ([v.extra] if v.extra is not None else [])
         if isinstance(v, (list, tuple)):
             return [s for x in v for s in _spaces_of(x)]
         return []
@@ -472,6 +478,7 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
                 freeze_val(value(t), "reaches the model's output")
             continue
         ins = [value(t) for t in tensor_args(n)]
+        extra = _extra_step(n, mods, ins, uf, add_members)
         if n.op == "module":
             path = n.target
             calls[path] = calls.get(path, 0) + 1
@@ -479,14 +486,50 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
             x = ins[0] if ins else None
             val[id(n)] = _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space,
                                       freeze_val, length, out_space, notes)
-            continue
-        # call
-        val[id(n)] = _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes, notes,
-                                tensor_args, value)
+        else:
+            val[id(n)] = _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes, notes,
+                                    tensor_args, value)
+        out = val[id(n)]
+        if extra is not None and isinstance(out, _Feat) and out.extra is None:
+            val[id(n)] = _Feat(out.dim, out.segs, extra)  # carried through an element-wise map
     roots = sorted({uf.find(i) for i in range(len(uf.parent))}, key=lambda r: uf.spaces[r].order)
     pos = {r: i for i, r in enumerate(roots)}
     links = [sorted({pos[uf.find(t)] for t in uf.spaces[r].glinks} - {i}) for i, r in enumerate(roots)]
     return Found([uf.spaces[r] for r in roots], notes, calls, links)
+
+
+def _extra_step(n: GNode, mods: dict[str, nn.Module], ins: list[Any], uf: _UF,
+                add_members: Callable[..., None]) -> int | None:
+    """What op ``n`` does to the token-mixing hidden units (``_Feat.extra``) of its inputs: an
+    element-wise map of the same shape carries them (returned: the space to carry), a Linear over
+    the last axis reads them (its columns join the space), anything else freezes them."""
+    from netxray.lenses.symmetry import Member, _module_kind
+
+    carried = None
+    for v in ins:
+        if not (isinstance(v, _Feat) and v.extra is not None):
+            continue
+        sp = uf.space(v.extra)
+        xin = next((a for a in n.args if isinstance(a, GNode)), None)
+        same = xin is not None and xin.shape is not None and n.shape == xin.shape
+        mod = mods.get(n.target) if n.op == "module" else None
+        if mod is not None and _module_kind(mod) is not None and same and len(ins) == 1:
+            sp.acts.append(mod)
+            carried = v.extra
+        elif n.op == "call" and n.target in _ELEMENTWISE and same \
+                and len([u for u in ins if isinstance(u, _Feat)]) == 1:
+            kind = _ELEMENTWISE[n.target]
+            if kind != "identity" or n.target == "dropout":
+                sp.acts.append((kind or "other", n.target, _func_of(n.target, n)))
+            carried = v.extra
+        elif isinstance(mod, nn.Linear) and len(ins) == 1:
+            sp.members.append(("r", Member(f"{n.target}.weight", 1)))
+            if n.target not in sp.readers:
+                sp.readers.append(n.target)
+        else:
+            what = f"{n.target} ({type(mod).__name__})" if mod is not None else f"`{n.target}`"
+            sp.frozen.append(f"the hidden units of a Linear over tokens pass through {what}")
+    return carried
 
 
 def _fix_dim(f: _Feat, nd: int) -> _Feat:
@@ -531,9 +574,22 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
         if isinstance(x, _Feat):
             if x.dim != in_nd - 1:
                 # a Linear over tokens (MLP-Mixer's token mixing) treats every feature alike: the
-                # features pass; its own hidden units are not followed (one feature axis per tensor)
-                notes.append(f"{path}: mixes an axis other than the features; its own units are not analysed")
-                return x
+                # features pass, and its own output units become a second axis on the last
+                # dimension, followed into the Linear that reads them (see _extra_step)
+                if isinstance(ins[0], _Feat) and ins[0].extra is not None:
+                    # that reading Linear (Mixer's fc2) writes one output per token again: token
+                    # positions are tied to the input's patches, so no permutation moves them
+                    return x
+                s = uf.new(mod.out_features, order)
+                sp = uf.space(s)
+                from netxray.lenses.symmetry import Member
+
+                sp.members.append(("w", Member(f"{path}.weight", 0)))
+                if has("bias"):
+                    sp.members.append(("w", Member(f"{path}.bias", 0)))
+                sp.writers.append(path)
+                sp.token = True
+                return _Feat(x.dim, x.segs, s)
             add_members(x, f"{path}.weight", 0 if hf else 1, "r", path)
         size = mod.weight.shape[1] if hf else mod.out_features
         return out_new(size, f"{path}.weight", 1 if hf else 0, f"{path}.bias" if has("bias") else None, nd - 1)

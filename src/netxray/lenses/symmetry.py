@@ -629,6 +629,8 @@ def _generic_axes(
         if sp.size < 2 or not sp.writers:
             continue
         ax = _space_axis(sp, mods, shapes, keys)
+        if sp.token:
+            ax.kind = "token-mixing hidden unit"
         if sp.groups > 1:
             if sp.size == sp.groups:
                 continue  # one channel per group: only whole groups move (the group axis below)

@@ -234,6 +234,7 @@ def recorded_graph(model: nn.Module, mg: Any) -> list[GNode]:
                       (args[0], *extra, *args[1:]) if extra and args else args, dict(kwargs), shape)
             if len(n.outputs) > 1:
                 g.kwargs["_out"] = k
+                g.kwargs["_shapes"] = [tuple(mg.values[o].shape) for o in n.outputs]
             out.append(g)
             vnode[v] = g
     outs = tuple(arg(v) for v in mg.outputs)
@@ -293,9 +294,18 @@ class _Space:
 
 
 class _UF:
+    """Union-find over feature spaces, plus two refinements a space may need once it meets a
+    tensor whose features are laid out differently: ``refine`` (split it into consecutive unit
+    ranges, each its own space: a residual add of a 16-channel stream with GhostNet's
+    cat([P, P]) of two 8-channel halves, a chunk of the channel axis) and ``coarsen`` (let f
+    consecutive units move as one: ShuffleNet's channel pairs after a shuffle). Both restrict the
+    space's permutations to a subgroup, so every claim stays sound; values recorded before hold
+    the old space and are rewritten by ``resolve`` when read."""
+
     def __init__(self) -> None:
         self.parent: list[int] = []
         self.spaces: list[_Space] = []
+        self.redirect: dict[int, list[tuple[int, int]]] = {}  # old root → [(new space, block factor)]
 
     def new(self, size: int, order: int) -> int:
         self.parent.append(len(self.parent))
@@ -334,6 +344,144 @@ class _UF:
 
     def space(self, i: int) -> _Space:
         return self.spaces[self.find(i)]
+
+    def resolve(self, segs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for s, b in segs:
+            if s == FIXED:
+                out.append((s, b))
+                continue
+            r = self.find(s)
+            if r in self.redirect:
+                out += self.resolve([(t, b * f) for t, f in self.redirect[r]])
+            else:
+                out.append((r, b))
+        return out
+
+    def _replace(self, s: int, pieces: list[tuple[int, int, int]], order: int) -> list[int] | None:
+        """Replace root ``s`` by new spaces, one per (first unit, units, factor f): the new space
+        has units/f units, each owning f consecutive old units. None when a member cannot be cut
+        (repeated segments, a grouped convolution's columns) or the space is grouped."""
+        from netxray.lenses.symmetry import Member
+
+        sp = self.spaces[s]
+        if sp.groups > 1 or sp.glinks or any(m.segments != 1 or m.groups != 1 for _, m in sp.members):
+            return None
+        new = []
+        for u0, n, f in pieces:
+            t = self.new(n // f, order)
+            tp = self.spaces[t]
+            tp.members = [(role, Member(m.key, m.dim, block=m.block * f, offset=m.offset + u0 * m.block,
+                                        match=m.match)) for role, m in sp.members]
+            tp.writers, tp.readers, tp.frozen = list(sp.writers), list(sp.readers), list(sp.frozen)
+            tp.joined, tp.acts, tp.maxpool, tp.bn = set(sp.joined), list(sp.acts), sp.maxpool, sp.bn
+            tp.token, tp.order = sp.token, sp.order
+            new.append(t)
+        self.redirect[s] = [(t, f) for t, (_, _, f) in zip(new, pieces, strict=True)]
+        sp.members, sp.writers, sp.readers = [], [], []
+        return new
+
+    def refine(self, s: int, cuts: list[int], order: int) -> bool:
+        """Split space ``s`` at the given unit positions (0 < cut < size)."""
+        s = self.find(s)
+        size = self.spaces[s].size
+        bounds = [0, *sorted(set(c for c in cuts if 0 < c < size)), size]
+        if len(bounds) == 2:
+            return True
+        return self._replace(s, [(a, b - a, 1) for a, b in zip(bounds, bounds[1:], strict=False)], order) is not None
+
+    def coarsen(self, s: int, f: int, order: int) -> bool:
+        """Let every f consecutive units of space ``s`` move as one unit."""
+        s = self.find(s)
+        if f == 1:
+            return True
+        if self.spaces[s].size % f:
+            return False
+        return self._replace(s, [(0, self.spaces[s].size, f)], order) is not None
+
+    def seg_len(self, s: int, b: int) -> int:
+        return b if s == FIXED else self.space(s).size * b
+
+    def cut(self, segs: list[tuple[int, int]], pos: int, order: int) -> list[tuple[int, int]] | None:
+        """``segs`` with a segment boundary at feature position ``pos`` (refining the space it
+        falls in); None when it cannot be made."""
+        at = 0
+        for s, b in self.resolve(segs):
+            n = self.seg_len(s, b)
+            if at < pos < at + n:
+                if s == FIXED:
+                    return self.resolve(segs)  # fixed features are cut freely
+                if (pos - at) % b or not self.refine(s, [(pos - at) // b], order):
+                    return None
+                return self.resolve(segs)
+            at += n
+        return self.resolve(segs)
+
+    def sub(self, segs: list[tuple[int, int]], lo: int, hi: int, order: int) -> list[tuple[int, int]] | None:
+        """The segments covering feature positions [lo, hi), cutting spaces where needed."""
+        for p in (lo, hi):
+            segs = self.cut(segs, p, order)
+            if segs is None:
+                return None
+        out, at = [], 0
+        for s, b in segs:
+            n = self.seg_len(s, b)
+            if lo <= at and at + n <= hi:
+                if s == FIXED and out and out[-1][0] == FIXED:
+                    out[-1] = (FIXED, out[-1][1] + n)
+                else:
+                    out.append((s, b))
+            at += n
+        return out
+
+    def match(self, f1: list[tuple[int, int]], f2: list[tuple[int, int]], how: str, order: int) -> list[tuple[int, int]] | None:
+        """Make two layouts of one feature axis agree — the same space at the same positions with
+        the same block — by cutting, coarsening and merging spaces; the common layout, or None
+        (fixed features against permutable ones, blocks that do not divide)."""
+        for _ in range(4 * (len(f1) + len(f2)) + 8):
+            f1, f2 = self.resolve(f1), self.resolve(f2)
+            at = 0
+            changed = False
+            bounds1, bounds2 = set(), set()
+            for segs, bounds in ((f1, bounds1), (f2, bounds2)):
+                at = 0
+                for s, b in segs:
+                    at += self.seg_len(s, b)
+                    bounds.add(at)
+            for p in sorted(bounds1 ^ bounds2):
+                for which in (1, 2):
+                    segs = f1 if which == 1 else f2
+                    new = self.cut(segs, p, order)
+                    if new is None:
+                        return None
+                    if new != segs:
+                        changed = True
+                    if which == 1:
+                        f1 = new
+                    else:
+                        f2 = new
+            if changed:
+                continue
+            if len(f1) != len(f2):
+                return None
+            for (s1, b1), (s2, b2) in zip(f1, f2, strict=True):
+                if (s1 == FIXED) != (s2 == FIXED):
+                    return None
+                if s1 == FIXED or (self.find(s1) == self.find(s2) and b1 == b2):
+                    continue
+                if b1 != b2:
+                    lo, hi = (s1, b1), (s2, b2)
+                    if b1 > b2:
+                        lo, hi = hi, lo
+                    if hi[1] % lo[1] or not self.coarsen(lo[0], hi[1] // lo[1], order):
+                        return None
+                else:
+                    self.union(s1, s2, how)
+                changed = True
+                break
+            if not changed:
+                return self.resolve(f1)
+        return None
 
 
 _ELEMENTWISE = {
@@ -416,7 +564,10 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
 
     def value(a: Any) -> Any:
         if isinstance(a, GNode):
-            return val.get(id(a))
+            v = val.get(id(a))
+            if isinstance(v, _Feat) and uf.redirect:
+                v = _Feat(v.dim, uf.resolve(v.segs), v.extra)
+            return v
         if isinstance(a, (list, tuple)):
             return [value(x) for x in a]
         return a
@@ -744,7 +895,7 @@ def _grouped_input(x: Any, out: _Feat, g: int, wkey: str, who: str, uf: _UF,
     uf.space(so).glinks.append(s)
 
 
-def _reshape_rule(x, xin, n, uf, freeze_val, what):  # noqa: ANN001, ANN202
+def _reshape_rule(x, xin, n, uf, freeze_val, what):  # noqa: ANN001, ANN202 - uf may be None
     """view/reshape/flatten/unsqueeze/squeeze by shapes: the feature axis keeps its identity when
     it is its own group (sizes matched between input and output), or when it is merged with the
     dimensions right after it (then every feature owns a block of their product)."""
@@ -786,7 +937,39 @@ def _reshape_rule(x, xin, n, uf, freeze_val, what):  # noqa: ANN001, ANN202
                 return _Feat(real_b[0], [(s, bl * extra) for s, bl in x.segs])
             if a[x.dim] == 1:
                 return None
-            freeze_val(x, f"{what}: the feature axis is split or merged with another axis")
+            if real_a == [x.dim] and len(real_b) == 2 and uf is not None:
+                # (…, C, …) → (…, g, C/g, …): the g chunks of C/g channels line up as one layout
+                # (ShuffleNet's channel shuffle starts so: its g parts are the concatenated
+                # branches; the transpose and view after it give each unit a block of g). Chunks
+                # that are pieces of one space (attention heads) are not followed here.
+                g, c = b[real_b[0]], b[real_b[1]]
+                at, bounds = 0, {0}
+                for s_, bl in x.segs:
+                    at += uf.seg_len(s_, bl)
+                    bounds.add(at)
+                if g > 1 and all(j * c in bounds for j in range(g + 1)):
+                    chunks = [uf.sub(x.segs, j * c, (j + 1) * c, 0) for j in range(g)]
+                    common = chunks[0]
+                    for ch in chunks[1:]:
+                        common = None if common is None or ch is None else uf.match(common, ch, "shuffle", 0)
+                    if common is not None:
+                        for s_, _ in common:
+                            if s_ != FIXED:
+                                uf.space(s_).joined.add("shuffle")
+                        return _Feat(real_b[1], common)
+                if g > 1 and all(j * c in bounds for j in range(g + 1)) and any(s_ == FIXED for s_, _ in x.segs):
+                    why = (f"{what}: a channel shuffle ({a[x.dim]} channels as {g}×{c}) interleaves these channels "
+                           "with channels that are fixed or were not followed")
+                elif g > 1 and all(j * c in bounds for j in range(g + 1)):
+                    why = (f"{what}: a channel shuffle ({a[x.dim]} channels as {g}×{c}) interleaves parts whose "
+                           "units cannot be lined up")
+                else:
+                    why = (f"{what}: the feature axis ({a[x.dim]}) is split into {g}×{c} inside one part "
+                           "(attention heads: their permutations come from the attention module)")
+                freeze_val(x, why)
+                return None
+            freeze_val(x, f"{what}: the feature axis ({a[x.dim]}) is split or merged with another axis "
+                       f"({tuple(a)} → {tuple(b)})")
             return None
     freeze_val(x, f"{what}: shapes do not match")
     return None
@@ -805,7 +988,7 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
     if name in _SHAPE_ONLY:
         return None
     if name == "getitem":
-        return _getitem_rule(n, x, xin, freeze_val)
+        return _getitem_rule(n, x, xin, freeze_val, uf)
     params = [v for v in ins if isinstance(v, _Param)]
 
     def new_writer(size: int, wkey: str, wdim: int, bkey: str | None, fdim: int) -> _Feat:
@@ -925,7 +1108,21 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
                 d = d + in_nd if isinstance(d, int) and d < 0 else d
                 if isinstance(d, int) and d != x.dim:
                     return _Feat(x.dim - (d < x.dim), x.segs)
-        freeze_val(x, f"`{name}` splits the feature axis")
+            shapes = n.kwargs.get("_shapes")
+            k = n.kwargs.get("_out", 0)
+            if len(a) == len(b) and name != "unbind" and shapes and all(len(t) == len(a) for t in shapes):
+                # pieces of the channel axis (ShuffleNet's x.chunk(2, dim=1)): each piece holds
+                # the parts (and, cut where needed, the spaces) at its positions
+                lo = sum(t[x.dim] for t in shapes[:k])
+                segs = uf.sub(x.segs, lo, lo + b[x.dim], order)
+                if segs is not None:
+                    return _Feat(x.dim, segs)
+        blocks = sorted({bl for s_, bl in x.segs if s_ != FIXED})
+        freeze_val(x, f"`{name}` splits the {sum(uf.seg_len(s_, bl) for s_, bl in x.segs)} channels inside a unit "
+                   f"that moves as one block of {'/'.join(map(str, blocks))} channels (after channel shuffles the "
+                   "finder moves interleaved channels together, a subgroup of the true symmetry, and here such a "
+                   "block would be cut)" if blocks and max(blocks) > 1 else
+                   f"`{name}` splits the feature axis where its parts cannot be cut")
         return None
     if name in ("getitem-tensor", "getitem-unknown") and isinstance(x, _Feat):
         a = list(xin.shape) if xin is not None and xin.shape is not None else None
@@ -1046,20 +1243,21 @@ def _binary_rule(n, name, value, uf, add_members, freeze_val, nd):  # noqa: ANN0
     if len(feats) == 2:
         f1, f2 = feats[0][1], feats[1][1]
         if f1.segs != f2.segs:
-            if len(f1.segs) != len(f2.segs) or any(
-                uf.space(s1).size * b1 != uf.space(s2).size * b2 if s1 != FIXED and s2 != FIXED else (s1 != s2)
-                for (s1, b1), (s2, b2) in zip(f1.segs, f2.segs, strict=True)
-            ) or any(b1 != b2 for (_, b1), (_, b2) in zip(f1.segs, f2.segs, strict=True)):
-                freeze_val(f1, f"`{name}` of tensors whose features are arranged differently")
-                freeze_val(f2, f"`{name}` of tensors whose features are arranged differently")
+            # e.g. a residual add of a 16-channel stream and GhostNet's cat([P, P]) of two 8-channel
+            # halves: the stream is cut in two halves, each merged with P
+            common = uf.match(f1.segs, f2.segs, _BINARY[name], 0)
+            if common is None:
+                why = f"`{name}` of tensors whose features are arranged differently (the parts do not line up)"
+                freeze_val(f1, why)
+                freeze_val(f2, why)
                 return None
-            for (s1, _), (s2, _) in zip(f1.segs, f2.segs, strict=True):
-                if s1 != s2:
-                    uf.union(s1, s2, _BINARY[name])
-        else:
-            for s, _ in f1.segs:
+            for s, _ in common:
                 if s != FIXED:
                     uf.space(s).joined.add(_BINARY[name])
+            return _Feat(out_dim, common)
+        for s, _ in f1.segs:
+            if s != FIXED:
+                uf.space(s).joined.add(_BINARY[name])
         return _Feat(out_dim, [(s if s == FIXED else uf.find(s), b) for s, b in f1.segs])
     # one featured operand; the other is a parameter, a fixed tensor or a number
     (fa, f), = feats
@@ -1091,7 +1289,7 @@ def _binary_rule(n, name, value, uf, add_members, freeze_val, nd):  # noqa: ANN0
     return base
 
 
-def _getitem_rule(n, x, xin, freeze_val):  # noqa: ANN001, ANN202
+def _getitem_rule(n, x, xin, freeze_val, uf):  # noqa: ANN001, ANN202
     idx = n.args[1] if len(n.args) > 1 else None
     if isinstance(x, list):  # a tuple output (MultiheadAttention, split) indexed by position
         return x[idx] if isinstance(idx, int) and -len(x) <= idx < len(x) else None
@@ -1118,15 +1316,28 @@ def _getitem_rule(n, x, xin, freeze_val):  # noqa: ANN001, ANN202
         used = sum(1 for i in items if i is not None and i is not Ellipsis)
         items = items[:k] + [slice(None)] * (nd_in - used) + items[k + 1:]
     d_in, d_out, new_dim = 0, 0, None
+    segs = x.segs
     for it in items:
         if it is None:
             d_out += 1
             continue
         if d_in == x.dim:
-            if isinstance(it, slice) and it == slice(None):
+            n_feat = xin.shape[x.dim]
+            if isinstance(it, slice) and it.step in (None, 1) and (it.start or 0) >= 0 \
+                    and (it.stop is None or it.stop >= 0):
+                lo, hi = it.start or 0, n_feat if it.stop is None else min(it.stop, n_feat)
+                # whole concatenated parts kept (x[:, :C] of a cat, GhostNet's out[:, :oup]): the
+                # parts keep their spaces; a cut through a part's channels is not followed
+                # a cut through a part's channels splits that part's space in two (GhostNet's
+                # out[:, :oup] with oup odd: P's last channels appear once, the others twice)
+                segs = uf.sub(x.segs, lo, hi, 0) if hi > lo else None
+                if segs is None:
+                    freeze_val(x, f"a slice [{lo}:{hi}] of the {n_feat} channels cuts through a part that "
+                               "cannot be split (a grouped or repeated layout)")
+                    return None
                 new_dim = d_out
             else:
-                freeze_val(x, "a slice or index of the feature axis")
+                freeze_val(x, "an index or strided slice of the feature axis")
                 return None
         if isinstance(it, int):
             d_in += 1
@@ -1135,7 +1346,7 @@ def _getitem_rule(n, x, xin, freeze_val):  # noqa: ANN001, ANN202
             d_out += 1
     if new_dim is None:
         new_dim = d_out + (x.dim - d_in)
-    return _Feat(new_dim, x.segs)
+    return _Feat(new_dim, segs) if segs else None
 
 
 def _cat_rule(n, uf, add_members, freeze_val, value, nd):  # noqa: ANN001, ANN202
@@ -1289,6 +1500,10 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             w = [Member(f"{p}c_attn.weight", 1, block=hd, segments=3)] + [Member(b, 0, block=hd, segments=3) for b in bias(p + "c_attn")]
             out.append(_head(path, H, hd, w, [Member(f"{p}c_proj.weight", 0, block=hd)], "q/k/v"))
             continue
+        levit = _levit_heads(mod, p, mods, names)
+        if levit is not None:
+            out.append(levit)
+            continue
         if {"qkv", "proj"} <= names and isinstance(mods[p + "qkv"], nn.Linear) and isinstance(mods[p + "proj"], nn.Linear):
             qkv, proj = mods[p + "qkv"], mods[p + "proj"]
             H = cfg_int(mod, "num_heads")
@@ -1318,6 +1533,60 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
 # (query, key, value, output) projection names: Llama/Mistral/Qwen…, DistilBERT, T5, diffusers
 _QKVO = (("q_proj", "k_proj", "v_proj", "o_proj"), ("q_lin", "k_lin", "v_lin", "out_lin"),
          ("q", "k", "v", "o"), ("to_q", "to_k", "to_v", "to_out"))
+
+
+def _linear_norm(path: str, mods: dict[str, nn.Module]) -> tuple[str, str | None] | None:
+    """(Linear path, BatchNorm path or None) of a projection that is a Linear, a Linear followed
+    by a BatchNorm (timm LeViT's LinearNorm: ``.linear``, ``.bn``) or a Sequential ending in one
+    after parameter-free modules (LeViT's ``proj = (act, ln)``, ``q = (subsample, ln)``)."""
+    m = mods.get(path)
+    if isinstance(m, nn.Linear):
+        return path, None
+    if m is None:
+        return None
+    kids = dict(m.named_children())
+    if isinstance(kids.get("linear"), nn.Linear) and isinstance(kids.get("bn"), nn.modules.batchnorm._BatchNorm) \
+            and len(kids) == 2:
+        return f"{path}.linear", f"{path}.bn"
+    if isinstance(m, nn.Sequential) and kids:
+        *rest, last = list(kids)
+        if all(not any(True for _ in kids[r].parameters()) for r in rest):
+            return _linear_norm(f"{path}.{last}", mods)
+    return None
+
+
+def _levit_heads(mod: nn.Module, p: str, mods: dict[str, nn.Module], names: set[str]) -> dict[str, Any] | None:
+    """Heads of an attention whose projections write one contiguous row block per head (timm
+    LeViT: ``qkv(x).view(B, N, H, -1).split([key_dim, key_dim, val_dim])``, and its downsampling
+    attention with separate ``kv`` and ``q``), each projection a Linear optionally followed by a
+    BatchNorm over its outputs: the head's rows, BN parameters and running statistics, its
+    attention biases (H, N) and its ``val_dim`` columns of the output projection move together."""
+    from netxray.lenses.symmetry import Member
+
+    H, kd, vd = (getattr(mod, a, None) for a in ("num_heads", "key_dim", "val_dim"))
+    if not all(isinstance(v, int) and v > 0 for v in (H, kd, vd)) or "proj" not in names:
+        return None
+    srcs = ["qkv"] if "qkv" in names else (["kv", "q"] if {"kv", "q"} <= names else None)
+    if srcs is None:
+        return None
+    writers: list[Any] = []
+    for src in srcs:
+        ln = _linear_norm(p + src, mods)
+        if ln is None or mods[ln[0]].out_features % H:
+            return None
+        blk = mods[ln[0]].out_features // H
+        writers.append(Member(f"{ln[0]}.weight", 0, block=blk))
+        if mods[ln[0]].bias is not None:
+            writers.append(Member(f"{ln[0]}.bias", 0, block=blk))
+        if ln[1] is not None:
+            writers += [Member(f"{ln[1]}.{t}", 0, block=blk) for t in ("weight", "bias", "running_mean", "running_var")
+                        if getattr(mods[ln[1]], t, None) is not None]
+    pr = _linear_norm(p + "proj", mods)
+    if pr is None or mods[pr[0]].in_features != H * vd:
+        return None
+    writers += _per_head_members(mod, p, H, exclude=(*srcs, "proj"))
+    path = p[:-1]
+    return _head(path, H, vd, writers, [Member(f"{pr[0]}.weight", 1, block=vd)], "per-head q/k/v (LeViT)")
 
 
 def _per_head_members(mod: nn.Module, p: str, H: int, exclude: tuple[str, ...]) -> list[Any]:

@@ -785,7 +785,7 @@ def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int
     how = {"add": "residual additions", "mul": "element-wise products", "norm": "normalisations",
            "cat-token": "token concatenation", "depthwise": "depthwise convolutions", "reduced": "reductions",
            "add-param": "added parameters", "mul-param": "scaling parameters", "roll": "spatial rolls",
-           "grouped": "grouped convolutions"}
+           "grouped": "grouped convolutions", "shuffle": "channel shuffles"}
     through = [how[j] for j in sorted(joined) if j in how]
     return Axis(
         name=name, layer=layer, kind=kind, size=sp.size, writers=writers, readers=readers, bias=bias,

@@ -1,6 +1,7 @@
 """Symmetry of the families the first sweep left uncovered (issue 10, item 3): grouped
 convolutions (ResNeXt, RegNet), ShuffleNet V2's chunk + channel shuffle, GhostNet's cat + slice,
-LeViT's heads, MLP-Mixer's token mixing, timm models built for another image size, and models
+LeViT's heads, MLP-Mixer's token mixing, MobileViT's unfold/fold of patches, timm models built
+for another image size, and models
 whose outputs are all zero at random init.
 
 Every axis the lens reports is checked here by a permutation test written independently of the
@@ -90,6 +91,15 @@ def _levit():
     return Levit(img_size=64, num_classes=3, embed_dim=(32, 48), key_dim=8, depth=(1, 1), num_heads=(2, 3))
 
 
+def _mobilevit():
+    from timm.models.mobilevit import MobileVitBlock
+
+    # MobileViT's block: conv → 1×1 conv → unfold into 2×2 patches → transformer → fold → conv
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.SiLU(),
+                         MobileVitBlock(8, 8, transformer_dim=12, transformer_depth=1, patch_size=2, num_heads=2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+
+
 def _randomise_bn(model):
     # fresh BatchNorms are the identity in eval mode; random statistics make the test bite
     g = torch.Generator().manual_seed(0)
@@ -112,6 +122,7 @@ MODELS = {
     "ghost-odd": (_GhostOdd, IMG),
     "levit": (_levit, None),
     "mixer": (_mixer, None),
+    "mobilevit": (_mobilevit, IMG[:, :, :8, :8]),
 }
 
 
@@ -328,6 +339,18 @@ def test_ghostnet_levit_and_mixer_axes(built):
     assert all("mlp_tokens.fc1.weight[dim 0]" in x and "mlp_tokens.fc2.weight[dim 1]" in x for x in tok["tensors"])
     s = mx.attrs["summary"]
     assert s["status"] == "ok" and "all zero" in s["statement"] and "random values" in s["statement"]
+
+
+def test_mobilevit_unfold_and_fold_are_followed(built):
+    t = built["mobilevit"][2]
+    # (B, C, H, W) → (B·C·n_h, p_h, n_w, p_w) → … → (B·P, N, C): the transformer's residual stream
+    # is conv_1x1's output channels, read after the fold by conv_proj
+    stream = t[t.kind == "residual stream"]
+    assert stream["size"].tolist() == [12]
+    tens = stream.iloc[0]["tensors"]
+    assert "3.conv_1x1.weight[dim 0]" in tens and "3.conv_proj.conv.weight[dim 1]" in tens
+    assert "3.transformer.0.norm1.weight" in tens
+    assert {"attention head", "FFN hidden unit"} <= set(t["kind"]) and t.attrs["summary"]["status"] == "ok"
 
 
 def test_timm_model_built_for_another_image_size():

@@ -261,6 +261,10 @@ class _Feat:
     # followed only through element-wise maps into the Linear that reads it (fc2); any other op
     # freezes it (see find_axes)
     extra: int | None = None
+    # > 1: the features are folded with dimensions before them into ``dim`` (MobileViT's unfold
+    # into patches: (B, C, H, W) → (B·C·n_h, p_h, n_w, p_w)): along ``dim`` the whole layout
+    # repeats ``outer`` times. Only reshapes, transposes and element-wise maps may touch it.
+    outer: int = 1
 
 
 @dataclass
@@ -541,7 +545,7 @@ class Found:
 
 def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
     """Run the feature-space propagation over ``graph`` (see the module docstring)."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses.symmetry import Member, _module_kind
 
     mods = dict(model.named_modules())
     state_shapes = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
@@ -566,7 +570,7 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
         if isinstance(a, GNode):
             v = val.get(id(a))
             if isinstance(v, _Feat) and uf.redirect:
-                v = _Feat(v.dim, uf.resolve(v.segs), v.extra)
+                v = _Feat(v.dim, uf.resolve(v.segs), v.extra, v.outer)
             return v
         if isinstance(a, (list, tuple)):
             return [value(x) for x in a]
@@ -641,8 +645,17 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
             val[id(n)] = _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes, notes,
                                     tensor_args, value)
         out = val[id(n)]
+        folded = [v for v in ins if isinstance(v, _Feat) and v.outer > 1]
+        if folded:
+            ok = (n.op == "call" and (n.target in _FOLD_OK or (n.target in _ELEMENTWISE and len(ins) == 1))) \
+                or (n.op == "module" and _module_kind(mods[n.target]) is not None)
+            if not ok:
+                for v in folded:
+                    freeze_val(v, f"channels folded with the batch or patch axes (an unfold into patches, as in "
+                               f"MobileViT) reach {n.target!s}, which is not followed in that layout")
+                val[id(n)] = out = None
         if extra is not None and isinstance(out, _Feat) and out.extra is None:
-            val[id(n)] = _Feat(out.dim, out.segs, extra)  # carried through an element-wise map
+            val[id(n)] = _Feat(out.dim, out.segs, extra, out.outer)  # carried through an element-wise map
     roots = sorted({uf.find(i) for i in range(len(uf.parent))}, key=lambda r: uf.spaces[r].order)
     pos = {r: i for i, r in enumerate(roots)}
     links = [sorted({pos[uf.find(t)] for t in uf.spaces[r].glinks} - {i}) for i, r in enumerate(roots)]
@@ -684,7 +697,32 @@ def _extra_step(n: GNode, mods: dict[str, nn.Module], ins: list[Any], uf: _UF,
 
 
 def _fix_dim(f: _Feat, nd: int) -> _Feat:
-    return _Feat(f.dim + nd if f.dim < 0 else f.dim, f.segs)
+    return _Feat(f.dim + nd if f.dim < 0 else f.dim, f.segs, outer=f.outer)
+
+
+_FOLD_OK = {"view", "reshape", "flatten", "unflatten", "permute", "transpose", "movedim", "swapaxes",
+            "contiguous", "view_as", "reshape_as"}
+
+
+def _strided(x: _Feat, a: list[int], b: list[int], gi: list[int], gj: list[int], uf: _UF) -> _Feat | None:
+    """The feature structure after a reshape of the dimensions ``gi`` (shape ``a``) into ``gj``
+    (shape ``b``, same product), by strides: within the flattened group, unit u of a part with
+    block ``bl`` starts at ``o·L·T_a + (P + u·bl)·T_a`` (T_a: the product of the input dimensions
+    after the feature one, L: the feature length, o < outer). It lands in output dimension j
+    when T_b (the product of the output dimensions after j) divides every bl·T_a — each unit then
+    owns bl·T_a/T_b consecutive entries of dimension j — and the whole layout fits whole into
+    dimension j's span (the rest becomes ``outer`` repeats along it). None when no dimension
+    qualifies (a split of the features, e.g. into heads)."""
+    if any(sp == FIXED for sp, _ in x.segs):
+        return None
+    L = sum(uf.seg_len(sp, bl) for sp, bl in x.segs)
+    T_a = math.prod(a[d] for d in gi if d > x.dim)
+    for j in gj:
+        T_b = math.prod(b[d] for d in gj if d > j)
+        span = T_b * b[j]
+        if all((bl * T_a) % T_b == 0 for _, bl in x.segs) and span % (L * T_a) == 0 and L * T_a <= span:
+            return _Feat(j, [(sp, bl * T_a // T_b) for sp, bl in x.segs], outer=span // (L * T_a))
+    return None
 
 
 def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze_val, length,
@@ -930,13 +968,19 @@ def _reshape_rule(x, xin, n, uf, freeze_val, what):  # noqa: ANN001, ANN202 - uf
         if x.dim in gi:
             real_a = [d for d in gi if d < len(a) and a[d] != 1]
             real_b = [d for d in gj if d < len(b) and b[d] != 1]
-            if real_a == [x.dim] and len(real_b) == 1:
+            if x.outer == 1 and real_a == [x.dim] and len(real_b) == 1:
                 return _Feat(real_b[0], x.segs)
-            if real_a and real_a[0] == x.dim and len(real_b) == 1:
+            if x.outer == 1 and real_a and real_a[0] == x.dim and len(real_b) == 1:
                 extra = math.prod(a[d] for d in real_a[1:])
                 return _Feat(real_b[0], [(s, bl * extra) for s, bl in x.segs])
             if a[x.dim] == 1:
                 return None
+            if uf is not None and pa == pb and (x.outer > 1 or real_a[0] != x.dim):
+                # the features folded with the dimensions before them (MobileViT's unfold and
+                # fold of patches), or unfolded again
+                f = _strided(x, a, b, [d for d in gi if d < len(a)], [d for d in gj if d < len(b)], uf)
+                if f is not None:
+                    return f
             if real_a == [x.dim] and len(real_b) == 2 and uf is not None:
                 # (…, C, …) → (…, g, C/g, …): the g chunks of C/g channels line up as one layout
                 # (ShuffleNet's channel shuffle starts so: its g parts are the concatenated
@@ -1140,16 +1184,16 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
         if name == "permute":
             dims = list(rest[0]) if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else list(rest)
             dims = [d + in_nd if d < 0 else d for d in dims]
-            return _Feat(dims.index(x.dim), x.segs)
+            return _Feat(dims.index(x.dim), x.segs, outer=x.outer)
         if name in ("transpose", "swapaxes", "movedim") and len(rest) == 2:
             d0, d1 = (d + in_nd if d < 0 else d for d in rest)
             if name == "movedim":
                 order_ = [d for d in range(in_nd) if d != d0]
                 order_.insert(d1, d0)
-                return _Feat(order_.index(x.dim), x.segs)
-            return _Feat(d1 if x.dim == d0 else d0 if x.dim == d1 else x.dim, x.segs)
+                return _Feat(order_.index(x.dim), x.segs, outer=x.outer)
+            return _Feat(d1 if x.dim == d0 else d0 if x.dim == d1 else x.dim, x.segs, outer=x.outer)
         if name == "t" and in_nd == 2:
-            return _Feat(1 - x.dim, x.segs)
+            return _Feat(1 - x.dim, x.segs, outer=x.outer)
     if name == "roll" and isinstance(x, _Feat) and xin is not None and xin.shape == n.shape:
         # Swin's shifted windows roll the spatial axes; the graph does not keep roll's dims, so
         # this is a claim: a roll of the features would make the verification reject the axis

@@ -410,11 +410,12 @@ class _UF:
         """``segs`` with a segment boundary at feature position ``pos`` (refining the space it
         falls in); None when it cannot be made."""
         at = 0
-        for s, b in self.resolve(segs):
+        segs = self.resolve(segs)
+        for k, (s, b) in enumerate(segs):
             n = self.seg_len(s, b)
             if at < pos < at + n:
-                if s == FIXED:
-                    return self.resolve(segs)  # fixed features are cut freely
+                if s == FIXED:  # fixed features are cut freely
+                    return [*segs[:k], (FIXED, pos - at), (FIXED, at + n - pos), *segs[k + 1:]]
                 if (pos - at) % b or not self.refine(s, [(pos - at) // b], order):
                     return None
                 return self.resolve(segs)

@@ -1550,7 +1550,9 @@ def canonicalize(
     rescaling). Any other model: the axes :func:`symmetry_group` finds and verifies
     (``data``: its probe inputs) — every unit of a simple Linear/Conv → element-wise →
     Linear/Conv chain gets all three steps, every other axis (residual streams, gated FFN
-    units, heads, concatenated parts, depthwise-coupled channels) is sorted only. A wrapped
+    units, heads, concatenated parts, depthwise-coupled channels) is sorted only — the channels
+    of a grouped convolution inside their group, after the groups themselves are sorted by
+    their channels' rows (sorted inside the group), so the form is unique. A wrapped
     model (``nn.DataParallel``, ``torch.compile``) gives its inner model's canonical form.
 
     The result computes the same function (eval mode) to float64 rounding (≈1e-12; a model

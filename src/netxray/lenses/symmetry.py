@@ -653,6 +653,13 @@ def _generic_axes(
         axes.append((order + 0.5, ax))
     axes.sort(key=lambda t: t[0])
     out = [a for _, a in axes]
+    # names are keys (verification, alignment): pieces of one cut space share their writers,
+    # hence their name — the repeats are numbered in forward order
+    seen: dict[str, int] = {}
+    for a in out:
+        seen[a.name] = seen.get(a.name, 0) + 1
+        if seen[a.name] > 1:
+            a.name = f"{a.name}#{seen[a.name]}"
     head_paths = [h["layer"].split(".") for h in heads]
     for a in out:
         if a.kind in ("hidden unit", "gated hidden unit"):
@@ -1242,7 +1249,8 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     be run) and a ``note``.
 
     ``df.attrs["summary"]``: ``status`` ("ok" | "partial: …" | "unverified: …" | "failed: …" —
-    never "ok" when a part could not be read), totals ``log10_permutations = Σ log10 d!``,
+    never "ok" when a part could not be read), ``readable`` (False: the structure could not be
+    read at all — the model does not run on the probe, or the finder failed), totals ``log10_permutations = Σ log10 d!``,
     ``log10_order`` (with sign flips), ``log10_orbit``, ``continuous_dims``, ``n_params``,
     ``statement`` (what was and was not analysed), ``not_analysed``, ``rejected``,
     ``wrapper`` and ``probe`` (where the probe inputs came from). ``df.attrs["meta"]``:
@@ -1310,6 +1318,7 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
         status = "ok"
     df.attrs["summary"] = {
         "status": status,
+        "readable": an.readable,
         "family": an.family,
         "n_axes": len(df),
         "log_permutations": perm * LN10,

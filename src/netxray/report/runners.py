@@ -449,9 +449,10 @@ def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
         "parameters": g.get("n_params"),
     }
     res = LensResult("symmetry", TITLES["symmetry"], tables=tables, summary=summary)
-    if str(g.get("status") or "").startswith("failed"):
-        # the structure could not be read (or nothing was proven): the lens did not do its job on
-        # this model, and the report must not call it "ok"
+    if g.get("readable") is False:
+        # the structure could not be read at all (no forward pass could be recorded, or the axis
+        # finder failed): the lens did not do its job on this model, and must not be "ok". A model
+        # that was read but has no proven axis (an LSTM) is a finding, with its reasons listed.
         res.status, res.reason = "failed", str(g["status"])
     res.howto = [
         "The symmetry group counts the parameterizations that compute the same function: unit "

@@ -225,7 +225,8 @@ def test_failed_lens_note_is_visible_in_chromium(tmp_path, digits):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), TrainingOnly(), nn.Linear(32, 10))
     report = scan(model.eval(), digits, n_samples=128, modularity_n=100, repeats=2, progress=False)
-    assert set(report.failed) == {"nonlinearity", "modularity"}
+    # symmetry cannot record a forward pass of it either: a failed lens too, never "ok"
+    assert set(report.failed) == {"nonlinearity", "modularity", "symmetry"}
     index = report.save(tmp_path / "failing")
     browser = Browser(tmp_path / "chrome-profile")
     try:
@@ -241,7 +242,7 @@ def test_failed_lens_note_is_visible_in_chromium(tmp_path, digits):
     (tmp_path / "failing.png").write_bytes(base64.b64decode(shot["data"]))
     assert errors == []
     assert len(plots) >= 2 and all(p["naturalWidth"] > 0 and p["offsetWidth"] > 0 for p in plots)
-    assert len(notes) == 2  # one per failed lens, laid out and readable
+    assert len(notes) == 3  # one per failed lens, laid out and readable
     for note in notes:
         assert note["w"] > 100 and note["h"] > 10
         assert "could not run on this model" in note["text"] and "no inference mode" in note["text"]

@@ -488,7 +488,10 @@ def _small_args(name: str, args: tuple, kwargs: dict) -> dict[str, Any]:
         if name in ("cat", "concat", "stack"):
             rest = list(args[1:])
         if name == "getitem" and len(args) > 1:
-            rest = [repr(args[1])[:80]]
+            # the whole index when it is short (a 4-D slice tuple is ~100 characters): a cut one
+            # cannot be read back, and x[:, :oup] (GhostNet) would look like an unknown index
+            r = repr(args[1])
+            rest = [r if len(r) <= 400 else r[:80]]
         elif rest and isinstance(rest[0], (list, tuple, torch.Size)) and len(rest) == 1:
             rest = list(rest[0])
         keep["args"] = rest

@@ -234,6 +234,7 @@ def recorded_graph(model: nn.Module, mg: Any) -> list[GNode]:
                       (args[0], *extra, *args[1:]) if extra and args else args, dict(kwargs), shape)
             if len(n.outputs) > 1:
                 g.kwargs["_out"] = k
+                g.kwargs["_shapes"] = [tuple(mg.values[o].shape) for o in n.outputs]
             out.append(g)
             vnode[v] = g
     outs = tuple(arg(v) for v in mg.outputs)
@@ -255,6 +256,15 @@ class _Feat:
 
     dim: int
     segs: list[tuple[int, int]]
+    # a second permutable axis on the *last* dimension: the hidden units of a Linear applied over
+    # an axis other than the features (MLP-Mixer's token mixing: fc1 over the tokens). It is
+    # followed only through element-wise maps into the Linear that reads it (fc2); any other op
+    # freezes it (see find_axes)
+    extra: int | None = None
+    # > 1: the features are folded with dimensions before them into ``dim`` (MobileViT's unfold
+    # into patches: (B, C, H, W) → (B·C·n_h, p_h, n_w, p_w)): along ``dim`` the whole layout
+    # repeats ``outer`` times. Only reshapes, transposes and element-wise maps may touch it.
+    outer: int = 1
 
 
 @dataclass
@@ -278,12 +288,28 @@ class _Space:
     maxpool: bool = False
     bn: str | None = None
     order: int = 0
+    # grouped convolutions: the features fall into ``groups`` contiguous blocks (a channel moves
+    # only inside its block); ``glinks``: spaces whose blocks move with this one's (a grouped
+    # conv's input and output); ``gfixed``: why its blocks cannot move at all
+    groups: int = 1
+    glinks: list[int] = field(default_factory=list)
+    gfixed: list[str] = field(default_factory=list)
+    token: bool = False  # written by a Linear over tokens (MLP-Mixer's token-mixing hidden units)
 
 
 class _UF:
+    """Union-find over feature spaces, plus two refinements a space may need once it meets a
+    tensor whose features are laid out differently: ``refine`` (split it into consecutive unit
+    ranges, each its own space: a residual add of a 16-channel stream with GhostNet's
+    cat([P, P]) of two 8-channel halves, a chunk of the channel axis) and ``coarsen`` (let f
+    consecutive units move as one: ShuffleNet's channel pairs after a shuffle). Both restrict the
+    space's permutations to a subgroup, so every claim stays sound; values recorded before hold
+    the old space and are rewritten by ``resolve`` when read."""
+
     def __init__(self) -> None:
         self.parent: list[int] = []
         self.spaces: list[_Space] = []
+        self.redirect: dict[int, list[tuple[int, int]]] = {}  # old root → [(new space, block factor)]
 
     def new(self, size: int, order: int) -> int:
         self.parent.append(len(self.parent))
@@ -314,9 +340,153 @@ class _UF:
         s.acts += t.acts
         s.maxpool |= t.maxpool
         s.bn = s.bn or t.bn
+        s.glinks += t.glinks
+        s.gfixed += t.gfixed
+        if s.groups != t.groups and 1 not in (s.groups, t.groups):
+            s.frozen.append(f"joins channels grouped in {s.groups} and in {t.groups} groups")
+        s.groups = max(s.groups, t.groups)
 
     def space(self, i: int) -> _Space:
         return self.spaces[self.find(i)]
+
+    def resolve(self, segs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for s, b in segs:
+            if s == FIXED:
+                out.append((s, b))
+                continue
+            r = self.find(s)
+            if r in self.redirect:
+                out += self.resolve([(t, b * f) for t, f in self.redirect[r]])
+            else:
+                out.append((r, b))
+        return out
+
+    def _replace(self, s: int, pieces: list[tuple[int, int, int]], order: int) -> list[int] | None:
+        """Replace root ``s`` by new spaces, one per (first unit, units, factor f): the new space
+        has units/f units, each owning f consecutive old units. None when a member cannot be cut
+        (repeated segments, a grouped convolution's columns) or the space is grouped."""
+        from netxray.lenses.symmetry import Member
+
+        sp = self.spaces[s]
+        if sp.groups > 1 or sp.glinks or any(m.segments != 1 or m.groups != 1 for _, m in sp.members):
+            return None
+        new = []
+        for u0, n, f in pieces:
+            t = self.new(n // f, order)
+            tp = self.spaces[t]
+            tp.members = [(role, Member(m.key, m.dim, block=m.block * f, offset=m.offset + u0 * m.block,
+                                        match=m.match)) for role, m in sp.members]
+            tp.writers, tp.readers, tp.frozen = list(sp.writers), list(sp.readers), list(sp.frozen)
+            tp.joined, tp.acts, tp.maxpool, tp.bn = set(sp.joined), list(sp.acts), sp.maxpool, sp.bn
+            tp.token, tp.order = sp.token, sp.order
+            new.append(t)
+        self.redirect[s] = [(t, f) for t, (_, _, f) in zip(new, pieces, strict=True)]
+        sp.members, sp.writers, sp.readers = [], [], []
+        return new
+
+    def refine(self, s: int, cuts: list[int], order: int) -> bool:
+        """Split space ``s`` at the given unit positions (0 < cut < size)."""
+        s = self.find(s)
+        size = self.spaces[s].size
+        bounds = [0, *sorted(set(c for c in cuts if 0 < c < size)), size]
+        if len(bounds) == 2:
+            return True
+        return self._replace(s, [(a, b - a, 1) for a, b in zip(bounds, bounds[1:], strict=False)], order) is not None
+
+    def coarsen(self, s: int, f: int, order: int) -> bool:
+        """Let every f consecutive units of space ``s`` move as one unit."""
+        s = self.find(s)
+        if f == 1:
+            return True
+        if self.spaces[s].size % f:
+            return False
+        return self._replace(s, [(0, self.spaces[s].size, f)], order) is not None
+
+    def seg_len(self, s: int, b: int) -> int:
+        return b if s == FIXED else self.space(s).size * b
+
+    def cut(self, segs: list[tuple[int, int]], pos: int, order: int) -> list[tuple[int, int]] | None:
+        """``segs`` with a segment boundary at feature position ``pos`` (refining the space it
+        falls in); None when it cannot be made."""
+        at = 0
+        segs = self.resolve(segs)
+        for k, (s, b) in enumerate(segs):
+            n = self.seg_len(s, b)
+            if at < pos < at + n:
+                if s == FIXED:  # fixed features are cut freely
+                    return [*segs[:k], (FIXED, pos - at), (FIXED, at + n - pos), *segs[k + 1:]]
+                if (pos - at) % b or not self.refine(s, [(pos - at) // b], order):
+                    return None
+                return self.resolve(segs)
+            at += n
+        return self.resolve(segs)
+
+    def sub(self, segs: list[tuple[int, int]], lo: int, hi: int, order: int) -> list[tuple[int, int]] | None:
+        """The segments covering feature positions [lo, hi), cutting spaces where needed."""
+        for p in (lo, hi):
+            segs = self.cut(segs, p, order)
+            if segs is None:
+                return None
+        out, at = [], 0
+        for s, b in segs:
+            n = self.seg_len(s, b)
+            if lo <= at and at + n <= hi:
+                if s == FIXED and out and out[-1][0] == FIXED:
+                    out[-1] = (FIXED, out[-1][1] + n)
+                else:
+                    out.append((s, b))
+            at += n
+        return out
+
+    def match(self, f1: list[tuple[int, int]], f2: list[tuple[int, int]], how: str, order: int) -> list[tuple[int, int]] | None:
+        """Make two layouts of one feature axis agree — the same space at the same positions with
+        the same block — by cutting, coarsening and merging spaces; the common layout, or None
+        (fixed features against permutable ones, blocks that do not divide)."""
+        for _ in range(4 * (len(f1) + len(f2)) + 8):
+            f1, f2 = self.resolve(f1), self.resolve(f2)
+            at = 0
+            changed = False
+            bounds1, bounds2 = set(), set()
+            for segs, bounds in ((f1, bounds1), (f2, bounds2)):
+                at = 0
+                for s, b in segs:
+                    at += self.seg_len(s, b)
+                    bounds.add(at)
+            for p in sorted(bounds1 ^ bounds2):
+                for which in (1, 2):
+                    segs = f1 if which == 1 else f2
+                    new = self.cut(segs, p, order)
+                    if new is None:
+                        return None
+                    if new != segs:
+                        changed = True
+                    if which == 1:
+                        f1 = new
+                    else:
+                        f2 = new
+            if changed:
+                continue
+            if len(f1) != len(f2):
+                return None
+            for (s1, b1), (s2, b2) in zip(f1, f2, strict=True):
+                if (s1 == FIXED) != (s2 == FIXED):
+                    return None
+                if s1 == FIXED or (self.find(s1) == self.find(s2) and b1 == b2):
+                    continue
+                if b1 != b2:
+                    lo, hi = (s1, b1), (s2, b2)
+                    if b1 > b2:
+                        lo, hi = hi, lo
+                    if hi[1] % lo[1] or not self.coarsen(lo[0], hi[1] // lo[1], order):
+                        return None
+                else:
+                    self.union(s1, s2, how)
+                changed = True
+                break
+            if not changed:
+                return self.resolve(f1)
+        return None
 
 
 _ELEMENTWISE = {
@@ -371,11 +541,12 @@ class Found:
     spaces: list[_Space]
     notes: list[str]
     module_calls: dict[str, int]
+    links: list[list[int]] = field(default_factory=list)  # per space: indices of spaces its groups move with
 
 
 def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
     """Run the feature-space propagation over ``graph`` (see the module docstring)."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses.symmetry import Member, _module_kind
 
     mods = dict(model.named_modules())
     state_shapes = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
@@ -391,14 +562,17 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
 
     def _spaces_of(v: Any) -> list[int]:
         if isinstance(v, _Feat):
-            return [s for s, _ in v.segs if s != FIXED]
+            return [s for s, _ in v.segs if s != FIXED] + ([v.extra] if v.extra is not None else [])
         if isinstance(v, (list, tuple)):
             return [s for x in v for s in _spaces_of(x)]
         return []
 
     def value(a: Any) -> Any:
         if isinstance(a, GNode):
-            return val.get(id(a))
+            v = val.get(id(a))
+            if isinstance(v, _Feat) and uf.redirect:
+                v = _Feat(v.dim, uf.resolve(v.segs), v.extra, v.outer)
+            return v
         if isinstance(a, (list, tuple)):
             return [value(x) for x in a]
         return a
@@ -460,6 +634,7 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
                 freeze_val(value(t), "reaches the model's output")
             continue
         ins = [value(t) for t in tensor_args(n)]
+        extra = _extra_step(n, mods, ins, uf, add_members)
         if n.op == "module":
             path = n.target
             calls[path] = calls.get(path, 0) + 1
@@ -467,16 +642,88 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
             x = ins[0] if ins else None
             val[id(n)] = _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space,
                                       freeze_val, length, out_space, notes)
-            continue
-        # call
-        val[id(n)] = _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes, notes,
-                                tensor_args, value)
+        else:
+            val[id(n)] = _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes, notes,
+                                    tensor_args, value)
+        out = val[id(n)]
+        folded = [v for v in ins if isinstance(v, _Feat) and v.outer > 1]
+        if folded:
+            ok = (n.op == "call" and (n.target in _FOLD_OK or (n.target in _ELEMENTWISE and len(ins) == 1))) \
+                or (n.op == "module" and _module_kind(mods[n.target]) is not None)
+            if not ok:
+                for v in folded:
+                    freeze_val(v, f"channels folded with the batch or patch axes (an unfold into patches, as in "
+                               f"MobileViT) reach {n.target!s}, which is not followed in that layout")
+                val[id(n)] = out = None
+        if extra is not None and isinstance(out, _Feat) and out.extra is None:
+            val[id(n)] = _Feat(out.dim, out.segs, extra, out.outer)  # carried through an element-wise map
     roots = sorted({uf.find(i) for i in range(len(uf.parent))}, key=lambda r: uf.spaces[r].order)
-    return Found([uf.spaces[r] for r in roots], notes, calls)
+    pos = {r: i for i, r in enumerate(roots)}
+    links = [sorted({pos[uf.find(t)] for t in uf.spaces[r].glinks} - {i}) for i, r in enumerate(roots)]
+    return Found([uf.spaces[r] for r in roots], notes, calls, links)
+
+
+def _extra_step(n: GNode, mods: dict[str, nn.Module], ins: list[Any], uf: _UF,
+                add_members: Callable[..., None]) -> int | None:
+    """What op ``n`` does to the token-mixing hidden units (``_Feat.extra``) of its inputs: an
+    element-wise map of the same shape carries them (returned: the space to carry), a Linear over
+    the last axis reads them (its columns join the space), anything else freezes them."""
+    from netxray.lenses.symmetry import Member, _module_kind
+
+    carried = None
+    for v in ins:
+        if not (isinstance(v, _Feat) and v.extra is not None):
+            continue
+        sp = uf.space(v.extra)
+        xin = next((a for a in n.args if isinstance(a, GNode)), None)
+        same = xin is not None and xin.shape is not None and n.shape == xin.shape
+        mod = mods.get(n.target) if n.op == "module" else None
+        if mod is not None and _module_kind(mod) is not None and same and len(ins) == 1:
+            sp.acts.append(mod)
+            carried = v.extra
+        elif n.op == "call" and n.target in _ELEMENTWISE and same \
+                and len([u for u in ins if isinstance(u, _Feat)]) == 1:
+            kind = _ELEMENTWISE[n.target]
+            if kind != "identity" or n.target == "dropout":
+                sp.acts.append((kind or "other", n.target, _func_of(n.target, n)))
+            carried = v.extra
+        elif isinstance(mod, nn.Linear) and len(ins) == 1:
+            sp.members.append(("r", Member(f"{n.target}.weight", 1)))
+            if n.target not in sp.readers:
+                sp.readers.append(n.target)
+        else:
+            what = f"{n.target} ({type(mod).__name__})" if mod is not None else f"`{n.target}`"
+            sp.frozen.append(f"the hidden units of a Linear over tokens pass through {what}")
+    return carried
 
 
 def _fix_dim(f: _Feat, nd: int) -> _Feat:
-    return _Feat(f.dim + nd if f.dim < 0 else f.dim, f.segs)
+    return _Feat(f.dim + nd if f.dim < 0 else f.dim, f.segs, outer=f.outer)
+
+
+_FOLD_OK = {"view", "reshape", "flatten", "unflatten", "permute", "transpose", "movedim", "swapaxes",
+            "contiguous", "view_as", "reshape_as"}
+
+
+def _strided(x: _Feat, a: list[int], b: list[int], gi: list[int], gj: list[int], uf: _UF) -> _Feat | None:
+    """The feature structure after a reshape of the dimensions ``gi`` (shape ``a``) into ``gj``
+    (shape ``b``, same product), by strides: within the flattened group, unit u of a part with
+    block ``bl`` starts at ``o·L·T_a + (P + u·bl)·T_a`` (T_a: the product of the input dimensions
+    after the feature one, L: the feature length, o < outer). It lands in output dimension j
+    when T_b (the product of the output dimensions after j) divides every bl·T_a — each unit then
+    owns bl·T_a/T_b consecutive entries of dimension j — and the whole layout fits whole into
+    dimension j's span (the rest becomes ``outer`` repeats along it). None when no dimension
+    qualifies (a split of the features, e.g. into heads)."""
+    if any(sp == FIXED for sp, _ in x.segs):
+        return None
+    L = sum(uf.seg_len(sp, bl) for sp, bl in x.segs)
+    T_a = math.prod(a[d] for d in gi if d > x.dim)
+    for j in gj:
+        T_b = math.prod(b[d] for d in gj if d > j)
+        span = T_b * b[j]
+        if all((bl * T_a) % T_b == 0 for _, bl in x.segs) and span % (L * T_a) == 0 and L * T_a <= span:
+            return _Feat(j, [(sp, bl * T_a // T_b) for sp, bl in x.segs], outer=span // (L * T_a))
+    return None
 
 
 def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze_val, length,
@@ -517,9 +764,22 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
         if isinstance(x, _Feat):
             if x.dim != in_nd - 1:
                 # a Linear over tokens (MLP-Mixer's token mixing) treats every feature alike: the
-                # features pass; its own hidden units are not followed (one feature axis per tensor)
-                notes.append(f"{path}: mixes an axis other than the features; its own units are not analysed")
-                return x
+                # features pass, and its own output units become a second axis on the last
+                # dimension, followed into the Linear that reads them (see _extra_step)
+                if isinstance(ins[0], _Feat) and ins[0].extra is not None:
+                    # that reading Linear (Mixer's fc2) writes one output per token again: token
+                    # positions are tied to the input's patches, so no permutation moves them
+                    return x
+                s = uf.new(mod.out_features, order)
+                sp = uf.space(s)
+                from netxray.lenses.symmetry import Member
+
+                sp.members.append(("w", Member(f"{path}.weight", 0)))
+                if has("bias"):
+                    sp.members.append(("w", Member(f"{path}.bias", 0)))
+                sp.writers.append(path)
+                sp.token = True
+                return _Feat(x.dim, x.segs, s)
             add_members(x, f"{path}.weight", 0 if hf else 1, "r", path)
         size = mod.weight.shape[1] if hf else mod.out_features
         return out_new(size, f"{path}.weight", 1 if hf else 0, f"{path}.bias" if has("bias") else None, nd - 1)
@@ -546,9 +806,9 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
             for s in [s for s, _ in x.segs if s != FIXED]:
                 uf.space(s).joined.add("depthwise")
             return f
-        freeze_val(x, f"{path}: grouped convolution (groups={g}); its channels move only with their group")
-        notes.append(f"{path}: grouped convolution (groups={g}) is not analysed (channels move with their group)")
-        return None
+        f = out_new(mod.out_channels, f"{path}.weight", 0, f"{path}.bias" if has("bias") else None, 1)
+        _grouped_input(x, f, g, f"{path}.weight", path, uf, freeze_val)
+        return f
     if isinstance(mod, nn.modules.batchnorm._BatchNorm):
         if not isinstance(x, _Feat) or x.dim != 1:
             freeze_val(x, f"{path}: BatchNorm over an axis other than the features")
@@ -634,7 +894,47 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
     return None
 
 
-def _reshape_rule(x, xin, n, uf, freeze_val, what):  # noqa: ANN001, ANN202
+def _grouped_input(x: Any, out: _Feat, g: int, wkey: str, who: str, uf: _UF,
+                   freeze_val: Callable[[Any, str], None]) -> None:
+    """A grouped convolution (1 < g < C_in) with weight ``wkey`` reads ``x`` and writes ``out``.
+
+    Output group j (rows j·C_out/g …) reads input group j only (columns 0 … C_in/g − 1 of its
+    rows), so: both the input and the output channels fall into g blocks; a permutation inside
+    an input block moves the weight's columns inside that block's rows (a *grouped* member); a
+    permutation inside an output block moves rows as usual; and a permutation of whole blocks
+    must move the input blocks, the output blocks (rows) and everything else touching either
+    space together — the two spaces are *linked*. Input of fixed features (the model's input) or
+    of several concatenated parts: the input is not permutable, and the output's blocks cannot
+    move (their channels still permute inside each block)."""
+    from netxray.lenses.symmetry import Member
+
+    so = out.segs[0][0]
+    uf.space(so).groups = g if uf.space(so).groups in (1, g) else uf.space(so).groups
+    feats = [(s, b) for s, b in x.segs] if isinstance(x, _Feat) else []
+    if not (isinstance(x, _Feat) and x.dim == 1 and len(feats) == 1 and feats[0][0] != FIXED):
+        if isinstance(x, _Feat) and any(s != FIXED for s, _ in feats):
+            freeze_val(x, f"{who}: grouped convolution (groups={g}) over concatenated parts or another axis")
+        uf.space(so).gfixed.append(f"{who} (groups={g}) reads fixed or concatenated channels")
+        return
+    s, b = feats[0]
+    sp = uf.space(s)
+    if sp.size % g:
+        freeze_val(x, f"{who}: grouped convolution (groups={g}) over {sp.size} channels")
+        uf.space(so).gfixed.append(f"{who}: groups do not divide its input")
+        return
+    if sp.groups not in (1, g):
+        sp.frozen.append(f"read by grouped convolutions of {sp.groups} and {g} groups")
+    sp.groups = g if sp.groups == 1 else sp.groups
+    sp.members.append(("r", Member(wkey, 1, block=b, groups=g, row_dim=0)))
+    if who not in sp.readers:
+        sp.readers.append(who)
+    sp.joined.add("grouped")
+    uf.space(so).joined.add("grouped")
+    sp.glinks.append(so)
+    uf.space(so).glinks.append(s)
+
+
+def _reshape_rule(x, xin, n, uf, freeze_val, what):  # noqa: ANN001, ANN202 - uf may be None
     """view/reshape/flatten/unsqueeze/squeeze by shapes: the feature axis keeps its identity when
     it is its own group (sizes matched between input and output), or when it is merged with the
     dimensions right after it (then every feature owns a block of their product)."""
@@ -669,14 +969,52 @@ def _reshape_rule(x, xin, n, uf, freeze_val, what):  # noqa: ANN001, ANN202
         if x.dim in gi:
             real_a = [d for d in gi if d < len(a) and a[d] != 1]
             real_b = [d for d in gj if d < len(b) and b[d] != 1]
-            if real_a == [x.dim] and len(real_b) == 1:
+            if x.outer == 1 and real_a == [x.dim] and len(real_b) == 1:
                 return _Feat(real_b[0], x.segs)
-            if real_a and real_a[0] == x.dim and len(real_b) == 1:
+            if x.outer == 1 and real_a and real_a[0] == x.dim and len(real_b) == 1:
                 extra = math.prod(a[d] for d in real_a[1:])
                 return _Feat(real_b[0], [(s, bl * extra) for s, bl in x.segs])
             if a[x.dim] == 1:
                 return None
-            freeze_val(x, f"{what}: the feature axis is split or merged with another axis")
+            if uf is not None and pa == pb and (x.outer > 1 or real_a[0] != x.dim):
+                # the features folded with the dimensions before them (MobileViT's unfold and
+                # fold of patches), or unfolded again
+                f = _strided(x, a, b, [d for d in gi if d < len(a)], [d for d in gj if d < len(b)], uf)
+                if f is not None:
+                    return f
+            if real_a == [x.dim] and len(real_b) == 2 and uf is not None:
+                # (…, C, …) → (…, g, C/g, …): the g chunks of C/g channels line up as one layout
+                # (ShuffleNet's channel shuffle starts so: its g parts are the concatenated
+                # branches; the transpose and view after it give each unit a block of g). Chunks
+                # that are pieces of one space (attention heads) are not followed here.
+                g, c = b[real_b[0]], b[real_b[1]]
+                at, bounds = 0, {0}
+                for s_, bl in x.segs:
+                    at += uf.seg_len(s_, bl)
+                    bounds.add(at)
+                if g > 1 and all(j * c in bounds for j in range(g + 1)):
+                    chunks = [uf.sub(x.segs, j * c, (j + 1) * c, 0) for j in range(g)]
+                    common = chunks[0]
+                    for ch in chunks[1:]:
+                        common = None if common is None or ch is None else uf.match(common, ch, "shuffle", 0)
+                    if common is not None:
+                        for s_, _ in common:
+                            if s_ != FIXED:
+                                uf.space(s_).joined.add("shuffle")
+                        return _Feat(real_b[1], common)
+                if g > 1 and all(j * c in bounds for j in range(g + 1)) and any(s_ == FIXED for s_, _ in x.segs):
+                    why = (f"{what}: a channel shuffle ({a[x.dim]} channels as {g}×{c}) interleaves these channels "
+                           "with channels that are fixed or were not followed")
+                elif g > 1 and all(j * c in bounds for j in range(g + 1)):
+                    why = (f"{what}: a channel shuffle ({a[x.dim]} channels as {g}×{c}) interleaves parts whose "
+                           "units cannot be lined up")
+                else:
+                    why = (f"{what}: the feature axis ({a[x.dim]}) is split into {g}×{c} inside one part "
+                           "(attention heads: their permutations come from the attention module)")
+                freeze_val(x, why)
+                return None
+            freeze_val(x, f"{what}: the feature axis ({a[x.dim]}) is split or merged with another axis "
+                       f"({tuple(a)} → {tuple(b)})")
             return None
     freeze_val(x, f"{what}: shapes do not match")
     return None
@@ -695,7 +1033,7 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
     if name in _SHAPE_ONLY:
         return None
     if name == "getitem":
-        return _getitem_rule(n, x, xin, freeze_val)
+        return _getitem_rule(n, x, xin, freeze_val, uf)
     params = [v for v in ins if isinstance(v, _Param)]
 
     def new_writer(size: int, wkey: str, wdim: int, bkey: str | None, fdim: int) -> _Feat:
@@ -741,10 +1079,13 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
             if b is not None:
                 add_members(f, b, 0, "w", w.key.rsplit(".", 1)[0])
             return f
-        freeze_val(x, f"`{name}` ({w.key}): grouped convolution (groups={g})")
-        notes.append(f"{w.key.rsplit('.', 1)[0]}: grouped convolution (groups={g}) is not analysed "
-                     "(channels move with their group)")
-        return None
+        f = new_writer(wshape[0], w.key, 0, b, 1)
+        if g is None or wshape[0] % g or (cin or 0) % g:
+            freeze_val(x, f"`{name}` ({w.key}): a convolution whose groups could not be read")
+            uf.space(f.segs[0][0]).frozen.append(f"`{name}` ({w.key}): groups could not be read")
+            return f
+        _grouped_input(x, f, g, w.key, w.key.rsplit(".", 1)[0], uf, freeze_val)
+        return f
     if name in ("batch_norm", "layer_norm", "rms_norm", "instance_norm") and isinstance(x, _Feat):
         want = 1 if name in ("batch_norm", "instance_norm") else in_nd - 1
         ok = x.dim == want and all(len(state_shapes[p.key]) == 1 and p.dims == [0] for p in params)
@@ -812,7 +1153,21 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
                 d = d + in_nd if isinstance(d, int) and d < 0 else d
                 if isinstance(d, int) and d != x.dim:
                     return _Feat(x.dim - (d < x.dim), x.segs)
-        freeze_val(x, f"`{name}` splits the feature axis")
+            shapes = n.kwargs.get("_shapes")
+            k = n.kwargs.get("_out", 0)
+            if len(a) == len(b) and name != "unbind" and shapes and all(len(t) == len(a) for t in shapes):
+                # pieces of the channel axis (ShuffleNet's x.chunk(2, dim=1)): each piece holds
+                # the parts (and, cut where needed, the spaces) at its positions
+                lo = sum(t[x.dim] for t in shapes[:k])
+                segs = uf.sub(x.segs, lo, lo + b[x.dim], order)
+                if segs is not None:
+                    return _Feat(x.dim, segs)
+        blocks = sorted({bl for s_, bl in x.segs if s_ != FIXED})
+        freeze_val(x, f"`{name}` splits the {sum(uf.seg_len(s_, bl) for s_, bl in x.segs)} channels inside a unit "
+                   f"that moves as one block of {'/'.join(map(str, blocks))} channels (after channel shuffles the "
+                   "finder moves interleaved channels together, a subgroup of the true symmetry, and here such a "
+                   "block would be cut)" if blocks and max(blocks) > 1 else
+                   f"`{name}` splits the feature axis where its parts cannot be cut")
         return None
     if name in ("getitem-tensor", "getitem-unknown") and isinstance(x, _Feat):
         a = list(xin.shape) if xin is not None and xin.shape is not None else None
@@ -830,16 +1185,16 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
         if name == "permute":
             dims = list(rest[0]) if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else list(rest)
             dims = [d + in_nd if d < 0 else d for d in dims]
-            return _Feat(dims.index(x.dim), x.segs)
+            return _Feat(dims.index(x.dim), x.segs, outer=x.outer)
         if name in ("transpose", "swapaxes", "movedim") and len(rest) == 2:
             d0, d1 = (d + in_nd if d < 0 else d for d in rest)
             if name == "movedim":
                 order_ = [d for d in range(in_nd) if d != d0]
                 order_.insert(d1, d0)
-                return _Feat(order_.index(x.dim), x.segs)
-            return _Feat(d1 if x.dim == d0 else d0 if x.dim == d1 else x.dim, x.segs)
+                return _Feat(order_.index(x.dim), x.segs, outer=x.outer)
+            return _Feat(d1 if x.dim == d0 else d0 if x.dim == d1 else x.dim, x.segs, outer=x.outer)
         if name == "t" and in_nd == 2:
-            return _Feat(1 - x.dim, x.segs)
+            return _Feat(1 - x.dim, x.segs, outer=x.outer)
     if name == "roll" and isinstance(x, _Feat) and xin is not None and xin.shape == n.shape:
         # Swin's shifted windows roll the spatial axes; the graph does not keep roll's dims, so
         # this is a claim: a roll of the features would make the verification reject the axis
@@ -933,20 +1288,21 @@ def _binary_rule(n, name, value, uf, add_members, freeze_val, nd):  # noqa: ANN0
     if len(feats) == 2:
         f1, f2 = feats[0][1], feats[1][1]
         if f1.segs != f2.segs:
-            if len(f1.segs) != len(f2.segs) or any(
-                uf.space(s1).size * b1 != uf.space(s2).size * b2 if s1 != FIXED and s2 != FIXED else (s1 != s2)
-                for (s1, b1), (s2, b2) in zip(f1.segs, f2.segs, strict=True)
-            ) or any(b1 != b2 for (_, b1), (_, b2) in zip(f1.segs, f2.segs, strict=True)):
-                freeze_val(f1, f"`{name}` of tensors whose features are arranged differently")
-                freeze_val(f2, f"`{name}` of tensors whose features are arranged differently")
+            # e.g. a residual add of a 16-channel stream and GhostNet's cat([P, P]) of two 8-channel
+            # halves: the stream is cut in two halves, each merged with P
+            common = uf.match(f1.segs, f2.segs, _BINARY[name], 0)
+            if common is None:
+                why = f"`{name}` of tensors whose features are arranged differently (the parts do not line up)"
+                freeze_val(f1, why)
+                freeze_val(f2, why)
                 return None
-            for (s1, _), (s2, _) in zip(f1.segs, f2.segs, strict=True):
-                if s1 != s2:
-                    uf.union(s1, s2, _BINARY[name])
-        else:
-            for s, _ in f1.segs:
+            for s, _ in common:
                 if s != FIXED:
                     uf.space(s).joined.add(_BINARY[name])
+            return _Feat(out_dim, common)
+        for s, _ in f1.segs:
+            if s != FIXED:
+                uf.space(s).joined.add(_BINARY[name])
         return _Feat(out_dim, [(s if s == FIXED else uf.find(s), b) for s, b in f1.segs])
     # one featured operand; the other is a parameter, a fixed tensor or a number
     (fa, f), = feats
@@ -978,7 +1334,7 @@ def _binary_rule(n, name, value, uf, add_members, freeze_val, nd):  # noqa: ANN0
     return base
 
 
-def _getitem_rule(n, x, xin, freeze_val):  # noqa: ANN001, ANN202
+def _getitem_rule(n, x, xin, freeze_val, uf):  # noqa: ANN001, ANN202
     idx = n.args[1] if len(n.args) > 1 else None
     if isinstance(x, list):  # a tuple output (MultiheadAttention, split) indexed by position
         return x[idx] if isinstance(idx, int) and -len(x) <= idx < len(x) else None
@@ -1005,15 +1361,28 @@ def _getitem_rule(n, x, xin, freeze_val):  # noqa: ANN001, ANN202
         used = sum(1 for i in items if i is not None and i is not Ellipsis)
         items = items[:k] + [slice(None)] * (nd_in - used) + items[k + 1:]
     d_in, d_out, new_dim = 0, 0, None
+    segs = x.segs
     for it in items:
         if it is None:
             d_out += 1
             continue
         if d_in == x.dim:
-            if isinstance(it, slice) and it == slice(None):
+            n_feat = xin.shape[x.dim]
+            if isinstance(it, slice) and it.step in (None, 1) and (it.start or 0) >= 0 \
+                    and (it.stop is None or it.stop >= 0):
+                lo, hi = it.start or 0, n_feat if it.stop is None else min(it.stop, n_feat)
+                # whole concatenated parts kept (x[:, :C] of a cat, GhostNet's out[:, :oup]): the
+                # parts keep their spaces; a cut through a part's channels is not followed
+                # a cut through a part's channels splits that part's space in two (GhostNet's
+                # out[:, :oup] with oup odd: P's last channels appear once, the others twice)
+                segs = uf.sub(x.segs, lo, hi, 0) if hi > lo else None
+                if segs is None:
+                    freeze_val(x, f"a slice [{lo}:{hi}] of the {n_feat} channels cuts through a part that "
+                               "cannot be split (a grouped or repeated layout)")
+                    return None
                 new_dim = d_out
             else:
-                freeze_val(x, "a slice or index of the feature axis")
+                freeze_val(x, "an index or strided slice of the feature axis")
                 return None
         if isinstance(it, int):
             d_in += 1
@@ -1022,7 +1391,7 @@ def _getitem_rule(n, x, xin, freeze_val):  # noqa: ANN001, ANN202
             d_out += 1
     if new_dim is None:
         new_dim = d_out + (x.dim - d_in)
-    return _Feat(new_dim, x.segs)
+    return _Feat(new_dim, segs) if segs else None
 
 
 def _cat_rule(n, uf, add_members, freeze_val, value, nd):  # noqa: ANN001, ANN202
@@ -1176,6 +1545,10 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             w = [Member(f"{p}c_attn.weight", 1, block=hd, segments=3)] + [Member(b, 0, block=hd, segments=3) for b in bias(p + "c_attn")]
             out.append(_head(path, H, hd, w, [Member(f"{p}c_proj.weight", 0, block=hd)], "q/k/v"))
             continue
+        levit = _levit_heads(mod, p, mods, names)
+        if levit is not None:
+            out.append(levit)
+            continue
         if {"qkv", "proj"} <= names and isinstance(mods[p + "qkv"], nn.Linear) and isinstance(mods[p + "proj"], nn.Linear):
             qkv, proj = mods[p + "qkv"], mods[p + "proj"]
             H = cfg_int(mod, "num_heads")
@@ -1205,6 +1578,60 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
 # (query, key, value, output) projection names: Llama/Mistral/Qwen…, DistilBERT, T5, diffusers
 _QKVO = (("q_proj", "k_proj", "v_proj", "o_proj"), ("q_lin", "k_lin", "v_lin", "out_lin"),
          ("q", "k", "v", "o"), ("to_q", "to_k", "to_v", "to_out"))
+
+
+def _linear_norm(path: str, mods: dict[str, nn.Module]) -> tuple[str, str | None] | None:
+    """(Linear path, BatchNorm path or None) of a projection that is a Linear, a Linear followed
+    by a BatchNorm (timm LeViT's LinearNorm: ``.linear``, ``.bn``) or a Sequential ending in one
+    after parameter-free modules (LeViT's ``proj = (act, ln)``, ``q = (subsample, ln)``)."""
+    m = mods.get(path)
+    if isinstance(m, nn.Linear):
+        return path, None
+    if m is None:
+        return None
+    kids = dict(m.named_children())
+    if isinstance(kids.get("linear"), nn.Linear) and isinstance(kids.get("bn"), nn.modules.batchnorm._BatchNorm) \
+            and len(kids) == 2:
+        return f"{path}.linear", f"{path}.bn"
+    if isinstance(m, nn.Sequential) and kids:
+        *rest, last = list(kids)
+        if all(not any(True for _ in kids[r].parameters()) for r in rest):
+            return _linear_norm(f"{path}.{last}", mods)
+    return None
+
+
+def _levit_heads(mod: nn.Module, p: str, mods: dict[str, nn.Module], names: set[str]) -> dict[str, Any] | None:
+    """Heads of an attention whose projections write one contiguous row block per head (timm
+    LeViT: ``qkv(x).view(B, N, H, -1).split([key_dim, key_dim, val_dim])``, and its downsampling
+    attention with separate ``kv`` and ``q``), each projection a Linear optionally followed by a
+    BatchNorm over its outputs: the head's rows, BN parameters and running statistics, its
+    attention biases (H, N) and its ``val_dim`` columns of the output projection move together."""
+    from netxray.lenses.symmetry import Member
+
+    H, kd, vd = (getattr(mod, a, None) for a in ("num_heads", "key_dim", "val_dim"))
+    if not all(isinstance(v, int) and v > 0 for v in (H, kd, vd)) or "proj" not in names:
+        return None
+    srcs = ["qkv"] if "qkv" in names else (["kv", "q"] if {"kv", "q"} <= names else None)
+    if srcs is None:
+        return None
+    writers: list[Any] = []
+    for src in srcs:
+        ln = _linear_norm(p + src, mods)
+        if ln is None or mods[ln[0]].out_features % H:
+            return None
+        blk = mods[ln[0]].out_features // H
+        writers.append(Member(f"{ln[0]}.weight", 0, block=blk))
+        if mods[ln[0]].bias is not None:
+            writers.append(Member(f"{ln[0]}.bias", 0, block=blk))
+        if ln[1] is not None:
+            writers += [Member(f"{ln[1]}.{t}", 0, block=blk) for t in ("weight", "bias", "running_mean", "running_var")
+                        if getattr(mods[ln[1]], t, None) is not None]
+    pr = _linear_norm(p + "proj", mods)
+    if pr is None or mods[pr[0]].in_features != H * vd:
+        return None
+    writers += _per_head_members(mod, p, H, exclude=(*srcs, "proj"))
+    path = p[:-1]
+    return _head(path, H, vd, writers, [Member(f"{pr[0]}.weight", 1, block=vd)], "per-head q/k/v (LeViT)")
 
 
 def _per_head_members(mod: nn.Module, p: str, H: int, exclude: tuple[str, ...]) -> list[Any]:

@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,7 +76,13 @@ class Member:
     ``offset``, where along ``dim`` the slice starts (one part of a concatenation; the query
     heads of one key/value group). ``match``: whether the slice's other dimensions are already
     in canonical/aligned order when this axis is processed (only those slices serve as sort
-    tie-breaks and matching features)."""
+    tie-breaks and matching features).
+
+    ``groups`` > 1 marks the input side of a grouped convolution (weight (C_out, C_in/g, …)):
+    along ``dim`` it holds only k = size/groups units (× block), and the rows along ``row_dim``
+    come in ``groups`` equal blocks, row block j reading units j·k … j·k + k − 1. Unit
+    u = j·k + i is therefore the slice ``[row block j, entries i·block … along dim]``; such a
+    member belongs to an axis whose permutations keep every unit inside its group."""
 
     key: str
     dim: int
@@ -83,6 +90,8 @@ class Member:
     segments: int = 1
     match: bool = True
     offset: int = 0
+    groups: int = 1
+    row_dim: int = 0
 
     def describe(self) -> str:
         extra = []
@@ -92,6 +101,8 @@ class Member:
             extra.append(f"{self.segments} segments")
         if self.offset:
             extra.append(f"from {self.offset}")
+        if self.groups > 1:
+            extra.append(f"within {self.groups} row groups of dim {self.row_dim}")
         return f"{self.key}[dim {self.dim}{', ' + ', '.join(extra) if extra else ''}]"
 
 
@@ -118,6 +129,15 @@ class Axis:
     sign_flips: bool = False
     note: str = ""
     alternatives: list[Axis] = field(default_factory=list)  # other layouts to verify if this one fails
+    # > 1: the units fall into ``groups`` contiguous blocks of k = size/groups (the channels of a
+    # grouped convolution) and the axis is the product of the permutations inside each block —
+    # (k!)^groups elements; a unit never leaves its block (whole blocks move on their own axis)
+    groups: int = 1
+    # whole groups of grouped convolutions (kind "channel group"): how many channels of each
+    # writer's space one unit (a group) holds, keyed by (key, dim, offset) — sorting and matching
+    # compare groups by their channels' rows sorted inside the group, so that the comparison does
+    # not depend on the order of channels inside a group (fixed only later, by the grouped axes)
+    inner: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -139,14 +159,37 @@ def _index(size: int, m: Member, units: np.ndarray) -> np.ndarray:
     return (m.offset + seg + units[None, :, None] * m.block + np.arange(m.block)[None, None, :]).ravel()
 
 
+def _grouped_view(t: np.ndarray, m: Member, size: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """A grouped member's tensor as (size, rest): unit u = j·k + i is row block j, column i."""
+    g = m.groups
+    k = size // g
+    a = np.moveaxis(t, (m.row_dim, m.dim), (0, 1))
+    shp = a.shape
+    r = a.reshape(g, shp[0] // g, k * m.block, -1).reshape(g, shp[0] // g, k, m.block, -1)
+    return np.ascontiguousarray(r.transpose(0, 2, 1, 3, 4)).reshape(size, -1), shp
+
+
+def _grouped_set(state: dict[str, np.ndarray], m: Member, size: int, rows: np.ndarray) -> None:
+    g = m.groups
+    k = size // g
+    shp = np.moveaxis(state[m.key], (m.row_dim, m.dim), (0, 1)).shape
+    r = rows.reshape(g, k, shp[0] // g, m.block, -1).transpose(0, 2, 1, 3, 4).reshape(shp)
+    state[m.key] = np.ascontiguousarray(np.moveaxis(r, (0, 1), (m.row_dim, m.dim)))
+
+
 def _rows(state: dict[str, np.ndarray], m: Member, size: int) -> np.ndarray:
     """(size, k): every entry of the member that belongs to each unit."""
+    if m.groups > 1:
+        return _grouped_view(state[m.key], m, size)[0]
     a = np.take(state[m.key], _index(size, m, np.arange(size)), axis=m.dim)
     a = np.moveaxis(a, m.dim, 0).reshape(m.segments, size, m.block, -1)
     return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(size, -1)
 
 
 def _set_rows(state: dict[str, np.ndarray], m: Member, size: int, rows: np.ndarray) -> None:
+    if m.groups > 1:
+        _grouped_set(state, m, size, rows)
+        return
     full = np.moveaxis(state[m.key].copy(), m.dim, 0)
     pos = _index(size, m, np.arange(size))
     r = rows.reshape(size, m.segments, m.block, -1).transpose(1, 0, 2, 3).reshape((len(pos), *full.shape[1:]))
@@ -156,8 +199,14 @@ def _set_rows(state: dict[str, np.ndarray], m: Member, size: int, rows: np.ndarr
 
 def _take(state: dict[str, np.ndarray], axis: Axis, units: np.ndarray) -> None:
     """Keep (and reorder to) ``units`` in every member of the axis; entries of the tensor outside
-    the member's slice stay where they are."""
+    the member's slice stay where they are. A grouped axis (``axis.groups`` > 1) is only ever
+    permuted inside its groups, never reduced: its grouped convolution needs equal groups."""
+    if axis.groups > 1 and len(units) != axis.size:
+        raise ValueError(f"axis {axis.name}: units of a grouped convolution cannot be dropped")
     for m in axis.writers + axis.readers:
+        if m.groups > 1:
+            _set_rows(state, m, axis.size, _rows(state, m, axis.size)[units])
+            continue
         n = state[m.key].shape[m.dim]
         span = m.segments * axis.size * m.block
         idx = np.concatenate([np.arange(m.offset), _index(axis.size, m, units),
@@ -167,12 +216,57 @@ def _take(state: dict[str, np.ndarray], axis: Axis, units: np.ndarray) -> None:
 
 
 def _scale(state: dict[str, np.ndarray], m: Member, size: int, factor: np.ndarray) -> None:
+    if m.groups > 1:
+        _set_rows(state, m, size, _rows(state, m, size) * factor[:, None])
+        return
     n = state[m.key].shape[m.dim]
     f = np.ones(n)
     f[_index(size, m, np.arange(size))] = np.tile(np.repeat(factor, m.block), m.segments)
     shape = [1] * state[m.key].ndim
     shape[m.dim] = -1
     state[m.key] = state[m.key] * f.reshape(shape)
+
+
+def _group_units(ax: Axis) -> list[np.ndarray]:
+    """The units of each group of ``ax`` (one group of every unit for an ungrouped axis)."""
+    k = ax.size // ax.groups
+    return [np.arange(j * k, (j + 1) * k) for j in range(ax.groups)]
+
+
+def _random_element(rng: np.random.Generator, ax: Axis) -> np.ndarray:
+    """A random permutation of the axis that moves at least one unit, inside groups when the
+    axis is grouped."""
+    perm = np.concatenate([u[rng.permutation(len(u))] for u in _group_units(ax)]) if ax.size else np.arange(0)
+    if ax.size > 1 and np.all(perm == np.arange(ax.size)):
+        first = _group_units(ax)[0]
+        perm[first] = np.roll(first, 1)
+    return perm
+
+
+def _match_rows(state: dict[str, np.ndarray], ax: Axis) -> np.ndarray:
+    """(size, k): the features units are sorted and matched by — the writers already in
+    canonical order (``match``); for a channel-group axis each group's channels' rows, sorted
+    inside the group (invariant to the permutations inside groups)."""
+    feats = [m for m in ax.writers if m.match]
+    if not ax.inner:
+        return _concat_rows(state, feats, ax.size)
+    parts = []
+    by_k: dict[int, list[np.ndarray]] = {}
+    for m in feats:
+        k = ax.inner.get((m.key, m.dim, m.offset), 1)
+        r = _rows(state, m, ax.size).reshape(ax.size, m.segments, k, -1).transpose(0, 2, 1, 3)
+        by_k.setdefault(k, []).append(r.reshape(ax.size, k, -1))
+    for rs in by_k.values():
+        r = np.concatenate(rs, axis=2)  # (groups, k channels, features)
+        for j in range(ax.size):
+            r[j] = r[j][np.lexsort(r[j].T[::-1])] if r.shape[2] else r[j]
+        parts.append(r.reshape(ax.size, -1))
+    return np.concatenate(parts, axis=1) if parts else np.zeros((ax.size, 0))
+
+
+def _axis_log_order(ax: Axis) -> float:
+    """ln |axis|: ln d! for an ungrouped axis, groups·ln k! for one grouped into blocks of k."""
+    return ax.groups * msym.log_factorial(ax.size // ax.groups)
 
 
 def _concat_rows(state: dict[str, np.ndarray], members: Sequence[Member], size: int) -> np.ndarray:
@@ -469,7 +563,7 @@ def _dedupe(members: list[Member]) -> list[Member]:
     seen: set[tuple[Any, ...]] = set()
     out = []
     for m in members:
-        k = (m.key, m.dim, m.offset, m.block, m.segments)
+        k = (m.key, m.dim, m.offset, m.block, m.segments, m.groups, m.row_dim)
         if k not in seen:
             seen.add(k)
             out.append(m)
@@ -535,7 +629,17 @@ def _generic_axes(
         if sp.size < 2 or not sp.writers:
             continue
         ax = _space_axis(sp, mods, shapes, keys)
+        if sp.token:
+            ax.kind = "token-mixing hidden unit"
+        if sp.groups > 1:
+            if sp.size == sp.groups:
+                continue  # one channel per group: only whole groups move (the group axis below)
+            ax.groups, ax.kind = sp.groups, "grouped channel"
+            ax.note = (f"{sp.size} channels in {sp.groups} groups of {sp.size // sp.groups} (a grouped "
+                       f"convolution): each channel permutes inside its group only, "
+                       f"({sp.size // sp.groups}!)^{sp.groups} elements; " + ax.note)
         axes.append((sp.order, ax))
+    axes += [(o, a) for o, a in _group_block_axes(found, notes)]
     # a head axis is processed where its projections' outputs start (the frozen q/k/v space)
     start = {m.key: sp.order for sp in found.spaces for role, m in sp.members if role == "w"}
     for h in heads:
@@ -549,6 +653,13 @@ def _generic_axes(
         axes.append((order + 0.5, ax))
     axes.sort(key=lambda t: t[0])
     out = [a for _, a in axes]
+    # names are keys (verification, alignment): pieces of one cut space share their writers,
+    # hence their name — the repeats are numbered in forward order
+    seen: dict[str, int] = {}
+    for a in out:
+        seen[a.name] = seen.get(a.name, 0) + 1
+        if seen[a.name] > 1:
+            a.name = f"{a.name}#{seen[a.name]}"
     head_paths = [h["layer"].split(".") for h in heads]
     for a in out:
         if a.kind in ("hidden unit", "gated hidden unit"):
@@ -561,6 +672,71 @@ def _generic_axes(
                     break
     _set_match(out, shapes)
     return out, notes, outputs, output_keys
+
+
+def _group_block_axes(found: Any, notes: list[str]) -> list[tuple[float, Axis]]:
+    """Whole groups of grouped convolutions permuted as blocks.
+
+    A grouped convolution with g groups reads input block j (C_in/g channels) into output
+    block j (C_out/g channels) only. Permuting the g blocks by σ — the input space's blocks,
+    the output space's blocks (the conv's row blocks, its BN) and every other writer/reader of
+    either space, by the same σ — leaves the function unchanged, while the conv's own column
+    dimension (the position inside a group) stays. Spaces linked through grouped convolutions
+    (input and output of one, or a space read by two) form one component and share σ: one axis
+    of g! elements. Together with the grouped-channel axes (each channel inside its group:
+    (k!)^g for a space of g blocks of k) the symmetry of a bottleneck ``A →(grouped)→ B`` is the
+    wreath-product-like group of order (k_A!)^g · (k_B!)^g · g! — g! only once, since A's and
+    B's blocks move together. The component has no such axis when one of its spaces is frozen,
+    its blocks are pinned (it reads the model's input) or its spaces disagree on g."""
+    out: list[tuple[float, Axis]] = []
+    seen: set[int] = set()
+    for i, sp in enumerate(found.spaces):
+        if sp.groups < 2 or i in seen:
+            continue
+        comp, stack = [], [i]
+        while stack:
+            j = stack.pop()
+            if j in seen:
+                continue
+            seen.add(j)
+            comp.append(j)
+            stack += found.links[j]
+        spaces = [found.spaces[j] for j in sorted(comp)]
+        g = spaces[0].groups
+        who = ", ".join(w for s in spaces for w in s.writers[:1])
+        why = ([f"the groups of {s.size} channels ({', '.join(s.writers[:1])}) are frozen: "
+                + "; ".join(sorted(set(s.frozen))[:2]) for s in spaces if s.frozen]
+               + [r for s in spaces for r in s.gfixed]
+               + (["its spaces are grouped differently"] if any(s.groups != g for s in spaces) else []))
+        if why:
+            if any(not s.frozen for s in spaces):  # otherwise the frozen spaces are reported already
+                notes.append(f"channel groups of {who}: whole groups cannot be permuted ({'; '.join(why[:2])})")
+            continue
+        if g < 2:
+            continue
+        writers, readers = [], []
+        inner: dict[tuple[str, int, int], int] = {}
+        for s in spaces:
+            k = s.size // g
+            for role, m in s.members:
+                if m.groups > 1:
+                    continue  # the grouped conv's columns: the position inside a group stays
+                mm = Member(m.key, m.dim, block=m.block * k, segments=m.segments, offset=m.offset)
+                (readers if role == "r" else writers).append(mm)
+                inner[(m.key, m.dim, m.offset)] = k
+        writers, readers = _dedupe(writers), _dedupe(readers)
+        sizes = " and ".join(f"{s.size // g}" for s in spaces)
+        # before the grouped-channel axes of its spaces: groups are placed first (compared by
+        # their channels sorted inside each group), then the channels inside each group
+        out.append((min(s.order for s in spaces) - 0.25, Axis(
+            name=f"groups@{spaces[0].writers[0]}", layer=", ".join(s.writers[0] for s in spaces),
+            kind="channel group", size=g, writers=writers, readers=readers, act="other",
+            activation="grouped convolution", reducible=False, inner=inner,
+            note=f"{g} groups of {sizes} channels permuted as whole blocks, the same permutation for the "
+            f"input and output channels of the grouped convolution(s) and every tensor that writes or reads "
+            f"them ({g}! elements)",
+        )))
+    return out
 
 
 def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]], keys: set[str]) -> Axis:
@@ -615,7 +791,8 @@ def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int
                    if (_module_kind(a) if isinstance(a, nn.Module) else a[0]) != "identity"})
     how = {"add": "residual additions", "mul": "element-wise products", "norm": "normalisations",
            "cat-token": "token concatenation", "depthwise": "depthwise convolutions", "reduced": "reductions",
-           "add-param": "added parameters", "mul-param": "scaling parameters", "roll": "spatial rolls"}
+           "add-param": "added parameters", "mul-param": "scaling parameters", "roll": "spatial rolls",
+           "grouped": "grouped convolutions", "shuffle": "channel shuffles"}
     through = [how[j] for j in sorted(joined) if j in how]
     return Axis(
         name=name, layer=layer, kind=kind, size=sp.size, writers=writers, readers=readers, bias=bias,
@@ -636,7 +813,7 @@ def _set_match(axes: list[Axis], shapes: dict[str, tuple[int, ...]]) -> None:
     for i, ax in enumerate(axes):
         def ok(m: Member, i: int = i) -> bool:
             return all(j <= i for d in range(len(shapes[m.key])) if d != m.dim for j in by_dim.get((m.key, d), []))
-        ax.writers = [Member(m.key, m.dim, m.block, m.segments, ok(m), m.offset) for m in ax.writers]
+        ax.writers = [dataclasses.replace(m, match=ok(m)) for m in ax.writers]
 
 
 def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
@@ -761,32 +938,58 @@ def _probe_candidates(model: nn.Module, data: Any, n: int, seed: int) -> list[_P
         size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
         ch = int(getattr(hf, "num_channels", 3))
         return [_Probe((), {"pixel_values": torch.randn((n, ch, *size), generator=g)}, "pixel values (Hugging Face config)")]
+    first = next((m for m in model.modules() if isinstance(m, (*_PRODUCERS, nn.Embedding))), None)
+    cands: list[_Probe] = []
+    # the size the model was built for, where its patch embedding keeps it (timm: ``patch_embed`` /
+    # ``stem`` .img_size). It comes before the pretrained config, which describes the pretrained
+    # weights and stays at 224 for a model created with ``img_size=32``
+    declared = next(((path, m.img_size) for path, m in model.named_modules()
+                     if _two_ints(getattr(m, "img_size", None)) is not None), None)
+    chans = next((int(m.in_chans) for m in model.modules() if isinstance(getattr(m, "in_chans", None), int)),
+                 first.in_channels if isinstance(first, nn.Conv2d) else None)
+    if declared is not None and chans:
+        hw = _two_ints(declared[1])
+        cands.append(_Probe((torch.randn((n, chans, *hw), generator=g),), {},
+                            f"{declared[0] or 'the model'}.img_size ({hw[0]}×{hw[1]})"))
     pc = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
     if isinstance(pc, dict) and isinstance(pc.get("input_size"), (tuple, list)):
         shape = tuple(int(s) for s in pc["input_size"])
-        return [_Probe((torch.randn((n, *shape), generator=g),), {}, "timm pretrained config")]
-    first = next((m for m in model.modules() if isinstance(m, (*_PRODUCERS, nn.Embedding))), None)
+        cands.append(_Probe((torch.randn((n, *shape), generator=g),), {},
+                            f"timm pretrained config ({'×'.join(map(str, shape))})"))
     if isinstance(getattr(model, "image_size", None), int) and isinstance(first, nn.Conv2d):
         s = model.image_size
-        return [_Probe((torch.randn((n, first.in_channels, s, s), generator=g),), {}, "the model's image_size")]
-    if isinstance(first, nn.Linear):
+        cands.append(_Probe((torch.randn((n, first.in_channels, s, s), generator=g),), {}, "the model's image_size"))
+    if isinstance(first, nn.Linear) and not cands:
         return [_Probe((torch.randn((n, first.in_features), generator=g),), {}, "the first Linear layer")]
     if isinstance(first, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        # the spatial size is not declared anywhere: the first size the model runs on
+        # the spatial size is not declared (or the declared one does not run): the first size
+        # the model runs on
         k = first.weight.ndim - 2
-        return [_Probe((torch.randn((n, first.in_channels, *[s] * k), generator=g),), {},
-                       f"the first {type(first).__name__} ({'×'.join([str(s)] * k)}, the first size that runs)")
-                for s in (32, 8, 16, 28, 64, 224)]
+        cands += [_Probe((torch.randn((n, first.in_channels, *[s] * k), generator=g),), {},
+                         f"the first {type(first).__name__} ({'×'.join([str(s)] * k)}, the first size that runs)")
+                  for s in (32, 8, 16, 28, 64, 224)]
+    if cands:
+        return cands
     raise ValueError(f"cannot infer probe inputs for {type(model).__name__}; pass data=<a batch of its inputs>")
+
+
+def _two_ints(v: Any) -> tuple[int, int] | None:
+    """(h, w) from an int or a pair of ints (a patch embedding's ``img_size``), else None."""
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        return (v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(e, int) and e > 0 for e in v):
+        return (int(v[0]), int(v[1]))
+    return None
 
 
 def _probe_inputs(model: nn.Module, data: Any, n: int = 2, seed: int = 0, m64: nn.Module | None = None) -> _Probe:
     """``n`` probe inputs: the first rows of ``data`` when given (a tensor, an (x, y) tuple, a
     dict of tensors passed as keywords, a netxray Dataset/DataSplits), else generated from what
     the model declares: a netxray config's input shape, a Hugging Face config (token ids below
-    ``vocab_size`` for text models, ``pixel_values`` of ``image_size``), a timm pretrained
+    ``vocab_size`` for text models, ``pixel_values`` of ``image_size``), the ``img_size`` its
+    patch embedding was built for (timm ``create_model(..., img_size=32)``), a timm pretrained
     config, torchvision's ``image_size``, the first Linear layer, or for a conv net the first of
-    32, 8, 16, 28, 64, 224 pixels that the model runs on. The inputs are checked by one forward
+    32, 8, 16, 28, 64, 224 pixels that the model runs on — the first of these that runs. The inputs are checked by one forward
     pass of an eval-mode float64 copy (the model itself is not run: its BatchNorm statistics and
     mode stay as they are)."""
     cands = _probe_candidates(model, data, n, seed)
@@ -871,9 +1074,7 @@ def _verify_axes(
     for ax in axes:
         st = dict(base)
         a = copy.copy(ax)
-        perm = rng.permutation(a.size)
-        if a.size > 1 and np.all(perm == np.arange(a.size)):
-            perm = np.roll(perm, 1)
+        perm = _random_element(rng, a)
         what = "permutation"
         if a.act == "homogeneous" and a.scale and a.continuous_dims:
             f = rng.uniform(0.5, 2.0, a.size)
@@ -925,6 +1126,30 @@ def _to_device(x: Any, device: torch.device) -> Any:
     return x
 
 
+def _unzeroed(m64: nn.Module, probe: _Probe, seed: int) -> tuple[nn.Module | None, str]:
+    """A copy of the float64 model ``m64`` whose all-zero floating-point parameters hold random
+    values (weights N(0, 1/fan_in), vectors N(0, 0.1²); up to three seeds), on which the outputs
+    are not all zero — or (None, why) when there is none."""
+    zero = [k for k, p in m64.named_parameters() if p.is_floating_point() and p.numel() and not bool((p != 0).any())]
+    if not zero:
+        return None, "and no parameter tensor is all zero: nothing to randomise"
+    for k in range(3):
+        m = copy.deepcopy(m64)
+        g = torch.Generator().manual_seed(seed + 1000 + k)
+        params = dict(m.named_parameters())
+        with torch.no_grad():
+            for key in zero:
+                p = params[key]
+                std = 1.0 / math.sqrt(max(1, p[0].numel())) if p.ndim >= 2 else 0.1
+                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
+        if any(t.numel() and bool((t != 0).any()) for t in _run(m, probe)):
+            listed = ", ".join(zero[:4]) + (f" (+{len(zero) - 4})" if len(zero) > 4 else "")
+            return m, (f"the model's outputs are all zero on the probe inputs, so the permutation test ran on a "
+                       f"copy whose all-zero parameters ({listed}) hold random values — every axis is a "
+                       "symmetry for every parameter value, so this is as sound and not vacuous")
+    return None, f"even with random values in its all-zero parameters ({', '.join(zero[:4])})"
+
+
 def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> tuple[_Analysis, dict[str, Any]]:
     """The analysis with every axis verified (see :func:`_verify_axes`); failed axes are
     removed from ``an.axes`` and listed in the returned report with their reason."""
@@ -944,9 +1169,19 @@ def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> 
     rep["probe"] = probe.source
     y0 = _run(m64, probe)
     if not any(t.numel() and bool((t != 0).any()) for t in y0):
-        # a constant-zero output (e.g. a zero-initialised head) makes every test pass vacuously
-        rep["verification"] = "not possible: the model's outputs are all zero on the probe inputs"
-        return an, rep
+        # a constant-zero output (a zero-initialised head: torchvision's ViT, timm's MLP-Mixer; or
+        # every logit behind a final ReLU negative) would make every test pass vacuously. The
+        # axes are claims about the structure — each one is a symmetry for *every* value of the
+        # parameters, since a permutation of slices does not look at their values — so testing
+        # them on a copy whose all-zero parameter tensors hold random values instead is as sound
+        # as on the model's own values, and not vacuous. Buffers (running statistics, masks)
+        # are left alone: they are not free parameters of the function.
+        m64, why = _unzeroed(m64, probe, seed)
+        if m64 is None:
+            rep["verification"] = f"not possible: the model's outputs are all zero on the probe inputs ({why})"
+            return an, rep
+        rep["unzeroed"] = why
+        y0 = _run(m64, probe)
     if not all(bool(torch.isfinite(t).all()) for t in y0):
         # NaN/inf outputs (non-finite parameters, an overflow): no comparison can pass or fail
         rep["verification"] = ("not possible: the model's outputs are not finite (NaN/inf) on the probe "
@@ -1001,8 +1236,10 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
 
     One row per axis: ``axis``, ``layer``, ``kind`` (hidden unit / channel / block-internal
     channel / residual stream / attention head / key/value head group / (FFN) hidden unit /
-    gated hidden unit / MLP hidden unit), ``size`` d, ``tensors`` (the slices it moves),
-    ``activation``, ``log_order = ln d!`` and ``log10_order`` (lgamma, never overflows),
+    gated hidden unit / MLP hidden unit / grouped channel / channel group), ``size`` d,
+    ``groups`` g (1, or for the channels of a grouped convolution the number of groups they
+    stay inside), ``tensors`` (the slices it moves), ``activation``, ``log_order = ln d!``
+    (grouped: g·ln (d/g)!) and ``log10_order`` (lgamma, never overflows),
     ``sign_flips`` and ``log10_sign_flips = d·log10 2`` for odd activations,
     ``continuous_dims`` (ReLU rescaling: d extra dimensions, not counted in the order;
     attention in the built-in ViT: 2·d_head² per head), ``identical_units`` and
@@ -1012,7 +1249,8 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     be run) and a ``note``.
 
     ``df.attrs["summary"]``: ``status`` ("ok" | "partial: …" | "unverified: …" | "failed: …" —
-    never "ok" when a part could not be read), totals ``log10_permutations = Σ log10 d!``,
+    never "ok" when a part could not be read), ``readable`` (False: the structure could not be
+    read at all — the model does not run on the probe, or the finder failed), totals ``log10_permutations = Σ log10 d!``,
     ``log10_order`` (with sign flips), ``log10_orbit``, ``continuous_dims``, ``n_params``,
     ``statement`` (what was and was not analysed), ``not_analysed``, ``rejected``,
     ``wrapper`` and ``probe`` (where the probe inputs came from). ``df.attrs["meta"]``:
@@ -1031,16 +1269,19 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     rows = []
     done = rep["verification"] == "done"
     for ax in an.axes:
-        lo = msym.log_factorial(ax.size)
+        lo = _axis_log_order(ax)
         # units identical in every tensor they own are fixed by swapping them: the orbit of these
-        # very parameters is d!/∏ m_g! for groups of m_g identical units (zero units included)
-        groups = msym.duplicate_groups(_concat_rows(state, ax.writers + ax.readers, ax.size), tol=0.0)
+        # very parameters is d!/∏ m_g! for groups of m_g identical units (zero units included);
+        # in a grouped axis only units of one group can be swapped
+        rows_ = _concat_rows(state, ax.writers + ax.readers, ax.size)
+        groups = [g for u in _group_units(ax) for g in msym.duplicate_groups(rows_[u], tol=0.0)]
         stab = sum(msym.log_factorial(len(g)) for g in groups)
         rows.append({
             "axis": ax.name,
             "layer": ax.layer,
             "kind": ax.kind,
             "size": ax.size,
+            "groups": ax.groups,
             "tensors": "; ".join(m.describe() for m in ax.writers + ax.readers),
             "activation": ax.activation,
             "log_order": lo,
@@ -1053,7 +1294,7 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
             "verified": done and ax.name in rep["verified"],
             "note": ax.note,
         })
-    cols = ["axis", "layer", "kind", "size", "tensors", "activation", "log_order", "log10_order",
+    cols = ["axis", "layer", "kind", "size", "groups", "tensors", "activation", "log_order", "log10_order",
             "sign_flips", "log10_sign_flips", "continuous_dims", "identical_units", "log10_orbit",
             "verified", "note"]
     df = pd.DataFrame(rows, columns=cols)
@@ -1077,6 +1318,7 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
         status = "ok"
     df.attrs["summary"] = {
         "status": status,
+        "readable": an.readable,
         "family": an.family,
         "n_axes": len(df),
         "log_permutations": perm * LN10,
@@ -1094,6 +1336,8 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     }
     if rep.get("precision"):
         df.attrs["summary"]["statement"] += "; verification: " + rep["precision"]
+    if rep.get("unzeroed"):
+        df.attrs["summary"]["statement"] += "; verification: " + rep["unzeroed"]
     df.attrs["meta"] = metadata(model_hash=model_hash(inner), family=an.family)
     return df
 
@@ -1219,8 +1463,11 @@ def _sort_order(state: dict[str, np.ndarray], ax: Axis) -> np.ndarray:
         prim = _rows(state, ax.bias, ax.size)[:, 0]
     else:
         prim = np.zeros(ax.size)
-    inc = _concat_rows(state, [m for m in ax.writers if m.match], ax.size)
-    outg = _concat_rows(state, ax.readers, ax.size) if not ax.reducible else None
+    inc = _match_rows(state, ax)
+    outg = _concat_rows(state, ax.readers, ax.size) if not ax.reducible and not ax.inner else None
+    if ax.groups > 1:  # sorted inside each group: a unit never leaves its group
+        return np.concatenate([u[msym.unit_sort_order(prim[u], inc[u], None if outg is None else outg[u])]
+                               for u in _group_units(ax)])
     return msym.unit_sort_order(prim, inc, outg)
 
 
@@ -1312,7 +1559,9 @@ def canonicalize(
     rescaling). Any other model: the axes :func:`symmetry_group` finds and verifies
     (``data``: its probe inputs) — every unit of a simple Linear/Conv → element-wise →
     Linear/Conv chain gets all three steps, every other axis (residual streams, gated FFN
-    units, heads, concatenated parts, depthwise-coupled channels) is sorted only. A wrapped
+    units, heads, concatenated parts, depthwise-coupled channels) is sorted only — the channels
+    of a grouped convolution inside their group, after the groups themselves are sorted by
+    their channels' rows (sorted inside the group), so the form is unique. A wrapped
     model (``nn.DataParallel``, ``torch.compile``) gives its inner model's canonical form.
 
     The result computes the same function (eval mode) to float64 rounding (≈1e-12; a model
@@ -1427,9 +1676,13 @@ def align(a: nn.Module, b: nn.Module, *, normalize: bool = True, data: Any = Non
     perms: dict[str, np.ndarray] = {}
     rows = []
     for ax in axes:
-        feats = [m for m in ax.writers if m.match]
-        fa, fb = _concat_rows(sa, feats, ax.size), _concat_rows(sb, feats, ax.size)
-        perm, c0, c1 = msym.match_units(fa, fb)
+        fa, fb = _match_rows(sa, ax), _match_rows(sb, ax)
+        if ax.groups > 1:  # one assignment per group: a unit is matched only inside its group
+            parts = [(u, *msym.match_units(fa[u], fb[u])) for u in _group_units(ax)]
+            perm = np.concatenate([u[p] for u, p, _, _ in parts])
+            c0, c1 = sum(c for _, _, c, _ in parts), sum(c for _, _, _, c in parts)
+        else:
+            perm, c0, c1 = msym.match_units(fa, fb)
         _take(sb, ax, perm)
         perms[ax.name] = perm
         rows.append({"axis": ax.name, "kind": ax.kind, "size": ax.size, "cost_before": c0,

@@ -449,6 +449,11 @@ def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
         "parameters": g.get("n_params"),
     }
     res = LensResult("symmetry", TITLES["symmetry"], tables=tables, summary=summary)
+    if g.get("readable") is False:
+        # the structure could not be read at all (no forward pass could be recorded, or the axis
+        # finder failed): the lens did not do its job on this model, and must not be "ok". A model
+        # that was read but has no proven axis (an LSTM) is a finding, with its reasons listed.
+        res.status, res.reason = "failed", str(g["status"])
     res.howto = [
         "The symmetry group counts the parameterizations that compute the same function: unit "
         "permutations within each layer (d! for d units), sign flips for odd activations (tanh); "

@@ -11,9 +11,12 @@ function unchanged; for positively homogeneous activations (ReLU) a per-unit fac
 writers' affine part and 1/a on the readers is a symmetry too, for odd ones (tanh) a factor ±1.
 
 Axes are found from the model's structure: the four built-in families by their documented
-layout, any other model by tracing it with ``torch.fx`` and proving ``Linear/Conv [→ BatchNorm]
-→ element-wise ops → Linear/Conv`` chains (each intermediate value used exactly once). What could
-not be analysed is listed, never silently skipped.
+layout, any other model from the graph of one real forward pass (``capture.graph.record_graph``:
+module hooks plus a ``TorchFunctionMode``), following each hidden space from its writers
+(Linear/Conv rows, norms, embeddings) through element-wise ops, residual additions,
+concatenations, reshapes and (grouped) convolutions to its readers. Every axis reported is
+verified by a permutation test on the model itself. What could not be analysed is listed with
+its reason, never silently skipped.
 
 Example
 -------

@@ -5,7 +5,12 @@ near-tie re-checked in float64) against a baseline written the way the paper's c
 (dense similarity matrix, a per-row Python top-k loop filling a dense adjacency matrix,
 ``networkx`` graph and ``networkx.community.modularity``), on the same features, at
 N ∈ {500, 2000, 5000} (goal, issue 12: ≥ 50× at N = 5000, |ΔQ| ≤ 1e-9); at N = 10 000 netxray
-alone, float32 against its float64 path (same graph: edges compared).
+alone, float32 against its float64 path (same graph: edges compared). The one-layer timings
+are of the numpy backend (``backend="numpy"``).
+
+Part ``faiss``: the kNN graph with its float32 candidates from faiss's exact ``IndexFlatIP``
+(``backend="faiss"``, extra ``netxray[fast]``) against the numpy blocks, at N = 10 000, 20 000
+and 40 000 (``--faiss-sizes``), equal thread counts; graphs compared edge by edge.
 
 Part ``curve``: the modularity curve of the built-in ResNet (stage widths 64-128-256-512, two
 blocks per stage, 3×32×32 inputs) at N samples (default 2000, one repeat), each run in a fresh
@@ -15,6 +20,7 @@ and 5 layers. Goal: netxray's peak RSS does not grow with the number of probed l
 
     python benchmarks/bench_modularity.py                 # both parts
     python benchmarks/bench_modularity.py --part modularity --sizes 500,2000,5000
+    python benchmarks/bench_modularity.py --part faiss --faiss-sizes 10000,20000
     python benchmarks/bench_modularity.py --part curve --curve-n 2000
 
 Inputs are synthetic (no download): class-structured Gaussian features / images with a seed.
@@ -90,6 +96,36 @@ def reference_modularity(features, labels, k: int = 3, timings: dict | None = No
     return q
 
 
+def bench_faiss(sizes: list[int], d: int, k: int, threads: int) -> None:
+    """The kNN graph's float32 candidates from faiss's exact IndexFlatIP against numpy's blocks
+    (both re-check near-ties in float64): time, ratio, and whether the graphs are identical."""
+    from netxray.measures.modularity import faiss_available, knn_graph
+
+    print(f"== kNN graph: faiss (IndexFlatIP, exact) vs numpy float32 blocks, d = {d}, k = {k}, "
+          f"{threads} thread(s) each")
+    if not faiss_available():
+        print("   skipped: faiss is not installed (pip install 'netxray[fast]')")
+        return
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    print(f"{'N':>6} {'numpy s':>9} {'faiss s':>9} {'numpy/faiss':>12}  identical graph")
+    for n in sizes:
+        x, _ = _features(n, d, 10, seed=n)
+        knn_graph(x[:50], k=k, backend="faiss")  # warm-up
+        t = {}
+        graphs = {}
+        for backend in ("numpy", "faiss"):
+            best = float("inf")
+            for _ in range(2):
+                t0 = time.perf_counter()
+                graphs[backend], _ = knn_graph(x, k=k, backend=backend)
+                best = min(best, time.perf_counter() - t0)
+            t[backend] = best
+        same = (graphs["numpy"] != graphs["faiss"]).nnz == 0
+        print(f"{n:>6} {t['numpy']:>9.3f} {t['faiss']:>9.3f} {t['numpy'] / t['faiss']:>11.2f}x  {same}")
+
+
 def bench_modularity(sizes: list[int], d: int, k: int, ref_max: int) -> None:
     from netxray.measures.modularity import knn_graph, modularity
 
@@ -102,14 +138,14 @@ def bench_modularity(sizes: list[int], d: int, k: int, ref_max: int) -> None:
         t = []
         for _ in range(3):
             t0 = time.perf_counter()
-            q = modularity(x, y, k=k).q
+            q = modularity(x, y, k=k, backend="numpy").q
             t.append(time.perf_counter() - t0)
         t_ours = min(t)
         if n > ref_max:  # the Python-loop baseline takes minutes here: float64 path instead
             t0 = time.perf_counter()
             a64, _ = knn_graph(x, k=k, precision="float64")
             t64 = time.perf_counter() - t0
-            a32, _ = knn_graph(x, k=k)
+            a32, _ = knn_graph(x, k=k, backend="numpy")
             same = (a32 != a64).nnz == 0
             print(f"{n:>6} {t_ours:>10.3f}  (reference skipped; netxray float64 path "
                   f"{t64:.3f} s, {t64 / t_ours:.1f}x; identical graph: {same}) Q = {q:.6f}")
@@ -201,7 +237,8 @@ def bench_curve(n: int, threads: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=("modularity", "curve", "all"), default="all")
+    p.add_argument("--part", choices=("modularity", "faiss", "curve", "all"), default="all")
+    p.add_argument("--faiss-sizes", default="10000,20000,40000")
     p.add_argument("--sizes", default="500,2000,5000,10000")
     p.add_argument("--ref-max", type=int, default=5000, help="largest N the baseline runs at")
     p.add_argument("--d", type=int, default=256, help="feature width of the one-layer benchmark")
@@ -220,6 +257,8 @@ def main() -> None:
         return
     if args.part in ("modularity", "all"):
         bench_modularity([int(s) for s in args.sizes.split(",")], args.d, args.k, args.ref_max)
+    if args.part in ("faiss", "all"):
+        bench_faiss([int(s) for s in args.faiss_sizes.split(",")], args.d, args.k, args.threads)
     if args.part in ("curve", "all"):
         bench_curve(args.curve_n, args.threads)
 

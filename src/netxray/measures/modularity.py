@@ -27,6 +27,7 @@ import scipy.sparse as sp
 __all__ = [
     "ModularityResult",
     "knn_graph",
+    "faiss_available",
     "knn_graph_from_gram",
     "modularity",
     "modularity_from_gram",
@@ -210,7 +211,7 @@ def _topk_graph_rechecked(
             # and the next value; a row whose next value is more than 2δ below its k-th has
             # exactly its top k as candidates, which covers almost every row
             taken = np.empty((b1 - b0, k + 1), dtype=np.int64)
-            saved = np.empty((b1 - b0, k + 1), dtype=np.float32)
+            saved = np.empty((b1 - b0, k + 1), dtype=s.dtype)  # float64 path: never rounded
             for j in range(k + 1):
                 best = np.argmax(s, axis=1)
                 taken[:, j] = best
@@ -218,27 +219,91 @@ def _topk_graph_rechecked(
                 s[rows, best] = -np.inf
             for j in range(k + 1):  # restore the block for the rows re-checked below
                 s[rows, taken[:, j]] = saved[:, j]
-            kth = saved[:, k - 1].astype(np.float64)
-            clear = saved[:, k].astype(np.float64) < kth - 2.0 * delta
+            clear = saved[:, k].astype(np.float64) < saved[:, k - 1].astype(np.float64) - 2.0 * delta
             cand_r = np.repeat(rows[clear], k)
             cand_c = taken[clear, :k].ravel()
             hard = rows[~clear]
         else:
-            kth = np.partition(s, n - k, axis=1)[:, n - k].astype(np.float64)
             cand_r = cand_c = np.zeros(0, dtype=np.int64)
             hard = rows
         if len(hard):  # near-ties at the k-th place: every entry within 4δ is a candidate
-            hr, hc = np.nonzero(s[hard] >= (kth[hard] - 2.0 * delta)[:, None])
+            hr, hc = _near_ties(s[hard], n, k, delta)
             cand_r = np.concatenate([cand_r, hard[hr]])
             cand_c = np.concatenate([cand_c, hc])
-        exact = np.einsum("ij,ij->i", xn[b0 + cand_r], xn[cand_c])
-        # per row: largest float64 similarity first, ties to the lowest column index
-        order = np.lexsort((cand_c, -exact, cand_r))
-        cand_r, cand_c, exact = cand_r[order], cand_c[order], exact[order]
-        starts = np.searchsorted(cand_r, rows)
-        pick = (starts[:, None] + np.arange(k)[None, :]).ravel()
-        idx[b0:b1] = cand_c[pick].reshape(-1, k)
-        val[b0:b1] = exact[pick].reshape(-1, k)
+        idx[b0:b1], val[b0:b1] = _pick_exact(xn, b0, b1 - b0, cand_r, cand_c, k)
+    return _graph_from_topk(idx, val, n, k)
+
+
+def _near_ties(s: np.ndarray, n: int, k: int, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of every entry of the rounded similarity rows ``s`` (self already −∞)
+    within 2δ of its row's k-th largest: the candidates of rows with a near-tie at k."""
+    kth = np.partition(s, n - k, axis=1)[:, n - k].astype(np.float64)
+    return np.nonzero(s >= (kth - 2.0 * delta)[:, None])
+
+
+def _pick_exact(
+    xn: np.ndarray, b0: int, nrows: int, cand_r: np.ndarray, cand_c: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top k of each row b0 + r among its candidates, by float64 dot products (largest
+    first, ties to the lowest column index): (columns, similarities), each (nrows, k)."""
+    exact = np.einsum("ij,ij->i", xn[b0 + cand_r], xn[cand_c])
+    order = np.lexsort((cand_c, -exact, cand_r))
+    cand_r, cand_c, exact = cand_r[order], cand_c[order], exact[order]
+    starts = np.searchsorted(cand_r, np.arange(nrows))
+    pick = (starts[:, None] + np.arange(k)[None, :]).ravel()
+    return cand_c[pick].reshape(-1, k), exact[pick].reshape(-1, k)
+
+
+def faiss_available() -> bool:
+    """Whether the optional exact-search backend (``faiss``, extra ``netxray[fast]``) imports."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _topk_graph_faiss(xn: np.ndarray, k: int, block: int) -> tuple[sp.csr_matrix, int]:
+    """The graph of :func:`_topk_graph_rechecked` with the float32 candidates from faiss.
+
+    An exact inner-product index (``IndexFlatIP``, no approximation) returns each row's k + 2
+    largest float32 similarities; self is dropped (or, when k + 2 others tie above it, the
+    last), leaving the top k + 1 others. The float32 products are rounded differently from
+    numpy's but obey the same rigorous bound δ, so the same rule applies: a row whose
+    (k+1)-th value is more than 2δ below its k-th has exactly its top k as candidates; any
+    other row (a near-tie at the k-th place) is recomputed with numpy float32 products and
+    every entry within 2δ of its k-th taken, as in the numpy path. The candidates are then
+    re-checked in float64 by the same code, so the graph is identical to the numpy path's.
+    """
+    import faiss
+
+    n, m = xn.shape
+    x32 = np.ascontiguousarray(xn, dtype=np.float32)
+    delta = 2.0 * _float32_error_bound(m)
+    index = faiss.IndexFlatIP(m)
+    index.add(x32)
+    sims, ids = index.search(x32, k + 2)
+    # self to the end (a stable sort keeps the descending order of the others), keep k + 1
+    order = np.argsort(ids == np.arange(n)[:, None], axis=1, kind="stable")[:, : k + 1]
+    ids = np.take_along_axis(ids, order, axis=1).astype(np.int64)
+    sims = np.take_along_axis(sims, order, axis=1).astype(np.float64)
+    clear = (sims[:, k] < sims[:, k - 1] - 2.0 * delta) & (ids >= 0).all(axis=1)
+    idx = np.empty((n, k), dtype=np.int64)
+    val = np.empty((n, k), dtype=np.float64)
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        rows = np.arange(b1 - b0)
+        ok = clear[b0:b1]
+        cand_r = np.repeat(rows[ok], k)
+        cand_c = ids[b0:b1][ok, :k].ravel()
+        hard = rows[~ok]
+        if len(hard):
+            s = x32[b0 + hard] @ x32.T
+            s[np.arange(len(hard)), b0 + hard] = -np.inf
+            hr, hc = _near_ties(s, n, k, delta)
+            cand_r = np.concatenate([cand_r, hard[hr]])
+            cand_c = np.concatenate([cand_c, hc])
+        idx[b0:b1], val[b0:b1] = _pick_exact(xn, b0, b1 - b0, cand_r, cand_c, k)
     return _graph_from_topk(idx, val, n, k)
 
 
@@ -263,7 +328,8 @@ def _normalize_rows(x: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def knn_graph(
-    features: Any, k: int = 3, *, block_size: int | None = None, precision: str = "float32"
+    features: Any, k: int = 3, *, block_size: int | None = None, precision: str = "float32",
+    backend: str = "numpy",
 ) -> tuple[sp.csr_matrix, int]:
     """Symmetric kNN cosine graph of SPEC §2.1 (steps 1–3).
 
@@ -273,6 +339,11 @@ def knn_graph(
     ``precision="float32"`` (default) finds candidates with float32 products, ``"float64"``
     with float64 products; either way every near-tie (a rigorous error bound decides which) is
     re-checked with float64 dot products, so both give the same neighbours and weights.
+    ``backend``: where the float32 candidates come from — ``"numpy"`` (blockwise products, the
+    default) or ``"faiss"`` (faiss's exact ``IndexFlatIP``; extra ``netxray[fast]``); both give
+    the same graph. faiss is opt-in: measured side by side (``benchmarks/bench_modularity.py
+    --part faiss``, d = 256, k = 3, equal threads) it was no faster here (0.96–1.02× at
+    N = 10 000–20 000 on one thread), both being bound by the same float32 matrix product.
 
     Returns ``(A, n_clipped)``: A as a scipy CSR matrix (N × N, float64, symmetric, no
     diagonal) and the number of directed kNN edges whose similarity was negative.
@@ -287,14 +358,26 @@ def knn_graph(
     n = x.shape[0]
     k = _check_k(k, n)
     xn, _ = _normalize_rows(x)
-    return _feature_graph(xn, k, _block_rows(n, block_size), precision)
+    return _feature_graph(xn, k, _block_rows(n, block_size), precision, backend)
 
 
-def _feature_graph(xn: np.ndarray, k: int, block: int, precision: str = "float32"):
+_BACKENDS = ("numpy", "faiss")
+
+
+def _feature_graph(xn: np.ndarray, k: int, block: int, precision: str = "float32", backend: str = "numpy"):
     """kNN graph of unit rows ``xn``: float32 candidates + float64 re-check, or all float64."""
-    if precision in ("float32", "float64"):
-        return _topk_graph_rechecked(xn, k, block, np.dtype(precision).type)
-    raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if backend == "faiss" and not faiss_available():
+        raise ImportError("backend='faiss' needs faiss: pip install 'netxray[fast]' (or faiss-cpu)")
+    if backend == "faiss" and precision != "float32":
+        raise ValueError("backend='faiss' searches in float32; use precision='float32' with it")
+    # faiss needs k + 2 rows to return (self + k + 1 others); tiny inputs take the numpy path
+    if backend == "faiss" and xn.shape[0] >= k + 2:
+        return _topk_graph_faiss(xn, k, block)
+    return _topk_graph_rechecked(xn, k, block, np.dtype(precision).type)
 
 
 def knn_graph_from_gram(
@@ -406,6 +489,7 @@ def modularity(
     *,
     block_size: int | None = None,
     return_graph: bool = False,
+    backend: str = "numpy",
 ) -> ModularityResult:
     """Modularity Q of a layer's features with the true classes as communities (SPEC §2.1).
 
@@ -419,6 +503,8 @@ def modularity(
         k: neighbours per node, 1 <= k < N (default 3).
         block_size: rows of the similarity matrix computed at once (default: ≈ 64 MiB).
         return_graph: keep the sparse adjacency in ``result.graph``.
+        backend: ``"numpy"`` (default) or ``"faiss"`` (exact search, extra ``netxray[fast]``):
+            the kNN candidates' source; the same graph either way (:func:`knn_graph`).
 
     Returns:
         :class:`ModularityResult` with q, f_in, q_max, q_rel, n_clipped, n, k, d, ...
@@ -442,7 +528,7 @@ def modularity(
     bad = _degenerate_rows(1.0 - spread / 2.0, n_zero, n)
     if bad is not None:
         return _undefined(bad, labels, n, k, d, n_zero)
-    adj, n_clipped = _feature_graph(xn, k, _block_rows(n, block_size))
+    adj, n_clipped = _feature_graph(xn, k, _block_rows(n, block_size), backend=backend)
     return _result(adj, n_clipped, labels, n, k, d, n_zero, return_graph)
 
 

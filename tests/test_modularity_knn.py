@@ -85,3 +85,43 @@ def test_faiss_backend_same_graph_and_q_at_larger_n_and_clear_errors():
         knn_graph(x, k=3, backend="annoy")
     with pytest.raises(ValueError, match="float32"):
         knn_graph(x, k=3, backend="faiss", precision="float64")
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_device_gram_path_gives_the_cpu_graph(k, monkeypatch):
+    """The accelerator path of knn_graph_from_gram / modularity_from_gram (similarity blocks
+    and top-k where the Gram lives, ties at the k-th place resolved by the numpy rule), run
+    here on CPU tensors: the same graph and the same Q and status as the numpy path, on the
+    tie-heavy cases. (On a GPU the same code runs on CUDA tensors: see the CUDA test below.)"""
+    import torch
+
+    from netxray.measures import modularity as M
+
+    rng = np.random.default_rng(4)
+    for name, x in _cases():
+        g = x @ x.T
+        a_np, c_np = M.knn_graph_from_gram(g, k=k, block_size=97)
+        a_t, c_t = M._topk_graph_gram_torch(torch.from_numpy(g), k, 97)
+        assert c_np == c_t and (a_np != a_t).nnz == 0, name
+    monkeypatch.setattr(M, "_on_accelerator", lambda t: isinstance(t, torch.Tensor))
+    y = rng.integers(0, 3, 400)
+    for name, x in [*_cases(), ("identical rows", np.ones((400, 5)))]:
+        g = x @ x.T
+        r_np = M.modularity_from_gram(g, y[: len(g)], k=k)
+        r_t = M.modularity_from_gram(torch.from_numpy(g), y[: len(g)], k=k)
+        assert r_np.status == r_t.status and (r_np.q == r_t.q or np.isnan(r_np.q) and np.isnan(r_t.q)), name
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_gram_gives_the_cpu_graph():
+    import torch
+
+    from netxray.measures.modularity import knn_graph_from_gram, modularity_from_gram
+
+    for name, x in _cases():
+        g = x @ x.T
+        a_cpu, _ = knn_graph_from_gram(g, k=3)
+        a_gpu, _ = knn_graph_from_gram(torch.from_numpy(g).cuda(), k=3)
+        assert (a_cpu != a_gpu).nnz == 0, name
+        y = np.arange(len(g)) % 4
+        assert modularity_from_gram(g, y).q == modularity_from_gram(torch.from_numpy(g).cuda(), y).q

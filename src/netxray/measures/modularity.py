@@ -396,6 +396,13 @@ def knn_graph_from_gram(
         >>> bool(abs(a - b).max() < 1e-12)
         True
     """
+    if _on_accelerator(gram):  # a GPU Gram matrix: blocks and top-k where it lives
+        if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
+            raise ValueError(f"gram must be a square N × N matrix, got shape {tuple(gram.shape)}")
+        if not bool(gram.isfinite().all()):
+            raise ValueError("gram contains NaN or infinite values")
+        n = int(gram.shape[0])
+        return _topk_graph_gram_torch(gram, _check_k(k, n), _block_rows(n, block_size))
     g = np.asarray(gram.detach().cpu().numpy() if hasattr(gram, "detach") else gram, np.float64)
     if g.ndim != 2 or g.shape[0] != g.shape[1]:
         raise ValueError(f"gram must be a square N × N matrix, got shape {g.shape}")
@@ -410,6 +417,56 @@ def knn_graph_from_gram(
     return _topk_graph(
         lambda b0, b1: g[b0:b1] * inv[b0:b1, None] * inv[None, :], n, k, _block_rows(n, block_size)
     )
+
+
+def _on_accelerator(x: Any) -> bool:
+    """A torch tensor that lives off the CPU (a CUDA/MPS Gram matrix stays where it is)."""
+    return hasattr(x, "device") and hasattr(x, "detach") and x.device.type != "cpu"
+
+
+def _topk_graph_gram_torch(g: Any, k: int, block: int) -> tuple[sp.csr_matrix, int]:
+    """:func:`knn_graph_from_gram` with the similarity blocks and the top-k on ``g``'s device.
+
+    Same float64 arithmetic as the numpy path (S_ij = (G_ij · inv_i) · inv_j, inv = 1/sqrt(G_ii),
+    each an IEEE-rounded operation), so the similarities are bit-identical. ``torch.topk`` gives
+    each row's k + 1 largest: where the (k+1)-th is strictly below the k-th the k neighbours are
+    unique whatever the tie order, and only their indices and values leave the device; a row
+    with a tie at the k-th place is copied back and resolved by the numpy path's rule (ties to
+    the lowest index). The graph is therefore identical to the CPU path's. Untested on real GPU
+    hardware (the tests run this function on CPU tensors).
+    """
+    import torch
+
+    g = g.detach().to(torch.float64)
+    n = g.shape[0]
+    diag = torch.diagonal(g).clone()
+    if (diag < 0).any():
+        raise ValueError("gram has negative diagonal entries: not a Gram matrix F Fᵀ")
+    # 1/sqrt(G_ii) by numpy's formula on the N diagonal values (torch's vectorised sqrt can
+    # differ by an ulp), then sent to the device: the blocks are then bit-identical
+    d_np = diag.cpu().numpy()
+    inv_np = np.where(d_np > 0, 1.0 / np.sqrt(np.where(d_np > 0, d_np, 1.0)), 0.0)
+    inv = torch.from_numpy(inv_np).to(g.device)
+    idx = np.empty((n, k), dtype=np.int64)
+    val = np.empty((n, k), dtype=np.float64)
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        rows = torch.arange(b1 - b0, device=g.device)
+        s = g[b0:b1] * inv[b0:b1, None] * inv[None, :]
+        s[rows, b0 + rows] = -torch.inf  # self excluded
+        v, i = torch.topk(s, k + 1, dim=1)  # sorted, largest first
+        v_np, i_np = v.cpu().numpy(), i.cpu().numpy()
+        idx[b0:b1], val[b0:b1] = i_np[:, :k], v_np[:, :k]
+        hard = np.flatnonzero(v_np[:, k] == v_np[:, k - 1])
+        if hard.size:  # a tie at the k-th place: the numpy rule decides which index wins
+            sh = s[torch.from_numpy(hard).to(g.device)].cpu().numpy()
+            r = np.arange(hard.size)
+            for j in range(k):
+                best = np.argmax(sh, axis=1)
+                idx[b0 + hard, j] = best
+                val[b0 + hard, j] = sh[r, best]
+                sh[r, best] = -np.inf
+    return _graph_from_topk(idx, val, n, k)
 
 
 # --------------------------------------------------------------------------- Newman Q
@@ -552,14 +609,31 @@ def modularity_from_gram(
         >>> abs(modularity_from_gram(f @ f.T, y).q - modularity(f, y).q) < 1e-12
         True
     """
-    g = np.asarray(gram.detach().cpu().numpy() if hasattr(gram, "detach") else gram, np.float64)
-    if g.ndim != 2 or g.shape[0] != g.shape[1]:
-        raise ValueError(f"gram must be a square N × N matrix, got shape {g.shape}")
+    if _on_accelerator(gram):
+        # stays on its device: only the diagonal's zero count, the smallest cosine and the k
+        # neighbours of each row come back (knn_graph_from_gram's device path)
+        import torch
+
+        g = gram.detach().to(torch.float64)
+        if g.ndim != 2 or g.shape[0] != g.shape[1]:
+            raise ValueError(f"gram must be a square N × N matrix, got shape {tuple(g.shape)}")
+        diag = torch.diagonal(g)
+        finite = bool(g.isfinite().all())
+        # numpy's 1/sqrt on the N diagonal values (torch's sqrt can differ by an ulp)
+        inv_of = lambda: torch.from_numpy(1.0 / np.sqrt(np.where(d_np > 0, d_np, 1.0))).to(g.device)  # noqa: E731
+        d_np = diag.cpu().numpy()
+    else:
+        g = np.asarray(gram.detach().cpu().numpy() if hasattr(gram, "detach") else gram, np.float64)
+        if g.ndim != 2 or g.shape[0] != g.shape[1]:
+            raise ValueError(f"gram must be a square N × N matrix, got shape {g.shape}")
+        diag = np.diag(g)
+        finite = bool(np.isfinite(g).all())
+        inv_of = lambda: 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))  # noqa: E731
     n = g.shape[0]
     _encode_labels(labels, n)
-    n_zero = int((np.diag(g) <= 0).sum())
-    if np.isfinite(g).all() and n_zero in (0, n):
-        inv = 1.0 / np.sqrt(np.where(np.diag(g) > 0, np.diag(g), 1.0))
+    n_zero = int((diag <= 0).sum())
+    if finite and n_zero in (0, n):
+        inv = inv_of()
         bad = _degenerate_rows(float((g * inv[:, None] * inv[None, :]).min()), n_zero, n)
         if bad is not None:
             return _undefined(bad, labels, n, _check_k(k, n), d, n_zero)

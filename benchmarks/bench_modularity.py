@@ -16,7 +16,9 @@ Part ``curve``: the modularity curve of the built-in ResNet (stage widths 64-128
 blocks per stage, 3×32×32 inputs) at N samples (default 2000, one repeat), each run in a fresh
 process so its peak RSS is its own: netxray's curve probing the first 1, 3, 5 and all 9 layers,
 against the naive way (capture every layer's flattened features in one pass, then measure) at 1
-and 5 layers. Goal: netxray's peak RSS does not grow with the number of probed layers.
+and 5 layers. Goal: netxray's peak RSS does not grow with the number of probed layers. To tell
+"more layers kept alive" from "a deeper forward pass", the L-th layer is also probed alone
+(``deepest``): the same deepest pass with one layer's rows and Gram.
 
     python benchmarks/bench_modularity.py                 # both parts
     python benchmarks/bench_modularity.py --part modularity --sizes 500,2000,5000
@@ -185,6 +187,8 @@ def curve_worker(mode: str, n_layers: int, n: int) -> None:
 
     model, x, y = _resnet_and_data(n)
     layers = natural_probes(model)[:n_layers]
+    if mode == "deepest":  # only the deepest of those layers: the same deepest pass, one layer
+        layers, mode = layers[-1:], "netxray"
     base = peak_rss_mb()
     t0 = time.perf_counter()
     if mode == "netxray":
@@ -212,6 +216,7 @@ def bench_curve(n: int, threads: int) -> None:
     env = dict(os.environ)
     rows = []
     for mode, n_layers in (("netxray", 1), ("netxray", 3), ("netxray", 5), ("netxray", 9),
+                           ("deepest", 3), ("deepest", 5), ("deepest", 9),
                            ("naive", 1), ("naive", 5)):  # fmt: skip
         cmd = [sys.executable, __file__, "--worker", mode, "--worker-layers", str(n_layers),
                "--curve-n", str(n), "--threads", str(threads)]  # fmt: skip
@@ -221,9 +226,18 @@ def bench_curve(n: int, threads: int) -> None:
             continue
         r = json.loads(res.stdout.strip().splitlines()[-1])
         rows.append(r)
+        r["mode"] = mode
         print(f"{mode:>8} {n_layers:>6} {r['wall_s']:>8.1f} {r['peak_rss_mb']:>12.0f} "
               f"{r['rss_before_mb']:>10.0f}  {r['q']}")  # fmt: skip
     by = {(r["mode"], r["layers"]): r for r in rows}
+    # separates "more layers kept alive" from "a deeper forward pass": the first L layers
+    # against the L-th layer alone (the same deepest pass, one layer's rows and Gram)
+    for last in (3, 5, 9):
+        if ("netxray", last) in by and ("deepest", last) in by:
+            a, b = by[("netxray", last)], by[("deepest", last)]
+            print(f"first {last} layers vs layer {last} alone: peak RSS {a['peak_rss_mb']:.0f} vs "
+                  f"{b['peak_rss_mb']:.0f} MB ({a['peak_rss_mb'] - b['peak_rss_mb']:+.0f} MB from the "
+                  f"other {last - 1} layers)")
     for mode in ("netxray", "naive"):
         for last in (5, 9):
             if (mode, 1) in by and (mode, last) in by:
@@ -245,7 +259,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--curve-n", type=int, default=2000)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--worker", choices=("netxray", "naive"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=("netxray", "deepest", "naive"), help=argparse.SUPPRESS)
     p.add_argument("--worker-layers", type=int, default=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     _set_threads(args.threads)

@@ -30,7 +30,8 @@ def main() -> None:
     if zoo is None:
         zoo = Path(tempfile.mkdtemp()) / "zoo"
         t = time.perf_counter()
-        train_zoo(zoo, "mlp,cnn", "width=8,16;depth=1,2;lr=1e-3,1e-2;epochs=1,2;seed=0,1",
+        # widths from 16: a layer needs >= 11 eigenvalues for a power-law alpha
+        train_zoo(zoo, "mlp,cnn", "width=16,32;depth=1,2;lr=1e-3,1e-2;epochs=1,2;seed=0,1",
                   engine="local", workers=args.workers, progress=False)
         print(f"trained a 64-model zoo in {time.perf_counter() - t:.1f} s ({zoo})")
     rates, ref = {}, None

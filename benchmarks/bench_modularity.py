@@ -17,8 +17,10 @@ blocks per stage, 3×32×32 inputs) at N samples (default 2000, one repeat), eac
 process so its peak RSS is its own: netxray's curve probing the first 1, 3, 5 and all 9 layers,
 against the naive way (capture every layer's flattened features in one pass, then measure) at 1
 and 5 layers. Goal: netxray's peak RSS does not grow with the number of probed layers. To tell
-"more layers kept alive" from "a deeper forward pass", the L-th layer is also probed alone
-(``deepest``): the same deepest pass with one layer's rows and Gram.
+"more layers kept alive" from "a heavier pass", the heaviest single layer (layer1.1: the widest
+rows, the deepest forward among them) is also probed alone (``deepest``); ``--fixed-mmap`` runs
+the workers with a fixed glibc mmap threshold, so freed large blocks leave the RSS at once
+(separates allocator retention from live data).
 
     python benchmarks/bench_modularity.py                 # both parts
     python benchmarks/bench_modularity.py --part modularity --sizes 500,2000,5000
@@ -210,14 +212,23 @@ def curve_worker(mode: str, n_layers: int, n: int) -> None:
                       "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base, "q": qs}))  # fmt: skip
 
 
-def bench_curve(n: int, threads: int) -> None:
+def bench_curve(n: int, threads: int, modes: str = "netxray,deepest,naive", max_layers: int = 9,
+                fixed_mmap: bool = False) -> None:
     print(f"== curve: built-in ResNet 64-128-256-512 (2 blocks/stage), 3x32x32, N = {n}, 1 repeat")
     print(f"{'mode':>8} {'layers':>6} {'wall s':>8} {'peak RSS MB':>12} {'before MB':>10}  Q per layer")
     env = dict(os.environ)
+    if fixed_mmap:
+        # glibc serves a block below its mmap threshold from the heap, and raises that threshold
+        # to the size of any mmapped block freed (up to 32 MiB): a freed 32 MB Gram matrix makes
+        # the next ones heap blocks, which the heap may keep after they are freed. A fixed
+        # threshold maps every large block and unmaps it on free, so the peak RSS counts live data
+        print("   (MALLOC_MMAP_THRESHOLD_=1048576: every block >= 1 MiB mapped, unmapped on free)")
+        env["MALLOC_MMAP_THRESHOLD_"] = str(1 << 20)
     rows = []
     for mode, n_layers in (("netxray", 1), ("netxray", 3), ("netxray", 5), ("netxray", 9),
-                           ("deepest", 3), ("deepest", 5), ("deepest", 9),
-                           ("naive", 1), ("naive", 5)):  # fmt: skip
+                           ("deepest", 3), ("naive", 1), ("naive", 5)):  # fmt: skip
+        if mode not in modes.split(",") or n_layers > max_layers:
+            continue
         cmd = [sys.executable, __file__, "--worker", mode, "--worker-layers", str(n_layers),
                "--curve-n", str(n), "--threads", str(threads)]  # fmt: skip
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -230,14 +241,14 @@ def bench_curve(n: int, threads: int) -> None:
         print(f"{mode:>8} {n_layers:>6} {r['wall_s']:>8.1f} {r['peak_rss_mb']:>12.0f} "
               f"{r['rss_before_mb']:>10.0f}  {r['q']}")  # fmt: skip
     by = {(r["mode"], r["layers"]): r for r in rows}
-    # separates "more layers kept alive" from "a deeper forward pass": the first L layers
-    # against the L-th layer alone (the same deepest pass, one layer's rows and Gram)
+    # separates "more layers kept alive" from "a heavier pass": layer1.1 (the 3rd probe) is the
+    # deepest of the three 65 536-wide layers (the widest rows), so probing it alone is the
+    # heaviest single-layer pass of this model; the curve over L layers should cost about that
     for last in (3, 5, 9):
-        if ("netxray", last) in by and ("deepest", last) in by:
-            a, b = by[("netxray", last)], by[("deepest", last)]
-            print(f"first {last} layers vs layer {last} alone: peak RSS {a['peak_rss_mb']:.0f} vs "
-                  f"{b['peak_rss_mb']:.0f} MB ({a['peak_rss_mb'] - b['peak_rss_mb']:+.0f} MB from the "
-                  f"other {last - 1} layers)")
+        if ("netxray", last) in by and ("deepest", 3) in by:
+            a, b = by[("netxray", last)], by[("deepest", 3)]
+            print(f"first {last} layers vs the heaviest single layer (layer1.1) alone: peak RSS "
+                  f"{a['peak_rss_mb']:.0f} vs {b['peak_rss_mb']:.0f} MB ({a['peak_rss_mb'] - b['peak_rss_mb']:+.0f} MB)")
     for mode in ("netxray", "naive"):
         for last in (5, 9):
             if (mode, 1) in by and (mode, last) in by:
@@ -258,6 +269,11 @@ def main() -> None:
     p.add_argument("--d", type=int, default=256, help="feature width of the one-layer benchmark")
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--curve-n", type=int, default=2000)
+    p.add_argument("--curve-max-layers", type=int, default=9)
+    p.add_argument("--fixed-mmap", action="store_true",
+                   help="fixed glibc mmap threshold in the workers: separates allocator retention from live data")
+    p.add_argument("--curve-modes", default="netxray,deepest,naive",
+                   help="which curve runs: netxray (first L layers), deepest (layer L alone), naive")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--worker", choices=("netxray", "deepest", "naive"), help=argparse.SUPPRESS)
     p.add_argument("--worker-layers", type=int, default=5, help=argparse.SUPPRESS)
@@ -274,7 +290,7 @@ def main() -> None:
     if args.part in ("faiss", "all"):
         bench_faiss([int(s) for s in args.faiss_sizes.split(",")], args.d, args.k, args.threads)
     if args.part in ("curve", "all"):
-        bench_curve(args.curve_n, args.threads)
+        bench_curve(args.curve_n, args.threads, args.curve_modes, args.curve_max_layers, args.fixed_mmap)
 
 
 if __name__ == "__main__":

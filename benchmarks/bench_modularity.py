@@ -212,7 +212,7 @@ def curve_worker(mode: str, n_layers: int, n: int) -> None:
                       "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base, "q": qs}))  # fmt: skip
 
 
-def bench_curve(n: int, threads: int, modes: str = "netxray,deepest,naive", max_layers: int = 9,
+def bench_curve(n: int, threads: int, modes: str = "netxray,deepest,naive", layers: str = "1,3,5,9",
                 fixed_mmap: bool = False) -> None:
     print(f"== curve: built-in ResNet 64-128-256-512 (2 blocks/stage), 3x32x32, N = {n}, 1 repeat")
     print(f"{'mode':>8} {'layers':>6} {'wall s':>8} {'peak RSS MB':>12} {'before MB':>10}  Q per layer")
@@ -227,7 +227,7 @@ def bench_curve(n: int, threads: int, modes: str = "netxray,deepest,naive", max_
     rows = []
     for mode, n_layers in (("netxray", 1), ("netxray", 3), ("netxray", 5), ("netxray", 9),
                            ("deepest", 3), ("naive", 1), ("naive", 5)):  # fmt: skip
-        if mode not in modes.split(",") or n_layers > max_layers:
+        if mode not in modes.split(",") or str(n_layers) not in layers.split(","):
             continue
         cmd = [sys.executable, __file__, "--worker", mode, "--worker-layers", str(n_layers),
                "--curve-n", str(n), "--threads", str(threads)]  # fmt: skip
@@ -269,7 +269,7 @@ def main() -> None:
     p.add_argument("--d", type=int, default=256, help="feature width of the one-layer benchmark")
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--curve-n", type=int, default=2000)
-    p.add_argument("--curve-max-layers", type=int, default=9)
+    p.add_argument("--curve-layers", default="1,3,5,9", help="which layer counts to run (of 1,3,5,9)")
     p.add_argument("--fixed-mmap", action="store_true",
                    help="fixed glibc mmap threshold in the workers: separates allocator retention from live data")
     p.add_argument("--curve-modes", default="netxray,deepest,naive",
@@ -290,7 +290,7 @@ def main() -> None:
     if args.part in ("faiss", "all"):
         bench_faiss([int(s) for s in args.faiss_sizes.split(",")], args.d, args.k, args.threads)
     if args.part in ("curve", "all"):
-        bench_curve(args.curve_n, args.threads, args.curve_modes, args.curve_max_layers, args.fixed_mmap)
+        bench_curve(args.curve_n, args.threads, args.curve_modes, args.curve_layers, args.fixed_mmap)
 
 
 if __name__ == "__main__":

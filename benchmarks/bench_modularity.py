@@ -5,16 +5,26 @@ near-tie re-checked in float64) against a baseline written the way the paper's c
 (dense similarity matrix, a per-row Python top-k loop filling a dense adjacency matrix,
 ``networkx`` graph and ``networkx.community.modularity``), on the same features, at
 N ∈ {500, 2000, 5000} (goal, issue 12: ≥ 50× at N = 5000, |ΔQ| ≤ 1e-9); at N = 10 000 netxray
-alone, float32 against its float64 path (same graph: edges compared).
+alone, float32 against its float64 path (same graph: edges compared). The one-layer timings
+are of the numpy backend (``backend="numpy"``).
+
+Part ``faiss``: the kNN graph with its float32 candidates from faiss's exact ``IndexFlatIP``
+(``backend="faiss"``, extra ``netxray[fast]``) against the numpy blocks, at N = 10 000, 20 000
+and 40 000 (``--faiss-sizes``), equal thread counts; graphs compared edge by edge.
 
 Part ``curve``: the modularity curve of the built-in ResNet (stage widths 64-128-256-512, two
 blocks per stage, 3×32×32 inputs) at N samples (default 2000, one repeat), each run in a fresh
 process so its peak RSS is its own: netxray's curve probing the first 1, 3, 5 and all 9 layers,
 against the naive way (capture every layer's flattened features in one pass, then measure) at 1
-and 5 layers. Goal: netxray's peak RSS does not grow with the number of probed layers.
+and 5 layers. Goal: netxray's peak RSS does not grow with the number of probed layers. To tell
+"more layers kept alive" from "a heavier pass", the heaviest single layer (layer1.1: the widest
+rows, the deepest forward among them) is also probed alone (``deepest``); ``--fixed-mmap`` runs
+the workers with a fixed glibc mmap threshold, so freed large blocks leave the RSS at once
+(separates allocator retention from live data).
 
     python benchmarks/bench_modularity.py                 # both parts
     python benchmarks/bench_modularity.py --part modularity --sizes 500,2000,5000
+    python benchmarks/bench_modularity.py --part faiss --faiss-sizes 10000,20000
     python benchmarks/bench_modularity.py --part curve --curve-n 2000
 
 Inputs are synthetic (no download): class-structured Gaussian features / images with a seed.
@@ -90,6 +100,36 @@ def reference_modularity(features, labels, k: int = 3, timings: dict | None = No
     return q
 
 
+def bench_faiss(sizes: list[int], d: int, k: int, threads: int) -> None:
+    """The kNN graph's float32 candidates from faiss's exact IndexFlatIP against numpy's blocks
+    (both re-check near-ties in float64): time, ratio, and whether the graphs are identical."""
+    from netxray.measures.modularity import faiss_available, knn_graph
+
+    print(f"== kNN graph: faiss (IndexFlatIP, exact) vs numpy float32 blocks, d = {d}, k = {k}, "
+          f"{threads} thread(s) each")
+    if not faiss_available():
+        print("   skipped: faiss is not installed (pip install 'netxray[fast]')")
+        return
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    print(f"{'N':>6} {'numpy s':>9} {'faiss s':>9} {'numpy/faiss':>12}  identical graph")
+    for n in sizes:
+        x, _ = _features(n, d, 10, seed=n)
+        knn_graph(x[:50], k=k, backend="faiss")  # warm-up
+        t = {}
+        graphs = {}
+        for backend in ("numpy", "faiss"):
+            best = float("inf")
+            for _ in range(2):
+                t0 = time.perf_counter()
+                graphs[backend], _ = knn_graph(x, k=k, backend=backend)
+                best = min(best, time.perf_counter() - t0)
+            t[backend] = best
+        same = (graphs["numpy"] != graphs["faiss"]).nnz == 0
+        print(f"{n:>6} {t['numpy']:>9.3f} {t['faiss']:>9.3f} {t['numpy'] / t['faiss']:>11.2f}x  {same}")
+
+
 def bench_modularity(sizes: list[int], d: int, k: int, ref_max: int) -> None:
     from netxray.measures.modularity import knn_graph, modularity
 
@@ -102,14 +142,14 @@ def bench_modularity(sizes: list[int], d: int, k: int, ref_max: int) -> None:
         t = []
         for _ in range(3):
             t0 = time.perf_counter()
-            q = modularity(x, y, k=k).q
+            q = modularity(x, y, k=k, backend="numpy").q
             t.append(time.perf_counter() - t0)
         t_ours = min(t)
         if n > ref_max:  # the Python-loop baseline takes minutes here: float64 path instead
             t0 = time.perf_counter()
             a64, _ = knn_graph(x, k=k, precision="float64")
             t64 = time.perf_counter() - t0
-            a32, _ = knn_graph(x, k=k)
+            a32, _ = knn_graph(x, k=k, backend="numpy")
             same = (a32 != a64).nnz == 0
             print(f"{n:>6} {t_ours:>10.3f}  (reference skipped; netxray float64 path "
                   f"{t64:.3f} s, {t64 / t_ours:.1f}x; identical graph: {same}) Q = {q:.6f}")
@@ -149,6 +189,8 @@ def curve_worker(mode: str, n_layers: int, n: int) -> None:
 
     model, x, y = _resnet_and_data(n)
     layers = natural_probes(model)[:n_layers]
+    if mode == "deepest":  # only the deepest of those layers: the same deepest pass, one layer
+        layers, mode = layers[-1:], "netxray"
     base = peak_rss_mb()
     t0 = time.perf_counter()
     if mode == "netxray":
@@ -170,13 +212,23 @@ def curve_worker(mode: str, n_layers: int, n: int) -> None:
                       "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base, "q": qs}))  # fmt: skip
 
 
-def bench_curve(n: int, threads: int) -> None:
+def bench_curve(n: int, threads: int, modes: str = "netxray,deepest,naive", layers: str = "1,3,5,9",
+                fixed_mmap: bool = False) -> None:
     print(f"== curve: built-in ResNet 64-128-256-512 (2 blocks/stage), 3x32x32, N = {n}, 1 repeat")
     print(f"{'mode':>8} {'layers':>6} {'wall s':>8} {'peak RSS MB':>12} {'before MB':>10}  Q per layer")
     env = dict(os.environ)
+    if fixed_mmap:
+        # glibc serves a block below its mmap threshold from the heap, and raises that threshold
+        # to the size of any mmapped block freed (up to 32 MiB): a freed 32 MB Gram matrix makes
+        # the next ones heap blocks, which the heap may keep after they are freed. A fixed
+        # threshold maps every large block and unmaps it on free, so the peak RSS counts live data
+        print("   (MALLOC_MMAP_THRESHOLD_=1048576: every block >= 1 MiB mapped, unmapped on free)")
+        env["MALLOC_MMAP_THRESHOLD_"] = str(1 << 20)
     rows = []
     for mode, n_layers in (("netxray", 1), ("netxray", 3), ("netxray", 5), ("netxray", 9),
-                           ("naive", 1), ("naive", 5)):  # fmt: skip
+                           ("deepest", 3), ("naive", 1), ("naive", 5)):  # fmt: skip
+        if mode not in modes.split(",") or str(n_layers) not in layers.split(","):
+            continue
         cmd = [sys.executable, __file__, "--worker", mode, "--worker-layers", str(n_layers),
                "--curve-n", str(n), "--threads", str(threads)]  # fmt: skip
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -185,9 +237,18 @@ def bench_curve(n: int, threads: int) -> None:
             continue
         r = json.loads(res.stdout.strip().splitlines()[-1])
         rows.append(r)
+        r["mode"] = mode
         print(f"{mode:>8} {n_layers:>6} {r['wall_s']:>8.1f} {r['peak_rss_mb']:>12.0f} "
               f"{r['rss_before_mb']:>10.0f}  {r['q']}")  # fmt: skip
     by = {(r["mode"], r["layers"]): r for r in rows}
+    # separates "more layers kept alive" from "a heavier pass": layer1.1 (the 3rd probe) is the
+    # deepest of the three 65 536-wide layers (the widest rows), so probing it alone is the
+    # heaviest single-layer pass of this model; the curve over L layers should cost about that
+    for last in (3, 5, 9):
+        if ("netxray", last) in by and ("deepest", 3) in by:
+            a, b = by[("netxray", last)], by[("deepest", 3)]
+            print(f"first {last} layers vs the heaviest single layer (layer1.1) alone: peak RSS "
+                  f"{a['peak_rss_mb']:.0f} vs {b['peak_rss_mb']:.0f} MB ({a['peak_rss_mb'] - b['peak_rss_mb']:+.0f} MB)")
     for mode in ("netxray", "naive"):
         for last in (5, 9):
             if (mode, 1) in by and (mode, last) in by:
@@ -201,14 +262,20 @@ def bench_curve(n: int, threads: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=("modularity", "curve", "all"), default="all")
+    p.add_argument("--part", choices=("modularity", "faiss", "curve", "all"), default="all")
+    p.add_argument("--faiss-sizes", default="10000,20000,40000")
     p.add_argument("--sizes", default="500,2000,5000,10000")
     p.add_argument("--ref-max", type=int, default=5000, help="largest N the baseline runs at")
     p.add_argument("--d", type=int, default=256, help="feature width of the one-layer benchmark")
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--curve-n", type=int, default=2000)
+    p.add_argument("--curve-layers", default="1,3,5,9", help="which layer counts to run (of 1,3,5,9)")
+    p.add_argument("--fixed-mmap", action="store_true",
+                   help="fixed glibc mmap threshold in the workers: separates allocator retention from live data")
+    p.add_argument("--curve-modes", default="netxray,deepest,naive",
+                   help="which curve runs: netxray (first L layers), deepest (layer L alone), naive")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--worker", choices=("netxray", "naive"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=("netxray", "deepest", "naive"), help=argparse.SUPPRESS)
     p.add_argument("--worker-layers", type=int, default=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     _set_threads(args.threads)
@@ -220,8 +287,10 @@ def main() -> None:
         return
     if args.part in ("modularity", "all"):
         bench_modularity([int(s) for s in args.sizes.split(",")], args.d, args.k, args.ref_max)
+    if args.part in ("faiss", "all"):
+        bench_faiss([int(s) for s in args.faiss_sizes.split(",")], args.d, args.k, args.threads)
     if args.part in ("curve", "all"):
-        bench_curve(args.curve_n, args.threads)
+        bench_curve(args.curve_n, args.threads, args.curve_modes, args.curve_layers, args.fixed_mmap)
 
 
 if __name__ == "__main__":

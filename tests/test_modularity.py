@@ -427,3 +427,33 @@ def test_modularity_cli(tmp_path, trained):
     assert (tmp_path / "curve.csv.meta.json").exists()
     bad = CliRunner().invoke(app, ["modularity", str(tmp_path / "missing"), "--quiet"])
     assert bad.exit_code == 1 and "cannot load checkpoint" in bad.output
+
+
+def test_curve_holds_one_layer_gram_at_a_time(monkeypatch):
+    """Flat memory in the number of layers: layers captured in one pass keep their rows (within
+    the budget), but a layer's Gram matrix is built only when that layer is measured, its rows
+    are freed as it is built, and nothing of it outlives its Q: when a Gram is built, no other
+    layer's Gram exists any more."""
+    import weakref
+
+    from netxray.lenses import modularity as LM
+    from netxray.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "input_shape": [6], "num_classes": 3, "widths": [16] * 6})
+    x, y = torch.randn(120, 6), torch.arange(120) % 3
+    alive, live_at_build = [], []
+    real = LM._GramReducer.gram
+
+    def gram(self):
+        live_at_build.append(sum(r() is not None for r in alive))
+        g, d = real(self)
+        assert self.buf is None  # the rows went as the Gram came
+        alive.append(weakref.ref(g))
+        return g, d
+
+    monkeypatch.setattr(LM._GramReducer, "gram", gram)
+    curve = LM.modularity_curve(model, (x, y), n=90, repeats=2)  # the 6 layers share one pass
+    assert live_at_build == [0] * 6
+    assert all(r() is None for r in alive)
+    assert (curve["status"] == "ok").all() and len(curve) == 6

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netxray.measures.modularity import _float32_error_bound, knn_graph, modularity
+from netxray.measures.modularity import _float32_error_bound, faiss_available, knn_graph, modularity
+
+needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss is not installed (extra netxray[fast])")
 
 
 def _cases():
@@ -24,10 +26,15 @@ def _cases():
     yield "wide", rng.normal(size=(150, 3000))
 
 
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("faiss", marks=needs_faiss)])
 @pytest.mark.parametrize("k", [1, 3, 12])  # 12 takes the partition path
-def test_float32_graph_is_the_float64_graph(k):
+def test_float32_graph_is_the_float64_graph(k, backend):
+    """Both float32 candidate sources (numpy blocks, faiss's exact IndexFlatIP) give the
+    float64 graph, ties included: the rounded, duplicated and near-tie cases put many rows
+    through the near-tie re-check, where faiss's own tie order must not leak through."""
     for name, x in _cases():
-        a32, clipped32 = knn_graph(x, k=k, block_size=97)  # several blocks, a ragged last one
+        # several blocks, a ragged last one
+        a32, clipped32 = knn_graph(x, k=k, block_size=97, backend=backend)
         a64, clipped64 = knn_graph(x, k=k, precision="float64", block_size=97)
         assert clipped32 == clipped64, name
         # same edges, and weights are float64 similarities (to the last bits of a dot product)
@@ -59,3 +66,62 @@ def test_error_bound_is_rigorous_and_grows_with_width():
     assert _float32_error_bound(16) < _float32_error_bound(1024) < 1e-4
     with pytest.raises(ValueError, match="precision"):
         knn_graph(np.eye(4), k=1, precision="float16")
+
+
+@needs_faiss
+def test_faiss_backend_same_graph_and_q_at_larger_n_and_clear_errors():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 10, 3000)
+    x = (0.2 * rng.normal(size=(10, 48))[y] + rng.normal(size=(3000, 48))).astype(np.float32)
+    x[100:110] = x[100]  # a block of duplicates: exact ties at every place
+    a_np, _ = knn_graph(x, k=3, backend="numpy")
+    a_fa, _ = knn_graph(x, k=3, backend="faiss")
+    assert (a_np != a_fa).nnz == 0
+    assert modularity(x, y, backend="faiss").q == modularity(x, y, backend="numpy").q
+    # k + 2 > N: too few rows for the search; the numpy path answers
+    small = rng.normal(size=(4, 3))
+    assert (knn_graph(small, k=3, backend="faiss")[0] != knn_graph(small, k=3, backend="numpy")[0]).nnz == 0
+    with pytest.raises(ValueError, match="backend"):
+        knn_graph(x, k=3, backend="annoy")
+    with pytest.raises(ValueError, match="float32"):
+        knn_graph(x, k=3, backend="faiss", precision="float64")
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_device_gram_path_gives_the_cpu_graph(k, monkeypatch):
+    """The accelerator path of knn_graph_from_gram / modularity_from_gram (similarity blocks
+    and top-k where the Gram lives, ties at the k-th place resolved by the numpy rule), run
+    here on CPU tensors: the same graph and the same Q and status as the numpy path, on the
+    tie-heavy cases. (On a GPU the same code runs on CUDA tensors: see the CUDA test below.)"""
+    import torch
+
+    from netxray.measures import modularity as M
+
+    rng = np.random.default_rng(4)
+    for name, x in _cases():
+        g = x @ x.T
+        a_np, c_np = M.knn_graph_from_gram(g, k=k, block_size=97)
+        a_t, c_t = M._topk_graph_gram_torch(torch.from_numpy(g), k, 97)
+        assert c_np == c_t and (a_np != a_t).nnz == 0, name
+    monkeypatch.setattr(M, "_on_accelerator", lambda t: isinstance(t, torch.Tensor))
+    y = rng.integers(0, 3, 400)
+    for name, x in [*_cases(), ("identical rows", np.ones((400, 5)))]:
+        g = x @ x.T
+        r_np = M.modularity_from_gram(g, y[: len(g)], k=k)
+        r_t = M.modularity_from_gram(torch.from_numpy(g), y[: len(g)], k=k)
+        assert r_np.status == r_t.status and (r_np.q == r_t.q or np.isnan(r_np.q) and np.isnan(r_t.q)), name
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_gram_gives_the_cpu_graph():
+    import torch
+
+    from netxray.measures.modularity import knn_graph_from_gram, modularity_from_gram
+
+    for name, x in _cases():
+        g = x @ x.T
+        a_cpu, _ = knn_graph_from_gram(g, k=3)
+        a_gpu, _ = knn_graph_from_gram(torch.from_numpy(g).cuda(), k=3)
+        assert (a_cpu != a_gpu).nnz == 0, name
+        y = np.arange(len(g)) % 4
+        assert modularity_from_gram(g, y).q == modularity_from_gram(torch.from_numpy(g).cuda(), y).q

@@ -100,3 +100,34 @@ def test_small_or_degenerate_spectra_report_a_status():
     assert np.isnan(spectral_stats(np.zeros((4, 4)))["stable_rank"])
     dens, edges = esd_histogram(np.r_[np.logspace(-2, 2, 100), 0.0, np.nan], bins=8)
     assert len(edges) == 9 and float((dens * np.diff(edges)).sum()) == pytest.approx(1.0)
+
+
+def test_device_path_gives_the_same_spectrum(monkeypatch):
+    """The accelerator path (Gram + eigvalsh in torch where the weight lives), run on a CPU
+    tensor: the singular values and every spectral column agree with the numpy path to float64
+    rounding (another eigensolver: not bit-identical)."""
+    import torch
+
+    from netxray.measures import spectral as S
+
+    rng = np.random.default_rng(9)
+    lam = (1 - rng.random(300)) ** (-1 / 1.5)
+    for w in (_matrix_with_spectrum(lam, 400, rng), rng.normal(size=(16, 3, 3, 3))):
+        t = torch.from_numpy(np.ascontiguousarray(w))
+        np.testing.assert_allclose(S._singular_values_torch(t), singular_values(w), rtol=1e-9, atol=1e-12)
+        monkeypatch.setattr(S, "_on_accelerator", lambda x: isinstance(x, torch.Tensor))
+        a, b = spectral_stats(t), spectral_stats(w)
+        monkeypatch.undo()
+        assert (a["n_rows"], a["n_cols"], a["fit_status"]) == (b["n_rows"], b["n_cols"], b["fit_status"])
+        for c in ("spectral_norm", "frobenius_norm", "stable_rank", "alpha", "xmin"):
+            assert a[c] == pytest.approx(b[c], rel=1e-8, nan_ok=True), c
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_weight_spectrum_matches_cpu():
+    import torch
+
+    w = np.random.default_rng(10).normal(size=(200, 120))
+    a, b = spectral_stats(torch.from_numpy(w).cuda()), spectral_stats(w)
+    for c in ("spectral_norm", "frobenius_norm", "stable_rank", "alpha"):
+        assert a[c] == pytest.approx(b[c], rel=1e-8, nan_ok=True), c

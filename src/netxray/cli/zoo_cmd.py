@@ -91,8 +91,15 @@ def print_findings(res: Any) -> None:
     _print_families(s)
     typer.echo("Predicting accuracy from weights (out-of-fold, GroupKFold by run):")
     for p in s["predictors"]:
-        typer.echo(f"  {p['predictor']:>5} on {p['features']:<8} R2={p['r2']:.3f}  Kendall tau={p['kendall_tau']:.3f}"
+        typer.echo(f"  {p['predictor']:>5} on {p['features']:<13} R2={p['r2']:.3f}  Kendall tau={p['kendall_tau']:.3f}"
                    f"  (n={p['n']}) {'' if p['status'] == 'ok' else p['status']}")
+    rows = [r for r in s.get("alpha_vs_accuracy", []) if r["feature"] == "alpha_mean"]
+    if rows:
+        typer.echo("Does the power-law alpha of the weight spectra track accuracy? (mean alpha over layers "
+                   "with a fit vs test accuracy, trained models)")
+        for r in rows:
+            typer.echo(f"  {r['arch']:>5}: Spearman rho={r['spearman']:+.3f} (p={r['spearman_p']:.2g})  "
+                       f"Kendall tau={r['kendall_tau']:+.3f}  (n={r['n']})")
 
 
 def _print_stratified(res: Any, label: str) -> None:

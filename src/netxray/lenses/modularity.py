@@ -11,10 +11,11 @@ separation — a *plateau* (|ΔQ| ≤ τ) or a *degradation* (ΔQ < −τ) — a
 
 Memory is bounded by a budget, not by the number of layers: consecutive layers are captured
 together while their flattened rows (float32) fit in ``memory_budget``, a wider layer alone; the
-forward pass stops right after the last layer it needs; each layer's rows are reduced to an
-N × N Gram matrix accumulated over column chunks in float64 and freed before the next pass.
-Peak memory ≈ max(budget, P·d·4) + P²·8 bytes (P pooled samples, d the widest layer), whatever
-the number of layers.
+forward pass stops right after the last layer it needs; then, one layer at a time, its rows are
+reduced to an N × N Gram matrix accumulated over column chunks in float64 (the rows freed as it
+is built), its Q computed and the Gram freed before the next layer's. Peak memory ≈
+max(budget, P·d·4) + P²·8 bytes (P pooled samples, d the widest layer) plus the forward pass's
+own working set, whatever the number of layers.
 """
 
 from __future__ import annotations
@@ -143,8 +144,11 @@ class _GramReducer:
     The rows go into one buffer allocated for the ``n_rows`` samples expected (no concatenation
     copy), and G is accumulated over column chunks (N × chunk float64 at a time), so very wide
     flattened features never exist in float64 all at once: peak ≈ N·d·4 + N²·8 bytes.
-    The buffer lives where the model runs: on a GPU the rows never leave it and only the N × N
-    Gram matrix comes back (N²·8 bytes instead of N·d·4 per layer, for wide layers far less).
+    The buffer lives where the model runs: on a GPU the rows never leave it, the Gram matrix is
+    built there and stays there for the kNN blocks and top-k; only each row's k neighbours come
+    back (untested on real GPU hardware). The Gram is built by :meth:`gram` when the lens
+    measures this layer, not by :meth:`compute`, so the layers of one pass never hold their
+    Gram matrices at the same time.
     """
 
     def __init__(self, n_rows: int) -> None:
@@ -167,19 +171,26 @@ class _GramReducer:
         self.buf[self.pos : self.pos + b] = rows
         self.pos += b
 
-    def compute(self) -> tuple[np.ndarray, int] | None:
-        if self.buf is None:  # nothing kept (the capture has recorded why)
-            return None
+    def compute(self) -> _GramReducer | None:
+        """Itself, rows kept: the capture computes every layer of a pass at once, so the Gram
+        matrix is built later, one layer at a time (:meth:`gram`), never all together."""
+        return None if self.buf is None else self  # None: nothing kept (the capture says why)
+
+    def gram(self) -> tuple[Any, int]:
+        """(G = F Fᵀ in float64, d), the rows freed: a numpy array, or a tensor on the rows'
+        device when that is not the CPU (the kNN blocks and top-k then run there too)."""
+        if self.buf is None:
+            raise RuntimeError("the rows were already reduced and freed")
         n, d = self.buf[: self.pos].shape
         step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
-        if self.buf.device.type != "cpu":  # reduce where the rows are; bring back G only
+        if self.buf.device.type != "cpu":  # reduce where the rows are; G stays there
             rows = self.buf[: self.pos]
             g = torch.zeros(n, n, dtype=torch.float64, device=rows.device)
             for c0 in range(0, d, step):
                 block = rows[:, c0 : c0 + step].to(torch.float64)
                 g += block @ block.T
             self.buf = None
-            return g.cpu().numpy(), int(d)
+            return g, int(d)
         feats = self.buf[: self.pos].numpy()
         gram = np.zeros((n, n))
         for c0 in range(0, d, step):
@@ -188,6 +199,14 @@ class _GramReducer:
             gram += block @ block.T
         self.buf = None  # free the rows as soon as the Gram matrix exists
         return gram, int(d)
+
+
+def _sub_gram(gram: Any, pos: np.ndarray) -> Any:
+    """The rows and columns ``pos`` of a Gram matrix (numpy, or a tensor where it lives)."""
+    if isinstance(gram, torch.Tensor):
+        t = torch.from_numpy(np.asarray(pos, dtype=np.int64)).to(gram.device)
+        return gram.index_select(0, t).index_select(1, t)
+    return gram[np.ix_(pos, pos)]
 
 
 def _probe_layers(model: nn.Module, x_one: Any, paths: list[str], device) -> list[dict[str, Any]]:
@@ -368,10 +387,7 @@ def _curve(
         for reps in repeat_groups:
             pool = np.unique(np.concatenate([subsets[r] for r in reps]))
             # each repeat's rows in the pool's Gram matrices and its labels: the same for every layer
-            picks = []
-            for r in reps:
-                pos = np.searchsorted(pool, subsets[r])
-                picks.append((np.ix_(pos, pos), labels[subsets[r]]))
+            picks = [(np.searchsorted(pool, subsets[r]), labels[subsets[r]]) for r in reps]
             try:
                 grams = _layer_grams(model, data, modules, pool, stop_after=stop,
                                      batch_size=batch_size, device=device)  # fmt: skip
@@ -388,11 +404,12 @@ def _curve(
                     res["status"] = "non_finite" if nonfinite else "error"
                     res["error"] = f"{type(got).__name__}: {got}"
                     continue
-                gram, d = got
-                res["d"] = d
                 try:
-                    for rows, rep_labels in picks:
-                        m = modularity_from_gram(gram[rows], rep_labels, k, d=d)
+                    # one layer's Gram at a time, its rows freed as it is built (flat in layers)
+                    gram, d = got.gram()
+                    res["d"] = d
+                    for pos, rep_labels in picks:
+                        m = modularity_from_gram(_sub_gram(gram, pos), rep_labels, k, d=d)
                         if m.status != "ok":
                             res["status"], res["error"] = m.status, _WHY[m.status]
                         res["q"].append(m.q)
@@ -402,6 +419,9 @@ def _curve(
                         res["clipped"].append(m.n_clipped)
                 except Exception as exc:  # one failing layer is a status in its row
                     res["status"], res["error"] = "error", f"{type(exc).__name__}: {exc}"
+                finally:
+                    grams.pop(site["name"], None)
+                    gram = got = None  # nothing of this layer outlives its Q
             del grams  # free these layers before the next pass
     rows = []
     for site in sites:

@@ -46,6 +46,7 @@ __all__ = [
     "ENGINES",
     "Engine",
     "ZooAnalysis",
+    "alpha_vs_accuracy",
     "analyze_zoo",
     "expand_grid",
     "model_features",
@@ -495,6 +496,80 @@ def _features_from(
     return f, allw
 
 
+ALPHA_KEYS = ("alpha_mean", "alpha_median", "alpha_min", "alpha_max", "alpha_first", "alpha_hidden",
+              "alpha_last", "alpha_weighted_mean", "alpha_fit_frac")
+
+
+def _spectral_features(matrices: list[tuple[str, np.ndarray]], min_tail: int = 10) -> dict[str, float]:
+    """Heavy-tail (power-law α) features of one model's weight matrices, in model order.
+
+    Per matrix (a Linear weight, a ConvNd kernel read as out × in·k…): α of the upper tail of
+    the eigenvalues λ of WᵀW (:func:`netxray.measures.spectral.fit_power_law`: continuous MLE,
+    x_min by minimal KS distance, a tail of ≥ ``min_tail`` eigenvalues; a matrix with fewer
+    than ``min_tail`` + 1 positive eigenvalues has no α). Model features over the matrices
+    with a fit: ``alpha_mean``, ``alpha_median``, ``alpha_min``, ``alpha_max``,
+    ``alpha_weighted_mean`` (WeightWatcher's α̂ = α·log10 λ_max, averaged) and the per-layer
+    values of the layers that align across any depth: ``alpha_first``, ``alpha_last`` (first
+    and last matrix; NaN without a fit) and ``alpha_hidden`` (mean over the ones between);
+    ``alpha_fit_frac``: the fraction of matrices with a fit (NaN features are imputed by the
+    ridge and split on by the trees, never silently read as 0).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> f = _spectral_features([("w", rng.normal(size=(5, 4)))])
+        >>> f["alpha_fit_frac"], bool(np.isnan(f["alpha_mean"]))  # 4 eigenvalues: no fit
+        (0.0, True)
+    """
+    from netxray.measures import spectral as S
+
+    alphas, weighted = [], []
+    for _, m in matrices:
+        try:
+            evals = S.singular_values(m) ** 2
+            fit = S.fit_power_law(evals, min_tail=min_tail)
+        except Exception:  # a matrix the eigensolver refuses (non-finite): no α for it
+            alphas.append(np.nan)
+            weighted.append(np.nan)
+            continue
+        ok = fit.status == "ok" and np.isfinite(fit.alpha)
+        alphas.append(fit.alpha if ok else np.nan)
+        weighted.append(fit.alpha * np.log10(fit.xmax) if ok and fit.xmax > 0 else np.nan)
+    a = np.asarray(alphas, dtype=np.float64)
+    ok = a[np.isfinite(a)]
+    w = np.asarray(weighted, dtype=np.float64)
+    w = w[np.isfinite(w)]
+    nan = float("nan")
+    hidden = a[1:-1][np.isfinite(a[1:-1])] if a.size > 2 else np.zeros(0)
+    return {
+        "alpha_mean": float(ok.mean()) if ok.size else nan,
+        "alpha_median": float(np.median(ok)) if ok.size else nan,
+        "alpha_min": float(ok.min()) if ok.size else nan,
+        "alpha_max": float(ok.max()) if ok.size else nan,
+        "alpha_first": float(a[0]) if a.size else nan,
+        "alpha_hidden": float(hidden.mean()) if hidden.size else nan,
+        "alpha_last": float(a[-1]) if a.size else nan,
+        "alpha_weighted_mean": float(w.mean()) if w.size else nan,
+        "alpha_fit_frac": float(ok.size / a.size) if a.size else nan,
+    }
+
+
+def _module_matrices(model: Any) -> list[tuple[str, np.ndarray]]:
+    """The weight matrices of a model's Linear and ConvNd layers in module order (float64,
+    a kernel read as out × in·k…), the layers whose spectra the α features describe."""
+    import torch
+    from torch import nn
+
+    from netxray.lenses.parameters import _CONV_TYPES
+    from netxray.measures.spectral import as_weight_matrix
+
+    out = []
+    with torch.no_grad():
+        for path, mod in model.named_modules():
+            if isinstance(mod, (nn.Linear, *_CONV_TYPES)):
+                out.append((path, as_weight_matrix(mod.weight)))
+    return out
+
+
 def _module_tensors(model: Any) -> tuple[list[tuple[str, str, np.ndarray]], list[tuple[str, np.ndarray, np.ndarray, int]]]:
     import torch
     from torch import nn
@@ -520,7 +595,8 @@ def model_features(model: Any) -> dict[str, float]:
     """Weight features of one model used by the zoo predictor (see :func:`_features_from`):
     for the global weights, the first/last/other weight tensors, biases and normalization
     parameters: mean, std, percentiles 0/25/50/75/100; node-strength summaries normalized by
-    fan-in; parameter and non-finite counts.
+    fan-in; parameter and non-finite counts; and the spectral heavy-tail features
+    ``alpha_*`` (power-law α of each Linear/Conv weight's ESD, :func:`_spectral_features`).
 
     Example:
         >>> import torch
@@ -529,7 +605,9 @@ def model_features(model: Any) -> dict[str, float]:
         10.0
     """
     tensors, strengths = _module_tensors(model)
-    return _features_from(tensors, strengths)[0]
+    features = _features_from(tensors, strengths)[0]
+    features.update(_spectral_features(_module_matrices(model)))
+    return features
 
 
 # --------------------------------------------------------------------------- Small CNN Zoo
@@ -603,6 +681,23 @@ def _scnn_tensors(directory: str, row: int) -> tuple[list[tuple[str, str, np.nda
     return tensors, strengths
 
 
+def _scnn_matrices(directory: str, row: int) -> list[tuple[str, np.ndarray]]:
+    """The dense and conv kernels of one Small CNN Zoo network as out × in(·kh·kw) matrices."""
+    weights = np.load(Path(directory) / "weights.npy", mmap_mode="r")
+    layout = pd.read_csv(Path(directory) / "layout.csv")
+    flat = np.asarray(weights[row], dtype=np.float64)
+    out = []
+    for r in layout.itertuples():
+        name, shape = str(r.varname), _parse_shape(r.shape)
+        low = name.lower()
+        if "bias" in low or "batch_norm" in low or "gamma" in low or "beta" in low or len(shape) not in (2, 4):
+            continue
+        k = flat[int(r.start_idx):int(r.end_idx)].reshape(shape)
+        # TF layout: dense (in, out) → out × in; conv (kh, kw, in, out) → out × (kh·kw·in)
+        out.append((name, k.T if k.ndim == 2 else k.reshape(-1, shape[-1]).T))
+    return out
+
+
 # --------------------------------------------------------------------------- analysis jobs
 
 
@@ -611,17 +706,21 @@ def _feature_job(item: dict[str, Any]) -> dict[str, Any]:
     try:
         if item["kind"] == "scnn":
             tensors, strengths = _scnn_tensors(item["dir"], item["row"])
+            matrices = lambda: _scnn_matrices(item["dir"], item["row"])  # noqa: E731
         else:
             from netxray.models.checkpoint import load
 
             model = load(item["path"])
             tensors, strengths = _module_tensors(model)
+            matrices = lambda: _module_matrices(model)  # noqa: E731
         if item.get("edges") is not None:
             parts = [x for _, r, x in tensors if r == "weight"]
             allw = np.concatenate(parts) if parts else np.zeros(0)
             dens, n_out = W.histogram_density(allw, np.asarray(item["edges"]))
             return {"status": "ok", "hist": dens, "n_outside": n_out}
-        return {"status": "ok", "features": _features_from(tensors, strengths)[0]}
+        features = _features_from(tensors, strengths)[0]
+        features.update(_spectral_features(matrices()))
+        return {"status": "ok", "features": features}
     except Exception as exc:
         return {"status": f"error: {type(exc).__name__}: {exc}"}
 
@@ -778,8 +877,14 @@ def _hp_matrix(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cols, index=df.index)
 
 
-def _weights_matrix(df: pd.DataFrame) -> pd.DataFrame:
-    X = df[[c for c in df.columns if c.startswith("f_") and c not in ("f_n_params", "f_n_nonfinite")]].astype(float)
+def _is_alpha(col: str) -> bool:
+    return col.startswith("f_alpha_")
+
+
+def _weights_matrix(df: pd.DataFrame, alpha: bool = False) -> pd.DataFrame:
+    """Weight-statistics and strength features (plus the α features when ``alpha``)."""
+    X = df[[c for c in df.columns if c.startswith("f_") and c not in ("f_n_params", "f_n_nonfinite")
+            and (alpha or not _is_alpha(c))]].astype(float)
     # the family is readable from any checkpoint's tensor shapes; it is not a training choice
     for v in sorted(df["arch"].astype(str).unique()):
         X[f"arch={v}"] = (df["arch"].astype(str) == v).astype(float)
@@ -806,6 +911,9 @@ def _predict(df: pd.DataFrame, seed: int, n_splits: int) -> tuple[pd.DataFrame, 
         return preds, pd.DataFrame([{"predictor": "-", "features": "-", "n": len(live), "r2": np.nan,
                                      "kendall_tau": np.nan, "status": f"skipped: {len(live)} models in {len(set(groups))} runs; need >= 10 models in >= 2 runs"}])
     Xw, Xh = _weights_matrix(live), _hp_matrix(live)
+    # α alone: does the heavy-tail exponent of the weight spectra predict accuracy by itself?
+    Xa = live[[c for c in live.columns if _is_alpha(c)]].astype(float)
+    Xwa = _weights_matrix(live, alpha=True)
 
     def gbt() -> Any:
         return HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, max_leaf_nodes=15,
@@ -816,7 +924,9 @@ def _predict(df: pd.DataFrame, seed: int, n_splits: int) -> tuple[pd.DataFrame, 
                              RidgeCV(alphas=np.logspace(-3, 3, 13)))
 
     specs = [("gbt", "weights", gbt, Xw), ("ridge", "weights", ridge, Xw),
-             ("gbt", "hparams", gbt, Xh), ("ridge", "hparams", ridge, Xh)]
+             ("gbt", "hparams", gbt, Xh), ("ridge", "hparams", ridge, Xh),
+             ("gbt", "alpha", gbt, Xa), ("ridge", "alpha", ridge, Xa),
+             ("gbt", "weights+alpha", gbt, Xwa), ("ridge", "weights+alpha", ridge, Xwa)]
     cv = GroupKFold(n_splits=k)
     from threadpoolctl import threadpool_limits
 
@@ -839,6 +949,9 @@ def _fit_specs(specs: list[Any], cv: Any, y: np.ndarray, groups: np.ndarray, liv
                 # a feature absent from every training model (e.g. hidden-layer stats when all
                 # are depth 1) carries nothing to learn from: drop it for this fold
                 keep = ~np.isnan(Xa[tr]).all(axis=0)
+                if not keep.any():
+                    raise ValueError("no feature has a value in the training models (α: no layer has "
+                                     "enough eigenvalues for a power-law fit)")
                 m = make()
                 m.fit(Xa[tr][:, keep], y[tr])
                 oof[te] = m.predict(Xa[te][:, keep])
@@ -1008,6 +1121,45 @@ def stratified_comparisons(res: ZooAnalysis, by: Sequence[str] = ("lr", "epochs"
     return comp, summary
 
 
+def alpha_vs_accuracy(df: pd.DataFrame, features: Sequence[str] = ("alpha_mean", "alpha_median",
+                      "alpha_weighted_mean")) -> pd.DataFrame:
+    """Rank correlation of each α feature with test accuracy, per family and pooled.
+
+    Over the models that trained (classes optimal and suboptimal; diverged models would decide
+    any correlation by themselves) with a finite feature: Spearman ρ (and its p-value) and
+    Kendall τ. One row per (family, feature); family ``"all"`` pools the families (when
+    there are several).
+
+    Example:
+        >>> d = pd.DataFrame({"arch": ["m"] * 4, "class": ["optimal"] * 4,
+        ...                   "test_acc": [0.9, 0.8, 0.7, 0.6], "f_alpha_mean": [2.0, 3.0, 4.0, 5.0]})
+        >>> alpha_vs_accuracy(d, ["alpha_mean"])[["arch", "n", "spearman"]].values.tolist()
+        [['m', 4, -1.0]]
+    """
+    from scipy.stats import kendalltau, spearmanr
+
+    live = df[df["class"].isin(["optimal", "suboptimal"])]
+    rows = []
+    groups = [(str(a), g) for a, g in live.groupby("arch")]
+    if len(groups) > 1:
+        groups.append(("all", live))
+    for arch, g in groups:
+        for feat in features:
+            col = "f_" + feat
+            if col not in g:
+                continue
+            x, y = g[col].to_numpy(float), g["test_acc"].to_numpy(float)
+            m = np.isfinite(x) & np.isfinite(y)
+            row = {"arch": arch, "feature": feat, "n": int(m.sum()), "spearman": np.nan,
+                   "spearman_p": np.nan, "kendall_tau": np.nan}
+            if m.sum() >= 3 and np.ptp(x[m]) > 0 and np.ptp(y[m]) > 0:
+                sr = spearmanr(x[m], y[m])
+                row.update(spearman=float(sr.statistic), spearman_p=float(sr.pvalue),
+                           kendall_tau=float(kendalltau(x[m], y[m]).statistic))
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["arch", "feature", "n", "spearman", "spearman_p", "kendall_tau"])
+
+
 def _summarize(df: pd.DataFrame, comp: pd.DataFrame, pred: pd.DataFrame) -> dict[str, Any]:
     s: dict[str, Any] = {"n_models": int(len(df)), "classes": df["class"].value_counts().to_dict(),
                          "errors": df.loc[df["status"] != "ok", ["id", "status"]].values.tolist()}
@@ -1040,6 +1192,7 @@ def _summarize(df: pd.DataFrame, comp: pd.DataFrame, pred: pd.DataFrame) -> dict
             per_family[str(arch)] = fam
     s["families"] = per_family
     s["predictors"] = pred.to_dict(orient="records")
+    s["alpha_vs_accuracy"] = alpha_vs_accuracy(df).to_dict(orient="records") if "class" in df else []
     return s
 
 
@@ -1049,7 +1202,8 @@ def _summarize(df: pd.DataFrame, comp: pd.DataFrame, pred: pd.DataFrame) -> dict
 def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
     """Write the zoo plots to ``directory``: statistic distributions by class
     (``stats_by_class.png``), global weight histograms of optimal vs suboptimal models per
-    family (``histograms_<family>.png``) and predicted vs measured accuracy
+    family (``histograms_<family>.png``), the mean power-law α of the weight spectra against
+    accuracy (``alpha_vs_accuracy.png``) and predicted vs measured accuracy
     (``predicted_vs_measured.png``). Returns the paths written."""
     from matplotlib.figure import Figure
 
@@ -1091,6 +1245,9 @@ def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
         p = out / f"histograms_{re.sub(r'[^A-Za-z0-9_.-]', '_', arch)}.png"
         fig.savefig(p, dpi=100)
         paths.append(p)
+    p = _plot_alpha(res, out, colors)
+    if p is not None:
+        paths.append(p)
     pcols = [c for c in df.columns if c.startswith("pred_")]
     if pcols:
         fig = Figure(figsize=(3.3 * len(pcols), 3.3), layout="constrained")
@@ -1104,6 +1261,37 @@ def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
         fig.savefig(p, dpi=100)
         paths.append(p)
     return paths
+
+
+def _plot_alpha(res: ZooAnalysis, out: Path, colors: dict[str, str]) -> Path | None:
+    """``alpha_vs_accuracy.png``: mean power-law α of each model's weight spectra against its
+    accuracy, one panel per family, coloured by class, Spearman ρ in the title."""
+    from matplotlib.figure import Figure
+
+    df = res.models
+    if "f_alpha_mean" not in df:
+        return None
+    live = df[df["class"].isin(["optimal", "suboptimal", "diverged"]) & np.isfinite(df["f_alpha_mean"].astype(float))]
+    archs = sorted(live["arch"].astype(str).unique())
+    if not archs:
+        return None
+    corr = alpha_vs_accuracy(df, ["alpha_mean"]).set_index("arch")
+    fig = Figure(figsize=(3.6 * len(archs), 3.3), layout="constrained")
+    axes = fig.subplots(1, len(archs), squeeze=False)[0]
+    for ax, arch in zip(axes, archs, strict=True):
+        g = live[live["arch"].astype(str) == arch]
+        for cls in ("optimal", "suboptimal", "diverged"):
+            h = g[g["class"] == cls]
+            ax.scatter(h["f_alpha_mean"], h["test_acc"], s=10, color=colors[cls], alpha=0.75, label=cls)
+        rho = corr["spearman"].get(arch, np.nan) if arch in corr.index else np.nan
+        n = int(corr["n"].get(arch, 0)) if arch in corr.index else 0
+        ax.set(title=f"{arch}: Spearman rho = {rho:.2f} (n = {n})", xlabel="mean power-law alpha over layers",
+               ylabel="test accuracy")
+        ax.title.set_fontsize(9)
+    axes[0].legend(fontsize=7)
+    p = out / "alpha_vs_accuracy.png"
+    fig.savefig(p, dpi=100)
+    return p
 
 
 def write_results(res: ZooAnalysis, out: str | os.PathLike[str]) -> list[Path]:

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 __all__ = [
     "ModularityResult",
     "knn_graph",
+    "faiss_available",
     "knn_graph_from_gram",
     "modularity",
     "modularity_from_gram",
@@ -210,7 +211,7 @@ def _topk_graph_rechecked(
             # and the next value; a row whose next value is more than 2δ below its k-th has
             # exactly its top k as candidates, which covers almost every row
             taken = np.empty((b1 - b0, k + 1), dtype=np.int64)
-            saved = np.empty((b1 - b0, k + 1), dtype=np.float32)
+            saved = np.empty((b1 - b0, k + 1), dtype=s.dtype)  # float64 path: never rounded
             for j in range(k + 1):
                 best = np.argmax(s, axis=1)
                 taken[:, j] = best
@@ -218,27 +219,91 @@ def _topk_graph_rechecked(
                 s[rows, best] = -np.inf
             for j in range(k + 1):  # restore the block for the rows re-checked below
                 s[rows, taken[:, j]] = saved[:, j]
-            kth = saved[:, k - 1].astype(np.float64)
-            clear = saved[:, k].astype(np.float64) < kth - 2.0 * delta
+            clear = saved[:, k].astype(np.float64) < saved[:, k - 1].astype(np.float64) - 2.0 * delta
             cand_r = np.repeat(rows[clear], k)
             cand_c = taken[clear, :k].ravel()
             hard = rows[~clear]
         else:
-            kth = np.partition(s, n - k, axis=1)[:, n - k].astype(np.float64)
             cand_r = cand_c = np.zeros(0, dtype=np.int64)
             hard = rows
         if len(hard):  # near-ties at the k-th place: every entry within 4δ is a candidate
-            hr, hc = np.nonzero(s[hard] >= (kth[hard] - 2.0 * delta)[:, None])
+            hr, hc = _near_ties(s[hard], n, k, delta)
             cand_r = np.concatenate([cand_r, hard[hr]])
             cand_c = np.concatenate([cand_c, hc])
-        exact = np.einsum("ij,ij->i", xn[b0 + cand_r], xn[cand_c])
-        # per row: largest float64 similarity first, ties to the lowest column index
-        order = np.lexsort((cand_c, -exact, cand_r))
-        cand_r, cand_c, exact = cand_r[order], cand_c[order], exact[order]
-        starts = np.searchsorted(cand_r, rows)
-        pick = (starts[:, None] + np.arange(k)[None, :]).ravel()
-        idx[b0:b1] = cand_c[pick].reshape(-1, k)
-        val[b0:b1] = exact[pick].reshape(-1, k)
+        idx[b0:b1], val[b0:b1] = _pick_exact(xn, b0, b1 - b0, cand_r, cand_c, k)
+    return _graph_from_topk(idx, val, n, k)
+
+
+def _near_ties(s: np.ndarray, n: int, k: int, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of every entry of the rounded similarity rows ``s`` (self already −∞)
+    within 2δ of its row's k-th largest: the candidates of rows with a near-tie at k."""
+    kth = np.partition(s, n - k, axis=1)[:, n - k].astype(np.float64)
+    return np.nonzero(s >= (kth - 2.0 * delta)[:, None])
+
+
+def _pick_exact(
+    xn: np.ndarray, b0: int, nrows: int, cand_r: np.ndarray, cand_c: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top k of each row b0 + r among its candidates, by float64 dot products (largest
+    first, ties to the lowest column index): (columns, similarities), each (nrows, k)."""
+    exact = np.einsum("ij,ij->i", xn[b0 + cand_r], xn[cand_c])
+    order = np.lexsort((cand_c, -exact, cand_r))
+    cand_r, cand_c, exact = cand_r[order], cand_c[order], exact[order]
+    starts = np.searchsorted(cand_r, np.arange(nrows))
+    pick = (starts[:, None] + np.arange(k)[None, :]).ravel()
+    return cand_c[pick].reshape(-1, k), exact[pick].reshape(-1, k)
+
+
+def faiss_available() -> bool:
+    """Whether the optional exact-search backend (``faiss``, extra ``netxray[fast]``) imports."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _topk_graph_faiss(xn: np.ndarray, k: int, block: int) -> tuple[sp.csr_matrix, int]:
+    """The graph of :func:`_topk_graph_rechecked` with the float32 candidates from faiss.
+
+    An exact inner-product index (``IndexFlatIP``, no approximation) returns each row's k + 2
+    largest float32 similarities; self is dropped (or, when k + 2 others tie above it, the
+    last), leaving the top k + 1 others. The float32 products are rounded differently from
+    numpy's but obey the same rigorous bound δ, so the same rule applies: a row whose
+    (k+1)-th value is more than 2δ below its k-th has exactly its top k as candidates; any
+    other row (a near-tie at the k-th place) is recomputed with numpy float32 products and
+    every entry within 2δ of its k-th taken, as in the numpy path. The candidates are then
+    re-checked in float64 by the same code, so the graph is identical to the numpy path's.
+    """
+    import faiss
+
+    n, m = xn.shape
+    x32 = np.ascontiguousarray(xn, dtype=np.float32)
+    delta = 2.0 * _float32_error_bound(m)
+    index = faiss.IndexFlatIP(m)
+    index.add(x32)
+    sims, ids = index.search(x32, k + 2)
+    # self to the end (a stable sort keeps the descending order of the others), keep k + 1
+    order = np.argsort(ids == np.arange(n)[:, None], axis=1, kind="stable")[:, : k + 1]
+    ids = np.take_along_axis(ids, order, axis=1).astype(np.int64)
+    sims = np.take_along_axis(sims, order, axis=1).astype(np.float64)
+    clear = (sims[:, k] < sims[:, k - 1] - 2.0 * delta) & (ids >= 0).all(axis=1)
+    idx = np.empty((n, k), dtype=np.int64)
+    val = np.empty((n, k), dtype=np.float64)
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        rows = np.arange(b1 - b0)
+        ok = clear[b0:b1]
+        cand_r = np.repeat(rows[ok], k)
+        cand_c = ids[b0:b1][ok, :k].ravel()
+        hard = rows[~ok]
+        if len(hard):
+            s = x32[b0 + hard] @ x32.T
+            s[np.arange(len(hard)), b0 + hard] = -np.inf
+            hr, hc = _near_ties(s, n, k, delta)
+            cand_r = np.concatenate([cand_r, hard[hr]])
+            cand_c = np.concatenate([cand_c, hc])
+        idx[b0:b1], val[b0:b1] = _pick_exact(xn, b0, b1 - b0, cand_r, cand_c, k)
     return _graph_from_topk(idx, val, n, k)
 
 
@@ -263,7 +328,8 @@ def _normalize_rows(x: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def knn_graph(
-    features: Any, k: int = 3, *, block_size: int | None = None, precision: str = "float32"
+    features: Any, k: int = 3, *, block_size: int | None = None, precision: str = "float32",
+    backend: str = "numpy",
 ) -> tuple[sp.csr_matrix, int]:
     """Symmetric kNN cosine graph of SPEC §2.1 (steps 1–3).
 
@@ -273,6 +339,11 @@ def knn_graph(
     ``precision="float32"`` (default) finds candidates with float32 products, ``"float64"``
     with float64 products; either way every near-tie (a rigorous error bound decides which) is
     re-checked with float64 dot products, so both give the same neighbours and weights.
+    ``backend``: where the float32 candidates come from — ``"numpy"`` (blockwise products, the
+    default) or ``"faiss"`` (faiss's exact ``IndexFlatIP``; extra ``netxray[fast]``); both give
+    the same graph. faiss is opt-in: measured side by side (``benchmarks/bench_modularity.py
+    --part faiss``, d = 256, k = 3, equal threads) it was no faster here (0.96–1.02× at
+    N = 10 000–20 000 on one thread), both being bound by the same float32 matrix product.
 
     Returns ``(A, n_clipped)``: A as a scipy CSR matrix (N × N, float64, symmetric, no
     diagonal) and the number of directed kNN edges whose similarity was negative.
@@ -287,14 +358,26 @@ def knn_graph(
     n = x.shape[0]
     k = _check_k(k, n)
     xn, _ = _normalize_rows(x)
-    return _feature_graph(xn, k, _block_rows(n, block_size), precision)
+    return _feature_graph(xn, k, _block_rows(n, block_size), precision, backend)
 
 
-def _feature_graph(xn: np.ndarray, k: int, block: int, precision: str = "float32"):
+_BACKENDS = ("numpy", "faiss")
+
+
+def _feature_graph(xn: np.ndarray, k: int, block: int, precision: str = "float32", backend: str = "numpy"):
     """kNN graph of unit rows ``xn``: float32 candidates + float64 re-check, or all float64."""
-    if precision in ("float32", "float64"):
-        return _topk_graph_rechecked(xn, k, block, np.dtype(precision).type)
-    raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if backend == "faiss" and not faiss_available():
+        raise ImportError("backend='faiss' needs faiss: pip install 'netxray[fast]' (or faiss-cpu)")
+    if backend == "faiss" and precision != "float32":
+        raise ValueError("backend='faiss' searches in float32; use precision='float32' with it")
+    # faiss needs k + 2 rows to return (self + k + 1 others); tiny inputs take the numpy path
+    if backend == "faiss" and xn.shape[0] >= k + 2:
+        return _topk_graph_faiss(xn, k, block)
+    return _topk_graph_rechecked(xn, k, block, np.dtype(precision).type)
 
 
 def knn_graph_from_gram(
@@ -313,6 +396,13 @@ def knn_graph_from_gram(
         >>> bool(abs(a - b).max() < 1e-12)
         True
     """
+    if _on_accelerator(gram):  # a GPU Gram matrix: blocks and top-k where it lives
+        if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
+            raise ValueError(f"gram must be a square N × N matrix, got shape {tuple(gram.shape)}")
+        if not bool(gram.isfinite().all()):
+            raise ValueError("gram contains NaN or infinite values")
+        n = int(gram.shape[0])
+        return _topk_graph_gram_torch(gram, _check_k(k, n), _block_rows(n, block_size))
     g = np.asarray(gram.detach().cpu().numpy() if hasattr(gram, "detach") else gram, np.float64)
     if g.ndim != 2 or g.shape[0] != g.shape[1]:
         raise ValueError(f"gram must be a square N × N matrix, got shape {g.shape}")
@@ -327,6 +417,56 @@ def knn_graph_from_gram(
     return _topk_graph(
         lambda b0, b1: g[b0:b1] * inv[b0:b1, None] * inv[None, :], n, k, _block_rows(n, block_size)
     )
+
+
+def _on_accelerator(x: Any) -> bool:
+    """A torch tensor that lives off the CPU (a CUDA/MPS Gram matrix stays where it is)."""
+    return hasattr(x, "device") and hasattr(x, "detach") and x.device.type != "cpu"
+
+
+def _topk_graph_gram_torch(g: Any, k: int, block: int) -> tuple[sp.csr_matrix, int]:
+    """:func:`knn_graph_from_gram` with the similarity blocks and the top-k on ``g``'s device.
+
+    Same float64 arithmetic as the numpy path (S_ij = (G_ij · inv_i) · inv_j, inv = 1/sqrt(G_ii),
+    each an IEEE-rounded operation), so the similarities are bit-identical. ``torch.topk`` gives
+    each row's k + 1 largest: where the (k+1)-th is strictly below the k-th the k neighbours are
+    unique whatever the tie order, and only their indices and values leave the device; a row
+    with a tie at the k-th place is copied back and resolved by the numpy path's rule (ties to
+    the lowest index). The graph is therefore identical to the CPU path's. Untested on real GPU
+    hardware (the tests run this function on CPU tensors).
+    """
+    import torch
+
+    g = g.detach().to(torch.float64)
+    n = g.shape[0]
+    diag = torch.diagonal(g).clone()
+    if (diag < 0).any():
+        raise ValueError("gram has negative diagonal entries: not a Gram matrix F Fᵀ")
+    # 1/sqrt(G_ii) by numpy's formula on the N diagonal values (torch's vectorised sqrt can
+    # differ by an ulp), then sent to the device: the blocks are then bit-identical
+    d_np = diag.cpu().numpy()
+    inv_np = np.where(d_np > 0, 1.0 / np.sqrt(np.where(d_np > 0, d_np, 1.0)), 0.0)
+    inv = torch.from_numpy(inv_np).to(g.device)
+    idx = np.empty((n, k), dtype=np.int64)
+    val = np.empty((n, k), dtype=np.float64)
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        rows = torch.arange(b1 - b0, device=g.device)
+        s = g[b0:b1] * inv[b0:b1, None] * inv[None, :]
+        s[rows, b0 + rows] = -torch.inf  # self excluded
+        v, i = torch.topk(s, k + 1, dim=1)  # sorted, largest first
+        v_np, i_np = v.cpu().numpy(), i.cpu().numpy()
+        idx[b0:b1], val[b0:b1] = i_np[:, :k], v_np[:, :k]
+        hard = np.flatnonzero(v_np[:, k] == v_np[:, k - 1])
+        if hard.size:  # a tie at the k-th place: the numpy rule decides which index wins
+            sh = s[torch.from_numpy(hard).to(g.device)].cpu().numpy()
+            r = np.arange(hard.size)
+            for j in range(k):
+                best = np.argmax(sh, axis=1)
+                idx[b0 + hard, j] = best
+                val[b0 + hard, j] = sh[r, best]
+                sh[r, best] = -np.inf
+    return _graph_from_topk(idx, val, n, k)
 
 
 # --------------------------------------------------------------------------- Newman Q
@@ -406,6 +546,7 @@ def modularity(
     *,
     block_size: int | None = None,
     return_graph: bool = False,
+    backend: str = "numpy",
 ) -> ModularityResult:
     """Modularity Q of a layer's features with the true classes as communities (SPEC §2.1).
 
@@ -419,6 +560,8 @@ def modularity(
         k: neighbours per node, 1 <= k < N (default 3).
         block_size: rows of the similarity matrix computed at once (default: ≈ 64 MiB).
         return_graph: keep the sparse adjacency in ``result.graph``.
+        backend: ``"numpy"`` (default) or ``"faiss"`` (exact search, extra ``netxray[fast]``):
+            the kNN candidates' source; the same graph either way (:func:`knn_graph`).
 
     Returns:
         :class:`ModularityResult` with q, f_in, q_max, q_rel, n_clipped, n, k, d, ...
@@ -442,7 +585,7 @@ def modularity(
     bad = _degenerate_rows(1.0 - spread / 2.0, n_zero, n)
     if bad is not None:
         return _undefined(bad, labels, n, k, d, n_zero)
-    adj, n_clipped = _feature_graph(xn, k, _block_rows(n, block_size))
+    adj, n_clipped = _feature_graph(xn, k, _block_rows(n, block_size), backend=backend)
     return _result(adj, n_clipped, labels, n, k, d, n_zero, return_graph)
 
 
@@ -466,14 +609,31 @@ def modularity_from_gram(
         >>> abs(modularity_from_gram(f @ f.T, y).q - modularity(f, y).q) < 1e-12
         True
     """
-    g = np.asarray(gram.detach().cpu().numpy() if hasattr(gram, "detach") else gram, np.float64)
-    if g.ndim != 2 or g.shape[0] != g.shape[1]:
-        raise ValueError(f"gram must be a square N × N matrix, got shape {g.shape}")
+    if _on_accelerator(gram):
+        # stays on its device: only the diagonal's zero count, the smallest cosine and the k
+        # neighbours of each row come back (knn_graph_from_gram's device path)
+        import torch
+
+        g = gram.detach().to(torch.float64)
+        if g.ndim != 2 or g.shape[0] != g.shape[1]:
+            raise ValueError(f"gram must be a square N × N matrix, got shape {tuple(g.shape)}")
+        diag = torch.diagonal(g)
+        finite = bool(g.isfinite().all())
+        # numpy's 1/sqrt on the N diagonal values (torch's sqrt can differ by an ulp)
+        inv_of = lambda: torch.from_numpy(1.0 / np.sqrt(np.where(d_np > 0, d_np, 1.0))).to(g.device)  # noqa: E731
+        d_np = diag.cpu().numpy()
+    else:
+        g = np.asarray(gram.detach().cpu().numpy() if hasattr(gram, "detach") else gram, np.float64)
+        if g.ndim != 2 or g.shape[0] != g.shape[1]:
+            raise ValueError(f"gram must be a square N × N matrix, got shape {g.shape}")
+        diag = np.diag(g)
+        finite = bool(np.isfinite(g).all())
+        inv_of = lambda: 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))  # noqa: E731
     n = g.shape[0]
     _encode_labels(labels, n)
-    n_zero = int((np.diag(g) <= 0).sum())
-    if np.isfinite(g).all() and n_zero in (0, n):
-        inv = 1.0 / np.sqrt(np.where(np.diag(g) > 0, np.diag(g), 1.0))
+    n_zero = int((diag <= 0).sum())
+    if finite and n_zero in (0, n):
+        inv = inv_of()
         bad = _degenerate_rows(float((g * inv[:, None] * inv[None, :]).min()), n_zero, n)
         if bad is not None:
             return _undefined(bad, labels, n, _check_k(k, n), d, n_zero)

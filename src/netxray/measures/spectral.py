@@ -77,10 +77,32 @@ def singular_values(w: Any) -> np.ndarray:
     >>> singular_values(np.diag([3.0, 1.0, 2.0])).tolist()
     [3.0, 2.0, 1.0]
     """
+    if _on_accelerator(w):
+        return _singular_values_torch(w)
     a = as_weight_matrix(w)
     gram = a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a
     lam = np.linalg.eigvalsh(gram)[::-1]
     return np.sqrt(np.clip(lam, 0.0, None))
+
+
+def _on_accelerator(w: Any) -> bool:
+    return hasattr(w, "detach") and hasattr(w, "device") and w.device.type != "cpu"
+
+
+def _singular_values_torch(w: Any) -> np.ndarray:
+    """:func:`singular_values` where the tensor lives (a CUDA weight stays on the GPU): the
+    smaller Gram in float64 and ``torch.linalg.eigvalsh`` there; only the r singular values
+    come back. The same eigenvalues to float64 rounding (another eigensolver, not bit-identical).
+    Untested on real GPU hardware (the tests run it on CPU tensors)."""
+    import torch
+
+    t = w.detach()
+    if t.ndim < 2:
+        raise ValueError(f"a weight matrix needs at least 2 axes, got shape {tuple(t.shape)}")
+    a = t.reshape(t.shape[0], -1).to(torch.float64)
+    gram = a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a
+    lam = torch.linalg.eigvalsh(gram).flip(0).clamp_min(0.0)
+    return torch.sqrt(lam).cpu().numpy()
 
 
 @dataclass(frozen=True)
@@ -173,15 +195,20 @@ def spectral_stats(w: Any, *, min_tail: int = _MIN_TAIL) -> dict[str, Any]:
     >>> s["spectral_norm"], round(s["stable_rank"], 6), s["fit_status"]
     (2.0, 1.25, 'too_few')
     """
-    a = as_weight_matrix(w)
-    sv = singular_values(a)
+    if _on_accelerator(w):  # the Gram and its eigenvalues where the weight lives
+        sv = _singular_values_torch(w)
+        shape = (int(w.shape[0]), int(np.prod(w.shape[1:])))
+    else:
+        a = as_weight_matrix(w)
+        sv = singular_values(a)
+        shape = a.shape
     evals = sv * sv
     fro2 = float(evals.sum())
     top = float(sv[0]) if sv.size else 0.0
     fit = fit_power_law(evals, min_tail=min_tail)
     return {
-        "n_rows": int(a.shape[0]),
-        "n_cols": int(a.shape[1]),
+        "n_rows": int(shape[0]),
+        "n_cols": int(shape[1]),
         "spectral_norm": top,
         "frobenius_norm": float(np.sqrt(fro2)),
         "stable_rank": fro2 / (top * top) if top > 0 else float("nan"),

@@ -49,13 +49,85 @@ def lenses_direct(model, splits, seed: int) -> None:
         pass
 
 
-def bench_bert(layers: int, n_seq: int, seq_len: int, batch: int) -> None:
-    import time as _time
+class PhaseTimer:
+    """Wall time spent inside chosen library functions, by phase (module attributes wrapped and
+    restored). The non-linearity lens's pieces: ``capture`` (the hooked forward passes and the
+    on-the-fly pooling), ``scoring`` (the affinity score of each site), ``null baseline`` (the
+    rotated copy and its score), ``companions`` (CKA, R², sparsity, entropy), ``model hash``."""
 
+    def __init__(self) -> None:
+        from collections import defaultdict
+
+        self.spent: dict[str, float] = defaultdict(float)
+        self._undo: list = []
+        self._null_next = False
+
+    def _wrap(self, module, attr: str, phase) -> None:
+        inner = getattr(module, attr)
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return inner(*a, **k)
+            finally:
+                self.spent[phase() if callable(phase) else phase] += time.perf_counter() - t
+
+        setattr(module, attr, timed)
+        self._undo.append((module, attr, inner))
+
+    def __enter__(self) -> PhaseTimer:
+        import netxray._meta as meta
+        import netxray.capture as capture
+        import netxray.lenses.nonlinearity as nl
+
+        def null_then_score() -> str:  # the affinity call right after a rotated copy is the null's
+            phase = "null baseline" if self._null_next else "scoring"
+            self._null_next = False
+            return phase
+
+        def rotation() -> str:
+            self._null_next = True
+            return "null baseline"
+
+        self._wrap(capture, "collect", "capture")
+        self._wrap(nl, "affinity_score", null_then_score)
+        self._wrap(nl, "rotated_copy", rotation)
+        for f in ("sparsity", "histogram_entropy", "linear_cka", "linear_r2"):
+            self._wrap(nl, f, "companions")
+        self._wrap(meta, "model_hash", "model hash")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for module, attr, inner in reversed(self._undo):
+            setattr(module, attr, inner)
+
+    def lines(self, total: float) -> str:
+        parts = [f"{k} {v:.1f} s ({100 * v / total:.0f} %)" for k, v in self.spent.items()]
+        rest = total - sum(self.spent.values())
+        return ", ".join(parts + [f"other {rest:.1f} s ({100 * rest / total:.0f} %)"])
+
+
+def _null_rotation_side_by_side(n: int, d: int) -> str:
+    """The null baseline's rotated copy at one (n, d): sample-space path vs the full d×d rotation."""
+    import numpy as np
+
+    from netxray.lenses.nonlinearity import random_rotation, rotated_copy
+
+    x = np.random.default_rng(0).normal(size=(n, d))
+    t = time.perf_counter()
+    rotated_copy(x, 1)
+    fast = time.perf_counter() - t
+    t = time.perf_counter()
+    _ = x @ random_rotation(d, 1)
+    full = time.perf_counter() - t
+    return (f"null rotation at n = {n}, d = {d}: sample-space rotated_copy {fast:.2f} s vs "
+            f"x @ (d×d Haar rotation) {full:.2f} s ({full / fast:.0f}x)")  # fmt: skip
+
+
+def bench_bert(layers: int, n_seq: int, seq_len: int, batch: int) -> None:
     from transformers import BertConfig, BertModel
 
     from netxray.lenses.nonlinearity import nonlinearity_signature
-    from netxray.measures import affinity as aff
 
     torch.manual_seed(0)
     cfg = BertConfig(num_hidden_layers=layers, hidden_size=768, intermediate_size=3072,
@@ -65,34 +137,57 @@ def bench_bert(layers: int, n_seq: int, seq_len: int, batch: int) -> None:
     ids = torch.randint(1000, 30000, (n_seq, seq_len), generator=g)
     batches = [{"input_ids": ids[i:i + batch], "attention_mask": torch.ones_like(ids[i:i + batch])}
                for i in range(0, n_seq, batch)]  # fmt: skip
-    t0 = _time.perf_counter()
+    t0 = time.perf_counter()
     with torch.no_grad():
         for b in batches:
             model(**b)
-    t_fwd = _time.perf_counter() - t0
-    spent = []
-    inner = aff.affinity_score
-
-    def timed_score(*a, **k):
-        t = _time.perf_counter()
-        out = inner(*a, **k)
-        spent.append(_time.perf_counter() - t)
-        return out
-
-    import netxray.lenses.nonlinearity as nl
-
-    nl.affinity_score = timed_score
-    try:
-        t0 = _time.perf_counter()
+    t_fwd = time.perf_counter() - t0
+    with PhaseTimer() as timer:
+        t0 = time.perf_counter()
+        # what scan runs: companions on (the default) and the null baseline
         sig = nonlinearity_signature(model, batches, n_seq, null_baseline=True, batch_size=batch)
-        t_sig = _time.perf_counter() - t0
-    finally:
-        nl.affinity_score = inner
+        t_sig = time.perf_counter() - t0
     d = int(sig["d"].max()) if len(sig) else 0
-    print(f"BERT {layers} layers, {n_seq} seqs x {seq_len} tokens, 1 thread: forward {t_fwd:.1f} s, "
-          f"signature + null {t_sig:.1f} s = {t_sig / t_fwd:.2f}x the forward (goal <= 3x); "
-          f"{len(sig)} sites (d up to {d}), affinity + null scoring {sum(spent):.1f} s, "
-          f"capture + companions {t_sig - sum(spent):.1f} s")  # fmt: skip
+    print(f"BERT {layers} layers (d = 768, FFN 3072), {n_seq} seqs x {seq_len} tokens, 1 thread, one process:\n"
+          f"  plain forward {t_fwd:.1f} s; signature (companions + null baseline) {t_sig:.1f} s "
+          f"= {t_sig / t_fwd:.2f}x the forward (goal <= 3x); {len(sig)} sites (d up to {d}), "
+          f"statuses {sig['status'].value_counts().to_dict()}\n"
+          f"  where the signature's time goes: {timer.lines(t_sig)}\n"
+          f"  {_null_rotation_side_by_side(n_seq, d)}", flush=True)  # fmt: skip
+
+
+def bench_vit_b16(n: int, batch: int) -> None:
+    """torchvision ViT-B/16 (random init) ``scan`` at n samples vs its plain forward pass."""
+    import torchvision
+
+    from netxray._meta import model_hash
+    from netxray.report import scan
+
+    torch.manual_seed(0)
+    model = torchvision.models.vit_b_16(weights=None).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, 224, 224, generator=g)
+    y = torch.arange(n) % 10
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            model(x[i:i + batch])
+    t_fwd = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model_hash(model)
+    t_hash = time.perf_counter() - t0
+    with PhaseTimer() as timer:
+        t0 = time.perf_counter()
+        report = scan(model, (x, y), n_samples=n, batch_size=batch, progress=False)
+        t_scan = time.perf_counter() - t0
+    floor = timer.spent["scoring"] + timer.spent["null baseline"] + timer.spent["companions"]
+    lenses = ", ".join(f"{k} {r.seconds:.1f} s ({r.status})" for k, r in report.results.items())
+    print(f"ViT-B/16 (torchvision, random init, 86 M parameters), n = {n}, batch {batch}, 1 thread, one process:\n"
+          f"  plain forward {t_fwd:.1f} s; scan (4 lenses) {t_scan:.1f} s = {t_scan / t_fwd:.2f}x the forward; "
+          f"scoring floor (affinity + null + companions of the signature's sites) {floor:.1f} s; "
+          f"scan / (3 x forward + floor) = {t_scan / (3 * t_fwd + floor):.2f} (goal <= 1)\n"
+          f"  per lens: {lenses}, report layer {t_scan - sum(r.seconds for r in report.results.values()):.1f} s\n"
+          f"  inside the signature and scan: {timer.lines(t_scan)}; one model hash {t_hash:.1f} s", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -103,12 +198,17 @@ def main() -> None:
     ap.add_argument("--bert", action="store_true", help="only the BERT-base-size signature check")
     ap.add_argument("--bert-layers", type=int, default=12)
     ap.add_argument("--bert-seqs", type=int, default=512)
+    ap.add_argument("--vit-b16", action="store_true", help="only the ViT-B/16 scan vs forward check")
+    ap.add_argument("--vit-n", type=int, default=64)
     args = ap.parse_args()
     from netxray._threads import set_threads
 
     set_threads(args.threads)
     if args.bert:
         bench_bert(args.bert_layers, args.bert_seqs, 64, 64)
+    if args.vit_b16:
+        bench_vit_b16(args.vit_n, 32)
+    if args.bert or args.vit_b16:
         return
 
     import warnings

@@ -513,3 +513,20 @@ def test_cli_weights_streams_a_sharded_checkpoint(tmp_path):
     assert pd.read_csv(tmp_path / "sp.csv")["name"].tolist() == ["model.layers.0.mlp.up_proj.weight"]
     res = CliRunner().invoke(app, ["weights", str(ckpt), "--strengths", str(tmp_path / "x.csv")])
     assert res.exit_code != 0 and "without its model" in res.output
+
+
+def test_weight_stats_float32_route_equals_the_float64_route():
+    # float32 parameters are read in float32 chunks (exact radix percentiles, moments combined
+    # tensor by tensor); the same model in float64 takes the float64 buffer route. The values
+    # are the same numbers (float32 → float64 is exact), so percentiles agree bit for bit and
+    # moments to float64 rounding.
+    m = _small_net()
+    df32 = P.weight_stats(m).set_index("name")
+    df64 = P.weight_stats(copy.deepcopy(m).double()).set_index("name")
+    allw = np.concatenate([m[i].weight.detach().double().numpy().ravel() for i in (0, 5, 7)])
+    for q in (0, 25, 50, 75, 100):
+        assert df32.loc["<global>", f"p{q}"] == np.percentile(allw, q) == df64.loc["<global>", f"p{q}"]
+        assert df32.loc["5.weight", f"p{q}"] == df64.loc["5.weight", f"p{q}"]
+    for col in ("mean", "std", "skewness", "kurtosis", "l1", "l2", "rms", "near_zero_frac"):
+        assert df32.loc["<global>", col] == pytest.approx(df64.loc["<global>", col], rel=1e-12, abs=1e-15)
+    assert df32.loc["<global>", "count"] == allw.size

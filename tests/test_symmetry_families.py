@@ -335,3 +335,31 @@ def test_a_model_whose_stream_is_its_output_has_no_stream_axis():
     assert "output shows them" in s["statement"] and "word_embeddings" in s["statement"]
     assert sorted(g["kind"]) == ["FFN hidden unit", "attention head"]
     assert np.isclose(s["log10_permutations"], msym.log10_factorial(24) + msym.log10_factorial(2))
+
+
+def test_axes_verified_together_find_each_wrong_axis(monkeypatch):
+    # group testing: every axis's random element composed in one forward pass, a failing group
+    # split in halves; the verdicts must be those of checking each axis alone
+    checks = []
+    check = sym._Verifier.check
+
+    def counted(self, axes):
+        checks.append(len(axes))
+        return check(self, axes)
+
+    monkeypatch.setattr(sym._Verifier, "check", counted)
+    torch.manual_seed(0)
+    good = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 7), nn.ReLU(),
+                         nn.Linear(7, 3))  # fmt: skip
+    g = sym.symmetry_group(good)
+    assert g["axis"].tolist() == ["0->2", "2->4", "4->6"] and bool(g["verified"].all())
+    assert checks == [3]  # all true: one composed check, one forward pass
+    checks.clear()
+    bad = nn.Sequential(nn.Linear(4, 6), RollActivation(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 7),
+                        RollActivation(), nn.Linear(7, 8), nn.Tanh(), nn.Linear(8, 2))  # fmt: skip
+    g = sym.symmetry_group(bad)
+    s = g.attrs["summary"]
+    assert g["axis"].tolist() == ["2->4", "6->8"] and bool(g["verified"].all())
+    assert sorted(r["axis"] for r in s["rejected"]) == ["0->2", "4->6"]
+    assert all("changed the outputs" in r["reason"] for r in s["rejected"])
+    assert checks[0] == 4 and checks.count(1) >= 2  # the failing group was split down to single axes

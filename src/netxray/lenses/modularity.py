@@ -14,7 +14,8 @@ together while their flattened rows (float32) fit in ``memory_budget``, a wider 
 forward pass stops right after the last layer it needs; each layer's rows are reduced to an
 N × N Gram matrix accumulated over column chunks in float64 and freed before the next pass.
 Peak memory ≈ max(budget, P·d·4) + P²·8 bytes (P pooled samples, d the widest layer), whatever
-the number of layers.
+the number of layers. When the P samples fit in one batch, each layer's Gram matrix is formed
+inside its hook and no rows are kept, so every layer shares one forward pass.
 """
 
 from __future__ import annotations
@@ -138,19 +139,23 @@ class _StopForward(BaseException):
 
 
 class _GramReducer:
-    """Keeps a layer's flattened rows, then reduces them to the Gram matrix G = F Fᵀ (float64).
+    """Reduces a layer's flattened rows to the Gram matrix G = F Fᵀ (float64).
 
-    The rows go into one buffer allocated for the ``n_rows`` samples expected (no concatenation
-    copy), and G is accumulated over column chunks (N × chunk float64 at a time), so very wide
-    flattened features never exist in float64 all at once: peak ≈ N·d·4 + N²·8 bytes.
-    The buffer lives where the model runs: on a GPU the rows never leave it and only the N × N
-    Gram matrix comes back (N²·8 bytes instead of N·d·4 per layer, for wide layers far less).
+    When one batch brings every sample (the pool fits in one batch: ``n_rows`` ≤ batch size,
+    e.g. a scan's 64 ViT images), G is computed inside the hook from that batch and no row is
+    kept: the layer costs N²·8 bytes, not N·d·4 (39 MB per ViT-B/16 block at N = 64), so every
+    layer fits in one forward pass. Otherwise the rows go into one buffer allocated for the
+    ``n_rows`` samples expected (no concatenation copy) and G is formed at the end. Either way G
+    is accumulated over column chunks (N × chunk float64 at a time, the same chunks and order,
+    so both routes give the same bits), so very wide flattened features never exist in float64
+    all at once. The rows stay where the model runs: on a GPU only the N × N Gram matrix comes back.
     """
 
     def __init__(self, n_rows: int) -> None:
         self.n_rows = n_rows
         self.buf: torch.Tensor | None = None
         self.pos = 0
+        self.done: tuple[np.ndarray, int] | None = None
 
     def update(self, batch: torch.Tensor) -> None:
         rows = batch.detach().reshape(batch.shape[0], -1)
@@ -158,6 +163,11 @@ class _GramReducer:
             raise ValueError("layer output contains NaN or infinite values")
         dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
         b = rows.shape[0]
+        if self.done is None and self.buf is None and b >= self.n_rows:
+            self.done = _gram(rows.to(dtype))  # every sample at once: reduce now, keep nothing
+            return
+        if self.done is not None:  # more rows than announced after all (rare): keep them
+            raise RuntimeError("modularity: a layer produced more rows than the samples fed")
         if self.buf is None:
             self.buf = torch.empty(max(self.n_rows, b), rows.shape[1], dtype=dtype, device=rows.device)
         if self.pos + b > self.buf.shape[0]:  # more rows than announced: grow (rare)
@@ -168,26 +178,32 @@ class _GramReducer:
         self.pos += b
 
     def compute(self) -> tuple[np.ndarray, int] | None:
+        if self.done is not None:
+            return self.done
         if self.buf is None:  # nothing kept (the capture has recorded why)
             return None
-        n, d = self.buf[: self.pos].shape
-        step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
-        if self.buf.device.type != "cpu":  # reduce where the rows are; bring back G only
-            rows = self.buf[: self.pos]
-            g = torch.zeros(n, n, dtype=torch.float64, device=rows.device)
-            for c0 in range(0, d, step):
-                block = rows[:, c0 : c0 + step].to(torch.float64)
-                g += block @ block.T
-            self.buf = None
-            return g.cpu().numpy(), int(d)
-        feats = self.buf[: self.pos].numpy()
-        gram = np.zeros((n, n))
-        for c0 in range(0, d, step):
-            block = np.ascontiguousarray(feats[:, c0 : c0 + step], dtype=np.float64)
-            # numpy recognises b @ b.T and calls the symmetric rank-k update (half the flops)
-            gram += block @ block.T
+        out = _gram(self.buf[: self.pos])
         self.buf = None  # free the rows as soon as the Gram matrix exists
-        return gram, int(d)
+        return out
+
+
+def _gram(rows: torch.Tensor) -> tuple[np.ndarray, int]:
+    """(F Fᵀ in float64, d) for float32/float64 rows F (N × d), over column chunks."""
+    n, d = rows.shape
+    step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
+    if rows.device.type != "cpu":  # reduce where the rows are; bring back G only
+        g = torch.zeros(n, n, dtype=torch.float64, device=rows.device)
+        for c0 in range(0, d, step):
+            block = rows[:, c0 : c0 + step].to(torch.float64)
+            g += block @ block.T
+        return g.cpu().numpy(), int(d)
+    feats = rows.numpy()
+    gram = np.zeros((n, n))
+    for c0 in range(0, d, step):
+        block = np.ascontiguousarray(feats[:, c0 : c0 + step], dtype=np.float64)
+        # numpy recognises b @ b.T and calls the symmetric rank-k update (half the flops)
+        gram += block @ block.T
+    return gram, int(d)
 
 
 def _probe_layers(model: nn.Module, x_one: Any, paths: list[str], device) -> list[dict[str, Any]]:
@@ -276,7 +292,7 @@ def _layer_grams(
 
 
 def _plan(
-    sites: list[dict[str, Any]], subsets: list[np.ndarray], budget: int
+    sites: list[dict[str, Any]], subsets: list[np.ndarray], budget: int, batch_size: int | None = None,
 ) -> list[tuple[list[dict[str, Any]], list[list[int]]]]:
     """Passes over the data: (layers captured together, groups of repeats), memory-bounded.
 
@@ -287,9 +303,11 @@ def _plan(
     """
     pool = len(np.unique(np.concatenate(subsets)))
     all_repeats = [list(range(len(subsets)))]
+    # the pool in one batch: each layer's Gram matrix is formed in its hook, no rows are kept
+    one_batch = batch_size is not None and pool <= batch_size
     jobs, group, used = [], [], 0
     for site in sites:
-        size = pool * max(site["d"], 1) * 4
+        size = pool * pool * 8 if one_batch else pool * max(site["d"], 1) * 4
         if size > budget:
             if group:
                 jobs.append((group, all_repeats))
@@ -355,7 +373,7 @@ def _curve(
                     "status": s["status"], "error": s["error"]}
         for s in sites
     }  # fmt: skip
-    jobs = _plan(ok_sites, subsets, memory_budget)
+    jobs = _plan(ok_sites, subsets, memory_budget, batch_size)
     it: Any = jobs
     if progress:
         from rich.progress import track

@@ -15,9 +15,19 @@ one-model report stays under 1 MB.
 
 ``--bert``: a BERT-base-size encoder built from its config (random init: 12 layers, d = 768,
 FFN 3072), 512 sequences × 64 tokens: the plain forward over the samples against
-``nonlinearity_signature`` with the null baseline, and ``scan`` (non-linearity + parameters)
-over the same samples; prints the ratios (goal, issue 12: signature ≤ 3× the forward) and where
-the signature's time goes (capture vs scoring). ``--bert-layers`` shrinks it for a quick check.
+``nonlinearity_signature`` as ``scan`` runs it (companions and the null baseline on), in one
+process; prints the ratio (goal, issue 12: ≤ 3× the forward), where the signature's time goes
+(capture, scoring, null baseline, companions, model hash) and the null baseline's rotation timed
+both ways at the widest site. ``--bert-layers`` shrinks it for a quick check.
+
+``--vit-b16``: torchvision's ViT-B/16 (random init, 86 M parameters), n = ``--vit-n`` (64)
+random 224×224 images: the plain forward against ``scan`` with all four lenses, in one process;
+prints scan / forward, the scoring floor (affinity + null + companions of the signature's sites:
+work on the captured features that no faster capture removes), scan / (3 × forward + floor)
+(goal, issue 12: ≤ 1), the per-lens seconds and the same phase split.
+
+Run these with ``nice`` on a shared machine; the ratios are taken in one process, so they hold
+under load better than the absolute seconds do.
 """
 
 from __future__ import annotations

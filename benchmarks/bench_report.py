@@ -63,7 +63,9 @@ class PhaseTimer:
     """Wall time spent inside chosen library functions, by phase (module attributes wrapped and
     restored). The non-linearity lens's pieces: ``capture`` (the hooked forward passes and the
     on-the-fly pooling), ``scoring`` (the affinity score of each site), ``null baseline`` (the
-    rotated copy and its score), ``companions`` (CKA, R², sparsity, entropy), ``model hash``."""
+    rotated copy and its score), ``companions`` (CKA, R², sparsity, entropy), ``model hash``.
+    Seconds are CPU seconds of this process (``time.process_time``): with one thread they are the
+    work done, whatever else the machine is running."""
 
     def __init__(self) -> None:
         from collections import defaultdict
@@ -76,11 +78,11 @@ class PhaseTimer:
         inner = getattr(module, attr)
 
         def timed(*a, **k):
-            t = time.perf_counter()
+            t = time.process_time()
             try:
                 return inner(*a, **k)
             finally:
-                self.spent[phase() if callable(phase) else phase] += time.perf_counter() - t
+                self.spent[phase() if callable(phase) else phase] += time.process_time() - t
 
         setattr(module, attr, timed)
         self._undo.append((module, attr, inner))
@@ -117,6 +119,18 @@ class PhaseTimer:
         return ", ".join(parts + [f"other {rest:.1f} s ({100 * rest / total:.0f} %)"])
 
 
+class _Clock:
+    """Wall and CPU seconds of a block (CPU: this process, all its threads)."""
+
+    def __enter__(self) -> _Clock:
+        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self.w0
+        self.cpu = time.process_time() - self.c0
+
+
 def _null_rotation_side_by_side(n: int, d: int) -> str:
     """The null baseline's rotated copy at one (n, d): sample-space path vs the full d×d rotation."""
     import numpy as np
@@ -124,14 +138,19 @@ def _null_rotation_side_by_side(n: int, d: int) -> str:
     from netxray.lenses.nonlinearity import random_rotation, rotated_copy
 
     x = np.random.default_rng(0).normal(size=(n, d))
-    t = time.perf_counter()
-    rotated_copy(x, 1)
-    fast = time.perf_counter() - t
-    t = time.perf_counter()
-    _ = x @ random_rotation(d, 1)
-    full = time.perf_counter() - t
-    return (f"null rotation at n = {n}, d = {d}: sample-space rotated_copy {fast:.2f} s vs "
-            f"x @ (d×d Haar rotation) {full:.2f} s ({full / fast:.0f}x)")  # fmt: skip
+    with _Clock() as fast:
+        rotated_copy(x, 1)
+    with _Clock() as full:
+        _ = x @ random_rotation(d, 1)
+    return (f"null rotation at n = {n}, d = {d}: sample-space rotated_copy {fast.cpu:.2f} CPU s vs "
+            f"x @ (d×d Haar rotation) {full.cpu:.2f} CPU s ({full.cpu / max(fast.cpu, 1e-9):.0f}x)")  # fmt: skip
+
+
+def _forward(model, batches) -> _Clock:
+    with torch.no_grad(), _Clock() as clock:
+        for b in batches:
+            model(**b) if isinstance(b, dict) else model(b)
+    return clock
 
 
 def bench_bert(layers: int, n_seq: int, seq_len: int, batch: int) -> None:
@@ -147,22 +166,18 @@ def bench_bert(layers: int, n_seq: int, seq_len: int, batch: int) -> None:
     ids = torch.randint(1000, 30000, (n_seq, seq_len), generator=g)
     batches = [{"input_ids": ids[i:i + batch], "attention_mask": torch.ones_like(ids[i:i + batch])}
                for i in range(0, n_seq, batch)]  # fmt: skip
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        for b in batches:
-            model(**b)
-    t_fwd = time.perf_counter() - t0
-    with PhaseTimer() as timer:
-        t0 = time.perf_counter()
+    fwd = _forward(model, batches)
+    with PhaseTimer() as timer, _Clock() as sig_t:
         # what scan runs: companions on (the default) and the null baseline
         sig = nonlinearity_signature(model, batches, n_seq, null_baseline=True, batch_size=batch)
-        t_sig = time.perf_counter() - t0
     d = int(sig["d"].max()) if len(sig) else 0
-    print(f"BERT {layers} layers (d = 768, FFN 3072), {n_seq} seqs x {seq_len} tokens, 1 thread, one process:\n"
-          f"  plain forward {t_fwd:.1f} s; signature (companions + null baseline) {t_sig:.1f} s "
-          f"= {t_sig / t_fwd:.2f}x the forward (goal <= 3x); {len(sig)} sites (d up to {d}), "
+    print(f"BERT {layers} layers (d = 768, FFN 3072), {n_seq} seqs x {seq_len} tokens, batch {batch}, "
+          f"1 thread, one process:\n"
+          f"  plain forward {fwd.cpu:.1f} CPU s ({fwd.wall:.1f} s wall); signature (companions + null "
+          f"baseline) {sig_t.cpu:.1f} CPU s ({sig_t.wall:.1f} s wall) = {sig_t.cpu / fwd.cpu:.2f}x the forward "
+          f"in CPU time, {sig_t.wall / fwd.wall:.2f}x in wall time (goal <= 3x); {len(sig)} sites (d up to {d}), "
           f"statuses {sig['status'].value_counts().to_dict()}\n"
-          f"  where the signature's time goes: {timer.lines(t_sig)}\n"
+          f"  where the signature's CPU time goes: {timer.lines(sig_t.cpu)}\n"
           f"  {_null_rotation_side_by_side(n_seq, d)}", flush=True)  # fmt: skip
 
 
@@ -178,26 +193,41 @@ def bench_vit_b16(n: int, batch: int) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 3, 224, 224, generator=g)
     y = torch.arange(n) % 10
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        for i in range(0, n, batch):
-            model(x[i:i + batch])
-    t_fwd = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    model_hash(model)
-    t_hash = time.perf_counter() - t0
-    with PhaseTimer() as timer:
-        t0 = time.perf_counter()
-        report = scan(model, (x, y), n_samples=n, batch_size=batch, progress=False)
-        t_scan = time.perf_counter() - t0
+    fwd = _forward(model, [x[i:i + batch] for i in range(0, n, batch)])
+    with _Clock() as hash_t:
+        model_hash(model)
+    from netxray.report import runners
+
+    lens_cpu: dict[str, float] = {}
+    originals = dict(runners._RUNNERS)
+
+    def cpu_timed(name, run):
+        def wrapped(*a, **k):
+            t = time.process_time()
+            try:
+                return run(*a, **k)
+            finally:
+                lens_cpu[name] = time.process_time() - t
+
+        return wrapped
+
+    runners._RUNNERS.update({k: cpu_timed(k, v) for k, v in originals.items()})
+    try:
+        with PhaseTimer() as timer, _Clock() as scan_t:
+            report = scan(model, (x, y), n_samples=n, batch_size=batch, progress=False)
+    finally:
+        runners._RUNNERS.update(originals)
     floor = timer.spent["scoring"] + timer.spent["null baseline"] + timer.spent["companions"]
-    lenses = ", ".join(f"{k} {r.seconds:.1f} s ({r.status})" for k, r in report.results.items())
+    lenses = ", ".join(f"{k} {lens_cpu.get(k, float('nan')):.1f} CPU s = {lens_cpu.get(k, 0) / fwd.cpu:.2f}x "
+                       f"forward ({r.status})" for k, r in report.results.items())  # fmt: skip
     print(f"ViT-B/16 (torchvision, random init, 86 M parameters), n = {n}, batch {batch}, 1 thread, one process:\n"
-          f"  plain forward {t_fwd:.1f} s; scan (4 lenses) {t_scan:.1f} s = {t_scan / t_fwd:.2f}x the forward; "
-          f"scoring floor (affinity + null + companions of the signature's sites) {floor:.1f} s; "
-          f"scan / (3 x forward + floor) = {t_scan / (3 * t_fwd + floor):.2f} (goal <= 1)\n"
-          f"  per lens: {lenses}, report layer {t_scan - sum(r.seconds for r in report.results.values()):.1f} s\n"
-          f"  inside the signature and scan: {timer.lines(t_scan)}; one model hash {t_hash:.1f} s", flush=True)  # fmt: skip
+          f"  plain forward {fwd.cpu:.1f} CPU s ({fwd.wall:.1f} s wall); scan (4 lenses) {scan_t.cpu:.1f} CPU s "
+          f"({scan_t.wall:.1f} s wall) = {scan_t.cpu / fwd.cpu:.2f}x the forward in CPU time "
+          f"({scan_t.wall / fwd.wall:.2f}x wall); scoring floor (affinity + null + companions of the signature's "
+          f"sites) {floor:.1f} CPU s; scan / (3 x forward + floor) = {scan_t.cpu / (3 * fwd.cpu + floor):.2f} "
+          f"in CPU time (goal <= 1)\n"
+          f"  per lens: {lenses}; report layer {scan_t.cpu - sum(lens_cpu.values()):.1f} CPU s\n"
+          f"  inside the scan (CPU s): {timer.lines(scan_t.cpu)}; one model hash {hash_t.cpu:.1f} CPU s", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -217,7 +247,7 @@ def main() -> None:
     if args.bert:
         bench_bert(args.bert_layers, args.bert_seqs, 64, 64)
     if args.vit_b16:
-        bench_vit_b16(args.vit_n, 32)
+        bench_vit_b16(args.vit_n, min(args.vit_n, 256))  # scan's default batch: 256
     if args.bert or args.vit_b16:
         return
 

@@ -530,3 +530,29 @@ def test_weight_stats_float32_route_equals_the_float64_route():
     for col in ("mean", "std", "skewness", "kurtosis", "l1", "l2", "rms", "near_zero_frac"):
         assert df32.loc["<global>", col] == pytest.approx(df64.loc["<global>", col], rel=1e-12, abs=1e-15)
     assert df32.loc["<global>", "count"] == allw.size
+
+
+def test_histogram_counts_equal_width_path_matches_sorted_search_and_adds_up():
+    # values exactly on the edges, just beside them, outside, and random: numpy's equal-bin path
+    # (taken for linspace edges) must give the counts of the sorted search on the same edges
+    rng = np.random.default_rng(0)
+    edges = W.shared_bin_edges(bins=64, range=(-0.3, 0.7))
+    near = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)])
+    x = np.concatenate([rng.normal(0.2, 0.3, 100_000), near, [np.nan, np.inf, 5.0]])
+    counts, n_out = W.histogram_counts(x, edges)
+    ref, _ = np.histogram(x[np.isfinite(x)], bins=edges)
+    assert np.array_equal(counts, ref)
+    assert n_out == int(np.isfinite(x).sum()) - int(ref.sum())
+    a, b = x[:50_000], x[50_000:]
+    assert np.array_equal(W.histogram_counts(a, edges)[0] + W.histogram_counts(b, edges)[0], counts)
+
+
+def test_weight_histograms_global_row_equals_the_concatenation():
+    m = _small_net()
+    edges, (h,) = P.weight_histograms(m, bins=32)
+    ws = {n: p.detach().double().numpy().ravel() for n, p in m.named_parameters() if n in h}
+    allw = np.concatenate(list(ws.values()))
+    assert np.array_equal(edges, np.linspace(allw.min(), allw.max(), 33))
+    assert np.array_equal(h["<global>"], W.histogram_density(allw, edges)[0])
+    for n, w in ws.items():
+        assert np.array_equal(h[n], W.histogram_density(w, edges)[0])

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -487,29 +488,42 @@ def weight_histograms(
     """
     if isinstance(models, nn.Module):
         models = [models]
-    per_model: list[dict[str, np.ndarray]] = []
-    with torch.no_grad():
-        for m in models:
-            per_model.append(
-                {full: _to_f64(p) for full, _, mod, pname, p in _named_params(m)
-                 if parameter_role(mod, pname) == role}
-            )
+    # the tensors themselves, read one at a time (never all weights in float64 at once, nor
+    # their concatenation: the global histogram is the sum of the per-tensor counts)
+    per_model: list[dict[str, torch.Tensor]] = [
+        {full: p.detach() for full, _, mod, pname, p in _named_params(m) if parameter_role(mod, pname) == role}
+        for m in models
+    ]
     if edges is None:
-        arrays = [a for d in per_model for a in d.values()]
+        tensors = [t for d in per_model for t in d.values()]
         # said in the user's terms, before shared_bin_edges would say it in its own
-        if not arrays:
+        if not tensors:
             raise ValueError(f"weight_histograms: the model has no {role} parameters: nothing to plot")
-        if not any(np.isfinite(a).any() for a in arrays):
-            n = sum(a.size for a in arrays)
-            raise ValueError(f"weight_histograms: all {n} {role} values in {len(arrays)} tensors are "
+        lo, hi = math.inf, -math.inf
+        with torch.no_grad():
+            for t in tensors:  # the finite range, exact in the tensor's own dtype
+                finite = t[torch.isfinite(t)]
+                if finite.numel():
+                    lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+        if not math.isfinite(lo):
+            n = sum(t.numel() for t in tensors)
+            raise ValueError(f"weight_histograms: all {n} {role} values in {len(tensors)} tensors are "
                              "NaN or inf (the training diverged): no distribution to plot")
-        edges = W.shared_bin_edges(arrays, bins=bins)
+        edges = W.shared_bin_edges(bins=bins, range=(lo, hi))
     edges = np.asarray(edges, dtype=np.float64)
+    widths = np.diff(edges)
     out = []
     for d in per_model:
-        h = {k: W.histogram_density(v, edges)[0] for k, v in d.items()}
+        h: dict[str, np.ndarray] = {}
+        total = np.zeros(edges.size - 1, dtype=np.int64)
+        for k, t in d.items():
+            counts, _ = W.histogram_counts(_to_f64(t), edges)
+            total += counts
+            inside = int(counts.sum())
+            h[k] = counts / (inside * widths) if inside else np.zeros(edges.size - 1)
         if d:
-            h[GLOBAL] = W.histogram_density(np.concatenate(list(d.values())), edges)[0]
+            inside = int(total.sum())
+            h[GLOBAL] = total / (inside * widths) if inside else np.zeros(edges.size - 1)
         out.append(h)
     return edges, out
 

@@ -1683,11 +1683,18 @@ _SIGMA0_NONZERO = {"Sigmoid", "Softplus"}
 
 def _mlp_widths(model: nn.Module) -> tuple[list[int], list[str]]:
     """Widths d_0..d_{L+1} of a fully connected chain, and its activation names."""
-    an = _analyse(model)
     lin = [m for m in model.modules() if isinstance(m, nn.Linear)]
     convs = [m for m in model.modules() if isinstance(m, _PRODUCERS) and not isinstance(m, nn.Linear)]
+    if convs or not lin:  # said before the analysis (a graph record and every axis: 16 s on ViT-B/16)
+        raise ValueError(
+            "covering_bounds: the SPEC §4.2 bound is stated for fully connected networks "
+            "(Linear → element-wise activation → … → Linear); this model is not one "
+            f"({type(model).__name__}: {len(lin)} Linear layers, {len(convs)} conv layers); "
+            "pass widths=[d_0, ..., d_L+1] instead"
+        )
+    an = _analyse(model)
     hidden_axes = [a for a in an.axes if a.kind in ("hidden unit",)]
-    if convs or not lin or len(hidden_axes) != len(lin) - 1 or len(an.axes) != len(hidden_axes):
+    if len(hidden_axes) != len(lin) - 1 or len(an.axes) != len(hidden_axes):
         raise ValueError(
             "covering_bounds: the SPEC §4.2 bound is stated for fully connected networks "
             "(Linear → element-wise activation → … → Linear); this model is not one "

@@ -106,7 +106,8 @@ class PhaseTimer:
         self._wrap(nl, "rotated_copy", rotation)
         for f in ("sparsity", "histogram_entropy", "linear_cka", "linear_r2"):
             self._wrap(nl, f, "companions")
-        self._wrap(meta, "model_hash", "model hash")
+        # the lenses import model_hash by name; it hashes through the module's state_dict_hash
+        self._wrap(meta, "state_dict_hash", "model hash")
         return self
 
     def __exit__(self, *exc) -> None:

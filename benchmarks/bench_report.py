@@ -40,6 +40,8 @@ from pathlib import Path
 
 import torch
 
+from _memory import peak_rss_mb  # benchmarks/_memory.py (the script folder is on sys.path)
+
 
 def lenses_direct(model, splits, seed: int) -> None:
     from netxray.lenses.modularity import modularity_curve, redundant_layers
@@ -195,6 +197,7 @@ def bench_vit_b16(n: int, batch: int) -> None:
     x = torch.randn(n, 3, 224, 224, generator=g)
     y = torch.arange(n) % 10
     fwd = _forward(model, [x[i:i + batch] for i in range(0, n, batch)])
+    peak_forward = peak_rss_mb()  # the model, the inputs and one plain forward pass
     with _Clock() as hash_t:
         model_hash(model)
     from netxray.report import runners
@@ -228,7 +231,8 @@ def bench_vit_b16(n: int, batch: int) -> None:
           f"sites) {floor:.1f} CPU s; scan / (3 x forward + floor) = {scan_t.cpu / (3 * fwd.cpu + floor):.2f} "
           f"in CPU time (goal <= 1)\n"
           f"  per lens: {lenses}; report layer {scan_t.cpu - sum(lens_cpu.values()):.1f} CPU s\n"
-          f"  inside the scan (CPU s): {timer.lines(scan_t.cpu)}; one model hash {hash_t.cpu:.1f} CPU s", flush=True)  # fmt: skip
+          f"  inside the scan (CPU s): {timer.lines(scan_t.cpu)}; one model hash {hash_t.cpu:.1f} CPU s\n"
+          f"  peak RSS: {peak_forward:.0f} MB after the plain forward, {peak_rss_mb():.0f} MB after the scan", flush=True)  # fmt: skip
 
 
 def main() -> None:

@@ -363,3 +363,30 @@ def test_axes_verified_together_find_each_wrong_axis(monkeypatch):
     assert sorted(r["axis"] for r in s["rejected"]) == ["0->2", "4->6"]
     assert all("changed the outputs" in r["reason"] for r in s["rejected"])
     assert checks[0] == 4 and checks.count(1) >= 2  # the failing group was split down to single axes
+
+
+def test_duplicate_prefilter_never_misses_identical_units():
+    # the member-by-member projection pre-filter may only say "no duplicates" when the exact
+    # comparison over the concatenated rows finds none
+    from netxray.measures import symmetry as msym
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 3))
+    for dup in (False, True):
+        if dup:
+            with torch.no_grad():  # unit 7 becomes an exact copy of unit 2
+                net[0].weight[7] = net[0].weight[2]
+                net[0].bias[7] = net[0].bias[2]
+                net[2].weight[:, 7] = net[2].weight[:, 2]
+        an = sym._analyse(net)
+        ax = an.axes[0]
+        state = sym._state64(net)
+        members = ax.writers + ax.readers
+        exact = msym.duplicate_groups(sym._concat_rows(state, members, ax.size), tol=0.0)
+        assert (len(exact) < ax.size) == dup
+        assert sym._no_duplicate_units(state, members, ax.size) == (not dup)
+        assert symmetry_group_identical(net) == (1 if dup else 0)
+
+
+def symmetry_group_identical(net):
+    return int(sym.symmetry_group(net)["identical_units"].iloc[0])

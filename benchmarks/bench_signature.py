@@ -34,10 +34,9 @@ def child(n: int, depth: int, batch_size: int, threads: int | None) -> dict:
     import torch
 
     if threads is not None:
-        from threadpoolctl import threadpool_limits
+        from netxray._threads import set_threads
 
-        threadpool_limits(threads)
-        torch.set_num_threads(threads)
+        set_threads(threads)  # torch and every BLAS pool (scipy's own included)
 
     import netxray.lenses.nonlinearity as lens
     from netxray.models import build_model

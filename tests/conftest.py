@@ -18,13 +18,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import torch
 from torch import nn
 
+from netxray._threads import set_threads
+
 # The suite runs small models on a 2-core machine (shared, in development, by several
-# processes): intra-op threads buy nothing there and oversubscribed OpenMP threads spin, which
-# made some tests ten times slower. One thread per test process; benchmarks set their own.
-torch.set_num_threads(1)
+# processes): intra-op threads buy nothing there and oversubscribed OpenMP/BLAS threads spin,
+# which made some tests ten times slower. One thread per test process for torch and for numpy's
+# and scipy's BLAS pools (set_threads sets them all); benchmarks set their own.
+set_threads(1)
 
 # Fewer epochs than the library defaults: fixture models only need to be clearly trained
 # (test accuracy well above the 10 % of chance), not at their best. Small widths keep every

@@ -299,6 +299,34 @@ def test_curve_equals_the_measure_on_captured_features(trained, digits):
     pd_testing.assert_frame_equal(curves[0], curves[1], check_exact=False, atol=1e-12, rtol=0)
 
 
+def test_gram_formed_in_the_hook_when_the_pool_is_one_batch(trained, digits):
+    # the pool in one batch: each layer's Gram matrix is formed inside its hook (no rows kept)
+    # and every layer shares one forward pass even under a tiny memory budget; the table is the
+    # same as with batches of 16 (rows kept, then reduced) — the same float64 chunk sums
+    from netxray.lenses import modularity as M
+
+    model = trained("mlp")
+    kw = dict(n=150, k=4, repeats=2, seed=3, memory_budget=1)
+    one = modularity_curve(model, digits.test, batch_size=512, **kw)
+    many = modularity_curve(model, digits.test, batch_size=16, **kw)
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(one, many, check_exact=True)
+    sites = [{"name": str(i), "module": str(i), "d": 10_000, "calls": 1} for i in range(5)]
+    subsets = [np.arange(100), np.arange(50, 150)]
+
+    def passes(batch_size):
+        return sum(len(reps) for _, reps in M._plan(sites, subsets, budget=10**6, batch_size=batch_size))
+
+    assert passes(256) == 1  # 150² · 8 B = 0.18 MB per layer: all five in one pass
+    assert passes(64) == 10  # rows kept: 4-6 MB per layer, over the budget: each layer and repeat alone
+    red = M._GramReducer(3)
+    rows = torch.arange(12.0).reshape(3, 4)
+    red.update(rows)
+    assert red.buf is None  # nothing kept
+    g, d = red.compute().gram()
+    assert d == 4 and np.array_equal(g, (rows.double() @ rows.double().T).numpy())
+
+
 class _Broken(torch.nn.Module):
     def forward(self, x):
         return x * float("nan")

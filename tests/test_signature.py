@@ -16,6 +16,8 @@ from netxray.lenses.nonlinearity import (
     compare_signatures,
     nonlinearity_signature,
     plot_signatures,
+    random_rotation,
+    rotated_copy,
     signature_vector,
 )
 from netxray.measures.affinity import affinity_score
@@ -209,6 +211,34 @@ def test_model_mode_and_weights_untouched_and_deterministic():
     assert a.attrs["meta"]["n"] == 300 and (a["n"] == 300).all()
     c = nonlinearity_signature(model, _x(600), n_samples=300, seed=4)
     assert not np.allclose(a["affinity"], c["affinity"])  # another seed draws other samples
+
+
+def test_rotated_copy_is_x_times_a_haar_rotation():
+    rng = np.random.default_rng(0)
+    # n >= d: literally x @ Q with the seeded d×d rotation
+    x = rng.normal(size=(30, 7))
+    np.testing.assert_array_equal(rotated_copy(x, 5), x @ random_rotation(7, 5))
+    # n < d (the d×d rotation is never formed): inner products between samples are kept exactly
+    x = rng.normal(size=(4, 50)) + 3.0
+    y = rotated_copy(x, 1)
+    assert y.shape == (4, 50)
+    np.testing.assert_allclose(y @ y.T, x @ x.T, rtol=1e-12, atol=1e-10)
+    np.testing.assert_array_equal(rotated_copy(x, 1), y)  # seeded
+    assert not np.allclose(rotated_copy(x, 2), y)
+
+
+def test_rotated_copy_orientation_is_uniform_when_n_below_d():
+    # x Q for Haar Q sends each sample to a uniform direction: for u = y_0/|y_0| on the sphere
+    # S^{d-1}, E[u_1²] = 1/d and Var(u_1²) = 3/(d(d+2)) − 1/d². With d = 6 and 2000 draws the
+    # mean's standard deviation is sqrt(0.0347/2000) = 0.0042; allow 5 of them.
+    x = np.random.default_rng(0).normal(size=(3, 6))
+    u1 = []
+    for seed in range(2000):
+        y0 = rotated_copy(x, seed)[0]
+        u1.append(y0[0] ** 2 / (y0 @ y0))
+    d = 6
+    sd = np.sqrt((3 / (d * (d + 2)) - 1 / d**2) / 2000)
+    assert abs(np.mean(u1) - 1 / d) < 5 * sd
 
 
 def test_bad_options_give_clear_errors():

@@ -335,3 +335,58 @@ def test_a_model_whose_stream_is_its_output_has_no_stream_axis():
     assert "output shows them" in s["statement"] and "word_embeddings" in s["statement"]
     assert sorted(g["kind"]) == ["FFN hidden unit", "attention head"]
     assert np.isclose(s["log10_permutations"], msym.log10_factorial(24) + msym.log10_factorial(2))
+
+
+def test_axes_verified_together_find_each_wrong_axis(monkeypatch):
+    # group testing: every axis's random element composed in one forward pass, a failing group
+    # split in halves; the verdicts must be those of checking each axis alone
+    checks = []
+    check = sym._Verifier.check
+
+    def counted(self, axes):
+        checks.append(len(axes))
+        return check(self, axes)
+
+    monkeypatch.setattr(sym._Verifier, "check", counted)
+    torch.manual_seed(0)
+    good = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 7), nn.ReLU(),
+                         nn.Linear(7, 3))  # fmt: skip
+    g = sym.symmetry_group(good)
+    assert g["axis"].tolist() == ["0->2", "2->4", "4->6"] and bool(g["verified"].all())
+    assert checks == [3]  # all true: one composed check, one forward pass
+    checks.clear()
+    bad = nn.Sequential(nn.Linear(4, 6), RollActivation(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 7),
+                        RollActivation(), nn.Linear(7, 8), nn.Tanh(), nn.Linear(8, 2))  # fmt: skip
+    g = sym.symmetry_group(bad)
+    s = g.attrs["summary"]
+    assert g["axis"].tolist() == ["2->4", "6->8"] and bool(g["verified"].all())
+    assert sorted(r["axis"] for r in s["rejected"]) == ["0->2", "4->6"]
+    assert all("changed the outputs" in r["reason"] for r in s["rejected"])
+    assert checks[0] == 4 and checks.count(1) >= 2  # the failing group was split down to single axes
+
+
+def test_duplicate_prefilter_never_misses_identical_units():
+    # the member-by-member projection pre-filter may only say "no duplicates" when the exact
+    # comparison over the concatenated rows finds none
+    from netxray.measures import symmetry as msym
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 3))
+    for dup in (False, True):
+        if dup:
+            with torch.no_grad():  # unit 7 becomes an exact copy of unit 2
+                net[0].weight[7] = net[0].weight[2]
+                net[0].bias[7] = net[0].bias[2]
+                net[2].weight[:, 7] = net[2].weight[:, 2]
+        an = sym._analyse(net)
+        ax = an.axes[0]
+        state = sym._state64(net)
+        members = ax.writers + ax.readers
+        exact = msym.duplicate_groups(sym._concat_rows(state, members, ax.size), tol=0.0)
+        assert (len(exact) < ax.size) == dup
+        assert sym._no_duplicate_units(state, members, ax.size) == (not dup)
+        assert symmetry_group_identical(net) == (1 if dup else 0)
+
+
+def symmetry_group_identical(net):
+    return int(sym.symmetry_group(net)["identical_units"].iloc[0])

@@ -513,3 +513,46 @@ def test_cli_weights_streams_a_sharded_checkpoint(tmp_path):
     assert pd.read_csv(tmp_path / "sp.csv")["name"].tolist() == ["model.layers.0.mlp.up_proj.weight"]
     res = CliRunner().invoke(app, ["weights", str(ckpt), "--strengths", str(tmp_path / "x.csv")])
     assert res.exit_code != 0 and "without its model" in res.output
+
+
+def test_weight_stats_float32_route_equals_the_float64_route():
+    # float32 parameters are read in float32 chunks (exact radix percentiles, moments combined
+    # tensor by tensor); the same model in float64 takes the float64 buffer route. The values
+    # are the same numbers (float32 → float64 is exact), so percentiles agree bit for bit and
+    # moments to float64 rounding.
+    m = _small_net()
+    df32 = P.weight_stats(m).set_index("name")
+    df64 = P.weight_stats(copy.deepcopy(m).double()).set_index("name")
+    allw = np.concatenate([m[i].weight.detach().double().numpy().ravel() for i in (0, 5, 7)])
+    for q in (0, 25, 50, 75, 100):
+        assert df32.loc["<global>", f"p{q}"] == np.percentile(allw, q) == df64.loc["<global>", f"p{q}"]
+        assert df32.loc["5.weight", f"p{q}"] == df64.loc["5.weight", f"p{q}"]
+    for col in ("mean", "std", "skewness", "kurtosis", "l1", "l2", "rms", "near_zero_frac"):
+        assert df32.loc["<global>", col] == pytest.approx(df64.loc["<global>", col], rel=1e-12, abs=1e-15)
+    assert df32.loc["<global>", "count"] == allw.size
+
+
+def test_histogram_counts_equal_width_path_matches_sorted_search_and_adds_up():
+    # values exactly on the edges, just beside them, outside, and random: numpy's equal-bin path
+    # (taken for linspace edges) must give the counts of the sorted search on the same edges
+    rng = np.random.default_rng(0)
+    edges = W.shared_bin_edges(bins=64, range=(-0.3, 0.7))
+    near = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)])
+    x = np.concatenate([rng.normal(0.2, 0.3, 100_000), near, [np.nan, np.inf, 5.0]])
+    counts, n_out = W.histogram_counts(x, edges)
+    ref, _ = np.histogram(x[np.isfinite(x)], bins=edges)
+    assert np.array_equal(counts, ref)
+    assert n_out == int(np.isfinite(x).sum()) - int(ref.sum())
+    a, b = x[:50_000], x[50_000:]
+    assert np.array_equal(W.histogram_counts(a, edges)[0] + W.histogram_counts(b, edges)[0], counts)
+
+
+def test_weight_histograms_global_row_equals_the_concatenation():
+    m = _small_net()
+    edges, (h,) = P.weight_histograms(m, bins=32)
+    ws = {n: p.detach().double().numpy().ravel() for n, p in m.named_parameters() if n in h}
+    allw = np.concatenate(list(ws.values()))
+    assert np.array_equal(edges, np.linspace(allw.min(), allw.max(), 33))
+    assert np.array_equal(h["<global>"], W.histogram_density(allw, edges)[0])
+    for n, w in ws.items():
+        assert np.array_equal(h[n], W.histogram_density(w, edges)[0])

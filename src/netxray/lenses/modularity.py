@@ -15,7 +15,9 @@ forward pass stops right after the last layer it needs; then, one layer at a tim
 reduced to an N × N Gram matrix accumulated over column chunks in float64 (the rows freed as it
 is built), its Q computed and the Gram freed before the next layer's. Peak memory ≈
 max(budget, P·d·4) + P²·8 bytes (P pooled samples, d the widest layer) plus the forward pass's
-own working set, whatever the number of layers.
+own working set, whatever the number of layers. When the P samples fit in one batch, each
+layer's Gram matrix is formed inside its hook and no rows are kept (P²·8 bytes a layer), so
+every layer shares one forward pass.
 """
 
 from __future__ import annotations
@@ -139,22 +141,27 @@ class _StopForward(BaseException):
 
 
 class _GramReducer:
-    """Keeps a layer's flattened rows, then reduces them to the Gram matrix G = F Fᵀ (float64).
+    """Reduces a layer's flattened rows to the Gram matrix G = F Fᵀ (float64).
 
-    The rows go into one buffer allocated for the ``n_rows`` samples expected (no concatenation
-    copy), and G is accumulated over column chunks (N × chunk float64 at a time), so very wide
-    flattened features never exist in float64 all at once: peak ≈ N·d·4 + N²·8 bytes.
-    The buffer lives where the model runs: on a GPU the rows never leave it, the Gram matrix is
-    built there and stays there for the kNN blocks and top-k; only each row's k neighbours come
-    back (untested on real GPU hardware). The Gram is built by :meth:`gram` when the lens
-    measures this layer, not by :meth:`compute`, so the layers of one pass never hold their
-    Gram matrices at the same time.
+    When one batch brings every sample (the pool fits in one batch: ``n_rows`` ≤ batch size,
+    e.g. a scan's 64 ViT images), G is computed inside the hook from that batch and no row is
+    kept: the layer costs N²·8 bytes, not N·d·4 (39 MB per ViT-B/16 block at N = 64), so every
+    layer fits in one forward pass. Otherwise the rows go into one buffer allocated for the
+    ``n_rows`` samples expected (no concatenation copy), and G is built by :meth:`gram` when the
+    lens measures this layer, not by :meth:`compute`, so the layers of one pass never hold
+    their Gram matrices at the same time. Either way G is accumulated over column chunks
+    (N × chunk float64 at a time, the same chunks and order, so both routes give the same
+    bits), so very wide flattened features never exist in float64 all at once: peak ≈
+    N·d·4 + N²·8 bytes. The rows live where the model runs: on a GPU they never leave it, the
+    Gram matrix is built there and stays there for the kNN blocks and top-k; only each row's k
+    neighbours come back (untested on real GPU hardware).
     """
 
     def __init__(self, n_rows: int) -> None:
         self.n_rows = n_rows
         self.buf: torch.Tensor | None = None
         self.pos = 0
+        self.done: tuple[Any, int] | None = None
 
     def update(self, batch: torch.Tensor) -> None:
         rows = batch.detach().reshape(batch.shape[0], -1)
@@ -162,6 +169,11 @@ class _GramReducer:
             raise ValueError("layer output contains NaN or infinite values")
         dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
         b = rows.shape[0]
+        if self.done is None and self.buf is None and b >= self.n_rows:
+            self.done = _gram(rows.to(dtype))  # every sample at once: reduce now, keep nothing
+            return
+        if self.done is not None:  # more rows than announced after all (rare): keep them
+            raise RuntimeError("modularity: a layer produced more rows than the samples fed")
         if self.buf is None:
             self.buf = torch.empty(max(self.n_rows, b), rows.shape[1], dtype=dtype, device=rows.device)
         if self.pos + b > self.buf.shape[0]:  # more rows than announced: grow (rare)
@@ -172,33 +184,43 @@ class _GramReducer:
         self.pos += b
 
     def compute(self) -> _GramReducer | None:
-        """Itself, rows kept: the capture computes every layer of a pass at once, so the Gram
-        matrix is built later, one layer at a time (:meth:`gram`), never all together."""
-        return None if self.buf is None else self  # None: nothing kept (the capture says why)
+        """Itself: the capture computes every layer of a pass at once, so a Gram matrix not yet
+        formed in the hook is built later, one layer at a time (:meth:`gram`)."""
+        if self.done is None and self.buf is None:  # nothing kept (the capture says why)
+            return None
+        return self
 
     def gram(self) -> tuple[Any, int]:
         """(G = F Fᵀ in float64, d), the rows freed: a numpy array, or a tensor on the rows'
         device when that is not the CPU (the kNN blocks and top-k then run there too)."""
+        if self.done is not None:
+            out, self.done = self.done, None
+            return out
         if self.buf is None:
             raise RuntimeError("the rows were already reduced and freed")
-        n, d = self.buf[: self.pos].shape
-        step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
-        if self.buf.device.type != "cpu":  # reduce where the rows are; G stays there
-            rows = self.buf[: self.pos]
-            g = torch.zeros(n, n, dtype=torch.float64, device=rows.device)
-            for c0 in range(0, d, step):
-                block = rows[:, c0 : c0 + step].to(torch.float64)
-                g += block @ block.T
-            self.buf = None
-            return g, int(d)
-        feats = self.buf[: self.pos].numpy()
-        gram = np.zeros((n, n))
-        for c0 in range(0, d, step):
-            block = np.ascontiguousarray(feats[:, c0 : c0 + step], dtype=np.float64)
-            # numpy recognises b @ b.T and calls the symmetric rank-k update (half the flops)
-            gram += block @ block.T
+        out = _gram(self.buf[: self.pos])
         self.buf = None  # free the rows as soon as the Gram matrix exists
-        return gram, int(d)
+        return out
+
+
+def _gram(rows: torch.Tensor) -> tuple[Any, int]:
+    """(F Fᵀ in float64, d) for float32/float64 rows F (N × d), over column chunks: a numpy
+    array, or a tensor on the rows' device when that is not the CPU (G stays there)."""
+    n, d = rows.shape
+    step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
+    if rows.device.type != "cpu":  # reduce where the rows are; G stays there for the kNN
+        g = torch.zeros(n, n, dtype=torch.float64, device=rows.device)
+        for c0 in range(0, d, step):
+            block = rows[:, c0 : c0 + step].to(torch.float64)
+            g += block @ block.T
+        return g, int(d)
+    feats = rows.numpy()
+    gram = np.zeros((n, n))
+    for c0 in range(0, d, step):
+        block = np.ascontiguousarray(feats[:, c0 : c0 + step], dtype=np.float64)
+        # numpy recognises b @ b.T and calls the symmetric rank-k update (half the flops)
+        gram += block @ block.T
+    return gram, int(d)
 
 
 def _sub_gram(gram: Any, pos: np.ndarray) -> Any:
@@ -295,7 +317,7 @@ def _layer_grams(
 
 
 def _plan(
-    sites: list[dict[str, Any]], subsets: list[np.ndarray], budget: int
+    sites: list[dict[str, Any]], subsets: list[np.ndarray], budget: int, batch_size: int | None = None,
 ) -> list[tuple[list[dict[str, Any]], list[list[int]]]]:
     """Passes over the data: (layers captured together, groups of repeats), memory-bounded.
 
@@ -306,9 +328,11 @@ def _plan(
     """
     pool = len(np.unique(np.concatenate(subsets)))
     all_repeats = [list(range(len(subsets)))]
+    # the pool in one batch: each layer's Gram matrix is formed in its hook, no rows are kept
+    one_batch = batch_size is not None and pool <= batch_size
     jobs, group, used = [], [], 0
     for site in sites:
-        size = pool * max(site["d"], 1) * 4
+        size = pool * pool * 8 if one_batch else pool * max(site["d"], 1) * 4
         if size > budget:
             if group:
                 jobs.append((group, all_repeats))
@@ -374,7 +398,7 @@ def _curve(
                     "status": s["status"], "error": s["error"]}
         for s in sites
     }  # fmt: skip
-    jobs = _plan(ok_sites, subsets, memory_budget)
+    jobs = _plan(ok_sites, subsets, memory_budget, batch_size)
     it: Any = jobs
     if progress:
         from rich.progress import track

@@ -40,6 +40,7 @@ __all__ = [
     "SignatureComparison",
     "plot_signatures",
     "random_rotation",
+    "rotated_copy",
 ]
 
 COLUMNS = [
@@ -70,6 +71,34 @@ def random_rotation(d: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     q, r = np.linalg.qr(rng.standard_normal((d, d)))
     return q * np.sign(np.diag(r))[None, :]  # sign fix makes the draw Haar-distributed
+
+
+def rotated_copy(x: np.ndarray, seed: int) -> np.ndarray:
+    """``x @ Q`` for a Haar-random d×d rotation Q (seeded), at O(n²d) instead of O(d³) when n < d.
+
+    With n ≥ d it is exactly ``x @ random_rotation(d, seed)``. With fewer samples than features
+    the full d×d rotation is never formed: write x = Z Pᵀ with P (d×n) orthonormal (a QR of xᵀ);
+    then x Q = Z (Pᵀ Q), and Pᵀ Q is a uniformly distributed n-frame of R^d (Haar Q is invariant
+    under right multiplication), the law of Wᵀ for W the sign-fixed QR factor of a d×n Gaussian.
+    So ``Z Wᵀ`` has exactly the law of ``x Q`` — the same Gram matrix x xᵀ (inner products between
+    samples), a uniformly random orientation — for two d×n QRs instead of one d×d. At d = 3072,
+    n = 512 (a BERT-base FFN site) that is ~0.2 s instead of ~5 s per site. (Another draw than
+    ``x @ random_rotation(d, seed)``, from the same distribution.)
+
+    >>> x = np.random.default_rng(0).normal(size=(5, 40))
+    >>> y = rotated_copy(x, 0)
+    >>> y.shape, bool(np.allclose(y @ y.T, x @ x.T))
+    ((5, 40), True)
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n, d = x.shape
+    if n >= d:
+        return x @ random_rotation(d, seed)
+    r = np.linalg.qr(x.T, mode="r")  # xᵀ = P R, so x = Rᵀ Pᵀ; P itself is never needed
+    rng = np.random.default_rng(seed)
+    w, rw = np.linalg.qr(rng.standard_normal((d, n)))
+    w = w * np.sign(np.diag(rw))[None, :]  # sign fix: a Haar (uniform) frame
+    return r.T @ w.T
 
 
 def _to_numpy(t: Any) -> np.ndarray | None:
@@ -118,8 +147,8 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
                 row["r2"] = linear_r2(x, y)
         if null_baseline and finite:
             # same input, same (n, d), a transformation whose population score is exactly 1
-            q = random_rotation(x.shape[1], seed * 100_003 + position)
-            row["null_affinity"] = affinity_score(x, x @ q, eps=eps, ridge=ridge).score
+            xq = rotated_copy(x, seed * 100_003 + position)
+            row["null_affinity"] = affinity_score(x, xq, eps=eps, ridge=ridge).score
     except Exception as exc:  # one failing site is a status in its row, never a crashed run
         row["status"] = "error"
         row["error"] = f"{type(exc).__name__}: {exc}"

@@ -23,6 +23,7 @@ __all__ = [
     "tensor_stats",
     "shared_bin_edges",
     "histogram_density",
+    "histogram_counts",
     "ks_distance",
     "binned_ks",
     "jeffreys_divergence",
@@ -438,15 +439,35 @@ def histogram_density(values: Any, edges: Any) -> tuple[np.ndarray, int]:
         ([1.3333333333333333, 0.6666666666666666], 1)
     """
     e = np.asarray(edges, dtype=np.float64)
+    counts, n_outside = histogram_counts(values, e)
+    inside = int(counts.sum())
+    if inside == 0:
+        return np.zeros(e.size - 1), n_outside
+    return counts / (inside * np.diff(e)), n_outside
+
+
+def histogram_counts(values: Any, edges: Any) -> tuple[np.ndarray, int]:
+    """Counts of the finite ``values`` in the bins of ``edges`` (right edge closed on the last
+    bin, as ``np.histogram``) and how many finite values fell outside.
+
+    Counts add up: the counts of a concatenation are the sum of its parts' counts, so a global
+    histogram never needs the concatenated values. Equal-width edges (``np.linspace``, as
+    :func:`shared_bin_edges` makes) take numpy's O(N) equal-bin path, which corrects every index
+    against the same edges — the same counts as the sorted-search path used for other edges.
+
+    >>> histogram_counts([0.1, 0.2, 0.9, 5.0, float("nan")], [0.0, 0.5, 1.0])[0].tolist()
+    [2, 1]
+    """
+    e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or e.size < 2 or np.any(np.diff(e) <= 0):
         raise ValueError("edges: expected a strictly increasing 1-D array of at least 2 values")
     x = _as_float64(values)
     x = x[np.isfinite(x)]
-    counts, _ = np.histogram(x, bins=e)
-    inside = int(counts.sum())
-    if inside == 0:
-        return np.zeros(e.size - 1), int(x.size)
-    return counts / (inside * np.diff(e)), int(x.size - inside)
+    if np.array_equal(e, np.linspace(e[0], e[-1], e.size)):
+        counts, _ = np.histogram(x, bins=e.size - 1, range=(e[0], e[-1]))
+    else:
+        counts, _ = np.histogram(x, bins=e)
+    return counts, int(x.size - int(counts.sum()))
 
 
 def ks_distance(a: Any, b: Any) -> tuple[float, float]:

@@ -156,18 +156,14 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
 
 
 def _check_site_cost(site: str, n: int, d: int) -> None:
-    """Warn or refuse before an affinity score whose n×n transport or d×d eigenproblems are huge.
+    """Warn or refuse before an affinity score whose n×n transport or eigenproblems are huge,
+    estimated for the computation as done (:func:`netxray.measures.cost.affinity_cost`: the map in
+    min(d, 2n − 2) dimensions, the float32 cost matrix, the LAPJV assignment)."""
+    from netxray.measures.cost import affinity_cost, check_cost
 
-    Memory: the n×n float64 cost matrix and its product (16·n²) plus about six d×d matrices
-    (48·d²); time: the cost matrix (2·n²·d flops), the assignment (measured, see
-    :mod:`netxray.measures.cost`) and the eigendecompositions (~10·d³ flops).
-    """
-    from netxray.measures.cost import FLOPS, assignment_cost, check_cost
-
-    b, sec = assignment_cost(n, d) if d > 1 else (16.0 * n, 0.0)  # d = 1: sorting
+    b, sec = affinity_cost(n, d)
     check_cost(f"affinity score of site {site}: n = {n} samples, d = {d} features",
-               bytes_needed=b + 48.0 * d * d, seconds=sec + 10.0 * d**3 / FLOPS,
-               option="pass a smaller n_samples (--n-samples)")  # fmt: skip
+               bytes_needed=b, seconds=sec, option="pass a smaller n_samples (--n-samples)")  # fmt: skip
 
 
 def _resolve_data(data: Any, seed: int) -> tuple[Any, str]:

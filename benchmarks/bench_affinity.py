@@ -42,9 +42,9 @@ import ot
 import scipy.linalg
 import torch
 from scipy.special import erf
-from threadpoolctl import threadpool_limits
 
 import netxray.measures.affinity as affinity_mod
+from netxray._threads import set_threads
 from netxray.measures.affinity import _map_cholesky, affinity_score
 from netxray.measures.assignment import squared_distances
 
@@ -283,8 +283,7 @@ def main() -> None:
     global _clock
     _clock = CLOCK[args.clock]
     print(f"clock: {args.clock} seconds (one BLAS / torch thread on each side)")
-    threadpool_limits(1)  # one BLAS thread for both sides
-    torch.set_num_threads(1)
+    set_threads(1)  # one torch and one BLAS thread (numpy's and scipy's pools) for both sides
     dims = [int(v) for v in args.dims.split(",") if v]
     table("ISOTROPIC", isotropic, dims, args.n, args.repeats, args.max_ref_s)
     ddims = [int(v) for v in args.decaying_dims.split(",") if v]

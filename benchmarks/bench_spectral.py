@@ -22,8 +22,9 @@ import warnings
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
+
+from netxray._threads import set_threads
 
 
 def power_law_linear(n_out: int, n_in: int, alpha: float, rng) -> nn.Linear:
@@ -55,8 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    threadpool_limits(1)
-    torch.set_num_threads(1)
+    set_threads(1)  # torch and every BLAS pool (scipy's own included), before weightwatcher loads
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
     import weightwatcher as ww

@@ -69,8 +69,12 @@ def _densenet():
 def _vit():
     from torchvision.models.vision_transformer import VisionTransformer
 
-    return VisionTransformer(image_size=16, patch_size=8, num_layers=2, num_heads=2, hidden_dim=8,
-                             mlp_dim=16, num_classes=3)  # fmt: skip
+    model = VisionTransformer(image_size=16, patch_size=8, num_layers=2, num_heads=2, hidden_dim=8,
+                              mlp_dim=16, num_classes=3)  # fmt: skip
+    # torchvision zero-initialises the head: every output is 0 and the symmetry lens cannot
+    # verify an axis by comparing outputs (it says "unverified", which the sweep reports as such)
+    torch.nn.init.normal_(model.heads.head.weight, std=0.1)
+    return model
 
 
 def _hf(config_name: str, **cfg):

@@ -224,10 +224,9 @@ def test_pruned_torchvision_model_saves_and_loads_back(tmp_path):
     pytest.importorskip("torchvision")
     import json
 
-    from netxray.lenses.pruning import SkipBlock
-
     import netxray
     from netxray.cli.scan_cmd import load_cli_model
+    from netxray.lenses.pruning import SkipBlock
 
     torch.manual_seed(0)
     model = netxray.load("torchvision:resnet18", num_classes=10)

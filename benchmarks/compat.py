@@ -689,6 +689,26 @@ def run_one(name: str, case: Case, n: int, timeout: float, max_seconds: float) -
     proc = ctx.Process(target=_worker, args=(child, name, n), daemon=True)
     proc.start()
     child.close()
+    phase, params, row, killed = "start", None, None, None
+    try:
+        row, phase, killed, params = _watch(proc, parent, t0, timeout, max_seconds)
+    finally:  # a stopped sweep (SIGTERM, Ctrl-C) leaves no worker behind
+        if proc.is_alive() and row is None:
+            proc.kill()
+    proc.join(timeout=30)
+    if row is None:
+        why = killed or f"the worker exited {proc.exitcode} in phase {phase} without a row"
+        if proc.exitcode == -9 and not killed:
+            why += " (killed by the system: out of memory?)"
+        row = {"model": name, "source": case.source, "input": _input_desc(case), "error": why, "params": params}
+    row["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    row.setdefault("seconds", row["wall_seconds"])
+    row["ok"] = _row_ok(row)
+    return row
+
+
+def _watch(proc: Any, parent: Any, t0: float, timeout: float, max_seconds: float) -> tuple:
+    """Follow a worker's heartbeats until its row arrives or a limit stops it."""
     phase, since, params, row, killed = "start", time.perf_counter(), None, None, None
     while row is None:
         if parent.poll(1.0):
@@ -713,16 +733,7 @@ def run_one(name: str, case: Case, n: int, timeout: float, max_seconds: float) -
         if killed:
             proc.kill()
             break
-    proc.join(timeout=30)
-    if row is None:
-        why = killed or f"the worker exited {proc.exitcode} in phase {phase} without a row"
-        if proc.exitcode == -9 and not killed:
-            why += " (killed by the system: out of memory?)"
-        row = {"model": name, "source": case.source, "input": _input_desc(case), "error": why, "params": params}
-    row["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    row.setdefault("seconds", row["wall_seconds"])
-    row["ok"] = _row_ok(row)
-    return row
+    return row, phase, killed, params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -747,6 +758,10 @@ def main(argv: list[str] | None = None) -> int:
     # one thread for torch AND for BLAS: numpy's OpenBLAS pool left at 2 threads on a shared
     # 2-core machine spins against the other processes (a 1024×48 QR: 570 ms vs 7 ms)
     set_threads(1)
+    import signal
+
+    # SIGTERM (kill PID) ends the sweep like Ctrl-C: the running worker is stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cases = all_cases()
     if args.one:
         print(json.dumps(check_model(cases[args.one], n=args.n), default=str))
@@ -774,6 +789,9 @@ def main(argv: list[str] | None = None) -> int:
         if name in done and name not in rerun:
             continue
         if not _claim(claims, name):
+            continue
+        if name not in rerun and name in _read_rows(jsonl):  # another worker measured it meanwhile
+            (claims / name).unlink(missing_ok=True)
             continue
         try:
             row = run_one(name, cases[name], args.n, args.timeout, args.max_model_seconds)

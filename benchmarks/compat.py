@@ -162,6 +162,9 @@ _LAST = ["maxvit_t", "densenet161", "densenet201", "efficientnet_b5", "efficient
          "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "convnext_large",
          "regnet_x_32gf", "regnet_y_32gf", "vit_l_32", "vit_l_16", "vit_h_14", "regnet_y_128gf"]  # fmt: skip
 
+# over 250 M parameters: never two at once, whatever the number of workers
+_HEAVY = {"vit_l_16", "vit_l_32", "vit_h_14", "regnet_y_128gf"}
+
 REPRESENTATIVE = ("resnet18", "mobilenet_v2", "swin_t", "densenet121", "vit_b_16",
                   "hf_bert", "hf_gpt2", "hf_llama")  # fmt: skip
 
@@ -785,24 +788,40 @@ def main(argv: list[str] | None = None) -> int:
         _preload()
     claims = jsonl.with_suffix(".claims")
     claims.mkdir(exist_ok=True)
-    for name in ([] if args.render else todo):
-        if name in done and name not in rerun:
-            continue
-        if not _claim(claims, name):
-            continue
-        if name not in rerun and name in _read_rows(jsonl):  # another worker measured it meanwhile
-            (claims / name).unlink(missing_ok=True)
-            continue
-        try:
-            row = run_one(name, cases[name], args.n, args.timeout, args.max_model_seconds)
-            row["n"] = args.n
-            row["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-            done[name] = row
-            with jsonl.open("a") as f:
-                f.write(json.dumps(row, default=str) + "\n")
-        finally:
-            (claims / name).unlink(missing_ok=True)
-        print(f"{name}: {'ok' if row['ok'] else 'FAIL'} {row.get('seconds')} s {row.get('error', '')}", flush=True)
+    pending = [] if args.render else [n for n in todo if n not in done or n in rerun]
+    while pending:
+        ran = False
+        for name in list(pending):
+            # the largest models one at a time across workers (each holds several GB, twice
+            # during the symmetry check's float64 copy): a busy one is retried later
+            heavy = name in _HEAVY
+            if heavy and not _claim(claims, "_heavy"):
+                continue
+            pending.remove(name)
+            try:
+                if not _claim(claims, name):
+                    continue  # another worker has it
+                if name not in rerun and name in _read_rows(jsonl):  # measured meanwhile
+                    (claims / name).unlink(missing_ok=True)
+                    continue
+                try:
+                    row = run_one(name, cases[name], args.n, args.timeout, args.max_model_seconds)
+                    row["n"] = args.n
+                    row["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+                    done[name] = row
+                    with jsonl.open("a") as f:
+                        f.write(json.dumps(row, default=str) + "\n")
+                finally:
+                    (claims / name).unlink(missing_ok=True)
+                ran = True
+                print(f"{name}: {'ok' if row['ok'] else 'FAIL'} {row.get('seconds')} s {row.get('error', '')}",
+                      flush=True)  # fmt: skip
+            finally:
+                if heavy:
+                    (claims / "_heavy").unlink(missing_ok=True)
+            break  # back to the start of the list: a deferred heavy model may be free now
+        if pending and not ran:
+            time.sleep(20)  # only heavy models are left and another worker runs one
     done.update(_read_rows(jsonl))  # rows another worker wrote meanwhile
     rows = [done[n] for n in names if n in done]
     missing = [n for n in names if n not in done]

@@ -257,6 +257,29 @@ def test_pruned_torchvision_model_saves_and_loads_back(tmp_path):
     assert not (tmp_path / "own").exists()
 
 
+def test_prune_study_writes_a_loadable_pruned_source_model(tmp_path):
+    """The study's DIR/pruned of a torchvision model is a checkpoint netxray.load reads; a model
+    from your own code gets its weights only (pruned.safetensors), as the docs say."""
+    pytest.importorskip("torchvision")
+    import netxray
+    from netxray.lenses.pruning import PruneStudy, _write_study
+
+    x = torch.randn(2, 3, 32, 32)
+    table = pd.DataFrame([{"variant": "modularity", "acc_finetuned": 0.5, "params": 1, "macs": 1}])
+    empty = pd.DataFrame()
+    pruned = prune_layers(netxray.load("torchvision:resnet18", num_classes=4), ["layer2.1"], x)
+    _write_study(PruneStudy(table, empty, empty, empty, None, pruned, {"removed": ["layer2.1"]}), tmp_path / "a")
+    loaded = netxray.load(tmp_path / "a" / "pruned")
+    assert loaded.netxray_removed == ["layer2.1"]
+    assert loaded.netxray_checkpoint["metrics"]["removed"] == ["layer2.1"]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned.eval()(x))
+    own = prune_layers(nn.Sequential(nn.Linear(4, 4), ResidualMLPBlockForSave(), nn.Linear(4, 2)), ["1"],
+                       torch.randn(2, 4))  # fmt: skip
+    _write_study(PruneStudy(table, empty, empty, empty, None, own, {"removed": ["1"]}), tmp_path / "b")
+    assert (tmp_path / "b" / "pruned.safetensors").exists() and not (tmp_path / "b" / "pruned").exists()
+
+
 class ResidualMLPBlockForSave(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -544,7 +544,10 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
         "Columns: lenses (`all ok` only when each of nonlinearity / modularity / parameters / "
         "symmetry read everything: a lens that ran but left parts unread — sites with errors, "
         "unscored layers, a partial, unverified or failed symmetry summary — is named with its "
-        "status), sites = signature sites vs an independent count of activation calls, `nd` = "
+        "status; `graph: partial` when the recorded graph could not follow a part of the pass, "
+        "named in the notes), ✗ = a check failed (a lens not ok, sites ≠ calls, logits differ, "
+        "curve ≠ probes, blocks ≠ the count read from the source, d ≠ channels, an error), "
+        "sites = signature sites vs an independent count of activation calls, `nd` = "
         "sites whose input does not depend on the data (listed apart), logits = bit-identical "
         "with and without capture, probes = modularity points (blocks found + stem + pre-head), "
         "symmetry = axes (verified by the permutation test), layout = for ConvNeXt, Swin and "
@@ -561,6 +564,8 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
     ]  # fmt: skip
     for r in rows:
         lens_txt = _lens_text(r.get("lenses") or {})
+        if r.get("graph_notes"):  # a part of the forward pass the graph could not follow
+            lens_txt += f"; graph: partial ({len(r['graph_notes'])} note(s))"
         nd = r.get("site_status", {}).get("not_data_dependent", 0)
         sym = r.get("sym_axes")
         sym_txt = "—" if sym is None else f"{sym}" + (
@@ -572,7 +577,7 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
         lay = r.get("layout")
         lay_txt = "—" if not lay else f"{lay['checked'] - len(lay['wrong'])} / {lay['checked']}"
         params = r.get("params")
-        params_txt = "—" if not params else f"{params / 1e6:.1f}"
+        params_txt = "—" if not params else f"{params / 1e6:.3g}"
         notes = []
         if r.get("error"):
             notes.append(r["error"])

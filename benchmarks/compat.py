@@ -749,6 +749,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated model names: (re)measure these and replace their rows "
                     "(default: every model not yet in the results file)")  # fmt: skip
     ap.add_argument("--representative", action="store_true", help="only the representative subset")
+    ap.add_argument("--large-first", action="store_true",
+                    help="the largest models first (smallest of them first): for a second worker")  # fmt: skip
     ap.add_argument("--timeout", type=int, default=600,
                     help="seconds one phase of one model may run (scaled up for models over 50 M params)")
     ap.add_argument("--max-model-seconds", type=int, default=3600, help="seconds per model in all")
@@ -779,6 +781,8 @@ def main(argv: list[str] | None = None) -> int:
     names.sort(key=lambda n: (_LAST.index(n) if n in _LAST else -1, n not in REPRESENTATIVE,
                               cases[n].source == "torchvision"))  # fmt: skip
     todo = list(REPRESENTATIVE) if args.representative else names
+    if args.large_first:  # a second worker beside a first one: the two ends of the list meet
+        todo = [n for n in _LAST if n in todo] + [n for n in todo if n not in _LAST]
     rerun: set[str] = set()
     if args.only:
         todo = [s.strip() for s in args.only.split(",") if s.strip()]

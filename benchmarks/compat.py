@@ -654,14 +654,14 @@ def _phase_limit(base: float, params: int | None) -> float:
     return base * max(1.0, (params or 0) / 50e6)
 
 
-def _worker(conn: Any, name: str, n: int) -> None:
+def _worker(conn: Any, case: Case, n: int) -> None:
     """A forked sweep worker: one model's row, heartbeats on the way (see :func:`run_one`)."""
     global _PIPE
     _PIPE = conn
     try:
-        row = check_model(all_cases()[name], n=n)
+        row = check_model(case, n=n)
     except BaseException as exc:  # check_model never raises; this is a last resort for the row
-        row = {"model": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        row = {"model": case.name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
     conn.send(("row", json.loads(json.dumps(row, default=str)), None))
     conn.close()
 
@@ -694,7 +694,7 @@ def run_one(name: str, case: Case, n: int, timeout: float, max_seconds: float) -
     t0 = time.perf_counter()
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(child, name, n), daemon=True)
+    proc = ctx.Process(target=_worker, args=(child, case, n), daemon=True)  # forked: no pickling
     proc.start()
     child.close()
     phase, params, row, killed = "start", None, None, None

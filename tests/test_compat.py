@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -159,3 +160,19 @@ def test_maxvit_sites_report_their_channel_count():
             assert len(shape) == 3 and shape[-1] == r["d"]  # (windows, tokens, channels)
         elif len(shape) == 3:
             assert shape[0] == r["d"]  # (channels, H, W)
+
+
+def test_sweep_stops_a_phase_that_outlives_its_limit():
+    """The sweep's worker reports phases; one that runs past its limit is stopped and named."""
+    import time as _time
+
+    def hangs():
+        _time.sleep(60)
+
+    row = compat.run_one("hangs", compat.Case("hangs", "test", hangs), n=4, timeout=5, max_seconds=40)
+    # "build" (or "start" when a loaded machine delays the fork's first heartbeat past 5 s)
+    assert re.fullmatch(r"timed out: phase (start|build) ran over its 5 s limit", row["error"]), row["error"]
+    assert row["ok"] is False and row["wall_seconds"] < 50  # stopped, not left to its 60 s sleep
+    # the limit grows with the model: 600 s up to 50 M parameters, then in proportion
+    assert compat._phase_limit(600, 10_000_000) == 600
+    assert compat._phase_limit(600, 644_000_000) == pytest.approx(600 * 644 / 50)

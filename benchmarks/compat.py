@@ -539,7 +539,10 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
         "(it checks the estimator, not the model); one torch and one BLAS thread; one process per "
         "model, each phase (graph, each lens) stopped if it outlives its limit (600 s, scaled up "
         "by the parameter count over 50 M); on the shared 2-core CPU machine (other work ran "
-        "beside it, so times are upper bounds).",
+        "beside it, so times are upper bounds). The sweep checks that every lens reads every "
+        "model, not the values: at n = 24 almost every signature site has fewer samples than "
+        "features (`under_determined` in the notes: scored, left out of the statistics), and a "
+        "random-init model's numbers describe its initialisation.",
         "",
         "Columns: lenses (`all ok` only when each of nonlinearity / modularity / parameters / "
         "symmetry read everything: a lens that ran but left parts unread — sites with errors, "
@@ -585,6 +588,10 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
         if lay and lay["wrong"]:
             notes.append(f"layout: {len(lay['wrong'])} site(s) with d ≠ channels, e.g. {lay['wrong'][0]}")
         notes += list(r.get("graph_notes") or [])
+        # scored but left out of the signature statistics (under-determined: n < d at this n)
+        aside = {k: v for k, v in (r.get("site_status") or {}).items() if k not in ("ok", "not_data_dependent")}
+        if aside:
+            notes.append("signature sites " + ", ".join(f"{v} {k}" for k, v in sorted(aside.items())))
         na = r.get("sym_not_analysed")
         if isinstance(na, list) and na:
             # the first reason that is about the whole model, else the count of layers

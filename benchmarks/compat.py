@@ -537,8 +537,9 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
         "per lens (the library's default is 2048 for the signature, 500 for modularity), "
         "modularity k = 3 with 2 repeats; the signature without its rotated-input null baseline "
         "(it checks the estimator, not the model); one torch and one BLAS thread; one process per "
-        "model, each phase (graph, each lens) stopped if it outlives its limit (600 s, scaled up "
-        "by the parameter count over 50 M); on the shared 2-core CPU machine (other work ran "
+        "model, each phase (graph, each lens) stopped if it outlives its limit (600 CPU seconds, "
+        "scaled up by the parameter count over 50 M; CPU, not wall time, so a worker starved by "
+        "other work is not stopped); on the shared 2-core CPU machine (other work ran "
         "beside it, so times are upper bounds). The sweep checks that every lens reads every "
         "model, not the values: at n = 24 almost every signature site has fewer samples than "
         "features (`under_determined` in the notes: scored, left out of the statistics), and a "
@@ -722,9 +723,28 @@ def run_one(name: str, case: Case, n: int, timeout: float, max_seconds: float) -
     return row
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used, from /proc (None where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _watch(proc: Any, parent: Any, t0: float, timeout: float, max_seconds: float) -> tuple:
-    """Follow a worker's heartbeats until its row arrives or a limit stops it."""
-    phase, since, params, row, killed = "start", time.perf_counter(), None, None, None
+    """Follow a worker's heartbeats until its row arrives or a limit stops it.
+
+    The limits count the worker's CPU seconds where /proc has them (else wall seconds): on a
+    machine shared with other work a starved worker is slow, not stuck, and is not stopped for
+    that; a phase that keeps computing past its limit is.
+    """
+
+    def clock() -> float:
+        cpu = _cpu_seconds(proc.pid)
+        return cpu if cpu is not None else time.perf_counter() - t0
+
+    phase, since, params, row, killed = "start", clock(), None, None, None
     while row is None:
         if parent.poll(1.0):
             try:
@@ -732,18 +752,18 @@ def _watch(proc: Any, parent: Any, t0: float, timeout: float, max_seconds: float
             except EOFError:
                 break  # the worker died without a row (e.g. killed for memory)
             if kind == "phase":
-                phase, since = value, time.perf_counter()
+                phase, since = value, clock()
                 params = extra if extra is not None else params
             else:
                 row = value
             continue
         if not proc.is_alive() and not parent.poll(0):
             break
-        now = time.perf_counter()
+        now = clock()
         limit = _phase_limit(timeout, params)
         if now - since > limit:
             killed = f"timed out: phase {phase} ran over its {limit:.0f} s limit"
-        elif now - t0 > max_seconds:
+        elif now > max_seconds:
             killed = f"timed out: over the {max_seconds:.0f} s limit per model (in phase {phase})"
         if killed:
             proc.kill()

@@ -163,16 +163,23 @@ def test_maxvit_sites_report_their_channel_count():
 
 
 def test_sweep_stops_a_phase_that_outlives_its_limit():
-    """The sweep's worker reports phases; one that runs past its limit is stopped and named."""
+    """The sweep's worker reports phases; one that computes past its limit (CPU seconds) is
+    stopped and named."""
     import time as _time
 
-    def hangs():
-        _time.sleep(60)
+    def spins():
+        end = _time.perf_counter() + 120
+        while _time.perf_counter() < end:  # computing, not waiting: its CPU time grows
+            pass
 
-    row = compat.run_one("hangs", compat.Case("hangs", "test", hangs), n=4, timeout=5, max_seconds=40)
-    # "build" (or "start" when a loaded machine delays the fork's first heartbeat past 5 s)
-    assert re.fullmatch(r"timed out: phase (start|build) ran over its 5 s limit", row["error"]), row["error"]
-    assert row["ok"] is False and row["wall_seconds"] < 50  # stopped, not left to its 60 s sleep
+    row = compat.run_one("spins", compat.Case("spins", "test", spins), n=4, timeout=3, max_seconds=60)
+    # "build" (or "start" when a loaded machine delays the fork's first heartbeat)
+    assert re.fullmatch(r"timed out: phase (start|build) ran over its 3 s limit", row["error"]), row["error"]
+    assert row["ok"] is False and row["wall_seconds"] < 100  # stopped, not left to its 120 s
     # the limit grows with the model: 600 s up to 50 M parameters, then in proportion
     assert compat._phase_limit(600, 10_000_000) == 600
     assert compat._phase_limit(600, 644_000_000) == pytest.approx(600 * 644 / 50)
+    # the clock is a process's CPU time, read from /proc
+    import os
+
+    assert compat._cpu_seconds(os.getpid()) > 0

@@ -516,8 +516,8 @@ NOT_COVERED = [
 ]
 
 
-def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
-    """The Markdown table of ``docs/compat.md``."""
+def render(rows: list[dict[str, Any]], missing: list[str] | None = None, note: str | None = None) -> str:
+    """The Markdown table of ``docs/compat.md`` (``note``: a paragraph about this run)."""
     total = sum(float(r.get("wall_seconds", r.get("seconds", 0)) or 0) for r in rows)
     ok = sum(bool(r.get("ok")) for r in rows)
     ns = sorted({int(r.get("n", N_DEFAULT)) for r in rows})
@@ -559,7 +559,8 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
         "time = seconds for the model (per lens in the JSON-lines file), notes = what the "
         "recorded graph or a lens could not follow.",
         "",
-        f"**{ok} of {len(rows)} models pass every check; total {total / 60:.1f} min"
+        *([note, ""] if note else []),
+        f"**{ok} of {len(rows)} models pass every check; total {total / 60:.1f} min (summed over models)"
         + (" (" + ", ".join(f"{k} {v / 60:.1f} min" for k, v in lens_total.items()) + ")" if lens_total else "")
         + ".**",
         "",
@@ -786,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model, print its row
     ap.add_argument("--n", type=int, default=N_DEFAULT)
     ap.add_argument("--render", action="store_true", help="only write the table from the results file")
+    ap.add_argument("--note", help="a paragraph about this run, written above the table")
     args = ap.parse_args(argv)
     src = str(Path(__file__).resolve().parents[1] / "src")
     if src not in sys.path:  # measure this checkout's netxray, not another installed copy
@@ -861,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
     done.update(_read_rows(jsonl))  # rows another worker wrote meanwhile
     rows = [done[n] for n in names if n in done]
     missing = [n for n in names if n not in done]
-    Path(args.out).write_text(render(rows, missing))
+    Path(args.out).write_text(render(rows, missing, args.note))
     print(f"wrote {args.out}: {sum(bool(r.get('ok')) for r in rows)}/{len(rows)} ok")
     return 0
 

@@ -32,7 +32,8 @@ lint: $(STAMP)
 
 # every torchvision classification model, Hugging Face BERT/RoBERTa/GPT-2/Llama/ViT from small
 # configs and a dozen timm models through every lens; writes docs/compat.md (resumable: delete
-# runs/compat.jsonl to measure again)
+# runs/compat.jsonl to measure again; `python benchmarks/compat.py --only m1,m2` re-measures those
+# models and rewrites their rows; a second `make compat` beside the first shares the work)
 compat: $(STAMP)
 	$(BIN)/python benchmarks/compat.py --out docs/compat.md --jsonl runs/compat.jsonl
 

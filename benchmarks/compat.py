@@ -15,10 +15,13 @@ of a small size the model allows:
   verified, when the table says;
 - the time per model.
 
-Each model runs in its own process with a time limit; results go to a JSON-lines file and a
-Markdown table (``docs/compat.md``). Run it with ``make compat`` or:
+Each model runs in its own (forked) process, stopped when one phase outlives its limit;
+results go to a JSON-lines file (resumable: models already there are skipped) and a Markdown
+table (``docs/compat.md``, every model of the file). Run it with ``make compat`` or:
 
-    python benchmarks/compat.py [--only resnet18,hf_bert] [--timeout 900] [--out docs/compat.md]
+    python benchmarks/compat.py [--only resnet18,hf_bert] [--timeout 600] [--out docs/compat.md]
+
+``--only`` re-measures the named models and replaces their rows (the rest of the table stays).
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +41,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 N_CLASSES = 3
+N_DEFAULT = 24  # samples per lens in the sweep
 SEQ_LEN = 8
 VOCAB = 64
 
@@ -53,6 +56,7 @@ class Case:
     kind: str = "image"  # image | tokens | pixels (dict with pixel_values)
     size: int = 32
     expected_blocks: int | None = None
+    check_layout: bool = False  # compare every site's d with its channel count (LAYOUT_FAMILIES)
 
 
 # ------------------------------------------------------------------------------ the models
@@ -151,11 +155,15 @@ def all_cases() -> dict[str, Case]:
     return cases
 
 
-_LAST = {"vit_h_14", "vit_l_16", "vit_l_32", "regnet_y_128gf", "regnet_y_32gf", "regnet_x_32gf",
-         "regnet_y_16gf", "regnet_x_16gf", "efficientnet_b7", "efficientnet_b6", "efficientnet_b5",
-         "efficientnet_v2_l", "efficientnet_v2_m", "convnext_large", "convnext_base", "swin_b",
-         "swin_v2_b", "resnext101_64x4d", "resnext101_32x8d", "wide_resnet101_2", "resnet152",
-         "vgg19_bn", "vgg19", "vgg16_bn", "vgg16", "maxvit_t", "densenet201", "densenet161"}  # fmt: skip
+# the largest models, run last in this order (about by size): a stopped run costs the fewest rows
+_LAST = ["maxvit_t", "densenet161", "densenet201", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+         "efficientnet_v2_m", "efficientnet_v2_l", "resnet152", "convnext_base", "swin_b", "swin_v2_b",
+         "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2", "regnet_x_16gf", "regnet_y_16gf",
+         "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "convnext_large",
+         "regnet_x_32gf", "regnet_y_32gf", "vit_l_32", "vit_l_16", "vit_h_14", "regnet_y_128gf"]  # fmt: skip
+
+# over 250 M parameters: never two at once, whatever the number of workers
+_HEAVY = {"vit_l_16", "vit_l_32", "vit_h_14", "regnet_y_128gf"}
 
 REPRESENTATIVE = ("resnet18", "mobilenet_v2", "swin_t", "densenet121", "vit_b_16",
                   "hf_bert", "hf_gpt2", "hf_llama")  # fmt: skip
@@ -205,14 +213,28 @@ class _CountActivations(TorchFunctionMode):
         self.funcs = FUNCTIONAL_ACTIVATIONS
         self.inside = 0
         self.count = 0
+        # per activation call: the output width of the last parametrised layer that ran before
+        # it (a Conv's out_channels, a Linear's out_features, a norm's feature count) — the
+        # channel count the call's site must report as d, read from the modules, not the graph
+        self.widths: list[int | None] = []
+        self._last_width: int | None = None
         self.handles = []
         for m in model.modules():
             if isinstance(m, ACTIVATION_MODULES):
                 self.handles.append(m.register_forward_pre_hook(self._enter))
                 self.handles.append(m.register_forward_hook(self._leave))
+            elif _layer_width(m) is not None:
+                self.handles.append(m.register_forward_hook(self._width_hook(_layer_width(m))))
+
+    def _width_hook(self, width: int):
+        def hook(*_: Any) -> None:
+            self._last_width = width
+
+        return hook
 
     def _enter(self, *_: Any) -> None:
         self.count += 1
+        self.widths.append(self._last_width)
         self.inside += 1
 
     def _leave(self, *_: Any) -> None:
@@ -225,6 +247,7 @@ class _CountActivations(TorchFunctionMode):
             hit = False
         if hit and self.inside == 0:
             self.count += 1
+            self.widths.append(self._last_width)
         return func(*args, **(kwargs or {}))
 
     def close(self) -> None:
@@ -232,15 +255,76 @@ class _CountActivations(TorchFunctionMode):
             h.remove()
 
 
-def count_activation_calls(model: nn.Module, x: Any) -> int:
-    """Activation calls in one forward pass on ``x`` (eval mode, no grad)."""
+def _layer_width(m: nn.Module) -> int | None:
+    """The feature count a parametrised layer writes (None for any other module)."""
+    if isinstance(m, nn.modules.conv._ConvNd):
+        return int(m.out_channels)
+    if isinstance(m, nn.Linear):
+        return int(m.out_features)
+    if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm)):
+        return int(getattr(m, "num_features", None) or m.num_channels)
+    if isinstance(m, nn.LayerNorm) and m.normalized_shape:
+        return int(m.normalized_shape[-1])
+    return None
+
+
+def count_activation_calls(model: nn.Module, x: Any, widths: bool = False) -> Any:
+    """Activation calls in one forward pass on ``x`` (eval mode, no grad).
+
+    With ``widths=True``: ``(count, [width before each call])`` (see :class:`_CountActivations`).
+    """
     counter = _CountActivations(model)
     try:
         with torch.no_grad(), counter:
             _call(model, x)
     finally:
         counter.close()
-    return counter.count
+    return (counter.count, counter.widths) if widths else counter.count
+
+
+# families whose sites are channel-last or window-token tensors: every site must report d = the
+# channel count (issue 10: ConvNeXt / Swin read d = H before the graph gave each site its axis)
+LAYOUT_FAMILIES = ("convnext", "swin", "maxvit")
+
+
+def lens_statuses(tables: dict[str, Any], statuses: dict[str, str]) -> dict[str, str]:
+    """Each lens's status, ``ok`` only when everything it was asked to read was read.
+
+    A lens that ran can still be partial: signature sites with status ``error`` or
+    non-linearities it could not observe (fused kernels), modularity layers that were not
+    scored, weight tensors whose statistics failed, a symmetry summary that is partial,
+    unverified or failed (e.g. 0 axes because the structure could not be read).
+    """
+    out = dict(statuses)
+    sig = tables.get("nonlinearity")
+    if sig is not None and out.get("nonlinearity") == "ok":
+        st = sig["status"].astype(str)
+        bad = {k: int(v) for k, v in st[st.str.startswith(("error", "nonfinite"))].value_counts().items()}
+        unseen = sig.attrs.get("summary", {}).get("not_observed") or []
+        parts = [f"{v} site(s) {k.split(':')[0]}" for k, v in bad.items()]
+        parts += [f"{len(unseen)} non-linearit(ies) not observed"] if unseen else []
+        if len(sig) == 0:
+            parts.append("no activation site")
+        if parts:
+            out["nonlinearity"] = "partial: " + ", ".join(parts)
+    mod = tables.get("modularity")
+    if mod is not None and out.get("modularity") == "ok" and "status" in mod:
+        st = mod["status"].astype(str)
+        bad = st[st != "ok"]
+        if len(bad) or len(mod) == 0:
+            out["modularity"] = f"partial: {len(bad)} of {len(mod)} layer(s) not scored ({', '.join(sorted(set(bad)))})"
+    par = tables.get("parameters")
+    if par is not None and out.get("parameters") == "ok" and "status" in getattr(par, "columns", []):
+        st = par["status"].astype(str)
+        bad = st[st.str.startswith(("error", "empty"))]
+        if len(bad):
+            out["parameters"] = f"partial: {len(bad)} tensor(s) not read"
+    sym = tables.get("symmetry")
+    if sym is not None and out.get("symmetry") == "ok":
+        status = str(sym.attrs.get("summary", {}).get("status", "ok"))
+        if status != "ok":
+            out["symmetry"] = status
+    return out
 
 
 def _lenses_direct(model: nn.Module, data: Any, n: int, repeats: int, seed: int) -> dict[str, Any]:
@@ -267,12 +351,22 @@ def _lenses_direct(model: nn.Module, data: Any, n: int, repeats: int, seed: int)
     return {"tables": tables, "status": status, "failed": failed}
 
 
+_PIPE: Any = None  # in a sweep worker: the connection to the parent (heartbeats, the row)
+
+
+def _phase(name: str, params: int | None = None) -> None:
+    """A heartbeat to the sweep's parent: its time limit applies per phase (see :func:`run_one`)."""
+    if _PIPE is not None:
+        _PIPE.send(("phase", name, params))
+
+
 def check_model(case: Case, *, n: int = 24, repeats: int = 2, seed: int = 0,
                 lenses: tuple[str, ...] | None = None, use_scan: bool = True) -> dict[str, Any]:  # fmt: skip
     """Run every check on one model; returns one row of the table (never raises).
 
     ``use_scan=False`` calls the four lens functions directly (no report, no plots): the test
-    suite's representative subset uses it to stay within the test budget.
+    suite's representative subset uses it to stay within the test budget. With ``scan`` each
+    lens runs as its own ``scan`` call, so the row holds the time per lens (``lens_seconds``).
     """
     from netxray.capture import Capture
     from netxray.capture.graph import record_graph
@@ -281,11 +375,14 @@ def check_model(case: Case, *, n: int = 24, repeats: int = 2, seed: int = 0,
     row: dict[str, Any] = {"model": case.name, "source": case.source, "input": _input_desc(case)}
     t0 = time.perf_counter()
     try:
+        _phase("build")
         torch.manual_seed(seed)
         model = case.build().eval()
         row["params"] = sum(p.numel() for p in model.parameters())
+        _phase("build", row["params"])
         x, y = make_data(case, n, seed)
         ex = _head(x, 2)
+        _phase("graph")
         graph = record_graph(model, ex)
         probes = graph.natural_probes()
         stem, pre = graph.stem(), graph.pre_head()
@@ -294,29 +391,42 @@ def check_model(case: Case, *, n: int = 24, repeats: int = 2, seed: int = 0,
             pre_head=pre.name if pre else None, probes=len(probes),
             graph_notes=graph.notes, expected_blocks=case.expected_blocks,
         )  # fmt: skip
-        row["activation_calls"] = count_activation_calls(model, ex)
+        row["activation_calls"], widths = count_activation_calls(model, ex, widths=True)
         with torch.no_grad():
             plain = _logits(_call(model, _head(x, 4))).clone()
             with Capture(model, layers=probes):
                 captured = _logits(_call(model, _head(x, 4))).clone()
         row["logits_identical"] = bool(torch.equal(plain, captured))
+        row["graph_seconds"] = round(time.perf_counter() - t0, 1)
         data = {**x, "labels": y} if isinstance(x, dict) else (x, y)
+        tables: dict[str, Any] = {}
         if use_scan:
             # no rotated-input null baseline: its d×d random rotation per site dominates wide
             # models at this n (mobilenet_v2: 74 of 80 s) and it checks the estimator, not the model
-            report = scan(model, data, lenses or LENSES, n_samples=n, modularity_n=n, k=3,
-                          repeats=repeats, seed=seed, progress=False,
-                          options={"nonlinearity": {"null_baseline": False}})  # fmt: skip
-            row["lenses"] = {name: res.status for name, res in report.results.items()}
-            row["failed"] = report.failed
-            tables = {name: res.table for name, res in report.results.items() if res.table is not None}
+            status, row["failed"], row["lens_seconds"] = {}, {}, {}
+            for lens in lenses or LENSES:
+                _phase(lens)
+                t1 = time.perf_counter()
+                report = scan(model, data, (lens,), n_samples=n, modularity_n=n, k=3, repeats=repeats,
+                              seed=seed, progress=False, options={"nonlinearity": {"null_baseline": False}})  # fmt: skip
+                row["lens_seconds"][lens] = round(time.perf_counter() - t1, 1)
+                res = report.results[lens]
+                status[lens] = res.status
+                row["failed"].update(report.failed)
+                if res.table is not None:
+                    tables[lens] = res.table
+                del report
         else:
             direct = _lenses_direct(model, data, n, repeats, seed)
-            row["lenses"], row["failed"], tables = direct["status"], direct["failed"], direct["tables"]
+            status, row["failed"], tables = direct["status"], direct["failed"], direct["tables"]
+        row["lenses"] = lens_statuses(tables, status)
+        _phase("checks")
         if "nonlinearity" in tables:
             sig = tables["nonlinearity"]
             row["sites"] = int(len(sig))
             row["site_status"] = {str(k): int(v) for k, v in sig["status"].value_counts().items()}
+            if any(f in case.name.lower() for f in LAYOUT_FAMILIES) or case.check_layout:
+                row["layout"] = _layout_check(sig, widths)
         if "modularity" in tables:
             layers = list(tables["modularity"]["layer"])
             row["curve_points"] = len(layers)
@@ -327,6 +437,7 @@ def check_model(case: Case, *, n: int = 24, repeats: int = 2, seed: int = 0,
             summ = group.attrs.get("summary", {})
             row["sym_axes"] = summ.get("n_axes")
             row["sym_log10"] = summ.get("log10_order")
+            row["sym_status"] = summ.get("status")
             if "verified" in group.columns:
                 row["sym_verified"] = int(group["verified"].fillna(False).astype(bool).sum())
             row["sym_not_analysed"] = summ.get("not_analysed")
@@ -337,6 +448,27 @@ def check_model(case: Case, *, n: int = 24, repeats: int = 2, seed: int = 0,
     return row
 
 
+def _layout_check(sig: Any, widths: list[int | None]) -> dict[str, Any]:
+    """Every data-dependent site's d against the channel count its layer wrote (issue 10).
+
+    ``widths`` (one per activation call, in call order — the signature's rows are in call
+    order too) come from the modules that ran before each call (:class:`_CountActivations`).
+    """
+    if len(widths) != len(sig):
+        return {"checked": 0, "wrong": [f"{len(sig)} sites vs {len(widths)} calls: not compared"]}
+    wrong, checked = [], 0
+    for (_, r), w in zip(sig.iterrows(), widths, strict=True):
+        if str(r["status"]) == "not_data_dependent" or w is None:
+            continue
+        checked += 1
+        d = r["d"]
+        if d != d or d is None:  # NaN: the site was not measured (its status says why)
+            wrong.append(f"{r['site']}: d not measured ({r['status']})")
+        elif int(d) != w:
+            wrong.append(f"{r['site']}: d={int(r['d'])}, channels={w}")
+    return {"checked": checked, "wrong": wrong}
+
+
 def _input_desc(case: Case) -> str:
     if case.kind == "tokens":
         return f"ids {SEQ_LEN}"
@@ -344,7 +476,8 @@ def _input_desc(case: Case) -> str:
 
 
 def _row_ok(row: dict[str, Any]) -> bool:
-    """Every check passed: lenses ok, sites = calls, logits identical, curve = probes."""
+    """Every check passed: lenses ok (nothing partial), sites = calls, logits identical, curve =
+    probes, the expected block count, every channel-last / window site's d = its channels."""
     return (
         "error" not in row
         and all(s == "ok" for s in row.get("lenses", {}).values())
@@ -352,38 +485,92 @@ def _row_ok(row: dict[str, Any]) -> bool:
         and bool(row.get("logits_identical"))
         and bool(row.get("curve_is_probes"))
         and (row.get("expected_blocks") is None or row.get("blocks") == row.get("expected_blocks"))
+        and not (row.get("layout") or {}).get("wrong")
     )
 
 
 # ------------------------------------------------------------------------------ the table
 
 
-def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
-    """The Markdown table of ``docs/compat.md``."""
-    total = sum(r.get("seconds", 0) for r in rows)
+def _lens_text(lens: dict[str, str]) -> str:
+    """'all ok' only when every lens read everything; otherwise each lens that did not."""
+    if not lens:
+        return "—"
+    if all(s == "ok" for s in lens.values()):
+        return "all ok"
+    return "; ".join(f"{k}: {v}" for k, v in lens.items() if v != "ok")
+
+
+# what the sweep does not cover (kept beside the table; update when the sweep grows)
+NOT_COVERED = [
+    "torchvision detection, segmentation, video, optical-flow and quantized models (the sweep "
+    "covers `list_models(module=torchvision.models)`, the classification models)",
+    "recurrent layers (nn.LSTM / nn.GRU: their gate non-linearities run in a fused kernel the "
+    "capture cannot observe; the signature lists them as not observed)",
+    "encoder–decoder and generation models (T5, BART, Whisper) and models with key/value caches "
+    "(a cache object is not followed through by the graph)",
+    "pretrained weights: every model is randomly initialised (nothing is downloaded), so the "
+    "numbers describe the architecture at initialisation, not a trained model",
+    "full-size inputs: images are the smallest size each model accepts (32×32 unless it needs "
+    "more), token sequences are 8 long",
+]
+
+
+def render(rows: list[dict[str, Any]], missing: list[str] | None = None, note: str | None = None) -> str:
+    """The Markdown table of ``docs/compat.md`` (``note``: a paragraph about this run)."""
+    total = sum(float(r.get("wall_seconds", r.get("seconds", 0)) or 0) for r in rows)
     ok = sum(bool(r.get("ok")) for r in rows)
+    ns = sorted({int(r.get("n", N_DEFAULT)) for r in rows})
+    lens_total: dict[str, float] = {}
+    for r in rows:
+        for k, v in (r.get("lens_seconds") or {}).items():
+            lens_total[k] = lens_total.get(k, 0.0) + float(v)
     lines = [
         "# Compatibility sweep",
         "",
-        "Written by `make compat` (`benchmarks/compat.py`): every model randomly initialised, "
-        f"random inputs, {N_CLASSES} balanced random classes, n = 24 samples per lens, 2 "
-        "modularity repeats, the signature without its rotated-input null baseline, one process "
-        "per model (time limit) on the shared 2-core CPU machine. Columns: lenses "
-        "(nonlinearity/modularity/parameters/symmetry, `ok` each), sites = signature sites vs an "
-        "independent count of activation calls, `nd` = sites whose input does not depend on the "
-        "data (listed apart), logits = bit-identical with and without capture, probes = modularity "
-        "points (blocks found + stem + pre-head), symmetry = axes (verified where the lens says), "
-        "graph notes = what the recorded graph could not follow.",
+        "Written by `make compat` (`benchmarks/compat.py`; `--only m1,m2` re-measures chosen models "
+        "and rewrites their rows, `--render` rewrites this file from `runs/compat.jsonl`).",
         "",
-        f"**{ok} of {len(rows)} models pass every check; total {total / 60:.1f} min.**",
+        "**Sweep settings (the sweep's choices, not library defaults):** every model randomly "
+        "initialised; random inputs at the smallest size the model accepts (the input column); "
+        f"{N_CLASSES} balanced random classes; n = {', '.join(map(str, ns)) or N_DEFAULT} samples "
+        "per lens (the library's default is 2048 for the signature, 500 for modularity), "
+        "modularity k = 3 with 2 repeats; the signature without its rotated-input null baseline "
+        "(it checks the estimator, not the model); one torch and one BLAS thread; one process per "
+        "model, each phase (graph, each lens) stopped if it outlives its limit (600 CPU seconds, "
+        "scaled up by the parameter count over 50 M; CPU, not wall time, so a worker starved by "
+        "other work is not stopped); on the shared 2-core CPU machine (other work ran "
+        "beside it, so times are upper bounds). The sweep checks that every lens reads every "
+        "model, not the values: at n = 24 almost every signature site has fewer samples than "
+        "features (`under_determined` in the notes: scored, left out of the statistics), and a "
+        "random-init model's numbers describe its initialisation.",
         "",
-        "| model | source | input | lenses | sites / calls | nd | logits | blocks | probes (stem, pre-head) | symmetry axes | time (s) | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+        "Columns: lenses (`all ok` only when each of nonlinearity / modularity / parameters / "
+        "symmetry read everything: a lens that ran but left parts unread — sites with errors, "
+        "unscored layers, a partial, unverified or failed symmetry summary — is named with its "
+        "status; `graph: partial` when the recorded graph could not follow a part of the pass, "
+        "named in the notes), ✗ = a check failed (a lens not ok, sites ≠ calls, logits differ, "
+        "curve ≠ probes, blocks ≠ the count read from the source, d ≠ channels, an error), "
+        "sites = signature sites vs an independent count of activation calls, `nd` = "
+        "sites whose input does not depend on the data (listed apart), logits = bit-identical "
+        "with and without capture, probes = modularity points (blocks found + stem + pre-head), "
+        "symmetry = axes (verified by the permutation test), layout = for ConvNeXt, Swin and "
+        "MaxViT: sites whose d equals the channel count of the layer before them / sites checked, "
+        "time = seconds for the model (per lens in the JSON-lines file), notes = what the "
+        "recorded graph or a lens could not follow.",
+        "",
+        *([note, ""] if note else []),
+        f"**{ok} of {len(rows)} models pass every check; total {total / 60:.1f} min (summed over models)"
+        + (" (" + ", ".join(f"{k} {v / 60:.1f} min" for k, v in lens_total.items()) + ")" if lens_total else "")
+        + ".**",
+        "",
+        "| model | source | params (M) | input | lenses | sites / calls | nd | logits | blocks | probes (stem, pre-head) | symmetry axes | layout | time (s) | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
     for r in rows:
-        lens = r.get("lenses", {})
-        lens_txt = "all ok" if lens and all(s == "ok" for s in lens.values()) else (
-            ", ".join(f"{k}: {v}" for k, v in lens.items() if v != "ok") or "—")  # fmt: skip
+        lens_txt = _lens_text(r.get("lenses") or {})
+        if r.get("graph_notes"):  # a part of the forward pass the graph could not follow
+            lens_txt += f"; graph: partial ({len(r['graph_notes'])} note(s))"
         nd = r.get("site_status", {}).get("not_data_dependent", 0)
         sym = r.get("sym_axes")
         sym_txt = "—" if sym is None else f"{sym}" + (
@@ -392,11 +579,21 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
         if r.get("expected_blocks") is not None and blocks != r["expected_blocks"]:
             blocks = f"{blocks} (expected {r['expected_blocks']})"
         probes = f"{r.get('probes', '—')} ({r.get('stem') or '—'}, {r.get('pre_head') or '—'})"
+        lay = r.get("layout")
+        lay_txt = "—" if not lay else f"{lay['checked'] - len(lay['wrong'])} / {lay['checked']}"
+        params = r.get("params")
+        params_txt = "—" if not params else f"{params / 1e6:.3g}"
         notes = []
         if r.get("error"):
             notes.append(r["error"])
         notes += [f"{k}: {v}" for k, v in (r.get("failed") or {}).items()]
+        if lay and lay["wrong"]:
+            notes.append(f"layout: {len(lay['wrong'])} site(s) with d ≠ channels, e.g. {lay['wrong'][0]}")
         notes += list(r.get("graph_notes") or [])
+        # scored but left out of the signature statistics (under-determined: n < d at this n)
+        aside = {k: v for k, v in (r.get("site_status") or {}).items() if k not in ("ok", "not_data_dependent")}
+        if aside:
+            notes.append("signature sites " + ", ".join(f"{v} {k}" for k, v in sorted(aside.items())))
         na = r.get("sym_not_analysed")
         if isinstance(na, list) and na:
             # the first reason that is about the whole model, else the count of layers
@@ -407,87 +604,267 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None) -> str:
         note_txt = "; ".join(str(n).replace("|", "/").replace("\n", " ")[:200] for n in notes)
         mark = "" if r.get("ok") else " ✗"
         lines.append(
-            f"| {r['model']}{mark} | {r['source']} | {r.get('input', '')} | {lens_txt} | "
-            f"{r.get('sites', '—')} / {r.get('activation_calls', '—')} | {nd} | "
+            f"| {r['model']}{mark} | {r['source']} | {params_txt} | {r.get('input', '')} | "
+            f"{lens_txt.replace('|', '/')} | {r.get('sites', '—')} / {r.get('activation_calls', '—')} | {nd} | "
             f"{'yes' if r.get('logits_identical') else 'no'} | {blocks} | {probes} | {sym_txt} | "
-            f"{r.get('seconds', '—')} | {note_txt} |"
+            f"{lay_txt} | {r.get('wall_seconds', r.get('seconds', '—'))} | {note_txt} |"
         )
     if missing:
         lines += ["", f"Not measured in this run ({len(missing)}): " + ", ".join(missing) + "."]
+    lines += ["", "## Not covered", ""] + [f"- {item}" for item in NOT_COVERED]
     lines.append("")
     return "\n".join(lines)
 
 
+def _read_rows(jsonl: Path) -> dict[str, dict[str, Any]]:
+    """The results file: the last row of each model wins (a re-run replaces the old row)."""
+    done: dict[str, dict[str, Any]] = {}
+    if jsonl.exists():
+        for line in jsonl.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done[r["model"]] = r
+    return done
+
+
+def _claim(claims: Path, name: str) -> bool:
+    """Claim a model for this worker (several workers may share one results file).
+
+    A claim file holds the claiming process id; a claim left by a process that is gone (a run
+    that was stopped) is taken over, so a stopped sweep resumes where it stopped.
+    """
+    path = claims / name
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or "0")
+                os.kill(pid, 0)
+                return False  # a live worker has it
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                path.unlink(missing_ok=True)  # stale: its worker is gone
+                continue
+            except PermissionError:
+                return False
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    return False
+
+
+def _phase_limit(base: float, params: int | None) -> float:
+    """Seconds one phase of one model may take: ``base``, more for models over 50 M params.
+
+    The lenses' cost grows with the weights (the parameters lens reads every one, the symmetry
+    check runs copies), so a fixed limit would stop a large model for being large, not for
+    hanging; a phase that makes no progress within this limit is stopped.
+    """
+    return base * max(1.0, (params or 0) / 50e6)
+
+
+def _worker(conn: Any, case: Case, n: int) -> None:
+    """A forked sweep worker: one model's row, heartbeats on the way (see :func:`run_one`)."""
+    global _PIPE
+    _PIPE = conn
+    try:
+        row = check_model(case, n=n)
+    except BaseException as exc:  # check_model never raises; this is a last resort for the row
+        row = {"model": case.name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    conn.send(("row", json.loads(json.dumps(row, default=str)), None))
+    conn.close()
+
+
+def _preload() -> None:
+    """Import the heavy modules once in the parent: each forked worker then starts at once.
+
+    A fresh interpreter per model spent 8–18 s importing torch, torchvision, timm,
+    transformers and netxray's report (matplotlib) on this machine, before any work.
+    """
+    import importlib
+
+    for mod in ("torchvision", "timm", "transformers", "netxray.report", "netxray.capture.graph",
+                "netxray.lenses.symmetry", "netxray.lenses.parameters"):  # fmt: skip
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            pass
+
+
+def run_one(name: str, case: Case, n: int, timeout: float, max_seconds: float) -> dict[str, Any]:
+    """One model in a forked process, stopped when a phase outlives its limit (never raises).
+
+    The worker reports each phase (build, graph, each lens, checks) as it starts; the parent
+    stops it when one phase runs longer than :func:`_phase_limit` or the model runs longer than
+    ``max_seconds`` in all, and the row says which phase was stopped.
+    """
+    import multiprocessing as mp
+
+    t0 = time.perf_counter()
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker, args=(child, case, n), daemon=True)  # forked: no pickling
+    proc.start()
+    child.close()
+    phase, params, row, killed = "start", None, None, None
+    try:
+        row, phase, killed, params = _watch(proc, parent, t0, timeout, max_seconds)
+    finally:  # a stopped sweep (SIGTERM, Ctrl-C) leaves no worker behind
+        if proc.is_alive() and row is None:
+            proc.kill()
+    proc.join(timeout=30)
+    if row is None:
+        why = killed or f"the worker exited {proc.exitcode} in phase {phase} without a row"
+        if proc.exitcode == -9 and not killed:
+            why += " (killed by the system: out of memory?)"
+        row = {"model": name, "source": case.source, "input": _input_desc(case), "error": why, "params": params}
+    row["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    row.setdefault("seconds", row["wall_seconds"])
+    row["ok"] = _row_ok(row)
+    return row
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used, from /proc (None where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _watch(proc: Any, parent: Any, t0: float, timeout: float, max_seconds: float) -> tuple:
+    """Follow a worker's heartbeats until its row arrives or a limit stops it.
+
+    The limits count the worker's CPU seconds where /proc has them (else wall seconds): on a
+    machine shared with other work a starved worker is slow, not stuck, and is not stopped for
+    that; a phase that keeps computing past its limit is.
+    """
+
+    def clock() -> float:
+        cpu = _cpu_seconds(proc.pid)
+        return cpu if cpu is not None else time.perf_counter() - t0
+
+    phase, since, params, row, killed = "start", clock(), None, None, None
+    while row is None:
+        if parent.poll(1.0):
+            try:
+                kind, value, extra = parent.recv()
+            except EOFError:
+                break  # the worker died without a row (e.g. killed for memory)
+            if kind == "phase":
+                phase, since = value, clock()
+                params = extra if extra is not None else params
+            else:
+                row = value
+            continue
+        if not proc.is_alive() and not parent.poll(0):
+            break
+        now = clock()
+        limit = _phase_limit(timeout, params)
+        if now - since > limit:
+            killed = f"timed out: phase {phase} ran over its {limit:.0f} s limit"
+        elif now > max_seconds:
+            killed = f"timed out: over the {max_seconds:.0f} s limit per model (in phase {phase})"
+        if killed:
+            proc.kill()
+            break
+    return row, phase, killed, params
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", help="comma-separated model names (default: all)")
+    ap.add_argument("--only", help="comma-separated model names: (re)measure these and replace their rows "
+                    "(default: every model not yet in the results file)")  # fmt: skip
     ap.add_argument("--representative", action="store_true", help="only the representative subset")
-    ap.add_argument("--timeout", type=int, default=900, help="seconds per model")
+    ap.add_argument("--large-first", action="store_true",
+                    help="the largest models first (smallest of them first): for a second worker")  # fmt: skip
+    ap.add_argument("--timeout", type=int, default=600,
+                    help="seconds one phase of one model may run (scaled up for models over 50 M params)")
+    ap.add_argument("--max-model-seconds", type=int, default=3600, help="seconds per model in all")
     ap.add_argument("--out", default="docs/compat.md")
     ap.add_argument("--jsonl", default="runs/compat.jsonl")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model, print its row
-    ap.add_argument("--n", type=int, default=24)
+    ap.add_argument("--n", type=int, default=N_DEFAULT)
     ap.add_argument("--render", action="store_true", help="only write the table from the results file")
+    ap.add_argument("--note", help="a paragraph about this run, written above the table")
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    if src not in sys.path:  # measure this checkout's netxray, not another installed copy
+        sys.path.insert(0, src)
+    from netxray._threads import set_threads
+
+    # one thread for torch AND for BLAS: numpy's OpenBLAS pool left at 2 threads on a shared
+    # 2-core machine spins against the other processes (a 1024×48 QR: 570 ms vs 7 ms)
+    set_threads(1)
+    import signal
+
+    # SIGTERM (kill PID) ends the sweep like Ctrl-C: the running worker is stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cases = all_cases()
     if args.one:
         print(json.dumps(check_model(cases[args.one], n=args.n), default=str))
         return 0
     names = list(cases)
-    # the largest models last: a time limit then costs the fewest rows
-    names.sort(key=lambda n: (n in _LAST, n not in REPRESENTATIVE, cases[n].source == "torchvision"))
-    if args.representative:
-        names = list(REPRESENTATIVE)
+    # the largest models last: a stopped run then costs the fewest rows
+    names.sort(key=lambda n: (_LAST.index(n) if n in _LAST else -1, n not in REPRESENTATIVE,
+                              cases[n].source == "torchvision"))  # fmt: skip
+    todo = list(REPRESENTATIVE) if args.representative else names
+    if args.large_first:  # a second worker beside a first one: the two ends of the list meet
+        todo = [n for n in _LAST if n in todo] + [n for n in todo if n not in _LAST]
+    rerun: set[str] = set()
     if args.only:
-        names = [s.strip() for s in args.only.split(",") if s.strip()]
-        unknown = [s for s in names if s not in cases]
+        todo = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = [s for s in todo if s not in cases]
         if unknown:
             ap.error(f"unknown model(s) {unknown}; known: {', '.join(cases)}")
+        rerun = set(todo)
     jsonl = Path(args.jsonl)
     jsonl.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if jsonl.exists():  # resume: a model already measured is not run again
-        for line in jsonl.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                done[r["model"]] = r
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1] / "src"),
-                                                                      os.environ.get("PYTHONPATH")])))  # fmt: skip
-    # several workers may share one results file: each model is claimed once (O_EXCL)
+    done = _read_rows(jsonl)
+    if not args.render:
+        _preload()
     claims = jsonl.with_suffix(".claims")
     claims.mkdir(exist_ok=True)
-    for name in ([] if args.render else names):
-        if name in done:
-            continue
-        try:
-            os.close(os.open(claims / name, os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            continue
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run([sys.executable, __file__, "--one", name, "--n", str(args.n)],
-                                  capture_output=True, text=True, timeout=args.timeout, env=env)  # fmt: skip
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            row = json.loads(lines[-1]) if lines else {
-                "model": name, "source": cases[name].source,
-                "error": f"process exited {proc.returncode}: {proc.stderr.strip()[-300:]}"}  # fmt: skip
-        except subprocess.TimeoutExpired:
-            row = {"model": name, "source": cases[name].source, "error": f"timed out after {args.timeout} s"}
-        row.setdefault("seconds", round(time.perf_counter() - t0, 1))
-        row["ok"] = _row_ok(row)
-        done[name] = row
-        with jsonl.open("a") as f:
-            f.write(json.dumps(row, default=str) + "\n")
-        print(f"{name}: {'ok' if row['ok'] else 'FAIL'} {row.get('seconds')} s {row.get('error', '')}", flush=True)
-    for line in jsonl.read_text().splitlines() if jsonl.exists() else []:
-        if line.strip():  # rows another worker wrote meanwhile
-            r = json.loads(line)
-            done[r["model"]] = r
+    pending = [] if args.render else [n for n in todo if n not in done or n in rerun]
+    while pending:
+        ran = False
+        for name in list(pending):
+            # the largest models one at a time across workers (each holds several GB, twice
+            # during the symmetry check's float64 copy): a busy one is retried later
+            heavy = name in _HEAVY
+            if heavy and not _claim(claims, "_heavy"):
+                continue
+            pending.remove(name)
+            try:
+                if not _claim(claims, name):
+                    continue  # another worker has it
+                if name not in rerun and name in _read_rows(jsonl):  # measured meanwhile
+                    (claims / name).unlink(missing_ok=True)
+                    continue
+                try:
+                    row = run_one(name, cases[name], args.n, args.timeout, args.max_model_seconds)
+                    row["n"] = args.n
+                    row["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+                    done[name] = row
+                    with jsonl.open("a") as f:
+                        f.write(json.dumps(row, default=str) + "\n")
+                finally:
+                    (claims / name).unlink(missing_ok=True)
+                ran = True
+                print(f"{name}: {'ok' if row['ok'] else 'FAIL'} {row.get('seconds')} s {row.get('error', '')}",
+                      flush=True)  # fmt: skip
+            finally:
+                if heavy:
+                    (claims / "_heavy").unlink(missing_ok=True)
+            break  # back to the start of the list: a deferred heavy model may be free now
+        if pending and not ran:
+            time.sleep(20)  # only heavy models are left and another worker runs one
+    done.update(_read_rows(jsonl))  # rows another worker wrote meanwhile
     rows = [done[n] for n in names if n in done]
     missing = [n for n in names if n not in done]
-    Path(args.out).write_text(render(rows, missing))
-    print(f"wrote {args.out}: {sum(r['ok'] for r in rows)}/{len(rows)} ok")
+    Path(args.out).write_text(render(rows, missing, args.note))
+    print(f"wrote {args.out}: {sum(bool(r.get('ok')) for r in rows)}/{len(rows)} ok")
     return 0
 
 

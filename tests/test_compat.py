@@ -10,7 +10,9 @@ and the blocks are exactly the instances of the family's block class, read from 
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -69,8 +71,12 @@ def _densenet():
 def _vit():
     from torchvision.models.vision_transformer import VisionTransformer
 
-    return VisionTransformer(image_size=16, patch_size=8, num_layers=2, num_heads=2, hidden_dim=8,
-                             mlp_dim=16, num_classes=3)  # fmt: skip
+    model = VisionTransformer(image_size=16, patch_size=8, num_layers=2, num_heads=2, hidden_dim=8,
+                              mlp_dim=16, num_classes=3)  # fmt: skip
+    # torchvision zero-initialises the head: every output is 0 and the symmetry lens cannot
+    # verify an axis by comparing outputs (it says "unverified", which the sweep reports as such)
+    torch.nn.init.normal_(model.heads.head.weight, std=0.1)
+    return model
 
 
 def _hf(config_name: str, **cfg):
@@ -110,6 +116,8 @@ def test_representative_model(case, block_class, n_blocks):
     assert row["sites"] == row["activation_calls"] > 0
     assert row["logits_identical"]
     assert row["curve_is_probes"]
+    if case.name in ("convnext", "swin"):  # channel-last sites: d is the channel count
+        assert row["layout"]["checked"] > 0 and row["layout"]["wrong"] == []
     # the blocks are exactly the instances of the family's block class (read from the source)
     torch.manual_seed(0)
     model = case.build().eval()
@@ -124,3 +132,54 @@ def test_representative_model(case, block_class, n_blocks):
     assert row["probes"] == len(probes) == len(graph.blocks()) + (row["stem"] is not None) + (
         row["pre_head"] is not None
     )
+
+
+def test_maxvit_sites_report_their_channel_count():
+    """MaxViT mixes NCHW convolutions (MBConv) and window/grid token tensors (B, G, P², C):
+    every site's d is the channel count of the layer that ran before it, and its input shape
+    holds that count on the channel axis of its own layout (axis 0 of an NCHW sample, the
+    last axis of a token tensor)."""
+    from torchvision.models.maxvit import MaxVit
+
+    from netxray import nonlinearity_signature
+
+    torch.manual_seed(0)
+    # maxvit_t's structure at a size this test affords: two stages, partition 2 on 32×32
+    model = MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[8, 16],
+                   block_layers=[1, 1], head_dim=4, stochastic_depth_prob=0.0, num_classes=3).eval()  # fmt: skip
+    x = torch.randn(8, 3, 32, 32)
+    calls, widths = compat.count_activation_calls(model, x[:2], widths=True)
+    sig = nonlinearity_signature(model, x, n_samples=8, null_baseline=False)
+    assert len(sig) == calls == 14
+    check = compat._layout_check(sig, widths)
+    assert check == {"checked": 14, "wrong": []}
+    for _, r in sig.iterrows():
+        shape = r["input_shape"]
+        shape = tuple(ast.literal_eval(shape) if isinstance(shape, str) else shape)
+        if "attention" in r["site"]:
+            assert len(shape) == 3 and shape[-1] == r["d"]  # (windows, tokens, channels)
+        elif len(shape) == 3:
+            assert shape[0] == r["d"]  # (channels, H, W)
+
+
+def test_sweep_stops_a_phase_that_outlives_its_limit():
+    """The sweep's worker reports phases; one that computes past its limit (CPU seconds) is
+    stopped and named."""
+    import time as _time
+
+    def spins():
+        end = _time.perf_counter() + 120
+        while _time.perf_counter() < end:  # computing, not waiting: its CPU time grows
+            pass
+
+    row = compat.run_one("spins", compat.Case("spins", "test", spins), n=4, timeout=3, max_seconds=60)
+    # "build" (or "start" when a loaded machine delays the fork's first heartbeat)
+    assert re.fullmatch(r"timed out: phase (start|build) ran over its 3 s limit", row["error"]), row["error"]
+    assert row["ok"] is False and row["wall_seconds"] < 100  # stopped, not left to its 120 s
+    # the limit grows with the model: 600 s up to 50 M parameters, then in proportion
+    assert compat._phase_limit(600, 10_000_000) == 600
+    assert compat._phase_limit(600, 644_000_000) == pytest.approx(600 * 644 / 50)
+    # the clock is a process's CPU time, read from /proc
+    import os
+
+    assert compat._cpu_seconds(os.getpid()) > 0

@@ -134,6 +134,31 @@ def test_residual_mlp_blocks_stem_head_and_adds():
     assert not g.notes
 
 
+class OneLayerResidual(nn.Module):
+    """``x + relu(fc(x))``: a residual block around a single parametrised call."""
+
+    def __init__(self, d: int = 8) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.relu(self.fc(x))
+
+
+def test_blocks_directly_in_a_root_sequential():
+    # nn.Sequential(stem, Block, Block, Block, head): the blocks are the root's children, and
+    # each holds one Linear (one parametrised call) around its shortcut
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), *[OneLayerResidual() for _ in range(3)], nn.ReLU(), nn.Linear(8, 3))
+    g = record_graph(model, torch.randn(2, 5))
+    assert [b.name for b in g.blocks()] == ["1", "2", "3"]
+    assert g.stem().name == "0" and g.head().name == "5"
+    assert g.natural_probes() == ["0", "1", "2", "3", "4"]
+    # a chain of single Linears (no shortcut) has no blocks: each call is one layer, not a unit
+    chain = nn.Sequential(nn.Linear(5, 8), nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 3))
+    assert record_graph(chain, torch.randn(2, 5)).blocks() == []
+
+
 def test_serial_excludes_branches_of_a_residual_block():
     g = record_graph(ResMLP(), torch.randn(2, 5))
     serial = {n.name for n in g.module_calls() if g.is_serial(n)}

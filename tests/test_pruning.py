@@ -216,3 +216,74 @@ def test_torchvision_resnet18_removable_blocks():
     assert "shapes differ" in t.loc["layer2.0", "reason"]
     pruned = prune_layers(model, ["layer3.1"], x)
     assert pruned(x).shape == (2, 10)
+
+
+def test_pruned_torchvision_model_saves_and_loads_back(tmp_path):
+    """A pruned torchvision model is a checkpoint: source + removed blocks + weights, rebuilt by
+    netxray.load (Python and the CLI's model argument) with bit-identical outputs."""
+    pytest.importorskip("torchvision")
+    import json
+
+    import netxray
+    from netxray.cli.scan_cmd import load_cli_model
+    from netxray.lenses.pruning import SkipBlock
+
+    torch.manual_seed(0)
+    model = netxray.load("torchvision:resnet18", num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    pruned = prune_layers(model, ["layer3.1", "layer4.1"], x)
+    with torch.no_grad():  # weights the source's random init cannot reproduce: loaded, not rebuilt
+        pruned.fc.weight.add_(1.0)
+    path = netxray.save_checkpoint(pruned, tmp_path / "pruned")
+    record = json.loads((path / "config.json").read_text())["model"]
+    assert record["source"] == "torchvision:resnet18" and record["kwargs"] == {"num_classes": 10}
+    assert [b["path"] for b in record["removed_blocks"]] == ["layer3.1", "layer4.1"]
+    for loaded in (netxray.load(path), load_cli_model(path, None, None)):
+        assert isinstance(loaded.layer3[1], SkipBlock) and isinstance(loaded.layer4[1], SkipBlock)
+        assert loaded.netxray_removed == ["layer3.1", "layer4.1"]
+        assert not loaded.training
+        with torch.no_grad():
+            assert torch.equal(loaded(x), pruned.eval()(x))
+        assert count_params(loaded) == count_params(pruned) < count_params(model)
+    # pruned again after loading: the checkpoint lists every removed block
+    again = prune_layers(netxray.load(path), ["layer1.1"], x)
+    path2 = netxray.save_checkpoint(again, tmp_path / "again")
+    assert netxray.load(path2).netxray_removed == ["layer1.1", "layer3.1", "layer4.1"]
+    # a model built by your own code has no source to rebuild: one clear error, nothing written
+    own = prune_layers(nn.Sequential(nn.Linear(4, 4), ResidualMLPBlockForSave(), nn.Linear(4, 2)), ["1"],
+                       torch.randn(2, 4))  # fmt: skip
+    with pytest.raises(ValueError, match="no checkpoint can rebuild it"):
+        netxray.save_checkpoint(own, tmp_path / "own")
+    assert not (tmp_path / "own").exists()
+
+
+def test_prune_study_writes_a_loadable_pruned_source_model(tmp_path):
+    """The study's DIR/pruned of a torchvision model is a checkpoint netxray.load reads; a model
+    from your own code gets its weights only (pruned.safetensors), as the docs say."""
+    pytest.importorskip("torchvision")
+    import netxray
+    from netxray.lenses.pruning import PruneStudy, _write_study
+
+    x = torch.randn(2, 3, 32, 32)
+    table = pd.DataFrame([{"variant": "modularity", "acc_finetuned": 0.5, "params": 1, "macs": 1}])
+    empty = pd.DataFrame()
+    pruned = prune_layers(netxray.load("torchvision:resnet18", num_classes=4), ["layer2.1"], x)
+    _write_study(PruneStudy(table, empty, empty, empty, None, pruned, {"removed": ["layer2.1"]}), tmp_path / "a")
+    loaded = netxray.load(tmp_path / "a" / "pruned")
+    assert loaded.netxray_removed == ["layer2.1"]
+    assert loaded.netxray_checkpoint["metrics"]["removed"] == ["layer2.1"]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned.eval()(x))
+    own = prune_layers(nn.Sequential(nn.Linear(4, 4), ResidualMLPBlockForSave(), nn.Linear(4, 2)), ["1"],
+                       torch.randn(2, 4))  # fmt: skip
+    _write_study(PruneStudy(table, empty, empty, empty, None, own, {"removed": ["1"]}), tmp_path / "b")
+    assert (tmp_path / "b" / "pruned.safetensors").exists() and not (tmp_path / "b" / "pruned").exists()
+
+
+class ResidualMLPBlockForSave(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.b(torch.relu(self.a(x)))

@@ -204,6 +204,7 @@ class Capture:
         self._states: OrderedDict[tuple, _SiteState] = OrderedDict()
         self._handles: list[Any] = []
         self._mode: _FunctionalActivations | None = None
+        self._suspended = False  # the mode is popped while an nn.MultiheadAttention runs
         self._stack: list[str] = []
         self._act_depth = 0
         self._in_hook = False
@@ -226,6 +227,10 @@ class Capture:
             if self.activations:
                 self._mode = _FunctionalActivations(self)
                 self._mode.__enter__()
+                for module in self.model.modules():
+                    if isinstance(module, nn.MultiheadAttention):
+                        self._handles.append(module.register_forward_pre_hook(self._suspend_mode))
+                        self._handles.append(module.register_forward_hook(self._resume_mode))
         except BaseException:
             self._remove()
             raise
@@ -235,7 +240,28 @@ class Capture:
     def __exit__(self, *exc: object) -> None:
         self._remove()
 
+    # nn.MultiheadAttention holds no activation call, and in eval mode torch runs it as one
+    # fused kernel unless some tensor "has a torch function" — which an active function mode
+    # makes every tensor have. Suspending the mode inside it keeps the model's own path, so the
+    # outputs stay bit-identical with the capture attached (its probes are module hooks).
+    def _suspend_mode(self, *_: Any) -> None:
+        from torch.overrides import _get_current_function_mode_stack, _pop_mode
+
+        stack = _get_current_function_mode_stack()
+        if self._mode is not None and not self._suspended and stack and stack[-1] is self._mode:
+            _pop_mode()
+            self._suspended = True
+
+    def _resume_mode(self, *_: Any) -> None:
+        from torch.overrides import _push_mode
+
+        if self._mode is not None and self._suspended:
+            _push_mode(self._mode)
+            self._suspended = False
+
     def _remove(self) -> None:
+        if self._mode is not None and self._suspended:  # an exception inside the attention
+            self._mode, self._suspended = None, False
         if self._mode is not None:
             self._mode.__exit__(None, None, None)
             self._mode = None

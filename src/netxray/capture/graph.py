@@ -538,6 +538,7 @@ class ModelGraph:
         self._live_cache: dict[int, bool] | None = None
         self._blocks: list[Node] | None = None
         self._param_seqs: list[int] | None = None
+        self._adds_cache: list[ResidualAdd] | None = None
 
     # ---- basic queries -------------------------------------------------------------------
     def module_calls(self, path: str | None = None) -> list[Node]:
@@ -669,6 +670,18 @@ class ModelGraph:
             found.append(ResidualAdd(n.id, fork, skip, branch, n.module_path))
         return found
 
+    def _residual_around(self, call: Node) -> bool:
+        """True when ``call`` holds a residual addition whose shortcut starts at its own input."""
+        if self._param_ops(call) < 1:
+            return False
+        vin = self.main_input(call)
+        if vin is None:
+            return False
+        if self._adds_cache is None:
+            self._adds_cache = self.residual_adds()
+        return any(call.start < self.nodes[r.node].start < call.end and vin in (r.fork, r.skip)
+                   for r in self._adds_cache)  # fmt: skip
+
     def _serial_map(self) -> dict[int, bool]:
         """Module call id → its main output is the only main-path value alive at its end."""
         if self._live_cache is not None:
@@ -722,7 +735,8 @@ class ModelGraph:
 
         A block class is a module class (not a plain ``Sequential`` / ``ModuleList`` /
         ``ModuleDict``) called at least twice, whose every call is serial (:meth:`is_serial`)
-        and composite (two or more calls inside read parameters). The outermost calls of block
+        and composite (two or more calls inside read parameters) or residual (an addition inside
+        it whose shortcut is its own input, around at least one call that reads parameters). The outermost calls of block
         classes are the blocks (a transformer layer, not its attention sublayer), unless a class
         is a stage holding two or more blocks of one class (then those blocks); serial,
         composite siblings of a block (a stride-2 stage transition, an Inception module of a
@@ -736,7 +750,9 @@ class ModelGraph:
             by_class.setdefault(n.op, []).append(n)
 
         def eligible(n: Node) -> bool:
-            return self.is_serial(n) and self._param_ops(n) >= 2
+            # composite, or a residual unit around a single layer (``x + f(linear(x))``): both
+            # are a block; a lone Linear or activation called in a chain is neither
+            return self.is_serial(n) and (self._param_ops(n) >= 2 or self._residual_around(n))
 
         classes = [op for op, group in by_class.items()
                    if op not in ("Sequential", "ModuleList", "ModuleDict") and len(group) >= 2

@@ -181,7 +181,7 @@ def register(app: typer.Typer) -> None:
 
         Built-in models, and any model (--model) with residual blocks whose input and output shapes agree: such a block becomes the identity. When no probed layer can be removed, it says so and neither prunes nor fine-tunes.
 
-        Writes DIR/pruned (a checkpoint `netxray.load` reads; for --model: DIR/pruned.safetensors, the pruned model's weights), DIR/prune_table.csv (variants: original, fine-tuned unpruned, modularity-guided, random layers, non-redundant layers; params, MACs, test accuracy before and after fine-tuning), DIR/curve_before.csv, DIR/redundant.csv, DIR/curve_after.csv, DIR/prune_summary.json and plots.
+        Writes DIR/pruned (a checkpoint `netxray.load` and every command read: a built-in model, or a torchvision:/timm:/hf: model saved as its source + removed blocks + weights; for --model PATH.py:FACTORY: DIR/pruned.safetensors, the pruned model's weights), DIR/prune_table.csv (variants: original, fine-tuned unpruned, modularity-guided, random layers, non-redundant layers; params, MACs, test accuracy before and after fine-tuning), DIR/curve_before.csv, DIR/redundant.csv, DIR/curve_after.csv, DIR/prune_summary.json and plots.
         """
         from rich.console import Console
 

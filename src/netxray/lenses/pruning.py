@@ -209,7 +209,9 @@ def prune_layers(model: nn.Module, layers: list[str], example_inputs: Any = None
     ``netxray.load`` round-trip it. Any other model (read from its graph on ``example_inputs``):
     the residual block becomes a :class:`SkipBlock`; ``netxray_removed`` lists the removed
     layers. The original is not modified. A layer that cannot be removed is a ``ValueError``
-    that says why.
+    that says why. A pruned model loaded from ``torchvision:``, ``timm:`` or ``hf:`` saves with
+    ``netxray.save_checkpoint`` (its source + removed blocks + weights) and loads back with
+    ``netxray.load``.
 
     Example:
         >>> import torch
@@ -568,17 +570,21 @@ def _write_study(study: PruneStudy, out: Path) -> None:
         atomic_write_text(out / "curve_after.csv", study.curve_after.to_csv(index=False))
     record = {"summary": study.summary, "meta": study.table.attrs.get("meta", {})}
     atomic_write_text(out / "prune_summary.json", json.dumps(record, indent=2, default=str) + "\n")
-    if study.model is not None and not isinstance(getattr(study.model, "netxray_config", None), dict):
-        # not a built-in model: its weights (the removed blocks' are gone), read with
-        # prune_layers(your_model, summary["removed"], x) + load_state_dict
+    if study.model is None:
+        return
+    row = study.table[study.table["variant"] == "modularity"].iloc[0]
+    metrics = {"test_acc": float(row["acc_finetuned"]), "params": int(row["params"]),
+               "macs": int(row["macs"]), "removed": study.summary["removed"]}  # fmt: skip
+    from netxray.models.checkpoint import CheckpointError
+
+    try:
+        # built-in, or loaded from torchvision: / timm: / hf: (the checkpoint records the source
+        # and the removed blocks, and netxray.load builds it again): DIR/pruned
+        save_checkpoint(study.model, out / "pruned", metrics=metrics)
+    except CheckpointError:
+        # your own code (PATH.py:FACTORY or a model object): no checkpoint runs code, so the
+        # weights only, read with prune_layers(your_model, summary["removed"], x) + load_state_dict
         from safetensors.torch import save_file
 
         state = {k: v.detach().cpu().contiguous() for k, v in study.model.state_dict().items()}
         save_file(state, str(out / "pruned.safetensors"), metadata={"removed": ",".join(study.summary["removed"])})
-    elif study.model is not None:
-        row = study.table[study.table["variant"] == "modularity"].iloc[0]
-        save_checkpoint(
-            study.model, out / "pruned",
-            metrics={"test_acc": float(row["acc_finetuned"]), "params": int(row["params"]),
-                     "macs": int(row["macs"]), "removed": study.summary["removed"]},
-        )  # fmt: skip

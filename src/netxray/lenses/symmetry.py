@@ -651,6 +651,11 @@ def _generic_axes(
         if sp.frozen:
             if writer_keys and writer_keys <= head_keys:
                 continue  # queries, keys, values: their heads are axes of their own
+            if not sp.members:
+                # features no parameter writes or reads (Llama's rotary cos/sin products inside a
+                # head): there is nothing to permute, so nothing was left unanalysed; parameters
+                # that no axis reached are listed below on their own
+                continue
             who = ", ".join(sp.writers[:3]) + (f" (+{len(sp.writers) - 3})" if len(sp.writers) > 3 else "")
             reasons = sorted(set(sp.frozen))
             if reasons == ["reaches the model's output"]:

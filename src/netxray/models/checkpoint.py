@@ -85,6 +85,78 @@ def _compare_layout(
         raise CheckpointError(f"{what}: " + "; ".join(problems))
 
 
+# sources a checkpoint may name: built again by their library, no code from a file is run
+_REBUILDABLE = ("torchvision", "timm", "hf")
+
+
+def source_config(model: nn.Module) -> dict[str, Any]:
+    """The checkpoint config of a model that is not built-in: its source and removed blocks.
+
+    ``{"source": "torchvision:resnet18", "kwargs": {...}, "task": None, "removed_blocks":
+    [{"path": "layer3.1", "removed": "BasicBlock", "out_type": "tensor"}, ...]}`` — the source
+    as ``netxray.load`` read it (or as the checkpoint it was loaded from recorded it), and one
+    entry per :class:`~netxray.lenses.pruning.SkipBlock` in the model.
+    Raises :class:`CheckpointError` for a model no source string can build again (your own
+    ``PATH.py:FACTORY`` code or a model object made in Python): a checkpoint never runs code.
+    """
+    from netxray.lenses.pruning import SkipBlock
+
+    from .sources import parse_source
+
+    base = (getattr(model, "netxray_checkpoint", None) or {}).get("model") or {}
+    if "source" in base:
+        source, args = base["source"], {"kwargs": base.get("kwargs", {}), "task": base.get("task")}
+    else:
+        source = getattr(model, "netxray_source", None)
+        args = getattr(model, "netxray_source_args", None) or {}
+        if source is None or parse_source(source)[0] not in _REBUILDABLE:
+            raise CheckpointError(
+                f"save_checkpoint: {type(model).__name__} has no netxray_config (not a built-in netxray "
+                "model) and was not loaded from torchvision:NAME, timm:NAME or hf:DIR (netxray.load), "
+                f"so no checkpoint can rebuild it (source: {source!r}); save its state_dict and "
+                "rebuild it with your code"
+            )
+        if parse_source(source)[0] == "hf" and args.get("dir"):
+            source = f"hf:{args['dir']}"  # absolute: the checkpoint may be read from elsewhere
+    removed = [{"path": p, "removed": m.removed, "out_type": m.out_type}
+               for p, m in model.named_modules() if isinstance(m, SkipBlock)]  # fmt: skip
+    return {"source": source, "kwargs": dict(args.get("kwargs") or {}), "task": args.get("task"),
+            "removed_blocks": removed}  # fmt: skip
+
+
+def _build_from_source(config: dict[str, Any]) -> nn.Module:
+    """Build the source of a :func:`source_config` again and remove its removed blocks."""
+    from netxray.lenses.pruning import SkipBlock
+
+    from .sources import load as load_source
+    from .sources import parse_source
+
+    source = config.get("source")
+    if not isinstance(source, str) or parse_source(source)[0] not in _REBUILDABLE:
+        raise CheckpointError(f"source {source!r}: expected torchvision:NAME, timm:NAME or hf:DIR")
+    kwargs = config.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"source kwargs must be an object, got {kwargs!r}")
+    model = load_source(source, task=config.get("task"), **kwargs)
+    for entry in config.get("removed_blocks") or []:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        named = dict(model.named_modules())
+        if not isinstance(path, str) or not path or path not in named:
+            raise CheckpointError(f"removed block {entry!r}: {source} has no module at that path")
+        parent_path, _, child = path.rpartition(".")
+        parent = named[parent_path] if parent_path else model
+        setattr(parent, child, SkipBlock(str(entry.get("removed", type(named[path]).__name__)),
+                                         str(entry.get("out_type", "tensor"))))  # fmt: skip
+    model.netxray_removed = [e["path"] for e in config.get("removed_blocks") or []]
+    return model
+
+
+def _expected_source_layout(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):  # shapes only: no memory, no RNG draws
+        ref = _build_from_source(config)
+    return {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+
+
 def save_checkpoint(
     model: nn.Module,
     directory: str | os.PathLike[str],
@@ -92,7 +164,13 @@ def save_checkpoint(
     *,
     train_args: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` (a built-in netxray model) to ``directory`` atomically; return the directory.
+    """Write ``model`` to ``directory`` atomically; return the directory.
+
+    ``model``: a built-in netxray model (its ``netxray_config``), or a model loaded from
+    ``torchvision:``, ``timm:`` or ``hf:`` (``netxray.load``), possibly pruned
+    (``prune_layers``): then the config records the source, its builder options and the blocks
+    that became :class:`~netxray.lenses.pruning.SkipBlock` (:func:`source_config`), and
+    :func:`load` builds the source again, removes those blocks and loads the weights.
 
     The directory is created if needed; other files in it are left alone; an existing checkpoint
     there is replaced. The model is not modified (its weights are copied to CPU for writing).
@@ -106,18 +184,17 @@ def save_checkpoint(
     from safetensors.torch import save as st_save
 
     config = getattr(model, "netxray_config", None)
-    if not isinstance(config, dict):
-        raise CheckpointError(
-            f"save_checkpoint: {type(model).__name__} has no netxray_config; expected a built-in "
-            "netxray model (netxray.build_model / netxray.train)"
-        )
     state = model.state_dict()
+    if not isinstance(config, dict):
+        # a torchvision / timm / Hugging Face model (pruned or not): its source and removed blocks
+        config = source_config(model)
+        expected = _expected_source_layout(config)
+        what = f"save_checkpoint: the model's weights do not match {config['source']} with its removed blocks"
+    else:
+        expected = _expected_layout(config)
+        what = f"save_checkpoint: the model's weights do not match its netxray_config ({config.get('arch')})"
     # a model edited after building (e.g. pruned) must not be saved under a config it no longer fits
-    _compare_layout(
-        {k: tuple(v.shape) for k, v in state.items()},
-        _expected_layout(config),
-        f"save_checkpoint: the model's weights do not match its netxray_config ({config.get('arch')})",
-    )
+    _compare_layout({k: tuple(v.shape) for k, v in state.items()}, expected, what)
     dtypes = {v.dtype for k, v in state.items() if v.is_floating_point()}
     if len(dtypes) > 1:
         raise CheckpointError(f"save_checkpoint: mixed floating dtypes {sorted(map(str, dtypes))}")
@@ -210,7 +287,11 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a checkpointed built-in model exactly (bit-identical weights), in eval mode.
+    """Rebuild a checkpointed model exactly (bit-identical weights), in eval mode.
+
+    A built-in model is built from its config; a torchvision / timm / Hugging Face model from
+    its recorded source (its library, random init, nothing downloaded), with its removed blocks
+    made :class:`~netxray.lenses.pruning.SkipBlock` again, before the weights are loaded.
 
     ``path``: the checkpoint directory, its ``model.safetensors`` (with ``config.json`` beside
     it) or its ``config.json``. Validates everything before building: missing files, bad JSON,
@@ -244,7 +325,10 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from None
     try:
-        model = build_model(record["model"])
+        if "source" in record["model"]:  # a torchvision / timm / HF model, maybe pruned
+            model = _build_from_source(record["model"])
+        else:
+            model = build_model(record["model"])
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{config_path}: invalid model config ({exc})") from None
     dtype_name = record.get("dtype", "float32")
@@ -256,7 +340,8 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     _compare_layout(
         {k: tuple(v.shape) for k, v in tensors.items()},
         {k: tuple(v.shape) for k, v in expected.items()},
-        f"{weights_path} does not fit the {record['model'].get('arch')} model of {config_path}",
+        f"{weights_path} does not fit the {record['model'].get('arch') or record['model'].get('source')} "
+        f"model of {config_path}",
     )
     wrong = [k for k, v in tensors.items() if v.dtype != expected[k].dtype]
     if wrong:

@@ -151,6 +151,10 @@ def load(
     else:
         model = _hf(rest, task, kwargs)
     model.netxray_source = os.fspath(spec)
+    if kind in ("torchvision", "timm", "hf"):
+        # how to build it again: a pruned copy is saved as this source + its removed blocks
+        model.netxray_source_args = {"kwargs": dict(kwargs), "task": task,
+                                     **({"dir": str(Path(rest).expanduser().resolve())} if kind == "hf" else {})}  # fmt: skip
     if device is not None:
         from netxray.capture.inputs import resolve_device
 

@@ -44,6 +44,9 @@ bench: $(STAMP)
 	# the side-by-side spectral benchmark needs weightwatcher (the bench extra; torch stays)
 	$(BIN)/pip install --quiet -e ".[bench]"
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	# the transformer-size goals of issue 12: BERT-base signature / forward, ViT-B/16 scan / forward
+	@echo "== benchmarks/bench_report.py --bert"; $(BIN)/python benchmarks/bench_report.py --bert
+	@echo "== benchmarks/bench_report.py --vit-b16"; $(BIN)/python benchmarks/bench_report.py --vit-b16
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import torch
 from torch import nn
 
 from netxray._threads import set_threads
@@ -90,3 +91,37 @@ def trained(digits) -> Callable[..., nn.Module]:
         return model.eval()
 
     return get
+
+
+def randomise_batchnorm(model: nn.Module) -> nn.Module:
+    """Random running statistics and affine parameters in every BatchNorm (seeded), in place.
+
+    Fresh BatchNorms are the identity in eval mode; random ones make a permutation test bite.
+    """
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                if m.weight is not None:
+                    m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                    m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="session")
+def symmetry_tables() -> Callable[[dict], dict]:
+    """``symmetry_tables(models)``: for ``{name: (make, data)}``, each model built once (random
+    BatchNorms, eval mode) with its symmetry table: ``{name: (model, data, table)}``."""
+    from netxray.lenses import symmetry as sym
+
+    def build(models: dict) -> dict:
+        torch.manual_seed(0)
+        out = {}
+        for name, (make, data) in models.items():
+            m = randomise_batchnorm(make()).eval()
+            out[name] = (m, data, sym.symmetry_group(m, data))
+        return out
+
+    return build

@@ -78,28 +78,11 @@ MODELS = {
 }
 
 
-def _randomise_bn(model):
-    # fresh BatchNorms are the identity in eval mode; random statistics make the test bite
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model
-
 
 @pytest.fixture(scope="module")
-def built():
+def built(symmetry_tables):
     """Each model once, with its table and analysis (module scope: the file's time budget)."""
-    torch.manual_seed(0)
-    out = {}
-    for name, (make, data) in MODELS.items():
-        m = _randomise_bn(make()).eval()
-        out[name] = (m, data, sym.symmetry_group(m, data))
-    return out
+    return symmetry_tables(MODELS)
 
 
 def _probe(model, data):

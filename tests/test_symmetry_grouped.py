@@ -20,6 +20,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import randomise_batchnorm
 from netxray.lenses import symmetry as sym
 from netxray.measures import symmetry as msym
 
@@ -100,19 +101,6 @@ def _mobilevit():
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
 
 
-def _randomise_bn(model):
-    # fresh BatchNorms are the identity in eval mode; random statistics make the test bite
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                if m.weight is not None:
-                    m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                    m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model
-
 
 MODELS = {
     "resnext": (_resnext, IMG),
@@ -127,13 +115,8 @@ MODELS = {
 
 
 @pytest.fixture(scope="module")
-def built():
-    torch.manual_seed(0)
-    out = {}
-    for name, (make, data) in MODELS.items():
-        m = _randomise_bn(make()).eval()
-        out[name] = (m, data, sym.symmetry_group(m, data))
-    return out
+def built(symmetry_tables):
+    return symmetry_tables(MODELS)
 
 
 def _positions(member, size, units):
@@ -268,7 +251,7 @@ def test_canonicalize_align_and_equivalence_on_a_grouped_model(built):
     assert _rel(y0, sym._run(sym.canonicalize(model, data=data), probe)) <= 1e-10
 
     torch.manual_seed(0)
-    model = _randomise_bn(_tiny_grouped()).eval()
+    model = randomise_batchnorm(_tiny_grouped()).eval()
     x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     t = sym.symmetry_group(model, x)
     assert t["verified"].all() and t.attrs["summary"]["status"] == "ok"

@@ -364,6 +364,24 @@ def test_zero_outputs_are_verified_on_random_values_of_the_zero_parameters():
     assert not bool((m.heads.head.weight != 0).any())
 
 
+def test_parameters_filled_for_verification_are_zero_again_for_the_identical_units_count():
+    # hidden units 0 and 1 write the same row and are read by an all-zero head: identical in
+    # every tensor they own (one identical unit). The head is filled with random values only
+    # while the axes are verified; counted on those values the two units would differ.
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double().eval()
+    with torch.no_grad():
+        m[0].weight[1] = m[0].weight[0]
+        m[0].bias[1] = m[0].bias[0]
+        m[2].weight.zero_()
+        m[2].bias.zero_()
+    g = sym.symmetry_group(m, torch.randn(8, 4, dtype=torch.float64))
+    s = g.attrs["summary"]
+    assert "random values" in s["statement"] and g["verified"].all()
+    assert g["identical_units"].tolist() == [1]
+    assert not bool((m[2].weight != 0).any())
+
+
 class _Unreadable(nn.Module):
     def __init__(self):
         super().__init__()

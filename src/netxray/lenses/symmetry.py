@@ -1210,28 +1210,40 @@ def _to_device(x: Any, device: torch.device) -> Any:
     return x
 
 
-def _unzeroed(m64: nn.Module, probe: _Probe, seed: int) -> tuple[nn.Module | None, str]:
-    """A copy of the float64 model ``m64`` whose all-zero floating-point parameters hold random
-    values (weights N(0, 1/fan_in), vectors N(0, 0.1²); up to three seeds), on which the outputs
-    are not all zero — or (None, why) when there is none."""
+def _unzeroed(m64: nn.Module, probe: _Probe, seed: int) -> tuple[list[str], str]:
+    """Fill the all-zero floating-point parameters of the float64 copy ``m64`` (our own copy,
+    never the user's model) with random values in place (weights N(0, 1/fan_in), vectors
+    N(0, 0.1²); up to three seeds) until its outputs on ``probe`` are not all zero. Returns the
+    keys filled — the caller sets them back to zero after the verification, so the copy holds
+    the model's values again for the identical-units count — and the statement; no key when no
+    seed helped (the zeros are back already). In place, not on a second copy: that copy of a
+    632 M-parameter ViT-H/14 in float64 is 5 GB."""
     zero = [k for k, p in m64.named_parameters() if p.is_floating_point() and p.numel() and not bool((p != 0).any())]
     if not zero:
-        return None, "and no parameter tensor is all zero: nothing to randomise"
+        return [], "and no parameter tensor is all zero: nothing to randomise"
+    params = dict(m64.named_parameters())
     for k in range(3):
-        m = copy.deepcopy(m64)
         g = torch.Generator().manual_seed(seed + 1000 + k)
-        params = dict(m.named_parameters())
         with torch.no_grad():
             for key in zero:
                 p = params[key]
                 std = 1.0 / math.sqrt(max(1, p[0].numel())) if p.ndim >= 2 else 0.1
                 p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
-        if any(t.numel() and bool((t != 0).any()) for t in _run(m, probe)):
+        if any(t.numel() and bool((t != 0).any()) for t in _run(m64, probe)):
             listed = ", ".join(zero[:4]) + (f" (+{len(zero) - 4})" if len(zero) > 4 else "")
-            return m, (f"the model's outputs are all zero on the probe inputs, so the permutation test ran on a "
-                       f"copy whose all-zero parameters ({listed}) hold random values — every axis is a "
-                       "symmetry for every parameter value, so this is as sound and not vacuous")
-    return None, f"even with random values in its all-zero parameters ({', '.join(zero[:4])})"
+            return zero, (f"the model's outputs are all zero on the probe inputs, so the permutation test ran on a "
+                          f"copy whose all-zero parameters ({listed}) hold random values — every axis is a "
+                          "symmetry for every parameter value, so this is as sound and not vacuous")
+    _rezero(m64, zero)
+    return [], f"even with random values in its all-zero parameters ({', '.join(zero[:4])})"
+
+
+def _rezero(m64: nn.Module, keys: Sequence[str]) -> None:
+    """Set the parameters ``keys`` of the float64 copy back to the zeros they held."""
+    params = dict(m64.named_parameters())
+    with torch.no_grad():
+        for key in keys:
+            params[key].zero_()
 
 
 def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> tuple[_Analysis, dict[str, Any]]:
@@ -1250,6 +1262,17 @@ def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> 
     except ValueError as exc:
         rep["verification"] = f"not possible: {exc}"
         return an, rep
+    filled: list[str] = []
+    try:
+        return _verify_on_copy(an, rep, m64, probe, seed, filled)
+    finally:
+        _rezero(m64, filled)  # the copy holds the model's own values again
+
+
+def _verify_on_copy(an: _Analysis, rep: dict[str, Any], m64: nn.Module, probe: _Probe, seed: int,
+                    filled: list[str]) -> tuple[_Analysis, dict[str, Any]]:
+    """:func:`_verified_analysis` on the float64 copy ``m64``; the keys of parameters it filled
+    with random values (all-zero outputs) are appended to ``filled`` for the caller to reset."""
     rep["probe"] = probe.source
     y0 = _run(m64, probe)
     if not any(t.numel() and bool((t != 0).any()) for t in y0):
@@ -1260,10 +1283,11 @@ def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> 
         # them on a copy whose all-zero parameter tensors hold random values instead is as sound
         # as on the model's own values, and not vacuous. Buffers (running statistics, masks)
         # are left alone: they are not free parameters of the function.
-        m64, why = _unzeroed(m64, probe, seed)
-        if m64 is None:
+        keys, why = _unzeroed(m64, probe, seed)
+        if not keys:
             rep["verification"] = f"not possible: the model's outputs are all zero on the probe inputs ({why})"
             return an, rep
+        filled.extend(keys)
         rep["unzeroed"] = why
         y0 = _run(m64, probe)
     if not all(bool(torch.isfinite(t).all()) for t in y0):

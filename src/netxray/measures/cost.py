@@ -144,9 +144,10 @@ def affinity_cost(n: int, d: int) -> tuple[float, float]:
     The map works in r = min(d, 2n − 2) dimensions (d > 2n − 2: the sample-space path, whose
     2n × 2n Gram matrix costs 2·(2n)²·d flops); about ten r × r float64 matrices and 10·r³ +
     6·n·r² flops. W2: the float32 cost matrix (4·n² bytes) filled from 256-row float64 blocks
-    from augmented n × (r + 2) copies of both clouds, 2·n²·r flops, and the LAPJV assignment
-    (8e-8 s per entry: measured 3–4e-8 on one idle core, doubled for a loaded one). d = 1:
-    sorting.
+    from augmented n × (r + 2) copies of both clouds, 2·n²·r flops (for r ≥ 256 with ``lapjv``
+    installed, one float32 product of the same size, about half the time: kept as the bound),
+    and the LAPJV assignment (8e-8 s per entry: measured 3–4e-8 on one idle core, doubled for
+    a loaded one). d = 1: sorting.
 
     >>> b, s = affinity_cost(2048, 512)
     >>> b < 100 * 2**20 and s < 5

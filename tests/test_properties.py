@@ -86,6 +86,43 @@ def test_affinity_status_follows_the_stated_sample_rules(n, d, log_a):
     assert res.status == want and 0.0 <= res.score <= 1.0
 
 
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    st.integers(2, 48), st.integers(256, 300), st.floats(-4, 4), st.floats(0, 1e3),
+    st.sampled_from(["normal", "t2", "duplicates", "near copy", "mixed scales"]),
+    st.integers(0, 2**31 - 1),
+)  # fmt: skip
+def test_exact_w2_bound_is_rigorous_on_random_high_dimensional_clouds(n, d, log_s, offset, kind, seed):
+    """Whichever path exact_matching takes at d ≥ 256 (the float32 product certified by LAPJV's
+    duals, or the float64 blocks), the float64 cost of its plan is within gap_bound of the
+    optimum of the direct-difference matrix (scipy), and within rtol·W2² of it."""
+    from scipy.optimize import linear_sum_assignment
+
+    from netxray.measures.assignment import exact_matching
+
+    rng = np.random.default_rng(seed)
+    scale = 10.0**log_s
+    if kind == "t2":
+        a, b = rng.standard_t(2, (n, d)), rng.standard_t(2, (n, d))
+    elif kind == "mixed scales":
+        cols = 10.0 ** rng.uniform(-3, 3, d)
+        a, b = rng.normal(size=(n, d)) * cols, rng.normal(size=(n, d)) * cols
+    else:
+        a, b = rng.normal(size=(n, d)), np.tanh(rng.normal(size=(n, d)))
+    if kind == "duplicates":
+        a[n // 2 :] = a[: n - n // 2]
+    if kind == "near copy":
+        b = a[rng.permutation(n)] + 1e-3 * rng.normal(size=(n, d))
+    a, b = scale * a + offset, scale * b + offset
+    c = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    r, k = linear_sum_assignment(c)
+    exact = c[r, k].sum() / n
+    m = exact_matching(a, b)
+    assert m.w2_sq - exact <= m.gap_bound + 1e-11 * exact
+    assert m.w2_sq == pytest.approx(exact, rel=1e-6)
+    assert 0.0 <= m.gap_bound <= 1e-6 * m.w2_sq
+
+
 # --------------------------------------------------------------------------- modularity
 
 

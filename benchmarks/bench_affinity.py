@@ -123,28 +123,28 @@ def breakdown(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return total - sum(spent), sum(spent)
 
 
-def w2_path(x: np.ndarray, y: np.ndarray) -> str:
-    """The solver behind affinity_score's W2 on this site ("lapjv_duals": the float32-product
-    path), as ``exact_matching`` chooses it for the site's own clouds."""
-    from netxray.measures.assignment import exact_matching
-
-    xc, yc = x - x.mean(0), y - y.mean(0)
-    d = xc.shape[1]
-    eps_x = 1e-6 * float(np.einsum("ij,ij->", xc, xc)) / (len(xc) - 1) / d
-    eps_y = 1e-6 * float(np.einsum("ij,ij->", yc, yc)) / (len(yc) - 1) / d
-    t, yb, _, _ = _map_cholesky(xc, yc, eps_x, eps_y)
-    return exact_matching(t, yb).solver
-
-
-def site_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The site's shifted float64 cost matrix ‖T(x_i) − y_j‖² − min, as affinity_score builds it."""
+def site_clouds(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T(X), Y), both centred, as affinity_score hands them to the W2 step."""
     xc, yc = x - x.mean(0), y - y.mean(0)
     d = xc.shape[1]
     # the default relative ridge ε·(tr Σ/d), as affinity_score adds it
     eps_x = 1e-6 * float(np.einsum("ij,ij->", xc, xc)) / (len(xc) - 1) / d
     eps_y = 1e-6 * float(np.einsum("ij,ij->", yc, yc)) / (len(yc) - 1) / d
     t, yb, _, _ = _map_cholesky(xc, yc, eps_x, eps_y)
-    cost = squared_distances(t, yb)
+    return t, yb
+
+
+def w2_path(x: np.ndarray, y: np.ndarray) -> str:
+    """The solver behind affinity_score's W2 on this site ("lapjv_duals": the float32-product
+    path), as ``exact_matching`` chooses it for the site's own clouds."""
+    from netxray.measures.assignment import exact_matching
+
+    return exact_matching(*site_clouds(x, y)).solver
+
+
+def site_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The site's shifted float64 cost matrix ‖T(x_i) − y_j‖² − min, as affinity_score builds it."""
+    cost = squared_distances(*site_clouds(x, y))
     cost -= cost.min()
     return cost
 

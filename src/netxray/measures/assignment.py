@@ -261,8 +261,8 @@ def _dual_certified_matching(
     # rtol·W2² is below it the certificate would fail, so W2² is estimated by a few rows'
     # minima (each row pays at least its minimum) and the path skipped there. A speed
     # heuristic only: correctness is the certificate's.
-    rows = np.unique(np.linspace(0, n - 1, min(n, 32)).astype(np.int64))
-    sample = sq_a[rows, None] + sq_b[None, :] - 2.0 * (a0[rows] @ b0.T)
+    sampled = np.unique(np.linspace(0, n - 1, min(n, 32)).astype(np.int64))
+    sample = sq_a[sampled, None] + sq_b[None, :] - 2.0 * (a0[sampled] @ b0.T)
     w2_estimate = float(sample.min(axis=1).mean())
     if not w2_estimate * rtol >= 0.05 * _U32 * (float(sq_a.mean()) + float(sq_b.mean())):
         return None

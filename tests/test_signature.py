@@ -164,14 +164,20 @@ def test_dict_forward_and_token_rules():
     ids = torch.randint(0, 20, (300, 5), generator=g)
     batches = [{"input_ids": ids[i : i + 64], "attention_mask": torch.ones(len(ids[i : i + 64]), 5)}
                for i in range(0, 300, 64)]  # fmt: skip
-    mean = nonlinearity_signature(DictTokenNet(), batches, n_samples=200)
-    ref = nonlinearity_signature(DictTokenNet(), batches, n_samples=200, tokens="reference")
-    samples = nonlinearity_signature(DictTokenNet(), batches, n_samples=200, tokens="samples")
+    pooled = {"samples": "pooled", "n_samples": 200}
+    mean = nonlinearity_signature(DictTokenNet(), batches, **pooled)
+    ref = nonlinearity_signature(DictTokenNet(), batches, tokens="reference", **pooled)
+    samples = nonlinearity_signature(DictTokenNet(), batches, tokens="samples", **pooled)
     assert mean["op"].tolist() == ["F.gelu"]
     assert (mean["n"].item(), mean["d"].item()) == (200, 6)  # mean over tokens: features = D
     assert (ref["n"].item(), ref["d"].item()) == (200, 5)  # the reference's rule: features = T
-    assert (samples["n"].item(), samples["d"].item()) == (1000, 6)  # positions as samples
-    assert all((t["status"] == "ok").all() for t in (mean, ref, samples))
+    assert (samples["n"].item(), samples["d"].item()) == (1000, 6)  # every position a row
+    # the default estimator, positions as samples: all 300 inputs, all 5 real tokens of each
+    positions = nonlinearity_signature(DictTokenNet(), batches, n_samples=1500)
+    every = nonlinearity_signature(DictTokenNet(), batches, tokens="samples", samples="pooled", n_samples=300)
+    assert (positions["n"].item(), positions["n_inputs"].item(), positions["d"].item()) == (1500, 300, 6)
+    assert positions["affinity"].item() == pytest.approx(every["affinity"].item(), abs=1e-12)
+    assert all((t["status"] == "ok").all() for t in (mean, ref, samples, positions))
 
 
 class ChannelLast(nn.Module):
@@ -186,17 +192,21 @@ class ChannelLast(nn.Module):
 
 def test_channel_last_pools_over_space_not_channels():
     x = torch.randn(120, 3, 6, 6, generator=torch.Generator().manual_seed(0))
-    last = nonlinearity_signature(ChannelLast(), x, channel_axis=-1)
+    last = nonlinearity_signature(ChannelLast(), x, channel_axis=-1, samples="pooled")
     assert last["d"].item() == 4  # features = the 4 channels
     with torch.no_grad():
         pre = ChannelLast().conv(x).permute(0, 2, 3, 1)
     expected = affinity_score(pre.mean((1, 2)), F.gelu(pre).mean((1, 2))).score
     assert last["affinity"].item() == pytest.approx(expected, abs=1e-9)
     # by default the axis is read from the graph (a conv output, permuted): the same answer
-    default = nonlinearity_signature(ChannelLast(), x)
+    default = nonlinearity_signature(ChannelLast(), x, samples="pooled")
     assert default["d"].item() == 4 and default["affinity"].item() == last["affinity"].item()
     # forcing axis 1 on a channel-last map reproduces the reference's mistake: d = H
-    assert nonlinearity_signature(ChannelLast(), x, channel_axis=1)["d"].item() == 6
+    assert nonlinearity_signature(ChannelLast(), x, channel_axis=1, samples="pooled")["d"].item() == 6
+    # positions as samples (the default): every (image, pixel) a sample of the 4 channels, at most
+    # ⌈2048 / 120⌉ = 18 of each image's 36 pixels, 2 160 drawn, 2 048 kept
+    pos = nonlinearity_signature(ChannelLast(), x)
+    assert (pos["d"].item(), pos["n"].item()) == (4, 2048)
 
 
 def test_model_mode_and_weights_untouched_and_deterministic():

@@ -38,14 +38,18 @@ from netxray.capture.inputs import (  # noqa: F401  (re-exported: the data secti
     _to_model,
     as_indexable,
     forward_batch,
+    iter_batches,
     iter_selected_batches,
     model_device,
     model_dtype,
     place_model,
     select_indices,
+    selected_samples,
 )
-from netxray.capture.reducers import Reducer, SeqLayout, TokenRule, make_row_store
+from netxray.capture.reducers import PositionDraw, Reducer, SeqLayout, TokenRule, make_row_store
 from netxray.capture.sites import functional_op_name, is_activation_module
+
+DEFAULT_ROWS = 2048  # positions per site when n_samples is None (the reference's batch)
 
 LayerSpec = None | str | Sequence[str] | Sequence[type[nn.Module]] | type[nn.Module]
 
@@ -70,6 +74,7 @@ class SiteRecord:
     outputs: Any = None
     status: str = "ok"
     error: str | None = None
+    per_input: int | None = None  # positions estimator: the most rows one input gave
 
     @property
     def n(self) -> int:
@@ -149,8 +154,10 @@ class Capture:
         activations: record every activation call (modules and functional calls).
         layers: layer outputs to record: None, ``"auto"`` (a built-in model's natural probes),
             module paths, or module types.
-        reducer: ``"pool"``, ``"flatten"``, or a callable ``(site_name, side) -> Reducer``
-            (``side`` is ``"in"`` or ``"out"``) returning an object with ``update``/``compute``.
+        reducer: ``"pool"``, ``"positions"`` (positions as samples, drawn by ``draw``; at most
+            ``max_rows`` rows kept per site), ``"flatten"`` (token padding masked by ``draw``), or
+            a callable ``(site_name, side) -> Reducer`` (``side`` is ``"in"`` or ``"out"``)
+            returning an object with ``update``/``compute``.
         channel_axis: the feature axis of conv-like maps. None (default): per site, from
             ``layouts`` (a Conv/BatchNorm reads axis 1, a Linear/LayerNorm the last axis), else 1.
             An integer overrides every site.
@@ -181,6 +188,8 @@ class Capture:
         tokens: TokenRule = "mean",
         seq_layout: SeqLayout | str = "auto",
         layouts: Mapping[tuple, SiteLayout] | None = None,
+        draw: PositionDraw | None = None,
+        max_rows: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -193,6 +202,10 @@ class Capture:
         self.reducer = reducer
         self.channel_axis = channel_axis
         self.tokens = tokens
+        if reducer == "positions" and draw is None:
+            draw = PositionDraw(keep=max_rows or DEFAULT_ROWS, seed=0)
+        self.draw = draw
+        self.max_rows = max_rows
         self._auto_seq = seq_layout == "auto"
         if seq_layout == "auto":
             seq_layout = "channels" if any(isinstance(m, nn.Conv1d) for m in model.modules()) else "tokens"
@@ -201,6 +214,8 @@ class Capture:
         self.seq_layout: SeqLayout = seq_layout  # type: ignore[assignment]
         self.labels: torch.Tensor | None = None
         self.indices: np.ndarray | None = None
+        self.n_inputs: int | None = None  # inputs run (set by collect)
+        self.n_total: int | None = None  # samples in the data (set by collect)
         self._states: OrderedDict[tuple, _SiteState] = OrderedDict()
         self._handles: list[Any] = []
         self._mode: _FunctionalActivations | None = None
@@ -327,7 +342,8 @@ class Capture:
         if callable(self.reducer):
             return self.reducer(_base_name(state), side)
         axis, seq = self._pooling(state)
-        return make_row_store(self.reducer, channel_axis=axis, tokens=self.tokens, seq_layout=seq)
+        return make_row_store(self.reducer, channel_axis=axis, tokens=self.tokens, seq_layout=seq,
+                              draw=self.draw, max_rows=self.max_rows)  # fmt: skip
 
     def _pooling(self, state: _SiteState) -> tuple[int, SeqLayout]:
         """(channel_axis, seq_layout) of a site: the user's choice, else the site's layout."""
@@ -409,6 +425,7 @@ class Capture:
                 outputs=outputs,
                 status=status,
                 error="; ".join(st.errors) or None,
+                per_input=getattr(st.out_store, "per_input", None),
             )
         return records
 
@@ -498,6 +515,15 @@ def _head(inputs: Any, n: int) -> Any:
     return inputs[:n]
 
 
+def _attention_mask(inputs: Any) -> torch.Tensor | None:
+    """The batch's attention mask (B, T) when its inputs carry one (Hugging Face dict batches)."""
+    if isinstance(inputs, Mapping):
+        mask = inputs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.ndim == 2:
+            return mask
+    return None
+
+
 def collect(
     model: nn.Module,
     data: Any,
@@ -523,8 +549,15 @@ def collect(
     model is; another device runs a copy of the model there. The model's train/eval flags are
     restored afterwards, and hooks removed, even when the forward raises.
 
+    ``reducer="positions"`` (positions as samples, SPEC §1.2): the same inputs are run, and each
+    site keeps R = ``n_samples`` rows (None: max(2048, inputs)) drawn across them by rank level
+    (every input's first draw, then its second, …: :class:`~netxray.capture.reducers.PositionDraw`;
+    padding never drawn; at most max(4⌈R / inputs⌉, 64) offered per input, which bounds memory).
+    ``reducer="flatten"`` zeroes the padded tokens of (B, T, D) tensors.
+
     Returns the finished :class:`Capture`: ``.sites`` (execution order), ``.labels`` of the kept
-    samples, ``.indices`` (dataset indices, for indexable data).
+    samples, ``.indices`` (dataset indices, for indexable data), ``.n_inputs``, ``.n_total``
+    (samples in the data).
 
     Example:
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
@@ -534,12 +567,21 @@ def collect(
     """
     if n_samples is not None and n_samples <= 0:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
     model = unwrap_model(model)  # DataParallel / torch.compile: the wrapped model's sites
     # device=None runs where the model is; another device runs a copy there (the user's model
     # is never moved)
     model, target = place_model(model, device)
     dtype = model_dtype(model)
-    batches = iter_selected_batches(data, n_samples=n_samples, seed=seed, batch_size=batch_size)
+    samples, chosen, where = selected_samples(data, n_samples=n_samples, seed=seed, batch_size=batch_size)
+    n_inputs = len(chosen)
+    rows = None
+    if reducer == "positions":
+        rows = n_samples if n_samples is not None else max(DEFAULT_ROWS, n_inputs)
+    fair_share = -(-(rows or 1) // max(n_inputs, 1))
+    draw = PositionDraw(keep=max(4 * fair_share, 64), seed=seed)
+    batches = iter_batches(samples, chosen, where, batch_size)
     first = next(batches, None)
     layouts: dict[tuple, SiteLayout] = {}
     graph_note = None
@@ -561,8 +603,11 @@ def collect(
         tokens=tokens,
         seq_layout=seq_layout,
         layouts=layouts,
+        draw=draw,
+        max_rows=rows,
     )
     cap.graph_note = graph_note
+    cap.n_inputs, cap.n_total = n_inputs, len(samples)
     labels: list[torch.Tensor] = []
     indices: list[np.ndarray] = []
     # every container yields the samples select_indices chooses (a stream is read once, keeping
@@ -573,6 +618,7 @@ def collect(
             if y is not None and y.shape[0] != b:
                 raise ValueError(f"labels do not match the samples: {y.shape[0]} labels for {b} samples")
             cap.begin_forward()
+            draw.set_batch(idx, _attention_mask(inputs))
             forward_batch(model, _to_model(inputs, target, dtype))
             if y is not None:
                 labels.append(y.detach().cpu())

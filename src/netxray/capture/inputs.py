@@ -624,6 +624,35 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
 # --------------------------------------------------------------------------- batches
 
 
+def selected_samples(
+    data: Any, *, n_samples: int | None, seed: int, batch_size: int = 256
+) -> tuple[Samples, np.ndarray, np.ndarray]:
+    """``(samples, chosen, where)``: ``data`` read as :class:`Samples`, the positions in it of the
+    seeded subset a lens measures (:func:`select_indices`), and their indices in the data (for a
+    stream read once, positions in the stream)."""
+    samples = resolve_samples(data, n_samples=n_samples, seed=seed, batch_size=batch_size)
+    if samples is not data and isinstance(samples, _Indexable) and samples.positions is not None:
+        chosen = np.arange(len(samples))  # a stream just read: only the chosen samples were kept
+        return samples, chosen, samples.positions
+    chosen = select_indices(len(samples), n_samples, seed)
+    return samples, chosen, chosen
+
+
+def iter_batches(
+    samples: Samples, chosen: np.ndarray, where: np.ndarray, batch_size: int
+) -> Iterator[tuple[Any, torch.Tensor | None, np.ndarray]]:
+    """Yield ``(inputs, labels, indices)`` of ``samples`` at positions ``chosen``, ``batch_size`` at
+    a time (``indices``: the matching entries of ``where``)."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if len(chosen) == 0:
+        raise ValueError("data yielded no samples")
+    for start in range(0, len(chosen), batch_size):
+        idx = chosen[start : start + batch_size]
+        x, y = samples.take(idx)
+        yield x, y, where[start : start + batch_size]
+
+
 def iter_selected_batches(
     data: Any, *, n_samples: int | None, seed: int, batch_size: int
 ) -> Iterator[tuple[Any, torch.Tensor | None, np.ndarray]]:
@@ -633,19 +662,8 @@ def iter_selected_batches(
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    samples = resolve_samples(data, n_samples=n_samples, seed=seed, batch_size=batch_size)
-    if samples is not data and isinstance(samples, _Indexable) and samples.positions is not None:
-        chosen = np.arange(len(samples))  # a stream just read: only the chosen samples were kept
-        where = samples.positions
-    else:
-        chosen = select_indices(len(samples), n_samples, seed)
-        where = chosen
-    if len(chosen) == 0:
-        raise ValueError("data yielded no samples")
-    for start in range(0, len(chosen), batch_size):
-        idx = chosen[start : start + batch_size]
-        x, y = samples.take(idx)
-        yield x, y, where[start : start + batch_size]
+    samples, chosen, where = selected_samples(data, n_samples=n_samples, seed=seed, batch_size=batch_size)
+    yield from iter_batches(samples, chosen, where, batch_size)
 
 
 def example_batch(samples: Samples, k: int = 2) -> Inputs:
@@ -661,6 +679,7 @@ __all__ = [
     "describe",
     "example_batch",
     "forward_batch",
+    "iter_batches",
     "iter_selected_batches",
     "model_device",
     "model_dtype",
@@ -668,4 +687,5 @@ __all__ = [
     "resolve_device",
     "resolve_samples",
     "select_indices",
+    "selected_samples",
 ]

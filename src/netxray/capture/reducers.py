@@ -11,6 +11,15 @@ Pooling rules (SPEC §1.2):
   ``tokens="samples"`` makes every position a sample → ``(B·T, D)``.
 - a 3-D tensor is read as tokens unless ``seq_layout="channels"`` (Conv1d maps ``(B, C, L)``).
 
+Positions as samples (SPEC §1.2, the signature's default, :class:`PositionDraw`): an element-wise
+activation acts on every position by itself, so each position (pixel, token) of each input is a
+sample of d = channels features. A conv map ``(B, C, *spatial)`` gives B·H·W candidate rows, a
+token tensor ``(B, T, D)`` its real tokens (positions the attention mask marks as padding are never
+candidates). At most ``cap`` positions are drawn per input (so one input cannot dominate), each
+input's draw seeded by (seed, the input's index in the data, its number of real positions): the
+same input gives the same positions at every site and on both sides of a call, whatever the
+padding, and the same seed gives the same rows.
+
 Every reducer computes on a detached copy and never writes into the tensor it is given.
 """
 
@@ -18,10 +27,12 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
 
 TokenRule = Literal["mean", "reference", "samples"]
 SeqLayout = Literal["tokens", "channels"]
+SampleRule = Literal["positions", "pooled"]
 
 
 class Reducer(Protocol):
@@ -69,12 +80,146 @@ def pool_features(
     return x.mean(dim=spatial)
 
 
-def flatten_features(x: torch.Tensor) -> torch.Tensor:
-    """Flatten every sample: ``(B, ...)`` → ``(B, prod(...))`` (modularity uses raw features)."""
+def flatten_features(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Flatten every sample: ``(B, ...)`` → ``(B, prod(...))`` (modularity uses raw features).
+
+    ``mask`` (B, T), the attention mask of the batch: a token tensor ``(B, T, D)`` has its padded
+    positions set to 0 first, so padding adds nothing to dot products or norms — the cosine
+    similarities, and the kNN graph, are those of the real tokens, whatever the padded length.
+
+    Example:
+        >>> x = torch.ones(2, 3, 4)
+        >>> flatten_features(x, torch.tensor([[1, 1, 0], [1, 0, 0]])).sum(dim=1).tolist()
+        [8.0, 4.0]
+    """
     x = x.detach()
     if x.ndim <= 1:
         return x.reshape(-1, 1)
+    if mask is not None and x.ndim == 3 and tuple(mask.shape) == tuple(x.shape[:2]):
+        keep = mask.to(device=x.device, dtype=torch.bool)[:, :, None]
+        x = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
     return x.reshape(x.shape[0], -1)
+
+
+class PositionDraw:
+    """Which positions of each input become samples (the positions estimator, SPEC §1.2).
+
+    :meth:`set_batch` is called before each forward with the dataset indices of the batch's
+    inputs and its attention mask (None when there is none). :meth:`rows` turns an activation's
+    tensor into candidate rows: input b, with P_b real positions (padding excluded), ranks them by
+    the keys ``default_rng((seed, index_b, P_b)).random(P_b)`` and offers its ``keep`` best
+    (at most); :class:`PositionStore` then keeps R rows by rank level — every input's first
+    choice, then every input's second, … — so each input gives min(P_b, t) or t + 1 positions for
+    one level t: no input dominates, and R is reached whenever the inputs hold R positions. The
+    ranks are the same for the input and output of a call, for every site with P_b positions, and
+    for a text padded to any length (only real positions are ranked).
+
+    Example:
+        >>> draw = PositionDraw(keep=3, seed=0)
+        >>> draw.set_batch(np.array([0, 1]), None)
+        >>> rows, ranks, owners = draw.rows(torch.randn(2, 5, 4, 4), channel_axis=1)
+        >>> tuple(rows.shape), sorted(ranks.tolist()), owners.tolist()
+        ((6, 5), [0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 1])
+    """
+
+    def __init__(self, keep: int, seed: int) -> None:
+        if keep <= 0:
+            raise ValueError(f"keep must be positive, got {keep}")
+        self.keep, self.seed = int(keep), int(seed)
+        self.indices: np.ndarray | None = None
+        self.mask: torch.Tensor | None = None
+        self._chosen: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def set_batch(self, indices: np.ndarray, mask: torch.Tensor | None) -> None:
+        """The dataset indices of the next forward's inputs, and its attention mask (B, T)."""
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.mask = None if mask is None else mask.detach().to("cpu").bool()
+
+    def _choose(self, index: int, n_real: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in order, their ranks) of one input with ``n_real`` real positions."""
+        key = (index, n_real)
+        chosen = self._chosen.get(key)
+        if chosen is None:
+            keys = np.random.default_rng((self.seed, index, n_real)).random(n_real)
+            order = np.argsort(keys, kind="stable")[: self.keep]  # best first
+            pos = np.sort(order)
+            rank = np.empty(n_real, dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            chosen = (pos, rank[pos])
+            self._chosen[key] = chosen
+        return chosen
+
+    def rows(
+        self, x: torch.Tensor, *, channel_axis: int = 1, seq_layout: SeqLayout = "tokens"
+    ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """``(rows, ranks, owners)`` of a batch ``x`` (B, ...): the offered positions as rows
+        (features = channels), each one's rank within its input and its input's index."""
+        x = x.detach()
+        if x.ndim == 0:
+            raise ValueError("cannot draw positions from a scalar: expected a batch tensor (B, ...)")
+        b = x.shape[0]
+        indices = self.indices if self.indices is not None and len(self.indices) == b else np.arange(b)
+        if x.ndim <= 2:  # one position per input: the input itself
+            return x.reshape(b, -1), np.zeros(b, dtype=np.int64), indices.copy()
+        if x.ndim == 3 and seq_layout == "tokens":
+            grid = x  # (B, T, D)
+        else:
+            axis = channel_axis % x.ndim
+            if axis == 0:
+                raise ValueError("channel_axis points at the batch axis; expected 1 or -1")
+            grid = x.movedim(axis, -1).reshape(b, -1, x.shape[axis])
+        p = grid.shape[1]
+        mask = self.mask
+        masked = mask is not None and grid is x and tuple(mask.shape) == (b, p)
+        flat, ranks, owners = [], [], []
+        for i in range(b):
+            real = np.flatnonzero(mask[i].numpy()) if masked else None
+            pos, rank = self._choose(int(indices[i]), len(real) if real is not None else p)
+            flat.append((real[pos] if real is not None else pos) + i * p)
+            ranks.append(rank)
+            owners.append(np.full(len(pos), indices[i], dtype=np.int64))
+        sel = torch.from_numpy(np.concatenate(flat)).to(grid.device)
+        return grid.reshape(b * p, -1).index_select(0, sel), np.concatenate(ranks), np.concatenate(owners)
+
+
+class PositionStore:
+    """Streaming state of the positions estimator at one site: the offered rows of every batch
+    (:meth:`PositionDraw.rows`), and at :meth:`compute` at most ``max_rows`` of them chosen by
+    rank level (lowest rank first, ties at the last level broken by a seeded draw), kept in row
+    order — the same rows for the input and output of a call. ``per_input``: after
+    :meth:`compute`, the most positions any one input gave."""
+
+    def __init__(self, draw: PositionDraw, *, channel_axis: int, seq_layout: SeqLayout,
+                 max_rows: int | None) -> None:  # fmt: skip
+        self.draw, self.channel_axis, self.seq_layout = draw, channel_axis, seq_layout
+        self.max_rows = max_rows
+        self.chunks: list[torch.Tensor] = []
+        self.ranks: list[np.ndarray] = []
+        self.owners: list[np.ndarray] = []
+        self.per_input = 0
+
+    def update(self, batch: torch.Tensor) -> None:
+        rows, ranks, owners = self.draw.rows(batch, channel_axis=self.channel_axis, seq_layout=self.seq_layout)
+        dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
+        self.chunks.append(rows.to(device="cpu", dtype=dtype, copy=True))
+        self.ranks.append(ranks)
+        self.owners.append(owners)
+
+    def compute(self) -> torch.Tensor:
+        if not self.chunks:
+            return torch.empty(0, 0)
+        if len(self.chunks) > 1:
+            self.chunks = [torch.cat(self.chunks)]
+            self.ranks, self.owners = [np.concatenate(self.ranks)], [np.concatenate(self.owners)]
+        rows, ranks, owners = self.chunks[0], self.ranks[0], self.owners[0]
+        if self.max_rows is not None and rows.shape[0] > self.max_rows:
+            tie = np.random.default_rng(self.draw.seed).random(rows.shape[0])
+            keep = np.sort(np.lexsort((tie, ranks))[: self.max_rows])
+            rows = rows.index_select(0, torch.from_numpy(keep))
+            ranks, owners = ranks[keep], owners[keep]
+            self.chunks, self.ranks, self.owners = [rows], [ranks], [owners]
+        self.per_input = int(np.bincount(owners - owners.min()).max()) if len(owners) else 0
+        return rows
 
 
 class RowStore:
@@ -111,12 +256,19 @@ def make_row_store(
     channel_axis: int = 1,
     tokens: TokenRule = "mean",
     seq_layout: SeqLayout = "tokens",
-) -> RowStore:
-    """A :class:`RowStore` for the named reducer: ``"pool"`` or ``"flatten"``."""
+    draw: PositionDraw | None = None,
+    max_rows: int | None = None,
+) -> RowStore | PositionStore:
+    """The store of the named reducer: ``"pool"``, ``"positions"`` (a :class:`PositionStore`
+    over ``draw``, at most ``max_rows`` rows) or ``"flatten"`` (padding masked by ``draw.mask``)."""
     if reducer == "pool":
         return RowStore(
             lambda x: pool_features(x, channel_axis=channel_axis, tokens=tokens, seq_layout=seq_layout)
         )
+    if reducer == "positions":
+        if draw is None:
+            raise ValueError("the positions reducer needs a PositionDraw")
+        return PositionStore(draw, channel_axis=channel_axis, seq_layout=seq_layout, max_rows=max_rows)
     if reducer == "flatten":
-        return RowStore(flatten_features)
-    raise ValueError(f"reducer must be 'pool', 'flatten' or a callable, got {reducer!r}")
+        return RowStore(lambda x: flatten_features(x, draw.mask if draw is not None else None))
+    raise ValueError(f"reducer must be 'pool', 'positions', 'flatten' or a callable, got {reducer!r}")

@@ -45,9 +45,14 @@ __all__ = [
 
 COLUMNS = [
     "position", "site", "module_path", "op", "call_index", "input_shape", "output_shape",
-    "n", "d", "affinity", "cka", "r2", "sparsity_in", "sparsity_out", "entropy_in",
+    "n", "per_input_max", "d", "affinity", "cka", "r2", "sparsity_in", "sparsity_out", "entropy_in",
     "entropy_out", "w2_sq", "two_tr_cov_y", "moment_residual", "status", "error",
 ]  # fmt: skip
+# the estimators of SPEC §1.2, as every table, card and plot names them
+ESTIMATORS = {
+    "positions": "positions as samples",
+    "pooled": "pooled per input (the paper's pipeline)",
+}
 # statuses whose affinity is a number (the signature's entries); only ``ok`` enters summaries
 SCORED = ("ok", "degenerate", "under_determined", "too_few_samples")
 # why a row is left out of the summary statistics, per status
@@ -134,6 +139,7 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
         if x is None or y is None or x.ndim != 2 or y.ndim != 2:
             raise ValueError("the capture did not give (n, d) input and output matrices")
         row["n"], row["d"] = int(y.shape[0]), int(y.shape[1])
+        row["per_input_max"] = rec.per_input if rec.per_input is not None else 1
         _check_site_cost(rec.name, *y.shape)
         res = affinity_score(x, y, eps=eps, ridge=ridge)
         row.update(affinity=res.score, w2_sq=res.w2_sq, two_tr_cov_y=res.two_tr_cov_y,
@@ -184,6 +190,7 @@ def nonlinearity_signature(
     *,
     seed: int = 0,
     batch_size: int = 256,
+    samples: str = "positions",
     tokens: str = "mean",
     channel_axis: int | None = None,
     eps: float = 1e-6,
@@ -214,9 +221,20 @@ def nonlinearity_signature(
             or ``DataLoader``, or an iterable of batches (tensors, tuples, or dicts passed as
             keyword arguments, e.g. for Hugging Face models). Labels are not needed.
         device: None (where the model is), ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        n_samples: samples drawn at random (seeded); all of them when fewer.
-        tokens: token tensors (B, T, D): ``"mean"`` (features = D, default), ``"reference"``
-            (the paper code's mean over D, features = T) or ``"samples"`` (positions as samples).
+        n_samples: samples per site (default 2048, the reference's batch). With
+            ``samples="positions"``: the rows (positions) scored at each site, drawn seeded
+            across up to ``n_samples`` inputs, at most ⌈n_samples / inputs⌉ per input; None: every
+            input and max(2048, inputs) rows. With ``"pooled"``: inputs drawn (None: all).
+        samples: the estimator (SPEC §1.2). ``"positions"`` (default): every position of an
+            activation's input (pixel of a conv map, real token of a token tensor — padding is
+            never a sample) is a sample of d = channels features, so a site is determined
+            (n > d) at the data people have: 200 images at 7×7 positions are 9 800 candidate
+            samples of d = 1 280. ``"pooled"``: the paper's pipeline, one pooled row per input
+            (conv maps averaged over space, tokens by ``tokens``); under-determined whenever
+            n ≤ d. Signatures compare only under the same estimator, n and d.
+        tokens: with ``samples="pooled"``, token tensors (B, T, D): ``"mean"`` (mean over the
+            tokens, features = D, default), ``"reference"`` (the paper code's mean over D,
+            features = T) or ``"samples"`` (every position a row, padding included).
         channel_axis: None (default): each site's feature axis read from the model's graph (a
             Conv/BatchNorm reads axis 1, a Linear/LayerNorm the last: ConvNeXt, Swin and MaxViT
             sites report d = channels), else 1. An integer (1, or -1 for channel-last maps)
@@ -248,11 +266,13 @@ def nonlinearity_signature(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if tokens not in ("mean", "reference", "samples"):
         raise ValueError(f"tokens must be 'mean', 'reference' or 'samples', got {tokens!r}")
+    if samples not in ESTIMATORS:
+        raise ValueError(f"samples must be 'positions' or 'pooled', got {samples!r}")
     data, source = _resolve_data(data, seed)
     cap = collect(
         model, data, activations=True, layers=None, n_samples=n_samples, seed=seed,
-        batch_size=batch_size, reducer="pool", tokens=tokens, channel_axis=channel_axis,
-        device=device,
+        batch_size=batch_size, reducer="positions" if samples == "positions" else "pool",
+        tokens=tokens, channel_axis=channel_axis, device=device,
     )  # fmt: skip
     rows = []
     for position, rec in enumerate(cap.activation_sites().values()):
@@ -261,10 +281,15 @@ def nonlinearity_signature(
                               ridge=ridge))  # fmt: skip
     cols = COLUMNS + (["null_affinity"] if null_baseline else [])
     df = pd.DataFrame(rows, columns=cols)
-    n_kept = int(cap.labels.shape[0]) if cap.labels is not None else int(df["n"].max() if len(df) else 0)
+    df.insert(df.columns.get_loc("n") + 1, "n_inputs", int(cap.n_inputs or 0))
+    df["estimator"] = samples
+    n_rows = int(df["n"].max()) if len(df) else 0
     df.attrs["meta"] = metadata(
-        lens="nonlinearity", seed=seed, n_samples=n_samples, n=n_kept, data=source,
-        model_hash=model_hash(model), model=type(model).__name__, tokens=tokens,
+        lens="nonlinearity", seed=seed, n_samples=n_samples, n=int(cap.n_inputs or 0),
+        n_total=int(cap.n_total or 0), n_rows=n_rows, data=source,
+        model_hash=model_hash(model), model=type(model).__name__, samples=samples,
+        estimator=ESTIMATORS[samples],
+        tokens=tokens if samples == "pooled" else None,
         channel_axis=channel_axis, eps=eps, ridge=ridge, null_baseline=null_baseline,
     )  # fmt: skip
     df.attrs["summary"] = _summary(df)

@@ -130,3 +130,26 @@ def test_hf_bert_signature_ignores_padding():
     assert (a.loc[tokens, "n"] == 600).all() and (a.loc[~tokens, "n"] == 80).all()
     # masked attention gives the real tokens the same values up to float32 rounding
     assert np.max(np.abs(a["affinity"].to_numpy() - b["affinity"].to_numpy())) < 1e-5
+
+
+def test_modularity_ignores_padding():
+    from netxray.lenses.modularity import modularity_curve
+
+    class TokenStack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(5)
+            self.embed = nn.Embedding(30, 8)
+            self.block = nn.Sequential(nn.Linear(8, 8), nn.GELU())
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, input_ids, attention_mask):
+            h = self.block(self.embed(input_ids))
+            return self.head((h * attention_mask[..., None]).sum(1))
+
+    lengths = [int(v) for v in np.random.default_rng(2).integers(3, 20, size=120)]
+    labels = torch.tensor([int(n > 10) for n in lengths])
+    curves = [modularity_curve(TokenStack(), (_padded(lengths, t), labels), layers=["block"], n=100, repeats=2)
+              for t in (24, 64)]  # fmt: skip
+    assert (curves[0]["status"] == "ok").all()
+    assert curves[0]["q_mean"].tolist() == pytest.approx(curves[1]["q_mean"].tolist(), abs=1e-9)

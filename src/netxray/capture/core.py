@@ -515,7 +515,7 @@ def _head(inputs: Any, n: int) -> Any:
     return inputs[:n]
 
 
-def _attention_mask(inputs: Any) -> torch.Tensor | None:
+def attention_mask(inputs: Any) -> torch.Tensor | None:
     """The batch's attention mask (B, T) when its inputs carry one (Hugging Face dict batches)."""
     if isinstance(inputs, Mapping):
         mask = inputs.get("attention_mask")
@@ -618,7 +618,7 @@ def collect(
             if y is not None and y.shape[0] != b:
                 raise ValueError(f"labels do not match the samples: {y.shape[0]} labels for {b} samples")
             cap.begin_forward()
-            draw.set_batch(idx, _attention_mask(inputs))
+            draw.set_batch(idx, attention_mask(inputs))
             forward_batch(model, _to_model(inputs, target, dtype))
             if y is not None:
                 labels.append(y.detach().cpu())

@@ -293,7 +293,8 @@ def _data_name(data: Any) -> str:
     if isinstance(data, str):
         return f"{data}:test"
     if hasattr(data, "test") and hasattr(data, "train"):
-        return f"{getattr(data, 'name', 'data')}:test"
+        split = data.measured_split() if hasattr(data, "measured_split") else "test"
+        return f"{getattr(data, 'name', 'data')}:{split}"
     name = getattr(data, "name", None)
     if isinstance(name, str) and name:
         return name
@@ -391,7 +392,9 @@ def resolve_samples(
     ``n_samples`` and ``seed`` matter only for a stream: it is read once, keeping the samples
     that :func:`select_indices` (n_total, n_samples, seed) would keep (``None``: all of them).
     ``need_labels``: the name of a lens that needs class labels; data without labels is then a
-    ``ValueError`` naming that lens. Spec strings are loaded with ``load_data`` (test split).
+    ``ValueError`` naming that lens. Spec strings are loaded with ``load_data``; a ``DataSplits``
+    is read by :meth:`~netxray.data.DataSplits.measured` (the whole data set when the source has
+    no split of its own, else its test split).
 
     Example:
         >>> s = resolve_samples((torch.zeros(5, 2), torch.tensor([0, 1, 0, 1, 1])))
@@ -418,7 +421,9 @@ def _resolve(data: Any, *, n_samples: int | None, seed: int, batch_size: int) ->
         data = load_data(data, seed=seed)
     name = _data_name(data)
     if hasattr(data, "test") and hasattr(data, "train"):
-        data = data.test
+        # a DataSplits: the whole data set when the source has no split of its own, else its
+        # test split, or what ``with_split`` chose
+        data = data.measured() if hasattr(data, "measured") else data.test
     if hasattr(data, "x") and hasattr(data, "y") and isinstance(
         data.x, (torch.Tensor, np.ndarray)
     ):

@@ -22,8 +22,9 @@ MODEL_SOURCES_HELP = (
 DATA_HELP = (
     "Data: digits | mnist1d | blobs[:...] | npz:PATH | idx:DIR | cifar10:DIR | imagefolder:DIR "
     "(one sub-folder per class) | text:FILE.csv|.jsonl (text,label columns; tokenized by the "
-    "hf:DIR model's tokenizer or --tokenizer) | hfdataset:DIR (datasets.save_to_disk). The test "
-    "split is measured."
+    "hf:DIR model's tokenizer or --tokenizer) | hfdataset:DIR (datasets.save_to_disk). Measured: "
+    "the whole data set when it has no split of its own (a folder without train/ and test/, a "
+    "text file), else its test split; --split chooses."
 )
 
 # data-source and device options shared by the commands that run a model on data
@@ -36,6 +37,8 @@ TOKENIZER = typer.Option(None, "--tokenizer", help="text/hfdataset text: the tok
 TEXT_COLUMN = typer.Option(None, "--text-column", help="text/hfdataset: the column holding the text (default: text).")
 LABEL_COLUMN = typer.Option(None, "--label-column", help="text/hfdataset: the column holding the labels (default: label).")
 INPUT_COLUMNS = typer.Option(None, "--input-columns", help="hfdataset: comma-separated numeric columns fed to the model (one: positional; several: by keyword).")
+SAMPLES = typer.Option("positions", "--samples", help="Signature estimator (SPEC §1.2): positions (default: every pixel of a conv map, every real token — never padding — is a sample of d = channels; determined at a few hundred inputs) or pooled (the paper's pipeline: one pooled row per input; under-determined when inputs <= channels).")
+SPLIT = typer.Option("auto", "--split", help="Which samples the lenses measure: auto (the whole data set when it has no split of its own — an image folder without train/ and test/, a text file, an npz without x_test — else its test split; the built-in sets' test split is the one `netxray train` holds out), test, train or all.")
 MAX_LENGTH = typer.Option(None, "--max-length", help="text: truncate to this many tokens (default 128).")
 
 
@@ -88,9 +91,11 @@ def load_cli_data(
     label_column: str | None = None,
     input_columns: str | None = None,
     max_length: int | None = None,
+    split: str = "auto",
 ) -> Any:
     """``--data`` as DataSplits, or a clear error. The model supplies defaults: the image size and
-    normalization it declares, and (for ``hf:DIR``) its tokenizer for text data."""
+    normalization it declares, and (for ``hf:DIR``) its tokenizer for text data. ``split``: which
+    samples the lenses measure (:meth:`netxray.data.DataSplits.measured`)."""
     from netxray.data import load_data
 
     name = spec.strip().partition(":")[0].lower()
@@ -104,10 +109,15 @@ def load_cli_data(
         options["tokenizer"] = model.netxray_hf_dir
     if name in ("imagefolder", "hfdataset"):
         options["preprocessing"] = getattr(model, "netxray_preprocessing", None)
+    from netxray.data.dataset import SPLITS
+
+    if split not in SPLITS:
+        fail(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     try:
-        return load_data(spec, seed=seed, **{k: v for k, v in options.items() if v is not None})
+        splits = load_data(spec, seed=seed, **{k: v for k, v in options.items() if v is not None})
     except (OSError, ValueError) as exc:
         fail(f"--data {spec!r}: {exc}")
+    return splits.with_split(split) if split != "auto" else splits
 
 
 def set_threads(threads: int | None) -> None:

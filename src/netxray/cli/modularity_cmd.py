@@ -23,6 +23,7 @@ from netxray.cli._common import (
     MAX_LENGTH,
     MODEL_SOURCES_HELP,
     NORMALIZE,
+    SPLIT,
     TASK,
     TEXT_COLUMN,
     TOKENIZER,
@@ -70,9 +71,9 @@ def register(app: typer.Typer) -> None:
         label_column: str | None = LABEL_COLUMN,
         input_columns: str | None = INPUT_COLUMNS,
         max_length: int | None = MAX_LENGTH,
+        split: str = SPLIT,
         plot: Path | None = typer.Option(None, "--plot", help="Also save the curve plot (png, svg, pdf)."),
         diff_plot: Path | None = typer.Option(None, "--diff-plot", help="Also save the layer-difference heatmap |Q_i - Q_j|."),
-        split: str = typer.Option("test", "--split", help="Which split to measure: test or train."),
         layers: str | None = typer.Option(None, "--layers", help="Comma-separated module paths (default: the model's natural probes)."),
         n: int = typer.Option(500, "--n", help="Samples per class-stratified subset."),
         k: int = typer.Option(3, "--k", help="Neighbours in the kNN graph."),
@@ -94,8 +95,6 @@ def register(app: typer.Typer) -> None:
             redundant_layers,
         )
 
-        if split not in ("test", "train"):
-            fail(f"--split must be test or train, got {split!r}")
         check_out(out, directory=False)
         for option, path in (("--plot", plot), ("--diff-plot", diff_plot)):
             if path is not None:
@@ -106,10 +105,10 @@ def register(app: typer.Typer) -> None:
         splits = load_cli_data(
             data, seed, model=model, image_size=image_size, normalize=normalize,
             tokenizer=tokenizer, text_column=text_column, label_column=label_column,
-            input_columns=input_columns, max_length=max_length,
+            input_columns=input_columns, max_length=max_length, split=split,
         )  # fmt: skip
         check_fits(model, splits, data, label=str(checkpoint))
-        dataset = getattr(splits, split)
+        dataset = splits.measured()
         # "auto": a built-in model's probes, any other model's read from its graph (as scan does)
         names = [s.strip() for s in layers.split(",") if s.strip()] if layers else "auto"
         try:
@@ -118,7 +117,7 @@ def register(app: typer.Typer) -> None:
             red = redundant_layers(curve, tol=tol)
         except (ValueError, TypeError) as exc:
             fail(str(exc))
-        extra = {"checkpoint": str(checkpoint), "data": f"{data}:{split}"}
+        extra = {"checkpoint": str(checkpoint), "data": f"{data}:{splits.measured_split()}"}
         write_table(curve, out, extra)
         write_table(red, out.with_name(out.stem + ".redundant.csv"), extra)
         written = [str(out)]

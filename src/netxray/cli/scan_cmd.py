@@ -35,6 +35,8 @@ from netxray.cli._common import (
     MAX_LENGTH,
     MODEL_SOURCES_HELP,
     NORMALIZE,
+    SAMPLES,
+    SPLIT,
     TASK,
     TEXT_COLUMN,
     TOKENIZER,
@@ -232,9 +234,11 @@ def register(app: typer.Typer) -> None:
         label_column: str | None = LABEL_COLUMN,
         input_columns: str | None = INPUT_COLUMNS,
         max_length: int | None = MAX_LENGTH,
+        split: str = SPLIT,
         allow_partial: bool = typer.Option(False, "--allow-partial", help=ALLOW_PARTIAL_HELP),
         lenses: str | None = typer.Option(None, "--lenses", help=LENSES_HELP),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples per activation site (SPEC: 2048; all if fewer)."),
+        samples: str = SAMPLES,
         modularity_n: int = typer.Option(500, "--modularity-n", help="Samples per modularity subset (N)."),
         k: int = typer.Option(3, "--k", help="Neighbours of the modularity kNN graph."),
         repeats: int = typer.Option(5, "--repeats", help="Modularity repeats (random stratified subsets)."),
@@ -264,7 +268,7 @@ def register(app: typer.Typer) -> None:
             splits = load_cli_data(
                 data, seed, model=net, image_size=image_size, normalize=normalize, tokenizer=tokenizer,
                 text_column=text_column, label_column=label_column, input_columns=input_columns,
-                max_length=max_length,
+                max_length=max_length, split=split,
             )  # fmt: skip
             check_fits(net, splits, data)
             layer_spec = _layers(layers)
@@ -280,7 +284,7 @@ def register(app: typer.Typer) -> None:
                 report = scan(
                     net, splits, names, seed=seed, n_samples=n_samples, modularity_n=modularity_n, k=k,
                     repeats=repeats, layers=layer_spec, progress=not quiet, title=title, name=label,
-                    device=dev,
+                    device=dev, options={"nonlinearity": {"samples": samples}},
                 )  # fmt: skip
             except ValueError as exc:
                 fail(str(exc))
@@ -305,6 +309,7 @@ def register(app: typer.Typer) -> None:
         label_column: str | None = LABEL_COLUMN,
         input_columns: str | None = INPUT_COLUMNS,
         max_length: int | None = MAX_LENGTH,
+        split: str = SPLIT,
         allow_partial: bool = typer.Option(False, "--allow-partial", help=ALLOW_PARTIAL_HELP),
         lenses: str | None = typer.Option(None, "--lenses", help=LENSES_HELP),
         method: str = typer.Option("dtw", "--method", help="Signature distance: dtw or resampled."),
@@ -348,7 +353,7 @@ def register(app: typer.Typer) -> None:
                     splits = load_cli_data(
                         data, seed, model=net, image_size=image_size, normalize=normalize,
                         tokenizer=tokenizer, text_column=text_column, label_column=label_column,
-                        input_columns=input_columns, max_length=max_length,
+                        input_columns=input_columns, max_length=max_length, split=split,
                     )  # fmt: skip
                 check_fits(net, splits, data, label=f"model {name}")
                 models[name] = net

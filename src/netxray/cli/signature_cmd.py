@@ -26,6 +26,8 @@ from netxray.cli._common import (
     MAX_LENGTH,
     MODEL_SOURCES_HELP,
     NORMALIZE,
+    SAMPLES,
+    SPLIT,
     TASK,
     TEXT_COLUMN,
     TOKENIZER,
@@ -41,7 +43,7 @@ from netxray.cli._common import (
     write_table,
 )
 
-TOKENS_HELP = "Token tensors (B, T, D): mean (features = D), reference (features = T), samples."
+TOKENS_HELP = "With --samples pooled, token tensors (B, T, D): mean (features = D), reference (features = T), samples."
 
 
 def _signature(model: Any, data: Any, source: str, opts: dict[str, Any], quiet: bool, label: str) -> Any:
@@ -74,9 +76,11 @@ def register(app: typer.Typer) -> None:
         label_column: str | None = LABEL_COLUMN,
         input_columns: str | None = INPUT_COLUMNS,
         max_length: int | None = MAX_LENGTH,
+        split: str = SPLIT,
         plot: Path | None = typer.Option(None, "--plot", help="Also save the signature plot (png, svg, pdf)."),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples drawn at random (seeded)."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the sample draw and the null baseline."),
+        samples: str = SAMPLES,
         tokens: str = typer.Option("mean", "--tokens", help=TOKENS_HELP),
         channel_axis: int | None = typer.Option(None, "--channel-axis", help="Feature axis of conv maps: default per site from the model graph; 1 (B, C, H, W) or -1 (channel-last) forces it."),
         null: bool = typer.Option(False, "--null", help="Add the null baseline: score of a rotated copy of each input."),
@@ -98,10 +102,10 @@ def register(app: typer.Typer) -> None:
         dataset = load_cli_data(
             data, seed, model=model, image_size=image_size, normalize=normalize,
             tokenizer=tokenizer, text_column=text_column, label_column=label_column,
-            input_columns=input_columns, max_length=max_length,
+            input_columns=input_columns, max_length=max_length, split=split,
         )  # fmt: skip
         check_fits(model, dataset, data, label=str(checkpoint))
-        opts = dict(n_samples=n_samples, seed=seed, tokens=tokens, channel_axis=channel_axis,
+        opts = dict(n_samples=n_samples, seed=seed, samples=samples, tokens=tokens, channel_axis=channel_axis,
                     null_baseline=null)  # fmt: skip
         try:
             df = _signature(model, dataset, data, opts, quiet, str(checkpoint))
@@ -136,11 +140,13 @@ def register(app: typer.Typer) -> None:
         label_column: str | None = LABEL_COLUMN,
         input_columns: str | None = INPUT_COLUMNS,
         max_length: int | None = MAX_LENGTH,
+        split: str = SPLIT,
         out: Path = typer.Option(Path("compare"), "--out", help="Output directory."),
         method: str = typer.Option("dtw", "--method", help="Signature distance: dtw or resampled."),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples drawn at random (seeded)."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the sample draw."),
         clusters: int | None = typer.Option(None, "--clusters", help="Cut the dendrogram into this many clusters."),
+        samples: str = SAMPLES,
         tokens: str = typer.Option("mean", "--tokens", help=TOKENS_HELP),
         channel_axis: int | None = typer.Option(None, "--channel-axis", help="Feature axis of conv maps: default per site from the model graph; 1 (B, C, H, W) or -1 (channel-last) forces it."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
@@ -160,7 +166,7 @@ def register(app: typer.Typer) -> None:
         if method not in ("dtw", "resampled"):
             fail(f"--method must be dtw or resampled, got {method!r}")
         names = unique_names(checkpoints)
-        opts = dict(n_samples=n_samples, seed=seed, tokens=tokens, channel_axis=channel_axis)
+        opts = dict(n_samples=n_samples, seed=seed, samples=samples, tokens=tokens, channel_axis=channel_axis)
         tables: dict[str, Any] = {}
         dataset = None
         for name, ck in zip(names, checkpoints, strict=True):
@@ -170,7 +176,7 @@ def register(app: typer.Typer) -> None:
                 dataset = load_cli_data(
                     data, seed, model=model, image_size=image_size, normalize=normalize,
                     tokenizer=tokenizer, text_column=text_column, label_column=label_column,
-                    input_columns=input_columns, max_length=max_length,
+                    input_columns=input_columns, max_length=max_length, split=split,
                 )  # fmt: skip
             check_fits(model, dataset, data, label=str(ck))
             try:

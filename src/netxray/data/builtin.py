@@ -58,7 +58,7 @@ def digits(*, seed: int = 0, test_fraction: float = 0.2) -> DataSplits:
         ((1, 8, 8), 10, 1797)
     """
     x, y = _digits_arrays()
-    return split_dataset(Dataset(x.copy(), y.copy(), "digits", 10), test_fraction, seed)
+    return split_dataset(Dataset(x.copy(), y.copy(), "digits", 10), test_fraction, seed, keep_whole=False)
 
 
 # -------------------------------------------------------------------------------------- mnist1d
@@ -222,7 +222,7 @@ def mnist1d(
         max_translation=max_translation, corr_noise_scale=corr_noise_scale,
         iid_noise_scale=iid_noise_scale, shear_scale=shear_scale,
     )
-    return split_dataset(Dataset(x.copy(), y.copy(), name, 10), test_fraction, seed)
+    return split_dataset(Dataset(x.copy(), y.copy(), name, 10), test_fraction, seed, keep_whole=False)
 
 
 _MNIST1D_DEFAULTS: dict[str, object] = {
@@ -300,4 +300,4 @@ def blobs(
     order = rng.permutation(n)
     name = f"blobs:classes={num_classes},dim={dim},separation={separation:g},n={n},data_seed={data_seed}"
     ds = Dataset(x[order].astype(np.float32), y[order].astype(np.int64), name, num_classes)
-    return split_dataset(ds, test_fraction, seed)
+    return split_dataset(ds, test_fraction, seed, keep_whole=False)

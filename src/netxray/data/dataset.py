@@ -169,14 +169,57 @@ class Dataset:
         return Dataset(self.x[t].clone(), self.y[t].clone(), self.name, self.num_classes)
 
 
+SPLITS = ("auto", "test", "train", "all")
+
+
+class ConcatSamples:
+    """Two labelled sample sets read as one (map-style: ``len``, ``[i]``, ``targets``), lazily:
+    the ``"all"`` split of a source whose train and test sets are separate."""
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.parts = (first, second)
+        self.name = getattr(first, "name", "data")
+        self.num_classes = getattr(first, "num_classes", None)
+        self.input_shape = getattr(first, "input_shape", None)
+        self.unit = getattr(first, "unit", "samples")
+
+    def __len__(self) -> int:
+        return len(self.parts[0]) + len(self.parts[1])
+
+    def __getitem__(self, i: int) -> Any:
+        n0 = len(self.parts[0])
+        i = int(i) + len(self) if int(i) < 0 else int(i)
+        return self.parts[0][i] if i < n0 else self.parts[1][i - n0]
+
+    @property
+    def targets(self) -> torch.Tensor:
+        return torch.cat([torch.as_tensor(getattr(p, "targets", getattr(p, "y", None))) for p in self.parts])
+
+    def __repr__(self) -> str:
+        return f"ConcatSamples(name={self.name!r}, n={len(self)})"
+
+
 @dataclass(repr=False)
 class DataSplits:
-    """A train and a test :class:`Dataset` of the same data source."""
+    """A train and a test :class:`Dataset` of the same data source.
+
+    ``whole``: the full data set when netxray made the split itself (an image folder without
+    ``train/``/``test/``, a text file, an npz without ``x_test``): the source has no split of its
+    own, so the lenses measure all of it by default. None when the source has its own split
+    (IDX ``t10k``, CIFAR's ``test_batch``, ``DIR/train`` + ``DIR/test``) or netxray's training
+    uses the split (the built-in sets): the lenses then measure the test split. ``measure``:
+    which split the lenses read — ``"auto"`` (the rule above), ``"test"``, ``"train"``, ``"all"``
+    (see :meth:`measured`).
+    """
 
     train: Dataset
     test: Dataset
+    whole: Any = None
+    measure: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.measure not in SPLITS:
+            raise DataError(f"split must be one of {', '.join(SPLITS)}, got {self.measure!r}")
         if self.train.input_shape != self.test.input_shape:
             raise DataError(
                 f"data set {self.train.name!r}: train samples have shape {self.train.input_shape} "
@@ -199,6 +242,43 @@ class DataSplits:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.train.input_shape
+
+    def measured_split(self, split: str | None = None) -> str:
+        """The split :meth:`measured` reads: ``"test"``, ``"train"`` or ``"all"``."""
+        split = split or self.measure
+        if split not in SPLITS:
+            raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if split == "auto":
+            return "all" if self.whole is not None else "test"
+        return split
+
+    def measured(self, split: str | None = None) -> Any:
+        """The samples the lenses measure (``split``, default ``self.measure``).
+
+        ``"auto"``: the whole data set when the source has no split of its own, else its test
+        split; ``"all"``: train and test together.
+
+        Example:
+            >>> from netxray.data import load_data
+            >>> s = load_data("digits")
+            >>> len(s.measured()), len(s.measured("all"))
+            (360, 1797)
+        """
+        split = self.measured_split(split)
+        if split == "test":
+            return self.test
+        if split == "train":
+            return self.train
+        if self.whole is not None:
+            return self.whole
+        if isinstance(self.train, Dataset) and isinstance(self.test, Dataset):
+            return Dataset(torch.cat([self.train.x, self.test.x]), torch.cat([self.train.y, self.test.y]),
+                           self.train.name, self.train.num_classes)  # fmt: skip
+        return ConcatSamples(self.train, self.test)
+
+    def with_split(self, split: str) -> DataSplits:
+        """A copy whose lenses measure ``split`` (the data itself is shared, not copied)."""
+        return DataSplits(self.train, self.test, self.whole, split)
 
     def __repr__(self) -> str:
         return (
@@ -271,11 +351,15 @@ def check_nonempty_splits(splits: DataSplits) -> DataSplits:
     return splits
 
 
-def split_dataset(dataset: Dataset, test_fraction: float = 0.2, seed: int = 0) -> DataSplits:
+def split_dataset(
+    dataset: Dataset, test_fraction: float = 0.2, seed: int = 0, *, keep_whole: bool = True
+) -> DataSplits:
     """Split one Dataset into a seeded, class-stratified :class:`DataSplits`.
 
     Both sides must hold samples: a split that leaves train or test empty (e.g. one sample per
-    class, where every singleton stays in train) is a :class:`DataError`.
+    class, where every singleton stays in train) is a :class:`DataError`. ``keep_whole``: the
+    data set has no split of its own, so the lenses measure all of it (``DataSplits.whole``);
+    False for the built-in sets, whose test split is the one netxray's training holds out.
 
     Example:
         >>> ds = Dataset(torch.randn(10, 3), torch.arange(10) % 2, "toy", 2)
@@ -284,4 +368,5 @@ def split_dataset(dataset: Dataset, test_fraction: float = 0.2, seed: int = 0) -
         (8, 2)
     """
     tr, te = stratified_split_indices(dataset.y.numpy(), test_fraction, seed)
-    return check_nonempty_splits(DataSplits(dataset.subset(tr), dataset.subset(te)))
+    whole = dataset if keep_whole else None
+    return check_nonempty_splits(DataSplits(dataset.subset(tr), dataset.subset(te), whole))

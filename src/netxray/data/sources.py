@@ -247,16 +247,18 @@ def load_imagefolder(
         test = ImageFolder(test_files, test_targets, classes, size=int(size), norm=norm, name=name)
         return _splits(full, test, str(directory))
     tr, te = stratified_split_indices(full.targets.numpy(), test_fraction, seed)
-    return _splits(full.subset(tr), full.subset(te), str(directory))
+    return _splits(full.subset(tr), full.subset(te), str(directory), whole=full)
 
 
-def _splits(train: Any, test: Any, source: str) -> DataSplits:
+def _splits(train: Any, test: Any, source: str, whole: Any = None) -> DataSplits:
+    """Train and test sets as :class:`DataSplits`; ``whole``: the data set netxray split itself
+    (no split of its own), which the lenses then measure in full."""
     if len(train) == 0 or len(test) == 0:
         raise DataError(
             f"{source}: the {'train' if len(train) == 0 else 'test'} split is empty "
             f"(train={len(train)}, test={len(test)}); give more samples per class"
         )
-    return DataSplits(train, test)
+    return DataSplits(train, test, whole)
 
 
 # --------------------------------------------------------------------------- token inputs
@@ -390,7 +392,7 @@ def load_text(
     inputs = _tokenize(texts, tokenizer, max_length, f"text:{path}")
     full = LabelledInputs(inputs, y, classes, f"text:{p.name}")
     tr, te = stratified_split_indices(y.numpy(), check_test_fraction(test_fraction), seed)
-    return _splits(full.subset(tr), full.subset(te), f"text:{path}")
+    return _splits(full.subset(tr), full.subset(te), f"text:{path}", whole=full)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -452,7 +454,7 @@ def load_hfdataset(
     if "all" in built:
         full = built["all"]
         tr, te = stratified_split_indices(full.targets.numpy(), check_test_fraction(test_fraction), seed)
-        return _splits(full.subset(tr), full.subset(te), f"hfdataset:{directory}")
+        return _splits(full.subset(tr), full.subset(te), f"hfdataset:{directory}", whole=full)
     return _splits(built["train"], built["test"], f"hfdataset:{directory}")
 
 
@@ -569,4 +571,4 @@ def in_memory(splits: Any, what: str) -> Any:
                 f"{what} needs samples held as one float tensor; {getattr(part, 'name', 'the data')} "
                 "has token inputs (text), which netxray's training loop does not take"
             )
-    return DataSplits(parts[0], parts[1])
+    return DataSplits(parts[0], parts[1], measure=splits.measure)

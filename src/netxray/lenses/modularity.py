@@ -33,6 +33,7 @@ from torch import nn
 
 from netxray._meta import eval_mode, metadata, model_hash
 from netxray.capture import Capture, forward_batch, resolve_layers
+from netxray.capture.core import attention_mask
 from netxray.capture.graph import unwrap_model
 from netxray.capture.inputs import (
     _shape_of,
@@ -42,6 +43,7 @@ from netxray.capture.inputs import (
     place_model,
     resolve_samples,
 )
+from netxray.capture.reducers import flatten_features
 from netxray.measures.modularity import modularity_from_gram
 
 __all__ = [
@@ -157,14 +159,17 @@ class _GramReducer:
     neighbours come back (untested on real GPU hardware).
     """
 
-    def __init__(self, n_rows: int) -> None:
+    def __init__(self, n_rows: int, mask_of_batch: dict[str, Any] | None = None) -> None:
         self.n_rows = n_rows
         self.buf: torch.Tensor | None = None
         self.pos = 0
         self.done: tuple[Any, int] | None = None
+        # the current batch's attention mask ({"mask": (B, T) or None}): padded tokens are zeroed,
+        # so the cosine graph is that of the real tokens whatever the padded length
+        self.mask_of_batch = mask_of_batch if mask_of_batch is not None else {}
 
     def update(self, batch: torch.Tensor) -> None:
-        rows = batch.detach().reshape(batch.shape[0], -1)
+        rows = flatten_features(batch, self.mask_of_batch.get("mask"))
         if not torch.isfinite(rows).all():
             raise ValueError("layer output contains NaN or infinite values")
         dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
@@ -287,9 +292,10 @@ def _layer_grams(
     """
     n_rows = len(pool)
     dtype = model_dtype(model)  # a float64 (or half) model is fed inputs of its own dtype
+    mask_of_batch: dict[str, Any] = {}
     cap = Capture(
         model, activations=False, layers=list(module_paths),
-        reducer=lambda *_: _GramReducer(n_rows),
+        reducer=lambda *_: _GramReducer(n_rows, mask_of_batch),
     )  # fmt: skip
     handle = None
     with eval_mode(model), torch.no_grad(), cap:
@@ -304,6 +310,7 @@ def _layer_grams(
                 cap.begin_forward()
                 try:
                     x = _take(data, pool[start : start + batch_size])
+                    mask_of_batch["mask"] = attention_mask(x)
                     forward_batch(model, _to_model(x, device, dtype))
                 except _StopForward:
                     pass

@@ -620,7 +620,7 @@ def scan(
         model: any ``nn.Module`` (never modified: weights and train/eval flags are checked
             unchanged afterwards).
         data: samples in any container: a ``load_data`` spec (``"digits"``, ``"npz:PATH"``,
-            ``"imagefolder:DIR"``…), a DataSplits (its test split is used), a Dataset, a torch
+            ``"imagefolder:DIR"``…), a DataSplits (the whole data set when the source has no split of its own, else its test split: :meth:`~netxray.data.DataSplits.measured`), a Dataset, a torch
             ``Dataset`` or ``DataLoader``, ``(x, y)`` tensors or numpy arrays, dict batches with
             a ``labels`` key, an iterable of batches (see
             :func:`netxray.capture.inputs.resolve_samples`). Labels are needed by the

@@ -216,6 +216,7 @@ class Capture:
         self.indices: np.ndarray | None = None
         self.n_inputs: int | None = None  # inputs run (set by collect)
         self.n_total: int | None = None  # samples in the data (set by collect)
+        self.nonfinite_inputs = 0  # NaN/inf values in the data's inputs (counted by collect)
         self._states: OrderedDict[tuple, _SiteState] = OrderedDict()
         self._handles: list[Any] = []
         self._mode: _FunctionalActivations | None = None
@@ -524,6 +525,14 @@ def attention_mask(inputs: Any) -> torch.Tensor | None:
     return None
 
 
+def _count_nonfinite(inputs: Any) -> int:
+    """NaN/inf values in a batch's floating-point tensors (so a non-finite site can be blamed on
+    the data rather than the model)."""
+    values = inputs.values() if isinstance(inputs, Mapping) else inputs if isinstance(inputs, (tuple, list)) else [inputs]
+    return sum(int((~torch.isfinite(t)).sum()) for t in values
+               if isinstance(t, torch.Tensor) and t.is_floating_point())  # fmt: skip
+
+
 def collect(
     model: nn.Module,
     data: Any,
@@ -618,6 +627,7 @@ def collect(
             if y is not None and y.shape[0] != b:
                 raise ValueError(f"labels do not match the samples: {y.shape[0]} labels for {b} samples")
             cap.begin_forward()
+            cap.nonfinite_inputs += _count_nonfinite(inputs)
             draw.set_batch(idx, attention_mask(inputs))
             forward_batch(model, _to_model(inputs, target, dtype))
             if y is not None:

@@ -241,6 +241,37 @@ class _MapStyle(Samples):
         return torch.cat(out) if out else None
 
 
+def class_labels(labels: torch.Tensor, what: str = "labels") -> torch.Tensor:
+    """Labels as int64 class ids: integers as they are, integral floats (``1.0``) cast; non-integer
+    or non-finite floats (a regression target is not a class label) and booleans are a
+    ``ValueError`` naming ``what``.
+
+    Example:
+        >>> class_labels(torch.tensor([0.0, 1.0, 1.0])).tolist()
+        [0, 1, 1]
+    """
+    if labels.dtype == torch.bool:
+        raise ValueError(f"{what} must be integer class ids, got booleans")
+    if labels.is_floating_point() or labels.is_complex():
+        t = labels.detach()
+        bad = ~torch.isfinite(t) | (t != torch.round(t)) if not t.is_complex() else torch.ones_like(t, dtype=torch.bool)
+        if bool(bad.any()):
+            examples = ", ".join(f"{float(v):g}" for v in t[bad][:3].real)
+            raise ValueError(
+                f"{what} must be integer class ids; got non-integer values such as {examples} "
+                f"({int(bad.sum())} of {t.numel()}): a regression target is not a class label"
+            )
+        return t.long()
+    return labels
+
+
+def _relabelled(samples: _Indexable, labels: torch.Tensor) -> _Indexable:
+    """The same inputs with integer ``labels`` (a copy of the record, the inputs shared)."""
+    import dataclasses
+
+    return dataclasses.replace(samples, labels_=labels)
+
+
 def _checked(data: _Indexable) -> _Indexable:
     if isinstance(data.inputs, (dict, tuple)) and not data.inputs:
         raise ValueError("the data has no model inputs (an empty dict or tuple)")
@@ -407,6 +438,10 @@ def resolve_samples(
             f"{need_labels} needs class labels and the data has none: give (x, y) pairs, a "
             f"dataset yielding (x, y), or dict batches with a {'/'.join(LABEL_KEYS[:2])} key"
         )
+    if need_labels is not None:  # classes are what this lens reads: integers, or a clear error
+        labels = class_labels(samples.labels, f"{need_labels}: the labels")
+        if labels is not samples.labels and isinstance(samples, _Indexable):
+            samples = _relabelled(samples, labels)  # integral floats (1.0) as int64 class ids
     return samples
 
 

@@ -102,22 +102,52 @@ def normalization(
     return mean, std
 
 
-def _label_codes(raw: Sequence[Any], source: str) -> tuple[torch.Tensor, list[str]]:
-    """Integer labels 0..C−1 and the class names. Integer labels are kept as they are (classes
-    "0".."max"); any other label (a string) is mapped in sorted order."""
+def _label_codes(raw: Sequence[Any], source: str, column: str = "label") -> tuple[torch.Tensor, list[str]]:
+    """Integer labels 0..C−1 and the class names. Integer labels (or integral numbers such as
+    ``1.0``) are kept as they are (classes "0".."max"); class names (strings) are mapped in sorted
+    order. Blank cells and non-integer numbers (a regression target is not a class label) are a
+    :class:`DataError` naming ``source``, ``column`` and the first offending rows."""
     values = list(raw)
     if not values:
         raise DataError(f"{source}: no samples")
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values) or all(
-        isinstance(v, str) and v.strip().lstrip("-").isdigit() for v in values
-    ):
-        ints = np.array([int(v) for v in values], dtype=np.int64)
+    blank = [i for i, v in enumerate(values) if v is None or (isinstance(v, str) and not v.strip())
+             or (isinstance(v, float) and np.isnan(v))]  # fmt: skip
+    if blank:
+        rows = ", ".join(str(i + 1) for i in blank[:5]) + (" …" if len(blank) > 5 else "")
+        raise DataError(f"{source}: column {column!r} is blank in {len(blank)} of {len(values)} rows "
+                        f"(data rows {rows}); every sample needs a class label")  # fmt: skip
+    numbers = [_as_number(v) for v in values]
+    if all(x is not None for x in numbers):
+        arr = np.array(numbers, dtype=np.float64)
+        frac = arr[arr != np.round(arr)]
+        if frac.size:
+            raise DataError(
+                f"{source}: column {column!r} holds non-integer numbers such as "
+                f"{', '.join(f'{v:g}' for v in frac[:3])}: class labels must be integers or names "
+                "(a regression target is not a class label)"
+            )
+        ints = arr.astype(np.int64)
         if ints.min() < 0:
             raise DataError(f"{source}: integer labels must be >= 0, found {int(ints.min())}")
         return torch.from_numpy(ints), [str(i) for i in range(int(ints.max()) + 1)]
-    names = sorted({str(v) for v in values})
+    names = sorted({str(v).strip() for v in values})
     code = {n: i for i, n in enumerate(names)}
-    return torch.tensor([code[str(v)] for v in values], dtype=torch.int64), names
+    return torch.tensor([code[str(v).strip()] for v in values], dtype=torch.int64), names
+
+
+def _as_number(value: Any) -> float | None:
+    """``value`` as a float when it is a number or a string holding one, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            out = float(value.strip())
+        except ValueError:
+            return None
+        return out if np.isfinite(out) else None
+    return None
 
 
 # --------------------------------------------------------------------------- images
@@ -388,7 +418,7 @@ def load_text(
             "with --text-column / --label-column)"
         )
     texts = [str(r.get(text_column) or "") for r in records]
-    y, classes = _label_codes([r.get(label_column) for r in records], f"text:{path}")
+    y, classes = _label_codes([r.get(label_column) for r in records], f"text:{path}", label_column)
     inputs = _tokenize(texts, tokenizer, max_length, f"text:{path}")
     full = LabelledInputs(inputs, y, classes, f"text:{p.name}")
     tr, te = stratified_split_indices(y.numpy(), check_test_fraction(test_fraction), seed)
@@ -464,7 +494,7 @@ def _from_hf(ds: Any, *, tokenizer, text_column, label_column, input_columns, im
     labels_raw = ds[label_column]
     feature = ds.features.get(label_column)
     names = getattr(feature, "names", None)
-    y, classes = _label_codes(labels_raw, name)
+    y, classes = _label_codes(labels_raw, name, label_column)
     if names:
         classes = list(names)
     if text_column is None and input_columns is None and "text" in columns:

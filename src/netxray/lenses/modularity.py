@@ -371,6 +371,32 @@ def _default_layers(model: nn.Module, layers: Any, example: Any = None) -> list[
     return paths
 
 
+def _eligible_samples(labels: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Indices of the samples whose class has at least 2 of them, and a note on those left out.
+
+    A sample alone in its class has no within-class neighbour: it can only lower Q, and a data
+    set of such samples (a regression target read as classes, ids as labels) gives Q ≈ 0 that
+    means nothing. Fewer than 2 classes with 2+ samples is a ``ValueError`` saying so.
+    """
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    alone = counts[inverse] < 2
+    usable = int((counts >= 2).sum())
+    if usable < 2:
+        if len(classes) < 2:
+            raise ValueError("modularity_curve: the data has a single class; need at least 2")
+        raise ValueError(
+            f"modularity_curve: the labels give {len(classes)} classes, {int((counts < 2).sum())} of "
+            f"them with a single sample, and only {usable} with 2 or more; modularity needs at "
+            "least 2 classes with 2+ samples each (labels that are ids, or a regression target "
+            "read as classes, make every sample its own class)"
+        )
+    if not alone.any():
+        return np.arange(len(labels)), None
+    note = (f"{int(alone.sum())} samples of {int((counts < 2).sum())} classes with a single sample "
+            "are left out (a sample alone in its class has no within-class neighbour)")  # fmt: skip
+    return np.flatnonzero(~alone), note
+
+
 def _indexable(data: Any, what: str):
     # the class-stratified subsets need every label first: a stream is read whole
     return resolve_samples(data, need_labels=what)
@@ -527,9 +553,9 @@ def modularity_curve(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     model = unwrap_model(model)  # DataParallel / torch.compile: the same answers as the model
     data_ = _indexable(data, "modularity_curve")
-    labels = data_.labels.detach().cpu().numpy()
-    if len(np.unique(labels)) < 2:
-        raise ValueError("modularity_curve: the data has a single class; need at least 2")
+    all_labels = data_.labels.detach().cpu().numpy()
+    eligible, singleton_note = _eligible_samples(all_labels)
+    labels = all_labels[eligible]
     n_eff = min(int(n), len(labels))
     subset_note = None
     if n_eff >= len(labels) and repeats > 1:
@@ -546,7 +572,7 @@ def modularity_curve(
         raise ValueError(
             f"k must be an integer with 1 <= k < n (samples per subset): got k={k!r}, n={n_eff}"
         )
-    subsets = stratified_subsets(labels, n_eff, repeats, seed)
+    subsets = [eligible[sub] for sub in stratified_subsets(labels, n_eff, repeats, seed)]
     # device=None: where the model is; another device runs a copy of it there
     run_model, target = place_model(model, device)
     example = _to_model(_take(data_, subsets[0][:2]), target, model_dtype(run_model))
@@ -566,7 +592,8 @@ def modularity_curve(
         lens="modularity_curve", seed=seed, n=n_eff, k=int(k), repeats=int(repeats),
         data=_data_name(data), n_available=len(labels), model_hash=model_hash(model),
         model=type(model).__name__, identical_repeats=n_eff >= len(labels) and repeats > 1,
-        n_requested=int(n), subset_note=subset_note,
+        n_requested=int(n), subset_note=subset_note, singleton_note=singleton_note,
+        n_classes=int(len(np.unique(labels))),
     )  # fmt: skip
     ok = curve[curve["status"] == "ok"]
     left = {str(k): int(v) for k, v in curve.loc[curve["status"] != "ok", "status"].value_counts().items()}

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from netxray.measures.affinity import affinity_score
@@ -117,7 +118,7 @@ def _to_numpy(t: Any) -> np.ndarray | None:
 
 def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: int,
               sparsity_tol: float, null_baseline: bool, seed: int,
-              ridge: str = "relative") -> dict[str, Any]:  # fmt: skip
+              ridge: str = "relative", context: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     row: dict[str, Any] = dict.fromkeys(COLUMNS, np.nan)
     row.update(
         position=position, site=rec.name, module_path=rec.module_path, op=rec.op,
@@ -144,6 +145,8 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
         res = affinity_score(x, y, eps=eps, ridge=ridge)
         row.update(affinity=res.score, w2_sq=res.w2_sq, two_tr_cov_y=res.two_tr_cov_y,
                    moment_residual=res.moment_residual, status=res.status, error=res.message)  # fmt: skip
+        if res.status in ("under_determined", "too_few_samples", "non_finite") and context is not None:
+            row["error"] = _why_and_remedy(res.status, row["n"], row["d"], context)
         finite = res.status != "non_finite"
         if companions and finite:
             row.update(sparsity_in=sparsity(x, sparsity_tol), sparsity_out=sparsity(y, sparsity_tol),
@@ -159,6 +162,40 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
         row["status"] = "error"
         row["error"] = f"{type(exc).__name__}: {exc}"
     return row
+
+
+def _why_and_remedy(status: str, n: int, d: int, context: dict[str, Any]) -> str:
+    """Why a site has no meaningful score, and what would give it one (the report's remedy).
+
+    ``context``: ``samples`` (estimator), ``n_samples``, ``n_inputs`` (inputs run), ``n_total``
+    (inputs in the data), ``nonfinite_inputs`` (NaN/inf values in the inputs),
+    ``nonfinite_params`` (parameter tensors holding NaN/inf).
+    """
+    if status == "non_finite":
+        if context.get("nonfinite_inputs"):
+            return (f"the data's inputs contain {context['nonfinite_inputs']} NaN/inf values: clean the "
+                    "inputs (the model's parameters are not at fault)")  # fmt: skip
+        bad = context.get("nonfinite_params") or []
+        if bad:
+            return (f"the model's parameters contain NaN/inf ({', '.join(bad[:3])}"
+                    f"{' …' if len(bad) > 3 else ''}): a diverged or corrupted checkpoint")  # fmt: skip
+        return "NaN/inf arose inside the model (inputs and parameters are finite: an overflow)"
+    need = d + 1 if status == "under_determined" else 10
+    what = f"n = {n} samples {'<=' if status == 'under_determined' else '<'} " + (
+        f"d = {d} features" if status == "under_determined" else "10 (the minimum)")
+    inputs, total, cap = context.get("n_inputs") or 0, context.get("n_total") or 0, context.get("n_samples")
+    if context.get("samples") == "pooled":
+        return (f"{what}: give at least {need} inputs (here {inputs}), or use samples='positions' "
+                "(--samples positions: every pixel/token a sample)")  # fmt: skip
+    remedy = []
+    if cap is not None and cap < need:
+        remedy.append(f"raise n_samples (--n-samples) to at least {need}")
+    if n < (cap or n + 1) and inputs:  # the inputs ran out of positions
+        per_input = max(n / inputs, 1e-9)
+        more = int(np.ceil(need / per_input))
+        remedy.append(f"give at least {more} inputs (here {inputs} of {total} give {n} positions, "
+                      f"{per_input:.3g} each)")  # fmt: skip
+    return f"{what}: " + ("; ".join(remedy) if remedy else "more samples are needed")
 
 
 def _check_site_cost(site: str, n: int, d: int) -> None:
@@ -274,11 +311,17 @@ def nonlinearity_signature(
         batch_size=batch_size, reducer="positions" if samples == "positions" else "pool",
         tokens=tokens, channel_axis=channel_axis, device=device,
     )  # fmt: skip
+    context = {
+        "samples": samples, "n_samples": n_samples, "n_inputs": cap.n_inputs, "n_total": cap.n_total,
+        "nonfinite_inputs": cap.nonfinite_inputs,
+        "nonfinite_params": [name for name, p in model.named_parameters()
+                             if p.is_floating_point() and not bool(torch.isfinite(p).all())],
+    }  # fmt: skip
     rows = []
     for position, rec in enumerate(cap.activation_sites().values()):
         rows.append(_site_row(rec, position, eps=eps, companions=companions, bins=entropy_bins,
                               sparsity_tol=sparsity_tol, null_baseline=null_baseline, seed=seed,
-                              ridge=ridge))  # fmt: skip
+                              ridge=ridge, context=context))  # fmt: skip
     cols = COLUMNS + (["null_affinity"] if null_baseline else [])
     df = pd.DataFrame(rows, columns=cols)
     df.insert(df.columns.get_loc("n") + 1, "n_inputs", int(cap.n_inputs or 0))
@@ -294,6 +337,8 @@ def nonlinearity_signature(
     )  # fmt: skip
     df.attrs["summary"] = _summary(df)
     df.attrs["summary"]["not_observed"] = _fused_nonlinearities(model, df)
+    if df.attrs["summary"]["n_ok"] == 0:
+        df.attrs["summary"]["no_result"] = no_result_reason(df)
     return df
 
 
@@ -338,6 +383,22 @@ def _summary(df: pd.DataFrame) -> dict[str, Any]:
         if np.isfinite(null).any():
             out["null_mean"] = float(np.nanmean(null))
     return out
+
+
+def no_result_reason(df: pd.DataFrame) -> str:
+    """Why a signature has no ``ok`` site, in words, with what would give it one: the reason of
+    its most common status (each row's ``error`` carries the computed remedy)."""
+    if len(df) == 0:
+        return ("no activation call was observed: the model has no activation modules or functional "
+                "activations (a linear model), so there is nothing to score")  # fmt: skip
+    counts = df["status"].value_counts()
+    status = str(counts.index[0])
+    first = df[df["status"] == status].iloc[0]
+    why = str(first.get("error") or LEFT_OUT_WHY.get(status, status))
+    if status == "under_determined":
+        widest = df[df["status"] == status].sort_values("d").iloc[-1]
+        why = str(widest.get("error") or why)
+    return f"no site has a meaningful score ({', '.join(f'{v} {k}' for k, v in counts.items())}): {why}"
 
 
 def signature_vector(df: pd.DataFrame | Sequence[float], statuses: Sequence[str] = SCORED) -> np.ndarray:

@@ -72,7 +72,9 @@ class ScanOptions:
 class LensResult:
     """What one lens found on one model (or, in a comparison, across models).
 
-    ``status``: ``"ok"``; ``"failed"`` (the lens raised on this model: ``reason`` says why);
+    ``status``: ``"ok"`` (its numbers are meaningful); ``"no_result"`` (the lens ran but nothing
+    it measured is meaningful — no site scored, no layer measured: ``reason`` says why and what
+    would give a result); ``"failed"`` (the lens raised on this model: ``reason`` says why);
     ``"unavailable"`` (the lens is not part of this installation).
     """
 

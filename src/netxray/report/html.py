@@ -126,7 +126,7 @@ h2{font-size:18px;margin:4px 0 10px} h3{font-size:15px;margin:16px 0 6px}
 .card{flex:1 1 220px;border:1px solid #dde2e8;border-radius:6px;padding:10px 12px;background:#fbfcfd}
 .card h3{margin:0 0 6px;font-size:14px} .card dl{margin:0;display:grid;grid-template-columns:auto 1fr;gap:2px 10px;font-size:13px}
 .card dt{color:#5b6773} .card dd{margin:0;font-variant-numeric:tabular-nums}
-.status-ok{color:#1b7f3b} .status-failed,.status-unavailable{color:#b3261e} .status-skipped{color:#8a6d00}
+.status-ok{color:#1b7f3b} .status-failed,.status-unavailable,.status-no_result{color:#b3261e} .status-skipped{color:#8a6d00}
 .note{border-left:4px solid #b3261e;background:#fdf1f0;padding:8px 12px;margin:8px 0;font-size:14px}
 .info{border-left:4px solid #3b6ea8;background:#eef4fb;padding:6px 12px;margin:8px 0;font-size:13px}
 .howto{color:#3d4853;font-size:14px;margin:4px 0 10px}
@@ -252,11 +252,15 @@ def _card(title: str, status: str, items: Iterable[tuple[str, Any]]) -> str:
     )
 
 
+_NOT_OK_LEAD = {"no_result": "This lens ran, but nothing it measured is meaningful"}
+
+
 def _section(result: Any, anchor: str) -> str:
     parts = [f'<section id="{html.escape(anchor)}"><h2>{html.escape(result.title)}</h2>']
     if result.status != "ok":
         parts.append(
-            f'<div class="note"><b>This lens could not run on this model ({html.escape(result.status)}).</b> '
+            f'<div class="note"><b>{_NOT_OK_LEAD.get(result.status, "This lens could not run on this model")} '
+            f'({html.escape(result.status)}).</b> '
             f"{html.escape(result.reason or '')}</div>"
         )
     for text in result.howto:
@@ -281,7 +285,9 @@ def _cards(report: Report) -> str:
     cards = []
     for res in report.results.values():
         items = list(res.headline().items())
-        cards.append(_card(res.title, res.status, items or [("reason", res.reason or "")]))
+        if res.status != "ok":  # why first: a card without a meaningful number says so
+            items = [("reason", res.reason or res.status)] + items
+        cards.append(_card(res.title, res.status, items))
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
@@ -332,7 +338,7 @@ _SUMMARY_CSS = (
     ".nx-summary .card h3{font-size:13px;margin:0 0 4px}.nx-summary dl{margin:0;display:grid;"
     "grid-template-columns:auto 1fr;gap:1px 8px;font-size:12px}.nx-summary dt{color:#5b6773}"
     ".nx-summary dd{margin:0}.nx-summary .status-ok{color:#1b7f3b}"
-    ".nx-summary .status-failed,.nx-summary .status-unavailable{color:#b3261e}"
+    ".nx-summary .status-failed,.nx-summary .status-unavailable,.nx-summary .status-no_result{color:#b3261e}"
     ".nx-summary .note{border-left:4px solid #b3261e;background:#fdf1f0;padding:4px 8px;font-size:13px}"
     ".nx-summary .plots{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}"
     ".nx-summary img{max-width:380px;height:auto;border:1px solid #eef0f3}"

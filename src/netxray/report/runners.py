@@ -155,6 +155,8 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
         "status_counts": s.get("status_counts", {}),
     }
     res = LensResult("nonlinearity", TITLES["nonlinearity"], tables={"signature": df}, summary=summary)
+    if s.get("no_result"):  # no site scored: not "ok", whatever else ran (SPEC: ok means a number)
+        res.status, res.reason = "no_result", str(s["no_result"])
     res.howto = [
         "Each point is one activation call, in execution order: its affinity score ρ_aff ∈ [0, 1] is 1 "
         "when the activation acts as an affine map on the inputs it actually receives and falls the "
@@ -262,25 +264,37 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     s = dict(curve.attrs.get("summary", {}))
     redundant = list(red.loc[red["redundant"], "layer"])
     suggestion, removable, kept = _pruning_suggestion(model, redundant, _example(data))
+    ok_rows = curve[curve["status"] == "ok"]
+    q_max = float(ok_rows["q_max"].iloc[-1]) if len(ok_rows) and "q_max" in ok_rows else None
+    q_rel = float(ok_rows["q_rel_mean"].iloc[-1]) if len(ok_rows) and "q_rel_mean" in ok_rows else None
+    n_classes = meta.get("n_classes")
     summary: dict[str, Any] = {
         "layers": int(len(curve)),
         "layers ok (in the statistics)": s.get("n_ok", int(len(curve))),
         "left out": s.get("left_out") or "none",
         "Q first layer": s.get("q_first"),
         "Q last layer": s.get("q_last"),
+        "Q/Q_max last layer": q_rel,
+        f"ceiling Q_max ({n_classes} classes)": q_max,
         "peak layer": s.get("q_peak_layer"),
         "redundant layers": redundant,
         "prunable": removable,
-        "n": meta.get("n"),
+        "n": f"{meta.get('n')} per subset, of {meta.get('n_available')} labelled samples",
         "k": meta.get("k"),
         "repeats": meta.get("repeats"),
         "seed": opts.seed,
     }
     res = LensResult("modularity", TITLES["modularity"], tables={"curve": curve, "redundancy": red},
                      summary=summary)  # fmt: skip
-    if meta.get("subset_note"):
-        note = meta["subset_note"]
-        res.notes.append(note[0].upper() + note[1:] + ".")
+    if not (curve["status"] == "ok").any():
+        reasons = curve["error"].dropna().astype(str).unique().tolist() if "error" in curve else []
+        res.status = "no_result"
+        res.reason = (f"no probed layer could be measured ({len(curve)} layers)"
+                      + (f": {reasons[0]}" if reasons else ""))  # fmt: skip
+    for key in ("subset_note", "singleton_note"):
+        if meta.get(key):
+            note = meta[key]
+            res.notes.append(note[0].upper() + note[1:] + ".")
     if not auto:
         res.notes.append(f"Probed layers given by the user: {', '.join(map(str, layers))}.")
     elif getattr(unwrap_model(model), "netxray_config", None) is None:
@@ -294,9 +308,13 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
         "Q is the Newman modularity of a kNN cosine graph (k = "
         f"{meta.get('k')}) of each layer's features, with the true classes as communities, mean ± std "
         f"over {meta.get('repeats')} class-stratified subsets of n = {meta.get('n')} samples. Higher Q: "
-        "the classes form separate clusters at that layer (≈ 0.9 is the ceiling for 10 balanced "
-        "classes); near 0: no class structure. A plateau (orange) or a drop (red) marks a layer that "
-        "adds no class separation — a pruning candidate.",
+        "the classes form separate clusters at that layer; near 0: no class structure. Q's ceiling "
+        "Q_max = 1 − Σ_c (share of class c)² depends on the classes: "
+        + (f"{q_max:.3f} for these {n_classes} classes, so read Q/Q_max (here {q_rel:.2f} at the last "
+           "layer; 1 = perfectly separated). " if q_max is not None and q_rel is not None else
+           "read Q/Q_max (1 = perfectly separated). ")
+        + "A plateau (orange) or a drop (red) marks a layer that adds no class separation — a "
+        "pruning candidate.",
         suggestion,
     ]
     if kept:

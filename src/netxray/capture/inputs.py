@@ -157,10 +157,12 @@ class Samples:
     """Numbered samples with optional labels, read lazily or held in memory.
 
     ``len(s)`` samples; ``s.take(idx)`` the inputs and labels of samples ``idx`` as one batch;
-    ``s.labels`` every label (None when the data has none); ``s.name`` where they came from.
+    ``s.labels`` every label (None when the data has none); ``s.name`` where they came from;
+    ``s.unit`` what one sample is, for a reader (images, texts, samples).
     """
 
     name: str = "data"
+    unit: str = "samples"
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -432,7 +434,14 @@ def resolve_samples(
         >>> len(s), s.labels.tolist()
         (5, [0, 1, 0, 1, 1])
     """
+    if isinstance(data, str):
+        from netxray.data import load_data
+
+        data = load_data(data, seed=seed)
     samples = _resolve(data, n_samples=n_samples, seed=seed, batch_size=batch_size)
+    source = data.measured() if hasattr(data, "measured") else data
+    if isinstance(getattr(source, "unit", None), str) and samples is not data:
+        samples.unit = source.unit  # "images", "texts": what the card's "n = 60 of 60 …" counts
     if need_labels is not None and samples.labels is None:
         raise ValueError(
             f"{need_labels} needs class labels and the data has none: give (x, y) pairs, a "

@@ -20,6 +20,7 @@ from typing import Any
 import typer
 
 from netxray.cli._common import fail, load_checkpoint
+from netxray.measures.symmetry import format_power_of_ten
 
 
 def _floats(text: str, option: str) -> list[float]:
@@ -145,7 +146,8 @@ def register(app: typer.Typer) -> None:
         summary: dict[str, Any] = {k: v for k, v in s.items()}
         lines = [
             f"status: {s['status']}",
-            f"group order: 10^{s['log10_order']:.6g} (permutations 10^{s['log10_permutations']:.6g}); "
+            f"group order: {format_power_of_ten(s['log10_order'])} (permutations "
+            f"{format_power_of_ten(s['log10_permutations'])}); "
             f"continuous symmetries: {s['continuous_dims']} dimensions of {s['n_params']} parameters",
             s["statement"],
         ]

@@ -262,7 +262,7 @@ class DataSplits:
             >>> from netxray.data import load_data
             >>> s = load_data("digits")
             >>> len(s.measured()), len(s.measured("all"))
-            (360, 1797)
+            (359, 1797)
         """
         split = self.measured_split(split)
         if split == "test":

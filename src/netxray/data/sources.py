@@ -160,6 +160,8 @@ class ImageFolder(torch.utils.data.Dataset):
     ``targets`` (all labels) and ``classes`` are known without decoding any image.
     """
 
+    unit = "images"  # what one sample is, for a reader ("n = 120 of 120 images")
+
     def __init__(
         self,
         files: Sequence[Path],
@@ -322,6 +324,11 @@ class LabelledInputs(torch.utils.data.Dataset):
     @property
     def input_shape(self) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape[1:]) for k, v in self.inputs.items()}
+
+    @property
+    def unit(self) -> str:
+        """What one sample is, for a reader: texts when the inputs are token ids."""
+        return "texts" if "input_ids" in self.inputs else "samples"
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {**{k: v[i] for k, v in self.inputs.items()}, "labels": self.y[i]}

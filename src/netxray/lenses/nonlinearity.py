@@ -495,8 +495,9 @@ def plot_signatures(
     One table: scores against execution order, the x axis labelled by site (or, when the names
     do not fit, by stage: consecutive sites grouped by module-path prefix, see
     :func:`netxray._plotting.label_positions`); more than ``per_row`` sites are split over
-    stacked rows. Degenerate sites hollow, sites without a score marked at the bottom with a
-    cross, the null baseline dashed. Several: overlaid, against relative depth when their lengths
+    stacked rows. Only ``ok`` scores are filled dots; under-determined and too-few-samples scores
+    are hollow circles, degenerate sites hollow squares (none of them a measurement), sites
+    without a score a cross at the bottom, the null baseline dashed. Several: overlaid, against relative depth when their lengths
     differ (``x="relative"``/``"index"`` forces it).
     """
     from matplotlib.figure import Figure
@@ -533,14 +534,24 @@ def plot_signatures(
             sel = np.zeros(k, bool)
             sel[rows_slice] = True
             pos, y, status = pos[sel], y[sel], status[sel]
-            label = ("affinity score" if single else str(name)) if first else None
+            label = ("affinity score (status ok)" if single else str(name)) if first else None
             ms = 4 if k <= 200 else 2.5
-            line = ax.plot(pos, y, "-o", ms=ms, lw=1.2, label=label)[0]
+            ok = status == "ok"
+            line = ax.plot(pos, y, "-", lw=1.2, alpha=0.8)[0]
             color = line.get_color()
+            # only ok points are filled: a score that is not a measurement never looks like one
+            ax.plot(pos[ok], y[ok], "o", ms=ms, color=color, label=label)
+            if first and not ok.any():
+                ax.plot([], [], "o", ms=ms, color=color, label=label)
+            vague = np.isin(status, ["under_determined", "too_few_samples"])
+            if vague.any():
+                ax.plot(pos[vague], y[vague], "o", ms=ms + 1, mfc="white", mec=color,
+                        label="hollow: not determined (n ≤ d or n < 10), not a measurement"
+                        if single and first else None)  # fmt: skip
             deg = status == "degenerate"
             if deg.any():
-                ax.plot(pos[deg], y[deg], "o", ms=ms + 3, mfc="white", mec=color,
-                        label="degenerate (constant output)" if single and first else None)  # fmt: skip
+                ax.plot(pos[deg], y[deg], "s", ms=ms + 2, mfc="white", mec=color,
+                        label="hollow square: degenerate (constant output), set to 1" if single and first else None)  # fmt: skip
             missing = ~np.isin(status, list(SCORED))
             if missing.any():
                 ax.plot(pos[missing], np.zeros(missing.sum()), "x", color=color, ms=ms + 3,
@@ -559,7 +570,8 @@ def plot_signatures(
     axes[-1].set_xlabel("relative depth" if x == "relative" else "activation call (execution order)")
     if title is None and single and isinstance(signatures, pd.DataFrame):
         meta = signatures.attrs.get("meta", {})
-        title = f"non-linearity signature (n = {meta.get('n', '?')}, data = {meta.get('data', '?')})"
+        title = (f"non-linearity signature ({meta.get('estimator', 'pooled per input')}, "
+                 f"{meta.get('n', '?')} inputs, data = {meta.get('data', '?')})")
     axes[0].set_title(title or "non-linearity signatures")
     if axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=8, loc="best", ncol=2 if single else 1)

@@ -2105,7 +2105,8 @@ def covering_bounds(
 
 def _verdict(r: dict[str, float]) -> str:
     return (
-        f"The hidden-unit permutations form a group of 10^{r['sum_log10_factorials']:.6g} elements, "
+        f"The hidden-unit permutations form a group of {msym.format_power_of_ten(r['sum_log10_factorials'])} "
+        "elements, "
         f"yet they lower the log10 covering bound only from {r['classical_log10']:.4g} to "
         f"{r['reduced_log10']:.4g} (by {r['difference_log10']:.6g}, a relative reduction of "
         f"{100 * r['relative_reduction']:.3g}%): astronomically many equivalent parameterizations, "

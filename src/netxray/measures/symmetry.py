@@ -26,6 +26,7 @@ from scipy.optimize import linear_sum_assignment
 LN10 = math.log(10.0)
 
 __all__ = [
+    "format_power_of_ten",
     "log_factorial",
     "log10_factorial",
     "log_multiset_coefficient",
@@ -68,6 +69,24 @@ def log10_factorial(n: int) -> float:
     157.970004
     """
     return log_factorial(n) / LN10
+
+
+def format_power_of_ten(log10_value: float) -> str:
+    """A count known by its log10 written for a reader: ``10^6.56`` below 10^100, else the
+    exponent rounded to an integer with thousands separated by a space (``10^27 050``).
+
+    Example:
+        >>> format_power_of_ten(6.559763), format_power_of_ten(27050.4), format_power_of_ten(0.0)
+        ('10^6.56', '10^27 050', '1')
+    """
+    v = float(log10_value)
+    if not np.isfinite(v):
+        return "?"
+    if v == 0.0:
+        return "1"
+    if abs(v) < 100:
+        return f"10^{v:.3g}"
+    return "10^" + f"{round(v):,}".replace(",", " ")
 
 
 def log_multiset_coefficient(log_m: float, d: int) -> float:

@@ -23,6 +23,7 @@ import html
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -110,7 +111,9 @@ class ItemizedNote(str):
         grouped with the others of its kind, the name shown as ‹name›."""
         by: dict[str, list[str]] = {}
         for name, reason in self.items:
-            key = reason.replace(name, "‹name›") if name and len(name) > 1 else reason
+            # the name as a whole token only: "norm" must not eat the start of "normalization"
+            token = re.compile(rf"(?<![\w.#:-]){re.escape(name)}(?![\w#:-]|\.\w)") if name and len(name) > 1 else None
+            key = token.sub("‹name›", reason) if token is not None else reason
             by.setdefault(key, []).append(name)
         return sorted(by.items(), key=lambda kv: -len(kv[1]))
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from netxray.capture.graph import unwrap_model
+from netxray.measures.symmetry import format_power_of_ten
 from netxray.report import plots as P
 from netxray.report.core import LensResult, ScanOptions
 from netxray.report.html import ItemizedNote, figure_to_plot
@@ -109,6 +110,23 @@ def _named_items(lines: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def inputs_of(n: Any, total: Any, data: Any = None) -> str | None:
+    """``"120 of 120 images"``: the inputs a lens ran on, of those the data holds, in the data's
+    unit (images, texts, else samples)."""
+    if n is None:
+        return None
+    unit = _unit(data)
+    return f"{n} of {total} {unit}" if total is not None else f"{n} {unit}"
+
+
+def _unit(data: Any) -> str:
+    """What one sample of ``data`` is, for a reader: images, texts or samples."""
+    if hasattr(data, "measured"):
+        data = data.measured()
+    unit = getattr(data, "unit", None)
+    return unit if isinstance(unit, str) else "samples"
+
+
 def _fmt_range(values: pd.Series) -> Any:
     v = pd.to_numeric(values, errors="coerce").dropna()
     if v.empty:
@@ -142,14 +160,16 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
     meta = df.attrs.get("meta", {})
     s = dict(df.attrs.get("summary", {}))
     summary: dict[str, Any] = {
+        "estimator": meta.get("estimator"),
         "sites": int(len(df)),
         "sites ok (in the statistics)": s.get("n_ok", int(len(df))),
         "left out": s.get("left_out") or "none",
         "mean affinity": s.get("mean"),
+        "null mean (rotated input)": s.get("null_mean"),
         "min": s.get("min"),
         "max": s.get("max"),
-        "null mean (rotated input)": s.get("null_mean"),
-        "n": meta.get("n"),
+        "n": inputs_of(meta.get("n"), meta.get("n_total"), data),
+        "samples per site": _fmt_range(df["n"]) if "n" in df else None,
         "d": _fmt_range(df["d"]) if "d" in df else None,
         "seed": opts.seed,
         "status_counts": s.get("status_counts", {}),
@@ -162,8 +182,9 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
         "when the activation acts as an affine map on the inputs it actually receives and falls the "
         "more non-linearly it is used. The dashed line is the score of a rotated copy of the same "
         "input (an exactly linear map at the same n and d): in high dimension the estimator is biased "
-        "low, so read each score against that baseline, and compare models only at equal n and d "
-        f"(here n = {meta.get('n')}, d = {summary['d']})."
+        "low, so read each score against that baseline, and compare models only under the same "
+        f"estimator, n and d (here {meta.get('estimator')}: {summary['samples per site']} samples per "
+        f"site from {summary['n']}, d = {summary['d']})."
     ]
     not_observed = list(df.attrs.get("summary", {}).get("not_observed", []))
     if not_observed:
@@ -279,7 +300,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
         "peak layer": s.get("q_peak_layer"),
         "redundant layers": redundant,
         "prunable": removable,
-        "n": f"{meta.get('n')} per subset, of {meta.get('n_available')} labelled samples",
+        "n": f"{meta.get('n')} per subset, of {inputs_of(meta.get('n_available'), None, data)} labelled",
         "k": meta.get("k"),
         "repeats": meta.get("repeats"),
         "seed": opts.seed,
@@ -376,6 +397,15 @@ def _median_alpha(spectra: pd.DataFrame) -> float | None:
     return float(ok.median()) if len(ok) else None
 
 
+def _alpha_band(spectra: pd.DataFrame, low: float = 2.0, high: float = 6.0) -> str | None:
+    """``"12 of 20"``: the fitted layers whose power-law α lies in [low, high] (WeightWatcher's
+    band for well-trained layers)."""
+    if not len(spectra) or "alpha" not in spectra:
+        return None
+    ok = pd.to_numeric(spectra.loc[spectra["fit_status"] == "ok", "alpha"], errors="coerce").dropna()
+    return f"{int(((ok >= low) & (ok <= high)).sum())} of {len(ok)}" if len(ok) else None
+
+
 def _run_parameters(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
     from netxray.lenses.parameters import (
         GLOBAL,
@@ -405,6 +435,7 @@ def _run_parameters(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
         "non-finite values": nonfinite,
         "layers in strength graph": ssum.get("layers_mapped"),
         "median power-law α": _median_alpha(spectra),
+        "layers with α in 2–6 (well-trained band)": _alpha_band(spectra),
     }
     res = LensResult("parameters", TITLES["parameters"],
                      tables={"weight_stats": stats, "node_strengths": strengths, "fluctuation": fluct,
@@ -419,8 +450,9 @@ def _run_parameters(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
         "The spectra table reads each weight matrix (a convolution as out × in·k·k) through its "
         "singular values: spectral norm, stable rank (‖W‖_F²/‖W‖_2²) and α, the power-law exponent "
         "of the tail of the eigenvalues of WᵀW (continuous MLE, x_min by the minimal KS distance). "
-        "Random, untrained matrices have no heavy tail (large α or a poor fit); trained layers "
-        "typically show α between 2 and 6.",
+        "Random, untrained matrices have no heavy tail (large α or a poor fit); WeightWatcher "
+        "reports α between 2 and 6 for well-trained layers, so the card counts the layers in that "
+        "band (α < 2: very heavy tail, often over-trained; α > 6: little learned structure).",
     ]
     if nonfinite:
         res.notes.append(f"{nonfinite} non-finite weight values (NaN/inf): the training diverged.")
@@ -476,7 +508,7 @@ def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
         "The symmetry group counts the parameterizations that compute the same function: unit "
         "permutations within each layer (d! for d units), sign flips for odd activations (tanh); "
         "ReLU rescalings are continuous and counted as extra dimensions, not in |G|. "
-        f"Here |G| = 10^{_fmt_num(g.get('log10_order'))}.",
+        f"Here |G| = {format_power_of_ten(g.get('log10_order', float('nan')))}.",
     ]
     not_analysed = [str(x) for x in (g.get("not_analysed") or [])]
     if g.get("statement"):

@@ -168,3 +168,18 @@ def test_a_report_card_says_n_of_the_data(tmp_path):
     assert report.results["nonlinearity"].summary["n"] == "60 of 60 images"
 
 
+
+
+def test_a_model_whose_outputs_are_not_the_data_classes_is_named_and_given_a_new_head(digits):
+    from netxray.lenses.pruning import prune_study
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                          nn.Linear(32, 1000))  # a "pretrained" 1 000-way head, 10 classes here  # fmt: skip
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="1000 outputs but the data has 10 classes.*--new-head"):
+        prune_study(model, digits, finetune_epochs=0, repeats=2, n=100)
+    study = prune_study(model, digits, finetune_epochs=0, repeats=2, n=100, new_head=True)
+    assert "head '5' (1000 outputs) was replaced by a 10-way Linear" in study.summary["new_head"]
+    assert study.summary["acc_original"] > 0.3  # a fitted head on the digits' classes, not 0.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the user's model

@@ -152,8 +152,14 @@ def register(app: typer.Typer) -> None:
                 + ("; ".join(f"{s['kind']} {','.join(s['layers'])}" for s in segs) or "none")
             )
             if adversarial is not None:
+                from netxray.capture.inputs import example_batch, resolve_samples
+                from netxray.lenses.pruning import _output_width
+
+                width = _output_width(model, example_batch(resolve_samples(dataset), 2))
+                mismatch = (f" (meaningless: the model has {width} outputs for {splits.num_classes} "
+                            "classes)") if width is not None and width != splits.num_classes else ""  # fmt: skip
                 typer.echo("accuracy on the measured samples: " + ", ".join(
-                    f"{c[4:]} {a:.3f}" for c, a in adv.attrs["summary"].items()))  # fmt: skip
+                    f"{c[4:]} {a:.3f}" for c, a in adv.attrs["summary"].items()) + mismatch)  # fmt: skip
             typer.echo("wrote " + ", ".join(written))
 
     @app.command("prune")
@@ -171,6 +177,7 @@ def register(app: typer.Typer) -> None:
         tol: float | None = typer.Option(None, "--tol", help="Redundancy tolerance on ΔQ (default: from the repeats' spread)."),
         random_draws: int = typer.Option(3, "--random-draws", help="Random selections of the same number of layers (the control)."),
         curve_split: str = typer.Option("train", "--curve-split", help="Split the curve is measured on (train keeps the choice blind to the test set)."),
+        new_head: bool = typer.Option(False, "--new-head", help="When the model's outputs are not the data's classes (a 1000-way ImageNet head on a 2-class folder), replace its last Linear by a head for the data's classes, fitted on the train split with the rest frozen, before pruning (said in the output). Without it such a model is refused."),
         device: str | None = DEVICE,
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the data split, subsets, random draws and fine-tuning."),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads for the run (default: torch's; 1 is often fastest on a busy machine)."),
@@ -201,10 +208,12 @@ def register(app: typer.Typer) -> None:
                 study = prune_study(
                     model, splits, tol=tol, finetune_epochs=finetune_epochs, lr=lr, n=n, k=k,
                     repeats=repeats, seed=seed, random_draws=random_draws,
-                    curve_split=curve_split, out=out,
+                    curve_split=curve_split, new_head=new_head, out=out,
                 )
         except (ValueError, TypeError) as exc:
             fail(str(exc))
+        if study.summary.get("new_head"):  # what was done to the model, said even with --quiet
+            typer.secho(f"note: {study.summary['new_head']}", err=True, fg=typer.colors.YELLOW)
         plot_modularity_curve(study.curve, study.redundant, path=str(out / "curve_before.png"))
         if study.curve_after is not None:
             plot_modularity_curve(study.curve_after, path=str(out / "curve_after.png"))

@@ -351,6 +351,52 @@ def _finetune(model: nn.Module, splits, epochs: int, lr: float, seed: int) -> nn
     return tuned
 
 
+def _output_width(model: nn.Module, example: torch.Tensor) -> int | None:
+    """The width of the model's output on ``example`` (its logits' last axis), None if unreadable."""
+    from netxray._meta import eval_mode
+    from netxray.capture.core import _first_tensor
+    from netxray.capture.inputs import _to_model, model_device, model_dtype
+
+    try:
+        with eval_mode(model), torch.no_grad():
+            out = _first_tensor(model(_to_model(example, model_device(model), model_dtype(model))))
+    except Exception:  # the caller's own evaluation names the failure
+        return None
+    return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.ndim >= 2 else None
+
+
+def _head_path(model: nn.Module, width: int) -> str | None:
+    """The module path of the model's head: its last Linear with ``width`` outputs."""
+    heads = [p for p, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == width]
+    return heads[-1] if heads else None
+
+
+def _fit_new_head(model: nn.Module, splits: Any, head: str, classes: int, *, epochs: int, lr: float,
+                  seed: int) -> nn.Module:  # fmt: skip
+    """A copy of ``model`` whose Linear ``head`` is replaced by a fresh ``classes``-way Linear
+    (seeded), fitted on the train split with every other parameter frozen (a linear probe, Adam at
+    max(lr, 1e-2): a fresh head on fixed features needs a larger step than fine-tuning)."""
+    from netxray.training import train
+
+    new = copy.deepcopy(model)
+    old = new.get_submodule(head)
+    torch.manual_seed(seed)
+    fresh = nn.Linear(old.in_features, classes, bias=old.bias is not None).to(old.weight.device, old.weight.dtype)
+    parent, _, leaf = head.rpartition(".")
+    setattr(new.get_submodule(parent) if parent else new, leaf, fresh)
+    for name, p in new.named_parameters():
+        p.requires_grad_(name.startswith(f"{head}."))
+    fitted = train(new, splits, epochs=epochs, lr=max(lr, 1e-2), seed=seed, progress=False).model.eval()
+    for p in fitted.parameters():  # the pruned variants are fine-tuned whole afterwards
+        p.requires_grad_(True)
+    for attr in ("netxray_config", "netxray_removed"):
+        if hasattr(model, attr):
+            setattr(fitted, attr, copy.deepcopy(getattr(model, attr)))
+    if hasattr(fitted, "netxray_config") and isinstance(fitted.netxray_config, dict):
+        fitted.netxray_config["num_classes"] = classes
+    return fitted
+
+
 def _pair_splits(data: Any) -> Any:
     """A ``(train, test)`` pair of labelled containers as in-memory DataSplits; anything else as is.
 
@@ -393,6 +439,8 @@ def prune_study(
     seed: int = 0,
     random_draws: int = 3,
     curve_split: str = "train",
+    new_head: bool = False,
+    head_epochs: int = 10,
     out: str | Path | None = None,
     progress: bool = False,
 ) -> PruneStudy:
@@ -411,6 +459,11 @@ def prune_study(
         tol: redundancy tolerance for :func:`netxray.redundant_layers` (default from the spread).
         finetune_epochs, lr: fine-tuning of every variant (Adam, cosine schedule, same seed).
         random_draws: how many random selections of the same number of layers.
+        new_head: when the model's outputs are not the data's classes (a pretrained 1 000-way
+            ImageNet head on a 2-class folder), replace its last Linear by a fresh head for the
+            data's classes, fitted for ``head_epochs`` on the train split with the rest frozen,
+            before anything is measured (the summary's ``new_head`` says what was done). Without
+            it such a model is refused: its accuracy against these labels would mean nothing.
         out: directory; writes the pruned model's checkpoint, ``prune_table.csv``, the curves.
 
     Returns:
@@ -438,6 +491,27 @@ def prune_study(
     model = unwrap_model(model)
     curve_data = getattr(splits, curve_split)
     example = curve_data.x[:2]
+    head_note = None
+    width, classes = _output_width(model, example), int(splits.num_classes)
+    if width is not None and width != classes:
+        head = _head_path(model, width)
+        if not new_head or head is None:
+            raise ValueError(
+                f"prune_study: the model has {width} outputs but the data has {classes} classes, so "
+                f"its accuracy against these labels means nothing (an argmax over {width} classes "
+                f"against labels 0–{classes - 1}); "
+                + (f"pass new_head=True (--new-head) to replace its head {head!r} by a {classes}-way "
+                   "Linear fitted on the train split first" if head is not None else
+                   "no Linear with that many outputs was found to replace: give data with the "
+                   "model's classes")
+            )  # fmt: skip
+        model = _fit_new_head(model, splits, head, classes, epochs=int(head_epochs), lr=lr, seed=seed)
+        head_note = (f"the model's head {head!r} ({width} outputs) was replaced by a {classes}-way "
+                     f"Linear fitted for {head_epochs} epochs on the train split (the rest frozen, Adam "
+                     f"at lr {max(lr, 1e-2):g}); "
+                     "'original' is that model")  # fmt: skip
+    elif new_head:
+        head_note = f"no new head: the model's {width} outputs already match the data's {classes} classes"
     if curve is None:
         curve = modularity_curve(model, curve_data, n=n, k=k, repeats=repeats, seed=seed,
                                  progress=progress)  # fmt: skip
@@ -530,11 +604,12 @@ def prune_study(
         "acc_random_std": float(rand.std(ddof=1)) if len(rand) > 1 else None,
         "n_removable": len(removable_all),
         "note": None if m else _nothing_note(info, removable_all),
+        "new_head": head_note,
     }
     meta = metadata(
         lens="prune_study", seed=seed, n=n, k=k, repeats=repeats, tol=tol,
         finetune_epochs=finetune_epochs, lr=lr, random_draws=random_draws,
-        curve_split=curve_split, data=getattr(curve_data, "name", None),
+        curve_split=curve_split, data=getattr(curve_data, "name", None), new_head=head_note,
         model_hash=model_hash(model), model=type(model).__name__,
         base_params=base_params, base_macs=base_macs,
     )  # fmt: skip

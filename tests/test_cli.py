@@ -109,12 +109,17 @@ def _complete_report(out, lenses=("nonlinearity", "modularity", "parameters", "s
 def test_readme_scan_torchvision_resnet18_on_an_image_folder(sources, tmp_path):
     out = tmp_path / "R"
     result = _run("scan", "torchvision:resnet18", "--data", f"imagefolder:{sources['images']}",
-                  "--image-size", "64", "--n-samples", "64", "--modularity-n", "5", "--repeats", "2",
+                  "--image-size", "64", "--n-samples", "600", "--modularity-n", "5", "--repeats", "2",
                   "--out", out, "--quiet")  # fmt: skip
     assert result.exit_code == 0, result.output
     record = _complete_report(out)
     assert record["meta"]["model_source"] == "torchvision:resnet18"
-    assert record["meta"]["data"].startswith("imagefolder:images:test (6 samples")
+    # a folder without train/ and test/ is the user's evaluation data: all 30 images are measured
+    assert record["meta"]["data"].startswith("imagefolder:images:all (30 samples")
+    sig = record["summary"]["nonlinearity"]
+    assert sig["n"] == "30 of 30 images" and sig["estimator"] == "positions as samples"
+    # 64 px: layer4's 2×2 positions × 30 images = 120 <= 512 channels; every earlier site is scored
+    assert sig["status_counts"] == {"ok": 13, "under_determined": 4}
     assert record["meta"]["n_params"] == 11689512  # resnet18 with its 1000-class head
 
 

@@ -570,8 +570,8 @@ def plot_signatures(
     axes[-1].set_xlabel("relative depth" if x == "relative" else "activation call (execution order)")
     if title is None and single and isinstance(signatures, pd.DataFrame):
         meta = signatures.attrs.get("meta", {})
-        title = (f"non-linearity signature ({meta.get('estimator', 'pooled per input')}, "
-                 f"{meta.get('n', '?')} inputs, data = {meta.get('data', '?')})")
+        title = (f"non-linearity signature — {meta.get('estimator', 'pooled per input')}\n"
+                 f"{meta.get('n', '?')} inputs of {meta.get('data', '?')}")
     axes[0].set_title(title or "non-linearity signatures")
     if axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=8, loc="best", ncol=2 if single else 1)

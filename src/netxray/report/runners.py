@@ -300,7 +300,7 @@ def _run_modularity(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
         "peak layer": s.get("q_peak_layer"),
         "redundant layers": redundant,
         "prunable": removable,
-        "n": f"{meta.get('n')} per subset, of {inputs_of(meta.get('n_available'), None, data)} labelled",
+        "n": f"{meta.get('n')} per subset of {inputs_of(meta.get('n_available'), None, data)}",
         "k": meta.get("k"),
         "repeats": meta.get("repeats"),
         "seed": opts.seed,

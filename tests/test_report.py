@@ -50,13 +50,13 @@ def test_scan_all_lenses(mlp_report):
     assert list(sig["site"]) == ["hidden.0.act", "hidden.1.act"] and (sig["n"] == 200).all()
     assert sig["affinity"].between(0, 1).all()
     s = report.summary
-    assert s["nonlinearity"]["n"] == 200 and s["nonlinearity"]["d"] == 64 and s["nonlinearity"]["seed"] == 0
+    assert s["nonlinearity"]["n"] == "200 of 359 samples" and s["nonlinearity"]["d"] == 64 and s["nonlinearity"]["seed"] == 0
 
     curve = report["modularity"]
     assert list(curve["layer"]) == ["hidden.0", "hidden.1"]
     # a trained digits classifier separates the classes far above the |Q| ≲ 0.02 of shuffled labels
     assert s["modularity"]["Q last layer"] > 0.3 and s["modularity"]["k"] == 3
-    assert s["modularity"]["n"] == 150 and s["modularity"]["repeats"] == 3
+    assert s["modularity"]["n"] == "150 per subset of 359 samples" and s["modularity"]["repeats"] == 3
 
     stats = report["parameters"]
     assert s["parameters"]["parameters"] == sum(p.numel() for p in model.parameters())

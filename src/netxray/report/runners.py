@@ -632,7 +632,7 @@ def _compare_nonlinearity(
         summary={"models": list(sigs), "dendrogram order": order,
                  "closest pair": _closest_pair(cmp.distances), "method": method},
     )  # fmt: skip
-    ns = {int(r.summary.get("n") or 0) for r in ok.values()}
+    ns = {int(r.table.attrs.get("meta", {}).get("n") or 0) if r.table is not None else 0 for r in ok.values()}
     res.howto = [
         "Signatures of all models against relative depth, their pairwise distances ("
         + ("dynamic time warping: square root of the accumulated squared difference along the best "

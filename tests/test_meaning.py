@@ -47,6 +47,13 @@ def test_a_folder_without_splits_is_measured_whole(tmp_path):
     image_folder(tmp_path / "split" / "train", per_class=4)
     image_folder(tmp_path / "split" / "test", per_class=2)
     assert len(load_data(f"imagefolder:{tmp_path / 'split'}", image_size=8).measured()) == 6
+    # a text file is the user's evaluation data too: 100 rows, 100 measured (not 20)
+    pytest.importorskip("transformers")
+    import _real_formats as rf
+
+    texts = load_data(f"text:{rf.text_csv(tmp_path / 'reviews.csv', n=100)}",
+                      tokenizer=str(rf.tokenizer(tmp_path / "tok")))  # fmt: skip
+    assert len(texts.measured()) == 100 and texts.measured_split() == "all"
 
 
 def test_the_signature_is_determined_at_a_few_dozen_images():

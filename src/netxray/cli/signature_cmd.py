@@ -125,6 +125,8 @@ def register(app: typer.Typer) -> None:
             )
             if s.get("note"):
                 typer.echo(s["note"])
+        if df.attrs["summary"].get("no_result"):  # said even with --quiet: nothing here is a measurement
+            typer.secho(f"no_result: {df.attrs['summary']['no_result']}", err=True, fg=typer.colors.YELLOW)
             typer.echo(f"wrote {out}" + (f" and {plot}" if plot is not None else ""))
 
     @app.command("compare-signatures")  # the full `compare` (report incl. signatures) is scan_cmd.py's

@@ -622,7 +622,8 @@ def _compare_nonlinearity(
         clustering["cluster"] = cmp.labels
     clustering.attrs["linkage"] = cmp.linkage.tolist()
     long = pd.concat(
-        [df.assign(model=m)[["model", "position", "site", "op", "n", "d", "affinity", "status"]]
+        [df.assign(model=m)[["model", "position", "site", "op", "n", "d", "affinity", "status"]
+                            + (["estimator"] if "estimator" in df else [])]
          for m, df in sigs.items()], ignore_index=True,
     )  # fmt: skip
     order = [cmp.names[i] for i in cmp.order]

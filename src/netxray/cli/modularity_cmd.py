@@ -153,9 +153,9 @@ def register(app: typer.Typer) -> None:
             )
             if adversarial is not None:
                 from netxray.capture.inputs import example_batch, resolve_samples
-                from netxray.lenses.pruning import _output_width
+                from netxray.lenses.pruning import output_width
 
-                width = _output_width(model, example_batch(resolve_samples(dataset), 2))
+                width = output_width(model, example_batch(resolve_samples(dataset), 2))
                 mismatch = (f" (meaningless: the model has {width} outputs for {splits.num_classes} "
                             "classes)") if width is not None and width != splits.num_classes else ""  # fmt: skip
                 typer.echo("accuracy on the measured samples: " + ", ".join(

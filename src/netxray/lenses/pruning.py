@@ -351,7 +351,7 @@ def _finetune(model: nn.Module, splits, epochs: int, lr: float, seed: int) -> nn
     return tuned
 
 
-def _output_width(model: nn.Module, example: torch.Tensor) -> int | None:
+def output_width(model: nn.Module, example: torch.Tensor) -> int | None:
     """The width of the model's output on ``example`` (its logits' last axis), None if unreadable."""
     from netxray._meta import eval_mode
     from netxray.capture.core import _first_tensor
@@ -492,7 +492,7 @@ def prune_study(
     curve_data = getattr(splits, curve_split)
     example = curve_data.x[:2]
     head_note = None
-    width, classes = _output_width(model, example), int(splits.num_classes)
+    width, classes = output_width(model, example), int(splits.num_classes)
     if width is not None and width != classes:
         head = _head_path(model, width)
         if not new_head or head is None:

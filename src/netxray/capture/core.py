@@ -561,7 +561,7 @@ def collect(
     ``reducer="positions"`` (positions as samples, SPEC §1.2): the same inputs are run, and each
     site keeps R = ``n_samples`` rows (None: max(2048, inputs)) drawn across them by rank level
     (every input's first draw, then its second, …: :class:`~netxray.capture.reducers.PositionDraw`;
-    padding never drawn; at most max(4⌈R / inputs⌉, 64) offered per input, which bounds memory).
+    padding never drawn; at most 4⌈R / inputs⌉ offered per input; R + one batch's rows held).
     ``reducer="flatten"`` zeroes the padded tokens of (B, T, D) tensors.
 
     Returns the finished :class:`Capture`: ``.sites`` (execution order), ``.labels`` of the kept
@@ -588,8 +588,10 @@ def collect(
     rows = None
     if reducer == "positions":
         rows = n_samples if n_samples is not None else max(DEFAULT_ROWS, n_inputs)
+    # each input offers at most 4× its fair share R / inputs: enough for the others to make up
+    # for inputs with fewer positions (short texts), and a bound on one batch's rows
     fair_share = -(-(rows or 1) // max(n_inputs, 1))
-    draw = PositionDraw(keep=max(4 * fair_share, 64), seed=seed)
+    draw = PositionDraw(keep=4 * fair_share, seed=seed)
     batches = iter_batches(samples, chosen, where, batch_size)
     first = next(batches, None)
     layouts: dict[tuple, SiteLayout] = {}

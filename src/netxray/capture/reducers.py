@@ -106,18 +106,19 @@ class PositionDraw:
 
     :meth:`set_batch` is called before each forward with the dataset indices of the batch's
     inputs and its attention mask (None when there is none). :meth:`rows` turns an activation's
-    tensor into candidate rows: input b, with P_b real positions (padding excluded), ranks them by
-    the keys ``default_rng((seed, index_b, P_b)).random(P_b)`` and offers its ``keep`` best
-    (at most); :class:`PositionStore` then keeps R rows by rank level — every input's first
-    choice, then every input's second, … — so each input gives min(P_b, t) or t + 1 positions for
-    one level t: no input dominates, and R is reached whenever the inputs hold R positions. The
-    ranks are the same for the input and output of a call, for every site with P_b positions, and
-    for a text padded to any length (only real positions are ranked).
+    tensor into candidate rows: input b, with P_b real positions (padding excluded), draws the
+    keys ``default_rng((seed, index_b, P_b)).random(P_b)``, ranks its positions by them and offers
+    its ``keep`` best; :class:`PositionStore` then keeps R rows by rank level — every input's first
+    choice, then every input's second, … (ties within a level: the smaller key) — so each input
+    gives min(P_b, t) or t + 1 positions for one level t: no input dominates, and R is reached
+    whenever the inputs offer R positions. Ranks and keys are the same for the input and output
+    of a call, for every site with P_b positions, and for a text padded to any length (only real
+    positions are ranked), so the same rows are kept on both sides whatever the batching.
 
     Example:
         >>> draw = PositionDraw(keep=3, seed=0)
         >>> draw.set_batch(np.array([0, 1]), None)
-        >>> rows, ranks, owners = draw.rows(torch.randn(2, 5, 4, 4), channel_axis=1)
+        >>> rows, ranks, keys, owners = draw.rows(torch.randn(2, 5, 4, 4), channel_axis=1)
         >>> tuple(rows.shape), sorted(ranks.tolist()), owners.tolist()
         ((6, 5), [0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 1])
     """
@@ -128,15 +129,16 @@ class PositionDraw:
         self.keep, self.seed = int(keep), int(seed)
         self.indices: np.ndarray | None = None
         self.mask: torch.Tensor | None = None
-        self._chosen: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._chosen: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def set_batch(self, indices: np.ndarray, mask: torch.Tensor | None) -> None:
         """The dataset indices of the next forward's inputs, and its attention mask (B, T)."""
         self.indices = np.asarray(indices, dtype=np.int64)
         self.mask = None if mask is None else mask.detach().to("cpu").bool()
 
-    def _choose(self, index: int, n_real: int) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in order, their ranks) of one input with ``n_real`` real positions."""
+    def _choose(self, index: int, n_real: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(offered positions in order, their ranks, their keys) of one input with ``n_real``
+        real positions."""
         key = (index, n_real)
         chosen = self._chosen.get(key)
         if chosen is None:
@@ -145,22 +147,24 @@ class PositionDraw:
             pos = np.sort(order)
             rank = np.empty(n_real, dtype=np.int64)
             rank[order] = np.arange(len(order))
-            chosen = (pos, rank[pos])
+            chosen = (pos, rank[pos], keys[pos])
             self._chosen[key] = chosen
         return chosen
 
     def rows(
         self, x: torch.Tensor, *, channel_axis: int = 1, seq_layout: SeqLayout = "tokens"
-    ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """``(rows, ranks, owners)`` of a batch ``x`` (B, ...): the offered positions as rows
-        (features = channels), each one's rank within its input and its input's index."""
+    ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, ranks, keys, owners)`` of a batch ``x`` (B, ...): the offered positions as
+        rows (features = channels), each one's rank and key within its input, and its input's
+        index."""
         x = x.detach()
         if x.ndim == 0:
             raise ValueError("cannot draw positions from a scalar: expected a batch tensor (B, ...)")
         b = x.shape[0]
         indices = self.indices if self.indices is not None and len(self.indices) == b else np.arange(b)
         if x.ndim <= 2:  # one position per input: the input itself
-            return x.reshape(b, -1), np.zeros(b, dtype=np.int64), indices.copy()
+            zeros = np.zeros(b, dtype=np.int64)
+            return x.reshape(b, -1), zeros, zeros.astype(np.float64), indices.copy()
         if x.ndim == 3 and seq_layout == "tokens":
             grid = x  # (B, T, D)
         else:
@@ -171,55 +175,57 @@ class PositionDraw:
         p = grid.shape[1]
         mask = self.mask
         masked = mask is not None and grid is x and tuple(mask.shape) == (b, p)
-        flat, ranks, owners = [], [], []
+        flat, ranks, keys, owners = [], [], [], []
         for i in range(b):
             real = np.flatnonzero(mask[i].numpy()) if masked else None
-            pos, rank = self._choose(int(indices[i]), len(real) if real is not None else p)
+            pos, rank, key = self._choose(int(indices[i]), len(real) if real is not None else p)
             flat.append((real[pos] if real is not None else pos) + i * p)
             ranks.append(rank)
+            keys.append(key)
             owners.append(np.full(len(pos), indices[i], dtype=np.int64))
         sel = torch.from_numpy(np.concatenate(flat)).to(grid.device)
-        return grid.reshape(b * p, -1).index_select(0, sel), np.concatenate(ranks), np.concatenate(owners)
+        rows = grid.reshape(b * p, -1).index_select(0, sel)
+        return rows, np.concatenate(ranks), np.concatenate(keys), np.concatenate(owners)
 
 
 class PositionStore:
     """Streaming state of the positions estimator at one site: the offered rows of every batch
-    (:meth:`PositionDraw.rows`), and at :meth:`compute` at most ``max_rows`` of them chosen by
-    rank level (lowest rank first, ties at the last level broken by a seeded draw), kept in row
-    order — the same rows for the input and output of a call. ``per_input``: after
-    :meth:`compute`, the most positions any one input gave."""
+    (:meth:`PositionDraw.rows`), trimmed as they come to the ``max_rows`` best by (rank, key) —
+    lowest rank level first — in arrival (data) order. The kept set does not depend on the
+    batching, it is the same for the input and output of a call, and memory stays at
+    ``max_rows`` plus one batch. ``per_input``: after :meth:`compute`, the most positions any
+    one input gave."""
 
     def __init__(self, draw: PositionDraw, *, channel_axis: int, seq_layout: SeqLayout,
                  max_rows: int | None) -> None:  # fmt: skip
         self.draw, self.channel_axis, self.seq_layout = draw, channel_axis, seq_layout
         self.max_rows = max_rows
-        self.chunks: list[torch.Tensor] = []
-        self.ranks: list[np.ndarray] = []
-        self.owners: list[np.ndarray] = []
+        self.rows: torch.Tensor | None = None
+        self.ranks = np.empty(0, dtype=np.int64)
+        self.keys = np.empty(0)
+        self.owners = np.empty(0, dtype=np.int64)
         self.per_input = 0
 
     def update(self, batch: torch.Tensor) -> None:
-        rows, ranks, owners = self.draw.rows(batch, channel_axis=self.channel_axis, seq_layout=self.seq_layout)
+        rows, ranks, keys, owners = self.draw.rows(batch, channel_axis=self.channel_axis,
+                                                   seq_layout=self.seq_layout)  # fmt: skip
         dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
-        self.chunks.append(rows.to(device="cpu", dtype=dtype, copy=True))
-        self.ranks.append(ranks)
-        self.owners.append(owners)
+        rows = rows.to(device="cpu", dtype=dtype, copy=True)
+        self.rows = rows if self.rows is None else torch.cat([self.rows, rows])
+        self.ranks = np.concatenate([self.ranks, ranks])
+        self.keys = np.concatenate([self.keys, keys])
+        self.owners = np.concatenate([self.owners, owners])
+        if self.max_rows is not None and len(self.ranks) > self.max_rows:
+            keep = np.sort(np.lexsort((self.keys, self.ranks))[: self.max_rows])
+            self.rows = self.rows.index_select(0, torch.from_numpy(keep))
+            self.ranks, self.keys, self.owners = self.ranks[keep], self.keys[keep], self.owners[keep]
 
     def compute(self) -> torch.Tensor:
-        if not self.chunks:
+        if self.rows is None:
             return torch.empty(0, 0)
-        if len(self.chunks) > 1:
-            self.chunks = [torch.cat(self.chunks)]
-            self.ranks, self.owners = [np.concatenate(self.ranks)], [np.concatenate(self.owners)]
-        rows, ranks, owners = self.chunks[0], self.ranks[0], self.owners[0]
-        if self.max_rows is not None and rows.shape[0] > self.max_rows:
-            tie = np.random.default_rng(self.draw.seed).random(rows.shape[0])
-            keep = np.sort(np.lexsort((tie, ranks))[: self.max_rows])
-            rows = rows.index_select(0, torch.from_numpy(keep))
-            ranks, owners = ranks[keep], owners[keep]
-            self.chunks, self.ranks, self.owners = [rows], [ranks], [owners]
-        self.per_input = int(np.bincount(owners - owners.min()).max()) if len(owners) else 0
-        return rows
+        owners = self.owners
+        self.per_input = int(np.unique(owners, return_counts=True)[1].max()) if len(owners) else 0
+        return self.rows
 
 
 class RowStore:

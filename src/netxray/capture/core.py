@@ -104,13 +104,13 @@ NOT_DATA_DEPENDENT = (
 )
 
 
-def _first_tensor(obj: Any) -> torch.Tensor | None:
+def first_tensor(obj: Any) -> torch.Tensor | None:
     """The tensor a layer 'outputs': itself, the first tensor of a tuple/list, or of a mapping."""
     if isinstance(obj, torch.Tensor):
         return obj
     if isinstance(obj, (tuple, list)):
         for item in obj:
-            t = _first_tensor(item)
+            t = first_tensor(item)
             if t is not None:
                 return t
     if isinstance(obj, Mapping):
@@ -118,7 +118,7 @@ def _first_tensor(obj: Any) -> torch.Tensor | None:
             if isinstance(obj.get(key), torch.Tensor):
                 return obj[key]
         for item in obj.values():
-            t = _first_tensor(item)
+            t = first_tensor(item)
             if t is not None:
                 return t
     return None
@@ -318,7 +318,7 @@ class Capture:
                 self._observe(self._open_acts[path].pop(), "out", output)
             if is_probe:
                 state = self._state_for("layer", path, type(module).__name__)
-                self._observe(state, "out", _first_tensor(output))
+                self._observe(state, "out", first_tensor(output))
 
         return post_hook
 

@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("demo-out"), "--out", help="Output directory of the report."),
         cache: Path | None = typer.Option(None, "--cache", help="Cache directory for the trained models (default $NETXRAY_CACHE or .cache/netxray)."),
         retrain: bool = typer.Option(False, "--retrain", help="Train again even when cached models exist."),
-        n_samples: int = typer.Option(2048, "--n-samples", help="Samples per activation site (digits has 360 test samples: all are used)."),
+        n_samples: int = typer.Option(2048, "--n-samples", help="Samples (positions) per activation site; the digits test split has 359 images, all of them run."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the scans (sample subsets)."),
         device: str | None = DEVICE,
         quiet: bool = typer.Option(False, "--quiet", help="Only the last line."),

@@ -354,12 +354,12 @@ def _finetune(model: nn.Module, splits, epochs: int, lr: float, seed: int) -> nn
 def output_width(model: nn.Module, example: torch.Tensor) -> int | None:
     """The width of the model's output on ``example`` (its logits' last axis), None if unreadable."""
     from netxray._meta import eval_mode
-    from netxray.capture.core import _first_tensor
+    from netxray.capture.core import first_tensor
     from netxray.capture.inputs import _to_model, model_device, model_dtype
 
     try:
         with eval_mode(model), torch.no_grad():
-            out = _first_tensor(model(_to_model(example, model_device(model), model_dtype(model))))
+            out = first_tensor(model(_to_model(example, model_device(model), model_dtype(model))))
     except Exception:  # the caller's own evaluation names the failure
         return None
     return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.ndim >= 2 else None

@@ -136,6 +136,9 @@ def test_hf_bert_signature_ignores_padding():
     assert (a.loc[tokens, "n"] == 600).all() and (a.loc[~tokens, "n"] == 80).all()
     # masked attention gives the real tokens the same values up to float32 rounding
     assert np.max(np.abs(a["affinity"].to_numpy() - b["affinity"].to_numpy())) < 1e-5
+    # the pooled estimator averages the real tokens only: padding-invariant too
+    pa, pb = (nonlinearity_signature(model, (_padded(lengths, t), labels), samples="pooled") for t in (24, 64))
+    assert np.max(np.abs(pa["affinity"].to_numpy() - pb["affinity"].to_numpy())) < 1e-5
 
 
 def test_modularity_ignores_padding():

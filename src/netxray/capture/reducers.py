@@ -49,8 +49,12 @@ def pool_features(
     channel_axis: int = 1,
     tokens: TokenRule = "mean",
     seq_layout: SeqLayout = "tokens",
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pool a batch ``x`` of shape ``(B, ...)`` to a feature matrix ``(rows, d)``.
+
+    ``mask`` (B, T): the attention mask of a token batch; ``tokens="mean"`` then averages the
+    real tokens only (padding never enters a sample).
 
     Example:
         >>> pool_features(torch.ones(4, 3, 5, 5)).shape
@@ -67,6 +71,9 @@ def pool_features(
         return x
     if x.ndim == 3 and seq_layout == "tokens":
         if tokens == "mean":
+            if mask is not None and tuple(mask.shape) == tuple(x.shape[:2]):
+                keep = mask.to(device=x.device, dtype=x.dtype)[:, :, None]
+                return (x * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1)
             return x.mean(dim=1)
         if tokens == "reference":
             return x.mean(dim=2)
@@ -269,7 +276,8 @@ def make_row_store(
     over ``draw``, at most ``max_rows`` rows) or ``"flatten"`` (padding masked by ``draw.mask``)."""
     if reducer == "pool":
         return RowStore(
-            lambda x: pool_features(x, channel_axis=channel_axis, tokens=tokens, seq_layout=seq_layout)
+            lambda x: pool_features(x, channel_axis=channel_axis, tokens=tokens, seq_layout=seq_layout,
+                                    mask=draw.mask if draw is not None else None)
         )
     if reducer == "positions":
         if draw is None:

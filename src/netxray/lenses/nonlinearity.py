@@ -270,7 +270,7 @@ def nonlinearity_signature(
             (conv maps averaged over space, tokens by ``tokens``); under-determined whenever
             n ≤ d. Signatures compare only under the same estimator, n and d.
         tokens: with ``samples="pooled"``, token tensors (B, T, D): ``"mean"`` (mean over the
-            tokens, features = D, default), ``"reference"`` (the paper code's mean over D,
+            real tokens — the attention mask's padding left out —, features = D, default), ``"reference"`` (the paper code's mean over D,
             features = T) or ``"samples"`` (every position a row, padding included).
         channel_axis: None (default): each site's feature axis read from the model's graph (a
             Conv/BatchNorm reads axis 1, a Linear/LayerNorm the last: ConvNeXt, Swin and MaxViT

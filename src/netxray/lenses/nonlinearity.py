@@ -540,9 +540,7 @@ def plot_signatures(
             line = ax.plot(pos, y, "-", lw=1.2, alpha=0.8)[0]
             color = line.get_color()
             # only ok points are filled: a score that is not a measurement never looks like one
-            ax.plot(pos[ok], y[ok], "o", ms=ms, color=color, label=label)
-            if first and not ok.any():
-                ax.plot([], [], "o", ms=ms, color=color, label=label)
+            ax.plot(pos[ok], y[ok], "o", ms=ms, color=color, label=label)  # the label even when empty
             vague = np.isin(status, ["under_determined", "too_few_samples"])
             if vague.any():
                 ax.plot(pos[vague], y[vague], "o", ms=ms + 1, mfc="white", mec=color,

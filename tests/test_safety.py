@@ -1,0 +1,248 @@
+"""Safe by construction (issue 20): the bad-input suite of a hostile or careless user.
+
+One test per case; each failed on the main branch before issue 20 and passes after:
+- a checkpoint is data, never instructions: no code runs (a marker file), no option outside the
+  per-source allow-list, no path outside the checkpoint, the weights hash is required, and no
+  config allocates beyond the model its weights describe (fuzzed with hypothesis);
+- ``--out`` deletes and overwrites only what netxray wrote (ownership proven by hashes);
+- bounded memory, one clear line instead of a traceback, and failing before the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from netxray.models import build_model, load, save_checkpoint
+
+# --------------------------------------------------------------------------- checkpoints are data
+
+MARKER_CODE = """
+import pathlib
+pathlib.Path({marker!r}).write_text("code ran")
+"""
+
+
+def _plant_code(folder: Path, marker: Path) -> None:
+    """Python files beside the weights that leave ``marker`` behind if anything imports them."""
+    for name in ("modeling_evil.py", "configuration_evil.py", "__init__.py", "model.py", "sitecustomize.py"):
+        (folder / name).write_text(MARKER_CODE.format(marker=str(marker)))
+
+
+def _hf_dir(path: Path, marker: Path) -> Path:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=16, max_position_embeddings=32, num_labels=3,
+                                  architectures=["BertForSequenceClassification"])  # fmt: skip
+    torch.manual_seed(0)
+    transformers.BertForSequenceClassification(cfg).save_pretrained(path)
+    _plant_code(path, marker)
+    return path
+
+
+def _rewrite(ckpt: Path, **changes) -> dict:
+    rec = json.loads((ckpt / "config.json").read_text())
+    for key, value in changes.items():
+        if value is _DELETE:
+            rec.pop(key, None)
+        else:
+            rec[key] = value
+    (ckpt / "config.json").write_text(json.dumps(rec))
+    return rec
+
+
+_DELETE = object()
+
+
+def _one_clear_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert isinstance(exc, ValueError), f"{type(exc).__name__}: {text}"
+    assert text and "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+def test_checkpoint_with_trust_remote_code_runs_no_code(tmp_path):
+    import netxray
+
+    marker = tmp_path / "MARKER"
+    model = netxray.load(f"hf:{_hf_dir(tmp_path / 'bert', marker)}")
+    ckpt = save_checkpoint(model, tmp_path / "ckpt")
+    assert json.loads((ckpt / "config.json").read_text())["model"]["source"] == "hf:hf"
+    assert not any(p.suffix == ".py" for p in ckpt.rglob("*"))  # only data was copied in
+    loaded = load(ckpt)  # the intended model, bit for bit
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True))
+    _plant_code(ckpt, marker)
+    _plant_code(ckpt / "hf", marker)
+    hf_cfg = json.loads((ckpt / "hf" / "config.json").read_text())
+    (ckpt / "hf" / "config.json").write_text(json.dumps({
+        **hf_cfg, "auto_map": {"AutoConfig": "configuration_evil.EvilConfig",
+                               "AutoModel": "modeling_evil.EvilModel"}}))  # fmt: skip
+    load(ckpt)  # an auto_map in the copied config is not followed: the built-in Bert class is used
+    for kwargs in ({"code_revision": "main"}, {"revision": "abc"}, {"trust_remote_code": True}):
+        _rewrite(ckpt, model={"source": "hf:hf", "kwargs": kwargs, "task": None, "removed_blocks": []})
+        with pytest.raises(ValueError) as info:
+            load(ckpt)
+        assert f"model.kwargs.{next(iter(kwargs))} is refused" in _one_clear_line(info.value)
+    # the CLI and netxray.load take the same path
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    result = CliRunner().invoke(app, ["scan", str(ckpt), "--out", str(tmp_path / "rep"), "--quiet"])
+    assert result.exit_code == 1 and "trust_remote_code is refused" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not marker.exists(), "code shipped beside the weights ran"
+
+
+def test_checkpoint_paths_outside_the_folder_and_unknown_keys_are_refused(tmp_path):
+    marker = tmp_path / "MARKER"
+    elsewhere = _hf_dir(tmp_path / "elsewhere", marker)
+    ckpt = save_checkpoint(build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2}), tmp_path / "c")
+    (ckpt / "link").symlink_to(elsewhere)
+    cases = {
+        f"hf:{elsewhere}": "outside the checkpoint",
+        "hf:../elsewhere": "outside the checkpoint",
+        "hf:link": "outside the checkpoint",  # a link inside that points out
+        "hf:~/x": "outside the checkpoint",
+        f"{tmp_path}/net.py:make": "refused",
+        str(ckpt): "refused",
+        "torchvision:../../x": "expected a torchvision model name",
+    }
+    for source, expected in cases.items():
+        _rewrite(ckpt, model={"source": source, "kwargs": {}})
+        with pytest.raises(ValueError) as info:
+            load(ckpt)
+        assert expected in _one_clear_line(info.value), source
+    for model, key in (({"source": "torchvision:resnet18", "kwargs": {"num_classes": 10**9}}, "num_classes"),
+                       ({"source": "torchvision:resnet18", "kwargs": {"block": "x"}}, "block"),
+                       ({"source": "timm:resnet18", "weights": "x"}, "weights"),
+                       ({"source": "torchvision:resnet18", "hook": 1}, "hook")):  # fmt: skip
+        _rewrite(ckpt, model=model)
+        with pytest.raises(ValueError) as info:
+            load(ckpt)
+        assert key in _one_clear_line(info.value)
+    _rewrite(ckpt, model={"arch": "mlp", "input_shape": [4], "num_classes": 2}, post_load="x")
+    with pytest.raises(ValueError, match="post_load is refused"):
+        load(ckpt)
+    assert not marker.exists()
+
+
+def test_checkpoint_without_weights_hash_is_refused(tmp_path):
+    ckpt = save_checkpoint(build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2}), tmp_path / "c")
+    _rewrite(ckpt, weights_sha256=_DELETE)
+    with pytest.raises(ValueError) as info:
+        load(ckpt)
+    assert "weights_sha256 is missing" in _one_clear_line(info.value)
+
+
+def test_checkpoint_config_bigger_than_its_weights_allocates_nothing(tmp_path):
+    """A config describing a 3 GB model beside 100 bytes of weights (hash matching): refused from
+    the shapes alone, in a child whose address space cannot hold the described model."""
+    import resource
+
+    ckpt = save_checkpoint(build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2, "widths": [3]}),
+                           tmp_path / "c")  # fmt: skip
+    _rewrite(ckpt, model={"arch": "mlp", "input_shape": [4], "num_classes": 2, "widths": [200_000_000]})
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(r)
+            vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize"))
+            limit = vm * 1024 + 512 * 2**20  # what it uses now + 512 MiB
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            try:
+                load(ckpt)
+                msg = "loaded"
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                msg = f"{type(exc).__name__}: {exc}"
+            os.write(w, msg.encode()[:4000])
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        msg = f.read()
+    os.waitpid(pid, 0)
+    assert msg.startswith("CheckpointError") and "does not fit" in msg and "shape" in msg, msg
+
+
+# hostile values and keys the fuzzer draws from, beside random JSON
+_HOSTILE_SOURCES = ["hf:hf", "hf:/etc", "hf:..", "hf:../x", "hf:~", "torchvision:resnet18",
+                    "torchvision:../../etc/passwd", "timm:resnet18", "timm:", "hf:", "net.py:make",
+                    "model.py:Net", "/etc/passwd", ".", "torchvisio:resnet18", "", "hf:hf\0x",
+                    "torchvision:" + "a" * 500]  # fmt: skip
+_KEYS = ["num_classes", "num_labels", "dropout", "trust_remote_code", "revision", "code_revision",
+         "in_chans", "img_size", "image_size", "weights", "cache_dir", "global_pool", "aux_logits",
+         "__class__", "block", "norm_layer"]  # fmt: skip
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | st.text(max_size=20)
+    | st.sampled_from(_HOSTILE_SOURCES),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+_model_record = st.one_of(
+    _json,
+    st.fixed_dictionaries(
+        {"source": st.sampled_from(_HOSTILE_SOURCES) | st.text(max_size=30)},
+        optional={"kwargs": st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=8), _json, max_size=3) | _json,
+                  "task": st.sampled_from([None, "base", "sequence-classification", "evil"]) | _json,
+                  "removed_blocks": st.lists(st.fixed_dictionaries(
+                      {"path": st.sampled_from(["layer1.0", "", "..", "fc"]) | st.text(max_size=10)},
+                      optional={"out_type": st.sampled_from(["tensor", "tuple:2", "tuple:99999999999"]) | _json,
+                                "removed": _json}), max_size=3) | _json,
+                  "extra": _json}),  # fmt: skip
+    st.fixed_dictionaries({"arch": st.sampled_from(["mlp", "cnn", "resnet", "vit", "evil"])},
+                          optional={"input_shape": st.lists(st.integers(-1, 10**6), max_size=3) | _json,
+                                    "num_classes": st.integers(-1, 10**12) | _json,
+                                    "widths": st.lists(st.integers(-1, 10**10), max_size=3) | _json,
+                                    "activation": st.sampled_from(["relu", "os.system"]) | _json}),
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_base(tmp_path_factory):
+    """A genuine checkpoint (a pruned-source-free resnet18 with 3 classes) and a place for code."""
+    import netxray
+
+    root = tmp_path_factory.mktemp("fuzz")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(netxray.load("torchvision:resnet18", num_classes=3), root / "ckpt")
+    marker = root / "MARKER"
+    _plant_code(ckpt, marker)
+    return ckpt, marker
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(model=_model_record, extra=st.dictionaries(st.sampled_from(["trust_remote_code", "weights_file", "hook", "dtype"]),
+                                                  _json, max_size=2), drop_hash=st.booleans())  # fmt: skip
+def test_fuzzed_checkpoint_configs_load_the_intended_model_or_fail_in_one_line(fuzz_base, tmp_path_factory,
+                                                                              model, extra, drop_hash):
+    ckpt, marker = fuzz_base
+    work = tmp_path_factory.mktemp("case") / "ckpt"
+    shutil.copytree(ckpt, work)
+    rec = json.loads((work / "config.json").read_text())
+    rec.update(extra, model=model)
+    if drop_hash:
+        del rec["weights_sha256"]
+    (work / "config.json").write_text(json.dumps(rec))
+    try:
+        loaded = load(work)
+    except ValueError as exc:
+        _one_clear_line(exc)
+    else:  # only the intended model loads: the tensors of the file, nothing more
+        from safetensors.torch import load_file
+
+        saved = load_file(work / "model.safetensors")
+        state = loaded.state_dict()
+        assert set(state) == set(saved) and all(torch.equal(state[k], saved[k]) for k in saved)
+        assert hashlib.sha256((work / "model.safetensors").read_bytes()).hexdigest() == rec["weights_sha256"]
+    assert not marker.exists(), "code shipped beside the weights ran"
+    shutil.rmtree(work.parent)

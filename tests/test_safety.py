@@ -246,3 +246,117 @@ def test_fuzzed_checkpoint_configs_load_the_intended_model_or_fail_in_one_line(f
         assert hashlib.sha256((work / "model.safetensors").read_bytes()).hexdigest() == rec["weights_sha256"]
     assert not marker.exists(), "code shipped beside the weights ran"
     shutil.rmtree(work.parent)
+
+
+# --------------------------------------------------------------------------- --out: only what netxray wrote
+
+
+def _small_report(title: str = "r"):
+    from torch import nn
+
+    from netxray.report import scan
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.rand(60, 1, 4, 4), torch.arange(60) % 3
+    return scan(model, (x, y), lenses=("parameters",), progress=False, n_samples=60, title=title)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_out_with_another_tools_index_and_results_is_refused(tmp_path):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "index.html").write_text("<h1>my site</h1>")
+    (out / "results.json").write_text(json.dumps({"accuracy": 0.9}))
+    before = _snapshot(out)
+    with pytest.raises(FileExistsError) as info:
+        _small_report().save(out)
+    assert "\n" not in str(info.value) and "not written by a netxray report" in str(info.value)
+    assert _snapshot(out) == before
+
+
+def test_a_results_json_listing_user_files_deletes_nothing(tmp_path):
+    """A results.json with a ``files`` list (another tool's, or hand-made) once made netxray
+    delete every file it named; ownership now needs netxray's manifest with matching hashes."""
+    out = tmp_path / "rep"
+    (out / "sub").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "table.csv").write_text("a,b\n1,2\n")
+    (out / "sub" / "data.txt").write_text("mine too")
+    user = _snapshot(out)
+    listed = ["notes.txt", "table.csv", "sub/data.txt", "index.html", "results.json"]
+    (out / "results.json").write_text(json.dumps({"title": "x", "files": listed, "tables": ["table"]}))
+    with pytest.raises(FileExistsError):  # a foreign results.json is the user's: refused
+        _small_report().save(out)
+    assert {k: v for k, v in _snapshot(out).items() if k in user} == user
+    # a manifest that claims to be netxray's, with hashes that do not match: still the user's
+    (out / "results.json").write_text(json.dumps({"generator": "netxray", "files": listed,
+                                                  "file_sha256": {f: "0" * 64 for f in listed}}))  # fmt: skip
+    _small_report("second").save(out)
+    assert {k: v for k, v in _snapshot(out).items() if k in user} == user
+    assert "second" in (out / "index.html").read_text()
+
+
+def test_a_report_file_the_user_edited_is_theirs_and_stays(tmp_path):
+    out = tmp_path / "rep"
+    _small_report("first").save(out)
+    manifest = json.loads((out / "results.json").read_text())
+    assert manifest["generator"] == "netxray" and set(manifest["file_sha256"]) == set(manifest["files"]) - {"results.json"}
+    (out / "parameters.csv").write_text("edited by hand")
+    with pytest.raises(FileExistsError, match="parameters.csv"):
+        _small_report("second").save(out)
+    assert (out / "parameters.csv").read_text() == "edited by hand"
+    (out / "parameters.csv").unlink()
+    (out / "empty-folder-of-mine").mkdir()
+    _small_report("third").save(out)  # unedited files of the earlier report are replaced
+    assert (out / "empty-folder-of-mine").is_dir() and "third" in (out / "index.html").read_text()
+
+
+@pytest.mark.parametrize("where", ["/", "/etc", "/usr/share/x", "HOME"])
+def test_out_at_root_home_or_a_system_folder_is_refused_before_any_work(where, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import netxray.report
+    from netxray.cli import app
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    out = str(tmp_path / "home") if where == "HOME" else where
+    report = _small_report()
+
+    def no_work(*_a, **_k):
+        raise AssertionError("the scan ran")
+
+    monkeypatch.setattr(netxray.report, "scan", no_work)
+    ckpt = save_checkpoint(build_model({"arch": "mlp", "input_shape": [64], "num_classes": 10}), tmp_path / "c")
+    result = CliRunner().invoke(app, ["scan", str(ckpt), "--out", out, "--quiet"])
+    assert result.exit_code == 1 and "refused" in result.output and "Traceback" not in result.output, result.output
+    with pytest.raises(PermissionError, match="refused"):
+        report.save(out)
+    assert not (tmp_path / "home" / "index.html").exists()
+
+
+def test_too_little_free_space_is_refused_before_writing(tmp_path, monkeypatch):
+    import shutil as sh
+
+    from typer.testing import CliRunner
+
+    import netxray.report
+    from netxray.cli import app
+
+    full = sh._ntuple_diskusage(10**9, 10**9 - 4096, 4096)
+    monkeypatch.setattr("netxray.report.core.shutil.disk_usage", lambda _p: full)
+    with pytest.raises(OSError, match="not enough free space"):
+        _small_report().save(tmp_path / "rep")
+    assert not (tmp_path / "rep").exists()
+
+    def no_work(*_a, **_k):
+        raise AssertionError("the scan ran")
+
+    monkeypatch.setattr(netxray.report, "scan", no_work)
+    ckpt = save_checkpoint(build_model({"arch": "mlp", "input_shape": [64], "num_classes": 10}), tmp_path / "c")
+    result = CliRunner().invoke(app, ["scan", str(ckpt), "--out", str(tmp_path / "rep2"), "--quiet"])
+    assert result.exit_code == 1 and "not enough free space" in result.output, result.output

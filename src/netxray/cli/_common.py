@@ -170,8 +170,15 @@ def check_out(path: Path, *, directory: bool, option: str = "--out") -> None:
     """Fail before any work when an output path cannot be what the command will write there.
 
     ``directory=True``: the command writes several files into ``path`` (created if missing);
-    otherwise it writes the file ``path``.
+    otherwise it writes the file ``path``. ``/``, the home directory and system folders are
+    refused (:func:`netxray._meta.check_output_dir`).
     """
+    from netxray._meta import check_output_dir
+
+    try:
+        check_output_dir(path, option, directory=directory)
+    except PermissionError as exc:
+        fail(str(exc))
     if directory:
         if path.exists() and not path.is_dir():
             fail(f"{option} {path}: a file is there; expected a directory (new or existing) for the results")

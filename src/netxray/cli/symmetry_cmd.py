@@ -41,7 +41,15 @@ def _check_eps(values: list[float], option: str = "--eps") -> list[float]:
 
 
 def _check_out_dir(path: Path | None, option: str) -> None:
-    """A directory option naming an existing file is an error before any work."""
+    """A directory option naming an existing file, ``/``, the home directory or a system folder is
+    an error before any work."""
+    if path is not None:
+        from netxray._meta import check_output_dir
+
+        try:
+            check_output_dir(path, option)
+        except PermissionError as exc:
+            fail(str(exc))
     if path is not None and path.exists() and not path.is_dir():
         fail(f"{option} {path} exists and is not a directory")
 

@@ -38,6 +38,7 @@ from torch import nn
 
 from netxray._meta import (
     atomic_write_text,
+    check_output_dir,
     metadata,
     model_hash,
     reused_model_hashes,
@@ -230,6 +231,14 @@ class Report:
             record["files"] = sorted(files)
         return json.dumps(_jsonable(record), indent=2) + "\n"
 
+    def _manifest(self, files: Mapping[str, bytes]) -> bytes:
+        """``results.json`` for the rendered ``files``: the record, plus the proof of ownership —
+        ``generator: netxray`` and the SHA-256 of every file (results.json itself excepted)."""
+        record = json.loads(self.to_json(list(files) + ["results.json"]))
+        record["generator"] = MANIFEST_GENERATOR
+        record["file_sha256"] = {rel: _sha256(data) for rel, data in sorted(files.items())}
+        return (json.dumps(record, indent=2) + "\n").encode("utf-8")
+
     def _files(self, parquet: bool) -> dict[str, bytes]:
         """Every file of the report but results.json, rendered in memory: relative path -> bytes."""
         files: dict[str, bytes] = {}
@@ -258,9 +267,14 @@ class Report:
           or none — never a mix (when ``directory`` also holds files of the user's, the new files
           are moved in one by one, ``results.json`` last: until it is there the report is
           incomplete by definition);
-        - *owned*: ``results.json`` lists the files the report wrote (``files``); saving over an
-          earlier report removes exactly the earlier report's files, nothing else, and refuses to
-          overwrite a file the earlier report did not write;
+        - *owned*: ``results.json`` identifies netxray (``generator``) and records the SHA-256 of
+          every file the report wrote (``file_sha256``); saving over an earlier report removes only
+          the files it proves are its own (listed, and unchanged since). Anything else in
+          ``directory`` — a file absent from the manifest, one whose hash differs, another tool's
+          ``index.html`` or ``results.json`` — is the user's: it stays, and a report that would
+          overwrite it is refused with one line (:class:`FileExistsError`);
+        - *checked first*: ``directory`` may not be ``/``, the home directory or a system folder
+          (:func:`netxray._meta.check_output_dir`), and the free space must hold the report;
         - *locked*: a second process saving to the same ``directory`` at the same time fails at
           once with :class:`ReportLockedError` (see :func:`report_lock`).
         """
@@ -272,10 +286,12 @@ class Report:
                 parquet = True
             except ImportError:
                 parquet = False
+        check_output_dir(out)
         with report_lock(out):
             check_report_out(out)
             files = self._files(bool(parquet))
-            files["results.json"] = self.to_json(list(files) + ["results.json"]).encode("utf-8")
+            files["results.json"] = self._manifest(files)
+            _check_free_space(out, sum(len(v) for v in files.values()))
             _install(out, files)
         return out / "index.html"
 
@@ -359,14 +375,17 @@ def report_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
 def check_report_out(directory: str | os.PathLike[str]) -> None:
     """Fail early, with one line, when a report cannot be written to ``directory``.
 
-    Checked: it is not a file, its nearest existing ancestor is a directory, and a file can be
-    created beside it (where the temporary report is built) and, if it exists, inside it.
+    Checked: it is not ``/``, the home directory or a system folder; it is not a file, its
+    nearest existing ancestor is a directory, a file can be created beside it (where the
+    temporary report is built) and, if it exists, inside it; and its file system has
+    :data:`MIN_FREE_BYTES` free.
     Raises ``NotADirectoryError`` or ``PermissionError``/``OSError`` naming ``directory``.
 
     >>> import tempfile, pathlib
     >>> check_report_out(pathlib.Path(tempfile.mkdtemp()) / "new" / "report")
     """
     out = Path(directory)
+    check_output_dir(out)  # not /, the home directory or a system folder
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: exists and is not a directory")
     base = next((p for p in [out, *out.parents] if p.exists()), None)
@@ -379,37 +398,106 @@ def check_report_out(directory: str | os.PathLike[str]) -> None:
             os.unlink(os.path.join(where, f".netxray-write-test-{os.getpid()}"))
         except OSError as exc:
             raise PermissionError(f"--out {out}: cannot write in {where} ({exc.strerror or exc})") from exc
+    _check_free_space(out, MIN_FREE_BYTES // 2)  # a report's worth of room, before any work
+
+
+MANIFEST_GENERATOR = "netxray"
+# the least free space a report needs before any work starts (a scan's report is 0.3-5 MB);
+# Report.save checks the exact size of the rendered files before writing them
+MIN_FREE_BYTES = 32 * 2**20
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str | None:
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _owned(out: Path, hashes: Any) -> dict[str, str]:
+    """The files of ``hashes`` (relative path -> SHA-256) that are in ``out`` unchanged."""
+    if not isinstance(hashes, dict):
+        return {}
+    owned = {}
+    for rel, sha in hashes.items():
+        if not isinstance(rel, str) or not isinstance(sha, str) or rel.startswith("/") \
+                or ".." in Path(rel).parts or rel in ("", "."):  # fmt: skip
+            continue
+        if _file_sha256(out / rel) == sha:
+            owned[rel] = sha
+    return owned
+
+
+def owned_files(directory: str | os.PathLike[str]) -> dict[str, str]:
+    """The files of the netxray report in ``directory`` that it can prove are its own: listed in
+    its ``results.json`` (which identifies netxray) with the SHA-256 they still have. Relative
+    path -> SHA-256; ``results.json`` maps to its own hash. Empty when there is no such report."""
+    out = Path(directory)
+    try:
+        record = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict) or record.get("generator") != MANIFEST_GENERATOR:
+        return {}
+    owned = _owned(out, record.get("file_sha256"))
+    owned["results.json"] = _file_sha256(out / "results.json") or ""
+    return owned
 
 
 def report_files(directory: str | os.PathLike[str]) -> set[str] | None:
     """The files (relative paths) of the report saved in ``directory``, or None when it holds none.
 
-    Read from the manifest in its ``results.json`` (``files``); a report saved by an older
-    netxray without a manifest: index.html, results.json and the tables it lists.
+    Ownership is proven, not assumed: only the files its ``results.json`` (which must identify
+    netxray) lists with their SHA-256, and that still have that hash (:func:`owned_files`). A
+    ``results.json`` of another tool, or of a netxray before manifests held hashes, proves
+    nothing: None.
     """
-    out = Path(directory)
-    try:
-        record = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict):
-        return None
-    if isinstance(record.get("files"), list):
-        return {str(f) for f in record["files"]} | {"results.json"}
-    files = {"index.html", "results.json"}
-    if isinstance(record.get("meta"), dict) and record["meta"].get("kind") == "compare":
-        # the flat signature files `netxray compare` wrote beside its report before manifests
-        files |= {"signatures.csv", "distances.csv", "clustering.csv", "summary.csv",
-                  "signatures.png", "meta.json"}  # fmt: skip
-    for name in record.get("tables", []) or []:
-        sub, _, leaf = str(name).rpartition("/")
-        prefix = f"models/{_safe_name(sub)}/" if sub else ""
-        files |= {f"{prefix}{_safe_name(leaf)}.csv", f"{prefix}{_safe_name(leaf)}.parquet"}
-    return files
+    owned = owned_files(directory)
+    return set(owned) if owned else None
 
 
 def _all_files(directory: Path) -> set[str]:
-    return {p.relative_to(directory).as_posix() for p in directory.rglob("*") if not p.is_dir()}
+    """Every entry of ``directory`` a user may own: files, links (never followed) and empty
+    folders (as ``"dir/"``)."""
+    entries = set()
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        rel_root = Path(root).relative_to(directory)
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        for name in [*files, *links]:
+            entries.add((rel_root / name).as_posix())
+        if not files and not dirs and rel_root != Path("."):
+            entries.add(rel_root.as_posix() + "/")
+    return entries
+
+
+def _check_free_space(out: Path, size: int) -> None:
+    """Refuse, before writing, when the file system of ``out`` cannot hold ``size`` more bytes
+    (twice over: the new report is complete before the old one goes)."""
+    base = next((p for p in [Path(os.path.abspath(out)), *Path(os.path.abspath(out)).parents] if p.exists()), None)
+    if base is None:
+        return
+    try:
+        free = shutil.disk_usage(base).free
+    except OSError:
+        return
+    need = 2 * size + 2**20
+    if free < need:
+        raise OSError(28, f"--out {out}: not enough free space for the report: it needs about "
+                          f"{need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free on {base}")  # fmt: skip
 
 
 def _write_tree(root: Path, files: Mapping[str, bytes]) -> None:
@@ -439,19 +527,22 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
     for stale in parent.glob(f".{out.name}.netxray-*-*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
-    previous = report_files(out) if out.is_dir() else None
+    owned = owned_files(out) if out.is_dir() else {}
     present = _all_files(out) if out.is_dir() else set()
-    # a merge killed half-way left its journal: the files it lists are a report's, not the user's
+    # a merge killed half-way left its journal: the files it lists with their hashes (and still
+    # have them) are a report's, not the user's
     journal = parent / f".{out.name}.netxray-journal.json"
     if journal.exists():
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            previous = (previous or set()) | (set(json.loads(journal.read_text())["files"]) & present)
-    foreign = present - (previous or set())
-    clash = sorted(foreign & set(files))
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            owned.update(_owned(out, json.loads(journal.read_text())["file_sha256"]))
+    previous = set(owned) & present
+    foreign = present - previous
+    clash = sorted(rel for rel in foreign if rel in files or rel.rstrip("/") in files
+                   or any(rel == d.as_posix() for f in files for d in Path(f).parents))  # fmt: skip
     if clash:
         raise FileExistsError(
-            f"--out {out}: holds {', '.join(clash[:5])} not written by a netxray report; the report "
-            "would overwrite it. Move it away or choose another --out"
+            f"--out {out}: holds {', '.join(clash[:5])} not written by a netxray report (not in a netxray "
+            "manifest, or changed since); the report would overwrite it. Move it away or choose another --out"
         )
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     tmp = parent / f".{out.name}.netxray-tmp-{token}"
@@ -474,15 +565,17 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
             # results.json first, so it stops being a report), then move the new files in,
             # results.json last. A journal names every file involved, so that a run killed
             # half-way leaves files the next save knows to be a report's, not the user's.
-            record = json.dumps({"files": sorted(set(files) | (previous or set()))})
+            record = json.dumps({"file_sha256": {**{rel: owned[rel] for rel in previous},
+                                                 **{rel: _sha256(data) for rel, data in files.items()}}})
             _write_tree(parent, {journal.name: record.encode()})
-            for rel in ["results.json", "index.html", *sorted((previous or set()) & present)]:
-                with contextlib.suppress(FileNotFoundError):
-                    (out / rel).unlink()
+            for rel in ["results.json", "index.html", *sorted(previous)]:
+                if rel in previous:  # only what is proven the earlier report's
+                    with contextlib.suppress(FileNotFoundError):
+                        (out / rel).unlink()
             for rel in [*sorted(set(files) - {"results.json", "index.html"}), "index.html", "results.json"]:
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp / rel, out / rel)
-            for rel in sorted((previous or set()) - set(files)):  # empty folders the old report made
+            for rel in sorted(previous - set(files)):  # empty folders the old report made
                 for d in Path(rel).parents:
                     if str(d) != "." and (out / d).is_dir() and not any((out / d).iterdir()):
                         (out / d).rmdir()

@@ -360,3 +360,171 @@ def test_too_little_free_space_is_refused_before_writing(tmp_path, monkeypatch):
     ckpt = save_checkpoint(build_model({"arch": "mlp", "input_shape": [64], "num_classes": 10}), tmp_path / "c")
     result = CliRunner().invoke(app, ["scan", str(ckpt), "--out", str(tmp_path / "rep2"), "--quiet"])
     assert result.exit_code == 1 and "not enough free space" in result.output, result.output
+
+
+# --------------------------------------------------------------------------- bounded memory
+
+
+def _wide(units: int):
+    """A ``units``-wide MLP whose weights are never initialised (untouched pages: no memory)."""
+    from torch import nn
+
+    return nn.Sequential(nn.utils.skip_init(nn.Linear, 4, units), nn.ReLU(), nn.utils.skip_init(nn.Linear, units, 2))
+
+
+@pytest.mark.parametrize("lens", ["node_strengths", "symmetry_group"])
+def test_a_ten_million_unit_layer_is_estimated_before_anything_is_allocated(lens):
+    """The issue's case: a 10^7-unit Linear took 8.2 GB with no warning. Now the estimate comes
+    first: past 2 GiB a CostWarning (made an error here, so nothing runs after it), past the
+    machine's memory a CostError — both naming the option that makes it feasible."""
+    import warnings
+
+    import netxray
+    from netxray.measures.cost import CostError, CostWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CostWarning)
+        with pytest.raises((CostWarning, CostError)) as info:
+            getattr(netxray, lens)(_wide(10**7))
+    text = str(info.value)
+    assert "20000006 units" in text and "GiB" in text and ("--lenses" in text), text
+
+
+def test_an_oversized_image_does_not_set_the_default_size(tmp_path):
+    """One 8000x8000 photo made every image 8000x8000 (3.8 GB for 2048 samples); the default is
+    now the model's declared size, else the first image's side capped at 224, with a warning."""
+    Image = pytest.importorskip("PIL.Image")
+    from netxray.data.sources import DEFAULT_MAX_IMAGE_SIZE, load_imagefolder
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.new("RGB", (40, 40), (i * 50, 0, 0)).save(tmp_path / c / f"{i}.png")
+    Image.new("RGB", (3000, 3000)).save(tmp_path / "a" / "0.png")  # the first file read
+    with pytest.warns(UserWarning, match="resized to 224x224"):
+        splits = load_imagefolder(tmp_path)
+    assert splits.test[0][0].shape == (3, DEFAULT_MAX_IMAGE_SIZE, DEFAULT_MAX_IMAGE_SIZE)
+    assert load_imagefolder(tmp_path, preprocessing={"size": 32}).test[0][0].shape == (3, 32, 32)
+    # the CLI takes a built-in model's input_shape as its declared size
+    from netxray.cli._common import load_cli_data
+
+    model = build_model({"arch": "cnn", "input_shape": [3, 16, 16], "num_classes": 2})
+    assert load_cli_data(f"imagefolder:{tmp_path}", 0, model=model).test[0][0].shape == (3, 16, 16)
+
+
+# --------------------------------------------------------------------------- one line, not a traceback
+
+
+def test_meta_device_model_is_one_clear_line(tmp_path):
+    from torch import nn
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.report import scan
+
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))
+    with pytest.raises(ValueError) as info:
+        scan(model, (torch.rand(40, 64), torch.arange(40) % 10), lenses=("parameters",), progress=False)
+    assert "meta device" in _one_clear_line(info.value)
+    (tmp_path / "net.py").write_text(
+        "import torch\nfrom torch import nn\n\ndef make():\n    with torch.device('meta'):\n"
+        "        return nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))\n"
+    )
+    result = CliRunner().invoke(app, ["scan", f"{tmp_path / 'net.py'}:make", "--out", str(tmp_path / "r"), "--quiet"])
+    assert result.exit_code == 1 and "meta device" in result.output and "Traceback" not in result.output, result.output
+    assert result.output.count("\n") == 1
+
+
+def test_hf_dir_with_pickled_weights_is_one_clear_line(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import netxray
+
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=16, max_position_embeddings=32)  # fmt: skip
+    transformers.BertModel(cfg).save_pretrained(tmp_path / "bert", safe_serialization=False)
+    for f in (tmp_path / "bert").glob("*.safetensors"):
+        f.unlink()
+    torch.save(transformers.BertModel(cfg).state_dict(), tmp_path / "bert" / "pytorch_model.bin")
+    with pytest.raises(ValueError) as info:
+        netxray.load(f"hf:{tmp_path / 'bert'}")
+    assert "pytorch_model.bin, a pickle" in _one_clear_line(info.value)
+
+
+def test_numpy_string_labels_are_one_clear_line():
+    import numpy as np
+    from torch import nn
+
+    from netxray.report import scan
+
+    x, y = np.random.default_rng(0).random((30, 4), dtype=np.float32), np.array(["cat", "dog", "emu"] * 10)
+    with pytest.raises(TypeError) as info:
+        scan(nn.Sequential(nn.Linear(4, 3)), (x, y), lenses=("nonlinearity",), progress=False)
+    text = str(info.value)
+    assert "\n" not in text and "got strings" in text and "np.unique" in text, text
+
+
+def _tiny_text_model(path: Path, positions: int) -> Path:
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad", "very", "film"]
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                                cls_token="[CLS]", sep_token="[SEP]")  # fmt: skip
+    fast.save_pretrained(path)
+    cfg = transformers.BertConfig(vocab_size=len(words), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=16, max_position_embeddings=positions, num_labels=2,
+                                  architectures=["BertForSequenceClassification"])  # fmt: skip
+    torch.manual_seed(0)
+    transformers.BertForSequenceClassification(cfg).save_pretrained(path)
+    return path
+
+
+def test_text_longer_than_the_models_positions_uses_its_limit(tmp_path):
+    """The default --max-length was 128 whatever the model: a 32-position model failed with
+    'expanded size 128 must match 32', blamed on the model. The default is now min(128, limit)."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    model = _tiny_text_model(tmp_path / "bert", positions=32)
+    rows = ["text,label"] + [f"{' '.join(['very'] * 100)} {'good' if i % 2 else 'bad'} film,{i % 2}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    args = ["signature", f"hf:{model}", "--data", f"text:{tmp_path / 't.csv'}", "--quiet"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "sig.csv")])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "sig2.csv"), "--max-length", "100"])
+    assert result.exit_code == 1 and "the model has 32 positions" in result.output, result.output
+
+
+# --------------------------------------------------------------------------- fail before the work
+
+
+def test_k_against_n_is_checked_before_any_lens_runs(monkeypatch):
+    from torch import nn
+
+    from netxray.report import runners, scan
+
+    def no_lens(*_a, **_k):
+        raise AssertionError("a lens ran")
+
+    monkeypatch.setattr(runners, "run_lens", no_lens)
+    x, y = torch.rand(30, 4), torch.arange(30) % 3
+    with pytest.raises(ValueError) as info:
+        scan(nn.Sequential(nn.Linear(4, 3)), (x, y), lenses=("parameters", "modularity"), k=30, progress=False)
+    assert "k = 30" in _one_clear_line(info.value)
+
+
+def test_a_typod_source_prefix_says_did_you_mean(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import netxray
+    from netxray.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="did you mean torchvision:resnet18"):
+        netxray.load("torchvisio:resnet18")
+    result = CliRunner().invoke(app, ["scan", "timn:resnet18", "--out", "r", "--quiet"])
+    assert result.exit_code == 1 and "did you mean timm:resnet18" in result.output, result.output
+    assert "checkpoint not found" not in result.output

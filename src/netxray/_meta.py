@@ -25,6 +25,7 @@ __all__ = [
     "__version__",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_materialized",
     "check_output_dir",
     "metadata",
     "model_hash",
@@ -54,6 +55,7 @@ def state_dict_hash(state: dict[str, Any]) -> str:
     """
     import torch
 
+    _check_no_meta(state.items(), "state dict")
     h = hashlib.sha256()
     for name in sorted(state):
         value = state[name]
@@ -96,6 +98,32 @@ def reused_model_hashes() -> Iterator[None]:
         yield
     finally:
         _HASH_CACHE = outer
+
+
+def _check_no_meta(named: Any, what: str) -> None:
+    for name, value in named:
+        if getattr(value, "is_meta", False):
+            raise ValueError(
+                f"{what}: tensor {name!r} is on the meta device (a shape without data, e.g. built under "
+                "torch.device('meta') or loaded with low_cpu_mem_usage); materialize it first: "
+                "model.to_empty(device='cpu') then model.load_state_dict(weights)"
+            )
+
+
+def check_materialized(model: Any, what: str = "model") -> None:
+    """Raise one clear ``ValueError`` when a parameter or buffer of ``model`` is on the meta
+    device (it has a shape but no data: nothing can be measured or run).
+
+    >>> import torch
+    >>> check_materialized(torch.nn.Linear(2, 2))
+    >>> with torch.device("meta"):
+    ...     m = torch.nn.Linear(2, 2)
+    >>> check_materialized(m)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: model: tensor 'weight' is on the meta device ...
+    """
+    _check_no_meta([*model.named_parameters(), *model.named_buffers()], what)
 
 
 def model_hash(model: Any) -> str:

@@ -30,13 +30,14 @@ DATA_HELP = (
 DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto (cuda when a GPU is there). Default: where the model is (cpu).")
 WEIGHTS = typer.Option(None, "--weights", help="State dict for a PATH.py:FACTORY, torchvision: or timm: model: .safetensors, or .pt/.pth/.bin read with torch.load(weights_only=True).")
 TASK = typer.Option(None, "--task", help="hf:DIR models: the head (sequence-classification, image-classification, token-classification, base, ...). Default: the config's architectures.")
-IMAGE_SIZE = typer.Option(None, "--image-size", help="imagefolder/hfdataset images: resize to SIZE x SIZE (default: the model's declared size, else the first image's).")
+IMAGE_SIZE = typer.Option(None, "--image-size", help="imagefolder/hfdataset images: resize to SIZE x SIZE (default: the model's declared size, else the first image's, at most 224).")
 NORMALIZE = typer.Option(None, "--normalize", help="Image normalization: imagenet, cifar10, half, none, or MEAN,MEAN,MEAN/STD,STD,STD. Default: what the model declares (timm, torchvision, HF), else none.")
 TOKENIZER = typer.Option(None, "--tokenizer", help="text/hfdataset text: the tokenizer directory (hf:DIR). Default: the hf:DIR model's own.")
 TEXT_COLUMN = typer.Option(None, "--text-column", help="text/hfdataset: the column holding the text (default: text).")
 LABEL_COLUMN = typer.Option(None, "--label-column", help="text/hfdataset: the column holding the labels (default: label).")
 INPUT_COLUMNS = typer.Option(None, "--input-columns", help="hfdataset: comma-separated numeric columns fed to the model (one: positional; several: by keyword).")
-MAX_LENGTH = typer.Option(None, "--max-length", help="text: truncate to this many tokens (default 128).")
+MAX_LENGTH = typer.Option(None, "--max-length", help="text: truncate to this many tokens (default: 128, or the model's position limit when smaller).")
+DEFAULT_MAX_LENGTH = 128
 
 
 def fail(message: str) -> NoReturn:
@@ -102,12 +103,34 @@ def load_cli_data(
     }  # fmt: skip
     if name in ("text", "hfdataset") and tokenizer is None and getattr(model, "netxray_hf_dir", None):
         options["tokenizer"] = model.netxray_hf_dir
+    limit = position_limit(model)
+    if name in ("text", "hfdataset") and limit is not None:
+        if max_length is None:
+            options["max_length"] = min(DEFAULT_MAX_LENGTH, limit)
+        elif max_length > limit:
+            fail(f"--max-length {max_length}: the model has {limit} positions (its config's "
+                 f"max_position_embeddings); give --max-length {limit} or less")
     if name in ("imagefolder", "hfdataset"):
         options["preprocessing"] = getattr(model, "netxray_preprocessing", None)
+        shape = (getattr(model, "netxray_config", None) or {}).get("input_shape")
+        if options["preprocessing"] is None and isinstance(shape, list) and len(shape) == 3:
+            options["preprocessing"] = {"size": int(shape[-1]), "source": "the model's input_shape"}
     try:
         return load_data(spec, seed=seed, **{k: v for k, v in options.items() if v is not None})
     except (OSError, ValueError) as exc:
         fail(f"--data {spec!r}: {exc}")
+
+
+def position_limit(model: Any) -> int | None:
+    """The most tokens a Hugging Face model takes (``max_position_embeddings``, less the offset
+    RoBERTa-style models reserve for padding), or None when the model declares no limit."""
+    config = getattr(model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        return None
+    if "roberta" in str(getattr(config, "model_type", "")) or getattr(config, "model_type", "") in ("camembert", "longformer"):
+        limit -= int(getattr(config, "pad_token_id", 1) or 1) + 1  # positions start after padding_idx
+    return max(limit, 1)
 
 
 def set_threads(threads: int | None) -> None:
@@ -144,8 +167,14 @@ def check_fits(model: Any, splits: Any, spec: str, label: str = "the model") -> 
     The probe goes through the capture (eval mode, no grad, the model's device and dtype, every
     module's flag restored), exactly as the lenses will call the model.
     """
+    from netxray._meta import check_materialized
     from netxray.capture import collect
     from netxray.capture.inputs import _Indexable, _shape_of, example_batch, resolve_samples
+
+    try:
+        check_materialized(model, label)
+    except ValueError as exc:
+        fail(str(exc))
 
     try:
         x = example_batch(resolve_samples(splits), 2)

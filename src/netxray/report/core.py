@@ -38,6 +38,7 @@ from torch import nn
 
 from netxray._meta import (
     atomic_write_text,
+    check_materialized,
     check_output_dir,
     metadata,
     model_hash,
@@ -627,6 +628,22 @@ def resolve_data(data: Any, seed: int = 0) -> tuple[Any, str]:
     return samples, f"{samples.name} ({len(samples)} samples{kind})"
 
 
+def _check_k(chosen: Sequence[str], opts: ScanOptions, data: Any) -> None:
+    """``k`` against the modularity subset size, before any lens runs (it failed after them)."""
+    if "modularity" not in chosen:
+        return
+    try:
+        n = min(opts.modularity_n, len(data))
+    except TypeError:  # a stream of unknown length: the lens checks it
+        return
+    if opts.k >= n:
+        raise ValueError(
+            f"scan: k = {opts.k} neighbours needs more than k samples per modularity subset, but there are "
+            f"{n} (modularity_n = {opts.modularity_n}, {len(data)} samples in the data); lower k (--k) "
+            "or give more data"
+        )
+
+
 def _n_used(data: Any, n_samples: int) -> int | None:
     """Samples a data lens actually draws: n_samples, or all of them when the data has fewer."""
     return min(n_samples, len(data)) if hasattr(data, "__len__") else None
@@ -750,9 +767,11 @@ def scan(
     )  # fmt: skip
     if opts.n_samples < 2 or opts.modularity_n < 2:
         raise ValueError(f"scan: n_samples and modularity_n must be >= 2, got {n_samples}, {modularity_n}")
+    check_materialized(model, f"scan: {type(model).__name__}")
     from netxray.capture.inputs import place_model
 
     data, data_desc = resolve_data(data, seed=opts.seed)
+    _check_k(chosen, opts, data)
     flags_before = [m.training for m in model.modules()]
     results: dict[str, LensResult] = {}
     # every lens records the model's hash: computed once here and reused (the check below

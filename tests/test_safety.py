@@ -217,7 +217,13 @@ def fuzz_base(tmp_path_factory):
     ckpt = save_checkpoint(netxray.load("torchvision:resnet18", num_classes=3), root / "ckpt")
     marker = root / "MARKER"
     _plant_code(ckpt, marker)
-    return ckpt, marker
+    return ckpt, marker, _peak_rss()
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
@@ -225,7 +231,7 @@ def fuzz_base(tmp_path_factory):
                                                   _json, max_size=2), drop_hash=st.booleans())  # fmt: skip
 def test_fuzzed_checkpoint_configs_load_the_intended_model_or_fail_in_one_line(fuzz_base, tmp_path_factory,
                                                                               model, extra, drop_hash):
-    ckpt, marker = fuzz_base
+    ckpt, marker, peak_before = fuzz_base
     work = tmp_path_factory.mktemp("case") / "ckpt"
     shutil.copytree(ckpt, work)
     rec = json.loads((work / "config.json").read_text())
@@ -245,6 +251,9 @@ def test_fuzzed_checkpoint_configs_load_the_intended_model_or_fail_in_one_line(f
         assert set(state) == set(saved) and all(torch.equal(state[k], saved[k]) for k in saved)
         assert hashlib.sha256((work / "model.safetensors").read_bytes()).hexdigest() == rec["weights_sha256"]
     assert not marker.exists(), "code shipped beside the weights ran"
+    # the weights are 45 MB; a config that built what it claims (num_classes 2**70, widths 10**10,
+    # ...) would raise the process's peak by gigabytes, or fail to allocate
+    assert _peak_rss() - peak_before < 2**30, "a hostile config allocated beyond its weights"
     shutil.rmtree(work.parent)
 
 

@@ -541,9 +541,13 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
     clash = sorted(rel for rel in foreign if rel in files or rel.rstrip("/") in files
                    or any(rel == d.as_posix() for f in files for d in Path(f).parents))  # fmt: skip
     if clash:
+        why = "not in a netxray manifest, or changed since"
+        if "results.json" in clash and not owned_files(out):
+            why = ("its results.json is not a netxray manifest with file hashes: another tool's, or a "
+                   "report of an older netxray whose manifest had no hashes")  # fmt: skip
         raise FileExistsError(
-            f"--out {out}: holds {', '.join(clash[:5])} not written by a netxray report (not in a netxray "
-            "manifest, or changed since); the report would overwrite it. Move it away or choose another --out"
+            f"--out {out}: holds {', '.join(clash[:5])} not written by a netxray report ({why}); the report "
+            "would overwrite it. Move it away or choose another --out"
         )
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     tmp = parent / f".{out.name}.netxray-tmp-{token}"

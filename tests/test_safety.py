@@ -79,6 +79,8 @@ def test_checkpoint_with_trust_remote_code_runs_no_code(tmp_path):
     assert not any(p.suffix == ".py" for p in ckpt.rglob("*"))  # only data was copied in
     loaded = load(ckpt)  # the intended model, bit for bit
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True))
+    again = load(save_checkpoint(loaded, tmp_path / "again"))  # saved again: self-contained too
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values(), strict=True))
     _plant_code(ckpt, marker)
     _plant_code(ckpt / "hf", marker)
     hf_cfg = json.loads((ckpt / "hf" / "config.json").read_text())

@@ -192,6 +192,10 @@ _json = st.recursive(
 )
 _model_record = st.one_of(
     _json,
+    # near the genuine record (resnet18 with 3 classes): loads exactly when it is the genuine one
+    st.fixed_dictionaries({"source": st.just("torchvision:resnet18"),
+                           "kwargs": st.fixed_dictionaries({"num_classes": st.just(3) | st.integers(-5, 2**40)})},
+                          optional={"task": st.none(), "removed_blocks": st.just([])}),  # fmt: skip
     st.fixed_dictionaries(
         {"source": st.sampled_from(_HOSTILE_SOURCES) | st.text(max_size=30)},
         optional={"kwargs": st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=8), _json, max_size=3) | _json,

@@ -118,6 +118,9 @@ def test_checkpoint_paths_outside_the_folder_and_unknown_keys_are_refused(tmp_pa
         str(ckpt): "refused",
         "torchvision:../../x": "expected a torchvision model name",
     }
+    (ckpt / "inside").mkdir()
+    (ckpt / "inside" / "config.json").symlink_to(elsewhere / "config.json")
+    cases["hf:inside"] = "links outside the checkpoint"
     for source, expected in cases.items():
         _rewrite(ckpt, model={"source": source, "kwargs": {}})
         with pytest.raises(ValueError) as info:

@@ -145,6 +145,10 @@ def hf_dir_inside(rest: str, root: Path, where: str) -> Path:
     path = (root / rest).resolve()
     if path != root and root not in path.parents:
         raise _error(where, f"model.source hf:{_short(rest)} is refused: a path outside the checkpoint folder")
+    for name in ("config.json", "preprocessor_config.json"):  # the files read: inside too (no links out)
+        target = (path / name).resolve()
+        if (path / name).exists() and root not in target.parents:
+            raise _error(where, f"hf:{_short(rest)}/{name} is refused: it links outside the checkpoint folder")
     return path
 
 

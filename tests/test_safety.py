@@ -546,3 +546,26 @@ def test_a_typod_source_prefix_says_did_you_mean(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["scan", "timn:resnet18", "--out", "r", "--quiet"])
     assert result.exit_code == 1 and "did you mean timm:resnet18" in result.output, result.output
     assert "checkpoint not found" not in result.output
+
+
+def test_commands_writing_fixed_names_into_a_folder_replace_only_their_own(tmp_path):
+    """``bounds --out DIR`` (like ``symmetry --out``, ``compare-signatures --out``) wrote
+    bounds.csv over whatever was there; now only a file netxray wrote (hash recorded) is replaced,
+    and a report saved into the folder later neither refuses nor deletes it."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "bounds.csv").write_text("the user's table")
+    result = CliRunner().invoke(app, ["bounds", "--widths", "4,3,2", "--out", str(mine), "--quiet"])
+    assert result.exit_code == 1 and "bounds.csv not written by netxray" in result.output, result.output
+    assert (mine / "bounds.csv").read_text() == "the user's table"
+    ours = tmp_path / "ours"
+    for _ in range(2):  # the second run replaces the first run's file
+        result = CliRunner().invoke(app, ["bounds", "--widths", "4,3,2", "--out", str(ours), "--quiet"])
+        assert result.exit_code == 0, result.output
+    table = (ours / "bounds.csv").read_bytes()
+    _small_report().save(ours)
+    assert (ours / "bounds.csv").read_bytes() == table and (ours / "index.html").exists()

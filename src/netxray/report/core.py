@@ -48,7 +48,8 @@ from netxray.report.html import Plot, render_html
 
 __all__ = [
     "LENSES", "LensResult", "Report", "ReportLockedError", "ScanOptions", "check_report_out",
-    "compare_report", "report_files", "report_lock", "resolve_data", "scan",
+    "compare_report", "report_files", "report_lock", "resolve_data", "scan", "write_owned_files",
+    "check_owned_files",
 ]  # fmt: skip
 
 LENSES: tuple[str, ...] = ("nonlinearity", "modularity", "parameters", "symmetry")
@@ -459,6 +460,58 @@ def owned_files(directory: str | os.PathLike[str]) -> dict[str, str]:
     return owned
 
 
+# beside a report (or alone): the hashes of the flat files a command wrote into the folder
+# (``compare-signatures``, ``symmetry --out``, ``bounds --out``), so that a later report or
+# command may replace them — and nothing else
+FLAT_MANIFEST = ".netxray-files.json"
+
+
+def _flat_owned(out: Path) -> dict[str, str]:
+    try:
+        record = json.loads((out / FLAT_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict) or record.get("generator") != MANIFEST_GENERATOR:
+        return {}
+    return _owned(out, record.get("file_sha256"))
+
+
+def check_owned_files(directory: str | os.PathLike[str], names: Sequence[str], option: str = "--out") -> None:
+    """Refuse (one ``FileExistsError`` line, or ``PermissionError`` for ``/``, home or a system
+    folder) when writing ``names`` into ``directory`` would overwrite a file netxray cannot prove
+    it wrote; call it before the work, :func:`write_owned_files` checks again when writing."""
+    out = Path(directory)
+    check_output_dir(out, option)
+    owned = {**owned_files(out), **_flat_owned(out)} if out.is_dir() else {}
+    clash = sorted(rel for rel in names if os.path.lexists(out / rel) and rel not in owned)
+    if clash:
+        raise FileExistsError(
+            f"{option} {out}: holds {', '.join(clash[:5])} not written by netxray (or changed since); "
+            "writing would overwrite it. Move it away or choose another directory"
+        )
+
+
+def write_owned_files(directory: str | os.PathLike[str], files: Mapping[str, bytes], option: str = "--out") -> None:
+    """Write ``files`` (relative path -> bytes) into ``directory``, replacing only files netxray
+    provably wrote (in a report's manifest or in :data:`FLAT_MANIFEST`, hash unchanged).
+
+    Checked before anything is written: a file already there that netxray cannot prove its own
+    is the user's, and the call is refused with one ``FileExistsError`` line naming it. Each
+    file is written atomically; their hashes are recorded in ``directory/.netxray-files.json``.
+    """
+    from netxray._meta import atomic_write_bytes
+
+    out = Path(directory)
+    check_owned_files(out, list(files), option)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"generator": MANIFEST_GENERATOR, "file_sha256": {**_flat_owned(out)}}
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / rel, data)
+        record["file_sha256"][rel] = _sha256(data)
+    atomic_write_text(out / FLAT_MANIFEST, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
 def report_files(directory: str | os.PathLike[str]) -> set[str] | None:
     """The files (relative paths) of the report saved in ``directory``, or None when it holds none.
 
@@ -529,6 +582,9 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
     owned = owned_files(out) if out.is_dir() else {}
+    # flat files a command wrote here (compare-signatures, symmetry --out): netxray's, so the
+    # report may replace them, but it does not delete those it does not write
+    flat = set(_flat_owned(out)) if out.is_dir() else set()
     present = _all_files(out) if out.is_dir() else set()
     # a merge killed half-way left its journal: the files it lists with their hashes (and still
     # have them) are a report's, not the user's
@@ -537,7 +593,7 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
         with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
             owned.update(_owned(out, json.loads(journal.read_text())["file_sha256"]))
     previous = set(owned) & present
-    foreign = present - previous
+    foreign = present - previous - (flat & set(files))
     clash = sorted(rel for rel in foreign if rel in files or rel.rstrip("/") in files
                    or any(rel == d.as_posix() for f in files for d in Path(f).parents))  # fmt: skip
     if clash:

@@ -569,3 +569,21 @@ def test_commands_writing_fixed_names_into_a_folder_replace_only_their_own(tmp_p
     table = (ours / "bounds.csv").read_bytes()
     _small_report().save(ours)
     assert (ours / "bounds.csv").read_bytes() == table and (ours / "index.html").exists()
+
+
+def test_weights_plot_folder_replaces_only_its_own_plots(tmp_path):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    ckpt = save_checkpoint(build_model({"arch": "mlp", "input_shape": [8], "num_classes": 3, "widths": [6]}),
+                           tmp_path / "c")  # fmt: skip
+    plots = tmp_path / "plots"
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"),
+                                          "--plot", str(plots), "--quiet"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    (plots / "strengths.png").write_bytes(b"my own picture")
+    result = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"), "--plot", str(plots)])
+    assert result.exit_code == 1 and "strengths.png not written by netxray" in result.output, result.output
+    assert (plots / "strengths.png").read_bytes() == b"my own picture"

@@ -48,6 +48,12 @@ def weights(
             check_out(path, directory=False, option=option)
     if plot is not None:
         check_out(plot, directory=True, option="--plot")
+        from netxray.report import check_owned_files
+
+        try:  # the plots replace only files netxray wrote there
+            check_owned_files(plot, ["weight_histograms.png", "strengths.png"], "--plot")
+        except (FileExistsError, PermissionError) as exc:
+            fail(str(exc))
     if bins < 1:
         fail(f"--bins must be a positive integer, got {bins}")
     if not math.isfinite(near_zero) or near_zero < 0:
@@ -77,6 +83,9 @@ def weights(
         try:
             plot_weight_histograms(model, plot / "weight_histograms.png", bins=bins)
             plot_strengths(st, plot / "strengths.png")
+            from netxray.report import record_owned_files
+
+            record_owned_files(plot, ["weight_histograms.png", "strengths.png"])
         except ValueError as exc:
             fail(f"plots of {checkpoint}: {exc}")
     if quiet:

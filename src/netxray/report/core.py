@@ -49,7 +49,7 @@ from netxray.report.html import Plot, render_html
 __all__ = [
     "LENSES", "LensResult", "Report", "ReportLockedError", "ScanOptions", "check_report_out",
     "compare_report", "report_files", "report_lock", "resolve_data", "scan", "write_owned_files",
-    "check_owned_files",
+    "check_owned_files", "record_owned_files",
 ]  # fmt: skip
 
 LENSES: tuple[str, ...] = ("nonlinearity", "modularity", "parameters", "symmetry")
@@ -509,6 +509,18 @@ def write_owned_files(directory: str | os.PathLike[str], files: Mapping[str, byt
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / rel, data)
         record["file_sha256"][rel] = _sha256(data)
+    atomic_write_text(out / FLAT_MANIFEST, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def record_owned_files(directory: str | os.PathLike[str], names: Sequence[str]) -> None:
+    """Record in ``directory/.netxray-files.json`` the hashes of ``names`` (relative paths that
+    netxray has just written there and exist), so that a later run may replace them."""
+    out = Path(directory)
+    record = {"generator": MANIFEST_GENERATOR, "file_sha256": {**_flat_owned(out)}}
+    for rel in names:
+        sha = _file_sha256(out / rel)
+        if sha is not None:
+            record["file_sha256"][rel] = sha
     atomic_write_text(out / FLAT_MANIFEST, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 

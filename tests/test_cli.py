@@ -55,11 +55,22 @@ def test_scan_rejects_bad_counts_and_seeds_up_front(checkpoint, tmp_path):
     assert result.exit_code == 2 and "--seed" in result.output  # typer's range check names it
 
 
-def test_a_failed_lens_is_reported_on_stderr_even_when_quiet(checkpoint, tmp_path):
-    # subsets of 2 samples cannot hold a 3-nearest-neighbour graph: the modularity lens fails,
-    # the symmetry lens still runs, and the failure is said even under --quiet
+def test_a_failed_lens_is_reported_on_stderr_even_when_quiet(checkpoint, tmp_path, monkeypatch):
+    # subsets of 2 samples cannot hold a 3-nearest-neighbour graph: refused before any lens runs
+    early = _run("scan", checkpoint, "--lenses", "modularity,symmetry", "--modularity-n", "2",
+                 "--out", tmp_path / "r0", "--quiet")  # fmt: skip
+    _assert_clean_error(early, "k = 3 neighbours needs more than k samples")
+    assert not (tmp_path / "r0" / "index.html").exists()
+    # a lens that fails while running: the symmetry lens still runs, and the failure is said
+    # even under --quiet
+    from netxray.report import runners
+
+    def failing(*_a):
+        raise ValueError("k must be smaller than the number of samples (a failure mid-run)")
+
+    monkeypatch.setitem(runners._RUNNERS, "modularity", failing)
     result = CliRunner().invoke(
-        app, ["scan", str(checkpoint), "--lenses", "modularity,symmetry", "--modularity-n", "2",
+        app, ["scan", str(checkpoint), "--lenses", "modularity,symmetry",
               "--out", str(tmp_path / "r"), "--quiet"],  # fmt: skip
     )
     # the report is written, and the exit status says a lens failed (3), unless --allow-partial
@@ -68,7 +79,7 @@ def test_a_failed_lens_is_reported_on_stderr_even_when_quiet(checkpoint, tmp_pat
     assert "warning: modularity: ValueError: k must be" in result.stderr
     assert "symmetry" not in result.stderr
     again = CliRunner().invoke(
-        app, ["scan", str(checkpoint), "--lenses", "modularity,symmetry", "--modularity-n", "2",
+        app, ["scan", str(checkpoint), "--lenses", "modularity,symmetry",
               "--out", str(tmp_path / "r2"), "--quiet", "--allow-partial"],  # fmt: skip
     )
     assert again.exit_code == 0, again.output

@@ -278,11 +278,18 @@ def test_load_corrupted_weights(ckpt):
     w.write_bytes(blob[: len(blob) // 2])  # truncated
     with pytest.raises(CheckpointError, match="SHA-256 does not match"):
         load(ckpt)
-    # without the recorded hash, the safetensors parser itself must refuse it, naming the file
+    # with a hash recorded for the truncated file, the safetensors parser itself must refuse it
+    import hashlib
+
     rec = json.loads((ckpt / "config.json").read_text())
-    del rec["weights_sha256"]
+    rec["weights_sha256"] = hashlib.sha256(w.read_bytes()).hexdigest()
     (ckpt / "config.json").write_text(json.dumps(rec))
     with pytest.raises(CheckpointError, match=r"model.safetensors: not a readable safetensors file"):
+        load(ckpt)
+    # without the recorded hash there is nothing binding the weights to the config: refused
+    del rec["weights_sha256"]
+    (ckpt / "config.json").write_text(json.dumps(rec))
+    with pytest.raises(CheckpointError, match=r"weights_sha256 is missing"):
         load(ckpt)
 
 

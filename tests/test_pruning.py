@@ -135,6 +135,18 @@ def test_prune_cli(trained, tmp_path):
     assert (out / "curve_before.png").exists()
     if "modularity" in set(table["variant"]):
         assert load(out / "pruned").netxray_config["removed"]
+    # a second run replaces the files netxray wrote; a folder holding the user's own
+    # prune_table.csv is refused before any work (issue 20: --out touches only what netxray wrote)
+    again = CliRunner().invoke(app, ["prune", str(ckpt), "--data", "digits", "--finetune-epochs", "0",
+                                     "--out", str(out), "--n", "120", "--repeats", "2",
+                                     "--random-draws", "1", "--tol", "0.05", "--quiet"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "prune_table.csv").write_text("the user's")
+    refused = CliRunner().invoke(app, ["prune", str(ckpt), "--out", str(mine)])
+    assert refused.exit_code == 1 and "prune_table.csv not written by netxray" in refused.output, refused.output
+    assert (mine / "prune_table.csv").read_text() == "the user's"
 
 
 class _Res(nn.Module):

@@ -12,6 +12,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -24,6 +25,8 @@ __all__ = [
     "__version__",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_materialized",
+    "check_output_dir",
     "metadata",
     "model_hash",
     "state_dict_hash",
@@ -52,6 +55,7 @@ def state_dict_hash(state: dict[str, Any]) -> str:
     """
     import torch
 
+    _check_no_meta(state.items(), "state dict")
     h = hashlib.sha256()
     for name in sorted(state):
         value = state[name]
@@ -94,6 +98,32 @@ def reused_model_hashes() -> Iterator[None]:
         yield
     finally:
         _HASH_CACHE = outer
+
+
+def _check_no_meta(named: Any, what: str) -> None:
+    for name, value in named:
+        if getattr(value, "is_meta", False):
+            raise ValueError(
+                f"{what}: tensor {name!r} is on the meta device (a shape without data, e.g. built under "
+                "torch.device('meta') or loaded with low_cpu_mem_usage); materialize it first: "
+                "model.to_empty(device='cpu') then model.load_state_dict(weights)"
+            )
+
+
+def check_materialized(model: Any, what: str = "model") -> None:
+    """Raise one clear ``ValueError`` when a parameter or buffer of ``model`` is on the meta
+    device (it has a shape but no data: nothing can be measured or run).
+
+    >>> import torch
+    >>> check_materialized(torch.nn.Linear(2, 2))
+    >>> with torch.device("meta"):
+    ...     m = torch.nn.Linear(2, 2)
+    >>> check_materialized(m)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: model: tensor 'weight' is on the meta device ...
+    """
+    _check_no_meta([*model.named_parameters(), *model.named_buffers()], what)
 
 
 def model_hash(model: Any) -> str:
@@ -236,3 +266,49 @@ class eval_mode:  # noqa: N801 - used like torch.no_grad
     def __exit__(self, *exc: object) -> None:
         for module, flag in self.flags:
             module.training = flag
+
+
+# folders netxray never writes a report into: the folder itself (``/``, the home directory) or
+# anything inside it (the system's own folders)
+_SYSTEM_EXACT = ("/", "/home", "/var", "/opt", "/srv", "/tmp", "/mnt", "/media", "/Users", "/Volumes")
+_SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev",
+                 "/proc", "/sys", "/run", "/System", "/Library", "/Applications", "/private/etc",
+                 "/var/lib", "/var/log", "/var/cache", "/var/spool", "/var/run")  # fmt: skip
+
+
+def check_output_dir(path: str | os.PathLike[str], option: str = "--out", *, directory: bool = True) -> None:
+    """Refuse an output folder that is ``/``, the home directory or a system folder, before any work.
+
+    netxray writes and (for its own earlier files) deletes inside an output folder; in these
+    folders a mistyped ``--out`` could only do harm. ``directory=False``: ``path`` is one output
+    file, refused inside ``/`` itself or a system folder. Raises ``PermissionError`` with one line.
+
+    >>> check_output_dir("runs/report")
+    >>> check_output_dir("/etc")
+    Traceback (most recent call last):
+    ...
+    PermissionError: --out /etc: refused: a system folder; give a folder of its own for the results, e.g. ./netxray-report
+    """
+    resolved = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    if not directory:
+        resolved = resolved.parent
+    with contextlib.suppress(OSError):
+        resolved = resolved.resolve()
+    home = Path(os.path.expanduser("~"))
+    with contextlib.suppress(OSError):
+        home = home.resolve()
+    text = resolved.as_posix()
+    what = None
+    if resolved == home and directory:
+        what = "the home directory"
+    elif text == "/" or resolved.parent == resolved:
+        what = "the root folder"
+    elif text in _SYSTEM_EXACT and directory:
+        what = "a top-level system folder"
+    elif any(text == t or text.startswith(t + "/") for t in _SYSTEM_TREES):
+        what = "a system folder"
+    if what is not None:
+        raise PermissionError(
+            f"{option} {os.fspath(path)}: refused: {what}; give a folder of its own for the results, "
+            "e.g. ./netxray-report"
+        )

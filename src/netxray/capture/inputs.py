@@ -55,8 +55,12 @@ def _as_tensor(value: Any, what: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(value, np.ndarray):
-        if value.dtype == object:
-            raise TypeError(f"{what} must be a numeric array, got an object array")
+        if value.dtype.kind in "USO":  # strings (or objects): no tensor; say how to fix it
+            kind = "strings" if value.dtype.kind in "US" else "Python objects"
+            raise TypeError(
+                f"{what} must be a numeric array, got {kind} (numpy dtype {value.dtype}); map string "
+                "labels to integer classes first, e.g. classes, y = np.unique(y, return_inverse=True)"
+            )
         return torch.from_numpy(np.ascontiguousarray(value))
     if isinstance(value, (int, float, np.integer, np.floating, bool)):
         return torch.as_tensor(value)

@@ -31,7 +31,7 @@ DATA_HELP = (
 DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto (cuda when a GPU is there). Default: where the model is (cpu).")
 WEIGHTS = typer.Option(None, "--weights", help="State dict for a PATH.py:FACTORY, torchvision: or timm: model: .safetensors, or .pt/.pth/.bin read with torch.load(weights_only=True).")
 TASK = typer.Option(None, "--task", help="hf:DIR models: the head (sequence-classification, image-classification, token-classification, base, ...). Default: the config's architectures.")
-IMAGE_SIZE = typer.Option(None, "--image-size", help="imagefolder/hfdataset images: resize to SIZE x SIZE (default: the model's declared size, else the first image's).")
+IMAGE_SIZE = typer.Option(None, "--image-size", help="imagefolder/hfdataset images: resize to SIZE x SIZE (default: the model's declared size, else the first image's, at most 224).")
 NORMALIZE = typer.Option(None, "--normalize", help="Image normalization: imagenet, cifar10, half, none, or MEAN,MEAN,MEAN/STD,STD,STD. Default: what the model declares (timm, torchvision, HF), else none.")
 TOKENIZER = typer.Option(None, "--tokenizer", help="text/hfdataset text: the tokenizer directory (hf:DIR). Default: the hf:DIR model's own.")
 TEXT_COLUMN = typer.Option(None, "--text-column", help="text/hfdataset: the column holding the text (default: text).")
@@ -39,7 +39,8 @@ LABEL_COLUMN = typer.Option(None, "--label-column", help="text/hfdataset: the co
 INPUT_COLUMNS = typer.Option(None, "--input-columns", help="hfdataset: comma-separated numeric columns fed to the model (one: positional; several: by keyword).")
 SAMPLES = typer.Option("positions", "--samples", help="Signature estimator (SPEC §1.2): positions (default: every pixel of a conv map, every real token — never padding — is a sample of d = channels; determined at a few hundred inputs) or pooled (the paper's pipeline: one pooled row per input; under-determined when inputs <= channels).")
 SPLIT = typer.Option("auto", "--split", help="Which samples the lenses measure: auto (the whole data set when it has no split of its own — an image folder without train/ and test/, a text file, an npz without x_test — else its test split; the built-in sets' test split is the one `netxray train` holds out), test, train or all.")
-MAX_LENGTH = typer.Option(None, "--max-length", help="text: truncate to this many tokens (default 128).")
+MAX_LENGTH = typer.Option(None, "--max-length", help="text: truncate to this many tokens (default: 128, or the model's position limit when smaller).")
+DEFAULT_MAX_LENGTH = 128
 
 
 def fail(message: str) -> NoReturn:
@@ -107,8 +108,18 @@ def load_cli_data(
     }  # fmt: skip
     if name in ("text", "hfdataset") and tokenizer is None and getattr(model, "netxray_hf_dir", None):
         options["tokenizer"] = model.netxray_hf_dir
+    limit = position_limit(model)
+    if name in ("text", "hfdataset") and limit is not None:
+        if max_length is None:
+            options["max_length"] = min(DEFAULT_MAX_LENGTH, limit)
+        elif max_length > limit:
+            fail(f"--max-length {max_length}: the model has {limit} positions (its config's "
+                 f"max_position_embeddings); give --max-length {limit} or less")
     if name in ("imagefolder", "hfdataset"):
         options["preprocessing"] = getattr(model, "netxray_preprocessing", None)
+        shape = (getattr(model, "netxray_config", None) or {}).get("input_shape")
+        if options["preprocessing"] is None and isinstance(shape, list) and len(shape) == 3:
+            options["preprocessing"] = {"size": int(shape[-1]), "source": "the model's input_shape"}
     from netxray.data.dataset import SPLITS
 
     if split not in SPLITS:
@@ -118,6 +129,18 @@ def load_cli_data(
     except (OSError, ValueError) as exc:
         fail(f"--data {spec!r}: {exc}")
     return splits.with_split(split) if split != "auto" else splits
+
+
+def position_limit(model: Any) -> int | None:
+    """The most tokens a Hugging Face model takes (``max_position_embeddings``, less the offset
+    RoBERTa-style models reserve for padding), or None when the model declares no limit."""
+    config = getattr(model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        return None
+    if "roberta" in str(getattr(config, "model_type", "")) or getattr(config, "model_type", "") in ("camembert", "longformer"):
+        limit -= int(getattr(config, "pad_token_id", 1) or 1) + 1  # positions start after padding_idx
+    return max(limit, 1)
 
 
 def set_threads(threads: int | None) -> None:
@@ -154,8 +177,14 @@ def check_fits(model: Any, splits: Any, spec: str, label: str = "the model") -> 
     The probe goes through the capture (eval mode, no grad, the model's device and dtype, every
     module's flag restored), exactly as the lenses will call the model.
     """
+    from netxray._meta import check_materialized
     from netxray.capture import collect
     from netxray.capture.inputs import _Indexable, _shape_of, example_batch, resolve_samples
+
+    try:
+        check_materialized(model, label)
+    except ValueError as exc:
+        fail(str(exc))
 
     try:
         x = example_batch(resolve_samples(splits), 2)
@@ -180,8 +209,15 @@ def check_out(path: Path, *, directory: bool, option: str = "--out") -> None:
     """Fail before any work when an output path cannot be what the command will write there.
 
     ``directory=True``: the command writes several files into ``path`` (created if missing);
-    otherwise it writes the file ``path``.
+    otherwise it writes the file ``path``. ``/``, the home directory and system folders are
+    refused (:func:`netxray._meta.check_output_dir`).
     """
+    from netxray._meta import check_output_dir
+
+    try:
+        check_output_dir(path, option, directory=directory)
+    except PermissionError as exc:
+        fail(str(exc))
     if directory:
         if path.exists() and not path.is_dir():
             fail(f"{option} {path}: a file is there; expected a directory (new or existing) for the results")

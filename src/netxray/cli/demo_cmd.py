@@ -21,7 +21,7 @@ from typing import Any
 
 import typer
 
-from netxray.cli._common import DEVICE, cli_device
+from netxray.cli._common import DEVICE, check_out, cli_device
 
 # (name, arch, model knobs, training seed): the four families, plus a second MLP seed so that the
 # report can show an alignment distance (defined only between models of one architecture);
@@ -89,6 +89,7 @@ def register(app: typer.Typer) -> None:
         from netxray.data import load_data
         from netxray.report import compare_report
 
+        check_out(out, directory=True)  # not /, home or a system folder, before any training
         t0 = time.perf_counter()
         dev = cli_device(device)  # one line for cuda without a GPU, before any training
         cache_dir = cache if cache is not None else default_cache()

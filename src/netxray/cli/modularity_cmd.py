@@ -195,6 +195,15 @@ def register(app: typer.Typer) -> None:
         from netxray.lenses.pruning import prune_study
 
         check_out(out, directory=True)
+        from netxray.report import check_owned_files, record_owned_files
+
+        written = ["prune_table.csv", "curve_before.csv", "redundant.csv", "curve_after.csv", "prune_summary.json",
+                   "curve_before.png", "curve_after.png", "pruned.safetensors", "pruned/model.safetensors",
+                   "pruned/config.json"]  # fmt: skip
+        try:  # before any work: only files netxray wrote there are replaced
+            check_owned_files(out, written)
+        except (FileExistsError, PermissionError) as exc:
+            fail(str(exc))
         set_threads(threads)
         from netxray.cli.scan_cmd import load_cli_model
 
@@ -217,6 +226,8 @@ def register(app: typer.Typer) -> None:
         plot_modularity_curve(study.curve, study.redundant, path=str(out / "curve_before.png"))
         if study.curve_after is not None:
             plot_modularity_curve(study.curve_after, path=str(out / "curve_after.png"))
+        record_owned_files(out, [*written, *(p.relative_to(out).as_posix() for p in (out / "pruned").rglob("*")
+                                              if p.is_file())])  # fmt: skip
         if not quiet:
             pd_table = study.table.copy()
             for col in ("params_pct", "macs_pct"):

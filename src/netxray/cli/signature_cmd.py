@@ -159,12 +159,19 @@ def register(app: typer.Typer) -> None:
         """
         import pandas as pd
 
-        from netxray._meta import atomic_write_text, metadata
+        from netxray._meta import metadata
         from netxray.lenses.nonlinearity import compare_signatures, plot_signatures
 
         if len(checkpoints) < 2:
             fail("compare needs at least two checkpoints")
         check_out(out, directory=True)
+        from netxray.report import check_owned_files, write_owned_files
+
+        flat = ("signatures.csv", "distances.csv", "clustering.csv", "summary.csv", "meta.json", "signatures.png")
+        try:  # before any work: the files it writes may only replace netxray's own
+            check_owned_files(out, flat)
+        except (FileExistsError, PermissionError) as exc:
+            fail(str(exc))
         if method not in ("dtw", "resampled"):
             fail(f"--method must be dtw or resampled, got {method!r}")
         names = unique_names(checkpoints)
@@ -189,22 +196,34 @@ def register(app: typer.Typer) -> None:
             cmp = compare_signatures(tables, method, n_clusters=clusters)
         except ValueError as exc:
             fail(str(exc))
-        out.mkdir(parents=True, exist_ok=True)
+        import io
+
         long = pd.concat([t.assign(model=name) for name, t in tables.items()], ignore_index=True)
         long = long[["model", *[c for c in long.columns if c != "model"]]]
-        atomic_write_text(out / "signatures.csv", long.to_csv(index=False))
-        atomic_write_text(out / "distances.csv", cmp.distances.to_csv(index_label="model"))
         clus = pd.DataFrame({"model": cmp.names, "leaf_order": [cmp.order.index(i) for i in range(len(cmp.names))]})
         if cmp.labels is not None:
             clus["cluster"] = cmp.labels
-        atomic_write_text(out / "clustering.csv", clus.to_csv(index=False))
-        atomic_write_text(out / "summary.csv", cmp.summary.to_csv(index=False))
         meta = metadata(command="compare", method=method, data=data, seed=seed, n_samples=n_samples,
                         checkpoints=[str(c) for c in checkpoints], models=names,
                         model_hashes={n: t.attrs["meta"]["model_hash"] for n, t in tables.items()},
                         linkage=cmp.linkage.tolist())  # fmt: skip
-        atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
-        plot_signatures(tables, out / "signatures.png", title=f"non-linearity signatures on {data}")
+        fig = plot_signatures(tables, title=f"non-linearity signatures on {data}")
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=130, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        try:  # atomically, each; only files netxray wrote are replaced
+            write_owned_files(out, {
+                "signatures.csv": long.to_csv(index=False).encode(),
+                "distances.csv": cmp.distances.to_csv(index_label="model").encode(),
+                "clustering.csv": clus.to_csv(index=False).encode(),
+                "summary.csv": cmp.summary.to_csv(index=False).encode(),
+                "meta.json": json.dumps(meta, indent=2, default=str).encode(),
+                "signatures.png": png.getvalue(),
+            })  # fmt: skip
+        except (FileExistsError, PermissionError) as exc:
+            fail(str(exc))
         if not quiet:
             typer.echo(cmp.distances.round(4).to_string())
             typer.echo(f"wrote {out}/signatures.csv, distances.csv, clustering.csv, summary.csv, signatures.png")

@@ -41,8 +41,16 @@ def _check_eps(values: list[float], option: str = "--eps") -> list[float]:
     return values
 
 
-def _check_out_dir(path: Path | None, option: str) -> None:
-    """A directory option naming an existing file is an error before any work."""
+def _check_out_dir(path: Path | None, option: str, names: tuple[str, ...] = ()) -> None:
+    """A directory option naming an existing file, ``/``, the home directory or a system folder,
+    or holding one of ``names`` that netxray did not write, is an error before any work."""
+    if path is not None:
+        from netxray.report import check_owned_files
+
+        try:
+            check_owned_files(path, names, option)
+        except (PermissionError, FileExistsError) as exc:
+            fail(str(exc))
     if path is not None and path.exists() and not path.is_dir():
         fail(f"{option} {path} exists and is not a directory")
 
@@ -135,7 +143,7 @@ def register(app: typer.Typer) -> None:
 
         # every check on the input comes before any work or output
         _check_eps([eps])
-        _check_out_dir(out, "--out")
+        _check_out_dir(out, "--out", ("group.csv", "summary.json"))
         model = load_checkpoint(checkpoint)
         other = load_checkpoint(compare) if compare is not None else None
         if canonical_out is not None:
@@ -187,12 +195,14 @@ def register(app: typer.Typer) -> None:
             lines.append(f"canonical form written to {canonical_out} "
                          f"({_unit_changes(info.get('dropped', {}), info.get('merged', {}))})")
         if out is not None:
-            from netxray._meta import atomic_write_text
+            from netxray.report import write_owned_files
 
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "group.csv", group.to_csv(index=False))
             summary["meta"] = group.attrs["meta"]
-            atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+            try:  # only files netxray wrote are replaced
+                write_owned_files(out, {"group.csv": group.to_csv(index=False).encode(),
+                                        "summary.json": json.dumps(summary, indent=2, default=str).encode()})  # fmt: skip
+            except (FileExistsError, PermissionError) as exc:
+                fail(str(exc))
             lines.append(f"wrote {out / 'group.csv'} and {out / 'summary.json'}")
         # printed last, so that a failure above leaves no half-printed analysis behind
         _print_table(group.to_dict("records"),
@@ -221,7 +231,7 @@ def register(app: typer.Typer) -> None:
 
         ws = _ints(widths, "--widths")
         epss = _check_eps(_floats(eps, "--eps"))
-        _check_out_dir(out, "--out")
+        _check_out_dir(out, "--out", ("bounds.csv",))
         try:
             df = sym.covering_bounds(ws, eps=epss, B=B, rho=rho)
         except ValueError as exc:
@@ -241,7 +251,9 @@ def register(app: typer.Typer) -> None:
             if not quiet:
                 typer.echo(f"effective-volume plot written to {volume_plot}")
         if out is not None:
-            from netxray._meta import atomic_write_text
+            from netxray.report import write_owned_files
 
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "bounds.csv", df.to_csv(index=False))
+            try:  # only files netxray wrote are replaced
+                write_owned_files(out, {"bounds.csv": df.to_csv(index=False).encode()})
+            except (FileExistsError, PermissionError) as exc:
+                fail(str(exc))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from netxray.cli._common import fail, load_checkpoint
+from netxray.cli._common import check_out, fail, load_checkpoint
 
 
 def weights(
@@ -42,6 +42,18 @@ def weights(
         weight_stats,
     )
 
+    check_out(out, directory=False)  # not inside /, a system folder
+    for option, path in (("--strengths", strengths), ("--spectra", spectra)):
+        if path is not None:
+            check_out(path, directory=False, option=option)
+    if plot is not None:
+        check_out(plot, directory=True, option="--plot")
+        from netxray.report import check_owned_files
+
+        try:  # the plots replace only files netxray wrote there
+            check_owned_files(plot, ["weight_histograms.png", "strengths.png"], "--plot")
+        except (FileExistsError, PermissionError) as exc:
+            fail(str(exc))
     if bins < 1:
         fail(f"--bins must be a positive integer, got {bins}")
     if not math.isfinite(near_zero) or near_zero < 0:
@@ -54,7 +66,7 @@ def weights(
         df = weight_stats(model, near_zero=near_zero)
         st = node_strengths(model) if strengths is not None or plot is not None else None
         fl = strength_fluctuation(st) if st is not None else None
-    except ValueError as exc:
+    except (ValueError, MemoryError) as exc:  # MemoryError: a cost estimate past the memory
         fail(f"weights of {checkpoint}: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False))
@@ -71,6 +83,9 @@ def weights(
         try:
             plot_weight_histograms(model, plot / "weight_histograms.png", bins=bins)
             plot_strengths(st, plot / "strengths.png")
+            from netxray.report import record_owned_files
+
+            record_owned_files(plot, ["weight_histograms.png", "strengths.png"])
         except ValueError as exc:
             fail(f"plots of {checkpoint}: {exc}")
     if quiet:

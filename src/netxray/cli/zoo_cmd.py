@@ -32,8 +32,10 @@ def zoo_train(
 ) -> None:
     """Train every grid combination for every family: one checkpoint + record per model,
     written atomically; finished models are skipped on a rerun."""
+    from netxray.cli._common import check_out
     from netxray.lenses.zoo import train_zoo
 
+    check_out(out, directory=True)  # not /, home or a system folder
     t0 = time.perf_counter()
     df = train_zoo(out, arch, grid, dataset=dataset, engine=engine, workers=workers,
                    address=address, progress=not quiet)
@@ -65,10 +67,14 @@ def zoo_analyze(
 ) -> None:
     """Features, classes (optimal / suboptimal / diverged), spread and distribution comparisons,
     and accuracy predictors (trees, ridge, hyperparameters-only; GroupKFold by run)."""
+    from netxray.cli._common import check_out
     from netxray.lenses.zoo import analyze_zoo, plot_zoo, write_results
 
     if not zoo.exists():
         raise typer.BadParameter(f"zoo directory {zoo} does not exist", param_hint="ZOO")
+    check_out(out, directory=False)
+    if plot is not None:
+        check_out(plot, directory=True, option="--plot")
     res = analyze_zoo(zoo, engine=engine, workers=workers, address=address, bins=bins, seed=seed,
                       progress=not quiet)
     paths = write_results(res, out)
@@ -144,8 +150,10 @@ def zoo_demo(
 ) -> None:
     """Train and analyse a zoo of >= 200 tiny MLPs, CNNs and ViTs on digits (resumable), then
     print whether good networks look alike here and the predictors' R2 and tau vs baselines."""
+    from netxray.cli._common import check_out
     from netxray.lenses.zoo import analyze_zoo, plot_zoo, train_zoo, write_results
 
+    check_out(out, directory=True)
     t0 = time.perf_counter()
     df = train_zoo(out / "zoo", arch, grid, dataset="digits", engine=engine, workers=workers,
                    progress=not quiet)

@@ -49,6 +49,26 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
+# the largest default image side: without --image-size and a size the model declares, images
+# keep the first image's side up to this cap (one 8000x8000 photo must not make every image
+# 8000x8000: 3.8 GB for 2048 samples)
+DEFAULT_MAX_IMAGE_SIZE = 224
+
+
+def default_image_size(first_side: int, source: str) -> int:
+    """The image side used when neither ``--image-size`` nor the model declares one: the first
+    image's side, capped at :data:`DEFAULT_MAX_IMAGE_SIZE` (with a warning saying so)."""
+    if first_side <= DEFAULT_MAX_IMAGE_SIZE:
+        return int(first_side)
+    import warnings
+
+    warnings.warn(
+        f"{source}: images resized to {DEFAULT_MAX_IMAGE_SIZE}x{DEFAULT_MAX_IMAGE_SIZE} (the default cap; "
+        f"the first image is {first_side} wide and the model declares no input size); pass "
+        "--image-size (image_size=) to choose", stacklevel=3,
+    )
+    return DEFAULT_MAX_IMAGE_SIZE
+
 NORMALIZE_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -245,7 +265,8 @@ def load_imagefolder(
 
     ``DIR/<class>/*.png|jpg|…``: split with the seeded class-stratified rule; ``DIR/train`` with
     ``DIR/test`` (or ``DIR/val``): used as given. ``image_size``: the side images are resized
-    to (default: the model's declared size, else the first image's width). ``normalize``: see
+    to (default: the model's declared size, else the first image's width up to
+    :data:`DEFAULT_MAX_IMAGE_SIZE`, with a warning when capped). ``normalize``: see
     :func:`normalization`.
     """
     root = Path(directory).expanduser()
@@ -269,7 +290,7 @@ def load_imagefolder(
     if size is None:
         image = _require("PIL.Image", f"imagefolder:{directory}")
         with image.open(files[0]) as im:
-            size = im.size[0]
+            size = default_image_size(im.size[0], f"imagefolder:{directory}")
     if int(size) < 1:
         raise DataError(f"--image-size must be >= 1, got {size}")
     norm = normalization(normalize, preprocessing)
@@ -551,7 +572,7 @@ class _Tensors(torch.utils.data.TensorDataset):
 def _hf_images(ds, column, y, classes, image_size, normalize, preprocessing, name) -> ImageFolder:
     """The images of a ``datasets`` column, decoded per item like an image folder's files."""
     first = ds[0][column]
-    size = image_size or (preprocessing or {}).get("size") or first.size[0]
+    size = image_size or (preprocessing or {}).get("size") or default_image_size(first.size[0], name)
     norm = normalization(normalize, preprocessing)
     return _HFImages(ds, column, np.arange(len(ds)), y, classes, size=int(size), norm=norm, name=name)
 

@@ -669,6 +669,15 @@ def node_strengths(model: nn.Module, *, include_bias: bool = True) -> pd.DataFra
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    from netxray.measures.cost import check_cost, model_units, per_unit_cost
+
+    # one table row per unit (about 300 bytes as a DataFrame row) and float64 |W| copies: a
+    # 10^7-unit layer is gigabytes, so estimate it before anything is allocated
+    n_values, n_units = model_units(model)
+    need, secs = per_unit_cost(n_values, n_units, copies=2, bytes_per_unit=300)
+    check_cost(f"node strengths: {n_units} units in {n_values} parameter values", bytes_needed=need,
+               seconds=secs, option="leave the node strengths out (netxray weights without --strengths/--plot "
+               "streams the per-tensor statistics in flat memory; scan: --lenses without parameters)")  # fmt: skip
     parts: list[pd.DataFrame] = []
     notes: list[dict[str, str]] = []
     cache: dict[str, dict[str, np.ndarray]] = {}

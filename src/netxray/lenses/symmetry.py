@@ -1372,6 +1372,15 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     >>> bool(g["verified"].all()), g.attrs["summary"]["status"]
     (True, 'ok')
     """
+    from netxray.measures.cost import check_cost, model_units, per_unit_cost
+
+    # a float64 copy of the model (and a permuted one to verify) plus per-unit arrays of every
+    # axis (about 500 bytes per unit): a 10^7-unit layer is gigabytes; estimated before any copy
+    n_values, n_units = model_units(model)
+    need, secs = per_unit_cost(n_values, n_units, copies=2, bytes_per_unit=500)
+    check_cost(f"symmetry_group: {n_units} units in {n_values} parameter values", bytes_needed=need,
+               seconds=secs, option="leave the symmetry lens out (scan: --lenses without symmetry) or "
+               "analyse a narrower model")  # fmt: skip
     an, rep = _verified_analysis(model, data, verify, seed)
     inner = an.model if an.model is not None else model
     # read-only views of the float64 copy the analysis already made (the same values), instead

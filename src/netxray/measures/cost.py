@@ -36,6 +36,7 @@ __all__ = [
     "CostEstimate",
     "CostWarning",
     "affinity_cost",
+    "per_unit_cost",
     "assignment_cost",
     "available_memory",
     "check_cost",
@@ -165,3 +166,34 @@ def affinity_cost(n: int, d: int) -> tuple[float, float]:
     )
     flops = gram_flops + 10.0 * r**3 + 6.0 * n * r * r + 2.0 * n * n * r
     return bytes_needed, flops / FLOPS + _LAPJV_SECONDS_PER_ENTRY * n * n
+
+
+def per_unit_cost(n_values: int, n_units: int, *, copies: float, bytes_per_unit: float) -> tuple[float, float]:
+    """(bytes, seconds) of a per-unit pass over a model: ``copies`` float64 copies of its
+    ``n_values`` parameter values plus ``bytes_per_unit`` for each of ``n_units`` table rows or
+    per-unit arrays (the peak of the weights lens's node strengths and of the symmetry lens grows
+    with a layer's width: one row, or one entry of several per-unit arrays, per unit). Time:
+    ~20 flops per value and per unit.
+
+    >>> per_unit_cost(1000, 10, copies=2, bytes_per_unit=300)
+    (19000.0, 1.01e-05)
+    """
+    n_values, n_units = int(n_values), int(n_units)
+    return 8.0 * copies * n_values + bytes_per_unit * n_units, 20.0 * (n_values + n_units) / FLOPS
+
+
+def model_units(model: object) -> tuple[int, int]:
+    """(floating parameter values, units) of a torch model: the units are the rows plus the
+    columns of every parameter with two or more dimensions (output and input units or channels).
+
+    >>> import torch
+    >>> model_units(torch.nn.Linear(3, 5))
+    (20, 8)
+    """
+    values = units = 0
+    for p in model.parameters():  # type: ignore[attr-defined]
+        if p.is_floating_point():
+            values += p.numel()
+            if p.dim() >= 2:
+                units += int(p.shape[0]) + int(p.shape[1])
+    return values, units

@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -117,19 +118,24 @@ def source_config(model: nn.Module) -> dict[str, Any]:
                 "rebuild it with your code"
             )
         if parse_source(source)[0] == "hf" and args.get("dir"):
-            source = f"hf:{args['dir']}"  # absolute: the checkpoint may be read from elsewhere
+            source = f"hf:{args['dir']}"  # absolute: save_checkpoint copies its config in
     removed = [{"path": p, "removed": m.removed, "out_type": m.out_type}
                for p, m in model.named_modules() if isinstance(m, SkipBlock)]  # fmt: skip
     return {"source": source, "kwargs": dict(args.get("kwargs") or {}), "task": args.get("task"),
             "removed_blocks": removed}  # fmt: skip
 
 
-def _build_from_source(config: dict[str, Any]) -> nn.Module:
-    """Build the source of a :func:`source_config` again and remove its removed blocks."""
+def _build_from_source(config: dict[str, Any], hf_dir: Path | None = None) -> nn.Module:
+    """Build the source of a :func:`source_config` again and remove its removed blocks.
+
+    ``hf_dir``: for an ``hf:`` source, the directory whose ``config.json`` describes the model
+    (inside the checkpoint when loading); the model is built from that config alone — no
+    weights, no code are read from the directory.
+    """
     from netxray.lenses.pruning import SkipBlock
 
+    from .sources import build_hf_from_config, parse_source
     from .sources import load as load_source
-    from .sources import parse_source
 
     source = config.get("source")
     if not isinstance(source, str) or parse_source(source)[0] not in _REBUILDABLE:
@@ -137,7 +143,11 @@ def _build_from_source(config: dict[str, Any]) -> nn.Module:
     kwargs = config.get("kwargs") or {}
     if not isinstance(kwargs, dict):
         raise CheckpointError(f"source kwargs must be an object, got {kwargs!r}")
-    model = load_source(source, task=config.get("task"), **kwargs)
+    if parse_source(source)[0] == "hf":
+        model = build_hf_from_config(hf_dir if hf_dir is not None else Path(parse_source(source)[1]),
+                                     config.get("task"), kwargs)  # fmt: skip
+    else:
+        model = load_source(source, task=config.get("task"), **kwargs)
     for entry in config.get("removed_blocks") or []:
         path = entry.get("path") if isinstance(entry, dict) else None
         named = dict(model.named_modules())
@@ -151,10 +161,17 @@ def _build_from_source(config: dict[str, Any]) -> nn.Module:
     return model
 
 
-def _expected_source_layout(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+def _expected_source_layout(config: dict[str, Any], hf_dir: Path | None = None) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):  # shapes only: no memory, no RNG draws
-        ref = _build_from_source(config)
+        ref = _build_from_source(config, hf_dir)
     return {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+
+
+# the files of an hf: model directory a checkpoint keeps (data only: JSON and vocabularies)
+_HF_DATA_FILES = ("config.json", "preprocessor_config.json", "generation_config.json",
+                  "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                  "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json")  # fmt: skip
+HF_SUBDIR = "hf"
 
 
 def save_checkpoint(
@@ -185,10 +202,18 @@ def save_checkpoint(
 
     config = getattr(model, "netxray_config", None)
     state = model.state_dict()
+    hf_dir: Path | None = None
     if not isinstance(config, dict):
         # a torchvision / timm / Hugging Face model (pruned or not): its source and removed blocks
         config = source_config(model)
-        expected = _expected_source_layout(config)
+        if config["source"].startswith("hf:"):
+            # the model's config (data) goes into the checkpoint: the record names it relatively
+            hf_dir = Path(getattr(model, "netxray_hf_dir", None) or config["source"][3:])
+            config = {**config, "source": f"hf:{HF_SUBDIR}"}
+        from ._checkpoint_schema import check_source_model
+
+        check_source_model(config, "save_checkpoint")  # never write what load would refuse
+        expected = _expected_source_layout(config, hf_dir)
         what = f"save_checkpoint: the model's weights do not match {config['source']} with its removed blocks"
     else:
         expected = _expected_layout(config)
@@ -220,6 +245,12 @@ def save_checkpoint(
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"save_checkpoint: {directory} exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
+    if hf_dir is not None:
+        for name in _HF_DATA_FILES:
+            src = hf_dir / name
+            if src.is_file() and src.resolve() != (directory / HF_SUBDIR / name).resolve():
+                (directory / HF_SUBDIR).mkdir(exist_ok=True)
+                atomic_write_bytes(directory / HF_SUBDIR / name, src.read_bytes())
     atomic_write_bytes(directory / WEIGHTS_FILE, blob)  # weights first ...
     atomic_write_text(directory / CONFIG_FILE, text)  # ... the config (with the hash) commits
     return directory
@@ -268,6 +299,9 @@ def _read_config(config_path: Path) -> dict[str, Any]:
             f"{config_path}: checkpoint format_version {version!r} is not supported by netxray "
             f"{__version__} (expected <= {FORMAT_VERSION})"
         )
+    from ._checkpoint_schema import check_record
+
+    check_record(record, str(config_path))  # data only: allow-listed keys, options, paths
     return record
 
 
@@ -314,8 +348,7 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     weights_path, config_path = _paths(path)
     record = _read_config(config_path)
     blob = weights_path.read_bytes()
-    expected_sha = record.get("weights_sha256")
-    if expected_sha is not None and hashlib.sha256(blob).hexdigest() != expected_sha:
+    if hashlib.sha256(blob).hexdigest() != record["weights_sha256"]:  # required: _read_config
         raise CheckpointError(
             f"{weights_path}: SHA-256 does not match the one recorded in {config_path} "
             "(the weights are corrupted, or were replaced without their config)"
@@ -324,25 +357,43 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
         tensors = st_load(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from None
-    try:
-        if "source" in record["model"]:  # a torchvision / timm / HF model, maybe pruned
-            model = _build_from_source(record["model"])
-        else:
-            model = build_model(record["model"])
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{config_path}: invalid model config ({exc})") from None
-    dtype_name = record.get("dtype", "float32")
-    dtype = getattr(torch, str(dtype_name), None)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise CheckpointError(f"{config_path}: dtype {dtype_name!r} is not a floating torch dtype")
-    model = model.to(dtype)
-    expected = model.state_dict()
+    del blob
+    config = record["model"]
+    hf_dir = None
+    if "source" in config:  # a torchvision / timm / HF model, maybe pruned
+        from ._checkpoint_schema import hf_dir_inside
+        from .sources import parse_source
+
+        kind, rest = parse_source(config["source"])
+        if kind == "hf":
+            hf_dir = hf_dir_inside(rest, config_path.parent, str(config_path))
+
+    def build(meta: bool) -> nn.Module:
+        try:
+            with torch.device("meta") if meta else contextlib.nullcontext():
+                if "source" in config:
+                    return _build_from_source(config, hf_dir)
+                return build_model(config)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # a builder's own complaint, in one line
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise CheckpointError(f"{config_path}: invalid model config ({type(exc).__name__}: {first})") from None
+
+    # shapes first, on the meta device (no memory): a config that describes a bigger model than
+    # its weights is refused before anything is allocated
     _compare_layout(
         {k: tuple(v.shape) for k, v in tensors.items()},
-        {k: tuple(v.shape) for k, v in expected.items()},
-        f"{weights_path} does not fit the {record['model'].get('arch') or record['model'].get('source')} "
+        {k: tuple(v.shape) for k, v in build(meta=True).state_dict().items()},
+        f"{weights_path} does not fit the {config.get('arch') or config.get('source')} "
         f"model of {config_path}",
     )
+    dtype_name = record.get("dtype", "float32")
+    dtype = getattr(torch, str(dtype_name), None) if isinstance(dtype_name, str) else None
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise CheckpointError(f"{config_path}: dtype {dtype_name!r} is not a floating torch dtype")
+    model = build(meta=False).to(dtype)
+    expected = model.state_dict()
     wrong = [k for k, v in tensors.items() if v.dtype != expected[k].dtype]
     if wrong:
         k = wrong[0]
@@ -351,4 +402,6 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
         )
     model.load_state_dict(tensors, strict=True)
     model.netxray_checkpoint = {**record, "path": str(Path(path))}
+    if hf_dir is not None:
+        model.netxray_hf_dir = str(hf_dir)
     return model.to(device).eval()

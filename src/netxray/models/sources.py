@@ -30,9 +30,11 @@ Example
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,14 @@ def parse_source(spec: str | os.PathLike[str]) -> tuple[str, str]:
     path_part, sep, name = text.rpartition(":")
     if sep and path_part.endswith(".py"):
         return "factory", text
+    if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]+", prefix) and not os.path.exists(text):
+        # a typo'd prefix is not a missing checkpoint: say which prefix was meant
+        close = difflib.get_close_matches(prefix.lower(), ("torchvision", "timm", "hf"), n=1, cutoff=0.5)
+        if close:
+            raise ModelSourceError(
+                f"model {text!r}: unknown source prefix {prefix + ':'!r}; did you mean {close[0]}:{rest}? "
+                "(known: a checkpoint path, PATH.py:FACTORY, torchvision:NAME, timm:NAME, hf:DIR)"
+            )
     return "checkpoint", text
 
 
@@ -211,34 +221,82 @@ def _timm(name: str, weights: Any, kwargs: dict[str, Any]) -> nn.Module:
     return model
 
 
-def _hf(directory: str, task: str | None, kwargs: dict[str, Any]) -> nn.Module:
+# from_pretrained options that would run code or reach outside the directory: never passed on
+_HF_REFUSED = ("trust_remote_code", "revision", "code_revision", "cache_dir", "force_download",
+               "subfolder", "use_safetensors", "weights_only")  # fmt: skip
+
+
+def _hf_config(directory: str, path: Path, kwargs: dict[str, Any]) -> Any:
     transformers = require("transformers", f"hf:{directory}")
-    path = Path(directory).expanduser()
+    refused = [k for k in kwargs if k in _HF_REFUSED]
+    if refused:
+        raise ModelSourceError(
+            f"hf:{directory}: option {refused[0]!r} is refused: netxray reads only the directory's "
+            "config and safetensors weights and never runs a repository's own code"
+        )
     if not (path / "config.json").is_file():
         raise ModelSourceError(
             f"hf:{directory}: expected a local Hugging Face model directory with config.json "
             "(written by model.save_pretrained(DIR)); nothing is downloaded"
         )
     try:
-        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ModelSourceError(f"hf:{directory}: cannot read config.json ({exc})") from None
+        return transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False,
+                                                       **{k: v for k, v in kwargs.items() if k == "num_labels"})  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelSourceError(f"hf:{directory}: cannot read config.json ({first})") from None
+
+
+def _hf_class(transformers: Any, config: Any, task: str | None) -> Any:
     if task is not None:
         if task not in HF_TASKS:
-            raise ModelSourceError(
-                f"--task {task!r}: expected one of {', '.join(HF_TASKS)}"
-            )
-        cls = getattr(transformers, HF_TASKS[task])
-    else:
-        arch = (getattr(config, "architectures", None) or [None])[0]
-        cls = getattr(transformers, arch, None) if arch else None
-        if cls is None:
-            cls = transformers.AutoModel
+            raise ModelSourceError(f"--task {task!r}: expected one of {', '.join(HF_TASKS)}")
+        return getattr(transformers, HF_TASKS[task])
+    arch = (getattr(config, "architectures", None) or [None])[0]
+    cls = getattr(transformers, arch, None) if isinstance(arch, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        cls = transformers.AutoModel
+    return cls
+
+
+def build_hf_from_config(directory: str | os.PathLike[str], task: str | None, kwargs: dict[str, Any]) -> nn.Module:
+    """A Hugging Face model built (random init) from ``directory/config.json`` alone: no weights
+    and no code are read from the directory. Used by checkpoints, which carry their own weights."""
+    transformers = require("transformers", f"hf:{directory}")
+    path = Path(directory)
+    config = _hf_config(str(directory), path, kwargs)
+    cls = _hf_class(transformers, config, task)
+    try:
+        model = cls.from_config(config) if cls.__name__.startswith("Auto") else cls._from_config(config)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelSourceError(f"hf:{directory}: cannot build {cls.__name__} from config.json ({first})") from None
+    model.netxray_hf_dir = str(path.resolve())
+    pre = _hf_image_preprocessing(path)
+    if pre is not None:
+        model.netxray_preprocessing = pre
+    return model
+
+
+def _hf(directory: str, task: str | None, kwargs: dict[str, Any]) -> nn.Module:
+    transformers = require("transformers", f"hf:{directory}")
+    path = Path(directory).expanduser()
+    config = _hf_config(directory, path, kwargs)
+    pickled = sorted(p.name for p in path.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+    if pickled and not any(path.glob("*.safetensors")):
+        raise ModelSourceError(
+            f"hf:{directory}: its weights are {pickled[0]}, a pickle (it can run code when read); "
+            "netxray reads only .safetensors. Convert it once, in an environment you trust: "
+            "model.save_pretrained(DIR, safe_serialization=True)"
+        )
+    cls = _hf_class(transformers, config, task)
     try:
         transformers.utils.logging.disable_progress_bar()  # no bar on stderr for a local read
-        model = cls.from_pretrained(path, local_files_only=True, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise ModelSourceError(f"hf:{directory}: cannot load the model with {cls.__name__} ({exc})") from None
+        model = cls.from_pretrained(path, local_files_only=True, trust_remote_code=False,
+                                    use_safetensors=True, **kwargs)  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelSourceError(f"hf:{directory}: cannot load the model with {cls.__name__} ({first})") from None
     model.netxray_hf_dir = str(path.resolve())
     model.netxray_weights = str(path.resolve())
     pre = _hf_image_preprocessing(path)

@@ -15,12 +15,15 @@ from netxray.report.core import (
     Report,
     ReportLockedError,
     ScanOptions,
+    check_owned_files,
     check_report_out,
     compare_report,
+    record_owned_files,
     report_files,
     report_lock,
     resolve_data,
     scan,
+    write_owned_files,
 )
 from netxray.report.html import Plot, figure_to_plot, render_html
 from netxray.report.user_model import UserModelError, load_user_model, read_weights
@@ -32,7 +35,9 @@ __all__ = [
     "Report",
     "ReportLockedError",
     "ScanOptions",
+    "check_owned_files",
     "check_report_out",
+    "record_owned_files",
     "report_files",
     "report_lock",
     "UserModelError",
@@ -43,4 +48,5 @@ __all__ = [
     "render_html",
     "resolve_data",
     "scan",
+    "write_owned_files",
 ]

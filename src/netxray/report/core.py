@@ -38,6 +38,8 @@ from torch import nn
 
 from netxray._meta import (
     atomic_write_text,
+    check_materialized,
+    check_output_dir,
     metadata,
     model_hash,
     reused_model_hashes,
@@ -46,7 +48,8 @@ from netxray.report.html import Plot, render_html
 
 __all__ = [
     "LENSES", "LensResult", "Report", "ReportLockedError", "ScanOptions", "check_report_out",
-    "compare_report", "report_files", "report_lock", "resolve_data", "scan",
+    "compare_report", "report_files", "report_lock", "resolve_data", "scan", "write_owned_files",
+    "check_owned_files", "record_owned_files",
 ]  # fmt: skip
 
 LENSES: tuple[str, ...] = ("nonlinearity", "modularity", "parameters", "symmetry")
@@ -232,6 +235,14 @@ class Report:
             record["files"] = sorted(files)
         return json.dumps(_jsonable(record), indent=2) + "\n"
 
+    def _manifest(self, files: Mapping[str, bytes]) -> bytes:
+        """``results.json`` for the rendered ``files``: the record, plus the proof of ownership —
+        ``generator: netxray`` and the SHA-256 of every file (results.json itself excepted)."""
+        record = json.loads(self.to_json(list(files) + ["results.json"]))
+        record["generator"] = MANIFEST_GENERATOR
+        record["file_sha256"] = {rel: _sha256(data) for rel, data in sorted(files.items())}
+        return (json.dumps(record, indent=2) + "\n").encode("utf-8")
+
     def _files(self, parquet: bool) -> dict[str, bytes]:
         """Every file of the report but results.json, rendered in memory: relative path -> bytes."""
         files: dict[str, bytes] = {}
@@ -260,9 +271,14 @@ class Report:
           or none — never a mix (when ``directory`` also holds files of the user's, the new files
           are moved in one by one, ``results.json`` last: until it is there the report is
           incomplete by definition);
-        - *owned*: ``results.json`` lists the files the report wrote (``files``); saving over an
-          earlier report removes exactly the earlier report's files, nothing else, and refuses to
-          overwrite a file the earlier report did not write;
+        - *owned*: ``results.json`` identifies netxray (``generator``) and records the SHA-256 of
+          every file the report wrote (``file_sha256``); saving over an earlier report removes only
+          the files it proves are its own (listed, and unchanged since). Anything else in
+          ``directory`` — a file absent from the manifest, one whose hash differs, another tool's
+          ``index.html`` or ``results.json`` — is the user's: it stays, and a report that would
+          overwrite it is refused with one line (:class:`FileExistsError`);
+        - *checked first*: ``directory`` may not be ``/``, the home directory or a system folder
+          (:func:`netxray._meta.check_output_dir`), and the free space must hold the report;
         - *locked*: a second process saving to the same ``directory`` at the same time fails at
           once with :class:`ReportLockedError` (see :func:`report_lock`).
         """
@@ -274,10 +290,12 @@ class Report:
                 parquet = True
             except ImportError:
                 parquet = False
+        check_output_dir(out)
         with report_lock(out):
             check_report_out(out)
             files = self._files(bool(parquet))
-            files["results.json"] = self.to_json(list(files) + ["results.json"]).encode("utf-8")
+            files["results.json"] = self._manifest(files)
+            _check_free_space(out, sum(len(v) for v in files.values()))
             _install(out, files)
         return out / "index.html"
 
@@ -361,14 +379,17 @@ def report_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
 def check_report_out(directory: str | os.PathLike[str]) -> None:
     """Fail early, with one line, when a report cannot be written to ``directory``.
 
-    Checked: it is not a file, its nearest existing ancestor is a directory, and a file can be
-    created beside it (where the temporary report is built) and, if it exists, inside it.
+    Checked: it is not ``/``, the home directory or a system folder; it is not a file, its
+    nearest existing ancestor is a directory, a file can be created beside it (where the
+    temporary report is built) and, if it exists, inside it; and its file system has
+    :data:`MIN_FREE_BYTES` free.
     Raises ``NotADirectoryError`` or ``PermissionError``/``OSError`` naming ``directory``.
 
     >>> import tempfile, pathlib
     >>> check_report_out(pathlib.Path(tempfile.mkdtemp()) / "new" / "report")
     """
     out = Path(directory)
+    check_output_dir(out)  # not /, the home directory or a system folder
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: exists and is not a directory")
     base = next((p for p in [out, *out.parents] if p.exists()), None)
@@ -381,37 +402,170 @@ def check_report_out(directory: str | os.PathLike[str]) -> None:
             os.unlink(os.path.join(where, f".netxray-write-test-{os.getpid()}"))
         except OSError as exc:
             raise PermissionError(f"--out {out}: cannot write in {where} ({exc.strerror or exc})") from exc
+    _check_free_space(out, MIN_FREE_BYTES // 2)  # a report's worth of room, before any work
+
+
+MANIFEST_GENERATOR = "netxray"
+# the least free space a report needs before any work starts (a scan's report is 0.3-5 MB);
+# Report.save checks the exact size of the rendered files before writing them
+MIN_FREE_BYTES = 32 * 2**20
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str | None:
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _owned(out: Path, hashes: Any) -> dict[str, str]:
+    """The files of ``hashes`` (relative path -> SHA-256) that are in ``out`` unchanged."""
+    if not isinstance(hashes, dict):
+        return {}
+    owned = {}
+    for rel, sha in hashes.items():
+        if not isinstance(rel, str) or not isinstance(sha, str) or rel.startswith("/") \
+                or ".." in Path(rel).parts or rel in ("", "."):  # fmt: skip
+            continue
+        if _file_sha256(out / rel) == sha:
+            owned[rel] = sha
+    return owned
+
+
+def owned_files(directory: str | os.PathLike[str]) -> dict[str, str]:
+    """The files of the netxray report in ``directory`` that it can prove are its own: listed in
+    its ``results.json`` (which identifies netxray) with the SHA-256 they still have. Relative
+    path -> SHA-256; ``results.json`` maps to its own hash. Empty when there is no such report."""
+    out = Path(directory)
+    try:
+        record = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict) or record.get("generator") != MANIFEST_GENERATOR:
+        return {}
+    owned = _owned(out, record.get("file_sha256"))
+    owned["results.json"] = _file_sha256(out / "results.json") or ""
+    return owned
+
+
+# beside a report (or alone): the hashes of the flat files a command wrote into the folder
+# (``compare-signatures``, ``symmetry --out``, ``bounds --out``), so that a later report or
+# command may replace them — and nothing else
+FLAT_MANIFEST = ".netxray-files.json"
+
+
+def _flat_owned(out: Path) -> dict[str, str]:
+    try:
+        record = json.loads((out / FLAT_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict) or record.get("generator") != MANIFEST_GENERATOR:
+        return {}
+    return _owned(out, record.get("file_sha256"))
+
+
+def check_owned_files(directory: str | os.PathLike[str], names: Sequence[str], option: str = "--out") -> None:
+    """Refuse (one ``FileExistsError`` line, or ``PermissionError`` for ``/``, home or a system
+    folder) when writing ``names`` into ``directory`` would overwrite a file netxray cannot prove
+    it wrote; call it before the work, :func:`write_owned_files` checks again when writing."""
+    out = Path(directory)
+    check_output_dir(out, option)
+    owned = {**owned_files(out), **_flat_owned(out)} if out.is_dir() else {}
+    clash = sorted(rel for rel in names if os.path.lexists(out / rel) and rel not in owned)
+    if clash:
+        raise FileExistsError(
+            f"{option} {out}: holds {', '.join(clash[:5])} not written by netxray (or changed since); "
+            "writing would overwrite it. Move it away or choose another directory"
+        )
+
+
+def write_owned_files(directory: str | os.PathLike[str], files: Mapping[str, bytes], option: str = "--out") -> None:
+    """Write ``files`` (relative path -> bytes) into ``directory``, replacing only files netxray
+    provably wrote (in a report's manifest or in :data:`FLAT_MANIFEST`, hash unchanged).
+
+    Checked before anything is written: a file already there that netxray cannot prove its own
+    is the user's, and the call is refused with one ``FileExistsError`` line naming it. Each
+    file is written atomically; their hashes are recorded in ``directory/.netxray-files.json``.
+    """
+    from netxray._meta import atomic_write_bytes
+
+    out = Path(directory)
+    check_owned_files(out, list(files), option)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"generator": MANIFEST_GENERATOR, "file_sha256": {**_flat_owned(out)}}
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / rel, data)
+        record["file_sha256"][rel] = _sha256(data)
+    atomic_write_text(out / FLAT_MANIFEST, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def record_owned_files(directory: str | os.PathLike[str], names: Sequence[str]) -> None:
+    """Record in ``directory/.netxray-files.json`` the hashes of ``names`` (relative paths that
+    netxray has just written there and exist), so that a later run may replace them."""
+    out = Path(directory)
+    record = {"generator": MANIFEST_GENERATOR, "file_sha256": {**_flat_owned(out)}}
+    for rel in names:
+        sha = _file_sha256(out / rel)
+        if sha is not None:
+            record["file_sha256"][rel] = sha
+    atomic_write_text(out / FLAT_MANIFEST, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def report_files(directory: str | os.PathLike[str]) -> set[str] | None:
     """The files (relative paths) of the report saved in ``directory``, or None when it holds none.
 
-    Read from the manifest in its ``results.json`` (``files``); a report saved by an older
-    netxray without a manifest: index.html, results.json and the tables it lists.
+    Ownership is proven, not assumed: only the files its ``results.json`` (which must identify
+    netxray) lists with their SHA-256, and that still have that hash (:func:`owned_files`). A
+    ``results.json`` of another tool, or of a netxray before manifests held hashes, proves
+    nothing: None.
     """
-    out = Path(directory)
-    try:
-        record = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict):
-        return None
-    if isinstance(record.get("files"), list):
-        return {str(f) for f in record["files"]} | {"results.json"}
-    files = {"index.html", "results.json"}
-    if isinstance(record.get("meta"), dict) and record["meta"].get("kind") == "compare":
-        # the flat signature files `netxray compare` wrote beside its report before manifests
-        files |= {"signatures.csv", "distances.csv", "clustering.csv", "summary.csv",
-                  "signatures.png", "meta.json"}  # fmt: skip
-    for name in record.get("tables", []) or []:
-        sub, _, leaf = str(name).rpartition("/")
-        prefix = f"models/{_safe_name(sub)}/" if sub else ""
-        files |= {f"{prefix}{_safe_name(leaf)}.csv", f"{prefix}{_safe_name(leaf)}.parquet"}
-    return files
+    owned = owned_files(directory)
+    return set(owned) if owned else None
 
 
 def _all_files(directory: Path) -> set[str]:
-    return {p.relative_to(directory).as_posix() for p in directory.rglob("*") if not p.is_dir()}
+    """Every entry of ``directory`` a user may own: files, links (never followed) and empty
+    folders (as ``"dir/"``)."""
+    entries = set()
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        rel_root = Path(root).relative_to(directory)
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        for name in [*files, *links]:
+            entries.add((rel_root / name).as_posix())
+        if not files and not dirs and rel_root != Path("."):
+            entries.add(rel_root.as_posix() + "/")
+    return entries
+
+
+def _check_free_space(out: Path, size: int) -> None:
+    """Refuse, before writing, when the file system of ``out`` cannot hold ``size`` more bytes
+    (twice over: the new report is complete before the old one goes)."""
+    base = next((p for p in [Path(os.path.abspath(out)), *Path(os.path.abspath(out)).parents] if p.exists()), None)
+    if base is None:
+        return
+    try:
+        free = shutil.disk_usage(base).free
+    except OSError:
+        return
+    need = 2 * size + 2**20
+    if free < need:
+        raise OSError(28, f"--out {out}: not enough free space for the report: it needs about "
+                          f"{need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free on {base}")  # fmt: skip
 
 
 def _write_tree(root: Path, files: Mapping[str, bytes]) -> None:
@@ -441,18 +595,28 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
     for stale in parent.glob(f".{out.name}.netxray-*-*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
-    previous = report_files(out) if out.is_dir() else None
+    owned = owned_files(out) if out.is_dir() else {}
+    # flat files a command wrote here (compare-signatures, symmetry --out): netxray's, so the
+    # report may replace them, but it does not delete those it does not write
+    flat = set(_flat_owned(out)) if out.is_dir() else set()
     present = _all_files(out) if out.is_dir() else set()
-    # a merge killed half-way left its journal: the files it lists are a report's, not the user's
+    # a merge killed half-way left its journal: the files it lists with their hashes (and still
+    # have them) are a report's, not the user's
     journal = parent / f".{out.name}.netxray-journal.json"
     if journal.exists():
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            previous = (previous or set()) | (set(json.loads(journal.read_text())["files"]) & present)
-    foreign = present - (previous or set())
-    clash = sorted(foreign & set(files))
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            owned.update(_owned(out, json.loads(journal.read_text())["file_sha256"]))
+    previous = set(owned) & present
+    foreign = present - previous - (flat & set(files))
+    clash = sorted(rel for rel in foreign if rel in files or rel.rstrip("/") in files
+                   or any(rel == d.as_posix() for f in files for d in Path(f).parents))  # fmt: skip
     if clash:
+        why = "not in a netxray manifest, or changed since"
+        if "results.json" in clash and not owned_files(out):
+            why = ("its results.json is not a netxray manifest with file hashes: another tool's, or a "
+                   "report of an older netxray whose manifest had no hashes")  # fmt: skip
         raise FileExistsError(
-            f"--out {out}: holds {', '.join(clash[:5])} not written by a netxray report; the report "
+            f"--out {out}: holds {', '.join(clash[:5])} not written by a netxray report ({why}); the report "
             "would overwrite it. Move it away or choose another --out"
         )
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -476,15 +640,17 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
             # results.json first, so it stops being a report), then move the new files in,
             # results.json last. A journal names every file involved, so that a run killed
             # half-way leaves files the next save knows to be a report's, not the user's.
-            record = json.dumps({"files": sorted(set(files) | (previous or set()))})
+            record = json.dumps({"file_sha256": {**{rel: owned[rel] for rel in previous},
+                                                 **{rel: _sha256(data) for rel, data in files.items()}}})
             _write_tree(parent, {journal.name: record.encode()})
-            for rel in ["results.json", "index.html", *sorted((previous or set()) & present)]:
-                with contextlib.suppress(FileNotFoundError):
-                    (out / rel).unlink()
+            for rel in ["results.json", "index.html", *sorted(previous)]:
+                if rel in previous:  # only what is proven the earlier report's
+                    with contextlib.suppress(FileNotFoundError):
+                        (out / rel).unlink()
             for rel in [*sorted(set(files) - {"results.json", "index.html"}), "index.html", "results.json"]:
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp / rel, out / rel)
-            for rel in sorted((previous or set()) - set(files)):  # empty folders the old report made
+            for rel in sorted(previous - set(files)):  # empty folders the old report made
                 for d in Path(rel).parents:
                     if str(d) != "." and (out / d).is_dir() and not any((out / d).iterdir()):
                         (out / d).rmdir()
@@ -534,6 +700,22 @@ def resolve_data(data: Any, seed: int = 0) -> tuple[Any, str]:
     samples = resolve_samples(data, seed=seed)
     kind = "" if isinstance(samples, _Indexable) else ", read lazily"
     return samples, f"{samples.name} ({len(samples)} samples{kind})"
+
+
+def _check_k(chosen: Sequence[str], opts: ScanOptions, data: Any) -> None:
+    """``k`` against the modularity subset size, before any lens runs (it failed after them)."""
+    if "modularity" not in chosen:
+        return
+    try:
+        n = min(opts.modularity_n, len(data))
+    except TypeError:  # a stream of unknown length: the lens checks it
+        return
+    if opts.k >= n:
+        raise ValueError(
+            f"scan: k = {opts.k} neighbours needs more than k samples per modularity subset, but there are "
+            f"{n} (modularity_n = {opts.modularity_n}, {len(data)} samples in the data); lower k (--k) "
+            "or give more data"
+        )
 
 
 def _n_used(data: Any, n_samples: int) -> int | None:
@@ -659,9 +841,11 @@ def scan(
     )  # fmt: skip
     if opts.n_samples < 2 or opts.modularity_n < 2:
         raise ValueError(f"scan: n_samples and modularity_n must be >= 2, got {n_samples}, {modularity_n}")
+    check_materialized(model, f"scan: {type(model).__name__}")
     from netxray.capture.inputs import place_model
 
     data, data_desc = resolve_data(data, seed=opts.seed)
+    _check_k(chosen, opts, data)
     flags_before = [m.training for m in model.modules()]
     results: dict[str, LensResult] = {}
     # every lens records the model's hash: computed once here and reused (the check below

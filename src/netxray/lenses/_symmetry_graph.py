@@ -1563,6 +1563,8 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             if qkv.out_features == 3 * H * hd:  # timm ViT: all queries, then all keys, then values
                 w = [Member(f"{p}qkv.weight", 0, block=hd, segments=3)]
                 w += [Member(b, 0, block=hd, segments=3) for b in bias(p + "qkv")]
+                # BEiT/EVA's separate q_bias and v_bias, EVA's norm over the heads' outputs
+                w += _head_dim_members(mod, p, H, hd, exclude=("qkv", "proj"))
                 layouts.append((w, "q/k/v"))
             blk = qkv.out_features // H  # per head, its q, k and v rows together (EfficientFormer)
             w = [Member(f"{p}qkv.weight", 0, block=blk)] + [Member(b, 0, block=blk) for b in bias(p + "qkv")]
@@ -1632,6 +1634,29 @@ def _levit_heads(mod: nn.Module, p: str, mods: dict[str, nn.Module], names: set[
     writers += _per_head_members(mod, p, H, exclude=(*srcs, "proj"))
     path = p[:-1]
     return _head(path, H, vd, writers, [Member(f"{pr[0]}.weight", 1, block=vd)], "per-head q/k/v (LeViT)")
+
+
+def _head_dim_members(mod: nn.Module, p: str, H: int, hd: int, exclude: tuple[str, ...]) -> list[Any]:
+    """Parameters of an attention module laid out along the H·d_head features of its heads,
+    which move with their head in blocks of d_head: timm BEiT/EVA's ``q_bias`` and ``v_bias``
+    (the qkv Linear has no bias of its own: ``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))``),
+    a 3·H·d_head packed bias (three segments), EVA's LayerNorm over the concatenated heads'
+    outputs (``attn.norm``) and the rows of a Linear that writes those features (a gate). Left
+    out, such a tensor makes a head axis that holds only while it is zero (BEiT at init): the
+    verification on random values rejects that. A wrong guess fails verification too."""
+    from netxray.lenses.symmetry import Member
+
+    out = []
+    if hd < 2:
+        return out
+    for n, t in mod.named_parameters():
+        if n.split(".")[0] in exclude or t.ndim < 1:
+            continue
+        if t.shape[0] == H * hd:
+            out.append(Member(f"{p}{n}", 0, block=hd))
+        elif t.shape[0] == 3 * H * hd:
+            out.append(Member(f"{p}{n}", 0, block=hd, segments=3))
+    return out
 
 
 def _per_head_members(mod: nn.Module, p: str, H: int, exclude: tuple[str, ...]) -> list[Any]:

@@ -15,8 +15,9 @@ layout, any other model from the graph of one real forward pass (``capture.graph
 module hooks plus a ``TorchFunctionMode``), following each hidden space from its writers
 (Linear/Conv rows, norms, embeddings) through element-wise ops, residual additions,
 concatenations, reshapes and (grouped) convolutions to its readers. Every axis reported is
-verified by a permutation test on the model itself. What could not be analysed is listed with
-its reason, never silently skipped.
+verified by a permutation test on a copy of the model whose parameters all hold random values (an
+axis is a claim about every parameter value: none may rest on a bias or a head that happens to
+be zero). What could not be analysed is listed with its reason, never silently skipped.
 
 Example
 -------
@@ -1144,7 +1145,7 @@ class _Verifier:
             with torch.no_grad():
                 for k in moved:
                     self.live[k].copy_(torch.from_numpy(st[k]).to(self.device))
-            self.m64.eval()  # modules that cache parameter-derived tensors clear them here (timm)
+            _flush(self.m64)
             self.forwards += 1
             y = _run(self.m64, self.probe)
             y0 = self.y0
@@ -1210,40 +1211,70 @@ def _to_device(x: Any, device: torch.device) -> Any:
     return x
 
 
-def _unzeroed(m64: nn.Module, probe: _Probe, seed: int) -> tuple[list[str], str]:
-    """Fill the all-zero floating-point parameters of the float64 copy ``m64`` (our own copy,
-    never the user's model) with random values in place (weights N(0, 1/fan_in), vectors
-    N(0, 0.1²); up to three seeds) until its outputs on ``probe`` are not all zero. Returns the
-    keys filled — the caller sets them back to zero after the verification, so the copy holds
-    the model's values again for the identical-units count — and the statement; no key when no
-    seed helped (the zeros are back already). In place, not on a second copy: that copy of a
-    632 M-parameter ViT-H/14 in float64 is 5 GB."""
-    zero = [k for k, p in m64.named_parameters() if p.is_floating_point() and p.numel() and not bool((p != 0).any())]
-    if not zero:
-        return [], "and no parameter tensor is all zero: nothing to randomise"
-    params = dict(m64.named_parameters())
-    for k in range(3):
-        g = torch.Generator().manual_seed(seed + 1000 + k)
-        with torch.no_grad():
-            for key in zero:
-                p = params[key]
-                std = 1.0 / math.sqrt(max(1, p[0].numel())) if p.ndim >= 2 else 0.1
-                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
-        if any(t.numel() and bool((t != 0).any()) for t in _run(m64, probe)):
-            listed = ", ".join(zero[:4]) + (f" (+{len(zero) - 4})" if len(zero) > 4 else "")
-            return zero, (f"the model's outputs are all zero on the probe inputs, so the permutation test ran on a "
-                          f"copy whose all-zero parameters ({listed}) hold random values — every axis is a "
-                          "symmetry for every parameter value, so this is as sound and not vacuous")
-    _rezero(m64, zero)
-    return [], f"even with random values in its all-zero parameters ({', '.join(zero[:4])})"
+_STAT_BUFFERS = ("running_mean", "running_var")
 
 
-def _rezero(m64: nn.Module, keys: Sequence[str]) -> None:
-    """Set the parameters ``keys`` of the float64 copy back to the zeros they held."""
-    params = dict(m64.named_parameters())
+def _randomized(m64: nn.Module, seed: int) -> int:
+    """Give every floating-point parameter of the copy ``m64`` (our own copy, never the user's
+    model) and every running statistic (BatchNorm ``running_mean`` / ``running_var``) random
+    non-zero values, in place; returns how many tensors were filled.
+
+    An axis is a claim about *every* value of the parameters: a permutation test on the model's
+    own values can pass only because some tensor is zero or constant (timm BEiT's ``q_bias`` is
+    zero at init: a head axis that forgets it passes on a fresh model and fails on a trained
+    one). So the test runs on values no initialisation can make special. Each tensor keeps its
+    scale where it has one: mean + std · N(0, 1) of its own entries; a constant tensor (zeros,
+    ones, LayerScale's 1e-5) gets c + s · N(0, 1) with s = 1/√fan_in for a matrix and
+    max(0.1, 0.1·|c|) for a vector; running variances are drawn from U(0.5, 2) × their mean.
+    Other buffers (masks, position indices, rotary tables) are constants of the architecture,
+    not parameters, and keep their values. Shared (tied) parameters are filled once and stay
+    tied. In place, not on a second copy: a second float64 copy of ViT-H/14 is 5 GB."""
+    g = torch.Generator().manual_seed(seed)
+    tensors: list[tuple[str, torch.Tensor]] = [
+        (k, p) for k, p in m64.named_parameters() if p.is_floating_point() and p.numel()]
+    seen = {id(p) for _, p in tensors}
+    for path, mod in m64.named_modules():
+        for name in _STAT_BUFFERS:
+            b = getattr(mod, name, None)
+            if isinstance(b, torch.Tensor) and b.is_floating_point() and b.numel() and id(b) not in seen:
+                seen.add(id(b))
+                tensors.append((f"{path}.{name}" if path else name, b))
     with torch.no_grad():
-        for key in keys:
-            params[key].zero_()
+        for key, t in tensors:
+            flat = t.detach().reshape(-1).to(torch.float64)
+            c = float(flat.mean()) if math.isfinite(float(flat.mean())) else 0.0
+            sd = float(flat.std()) if flat.numel() > 1 else 0.0
+            noise = torch.randn(t.shape, generator=g, dtype=torch.float64)
+            if key.endswith("running_var"):
+                new = torch.empty(t.shape, dtype=torch.float64).uniform_(0.5, 2.0, generator=g) * (c if c > 0 else 1.0)
+            elif sd > 0 and math.isfinite(sd):
+                new = c + sd * noise
+            elif t.ndim >= 2:
+                new = c + noise / math.sqrt(max(1, t[0].numel()))
+            else:
+                new = c + max(0.1, 0.1 * abs(c)) * noise
+            t.copy_(new.to(t.dtype))
+    return len(tensors)
+
+
+def _flush(m: nn.Module) -> None:
+    """Drop tensors that modules of our copy ``m`` derived from their parameters and cache in
+    eval mode (timm LeViT's ``attention_bias_cache`` is cleared by ``train()``), so that the
+    next forward pass reads the parameters as they are now; the copy ends in eval mode."""
+    m.train()
+    m.eval()
+
+
+def _restore(m64: nn.Module, source: nn.Module) -> None:
+    """Copy the source model's own values back into its copy ``m64`` (after
+    :func:`_randomized`), so that the copy holds the model's values for the identical-units
+    count; tensor by tensor, without a second copy of the model."""
+    src = source.state_dict()
+    with torch.no_grad():
+        for k, v in m64.state_dict(keep_vars=True).items():
+            if v.is_floating_point() and k in src:
+                v.copy_(src[k].detach().to(device=v.device, dtype=v.dtype))
+    _flush(m64)
 
 
 def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> tuple[_Analysis, dict[str, Any]]:
@@ -1262,39 +1293,38 @@ def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> 
     except ValueError as exc:
         rep["verification"] = f"not possible: {exc}"
         return an, rep
-    filled: list[str] = []
     try:
-        return _verify_on_copy(an, rep, m64, probe, seed, filled)
+        return _verify_on_copy(an, rep, m64, probe, seed)
     finally:
-        _rezero(m64, filled)  # the copy holds the model's own values again
+        _restore(m64, an.model)  # the copy holds the model's own values again
 
 
-def _verify_on_copy(an: _Analysis, rep: dict[str, Any], m64: nn.Module, probe: _Probe, seed: int,
-                    filled: list[str]) -> tuple[_Analysis, dict[str, Any]]:
-    """:func:`_verified_analysis` on the float64 copy ``m64``; the keys of parameters it filled
-    with random values (all-zero outputs) are appended to ``filled`` for the caller to reset."""
+def _verify_on_copy(an: _Analysis, rep: dict[str, Any], m64: nn.Module, probe: _Probe,
+                    seed: int) -> tuple[_Analysis, dict[str, Any]]:
+    """:func:`_verified_analysis` on the copy ``m64`` (float64, or the dtype the model needs),
+    whose parameters are given random values first (:func:`_randomized`); the caller restores
+    them."""
     rep["probe"] = probe.source
-    y0 = _run(m64, probe)
-    if not any(t.numel() and bool((t != 0).any()) for t in y0):
-        # a constant-zero output (a zero-initialised head: torchvision's ViT, timm's MLP-Mixer; or
-        # every logit behind a final ReLU negative) would make every test pass vacuously. The
-        # axes are claims about the structure — each one is a symmetry for *every* value of the
-        # parameters, since a permutation of slices does not look at their values — so testing
-        # them on a copy whose all-zero parameter tensors hold random values instead is as sound
-        # as on the model's own values, and not vacuous. Buffers (running statistics, masks)
-        # are left alone: they are not free parameters of the function.
-        keys, why = _unzeroed(m64, probe, seed)
-        if not keys:
-            rep["verification"] = f"not possible: the model's outputs are all zero on the probe inputs ({why})"
-            return an, rep
-        filled.extend(keys)
-        rep["unzeroed"] = why
+    why = ""
+    for attempt in range(3):
+        n = _randomized(m64, seed + 1000 + attempt)
+        _flush(m64)
         y0 = _run(m64, probe)
-    if not all(bool(torch.isfinite(t).all()) for t in y0):
-        # NaN/inf outputs (non-finite parameters, an overflow): no comparison can pass or fail
-        rep["verification"] = ("not possible: the model's outputs are not finite (NaN/inf) on the probe "
-                               "inputs — non-finite parameters or an overflow")
+        finite = all(bool(torch.isfinite(t).all()) for t in y0)
+        nonzero = any(t.numel() and bool((t != 0).any()) for t in y0)
+        if finite and nonzero:
+            break
+        why = "not finite (NaN/inf)" if not finite else "all zero"
+    else:
+        # no comparison can pass or fail on such outputs; the model's own values would make
+        # the test vacuous or unsound (a claim resting on a zero tensor), so nothing is claimed
+        rep["verification"] = (f"not possible: with random values in its parameters the model's outputs on the "
+                               f"probe inputs are {why} (3 seeds)")
         return an, rep
+    rep["randomized"] = (f"every axis was tested on a copy whose {n} parameter tensors and running statistics "
+                         "(biases, norms, LayerScale and zero-initialised heads included) hold random values — "
+                         "an axis is a claim about every parameter value, so none may rest on a tensor being "
+                         "zero or constant")
     precision = _lowest_precision(m64, probe)
     rtol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(precision, 1e-2)
     rep["rtol"] = rtol
@@ -1338,10 +1368,13 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     additions, gates and concatenations; attention heads from the attention modules). A
     wrapper (``nn.DataParallel``, ``torch.compile``) is unwrapped. With ``verify`` (default),
     **every axis is verified**: one random element of it (a permutation, plus the rescaling or
-    sign flips it claims) is applied to a float64 copy and the outputs on probe inputs (the
-    first rows of ``data``, else inputs generated from the model's declared input: token ids
-    for Hugging Face text models) must agree to 1e-10 relative; an axis that fails is not
-    counted and is listed in ``summary["rejected"]`` with the reason.
+    sign flips it claims) is applied to a float64 copy whose parameters and running statistics
+    all hold random non-zero values — zero- and constant-initialised ones (biases, LayerScale,
+    zero heads) included, so that no claim rests on a tensor being zero — and the outputs on
+    probe inputs (the first rows of ``data``, else inputs generated from the model's declared
+    input: token ids for Hugging Face text models) must agree to 1e-10 relative (1e-5 where the
+    model computes in float32); an axis that fails is not counted and is listed in
+    ``summary["rejected"]`` with the reason. The user's model is never modified.
 
     One row per axis: ``axis``, ``layer``, ``kind`` (hidden unit / channel / block-internal
     channel / residual stream / attention head / key/value head group / (FFN) hidden unit /
@@ -1451,8 +1484,8 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     }
     if rep.get("precision"):
         df.attrs["summary"]["statement"] += "; verification: " + rep["precision"]
-    if rep.get("unzeroed"):
-        df.attrs["summary"]["statement"] += "; verification: " + rep["unzeroed"]
+    if rep.get("randomized"):
+        df.attrs["summary"]["statement"] += "; verification: " + rep["randomized"]
     df.attrs["meta"] = metadata(model_hash=model_hash(inner), family=an.family)
     return df
 

@@ -1,0 +1,176 @@
+"""Symmetry claims hold for every parameter value (issue 21).
+
+An axis is a claim about *every* value of the parameters. A permutation test on a freshly built
+model cannot support it when some tensor starts at zero or at a constant: timm BEiT's head axes
+used to omit ``q_bias``/``v_bias`` (zero at init), passed on the fresh model and changed a
+trained model's outputs. Here, models with zero-initialised tensors that break a naive axis
+check that every reported axis is complete (it holds on a copy whose tensors are *all* random,
+checked independently of the lens) or rejected; the lens's verification itself runs on random
+values of every tensor.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from netxray.lenses import symmetry as sym
+from test_symmetry_grouped import _outputs_moved, _random_element, _rel, _unzeroed
+
+timm = pytest.importorskip("timm")
+
+
+class _BeitLikeAttention(nn.Module):
+    """BEiT's attention layout, hand-written: a bias-free qkv Linear whose query and value biases
+    are separate zero-initialised parameters (the key bias is a zero constant)."""
+
+    def __init__(self, dim: int = 12, num_heads: int = 3) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(dim))
+        self.v_bias = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("k_bias", torch.zeros(dim), persistent=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = F.linear(x, self.qkv.weight, torch.cat((self.q_bias, self.k_bias, self.v_bias)))
+        q, k, v = qkv.reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        a = (q @ k.transpose(-2, -1) / (c // self.num_heads) ** 0.5).softmax(-1)
+        return self.proj((a @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class _BeitLike(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(5, 12)
+        self.attn = _BeitLikeAttention()
+        self.head = nn.Linear(12, 2)
+        nn.init.zeros_(self.head.weight)  # a zero head as well, as timm does
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        return self.head(h + self.attn(h)).mean(1)
+
+
+TOKENS = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))
+
+
+def _beit_tiny() -> nn.Module:
+    return timm.create_model("beit_base_patch16_224", pretrained=False, img_size=32, patch_size=8,
+                             embed_dim=32, depth=2, num_heads=4, num_classes=3)
+
+
+def _eva02_tiny() -> nn.Module:
+    return timm.create_model("eva02_tiny_patch14_224", pretrained=False, img_size=28, depth=2, num_classes=3)
+
+
+def _check_independently(model: nn.Module, data, table) -> None:
+    """Every reported axis, moved with plain torch indexing on a copy whose tensors are all
+    random: the outputs stay (1e-10 relative); the writers alone move them."""
+    an = sym._analyse(model, data)
+    axes = {a.name: a for a in an.axes}
+    probe = sym._probe_inputs(model, data)
+    m64 = _unzeroed(model)
+    y0 = sym._run(m64, probe)
+    gen = torch.Generator().manual_seed(1)
+    for axis in table["axis"]:
+        ax = axes[axis]
+        perm = _random_element(ax, gen)
+        assert _rel(y0, _outputs_moved(m64, probe, ax.writers + ax.readers, ax.size, perm)) <= 1e-10, axis
+        assert _rel(y0, _outputs_moved(m64, probe, ax.writers, ax.size, perm)) > 1e-8, axis
+
+
+def test_handwritten_beit_heads_include_the_zero_initialised_biases():
+    torch.manual_seed(0)
+    m = _BeitLike().eval()
+    g = sym.symmetry_group(m, TOKENS)
+    heads = g[g.kind == "attention head"]
+    assert heads["size"].tolist() == [3] and bool(heads["verified"].all())
+    tens = heads.iloc[0]["tensors"]
+    assert "attn.q_bias[dim 0, blocks of 4]" in tens and "attn.v_bias[dim 0, blocks of 4]" in tens
+    assert g.attrs["summary"]["status"] == "ok"
+    _check_independently(m, TOKENS, g)
+    # the user's model is untouched: its zero biases and zero head stay zero, eval mode stays
+    assert not bool(m.attn.q_bias.any()) and not bool(m.head.weight.any()) and not m.training
+
+
+def test_the_naive_head_axis_holds_only_while_the_biases_are_zero():
+    # the axis without q_bias/v_bias: a symmetry of the fresh model (the biases are zero), not
+    # of the architecture — with random biases the same permutation moves the outputs
+    torch.manual_seed(0)
+    m = _BeitLike().eval()
+    ax = next(a for a in sym._analyse(m, TOKENS).axes if a.kind == "attention head")
+    naive = [w for w in ax.writers if "bias" not in w.key]
+    assert len(naive) < len(ax.writers)
+    probe = sym._probe_inputs(m, TOKENS)
+    perm = torch.tensor([2, 0, 1])
+    fresh = copy.deepcopy(m).double()
+    with torch.no_grad():
+        fresh.head.weight.normal_()  # non-zero outputs, the biases still zero
+    y0 = sym._run(fresh, probe)
+    assert _rel(y0, _outputs_moved(fresh, probe, naive + ax.readers, 3, perm)) <= 1e-10
+    rnd = _unzeroed(m)
+    y0 = sym._run(rnd, probe)
+    assert _rel(y0, _outputs_moved(rnd, probe, naive + ax.readers, 3, perm)) > 1e-6
+    assert _rel(y0, _outputs_moved(rnd, probe, ax.writers + ax.readers, 3, perm)) <= 1e-10
+
+
+def test_an_axis_that_rests_on_a_zero_bias_is_rejected(monkeypatch):
+    # an MLP whose hidden biases are zero; its axis is claimed without them (as a finder that
+    # forgot them would): it passes a test on the model's own values and must still be rejected
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    with torch.no_grad():
+        m[0].bias.zero_()
+    x = torch.randn(8, 4)
+    real = sym._generic_axes
+
+    def forgetful(model, graph, keys):
+        axes, *rest = real(model, graph, keys)
+        for a in axes:
+            a.writers = [w for w in a.writers if not w.key.endswith("bias")]
+            a.scale = [w for w in a.scale if not w.key.endswith("bias")]
+            a.bias, a.fold = None, None
+        return (axes, *rest)
+
+    monkeypatch.setattr(sym, "_generic_axes", forgetful)
+    (ax,) = sym._analyse(m, x).axes
+    own = sym._Verifier(sym._eval64(m), sym._probe_inputs(m, x)).check([ax])
+    assert own[0], "on the model's own (zero) biases the incomplete axis passes"
+    g = sym.symmetry_group(m, x)
+    s = g.attrs["summary"]
+    assert len(g) == 0 and [r["axis"] for r in s["rejected"]] == ["0->2"]
+    assert "changed the outputs" in s["rejected"][0]["reason"] and s["status"].startswith("failed")
+    assert not bool(m[0].bias.any())
+
+
+@pytest.mark.parametrize("make", [_beit_tiny, _eva02_tiny], ids=["beit", "eva02"])
+def test_timm_beit_and_eva02_heads_are_complete_and_hold_on_random_weights(make):
+    torch.manual_seed(0)
+    m = make().eval()
+    g = sym.symmetry_group(m)
+    s = g.attrs["summary"]
+    heads = g[g.kind == "attention head"]
+    assert len(heads) == 2 and bool(g["verified"].all()) and s["status"] == "ok", s
+    assert all("attn.q_bias" in t and "attn.v_bias" in t for t in heads["tensors"])
+    assert "random values" in s["statement"]
+    _check_independently(m, None, g)
+
+
+def test_verification_leaves_the_copy_with_the_models_values():
+    # the identical-units count reads the copy after verification: it must hold the model's own
+    # values again (two identical hidden units stay identical)
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double().eval()
+    with torch.no_grad():
+        m[0].weight[1] = m[0].weight[0]
+        m[0].bias[1] = m[0].bias[0]
+        m[2].weight[:, 1] = m[2].weight[:, 0]
+    g = sym.symmetry_group(m, torch.randn(8, 4, dtype=torch.float64))
+    assert g["identical_units"].tolist() == [1] and bool(g["verified"].all())

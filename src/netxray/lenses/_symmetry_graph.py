@@ -657,10 +657,48 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
                 val[id(n)] = out = None
         if extra is not None and isinstance(out, _Feat) and out.extra is None:
             val[id(n)] = _Feat(out.dim, out.segs, extra, out.outer)  # carried through an element-wise map
+    _join_shared(uf, state_shapes)
     roots = sorted({uf.find(i) for i in range(len(uf.parent))}, key=lambda r: uf.spaces[r].order)
     pos = {r: i for i, r in enumerate(roots)}
     links = [sorted({pos[uf.find(t)] for t in uf.spaces[r].glinks} - {i}) for i, r in enumerate(roots)]
     return Found([uf.spaces[r] for r in roots], notes, calls, links)
+
+
+def _join_shared(uf: _UF, state_shapes: dict[str, tuple[int, ...]]) -> None:
+    """Spaces that own the same slice of one tensor are one space: a tensor has one order of
+    its rows, whatever the number of times it is read or written. A Linear(16, 16) called twice
+    reads its input space and its own output space through the same columns, so both spaces
+    (and the rows writing the second) move by one permutation: W → PWPᵀ. Tied weights (a
+    decoder reading ``enc.weight.t()``) likewise. Two spaces owning overlapping slices of one
+    tensor in different layouts (other blocks, offsets or sizes) cannot share a permutation:
+    both are frozen, with the reason."""
+    def roots() -> list[int]:
+        return sorted({uf.find(i) for i in range(len(uf.parent))})
+
+    by_dim: dict[tuple[str, int], list[tuple[int, Any]]] = {}
+    for r in roots():
+        for _, m in uf.spaces[r].members:
+            by_dim.setdefault((m.key, m.dim), []).append((r, m))
+    clash: list[tuple[int, int, str]] = []
+    for (key, dim), entries in by_dim.items():
+        for i, (ra, ma) in enumerate(entries):
+            for rb, mb in entries[i + 1:]:
+                a, b = uf.find(ra), uf.find(rb)
+                if a == b:
+                    continue
+                lay_a = (ma.offset, ma.block, ma.segments, ma.groups, ma.row_dim)
+                lay_b = (mb.offset, mb.block, mb.segments, mb.groups, mb.row_dim)
+                if lay_a == lay_b and uf.spaces[a].size == uf.spaces[b].size:
+                    uf.union(a, b, "shared")
+                    continue
+                span_a = ma.segments * uf.spaces[a].size * ma.block
+                span_b = mb.segments * uf.spaces[b].size * mb.block
+                if ma.offset < mb.offset + span_b and mb.offset < ma.offset + span_a:
+                    clash.append((a, b, f"{key}[dim {dim}]"))
+    for a, b, what in clash:
+        for r in (a, b):
+            uf.space(r).frozen.append(f"shares {what} with another feature space laid out differently "
+                                      "(shared weights read in two layouts)")
 
 
 def _extra_step(n: GNode, mods: dict[str, nn.Module], ins: list[Any], uf: _UF,
@@ -1048,7 +1086,19 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
 
     # functional layers called by modules that override forward (timm's BatchNormAct2d,
     # LayerNorm2d, StdConv2d …): their parameters arrive as inputs of the call
+    if name == "linear" and params and len(state_shapes[params[0].key]) == 2 and params[0].dims == [1, 0]:
+        # a transposed weight (a tied decoder: F.linear(h, enc.weight.t())): the stored rows
+        # are read, the stored columns written
+        w = params[0]
+        b = params[1].key if len(params) > 1 and len(state_shapes[params[1].key]) == 1 else None
+        if isinstance(x, _Feat):
+            if x.dim != in_nd - 1:
+                freeze_val(x, f"`linear` ({w.key}ᵀ) mixes an axis other than the features")
+            else:
+                add_members(x, w.key, 0, "r", w.key.rsplit(".", 1)[0])
+        return new_writer(state_shapes[w.key][1], w.key, 1, b, nd - 1)
     if name in ("linear", "conv1d", "conv2d", "conv3d", "embedding") and params \
+            and len(state_shapes[params[0].key]) >= 2 \
             and params[0].dims == list(range(len(state_shapes[params[0].key]))):
         w = params[0]
         wshape = state_shapes[w.key]
@@ -1086,6 +1136,17 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
             return f
         _grouped_input(x, f, g, w.key, w.key.rsplit(".", 1)[0], uf, freeze_val)
         return f
+    if name in ("linear", "conv1d", "conv2d", "conv3d") and len(n.args) > 1 and isinstance(n.args[1], GNode) \
+            and not isinstance(value(n.args[1]), _Param):
+        # a weight computed from parameters (timm's ScaledStdConv2d standardises its weight with
+        # batch_norm and a gain): not followed, and said so; its input and output stay fixed
+        src = next((p.key.rsplit(".", 1)[0] for p in params), None) or str(n.args[1].target)
+        why = (f"`{name}` with a weight computed from parameters ({src}: e.g. weight standardisation), "
+               "which the finder does not follow")
+        freeze_val(x, why)
+        if why not in notes:
+            notes.append(why)
+        return None
     if name in ("batch_norm", "layer_norm", "rms_norm", "instance_norm") and isinstance(x, _Feat):
         want = 1 if name in ("batch_norm", "instance_norm") else in_nd - 1
         ok = x.dim == want and all(len(state_shapes[p.key]) == 1 and p.dims == [0] for p in params)
@@ -1237,6 +1298,22 @@ def _param_reshape(p: _Param, xin: GNode | None, n: GNode) -> _Param | None:
     name = n.target
     if name in ("to", "float", "double", "contiguous", "clone", "detach", "type_as") and a == b:
         return p
+    if name in ("t", "transpose", "swapaxes", "permute") and len(a) == len(b):
+        # a transposed parameter (a tied decoder's enc.weight.t()): its stored dims, reordered
+        args = [v for v in n.args[1:] if isinstance(v, int)] or \
+            [v for v in (n.args[1] if len(n.args) > 1 and isinstance(n.args[1], (list, tuple)) else [])]
+        nd = len(a)
+        if name == "t":
+            perm = list(range(nd))[::-1] if nd == 2 else list(range(nd))
+        elif name == "permute" and len(args) == nd:
+            perm = [d % nd for d in args]
+        elif name != "permute" and len(args) == 2:
+            d0, d1 = (d % nd for d in args)
+            perm = list(range(nd))
+            perm[d0], perm[d1] = d1, d0
+        else:
+            return None
+        return _Param(p.key, [p.dims[d] for d in perm])
     if name == "expand":
         pad = len(b) - len(a)
         dims = [None] * pad + [d if a[i] == b[i + pad] else None for i, d in enumerate(p.dims)]

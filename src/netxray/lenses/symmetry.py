@@ -643,9 +643,6 @@ def _generic_axes(
     notes = list(found.notes)
     outputs: list[str] = []
     output_keys: set[str] = set()
-    for path, n in found.module_calls.items():
-        if n > 1 and any(True for _ in mods[path].parameters(recurse=False)):
-            notes.append(f"{path}: called {n} times (shared weights): its outputs share one permutation")
     axes: list[tuple[int, Axis]] = []
     for sp in found.spaces:
         writer_keys = {m.key for role, m in sp.members if role == "w"}
@@ -782,13 +779,21 @@ def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int
     from netxray.lenses import _symmetry_graph as sg
 
     writers = _dedupe([m for role, m in sp.members if role in ("w", "n")])
-    readers = _dedupe([m for role, m in sp.members if role == "r"])
+    # a slice both written and read (a tied decoder reads the encoder's rows) moves once
+    written = {(m.key, m.dim, m.offset, m.block, m.segments, m.groups, m.row_dim) for m in writers}
+    read = _dedupe([m for role, m in sp.members if role == "r"])
+    readers = [m for m in read if (m.key, m.dim, m.offset, m.block, m.segments, m.groups, m.row_dim) not in written]
+    if len(readers) < len(read):
+        joined_extra = {"shared"}
+    else:
+        joined_extra = set()
     full = all(m.offset == 0 and shapes[m.key][m.dim] == m.segments * sp.size * m.block for m in writers + readers)
     w_mods = [mods.get(w) for w in sp.writers]
     r_mods = [mods.get(r) for r in sp.readers]
-    joined = {j for j in sp.joined if j not in ("add-broadcast", "mul-broadcast")}
+    joined = {j for j in sp.joined if j not in ("add-broadcast", "mul-broadcast")} | joined_extra
     simple = (
-        full and len(sp.writers) == 1 and len(sp.readers) == 1 and not joined
+        full and len(sp.writers) == 1 and len(sp.readers) == 1 and not joined and readers
+        and sp.writers[0] != sp.readers[0]  # not a module reading its own rows (tied weights)
         and isinstance(w_mods[0], _PRODUCERS) and getattr(w_mods[0], "groups", 1) == 1
         and isinstance(r_mods[0], _PRODUCERS) and getattr(r_mods[0], "groups", 1) == 1
         and all(isinstance(a, nn.Module) or a[2] is not None for a in sp.acts)
@@ -831,7 +836,8 @@ def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int
     how = {"add": "residual additions", "mul": "element-wise products", "norm": "normalisations",
            "cat-token": "token concatenation", "depthwise": "depthwise convolutions", "reduced": "reductions",
            "add-param": "added parameters", "mul-param": "scaling parameters", "roll": "spatial rolls",
-           "grouped": "grouped convolutions", "shuffle": "channel shuffles"}
+           "grouped": "grouped convolutions", "shuffle": "channel shuffles",
+           "shared": "shared weights (a module called more than once, tied parameters)"}
     through = [how[j] for j in sorted(joined) if j in how]
     return Axis(
         name=name, layer=layer, kind=kind, size=sp.size, writers=writers, readers=readers, bias=bias,
@@ -876,8 +882,7 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
         axes = _vit_axes(model, keys)
     else:
         try:
-            m64 = _eval64(model)
-            probe = _probe_inputs(model, data, m64=m64)
+            m64, probe = _copy_that_runs(model, data)
         except ValueError as exc:
             probe, graph, why = None, None, str(exc)
         else:
@@ -947,21 +952,42 @@ def _first_rows(x: Any, n: int) -> Any:
     return x
 
 
+def _data_probes(data: Any, n: int) -> list[_Probe]:
+    """Probe inputs from the first ``n`` samples of ``data``, in every form the other lenses take
+    (:func:`netxray.capture.inputs.resolve_samples`): a tensor, an ``(x, y)`` tuple,
+    ``((x1, x2), y)`` or ``(x1, x2)`` for a model with several positional inputs, a dict of
+    keyword tensors, a list of (dict) batches, a Dataset or DataLoader, a netxray Dataset.
+    A tuple of tensors is ambiguous — ``(x, y)`` or two inputs: the first is tried alone first,
+    then all of them as positional inputs."""
+    from netxray.capture.inputs import resolve_samples
+
+    d = getattr(data, "test", data)  # DataSplits → test split
+    d = getattr(d, "x", d)  # Dataset → inputs
+    if isinstance(d, torch.Tensor):
+        if d.ndim < 1 or len(d) == 0:
+            raise ValueError("data: expected a tensor of inputs with a batch dimension (N, ...)")
+        return [_Probe((d[:n],), {}, "data")]
+    if isinstance(d, dict) and d and all(isinstance(v, torch.Tensor) for v in d.values()):
+        return [_Probe((), _first_rows(dict(d), n), "data")]
+    if isinstance(d, (tuple, list)) and len(d) >= 2 and all(isinstance(t, torch.Tensor) and t.ndim for t in d) \
+            and len({len(t) for t in d}) == 1:
+        return [_Probe((d[0][:n],), {}, "data"),
+                _Probe(tuple(t[:n] for t in d), {}, f"data ({len(d)} positional inputs)")]
+    try:
+        samples = resolve_samples(data, n_samples=n)
+        inputs, _ = samples.take(torch.arange(min(n, len(samples))))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"data: {exc}") from exc
+    if isinstance(inputs, dict):
+        return [_Probe((), dict(inputs), "data")]
+    if isinstance(inputs, tuple):
+        return [_Probe(tuple(inputs), {}, f"data ({len(inputs)} positional inputs)")]
+    return [_Probe((inputs,), {}, "data")]
+
+
 def _probe_candidates(model: nn.Module, data: Any, n: int, seed: int) -> list[_Probe]:
     if data is not None:
-        d = getattr(data, "test", data)  # DataSplits → test split
-        d = getattr(d, "x", d)  # Dataset → inputs
-        if isinstance(d, (tuple, list)) and d and isinstance(d[0], torch.Tensor):
-            d = d[0]
-        if isinstance(d, torch.Tensor):
-            if d.ndim < 1 or len(d) == 0:
-                raise ValueError("data: expected a tensor of inputs with a batch dimension (N, ...)")
-            return [_Probe((d[:n],), {}, "data")]
-        if isinstance(d, dict) and d:
-            return [_Probe((), _first_rows(dict(d), n), "data")]
-        raise ValueError(
-            f"data: expected a tensor, an (x, y) tuple, a dict of tensors or a netxray Dataset, got {type(data).__name__}"
-        )
+        return _data_probes(data, n)
     g = torch.Generator().manual_seed(seed)
     cfg = getattr(model, "netxray_config", None)
     if isinstance(cfg, dict) and "input_shape" in cfg:
@@ -1054,19 +1080,23 @@ def _float_outputs(y: Any) -> list[torch.Tensor]:
     return []
 
 
-def _to64(x: Any) -> Any:
+def _to64(x: Any, dtype: torch.dtype = torch.float64) -> Any:
+    """Floating tensors of ``x`` (nested in tuples, lists, dicts) cast to ``dtype``."""
     if isinstance(x, torch.Tensor):
-        return x.to(torch.float64) if x.is_floating_point() else x
+        return x.to(dtype) if x.is_floating_point() else x
     if isinstance(x, dict):
-        return {k: _to64(v) for k, v in x.items()}
+        return {k: _to64(v, dtype) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return type(x)(_to64(v) for v in x)
+        return type(x)(_to64(v, dtype) for v in x)
     return x
 
 
 def _run(model: nn.Module, probe: _Probe) -> list[torch.Tensor]:
+    """The floating outputs of ``model`` on ``probe``, its floating inputs cast to the model's
+    floating dtype (float64 for the verification copy, float32 where the model needs it)."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float64)
     with torch.no_grad():
-        return _float_outputs(model(*_to64(probe.args), **_to64(probe.kwargs)))
+        return _float_outputs(model(*_to64(probe.args, dtype), **_to64(probe.kwargs, dtype)))
 
 
 def _lowest_precision(m64: nn.Module, probe: _Probe) -> torch.dtype:
@@ -1328,7 +1358,12 @@ def _verify_on_copy(an: _Analysis, rep: dict[str, Any], m64: nn.Module, probe: _
     precision = _lowest_precision(m64, probe)
     rtol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(precision, 1e-2)
     rep["rtol"] = rtol
-    if precision != torch.float64:
+    copy_dtype = next((p.dtype for p in m64.parameters() if p.is_floating_point()), torch.float64)
+    if copy_dtype != torch.float64:
+        rep["precision"] = (f"the model does not run in float64 (an op that takes {str(copy_dtype).replace('torch.', '')} "
+                            f"and lower only): verified on a {str(copy_dtype).replace('torch.', '')} copy, "
+                            f"tolerance {rtol:g} relative")
+    elif precision != torch.float64:
         rep["precision"] = (f"the model computes part of its forward pass in {str(precision).replace('torch.', '')} "
                             f"even in a float64 copy (e.g. a norm that upcasts to float32): tolerance {rtol:g}")
     verifier = _Verifier(m64, probe, seed=seed, rtol=rtol, y0=y0)
@@ -1888,8 +1923,28 @@ def _input_shape(model: nn.Module) -> tuple[int, ...] | None:
     return None
 
 
-def _eval64(model: nn.Module) -> nn.Module:
-    m = copy.deepcopy(model).to(torch.float64)
+def _copy_that_runs(model: nn.Module, data: Any) -> tuple[nn.Module, _Probe]:
+    """An eval-mode copy of ``model`` for the verification and the probe inputs it runs on:
+    float64 unless the model does not run in float64 (Mixtral's grouped expert matmul takes
+    float32/bfloat16 only) — then float32, and the verification tolerance follows (1e-5
+    relative instead of 1e-10; :func:`_verify_on_copy` states it)."""
+    m64 = _eval64(model)
+    try:
+        return m64, _probe_inputs(model, data, m64=m64)
+    except ValueError as exc64:
+        del m64
+        if data is None and "cannot infer probe inputs" in str(exc64):
+            raise
+        m32 = _eval64(model, torch.float32)
+        try:
+            probe = _probe_inputs(model, data, m64=m32)
+        except ValueError:
+            raise exc64 from None
+        return m32, probe
+
+
+def _eval64(model: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Module:
+    m = copy.deepcopy(model).to(dtype)
     m.eval()  # a copy: the user's model keeps its mode
     for p in m.parameters():
         p.requires_grad_(False)

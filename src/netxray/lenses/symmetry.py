@@ -2115,15 +2115,8 @@ def _mlp_widths(model: nn.Module) -> tuple[list[int], list[str]]:
             f"({type(model).__name__}: {len(lin)} Linear layers, {len(convs)} conv layers); "
             "pass widths=[d_0, ..., d_L+1] instead"
         )
-    an = _analyse(model)
-    hidden_axes = [a for a in an.axes if a.kind in ("hidden unit",)]
-    if len(hidden_axes) != len(lin) - 1 or len(an.axes) != len(hidden_axes):
-        raise ValueError(
-            "covering_bounds: the SPEC §4.2 bound is stated for fully connected networks "
-            "(Linear → element-wise activation → … → Linear); this model is not one "
-            f"(family {an.family!r}, {len(lin)} Linear layers, {len(convs)} conv layers, "
-            f"{len(hidden_axes)} hidden-unit axes); pass widths=[d_0, ..., d_L+1] instead"
-        )
+    # parameters outside Linear layers first: it needs no analysis, and it is the reason for
+    # LSTMs, embeddings and norms (Mistral), whose hidden-unit axes are no §4.2 hidden layers
     in_linear = {id(p) for m in lin for p in m.parameters()}
     elsewhere = [
         f"{path} ({type(m).__name__})"
@@ -2133,8 +2126,23 @@ def _mlp_widths(model: nn.Module) -> tuple[list[int], list[str]]:
     if elsewhere:  # e.g. an LSTM feeding a Linear head: bounding the head alone would mislead
         raise ValueError(
             "covering_bounds: the SPEC §4.2 bound covers fully connected networks only; "
-            f"parameters outside nn.Linear layers in {elsewhere} are not covered by it; "
-            "pass widths=[d_0, ..., d_L+1] to bound a fully connected part explicitly"
+            f"parameters outside nn.Linear layers in {elsewhere[:6]}{' …' if len(elsewhere) > 6 else ''} "
+            "are not covered by it; pass widths=[d_0, ..., d_L+1] to bound a fully connected part explicitly"
+        )
+    an = _analyse(model)
+    hidden_axes = [a for a in an.axes if a.kind == "hidden unit"]
+    if len(hidden_axes) != len(lin) - 1 or len(an.axes) != len(hidden_axes):
+        if not an.readable:
+            what = "its structure could not be read without data"
+        else:
+            other = sorted({a.kind for a in an.axes if a.kind != "hidden unit"})
+            what = (f"{len(hidden_axes)} plain hidden-unit axes for {len(lin) - 1} hidden layers"
+                    + (f", and axes of other kinds: {', '.join(other)}" if other else ""))
+        raise ValueError(
+            "covering_bounds: the SPEC §4.2 bound is stated for fully connected networks "
+            "(Linear → element-wise activation → … → Linear); this model is not one "
+            f"(family {an.family!r}, {len(lin)} Linear layers, {len(convs)} conv layers; {what}); "
+            "pass widths=[d_0, ..., d_L+1] instead"
         )
     widths = [lin[0].in_features] + [m.out_features for m in lin]
     acts = [a.activation for a in hidden_axes]

@@ -657,28 +657,33 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
                 val[id(n)] = out = None
         if extra is not None and isinstance(out, _Feat) and out.extra is None:
             val[id(n)] = _Feat(out.dim, out.segs, extra, out.outer)  # carried through an element-wise map
-    _join_shared(uf, state_shapes)
+    alias: dict[str, str] = {}  # tied parameters stored under several keys: one name for all
+    first: dict[int, str] = {}
+    for k, v in model.state_dict(keep_vars=True).items():
+        alias[k] = first.setdefault(id(v), k)
+    _join_shared(uf, alias)
     roots = sorted({uf.find(i) for i in range(len(uf.parent))}, key=lambda r: uf.spaces[r].order)
     pos = {r: i for i, r in enumerate(roots)}
     links = [sorted({pos[uf.find(t)] for t in uf.spaces[r].glinks} - {i}) for i, r in enumerate(roots)]
     return Found([uf.spaces[r] for r in roots], notes, calls, links)
 
 
-def _join_shared(uf: _UF, state_shapes: dict[str, tuple[int, ...]]) -> None:
+def _join_shared(uf: _UF, alias: dict[str, str]) -> None:
     """Spaces that own the same slice of one tensor are one space: a tensor has one order of
     its rows, whatever the number of times it is read or written. A Linear(16, 16) called twice
     reads its input space and its own output space through the same columns, so both spaces
     (and the rows writing the second) move by one permutation: W → PWPᵀ. Tied weights (a
     decoder reading ``enc.weight.t()``) likewise. Two spaces owning overlapping slices of one
     tensor in different layouts (other blocks, offsets or sizes) cannot share a permutation:
-    both are frozen, with the reason."""
+    both are frozen, with the reason. A tensor stored under several keys (an LM head tied to
+    the embedding) is one tensor (``alias``: key → the first key of its storage)."""
     def roots() -> list[int]:
         return sorted({uf.find(i) for i in range(len(uf.parent))})
 
     by_dim: dict[tuple[str, int], list[tuple[int, Any]]] = {}
     for r in roots():
         for _, m in uf.spaces[r].members:
-            by_dim.setdefault((m.key, m.dim), []).append((r, m))
+            by_dim.setdefault((alias.get(m.key, m.key), m.dim), []).append((r, m))
     clash: list[tuple[int, int, str]] = []
     for (key, dim), entries in by_dim.items():
         for i, (ra, ma) in enumerate(entries):
@@ -1602,6 +1607,10 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
                                  "query heads", name=f"{path}.heads.g{g}", kind="attention head",
                                  note=f"the {r} query heads sharing key/value head {g} permute among themselves"))
             continue
+        fused = _fused_qkv_heads(mod, path, p, names, mods, cfg_int, bias)
+        if fused is not None:
+            out += fused
+            continue
         if {"query", "key", "value"} <= names:
             q = mods[p + "query"]
             H = cfg_int(mod, "num_attention_heads", "num_heads")
@@ -1654,9 +1663,71 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
     return out
 
 
-# (query, key, value, output) projection names: Llama/Mistral/Qwen…, DistilBERT, T5, diffusers
+# (query, key, value, output) projection names: Llama/Mistral/Qwen…, DistilBERT, T5, diffusers,
+# OPT/CLIP/BART/Whisper
 _QKVO = (("q_proj", "k_proj", "v_proj", "o_proj"), ("q_lin", "k_lin", "v_lin", "out_lin"),
-         ("q", "k", "v", "o"), ("to_q", "to_k", "to_v", "to_out"))
+         ("q", "k", "v", "o"), ("to_q", "to_k", "to_v", "to_out"), ("q_proj", "k_proj", "v_proj", "out_proj"))
+
+
+def _fused_qkv_heads(mod: nn.Module, path: str, p: str, names: set[str], mods: dict[str, nn.Module],
+                     cfg_int: Callable[..., int | None], bias: Callable[[str], list[Any]]) -> list[dict[str, Any]] | None:
+    """Heads of attention modules whose queries, keys and values come from one fused Linear:
+
+    - ``query_key_value`` + ``dense`` (GPT-NeoX, Bloom): the output is viewed as (…, H, 3·d_head),
+      each head's q, k and v rows in one contiguous block of 3·d_head rows; the dense layer's
+      column blocks of d_head move with them (Bloom's ALiBi slopes are fixed per head position,
+      so its heads are no symmetry: the verification rejects them, and that is the answer);
+    - ``qkv_proj`` + ``o_proj`` (Phi-3): H·d query rows, then G·d key rows, then G·d value rows
+      (grouped-query attention: one axis for the key/value groups with their query heads, one
+      per group for the query heads sharing it, as for Llama's separate projections).
+
+    None when the module is not one of these layouts."""
+    from netxray.lenses.symmetry import Member
+
+    if {"query_key_value", "dense"} <= names:
+        qkv, o = mods[p + "query_key_value"], mods[p + "dense"]
+        if not (isinstance(qkv, nn.Linear) and isinstance(o, nn.Linear)):
+            return None
+        H = cfg_int(mod, "num_attention_heads", "num_heads", "n_head")
+        if not H or qkv.out_features % (3 * H):
+            return None
+        hd = cfg_int(mod, "head_size", "head_dim") or qkv.out_features // (3 * H)
+        if qkv.out_features != 3 * H * hd or o.in_features != H * hd:
+            return None
+        w = [Member(f"{p}query_key_value.weight", 0, block=3 * hd)]
+        w += [Member(b, 0, block=3 * hd) for b in bias(p + "query_key_value")]
+        return [_head(path, H, hd, w, [Member(f"{p}dense.weight", 1, block=hd)], "per-head interleaved q/k/v")]
+    if {"qkv_proj", "o_proj"} <= names:
+        qkv, o = mods[p + "qkv_proj"], mods[p + "o_proj"]
+        if not (isinstance(qkv, nn.Linear) and isinstance(o, nn.Linear)):
+            return None
+        H = cfg_int(mod, "num_attention_heads", "num_heads")
+        G = cfg_int(mod, "num_key_value_heads") or H
+        hd = cfg_int(mod, "head_dim") or (o.in_features // H if H else None)
+        if not (H and G and hd) or H % G or qkv.out_features != (H + 2 * G) * hd or o.in_features != H * hd:
+            return None
+        r = H // G
+        key, bkeys = f"{p}qkv_proj.weight", bias(p + "qkv_proj")
+        if G == H or G == 1:
+            blk = hd
+            w = [Member(k, 0, block=blk) for k in [key, *bkeys]]
+            if G == H:
+                w += [Member(k, 0, block=hd, offset=off) for k in [key, *bkeys] for off in (H * hd, 2 * H * hd)]
+            head = _head(path, H, hd, w, [Member(f"{p}o_proj.weight", 1, block=hd)], "fused q/k/v")
+            return [head]
+        groups = [Member(k, 0, block=hd * r) for k in [key, *bkeys]]
+        groups += [Member(k, 0, block=hd, offset=off) for k in [key, *bkeys] for off in (H * hd, (H + G) * hd)]
+        out = [_head(path, G, hd, groups, [Member(f"{p}o_proj.weight", 1, block=hd * r)], "key/value group",
+                     name=f"{path}.kv_groups", kind="key/value head group",
+                     note=f"grouped-query attention in one fused qkv projection: {G} key/value heads, each shared "
+                     f"by {r} query heads; the groups permute (k/v rows and their query heads move together)")]
+        for g in range(G):
+            w = [Member(k, 0, block=hd, offset=g * r * hd) for k in [key, *bkeys]]
+            out.append(_head(path, r, hd, w, [Member(f"{p}o_proj.weight", 1, block=hd, offset=g * r * hd)],
+                             "query heads", name=f"{path}.heads.g{g}", kind="attention head",
+                             note=f"the {r} query heads sharing key/value head {g} permute among themselves"))
+        return out
+    return None
 
 
 def _linear_norm(path: str, mods: dict[str, nn.Module]) -> tuple[str, str | None] | None:

@@ -274,6 +274,9 @@ class _Param:
 
     key: str
     dims: list[int | None]
+    # other parameters whose entries move with the stored rows (dim 0) of this one: the gain of
+    # a weight standardised with F.batch_norm (timm's ScaledStdConv2d), as (key, stored dim)
+    companions: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -1103,11 +1106,16 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
                 add_members(x, w.key, 0, "r", w.key.rsplit(".", 1)[0])
         return new_writer(state_shapes[w.key][1], w.key, 1, b, nd - 1)
     if name in ("linear", "conv1d", "conv2d", "conv3d", "embedding") and params \
-            and len(state_shapes[params[0].key]) >= 2 \
-            and params[0].dims == list(range(len(state_shapes[params[0].key]))):
+            and len(state_shapes[params[0].key]) >= 2 and _as_stored(params[0], state_shapes[params[0].key]):
         w = params[0]
         wshape = state_shapes[w.key]
         b = params[1].key if len(params) > 1 and len(state_shapes[params[1].key]) == 1 else None
+
+        def comp(f: _Feat) -> _Feat:  # a standardised weight's gain moves with its rows
+            for ck, cd in w.companions:
+                add_members(f, ck, cd, "w", w.key.rsplit(".", 1)[0])
+            return f
+
         if name == "embedding":
             return new_writer(wshape[1], w.key, 1, None, nd - 1)
         if name == "linear":
@@ -1116,7 +1124,7 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
                     freeze_val(x, f"`linear` ({w.key}) mixes an axis other than the features")
                 else:
                     add_members(x, w.key, 1, "r", w.key.rsplit(".", 1)[0])
-            return new_writer(wshape[0], w.key, 0, b, nd - 1)
+            return comp(new_writer(wshape[0], w.key, 0, b, nd - 1))
         cin = xin.shape[1] if xin is not None and xin.shape is not None and len(xin.shape) > 1 else None
         g = cin // wshape[1] if cin else None
         if g == 1:
@@ -1125,7 +1133,7 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
                     freeze_val(x, f"`{name}` ({w.key}) mixes an axis other than the channels")
                 else:
                     add_members(x, w.key, 1, "r", w.key.rsplit(".", 1)[0])
-            return new_writer(wshape[0], w.key, 0, b, 1)
+            return comp(new_writer(wshape[0], w.key, 0, b, 1))
         if g == cin:
             if not isinstance(x, _Feat) or x.dim != 1:
                 return None
@@ -1133,8 +1141,8 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
             add_members(f, w.key, 0, "w", w.key.rsplit(".", 1)[0])
             if b is not None:
                 add_members(f, b, 0, "w", w.key.rsplit(".", 1)[0])
-            return f
-        f = new_writer(wshape[0], w.key, 0, b, 1)
+            return comp(f)
+        f = comp(new_writer(wshape[0], w.key, 0, b, 1))
         if g is None or wshape[0] % g or (cin or 0) % g:
             freeze_val(x, f"`{name}` ({w.key}): a convolution whose groups could not be read")
             uf.space(f.segs[0][0]).frozen.append(f"`{name}` ({w.key}): groups could not be read")
@@ -1168,7 +1176,12 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
     if not any(isinstance(v, _Feat) for v in ins):
         # no featured tensor: parameters being reshaped keep track of their stored dimensions
         if isinstance(x, _Param) and n.shape is not None:
-            return _param_reshape(x, xin, n)
+            if name == "batch_norm" and len(x.dims) > 1 and x.dims[1] == 0:
+                # a weight standardised per output channel (rows in dim 1 of the value): the
+                # batch_norm's weight/bias (a gain) move with the rows
+                comp = [(q.key, q.dims[0]) for q in params[1:] if len(q.dims) == 1 and isinstance(q.dims[0], int)]
+                return _Param(x.key, list(x.dims), x.companions + comp)
+            return _param_reshape(x, xin, n, state_shapes.get(x.key))
         return None
     if name in _ELEMENTWISE and len([v for v in ins if isinstance(v, _Feat)]) == 1 and isinstance(x, _Feat) \
             and (n.shape is None or xin is None or xin.shape == n.shape):
@@ -1296,7 +1309,7 @@ def _func_of(name: str, n: GNode) -> Callable[[torch.Tensor], torch.Tensor] | No
     return call
 
 
-def _param_reshape(p: _Param, xin: GNode | None, n: GNode) -> _Param | None:
+def _param_reshape(p: _Param, xin: GNode | None, n: GNode, stored: tuple[int, ...] | None = None) -> _Param | None:
     if xin is None or xin.shape is None or n.shape is None:
         return None
     a, b = list(xin.shape), list(n.shape)
@@ -1318,20 +1331,47 @@ def _param_reshape(p: _Param, xin: GNode | None, n: GNode) -> _Param | None:
             perm[d0], perm[d1] = d1, d0
         else:
             return None
-        return _Param(p.key, [p.dims[d] for d in perm])
+        return _Param(p.key, [p.dims[d] for d in perm], p.companions)
     if name == "expand":
         pad = len(b) - len(a)
         dims = [None] * pad + [d if a[i] == b[i + pad] else None for i, d in enumerate(p.dims)]
-        return _Param(p.key, dims)
+        return _Param(p.key, dims, p.companions)
     # view/reshape/unsqueeze/squeeze: keep the stored dims whose sizes > 1 survive in order
     real_a = [(i, s) for i, s in enumerate(a) if s != 1]
     real_b = [(j, s) for j, s in enumerate(b) if s != 1]
     if [s for _, s in real_a] != [s for _, s in real_b]:
-        return None
+        return _merge_rest(p, a, b, stored)
     dims: list[int | None] = [None] * len(b)
     for (i, _), (j, _) in zip(real_a, real_b, strict=True):
         dims[j] = p.dims[i]
-    return _Param(p.key, dims)
+    return _Param(p.key, dims, p.companions)
+
+
+def _as_stored(p: _Param, shape: tuple[int, ...]) -> bool:
+    """Whether the value of ``p`` is laid out as the stored tensor (size-1 dims may have lost
+    their trace through a reshape: a 1×1 convolution's (C_out, C_in, 1, 1) weight)."""
+    return len(p.dims) == len(shape) and all(d == i or (d is None and shape[i] == 1) for i, d in enumerate(p.dims))
+
+
+_MERGED = -1  # a dimension of a parameter value holding several stored dimensions, flattened
+
+
+def _merge_rest(p: _Param, a: list[int], b: list[int], stored: tuple[int, ...] | None) -> _Param | None:
+    """A parameter reshaped so that its stored dim 0 stays and the rest is flattened
+    (ScaledStdConv2d: (C_out, C_in, k, k) → (1, C_out, C_in·k·k)), or reshaped back to its
+    stored shape from such a value (``reshape_as(weight)``); None for any other reshape."""
+    if stored is None:
+        return None
+    real_b = [(j, s) for j, s in enumerate(b) if s != 1]
+    if list(a) == list(stored) and p.dims == list(range(len(stored))) and len(real_b) == 2 \
+            and len(stored) > 2 and real_b[0][1] == stored[0] and real_b[1][1] == math.prod(stored[1:]):
+        dims: list[int | None] = [None] * len(b)
+        dims[real_b[0][0]], dims[real_b[1][0]] = 0, _MERGED
+        return _Param(p.key, dims, p.companions)
+    if list(b) == list(stored) and sorted(d for d in p.dims if d is not None) == [_MERGED, 0] \
+            and p.dims.index(0) < p.dims.index(_MERGED):
+        return _Param(p.key, list(range(len(stored))), p.companions)
+    return None
 
 
 def _param_member(p: _Param, pshape: tuple[int, ...], out_dim: int, out_nd: int) -> int | None:

@@ -384,3 +384,23 @@ def test_bloom_heads_are_rejected_because_alibi_fixes_each_heads_slope(monkeypat
     monkeypatch.setattr(bloom, "_get_alibi_slopes", lambda n, d: torch.full_like(slopes(n, d), 0.3))
     g = sym.symmetry_group(m)
     assert "attention head" in set(g["kind"]) and g.attrs["summary"]["status"] == "ok"
+
+
+def test_albert_shared_layers_tied_decoder_and_heads():
+    # ALBERT: one layer's parameters used by every layer (2 here) — one FFN axis and one head
+    # axis for the shared layer, not one per use; its MLM decoder is tied to the embeddings
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.AlbertConfig(vocab_size=64, embedding_size=8, hidden_size=16, num_hidden_layers=2,
+                                    num_attention_heads=4, intermediate_size=32, max_position_embeddings=16)
+    m = transformers.AlbertForMaskedLM(cfg).eval()
+    g = sym.symmetry_group(m)
+    s = g.attrs["summary"]
+    assert s["status"] == "ok" and bool(g["verified"].all()), s
+    assert sorted(g["kind"]) == ["FFN hidden unit", "attention head", "residual stream", "residual stream"]
+    assert g[g.kind == "FFN hidden unit"]["size"].tolist() == [32]
+    heads = g[g.kind == "attention head"].iloc[0]
+    assert heads["size"] == 4 and "attention.dense.weight[dim 1, blocks of 4]" in heads["tensors"]
+    emb = g[g.axis == "stream@albert.embeddings.word_embeddings"].iloc[0]
+    assert "predictions.dense.weight[dim 0]" in emb["tensors"] and "predictions.decoder.weight[dim 1]" in emb["tensors"]
+    _check_independently(m, None, g)

@@ -1656,12 +1656,15 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             H = cfg_int(mod, "num_attention_heads", "num_heads")
             hd = cfg_int(mod, "attention_head_size", "head_dim") or (q.out_features // H if H else None)
             parent, _, _ = path.rpartition(".")
-            o = mods.get(f"{parent}.output.dense") if parent else None
+            # the output projection: BERT/ViT's sibling ``output.dense``, ALBERT's own ``dense``
+            opath = f"{parent}.output.dense" if parent and isinstance(mods.get(f"{parent}.output.dense"), nn.Linear) \
+                else f"{p}dense"
+            o = mods.get(opath)
             if not (H and hd and isinstance(o, nn.Linear) and all(isinstance(mods[p + s], nn.Linear) for s in ("query", "key", "value"))):
                 continue
             w = [Member(f"{p}{s}.weight", 0, block=hd) for s in ("query", "key", "value")]
             w += [Member(b, 0, block=hd) for s in ("query", "key", "value") for b in bias(p + s)]
-            out.append(_head(path, H, hd, w, [Member(f"{parent}.output.dense.weight", 1, block=hd)], "q/k/v"))
+            out.append(_head(path, H, hd, w, [Member(f"{opath}.weight", 1, block=hd)], "q/k/v"))
             continue
         if {"c_attn", "c_proj"} <= names and _is_conv1d_hf(mods[p + "c_attn"]):
             H = cfg_int(mod, "num_heads", "n_head")

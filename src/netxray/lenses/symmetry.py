@@ -899,7 +899,15 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
             if why:  # parts of the pass the graph could not follow
                 notes.insert(0 if readable else 1, f"graph: {why}")
     covered = {m.key for a in axes for m in a.writers + a.readers}
-    float_keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
+    sd = model.state_dict(keep_vars=True)
+    float_keys = [k for k, v in sd.items() if v.is_floating_point()]
+    # a tensor stored under several keys (tied weights: ALBERT's predictions.bias is its
+    # decoder's bias) is covered, or shown at the output, under all of them
+    names: dict[int, list[str]] = {}
+    for k in float_keys:
+        names.setdefault(id(sd[k]), []).append(k)
+    covered |= {a for k in covered if k in sd for a in names.get(id(sd[k]), [])}
+    output_keys = output_keys | {a for k in output_keys if k in sd for a in names.get(id(sd[k]), [])}
 
     def owner(k: str) -> str:
         return k.rsplit(".", 1)[0] if "." in k else k

@@ -84,7 +84,7 @@ def _atomic(mod: nn.Module) -> bool:
     from netxray.lenses.symmetry import _module_kind
 
     std = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
-           nn.MultiheadAttention, nn.Flatten, nn.Softmax, nn.LogSoftmax, *_POOL_MODULES)
+           nn.MultiheadAttention, nn.Flatten, nn.Softmax, nn.LogSoftmax, nn.LSTM, nn.GRU, *_POOL_MODULES)
     if isinstance(mod, nn.GroupNorm):
         return True  # subclasses (timm's GroupNorm1) still normalise channel groups of axis 1
     for t in (*std, nn.modules.batchnorm._BatchNorm):
@@ -190,7 +190,7 @@ def recorded_graph(model: nn.Module, mg: Any) -> list[GNode]:
             shape = tuple(mg.values[n.outputs[0]].shape) if n.outputs else None
             g = GNode(n.name, "module", n.name, args, {}, shape)
             out.append(g)
-            if len(n.outputs) == 1 and not isinstance(mods[n.name], nn.MultiheadAttention):
+            if len(n.outputs) == 1 and not isinstance(mods[n.name], (nn.MultiheadAttention, nn.LSTM, nn.GRU)):
                 vnode[n.outputs[0]] = g  # (attention returns (output, weights or None): indexed below)
             else:
                 for k, v in enumerate(n.outputs):
@@ -893,6 +893,8 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
         return x
     if isinstance(mod, nn.Embedding):
         return out_new(mod.embedding_dim, f"{path}.weight", 1, None, nd - 1)
+    if isinstance(mod, (nn.LSTM, nn.GRU)):
+        return _recurrent_rule(n, path, mod, x, ins, in_nd, nd, uf, order, add_members, freeze_val)
     if isinstance(mod, nn.MultiheadAttention):
         feats = [v for v in ins[:3] if isinstance(v, _Feat)]
         same = len(n.args) >= 3 and n.args[0] is n.args[1] is n.args[2]
@@ -938,6 +940,47 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
     if params:
         notes.append(f"{path} ({type(mod).__name__}): layer type not understood; its parameters are not analysed")
     return None
+
+
+def _recurrent_rule(n, path, mod, x, ins, in_nd, nd, uf, order, add_members, freeze_val):  # noqa: ANN001, ANN202
+    """``nn.LSTM`` / ``nn.GRU``: the hidden units of each layer permute — the rows of every gate
+    of ``weight_ih``/``weight_hh``/biases (4 gate segments for an LSTM, 3 for a GRU), the
+    columns of ``weight_hh`` (the recurrence reads them back) and of the next layer's
+    ``weight_ih``. Units are independent element-wise through the gates and the cell state,
+    so a permutation (no rescaling) is a symmetry. The outputs: the sequence of the last
+    layer's states (features on its last dim) and the final states (layers × batch × hidden;
+    followed for one layer only). A bidirectional or projected layer is not followed."""
+    from netxray.lenses.symmetry import Member
+
+    outs = len(n.args) and (3 if isinstance(mod, nn.LSTM) else 2)
+    if mod.bidirectional or getattr(mod, "proj_size", 0) or any(isinstance(v, _Feat) for v in ins[1:]):
+        for v in ins:
+            freeze_val(v, f"{path} ({type(mod).__name__}): a bidirectional, projected or initialised recurrent "
+                       "layer is not followed")
+        return [None] * outs
+    gates = 4 if isinstance(mod, nn.LSTM) else 3
+    H, L = mod.hidden_size, mod.num_layers
+    if isinstance(x, _Feat):
+        if x.dim != in_nd - 1:
+            freeze_val(x, f"{path} reads an axis other than the features")
+        else:
+            add_members(x, f"{path}.weight_ih_l0", 1, "r", path)
+    spaces = []
+    for k in range(L):
+        s = uf.new(H, order)
+        sp = uf.space(s)
+        for t in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            if getattr(mod, f"{t}_l{k}", None) is not None:
+                sp.members.append(("w", Member(f"{path}.{t}_l{k}", 0, segments=gates)))
+        sp.members.append(("r", Member(f"{path}.weight_hh_l{k}", 1)))
+        if k + 1 < L:
+            sp.members.append(("r", Member(f"{path}.weight_ih_l{k + 1}", 1)))
+        sp.writers.append(path)
+        sp.joined.add("recurrent")
+        spaces.append(s)
+    seq = _Feat(nd - 1 if nd else 2, [(spaces[-1], 1)])
+    state = _Feat(2, [(spaces[0], 1)]) if L == 1 else None
+    return [seq, state, state][:outs]
 
 
 def _grouped_input(x: Any, out: _Feat, g: int, wkey: str, who: str, uf: _UF,

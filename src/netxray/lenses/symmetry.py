@@ -837,7 +837,8 @@ def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int
            "cat-token": "token concatenation", "depthwise": "depthwise convolutions", "reduced": "reductions",
            "add-param": "added parameters", "mul-param": "scaling parameters", "roll": "spatial rolls",
            "grouped": "grouped convolutions", "shuffle": "channel shuffles",
-           "shared": "shared weights (a module called more than once, tied parameters)"}
+           "shared": "shared weights (a module called more than once, tied parameters)",
+           "recurrent": "a recurrent layer's gates and states"}
     through = [how[j] for j in sorted(joined) if j in how]
     return Axis(
         name=name, layer=layer, kind=kind, size=sp.size, writers=writers, readers=readers, bias=bias,

@@ -449,3 +449,30 @@ def test_a_two_layer_final_state_is_not_claimed():
     m = _Recurrent(nn.LSTM, 2, True).eval()
     s = sym.symmetry_group(m, torch.randn(4, 5, 4)).attrs["summary"]
     assert s["status"].startswith("partial") and [r["axis"] for r in s["rejected"]] == ["rnn#2"]
+
+
+def test_t5_heads_of_every_layer_move_with_the_shared_position_bias():
+    # T5: the first self-attention of each stack owns relative_attention_bias (buckets × H); its
+    # per-head bias is added in every layer, so the heads of all layers are one axis with it —
+    # per-layer head axes are no symmetry (each fails alone on random weights)
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.T5Config(vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_decoder_layers=2,
+                                num_heads=4, relative_attention_num_buckets=8)
+    m = transformers.T5ForConditionalGeneration(cfg).eval()
+    ids = torch.randint(0, 64, (2, 6), generator=torch.Generator().manual_seed(0))
+    data = {"input_ids": ids, "decoder_input_ids": ids}
+    g = sym.symmetry_group(m, data)
+    s = g.attrs["summary"]
+    assert s["status"] == "ok" and bool(g["verified"].all()), s
+    heads = g[g.kind == "attention head"].set_index("axis")
+    # one joint axis per stack's self-attention, one per layer for the cross-attention
+    assert sorted(heads.index) == ["decoder.block.*.layer.0.SelfAttention.heads",
+                                   "decoder.block.0.layer.1.EncDecAttention.heads",
+                                   "decoder.block.1.layer.1.EncDecAttention.heads",
+                                   "encoder.block.*.layer.0.SelfAttention.heads"]
+    enc = heads.loc["encoder.block.*.layer.0.SelfAttention.heads", "tensors"]
+    assert "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight[dim 1]" in enc
+    assert "encoder.block.1.layer.0.SelfAttention.q.weight[dim 0, blocks of 4]" in enc
+    assert s["log10_order"] == pytest.approx((4 * math.lgamma(5) + 4 * math.lgamma(33)) / math.log(10))
+    _check_independently(m, data, g)

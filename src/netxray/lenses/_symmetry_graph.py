@@ -1746,7 +1746,37 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             first["alternatives"] = [_head(path, H, blk, w2 + per_head, [Member(f"{p}proj.weight", 1, block=ob)], what)
                                      for w2, what in layouts[1:]]
             out.append(first)
-    return out
+    return _join_position_bias_heads(out, mods)
+
+
+def _join_position_bias_heads(heads: list[dict[str, Any]], mods: dict[str, nn.Module]) -> list[dict[str, Any]]:
+    """T5: the first self-attention of a stack owns ``relative_attention_bias`` (an Embedding of
+    buckets × H) and its output — one bias per head — is added to the scores of *every* layer's
+    self-attention in the stack. Head h of every layer reads column h of that one table, so the
+    heads of all these layers move by one permutation, with the table's columns: one joint axis
+    of H! for the stack, instead of one per layer (each of which fails alone)."""
+    from netxray.lenses.symmetry import Member
+
+    for path, mod in mods.items():
+        emb = getattr(mod, "relative_attention_bias", None)
+        if not (isinstance(emb, nn.Embedding) and getattr(mod, "has_relative_attention_bias", False)
+                and ".block." in path):
+            continue
+        stack, rest = path.split(".block.", 1)
+        role = rest.split(".", 1)[1] if "." in rest else ""
+        group = [h for h in heads if h["name"] == f"{h['layer']}.heads" and h["layer"].startswith(stack + ".block.")
+                 and h["layer"].split(".block.", 1)[1].split(".", 1)[-1] == role and h["size"] == emb.embedding_dim]
+        if not any(h["layer"] == path for h in group):
+            continue
+        hd = group[0]["head_dim"]
+        joint = _head(f"{stack}.block", emb.embedding_dim, hd,
+                      [m for h in group for m in h["writers"]] + [Member(f"{path}.relative_attention_bias.weight", 1)],
+                      [m for h in group for m in h["readers"]], "q/k/v", name=f"{stack}.block.*.{role}.heads",
+                      note=f"the {emb.embedding_dim} heads of all {len(group)} layers' {role} move together with the "
+                      f"columns of {path}.relative_attention_bias, the one per-head position bias they all add "
+                      "(the per-head GL(d_head) symmetries are not counted)")
+        heads = [h for h in heads if not any(h is g for g in group)] + [joint]
+    return heads
 
 
 # (query, key, value, output) projection names: Llama/Mistral/Qwen…, DistilBERT, T5, diffusers,

@@ -476,3 +476,21 @@ def test_t5_heads_of_every_layer_move_with_the_shared_position_bias():
     assert "encoder.block.1.layer.0.SelfAttention.q.weight[dim 0, blocks of 4]" in enc
     assert s["log10_order"] == pytest.approx((4 * math.lgamma(5) + 4 * math.lgamma(33)) / math.log(10))
     _check_independently(m, data, g)
+
+
+@pytest.mark.parametrize("share_att_key", [True, False])
+def test_deberta_v2_heads_with_their_position_projections(share_att_key):
+    # DeBERTa-v2's disentangled attention: query_proj/key_proj/value_proj, and the relative
+    # position embeddings through the same projections or through pos_key_proj/pos_query_proj
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.DebertaV2Config(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                                       intermediate_size=32, max_position_embeddings=16, relative_attention=True,
+                                       position_buckets=8, pos_att_type=["p2c", "c2p"], share_att_key=share_att_key)
+    m = transformers.DebertaV2Model(cfg).eval()
+    g = sym.symmetry_group(m)
+    heads = g[g.kind == "attention head"]
+    assert heads["size"].tolist() == [4, 4] and bool(g["verified"].all())
+    assert all("attention.output.dense.weight[dim 1, blocks of 4]" in t for t in heads["tensors"])
+    assert all(("pos_key_proj.weight" in t) != share_att_key for t in heads["tensors"])
+    _check_independently(m, None, g)

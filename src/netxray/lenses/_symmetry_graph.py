@@ -1694,8 +1694,13 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
         if fused is not None:
             out += fused
             continue
-        if {"query", "key", "value"} <= names:
-            q = mods[p + "query"]
+        trio = next((t for t in (("query", "key", "value"), ("query_proj", "key_proj", "value_proj")) if set(t) <= names),
+                    None)
+        if trio is not None:
+            # BERT/ViT/ALBERT ``query/key/value``; DeBERTa-v2's ``query_proj/key_proj/value_proj``
+            # (its relative-position embeddings go through the same projections, or through
+            # ``pos_key_proj``/``pos_query_proj``, whose rows move with the heads too)
+            q = mods[p + trio[0]]
             H = cfg_int(mod, "num_attention_heads", "num_heads")
             hd = cfg_int(mod, "attention_head_size", "head_dim") or (q.out_features // H if H else None)
             parent, _, _ = path.rpartition(".")
@@ -1703,10 +1708,12 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             opath = f"{parent}.output.dense" if parent and isinstance(mods.get(f"{parent}.output.dense"), nn.Linear) \
                 else f"{p}dense"
             o = mods.get(opath)
-            if not (H and hd and isinstance(o, nn.Linear) and all(isinstance(mods[p + s], nn.Linear) for s in ("query", "key", "value"))):
+            if not (H and hd and isinstance(o, nn.Linear) and all(isinstance(mods[p + s], nn.Linear) for s in trio)):
                 continue
-            w = [Member(f"{p}{s}.weight", 0, block=hd) for s in ("query", "key", "value")]
-            w += [Member(b, 0, block=hd) for s in ("query", "key", "value") for b in bias(p + s)]
+            srcs = list(trio) + [s for s in ("pos_key_proj", "pos_query_proj")
+                                 if isinstance(mods.get(p + s), nn.Linear) and mods[p + s].out_features == H * hd]
+            w = [Member(f"{p}{s}.weight", 0, block=hd) for s in srcs]
+            w += [Member(b, 0, block=hd) for s in srcs for b in bias(p + s)]
             out.append(_head(path, H, hd, w, [Member(f"{opath}.weight", 1, block=hd)], "q/k/v"))
             continue
         if {"c_attn", "c_proj"} <= names and _is_conv1d_hf(mods[p + "c_attn"]):

@@ -494,3 +494,60 @@ def test_deberta_v2_heads_with_their_position_projections(share_att_key):
     assert all("attention.output.dense.weight[dim 1, blocks of 4]" in t for t in heads["tensors"])
     assert all(("pos_key_proj.weight" in t) != share_att_key for t in heads["tensors"])
     _check_independently(m, None, g)
+
+
+# ------------------------------------------------------------------ mixture of experts
+
+
+def _mixtral(experts: int = 3, top_k: int = 2) -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.MixtralConfig(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+                                     num_attention_heads=4, num_key_value_heads=2, num_local_experts=experts,
+                                     num_experts_per_tok=top_k, max_position_embeddings=16)
+    return transformers.MixtralForCausalLM(cfg)
+
+
+def test_mixtral_experts_permute_with_the_router_and_their_hidden_units_inside_each():
+    torch.manual_seed(0)
+    m = _mixtral().eval()
+    g = sym.symmetry_group(m)  # Mixtral's expert path runs in float32 only: verified at 1e-5
+    s = g.attrs["summary"]
+    assert s["verify_rtol"] == 1e-5 and bool(g["verified"].all()), s
+    ex = g.set_index("axis")
+    assert ex.loc["model.layers.0.mlp.experts", "size"] == 3
+    assert ex.loc["model.layers.0.mlp.experts", "log10_order"] == pytest.approx(math.log10(6))
+    hid = ex.loc["model.layers.0.mlp.experts.hidden"]
+    assert hid["size"] == 72 and hid["groups"] == 3  # 24 units in each of 3 experts: (24!)^3
+    assert hid["log10_order"] == pytest.approx(3 * math.lgamma(25) / math.log(10))
+    # independently, on all-random float32 weights: experts with the router's rows, and one
+    # expert's hidden units (its gate rows, up rows, down columns) — and not the gate rows alone
+    r = _unzeroed(m).float()
+    probe = sym._probe_inputs(m, None, m64=r)
+    y0 = sym._run(r, probe)
+    moe = r.model.layers[0].mlp
+    with torch.no_grad():
+        perm = torch.tensor([2, 0, 1])
+        for t in (moe.gate.weight, moe.experts.gate_up_proj, moe.experts.down_proj):
+            t.copy_(t[perm].clone())
+        assert _rel(y0, sym._run(r, probe)) <= 1e-5
+        for t in (moe.gate.weight, moe.experts.gate_up_proj, moe.experts.down_proj):
+            t.copy_(t[torch.argsort(perm)].clone())
+        p = torch.randperm(24, generator=torch.Generator().manual_seed(0))
+        gu, dn = moe.experts.gate_up_proj, moe.experts.down_proj
+        gu[1, :24] = gu[1, :24][p].clone()
+        assert _rel(y0, sym._run(r, probe)) > 1e-3  # the gate rows alone: no symmetry
+        gu[1, 24:] = gu[1, 24:][p].clone()
+        dn[1] = dn[1][:, p].clone()
+        assert _rel(y0, sym._run(r, probe)) <= 1e-5
+
+
+def test_experts_no_probe_token_reaches_are_not_claimed():
+    # 8 experts, top-1 routing, one sequence of 2 tokens: most experts get no token, so their
+    # hidden units would pass any test; that axis is rejected with the reason, never counted
+    torch.manual_seed(0)
+    m = _mixtral(experts=8, top_k=1).eval()
+    ids = torch.tensor([[3, 5]])
+    g = sym.symmetry_group(m, {"input_ids": ids})
+    rej = {r["axis"]: r["reason"] for r in g.attrs["summary"]["rejected"]}
+    assert "model.layers.0.mlp.experts.hidden" in rej and "reach no token" in rej["model.layers.0.mlp.experts.hidden"]
+    assert "model.layers.0.mlp.experts.hidden" not in set(g["axis"])

@@ -1786,6 +1786,71 @@ def _join_position_bias_heads(heads: list[dict[str, Any]], mods: dict[str, nn.Mo
     return heads
 
 
+def expert_axes(model: nn.Module) -> list[dict[str, Any]]:
+    """Axes of mixture-of-experts blocks whose experts are stacked in tensors with a leading
+    expert dimension (Hugging Face Mixtral/Qwen-MoE style ``experts.gate_up_proj`` (E, 2F, d),
+    ``experts.down_proj`` (E, d, F), optional biases) next to a router whose weight is (E, d):
+
+    - the experts permute with the router's rows (E!): the same tokens reach the same (moved)
+      expert with the same weight;
+    - inside each expert, its F hidden units permute (its gate and up rows, its down columns):
+      one grouped axis of E groups, (F!)^E. A gated layout is tried as [gate; up] halves first,
+      then interleaved (gate, up) pairs; the verification keeps the one that holds and checks
+      that the probe reaches every expert (an expert no probe token is routed to would pass
+      vacuously: then the axis is rejected and says so).
+
+    Read from the module tree (the routing itself — top-k, sorting tokens by expert, grouped
+    matmuls — is no op the graph follows). Each entry as :func:`head_axes`'."""
+    from netxray.lenses.symmetry import Member
+
+    out: list[dict[str, Any]] = []
+    for path, mod in model.named_modules():
+        experts = getattr(mod, "experts", None)
+        if not isinstance(experts, nn.Module) or isinstance(experts, (nn.ModuleList, nn.ModuleDict)):
+            continue
+        p = f"{path}." if path else ""
+        stacked = {n: t for n, t in experts.named_parameters(recurse=False)}
+        router = next(((n, c) for n, c in mod.named_children() if n != "experts"
+                       and isinstance(getattr(c, "weight", None), torch.Tensor) and c.weight.ndim == 2), None)
+        if router is None or "gate_up_proj" not in stacked or "down_proj" not in stacked:
+            continue
+        E, d = router[1].weight.shape
+        gu, dn = stacked["gate_up_proj"], stacked["down_proj"]
+        if gu.ndim != 3 or dn.ndim != 3 or gu.shape[0] != E or dn.shape[0] != E:
+            continue
+        F = next((s for s in dn.shape[1:] if s != d), None)
+        if F is None or 2 * F not in gu.shape[1:] or d not in gu.shape[1:]:
+            continue
+        gdim = list(gu.shape).index(2 * F, 1)
+        ddim = 1 + [i for i, s in enumerate(dn.shape[1:]) if s == F][0]
+        rkey = f"{p}{router[0]}.weight"
+        keys = [f"{p}experts.{n}" for n in stacked]
+        ex = [Member(rkey, 0)] + [Member(k, 0) for k in keys]
+        if getattr(router[1], "bias", None) is not None:
+            ex.append(Member(f"{p}{router[0]}.bias", 0))
+        out.append({"name": f"{path}.experts", "layer": path, "size": E, "writers": ex, "readers": [],
+                    "kind": "expert", "head_dim": 0, "groups": 1, "explains": [rkey],
+                    "note": f"{E} experts permute with the router's rows ({rkey}): every stacked expert tensor "
+                    "moves along its expert dimension"})
+
+        layouts = []  # [gate; up] halves (Mixtral), then interleaved (gate, up) pairs
+        for segments, block in ((2, 1), (1, 2)):
+            w = [Member(f"{p}experts.gate_up_proj", gdim, block=block, segments=segments, groups=E, row_dim=0),
+                 Member(f"{p}experts.down_proj", ddim, groups=E, row_dim=0)]
+            if "gate_up_proj_bias" in stacked and tuple(stacked["gate_up_proj_bias"].shape) == (E, 2 * F):
+                w.append(Member(f"{p}experts.gate_up_proj_bias", 1, block=block, segments=segments, groups=E,
+                                row_dim=0))
+            layouts.append(w)
+        note = (f"inside each of the {E} experts, its {F} hidden units permute (its gate and up rows, its "
+                f"down-projection columns): ({F}!)^{E}")
+        first = {"name": f"{path}.experts.hidden", "layer": path, "size": E * F, "writers": layouts[0],
+                 "readers": [], "kind": "expert hidden unit", "head_dim": 0, "groups": E, "note": note,
+                 "reach": (f"{p}experts.gate_up_proj", E)}
+        first["alternatives"] = [dict(first, writers=layouts[1], note=note + " (gate and up rows interleaved)")]
+        out.append(first)
+    return out
+
+
 # (query, key, value, output) projection names: Llama/Mistral/Qwen…, DistilBERT, T5, diffusers,
 # OPT/CLIP/BART/Whisper
 _QKVO = (("q_proj", "k_proj", "v_proj", "o_proj"), ("q_lin", "k_lin", "v_lin", "out_lin"),

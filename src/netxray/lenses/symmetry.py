@@ -142,6 +142,9 @@ class Axis:
     # compare groups by their channels' rows sorted inside the group, so that the comparison does
     # not depend on the order of channels inside a group (fixed only later, by the grouped axes)
     inner: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    # (key, n): the axis is tested non-vacuously only if the probe reaches each of the n slabs of
+    # ``key`` along dim 0 (stacked experts): checked before it is verified
+    reach: tuple[str, int] | None = None
 
 
 @dataclass
@@ -164,20 +167,19 @@ def _index(size: int, m: Member, units: np.ndarray) -> np.ndarray:
 
 
 def _grouped_view(t: np.ndarray, m: Member, size: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    """A grouped member's tensor as (size, rest): unit u = j·k + i is row block j, column i."""
-    g = m.groups
-    k = size // g
+    """A grouped member's tensor as (size, rest): unit u = j·k + i is row block j, column i (in
+    each of its ``segments``: a stacked expert's gate and up rows)."""
+    g, k, S = m.groups, size // m.groups, m.segments
     a = np.moveaxis(t, (m.row_dim, m.dim), (0, 1))
     shp = a.shape
-    r = a.reshape(g, shp[0] // g, k * m.block, -1).reshape(g, shp[0] // g, k, m.block, -1)
-    return np.ascontiguousarray(r.transpose(0, 2, 1, 3, 4)).reshape(size, -1), shp
+    r = a.reshape(g, shp[0] // g, S, k, m.block, -1)
+    return np.ascontiguousarray(r.transpose(0, 3, 1, 2, 4, 5)).reshape(size, -1), shp
 
 
 def _grouped_set(state: dict[str, np.ndarray], m: Member, size: int, rows: np.ndarray) -> None:
-    g = m.groups
-    k = size // g
+    g, k, S = m.groups, size // m.groups, m.segments
     shp = np.moveaxis(state[m.key], (m.row_dim, m.dim), (0, 1)).shape
-    r = rows.reshape(g, k, shp[0] // g, m.block, -1).transpose(0, 2, 1, 3, 4).reshape(shp)
+    r = rows.reshape(g, k, shp[0] // g, S, m.block, -1).transpose(0, 2, 3, 1, 4, 5).reshape(shp)
     state[m.key] = np.ascontiguousarray(np.moveaxis(r, (0, 1), (m.row_dim, m.dim)))
 
 
@@ -637,9 +639,11 @@ def _generic_axes(
 
     found = sg.find_axes(model, graph)
     heads = sg.head_axes(model)
+    experts = sg.expert_axes(model)
     mods = dict(model.named_modules())
     shapes = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
-    head_keys = {m.key for h in heads for m in h["writers"] + h["readers"]} | {k for h in heads for k in h.get("explains", [])}
+    head_keys = {m.key for h in heads + experts for m in h["writers"] + h["readers"]} \
+        | {k for h in heads + experts for k in h.get("explains", [])}
     notes = list(found.notes)
     outputs: list[str] = []
     output_keys: set[str] = set()
@@ -687,6 +691,16 @@ def _generic_axes(
                            note=a["note"]) for a in h.get("alternatives", [])])
         order = min((start[m.key] for m in h["writers"] if m.key in start), default=10**9)
         axes.append((order + 0.5, ax))
+    for e in experts:  # stacked experts × router; each expert's hidden units (grouped by expert)
+        def axis(d: dict[str, Any]) -> Axis:
+            return Axis(name=d["name"], layer=d["layer"], kind=d["kind"], size=d["size"], writers=d["writers"],
+                        readers=d["readers"], act="other", activation="routed experts", reducible=False,
+                        note=d["note"], groups=d["groups"], reach=d.get("reach"))
+
+        ax = axis(e)
+        ax.alternatives = [axis(a) for a in e.get("alternatives", [])]
+        order = min((start[m.key] for m in e["writers"] if m.key in start), default=10**9)
+        axes.append((order + 0.6, ax))
     axes.sort(key=lambda t: t[0])
     out = [a for _, a in axes]
     # names are keys (verification, alignment): pieces of one cut space share their writers,
@@ -1231,6 +1245,28 @@ class _Verifier:
         return [r for r in out if r is not None]
 
 
+def _unreached(v: _Verifier, key: str, n: int) -> list[int]:
+    """The slabs j < n of ``key`` along dim 0 (stacked experts) whose change does not move the
+    outputs on the probe: no probe token reaches them, so an axis moving them is untested."""
+    out = []
+    t = v.live[key]
+    for j in range(n):
+        with torch.no_grad():
+            saved = t[j].clone()
+            t[j].mul_(1.5).add_(0.1)
+        try:
+            _flush(v.m64)
+            y = _run(v.m64, v.probe)
+            moved = max((float((a - b).abs().max()) for a, b in zip(y, v.y0, strict=True) if a.numel()), default=0.0)
+            if moved <= v.rtol * max(v.ref, 1e-300):
+                out.append(j)
+        finally:
+            with torch.no_grad():
+                t[j].copy_(saved)
+            _flush(v.m64)
+    return out
+
+
 def _verify_axes(
     model: nn.Module, axes: Sequence[Axis], probe: _Probe, seed: int = 0, rtol: float = 1e-10
 ) -> list[tuple[bool, float, str]]:
@@ -1377,6 +1413,12 @@ def _verify_on_copy(an: _Analysis, rep: dict[str, Any], m64: nn.Module, probe: _
                             f"even in a float64 copy (e.g. a norm that upcasts to float32): tolerance {rtol:g}")
     verifier = _Verifier(m64, probe, seed=seed, rtol=rtol, y0=y0)
     results = verifier.check_each(an.axes)
+    for i, ax in enumerate(an.axes):
+        if ax.reach is not None and results[i][0]:
+            missed = _unreached(verifier, *ax.reach)
+            if missed:
+                results[i] = (False, math.nan, f"the probe inputs reach no token to expert(s) {missed[:8]}, so their "
+                              "units would pass untested (pass data that reaches every expert)")
     keep = []
     for ax, (ok, rel, why) in zip(an.axes, results, strict=True):
         for alt in ax.alternatives if not ok else []:  # another layout of the same units

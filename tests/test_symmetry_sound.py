@@ -551,3 +551,18 @@ def test_experts_no_probe_token_reaches_are_not_claimed():
     rej = {r["axis"]: r["reason"] for r in g.attrs["summary"]["rejected"]}
     assert "model.layers.0.mlp.experts.hidden" in rej and "reach no token" in rej["model.layers.0.mlp.experts.hidden"]
     assert "model.layers.0.mlp.experts.hidden" not in set(g["axis"])
+
+
+def test_pvt_v2_heads_of_q_and_kv_over_reduced_tokens():
+    # PVT-v2: queries from q, keys and values from kv (all keys, then all values) over spatially
+    # reduced tokens; stage 1 has one head (nothing to permute, and nothing left unanalysed)
+    torch.manual_seed(0)
+    m = timm.create_model("pvt_v2_b0", pretrained=False, num_classes=3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    g = sym.symmetry_group(m, x)
+    s = g.attrs["summary"]
+    assert s["status"] == "ok" and bool(g["verified"].all()), s
+    heads = g[g.kind == "attention head"]
+    assert sorted(heads["size"]) == [2, 2, 5, 5, 8, 8]
+    assert all("attn.kv.weight[dim 0, blocks of 32, 2 segments]" in t for t in heads["tensors"])
+    _check_independently(m, x, g, first=8)

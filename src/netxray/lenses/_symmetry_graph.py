@@ -1728,6 +1728,20 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
         if levit is not None:
             out.append(levit)
             continue
+        if {"q", "kv", "proj"} <= names and all(isinstance(mods[p + c], nn.Linear) for c in ("q", "kv", "proj")):
+            # PVT-v2 / SegFormer-style: queries from q, keys and values from kv (C → 2C: all keys,
+            # then all values) over spatially reduced tokens, output through proj
+            q, kv, proj = mods[p + "q"], mods[p + "kv"], mods[p + "proj"]
+            H = cfg_int(mod, "num_heads")
+            if not H or q.out_features % H or kv.out_features != 2 * q.out_features \
+                    or proj.in_features != q.out_features:
+                continue
+            hd = q.out_features // H
+            w = [Member(f"{p}q.weight", 0, block=hd)] + [Member(b, 0, block=hd) for b in bias(p + "q")]
+            w += [Member(f"{p}kv.weight", 0, block=hd, segments=2)] + [Member(b, 0, block=hd, segments=2)
+                                                                       for b in bias(p + "kv")]
+            out.append(_head(path, H, hd, w, [Member(f"{p}proj.weight", 1, block=hd)], "q and k/v"))
+            continue
         if {"qkv", "proj"} <= names and isinstance(mods[p + "qkv"], nn.Linear) and isinstance(mods[p + "proj"], nn.Linear):
             qkv, proj = mods[p + "qkv"], mods[p + "proj"]
             H = cfg_int(mod, "num_heads")

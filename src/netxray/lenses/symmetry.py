@@ -683,6 +683,8 @@ def _generic_axes(
     # a head axis is processed where its projections' outputs start (the frozen q/k/v space)
     start = {m.key: sp.order for sp in found.spaces for role, m in sp.members if role == "w"}
     for h in heads:
+        if h["size"] < 2:
+            continue  # one head: nothing to permute (its q/k/v spaces are accounted for, not frozen)
         ax = Axis(name=h["name"], layer=h["layer"], kind=h["kind"], size=h["size"], writers=h["writers"],
                   readers=h["readers"], act="other", activation="softmax attention", reducible=False,
                   note=h["note"], alternatives=[

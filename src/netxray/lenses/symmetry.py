@@ -992,7 +992,7 @@ def _data_probes(data: Any, n: int) -> list[_Probe]:
         if d.ndim < 1 or len(d) == 0:
             raise ValueError("data: expected a tensor of inputs with a batch dimension (N, ...)")
         return [_Probe((d[:n],), {}, "data")]
-    if isinstance(d, dict) and d and all(isinstance(v, torch.Tensor) for v in d.values()):
+    if isinstance(d, dict) and d and any(isinstance(v, torch.Tensor) for v in d.values()):
         return [_Probe((), _first_rows(dict(d), n), "data")]
     if isinstance(d, (tuple, list)) and len(d) >= 2 and all(isinstance(t, torch.Tensor) and t.ndim for t in d) \
             and len({len(t) for t in d}) == 1:
@@ -1459,8 +1459,10 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     sign flips it claims) is applied to a float64 copy whose parameters and running statistics
     all hold random non-zero values — zero- and constant-initialised ones (biases, LayerScale,
     zero heads) included, so that no claim rests on a tensor being zero — and the outputs on
-    probe inputs (the first rows of ``data``, else inputs generated from the model's declared
-    input: token ids for Hugging Face text models) must agree to 1e-10 relative (1e-5 where the
+    probe inputs (the first rows of ``data`` — a tensor, an ``(x, y)`` pair, ``(x1, x2)`` or
+    ``((x1, x2), y)`` for several positional inputs, a dict of keyword tensors, a list of (dict)
+    batches, a Dataset —, else inputs generated from the model's declared input: token ids for
+    Hugging Face text models) must agree to 1e-10 relative (1e-5 where the
     model computes in float32); an axis that fails is not counted and is listed in
     ``summary["rejected"]`` with the reason. The user's model is never modified.
 
@@ -1984,16 +1986,17 @@ def _copy_that_runs(model: nn.Module, data: Any) -> tuple[nn.Module, _Probe]:
     m64 = _eval64(model)
     try:
         return m64, _probe_inputs(model, data, m64=m64)
-    except ValueError as exc64:
-        del m64
-        if data is None and "cannot infer probe inputs" in str(exc64):
-            raise
-        m32 = _eval64(model, torch.float32)
-        try:
-            probe = _probe_inputs(model, data, m64=m32)
-        except ValueError:
-            raise exc64 from None
-        return m32, probe
+    except ValueError as exc:
+        why = str(exc)
+    del m64  # (the exception's frames no longer hold the float64 copy either)
+    if data is None and "cannot infer probe inputs" in why:
+        raise ValueError(why)
+    m32 = _eval64(model, torch.float32)
+    try:
+        probe = _probe_inputs(model, data, m64=m32)
+    except ValueError:
+        raise ValueError(why) from None
+    return m32, probe
 
 
 def _eval64(model: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Module:

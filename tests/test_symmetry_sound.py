@@ -566,3 +566,29 @@ def test_pvt_v2_heads_of_q_and_kv_over_reduced_tokens():
     assert sorted(heads["size"]) == [2, 2, 5, 5, 8, 8]
     assert all("attn.kv.weight[dim 0, blocks of 32, 2 segments]" in t for t in heads["tensors"])
     _check_independently(m, x, g, first=8)
+
+
+class _Branchy(nn.Module):
+    """Takes path a while a zero-initialised parameter is zero, path b otherwise: with random
+    values the recorded path is never run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flag = nn.Parameter(torch.zeros(1))
+        self.a1, self.a2 = nn.Linear(4, 6), nn.Linear(6, 3)
+        self.b1, self.b2 = nn.Linear(4, 5), nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((self.flag == 0).all()):
+            return self.a2(torch.relu(self.a1(x)))
+        return self.b2(torch.relu(self.b1(x))) + self.flag
+
+
+def test_an_axis_of_layers_the_random_copy_does_not_run_is_not_claimed():
+    # the a-path axis holds, but a test on the random copy (which runs path b) cannot show it:
+    # it would pass without exercising anything, so it is rejected with the reason
+    torch.manual_seed(0)
+    g = sym.symmetry_group(_Branchy().eval(), torch.randn(6, 4))
+    s = g.attrs["summary"]
+    assert len(g) == 0 and [r["axis"] for r in s["rejected"]] == ["a1->a2"]
+    assert "no longer reach a1, a2" in s["rejected"][0]["reason"]

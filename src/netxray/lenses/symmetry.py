@@ -158,6 +158,7 @@ class _Analysis:
     readable: bool = True  # False: the structure could not be read at all
     probe: Any = None  # the example input the structure was read with, when one was needed
     m64: nn.Module | None = None  # its eval-mode float64 copy, when one was made
+    calls: dict[str, int] | None = None  # the layers (module paths) the recorded pass called
 
 
 def _index(size: int, m: Member, units: np.ndarray) -> np.ndarray:
@@ -723,7 +724,7 @@ def _generic_axes(
                     a.kind = "FFN " + a.kind
                     break
     _set_match(out, shapes)
-    return out, notes, outputs, output_keys
+    return out, notes, outputs, output_keys, dict(found.module_calls)
 
 
 def _group_block_axes(found: Any, notes: list[str]) -> list[tuple[float, Axis]]:
@@ -888,7 +889,7 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
     outputs: list[str] = []
     output_keys: set[str] = set()
     readable = True
-    probe, m64 = None, None
+    probe, m64, calls = None, None, None
     if fam == "mlp":
         axes = _mlp_axes(model, keys)
     elif fam == "cnn":
@@ -908,7 +909,7 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
             axes, notes, readable = [], [f"the model's structure could not be read: {why}; no symmetry was proven for it"], False
         else:
             try:
-                axes, notes, outputs, output_keys = _generic_axes(model, graph, keys)
+                axes, notes, outputs, output_keys, calls = _generic_axes(model, graph, keys)
             except Exception as exc:  # a layer the finder trips over: a stated failure, never a crash
                 axes, readable = [], False
                 notes = [f"the axis finder failed on this model's graph ({type(exc).__name__}: {str(exc)[:200]}); "
@@ -952,7 +953,7 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
             (f" (+{len(fixed) - 20} more)" if len(fixed) > 20 else "")
     if wrapper:
         statement = f"unwrapped from {wrapper}; " + statement
-    return _Analysis(fam, axes, not_analysed, statement, model, wrapper, readable, probe, m64)
+    return _Analysis(fam, axes, not_analysed, statement, model, wrapper, readable, probe, m64, calls)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1247,6 +1248,20 @@ class _Verifier:
         return [r for r in out if r is not None]
 
 
+def _layers_not_reached(m: nn.Module, probe: _Probe, calls: dict[str, int]) -> set[str]:
+    """The layers the recorded pass called (``calls``: module path → count) that one pass of
+    the randomised copy ``m`` on ``probe`` does not call."""
+    mods = dict(m.named_modules())
+    seen: set[str] = set()
+    hooks = [mods[p].register_forward_pre_hook(lambda *_, p=p: seen.add(p)) for p in calls if p in mods]
+    try:
+        _run(m, probe)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {p for p in calls if p in mods and p not in seen}
+
+
 def _unreached(v: _Verifier, key: str, n: int) -> list[int]:
     """The slabs j < n of ``key`` along dim 0 (stacked experts) whose change does not move the
     outputs on the probe: no probe token reaches them, so an axis moving them is untested."""
@@ -1415,6 +1430,14 @@ def _verify_on_copy(an: _Analysis, rep: dict[str, Any], m64: nn.Module, probe: _
                             f"even in a float64 copy (e.g. a norm that upcasts to float32): tolerance {rtol:g}")
     verifier = _Verifier(m64, probe, seed=seed, rtol=rtol, y0=y0)
     results = verifier.check_each(an.axes)
+    lost = _layers_not_reached(m64, probe, an.calls) if an.calls else set()
+    for i, ax in enumerate(an.axes):
+        gone = sorted({m.key.rsplit(".", 1)[0] for m in ax.writers + ax.readers} & lost)
+        if gone and results[i][0]:
+            # data-dependent control flow (routing, early exits): with random values the probe
+            # takes another path, and a test that does not run these layers proves nothing
+            results[i] = (False, math.nan, f"with random parameter values the probe inputs no longer reach "
+                          f"{', '.join(gone[:3])} (data-dependent routing), so the test would not exercise it")
     for i, ax in enumerate(an.axes):
         if ax.reach is not None and results[i][0]:
             missed = _unreached(verifier, *ax.reach)

@@ -494,6 +494,39 @@ def test_covering_bounds_refuse_a_model_with_parameters_outside_linear_layers():
         covering_bounds(RecurrentHead(), eps=0.01)
 
 
+def test_covering_bounds_refusal_counts_the_axes_the_group_table_has():
+    # an LSTM before an MLP head: the group table has a hidden-unit axis (the head's 6 units);
+    # the refusal names the LSTM, never "0 hidden-unit axes"
+    class RecurrentMLP(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.LSTM(4, 8, batch_first=True)
+            self.head = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    m = RecurrentMLP().eval()
+    assert "hidden unit" in set(symmetry_group(m, torch.randn(4, 5, 4))["kind"])
+    with pytest.raises(ValueError, match=r"rnn \(LSTM\)") as err:
+        covering_bounds(m, eps=0.01)
+    assert "0 hidden-unit axes" not in str(err.value)
+
+    # only Linear layers, but a gated hidden layer (as an LLM's FFN): the axes are counted by kind
+    class Gated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up, self.gate, self.down = nn.Linear(4, 6), nn.Linear(4, 6), nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.down(torch.relu(self.up(x)) * self.gate(x))
+
+    assert symmetry_group(Gated()).kind.tolist() == ["gated hidden unit"]
+    with pytest.raises(ValueError, match=r"0 plain hidden-unit axes for 2 hidden layers, and axes of other kinds: "
+                                         r"gated hidden unit"):
+        covering_bounds(Gated(), eps=0.01)
+
+
 def test_alignment_distances_and_determinism():
     nets = [_toy_mlp(seed=s, widths=(3, 8, 8, 2)) for s in range(4)]
     df = alignment_distances(nets, labels=["a", "a", "b", "b"])

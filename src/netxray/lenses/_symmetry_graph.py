@@ -84,7 +84,7 @@ def _atomic(mod: nn.Module) -> bool:
     from netxray.lenses.symmetry import _module_kind
 
     std = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
-           nn.MultiheadAttention, nn.Flatten, nn.Softmax, nn.LogSoftmax, *_POOL_MODULES)
+           nn.MultiheadAttention, nn.Flatten, nn.Softmax, nn.LogSoftmax, nn.LSTM, nn.GRU, *_POOL_MODULES)
     if isinstance(mod, nn.GroupNorm):
         return True  # subclasses (timm's GroupNorm1) still normalise channel groups of axis 1
     for t in (*std, nn.modules.batchnorm._BatchNorm):
@@ -190,7 +190,7 @@ def recorded_graph(model: nn.Module, mg: Any) -> list[GNode]:
             shape = tuple(mg.values[n.outputs[0]].shape) if n.outputs else None
             g = GNode(n.name, "module", n.name, args, {}, shape)
             out.append(g)
-            if len(n.outputs) == 1 and not isinstance(mods[n.name], nn.MultiheadAttention):
+            if len(n.outputs) == 1 and not isinstance(mods[n.name], (nn.MultiheadAttention, nn.LSTM, nn.GRU)):
                 vnode[n.outputs[0]] = g  # (attention returns (output, weights or None): indexed below)
             else:
                 for k, v in enumerate(n.outputs):
@@ -274,6 +274,9 @@ class _Param:
 
     key: str
     dims: list[int | None]
+    # other parameters whose entries move with the stored rows (dim 0) of this one: the gain of
+    # a weight standardised with F.batch_norm (timm's ScaledStdConv2d), as (key, stored dim)
+    companions: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -657,10 +660,53 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
                 val[id(n)] = out = None
         if extra is not None and isinstance(out, _Feat) and out.extra is None:
             val[id(n)] = _Feat(out.dim, out.segs, extra, out.outer)  # carried through an element-wise map
+    alias: dict[str, str] = {}  # tied parameters stored under several keys: one name for all
+    first: dict[int, str] = {}
+    for k, v in model.state_dict(keep_vars=True).items():
+        alias[k] = first.setdefault(id(v), k)
+    _join_shared(uf, alias)
     roots = sorted({uf.find(i) for i in range(len(uf.parent))}, key=lambda r: uf.spaces[r].order)
     pos = {r: i for i, r in enumerate(roots)}
     links = [sorted({pos[uf.find(t)] for t in uf.spaces[r].glinks} - {i}) for i, r in enumerate(roots)]
     return Found([uf.spaces[r] for r in roots], notes, calls, links)
+
+
+def _join_shared(uf: _UF, alias: dict[str, str]) -> None:
+    """Spaces that own the same slice of one tensor are one space: a tensor has one order of
+    its rows, whatever the number of times it is read or written. A Linear(16, 16) called twice
+    reads its input space and its own output space through the same columns, so both spaces
+    (and the rows writing the second) move by one permutation: W → PWPᵀ. Tied weights (a
+    decoder reading ``enc.weight.t()``) likewise. Two spaces owning overlapping slices of one
+    tensor in different layouts (other blocks, offsets or sizes) cannot share a permutation:
+    both are frozen, with the reason. A tensor stored under several keys (an LM head tied to
+    the embedding) is one tensor (``alias``: key → the first key of its storage)."""
+    def roots() -> list[int]:
+        return sorted({uf.find(i) for i in range(len(uf.parent))})
+
+    by_dim: dict[tuple[str, int], list[tuple[int, Any]]] = {}
+    for r in roots():
+        for _, m in uf.spaces[r].members:
+            by_dim.setdefault((alias.get(m.key, m.key), m.dim), []).append((r, m))
+    clash: list[tuple[int, int, str]] = []
+    for (key, dim), entries in by_dim.items():
+        for i, (ra, ma) in enumerate(entries):
+            for rb, mb in entries[i + 1:]:
+                a, b = uf.find(ra), uf.find(rb)
+                if a == b:
+                    continue
+                lay_a = (ma.offset, ma.block, ma.segments, ma.groups, ma.row_dim)
+                lay_b = (mb.offset, mb.block, mb.segments, mb.groups, mb.row_dim)
+                if lay_a == lay_b and uf.spaces[a].size == uf.spaces[b].size:
+                    uf.union(a, b, "shared")
+                    continue
+                span_a = ma.segments * uf.spaces[a].size * ma.block
+                span_b = mb.segments * uf.spaces[b].size * mb.block
+                if ma.offset < mb.offset + span_b and mb.offset < ma.offset + span_a:
+                    clash.append((a, b, f"{key}[dim {dim}]"))
+    for a, b, what in clash:
+        for r in (a, b):
+            uf.space(r).frozen.append(f"shares {what} with another feature space laid out differently "
+                                      "(shared weights read in two layouts)")
 
 
 def _extra_step(n: GNode, mods: dict[str, nn.Module], ins: list[Any], uf: _UF,
@@ -847,6 +893,8 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
         return x
     if isinstance(mod, nn.Embedding):
         return out_new(mod.embedding_dim, f"{path}.weight", 1, None, nd - 1)
+    if isinstance(mod, (nn.LSTM, nn.GRU)):
+        return _recurrent_rule(n, path, mod, x, ins, in_nd, nd, uf, order, add_members, freeze_val)
     if isinstance(mod, nn.MultiheadAttention):
         feats = [v for v in ins[:3] if isinstance(v, _Feat)]
         same = len(n.args) >= 3 and n.args[0] is n.args[1] is n.args[2]
@@ -892,6 +940,47 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
     if params:
         notes.append(f"{path} ({type(mod).__name__}): layer type not understood; its parameters are not analysed")
     return None
+
+
+def _recurrent_rule(n, path, mod, x, ins, in_nd, nd, uf, order, add_members, freeze_val):  # noqa: ANN001, ANN202
+    """``nn.LSTM`` / ``nn.GRU``: the hidden units of each layer permute — the rows of every gate
+    of ``weight_ih``/``weight_hh``/biases (4 gate segments for an LSTM, 3 for a GRU), the
+    columns of ``weight_hh`` (the recurrence reads them back) and of the next layer's
+    ``weight_ih``. Units are independent element-wise through the gates and the cell state,
+    so a permutation (no rescaling) is a symmetry. The outputs: the sequence of the last
+    layer's states (features on its last dim) and the final states (layers × batch × hidden;
+    followed for one layer only). A bidirectional or projected layer is not followed."""
+    from netxray.lenses.symmetry import Member
+
+    outs = len(n.args) and (3 if isinstance(mod, nn.LSTM) else 2)
+    if mod.bidirectional or getattr(mod, "proj_size", 0) or any(isinstance(v, _Feat) for v in ins[1:]):
+        for v in ins:
+            freeze_val(v, f"{path} ({type(mod).__name__}): a bidirectional, projected or initialised recurrent "
+                       "layer is not followed")
+        return [None] * outs
+    gates = 4 if isinstance(mod, nn.LSTM) else 3
+    H, L = mod.hidden_size, mod.num_layers
+    if isinstance(x, _Feat):
+        if x.dim != in_nd - 1:
+            freeze_val(x, f"{path} reads an axis other than the features")
+        else:
+            add_members(x, f"{path}.weight_ih_l0", 1, "r", path)
+    spaces = []
+    for k in range(L):
+        s = uf.new(H, order)
+        sp = uf.space(s)
+        for t in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            if getattr(mod, f"{t}_l{k}", None) is not None:
+                sp.members.append(("w", Member(f"{path}.{t}_l{k}", 0, segments=gates)))
+        sp.members.append(("r", Member(f"{path}.weight_hh_l{k}", 1)))
+        if k + 1 < L:
+            sp.members.append(("r", Member(f"{path}.weight_ih_l{k + 1}", 1)))
+        sp.writers.append(path)
+        sp.joined.add("recurrent")
+        spaces.append(s)
+    seq = _Feat(nd - 1 if nd else 2, [(spaces[-1], 1)])
+    state = _Feat(2, [(spaces[0], 1)]) if L == 1 else None
+    return [seq, state, state][:outs]
 
 
 def _grouped_input(x: Any, out: _Feat, g: int, wkey: str, who: str, uf: _UF,
@@ -1048,11 +1137,28 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
 
     # functional layers called by modules that override forward (timm's BatchNormAct2d,
     # LayerNorm2d, StdConv2d …): their parameters arrive as inputs of the call
+    if name == "linear" and params and len(state_shapes[params[0].key]) == 2 and params[0].dims == [1, 0]:
+        # a transposed weight (a tied decoder: F.linear(h, enc.weight.t())): the stored rows
+        # are read, the stored columns written
+        w = params[0]
+        b = params[1].key if len(params) > 1 and len(state_shapes[params[1].key]) == 1 else None
+        if isinstance(x, _Feat):
+            if x.dim != in_nd - 1:
+                freeze_val(x, f"`linear` ({w.key}ᵀ) mixes an axis other than the features")
+            else:
+                add_members(x, w.key, 0, "r", w.key.rsplit(".", 1)[0])
+        return new_writer(state_shapes[w.key][1], w.key, 1, b, nd - 1)
     if name in ("linear", "conv1d", "conv2d", "conv3d", "embedding") and params \
-            and params[0].dims == list(range(len(state_shapes[params[0].key]))):
+            and len(state_shapes[params[0].key]) >= 2 and _as_stored(params[0], state_shapes[params[0].key]):
         w = params[0]
         wshape = state_shapes[w.key]
         b = params[1].key if len(params) > 1 and len(state_shapes[params[1].key]) == 1 else None
+
+        def comp(f: _Feat) -> _Feat:  # a standardised weight's gain moves with its rows
+            for ck, cd in w.companions:
+                add_members(f, ck, cd, "w", w.key.rsplit(".", 1)[0])
+            return f
+
         if name == "embedding":
             return new_writer(wshape[1], w.key, 1, None, nd - 1)
         if name == "linear":
@@ -1061,7 +1167,7 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
                     freeze_val(x, f"`linear` ({w.key}) mixes an axis other than the features")
                 else:
                     add_members(x, w.key, 1, "r", w.key.rsplit(".", 1)[0])
-            return new_writer(wshape[0], w.key, 0, b, nd - 1)
+            return comp(new_writer(wshape[0], w.key, 0, b, nd - 1))
         cin = xin.shape[1] if xin is not None and xin.shape is not None and len(xin.shape) > 1 else None
         g = cin // wshape[1] if cin else None
         if g == 1:
@@ -1070,7 +1176,7 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
                     freeze_val(x, f"`{name}` ({w.key}) mixes an axis other than the channels")
                 else:
                     add_members(x, w.key, 1, "r", w.key.rsplit(".", 1)[0])
-            return new_writer(wshape[0], w.key, 0, b, 1)
+            return comp(new_writer(wshape[0], w.key, 0, b, 1))
         if g == cin:
             if not isinstance(x, _Feat) or x.dim != 1:
                 return None
@@ -1078,14 +1184,25 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
             add_members(f, w.key, 0, "w", w.key.rsplit(".", 1)[0])
             if b is not None:
                 add_members(f, b, 0, "w", w.key.rsplit(".", 1)[0])
-            return f
-        f = new_writer(wshape[0], w.key, 0, b, 1)
+            return comp(f)
+        f = comp(new_writer(wshape[0], w.key, 0, b, 1))
         if g is None or wshape[0] % g or (cin or 0) % g:
             freeze_val(x, f"`{name}` ({w.key}): a convolution whose groups could not be read")
             uf.space(f.segs[0][0]).frozen.append(f"`{name}` ({w.key}): groups could not be read")
             return f
         _grouped_input(x, f, g, w.key, w.key.rsplit(".", 1)[0], uf, freeze_val)
         return f
+    if name in ("linear", "conv1d", "conv2d", "conv3d") and len(n.args) > 1 and isinstance(n.args[1], GNode) \
+            and not isinstance(value(n.args[1]), _Param):
+        # a weight computed from parameters (timm's ScaledStdConv2d standardises its weight with
+        # batch_norm and a gain): not followed, and said so; its input and output stay fixed
+        src = next((p.key.rsplit(".", 1)[0] for p in params), None) or str(n.args[1].target)
+        why = (f"`{name}` with a weight computed from parameters ({src}: e.g. weight standardisation), "
+               "which the finder does not follow")
+        freeze_val(x, why)
+        if why not in notes:
+            notes.append(why)
+        return None
     if name in ("batch_norm", "layer_norm", "rms_norm", "instance_norm") and isinstance(x, _Feat):
         want = 1 if name in ("batch_norm", "instance_norm") else in_nd - 1
         ok = x.dim == want and all(len(state_shapes[p.key]) == 1 and p.dims == [0] for p in params)
@@ -1102,7 +1219,12 @@ def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes,
     if not any(isinstance(v, _Feat) for v in ins):
         # no featured tensor: parameters being reshaped keep track of their stored dimensions
         if isinstance(x, _Param) and n.shape is not None:
-            return _param_reshape(x, xin, n)
+            if name == "batch_norm" and len(x.dims) > 1 and x.dims[1] == 0:
+                # a weight standardised per output channel (rows in dim 1 of the value): the
+                # batch_norm's weight/bias (a gain) move with the rows
+                comp = [(q.key, q.dims[0]) for q in params[1:] if len(q.dims) == 1 and isinstance(q.dims[0], int)]
+                return _Param(x.key, list(x.dims), x.companions + comp)
+            return _param_reshape(x, xin, n, state_shapes.get(x.key))
         return None
     if name in _ELEMENTWISE and len([v for v in ins if isinstance(v, _Feat)]) == 1 and isinstance(x, _Feat) \
             and (n.shape is None or xin is None or xin.shape == n.shape):
@@ -1230,26 +1352,69 @@ def _func_of(name: str, n: GNode) -> Callable[[torch.Tensor], torch.Tensor] | No
     return call
 
 
-def _param_reshape(p: _Param, xin: GNode | None, n: GNode) -> _Param | None:
+def _param_reshape(p: _Param, xin: GNode | None, n: GNode, stored: tuple[int, ...] | None = None) -> _Param | None:
     if xin is None or xin.shape is None or n.shape is None:
         return None
     a, b = list(xin.shape), list(n.shape)
     name = n.target
     if name in ("to", "float", "double", "contiguous", "clone", "detach", "type_as") and a == b:
         return p
+    if name in ("t", "transpose", "swapaxes", "permute") and len(a) == len(b):
+        # a transposed parameter (a tied decoder's enc.weight.t()): its stored dims, reordered
+        args = [v for v in n.args[1:] if isinstance(v, int)] or \
+            [v for v in (n.args[1] if len(n.args) > 1 and isinstance(n.args[1], (list, tuple)) else [])]
+        nd = len(a)
+        if name == "t":
+            perm = list(range(nd))[::-1] if nd == 2 else list(range(nd))
+        elif name == "permute" and len(args) == nd:
+            perm = [d % nd for d in args]
+        elif name != "permute" and len(args) == 2:
+            d0, d1 = (d % nd for d in args)
+            perm = list(range(nd))
+            perm[d0], perm[d1] = d1, d0
+        else:
+            return None
+        return _Param(p.key, [p.dims[d] for d in perm], p.companions)
     if name == "expand":
         pad = len(b) - len(a)
         dims = [None] * pad + [d if a[i] == b[i + pad] else None for i, d in enumerate(p.dims)]
-        return _Param(p.key, dims)
+        return _Param(p.key, dims, p.companions)
     # view/reshape/unsqueeze/squeeze: keep the stored dims whose sizes > 1 survive in order
     real_a = [(i, s) for i, s in enumerate(a) if s != 1]
     real_b = [(j, s) for j, s in enumerate(b) if s != 1]
     if [s for _, s in real_a] != [s for _, s in real_b]:
-        return None
+        return _merge_rest(p, a, b, stored)
     dims: list[int | None] = [None] * len(b)
     for (i, _), (j, _) in zip(real_a, real_b, strict=True):
         dims[j] = p.dims[i]
-    return _Param(p.key, dims)
+    return _Param(p.key, dims, p.companions)
+
+
+def _as_stored(p: _Param, shape: tuple[int, ...]) -> bool:
+    """Whether the value of ``p`` is laid out as the stored tensor (size-1 dims may have lost
+    their trace through a reshape: a 1×1 convolution's (C_out, C_in, 1, 1) weight)."""
+    return len(p.dims) == len(shape) and all(d == i or (d is None and shape[i] == 1) for i, d in enumerate(p.dims))
+
+
+_MERGED = -1  # a dimension of a parameter value holding several stored dimensions, flattened
+
+
+def _merge_rest(p: _Param, a: list[int], b: list[int], stored: tuple[int, ...] | None) -> _Param | None:
+    """A parameter reshaped so that its stored dim 0 stays and the rest is flattened
+    (ScaledStdConv2d: (C_out, C_in, k, k) → (1, C_out, C_in·k·k)), or reshaped back to its
+    stored shape from such a value (``reshape_as(weight)``); None for any other reshape."""
+    if stored is None:
+        return None
+    real_b = [(j, s) for j, s in enumerate(b) if s != 1]
+    if list(a) == list(stored) and p.dims == list(range(len(stored))) and len(real_b) == 2 \
+            and len(stored) > 2 and real_b[0][1] == stored[0] and real_b[1][1] == math.prod(stored[1:]):
+        dims: list[int | None] = [None] * len(b)
+        dims[real_b[0][0]], dims[real_b[1][0]] = 0, _MERGED
+        return _Param(p.key, dims, p.companions)
+    if list(b) == list(stored) and sorted(d for d in p.dims if d is not None) == [_MERGED, 0] \
+            and p.dims.index(0) < p.dims.index(_MERGED):
+        return _Param(p.key, list(range(len(stored))), p.companions)
+    return None
 
 
 def _param_member(p: _Param, pshape: tuple[int, ...], out_dim: int, out_nd: int) -> int | None:
@@ -1525,17 +1690,31 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
                                  "query heads", name=f"{path}.heads.g{g}", kind="attention head",
                                  note=f"the {r} query heads sharing key/value head {g} permute among themselves"))
             continue
-        if {"query", "key", "value"} <= names:
-            q = mods[p + "query"]
+        fused = _fused_qkv_heads(mod, path, p, names, mods, cfg_int, bias)
+        if fused is not None:
+            out += fused
+            continue
+        trio = next((t for t in (("query", "key", "value"), ("query_proj", "key_proj", "value_proj")) if set(t) <= names),
+                    None)
+        if trio is not None:
+            # BERT/ViT/ALBERT ``query/key/value``; DeBERTa-v2's ``query_proj/key_proj/value_proj``
+            # (its relative-position embeddings go through the same projections, or through
+            # ``pos_key_proj``/``pos_query_proj``, whose rows move with the heads too)
+            q = mods[p + trio[0]]
             H = cfg_int(mod, "num_attention_heads", "num_heads")
             hd = cfg_int(mod, "attention_head_size", "head_dim") or (q.out_features // H if H else None)
             parent, _, _ = path.rpartition(".")
-            o = mods.get(f"{parent}.output.dense") if parent else None
-            if not (H and hd and isinstance(o, nn.Linear) and all(isinstance(mods[p + s], nn.Linear) for s in ("query", "key", "value"))):
+            # the output projection: BERT/ViT's sibling ``output.dense``, ALBERT's own ``dense``
+            opath = f"{parent}.output.dense" if parent and isinstance(mods.get(f"{parent}.output.dense"), nn.Linear) \
+                else f"{p}dense"
+            o = mods.get(opath)
+            if not (H and hd and isinstance(o, nn.Linear) and all(isinstance(mods[p + s], nn.Linear) for s in trio)):
                 continue
-            w = [Member(f"{p}{s}.weight", 0, block=hd) for s in ("query", "key", "value")]
-            w += [Member(b, 0, block=hd) for s in ("query", "key", "value") for b in bias(p + s)]
-            out.append(_head(path, H, hd, w, [Member(f"{parent}.output.dense.weight", 1, block=hd)], "q/k/v"))
+            srcs = list(trio) + [s for s in ("pos_key_proj", "pos_query_proj")
+                                 if isinstance(mods.get(p + s), nn.Linear) and mods[p + s].out_features == H * hd]
+            w = [Member(f"{p}{s}.weight", 0, block=hd) for s in srcs]
+            w += [Member(b, 0, block=hd) for s in srcs for b in bias(p + s)]
+            out.append(_head(path, H, hd, w, [Member(f"{opath}.weight", 1, block=hd)], "q/k/v"))
             continue
         if {"c_attn", "c_proj"} <= names and _is_conv1d_hf(mods[p + "c_attn"]):
             H = cfg_int(mod, "num_heads", "n_head")
@@ -1548,6 +1727,20 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
         levit = _levit_heads(mod, p, mods, names)
         if levit is not None:
             out.append(levit)
+            continue
+        if {"q", "kv", "proj"} <= names and all(isinstance(mods[p + c], nn.Linear) for c in ("q", "kv", "proj")):
+            # PVT-v2 / SegFormer-style: queries from q, keys and values from kv (C → 2C: all keys,
+            # then all values) over spatially reduced tokens, output through proj
+            q, kv, proj = mods[p + "q"], mods[p + "kv"], mods[p + "proj"]
+            H = cfg_int(mod, "num_heads")
+            if not H or q.out_features % H or kv.out_features != 2 * q.out_features \
+                    or proj.in_features != q.out_features:
+                continue
+            hd = q.out_features // H
+            w = [Member(f"{p}q.weight", 0, block=hd)] + [Member(b, 0, block=hd) for b in bias(p + "q")]
+            w += [Member(f"{p}kv.weight", 0, block=hd, segments=2)] + [Member(b, 0, block=hd, segments=2)
+                                                                       for b in bias(p + "kv")]
+            out.append(_head(path, H, hd, w, [Member(f"{p}proj.weight", 1, block=hd)], "q and k/v"))
             continue
         if {"qkv", "proj"} <= names and isinstance(mods[p + "qkv"], nn.Linear) and isinstance(mods[p + "proj"], nn.Linear):
             qkv, proj = mods[p + "qkv"], mods[p + "proj"]
@@ -1563,6 +1756,8 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             if qkv.out_features == 3 * H * hd:  # timm ViT: all queries, then all keys, then values
                 w = [Member(f"{p}qkv.weight", 0, block=hd, segments=3)]
                 w += [Member(b, 0, block=hd, segments=3) for b in bias(p + "qkv")]
+                # BEiT/EVA's separate q_bias and v_bias, EVA's norm over the heads' outputs
+                w += _head_dim_members(mod, p, H, hd, exclude=("qkv", "proj"))
                 layouts.append((w, "q/k/v"))
             blk = qkv.out_features // H  # per head, its q, k and v rows together (EfficientFormer)
             w = [Member(f"{p}qkv.weight", 0, block=blk)] + [Member(b, 0, block=blk) for b in bias(p + "qkv")]
@@ -1572,12 +1767,169 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
             first["alternatives"] = [_head(path, H, blk, w2 + per_head, [Member(f"{p}proj.weight", 1, block=ob)], what)
                                      for w2, what in layouts[1:]]
             out.append(first)
+    return _join_position_bias_heads(out, mods)
+
+
+def _join_position_bias_heads(heads: list[dict[str, Any]], mods: dict[str, nn.Module]) -> list[dict[str, Any]]:
+    """T5: the first self-attention of a stack owns ``relative_attention_bias`` (an Embedding of
+    buckets × H) and its output — one bias per head — is added to the scores of *every* layer's
+    self-attention in the stack. Head h of every layer reads column h of that one table, so the
+    heads of all these layers move by one permutation, with the table's columns: one joint axis
+    of H! for the stack, instead of one per layer (each of which fails alone)."""
+    from netxray.lenses.symmetry import Member
+
+    for path, mod in mods.items():
+        emb = getattr(mod, "relative_attention_bias", None)
+        if not (isinstance(emb, nn.Embedding) and getattr(mod, "has_relative_attention_bias", False)
+                and ".block." in path):
+            continue
+        stack, rest = path.split(".block.", 1)
+        role = rest.split(".", 1)[1] if "." in rest else ""
+        group = [h for h in heads if h["name"] == f"{h['layer']}.heads" and h["layer"].startswith(stack + ".block.")
+                 and h["layer"].split(".block.", 1)[1].split(".", 1)[-1] == role and h["size"] == emb.embedding_dim]
+        if not any(h["layer"] == path for h in group):
+            continue
+        hd = group[0]["head_dim"]
+        joint = _head(f"{stack}.block", emb.embedding_dim, hd,
+                      [m for h in group for m in h["writers"]] + [Member(f"{path}.relative_attention_bias.weight", 1)],
+                      [m for h in group for m in h["readers"]], "q/k/v", name=f"{stack}.block.*.{role}.heads",
+                      note=f"the {emb.embedding_dim} heads of all {len(group)} layers' {role} move together with the "
+                      f"columns of {path}.relative_attention_bias, the one per-head position bias they all add "
+                      "(the per-head GL(d_head) symmetries are not counted)")
+        heads = [h for h in heads if not any(h is g for g in group)] + [joint]
+    return heads
+
+
+def expert_axes(model: nn.Module) -> list[dict[str, Any]]:
+    """Axes of mixture-of-experts blocks whose experts are stacked in tensors with a leading
+    expert dimension (Hugging Face Mixtral/Qwen-MoE style ``experts.gate_up_proj`` (E, 2F, d),
+    ``experts.down_proj`` (E, d, F), optional biases) next to a router whose weight is (E, d):
+
+    - the experts permute with the router's rows (E!): the same tokens reach the same (moved)
+      expert with the same weight;
+    - inside each expert, its F hidden units permute (its gate and up rows, its down columns):
+      one grouped axis of E groups, (F!)^E. A gated layout is tried as [gate; up] halves first,
+      then interleaved (gate, up) pairs; the verification keeps the one that holds and checks
+      that the probe reaches every expert (an expert no probe token is routed to would pass
+      vacuously: then the axis is rejected and says so).
+
+    Read from the module tree (the routing itself — top-k, sorting tokens by expert, grouped
+    matmuls — is no op the graph follows). Each entry as :func:`head_axes`'."""
+    from netxray.lenses.symmetry import Member
+
+    out: list[dict[str, Any]] = []
+    for path, mod in model.named_modules():
+        experts = getattr(mod, "experts", None)
+        if not isinstance(experts, nn.Module) or isinstance(experts, (nn.ModuleList, nn.ModuleDict)):
+            continue
+        p = f"{path}." if path else ""
+        stacked = {n: t for n, t in experts.named_parameters(recurse=False)}
+        router = next(((n, c) for n, c in mod.named_children() if n != "experts"
+                       and isinstance(getattr(c, "weight", None), torch.Tensor) and c.weight.ndim == 2), None)
+        if router is None or "gate_up_proj" not in stacked or "down_proj" not in stacked:
+            continue
+        E, d = router[1].weight.shape
+        gu, dn = stacked["gate_up_proj"], stacked["down_proj"]
+        if gu.ndim != 3 or dn.ndim != 3 or gu.shape[0] != E or dn.shape[0] != E:
+            continue
+        F = next((s for s in dn.shape[1:] if s != d), None)
+        if F is None or 2 * F not in gu.shape[1:] or d not in gu.shape[1:]:
+            continue
+        gdim = list(gu.shape).index(2 * F, 1)
+        ddim = 1 + [i for i, s in enumerate(dn.shape[1:]) if s == F][0]
+        rkey = f"{p}{router[0]}.weight"
+        keys = [f"{p}experts.{n}" for n in stacked]
+        ex = [Member(rkey, 0)] + [Member(k, 0) for k in keys]
+        if getattr(router[1], "bias", None) is not None:
+            ex.append(Member(f"{p}{router[0]}.bias", 0))
+        out.append({"name": f"{path}.experts", "layer": path, "size": E, "writers": ex, "readers": [],
+                    "kind": "expert", "head_dim": 0, "groups": 1, "explains": [rkey],
+                    "note": f"{E} experts permute with the router's rows ({rkey}): every stacked expert tensor "
+                    "moves along its expert dimension"})
+
+        layouts = []  # [gate; up] halves (Mixtral), then interleaved (gate, up) pairs
+        for segments, block in ((2, 1), (1, 2)):
+            w = [Member(f"{p}experts.gate_up_proj", gdim, block=block, segments=segments, groups=E, row_dim=0),
+                 Member(f"{p}experts.down_proj", ddim, groups=E, row_dim=0)]
+            if "gate_up_proj_bias" in stacked and tuple(stacked["gate_up_proj_bias"].shape) == (E, 2 * F):
+                w.append(Member(f"{p}experts.gate_up_proj_bias", 1, block=block, segments=segments, groups=E,
+                                row_dim=0))
+            layouts.append(w)
+        note = (f"inside each of the {E} experts, its {F} hidden units permute (its gate and up rows, its "
+                f"down-projection columns): ({F}!)^{E}")
+        first = {"name": f"{path}.experts.hidden", "layer": path, "size": E * F, "writers": layouts[0],
+                 "readers": [], "kind": "expert hidden unit", "head_dim": 0, "groups": E, "note": note,
+                 "reach": (f"{p}experts.gate_up_proj", E)}
+        first["alternatives"] = [dict(first, writers=layouts[1], note=note + " (gate and up rows interleaved)")]
+        out.append(first)
     return out
 
 
-# (query, key, value, output) projection names: Llama/Mistral/Qwen…, DistilBERT, T5, diffusers
+# (query, key, value, output) projection names: Llama/Mistral/Qwen…, DistilBERT, T5, diffusers,
+# OPT/CLIP/BART/Whisper
 _QKVO = (("q_proj", "k_proj", "v_proj", "o_proj"), ("q_lin", "k_lin", "v_lin", "out_lin"),
-         ("q", "k", "v", "o"), ("to_q", "to_k", "to_v", "to_out"))
+         ("q", "k", "v", "o"), ("to_q", "to_k", "to_v", "to_out"), ("q_proj", "k_proj", "v_proj", "out_proj"))
+
+
+def _fused_qkv_heads(mod: nn.Module, path: str, p: str, names: set[str], mods: dict[str, nn.Module],
+                     cfg_int: Callable[..., int | None], bias: Callable[[str], list[Any]]) -> list[dict[str, Any]] | None:
+    """Heads of attention modules whose queries, keys and values come from one fused Linear:
+
+    - ``query_key_value`` + ``dense`` (GPT-NeoX, Bloom): the output is viewed as (…, H, 3·d_head),
+      each head's q, k and v rows in one contiguous block of 3·d_head rows; the dense layer's
+      column blocks of d_head move with them (Bloom's ALiBi slopes are fixed per head position,
+      so its heads are no symmetry: the verification rejects them, and that is the answer);
+    - ``qkv_proj`` + ``o_proj`` (Phi-3): H·d query rows, then G·d key rows, then G·d value rows
+      (grouped-query attention: one axis for the key/value groups with their query heads, one
+      per group for the query heads sharing it, as for Llama's separate projections).
+
+    None when the module is not one of these layouts."""
+    from netxray.lenses.symmetry import Member
+
+    if {"query_key_value", "dense"} <= names:
+        qkv, o = mods[p + "query_key_value"], mods[p + "dense"]
+        if not (isinstance(qkv, nn.Linear) and isinstance(o, nn.Linear)):
+            return None
+        H = cfg_int(mod, "num_attention_heads", "num_heads", "n_head")
+        if not H or qkv.out_features % (3 * H):
+            return None
+        hd = cfg_int(mod, "head_size", "head_dim") or qkv.out_features // (3 * H)
+        if qkv.out_features != 3 * H * hd or o.in_features != H * hd:
+            return None
+        w = [Member(f"{p}query_key_value.weight", 0, block=3 * hd)]
+        w += [Member(b, 0, block=3 * hd) for b in bias(p + "query_key_value")]
+        return [_head(path, H, hd, w, [Member(f"{p}dense.weight", 1, block=hd)], "per-head interleaved q/k/v")]
+    if {"qkv_proj", "o_proj"} <= names:
+        qkv, o = mods[p + "qkv_proj"], mods[p + "o_proj"]
+        if not (isinstance(qkv, nn.Linear) and isinstance(o, nn.Linear)):
+            return None
+        H = cfg_int(mod, "num_attention_heads", "num_heads")
+        G = cfg_int(mod, "num_key_value_heads") or H
+        hd = cfg_int(mod, "head_dim") or (o.in_features // H if H else None)
+        if not (H and G and hd) or H % G or qkv.out_features != (H + 2 * G) * hd or o.in_features != H * hd:
+            return None
+        r = H // G
+        key, bkeys = f"{p}qkv_proj.weight", bias(p + "qkv_proj")
+        if G == H or G == 1:
+            blk = hd
+            w = [Member(k, 0, block=blk) for k in [key, *bkeys]]
+            if G == H:
+                w += [Member(k, 0, block=hd, offset=off) for k in [key, *bkeys] for off in (H * hd, 2 * H * hd)]
+            head = _head(path, H, hd, w, [Member(f"{p}o_proj.weight", 1, block=hd)], "fused q/k/v")
+            return [head]
+        groups = [Member(k, 0, block=hd * r) for k in [key, *bkeys]]
+        groups += [Member(k, 0, block=hd, offset=off) for k in [key, *bkeys] for off in (H * hd, (H + G) * hd)]
+        out = [_head(path, G, hd, groups, [Member(f"{p}o_proj.weight", 1, block=hd * r)], "key/value group",
+                     name=f"{path}.kv_groups", kind="key/value head group",
+                     note=f"grouped-query attention in one fused qkv projection: {G} key/value heads, each shared "
+                     f"by {r} query heads; the groups permute (k/v rows and their query heads move together)")]
+        for g in range(G):
+            w = [Member(k, 0, block=hd, offset=g * r * hd) for k in [key, *bkeys]]
+            out.append(_head(path, r, hd, w, [Member(f"{p}o_proj.weight", 1, block=hd, offset=g * r * hd)],
+                             "query heads", name=f"{path}.heads.g{g}", kind="attention head",
+                             note=f"the {r} query heads sharing key/value head {g} permute among themselves"))
+        return out
+    return None
 
 
 def _linear_norm(path: str, mods: dict[str, nn.Module]) -> tuple[str, str | None] | None:
@@ -1632,6 +1984,29 @@ def _levit_heads(mod: nn.Module, p: str, mods: dict[str, nn.Module], names: set[
     writers += _per_head_members(mod, p, H, exclude=(*srcs, "proj"))
     path = p[:-1]
     return _head(path, H, vd, writers, [Member(f"{pr[0]}.weight", 1, block=vd)], "per-head q/k/v (LeViT)")
+
+
+def _head_dim_members(mod: nn.Module, p: str, H: int, hd: int, exclude: tuple[str, ...]) -> list[Any]:
+    """Parameters of an attention module laid out along the H·d_head features of its heads,
+    which move with their head in blocks of d_head: timm BEiT/EVA's ``q_bias`` and ``v_bias``
+    (the qkv Linear has no bias of its own: ``F.linear(x, qkv.weight, cat(q_bias, 0, v_bias))``),
+    a 3·H·d_head packed bias (three segments), EVA's LayerNorm over the concatenated heads'
+    outputs (``attn.norm``) and the rows of a Linear that writes those features (a gate). Left
+    out, such a tensor makes a head axis that holds only while it is zero (BEiT at init): the
+    verification on random values rejects that. A wrong guess fails verification too."""
+    from netxray.lenses.symmetry import Member
+
+    out = []
+    if hd < 2:
+        return out
+    for n, t in mod.named_parameters():
+        if n.split(".")[0] in exclude or t.ndim < 1:
+            continue
+        if t.shape[0] == H * hd:
+            out.append(Member(f"{p}{n}", 0, block=hd))
+        elif t.shape[0] == 3 * H * hd:
+            out.append(Member(f"{p}{n}", 0, block=hd, segments=3))
+    return out
 
 
 def _per_head_members(mod: nn.Module, p: str, H: int, exclude: tuple[str, ...]) -> list[Any]:

@@ -15,8 +15,9 @@ layout, any other model from the graph of one real forward pass (``capture.graph
 module hooks plus a ``TorchFunctionMode``), following each hidden space from its writers
 (Linear/Conv rows, norms, embeddings) through element-wise ops, residual additions,
 concatenations, reshapes and (grouped) convolutions to its readers. Every axis reported is
-verified by a permutation test on the model itself. What could not be analysed is listed with
-its reason, never silently skipped.
+verified by a permutation test on a copy of the model whose parameters all hold random values (an
+axis is a claim about every parameter value: none may rest on a bias or a head that happens to
+be zero). What could not be analysed is listed with its reason, never silently skipped.
 
 Example
 -------
@@ -141,6 +142,9 @@ class Axis:
     # compare groups by their channels' rows sorted inside the group, so that the comparison does
     # not depend on the order of channels inside a group (fixed only later, by the grouped axes)
     inner: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    # (key, n): the axis is tested non-vacuously only if the probe reaches each of the n slabs of
+    # ``key`` along dim 0 (stacked experts): checked before it is verified
+    reach: tuple[str, int] | None = None
 
 
 @dataclass
@@ -154,6 +158,7 @@ class _Analysis:
     readable: bool = True  # False: the structure could not be read at all
     probe: Any = None  # the example input the structure was read with, when one was needed
     m64: nn.Module | None = None  # its eval-mode float64 copy, when one was made
+    calls: dict[str, int] | None = None  # the layers (module paths) the recorded pass called
 
 
 def _index(size: int, m: Member, units: np.ndarray) -> np.ndarray:
@@ -163,20 +168,19 @@ def _index(size: int, m: Member, units: np.ndarray) -> np.ndarray:
 
 
 def _grouped_view(t: np.ndarray, m: Member, size: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    """A grouped member's tensor as (size, rest): unit u = j·k + i is row block j, column i."""
-    g = m.groups
-    k = size // g
+    """A grouped member's tensor as (size, rest): unit u = j·k + i is row block j, column i (in
+    each of its ``segments``: a stacked expert's gate and up rows)."""
+    g, k, S = m.groups, size // m.groups, m.segments
     a = np.moveaxis(t, (m.row_dim, m.dim), (0, 1))
     shp = a.shape
-    r = a.reshape(g, shp[0] // g, k * m.block, -1).reshape(g, shp[0] // g, k, m.block, -1)
-    return np.ascontiguousarray(r.transpose(0, 2, 1, 3, 4)).reshape(size, -1), shp
+    r = a.reshape(g, shp[0] // g, S, k, m.block, -1)
+    return np.ascontiguousarray(r.transpose(0, 3, 1, 2, 4, 5)).reshape(size, -1), shp
 
 
 def _grouped_set(state: dict[str, np.ndarray], m: Member, size: int, rows: np.ndarray) -> None:
-    g = m.groups
-    k = size // g
+    g, k, S = m.groups, size // m.groups, m.segments
     shp = np.moveaxis(state[m.key], (m.row_dim, m.dim), (0, 1)).shape
-    r = rows.reshape(g, k, shp[0] // g, m.block, -1).transpose(0, 2, 1, 3, 4).reshape(shp)
+    r = rows.reshape(g, k, shp[0] // g, S, m.block, -1).transpose(0, 2, 3, 1, 4, 5).reshape(shp)
     state[m.key] = np.ascontiguousarray(np.moveaxis(r, (0, 1), (m.row_dim, m.dim)))
 
 
@@ -636,15 +640,14 @@ def _generic_axes(
 
     found = sg.find_axes(model, graph)
     heads = sg.head_axes(model)
+    experts = sg.expert_axes(model)
     mods = dict(model.named_modules())
     shapes = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
-    head_keys = {m.key for h in heads for m in h["writers"] + h["readers"]} | {k for h in heads for k in h.get("explains", [])}
+    head_keys = {m.key for h in heads + experts for m in h["writers"] + h["readers"]} \
+        | {k for h in heads + experts for k in h.get("explains", [])}
     notes = list(found.notes)
     outputs: list[str] = []
     output_keys: set[str] = set()
-    for path, n in found.module_calls.items():
-        if n > 1 and any(True for _ in mods[path].parameters(recurse=False)):
-            notes.append(f"{path}: called {n} times (shared weights): its outputs share one permutation")
     axes: list[tuple[int, Axis]] = []
     for sp in found.spaces:
         writer_keys = {m.key for role, m in sp.members if role == "w"}
@@ -681,6 +684,8 @@ def _generic_axes(
     # a head axis is processed where its projections' outputs start (the frozen q/k/v space)
     start = {m.key: sp.order for sp in found.spaces for role, m in sp.members if role == "w"}
     for h in heads:
+        if h["size"] < 2:
+            continue  # one head: nothing to permute (its q/k/v spaces are accounted for, not frozen)
         ax = Axis(name=h["name"], layer=h["layer"], kind=h["kind"], size=h["size"], writers=h["writers"],
                   readers=h["readers"], act="other", activation="softmax attention", reducible=False,
                   note=h["note"], alternatives=[
@@ -689,6 +694,16 @@ def _generic_axes(
                            note=a["note"]) for a in h.get("alternatives", [])])
         order = min((start[m.key] for m in h["writers"] if m.key in start), default=10**9)
         axes.append((order + 0.5, ax))
+    for e in experts:  # stacked experts × router; each expert's hidden units (grouped by expert)
+        def axis(d: dict[str, Any]) -> Axis:
+            return Axis(name=d["name"], layer=d["layer"], kind=d["kind"], size=d["size"], writers=d["writers"],
+                        readers=d["readers"], act="other", activation="routed experts", reducible=False,
+                        note=d["note"], groups=d["groups"], reach=d.get("reach"))
+
+        ax = axis(e)
+        ax.alternatives = [axis(a) for a in e.get("alternatives", [])]
+        order = min((start[m.key] for m in e["writers"] if m.key in start), default=10**9)
+        axes.append((order + 0.6, ax))
     axes.sort(key=lambda t: t[0])
     out = [a for _, a in axes]
     # names are keys (verification, alignment): pieces of one cut space share their writers,
@@ -709,7 +724,7 @@ def _generic_axes(
                     a.kind = "FFN " + a.kind
                     break
     _set_match(out, shapes)
-    return out, notes, outputs, output_keys
+    return out, notes, outputs, output_keys, dict(found.module_calls)
 
 
 def _group_block_axes(found: Any, notes: list[str]) -> list[tuple[float, Axis]]:
@@ -781,13 +796,21 @@ def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int
     from netxray.lenses import _symmetry_graph as sg
 
     writers = _dedupe([m for role, m in sp.members if role in ("w", "n")])
-    readers = _dedupe([m for role, m in sp.members if role == "r"])
+    # a slice both written and read (a tied decoder reads the encoder's rows) moves once
+    written = {(m.key, m.dim, m.offset, m.block, m.segments, m.groups, m.row_dim) for m in writers}
+    read = _dedupe([m for role, m in sp.members if role == "r"])
+    readers = [m for m in read if (m.key, m.dim, m.offset, m.block, m.segments, m.groups, m.row_dim) not in written]
+    if len(readers) < len(read):
+        joined_extra = {"shared"}
+    else:
+        joined_extra = set()
     full = all(m.offset == 0 and shapes[m.key][m.dim] == m.segments * sp.size * m.block for m in writers + readers)
     w_mods = [mods.get(w) for w in sp.writers]
     r_mods = [mods.get(r) for r in sp.readers]
-    joined = {j for j in sp.joined if j not in ("add-broadcast", "mul-broadcast")}
+    joined = {j for j in sp.joined if j not in ("add-broadcast", "mul-broadcast")} | joined_extra
     simple = (
-        full and len(sp.writers) == 1 and len(sp.readers) == 1 and not joined
+        full and len(sp.writers) == 1 and len(sp.readers) == 1 and not joined and readers
+        and sp.writers[0] != sp.readers[0]  # not a module reading its own rows (tied weights)
         and isinstance(w_mods[0], _PRODUCERS) and getattr(w_mods[0], "groups", 1) == 1
         and isinstance(r_mods[0], _PRODUCERS) and getattr(r_mods[0], "groups", 1) == 1
         and all(isinstance(a, nn.Module) or a[2] is not None for a in sp.acts)
@@ -830,7 +853,9 @@ def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int
     how = {"add": "residual additions", "mul": "element-wise products", "norm": "normalisations",
            "cat-token": "token concatenation", "depthwise": "depthwise convolutions", "reduced": "reductions",
            "add-param": "added parameters", "mul-param": "scaling parameters", "roll": "spatial rolls",
-           "grouped": "grouped convolutions", "shuffle": "channel shuffles"}
+           "grouped": "grouped convolutions", "shuffle": "channel shuffles",
+           "shared": "shared weights (a module called more than once, tied parameters)",
+           "recurrent": "a recurrent layer's gates and states"}
     through = [how[j] for j in sorted(joined) if j in how]
     return Axis(
         name=name, layer=layer, kind=kind, size=sp.size, writers=writers, readers=readers, bias=bias,
@@ -864,7 +889,7 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
     outputs: list[str] = []
     output_keys: set[str] = set()
     readable = True
-    probe, m64 = None, None
+    probe, m64, calls = None, None, None
     if fam == "mlp":
         axes = _mlp_axes(model, keys)
     elif fam == "cnn":
@@ -875,8 +900,7 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
         axes = _vit_axes(model, keys)
     else:
         try:
-            m64 = _eval64(model)
-            probe = _probe_inputs(model, data, m64=m64)
+            m64, probe = _copy_that_runs(model, data)
         except ValueError as exc:
             probe, graph, why = None, None, str(exc)
         else:
@@ -885,7 +909,7 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
             axes, notes, readable = [], [f"the model's structure could not be read: {why}; no symmetry was proven for it"], False
         else:
             try:
-                axes, notes, outputs, output_keys = _generic_axes(model, graph, keys)
+                axes, notes, outputs, output_keys, calls = _generic_axes(model, graph, keys)
             except Exception as exc:  # a layer the finder trips over: a stated failure, never a crash
                 axes, readable = [], False
                 notes = [f"the axis finder failed on this model's graph ({type(exc).__name__}: {str(exc)[:200]}); "
@@ -893,7 +917,15 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
             if why:  # parts of the pass the graph could not follow
                 notes.insert(0 if readable else 1, f"graph: {why}")
     covered = {m.key for a in axes for m in a.writers + a.readers}
-    float_keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
+    sd = model.state_dict(keep_vars=True)
+    float_keys = [k for k, v in sd.items() if v.is_floating_point()]
+    # a tensor stored under several keys (tied weights: ALBERT's predictions.bias is its
+    # decoder's bias) is covered, or shown at the output, under all of them
+    names: dict[int, list[str]] = {}
+    for k in float_keys:
+        names.setdefault(id(sd[k]), []).append(k)
+    covered |= {a for k in covered if k in sd for a in names.get(id(sd[k]), [])}
+    output_keys = output_keys | {a for k in output_keys if k in sd for a in names.get(id(sd[k]), [])}
 
     def owner(k: str) -> str:
         return k.rsplit(".", 1)[0] if "." in k else k
@@ -921,7 +953,7 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
             (f" (+{len(fixed) - 20} more)" if len(fixed) > 20 else "")
     if wrapper:
         statement = f"unwrapped from {wrapper}; " + statement
-    return _Analysis(fam, axes, not_analysed, statement, model, wrapper, readable, probe, m64)
+    return _Analysis(fam, axes, not_analysed, statement, model, wrapper, readable, probe, m64, calls)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -946,21 +978,42 @@ def _first_rows(x: Any, n: int) -> Any:
     return x
 
 
+def _data_probes(data: Any, n: int) -> list[_Probe]:
+    """Probe inputs from the first ``n`` samples of ``data``, in every form the other lenses take
+    (:func:`netxray.capture.inputs.resolve_samples`): a tensor, an ``(x, y)`` tuple,
+    ``((x1, x2), y)`` or ``(x1, x2)`` for a model with several positional inputs, a dict of
+    keyword tensors, a list of (dict) batches, a Dataset or DataLoader, a netxray Dataset.
+    A tuple of tensors is ambiguous — ``(x, y)`` or two inputs: the first is tried alone first,
+    then all of them as positional inputs."""
+    from netxray.capture.inputs import resolve_samples
+
+    d = getattr(data, "test", data)  # DataSplits → test split
+    d = getattr(d, "x", d)  # Dataset → inputs
+    if isinstance(d, torch.Tensor):
+        if d.ndim < 1 or len(d) == 0:
+            raise ValueError("data: expected a tensor of inputs with a batch dimension (N, ...)")
+        return [_Probe((d[:n],), {}, "data")]
+    if isinstance(d, dict) and d and any(isinstance(v, torch.Tensor) for v in d.values()):
+        return [_Probe((), _first_rows(dict(d), n), "data")]
+    if isinstance(d, (tuple, list)) and len(d) >= 2 and all(isinstance(t, torch.Tensor) and t.ndim for t in d) \
+            and len({len(t) for t in d}) == 1:
+        return [_Probe((d[0][:n],), {}, "data"),
+                _Probe(tuple(t[:n] for t in d), {}, f"data ({len(d)} positional inputs)")]
+    try:
+        samples = resolve_samples(data, n_samples=n)
+        inputs, _ = samples.take(torch.arange(min(n, len(samples))))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"data: {exc}") from exc
+    if isinstance(inputs, dict):
+        return [_Probe((), dict(inputs), "data")]
+    if isinstance(inputs, tuple):
+        return [_Probe(tuple(inputs), {}, f"data ({len(inputs)} positional inputs)")]
+    return [_Probe((inputs,), {}, "data")]
+
+
 def _probe_candidates(model: nn.Module, data: Any, n: int, seed: int) -> list[_Probe]:
     if data is not None:
-        d = getattr(data, "test", data)  # DataSplits → test split
-        d = getattr(d, "x", d)  # Dataset → inputs
-        if isinstance(d, (tuple, list)) and d and isinstance(d[0], torch.Tensor):
-            d = d[0]
-        if isinstance(d, torch.Tensor):
-            if d.ndim < 1 or len(d) == 0:
-                raise ValueError("data: expected a tensor of inputs with a batch dimension (N, ...)")
-            return [_Probe((d[:n],), {}, "data")]
-        if isinstance(d, dict) and d:
-            return [_Probe((), _first_rows(dict(d), n), "data")]
-        raise ValueError(
-            f"data: expected a tensor, an (x, y) tuple, a dict of tensors or a netxray Dataset, got {type(data).__name__}"
-        )
+        return _data_probes(data, n)
     g = torch.Generator().manual_seed(seed)
     cfg = getattr(model, "netxray_config", None)
     if isinstance(cfg, dict) and "input_shape" in cfg:
@@ -1053,19 +1106,23 @@ def _float_outputs(y: Any) -> list[torch.Tensor]:
     return []
 
 
-def _to64(x: Any) -> Any:
+def _to64(x: Any, dtype: torch.dtype = torch.float64) -> Any:
+    """Floating tensors of ``x`` (nested in tuples, lists, dicts) cast to ``dtype``."""
     if isinstance(x, torch.Tensor):
-        return x.to(torch.float64) if x.is_floating_point() else x
+        return x.to(dtype) if x.is_floating_point() else x
     if isinstance(x, dict):
-        return {k: _to64(v) for k, v in x.items()}
+        return {k: _to64(v, dtype) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return type(x)(_to64(v) for v in x)
+        return type(x)(_to64(v, dtype) for v in x)
     return x
 
 
 def _run(model: nn.Module, probe: _Probe) -> list[torch.Tensor]:
+    """The floating outputs of ``model`` on ``probe``, its floating inputs cast to the model's
+    floating dtype (float64 for the verification copy, float32 where the model needs it)."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float64)
     with torch.no_grad():
-        return _float_outputs(model(*_to64(probe.args), **_to64(probe.kwargs)))
+        return _float_outputs(model(*_to64(probe.args, dtype), **_to64(probe.kwargs, dtype)))
 
 
 def _lowest_precision(m64: nn.Module, probe: _Probe) -> torch.dtype:
@@ -1144,7 +1201,7 @@ class _Verifier:
             with torch.no_grad():
                 for k in moved:
                     self.live[k].copy_(torch.from_numpy(st[k]).to(self.device))
-            self.m64.eval()  # modules that cache parameter-derived tensors clear them here (timm)
+            _flush(self.m64)
             self.forwards += 1
             y = _run(self.m64, self.probe)
             y0 = self.y0
@@ -1191,6 +1248,42 @@ class _Verifier:
         return [r for r in out if r is not None]
 
 
+def _layers_not_reached(m: nn.Module, probe: _Probe, calls: dict[str, int]) -> set[str]:
+    """The layers the recorded pass called (``calls``: module path → count) that one pass of
+    the randomised copy ``m`` on ``probe`` does not call."""
+    mods = dict(m.named_modules())
+    seen: set[str] = set()
+    hooks = [mods[p].register_forward_pre_hook(lambda *_, p=p: seen.add(p)) for p in calls if p in mods]
+    try:
+        _run(m, probe)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {p for p in calls if p in mods and p not in seen}
+
+
+def _unreached(v: _Verifier, key: str, n: int) -> list[int]:
+    """The slabs j < n of ``key`` along dim 0 (stacked experts) whose change does not move the
+    outputs on the probe: no probe token reaches them, so an axis moving them is untested."""
+    out = []
+    t = v.live[key]
+    for j in range(n):
+        with torch.no_grad():
+            saved = t[j].clone()
+            t[j].mul_(1.5).add_(0.1)
+        try:
+            _flush(v.m64)
+            y = _run(v.m64, v.probe)
+            moved = max((float((a - b).abs().max()) for a, b in zip(y, v.y0, strict=True) if a.numel()), default=0.0)
+            if moved <= v.rtol * max(v.ref, 1e-300):
+                out.append(j)
+        finally:
+            with torch.no_grad():
+                t[j].copy_(saved)
+            _flush(v.m64)
+    return out
+
+
 def _verify_axes(
     model: nn.Module, axes: Sequence[Axis], probe: _Probe, seed: int = 0, rtol: float = 1e-10
 ) -> list[tuple[bool, float, str]]:
@@ -1210,40 +1303,70 @@ def _to_device(x: Any, device: torch.device) -> Any:
     return x
 
 
-def _unzeroed(m64: nn.Module, probe: _Probe, seed: int) -> tuple[list[str], str]:
-    """Fill the all-zero floating-point parameters of the float64 copy ``m64`` (our own copy,
-    never the user's model) with random values in place (weights N(0, 1/fan_in), vectors
-    N(0, 0.1²); up to three seeds) until its outputs on ``probe`` are not all zero. Returns the
-    keys filled — the caller sets them back to zero after the verification, so the copy holds
-    the model's values again for the identical-units count — and the statement; no key when no
-    seed helped (the zeros are back already). In place, not on a second copy: that copy of a
-    632 M-parameter ViT-H/14 in float64 is 5 GB."""
-    zero = [k for k, p in m64.named_parameters() if p.is_floating_point() and p.numel() and not bool((p != 0).any())]
-    if not zero:
-        return [], "and no parameter tensor is all zero: nothing to randomise"
-    params = dict(m64.named_parameters())
-    for k in range(3):
-        g = torch.Generator().manual_seed(seed + 1000 + k)
-        with torch.no_grad():
-            for key in zero:
-                p = params[key]
-                std = 1.0 / math.sqrt(max(1, p[0].numel())) if p.ndim >= 2 else 0.1
-                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
-        if any(t.numel() and bool((t != 0).any()) for t in _run(m64, probe)):
-            listed = ", ".join(zero[:4]) + (f" (+{len(zero) - 4})" if len(zero) > 4 else "")
-            return zero, (f"the model's outputs are all zero on the probe inputs, so the permutation test ran on a "
-                          f"copy whose all-zero parameters ({listed}) hold random values — every axis is a "
-                          "symmetry for every parameter value, so this is as sound and not vacuous")
-    _rezero(m64, zero)
-    return [], f"even with random values in its all-zero parameters ({', '.join(zero[:4])})"
+_STAT_BUFFERS = ("running_mean", "running_var")
 
 
-def _rezero(m64: nn.Module, keys: Sequence[str]) -> None:
-    """Set the parameters ``keys`` of the float64 copy back to the zeros they held."""
-    params = dict(m64.named_parameters())
+def _randomized(m64: nn.Module, seed: int) -> int:
+    """Give every floating-point parameter of the copy ``m64`` (our own copy, never the user's
+    model) and every running statistic (BatchNorm ``running_mean`` / ``running_var``) random
+    non-zero values, in place; returns how many tensors were filled.
+
+    An axis is a claim about *every* value of the parameters: a permutation test on the model's
+    own values can pass only because some tensor is zero or constant (timm BEiT's ``q_bias`` is
+    zero at init: a head axis that forgets it passes on a fresh model and fails on a trained
+    one). So the test runs on values no initialisation can make special. Each tensor keeps its
+    scale where it has one: mean + std · N(0, 1) of its own entries; a constant tensor (zeros,
+    ones, LayerScale's 1e-5) gets c + s · N(0, 1) with s = 1/√fan_in for a matrix and
+    max(0.1, 0.1·|c|) for a vector; running variances are drawn from U(0.5, 2) × their mean.
+    Other buffers (masks, position indices, rotary tables) are constants of the architecture,
+    not parameters, and keep their values. Shared (tied) parameters are filled once and stay
+    tied. In place, not on a second copy: a second float64 copy of ViT-H/14 is 5 GB."""
+    g = torch.Generator().manual_seed(seed)
+    tensors: list[tuple[str, torch.Tensor]] = [
+        (k, p) for k, p in m64.named_parameters() if p.is_floating_point() and p.numel()]
+    seen = {id(p) for _, p in tensors}
+    for path, mod in m64.named_modules():
+        for name in _STAT_BUFFERS:
+            b = getattr(mod, name, None)
+            if isinstance(b, torch.Tensor) and b.is_floating_point() and b.numel() and id(b) not in seen:
+                seen.add(id(b))
+                tensors.append((f"{path}.{name}" if path else name, b))
     with torch.no_grad():
-        for key in keys:
-            params[key].zero_()
+        for key, t in tensors:
+            flat = t.detach().reshape(-1).to(torch.float64)
+            c = float(flat.mean()) if math.isfinite(float(flat.mean())) else 0.0
+            sd = float(flat.std()) if flat.numel() > 1 else 0.0
+            noise = torch.randn(t.shape, generator=g, dtype=torch.float64)
+            if key.endswith("running_var"):
+                new = torch.empty(t.shape, dtype=torch.float64).uniform_(0.5, 2.0, generator=g) * (c if c > 0 else 1.0)
+            elif sd > 0 and math.isfinite(sd):
+                new = c + sd * noise
+            elif t.ndim >= 2:
+                new = c + noise / math.sqrt(max(1, t[0].numel()))
+            else:
+                new = c + max(0.1, 0.1 * abs(c)) * noise
+            t.copy_(new.to(t.dtype))
+    return len(tensors)
+
+
+def _flush(m: nn.Module) -> None:
+    """Drop tensors that modules of our copy ``m`` derived from their parameters and cache in
+    eval mode (timm LeViT's ``attention_bias_cache`` is cleared by ``train()``), so that the
+    next forward pass reads the parameters as they are now; the copy ends in eval mode."""
+    m.train()
+    m.eval()
+
+
+def _restore(m64: nn.Module, source: nn.Module) -> None:
+    """Copy the source model's own values back into its copy ``m64`` (after
+    :func:`_randomized`), so that the copy holds the model's values for the identical-units
+    count; tensor by tensor, without a second copy of the model."""
+    src = source.state_dict()
+    with torch.no_grad():
+        for k, v in m64.state_dict(keep_vars=True).items():
+            if v.is_floating_point() and k in src:
+                v.copy_(src[k].detach().to(device=v.device, dtype=v.dtype))
+    _flush(m64)
 
 
 def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> tuple[_Analysis, dict[str, Any]]:
@@ -1262,47 +1385,65 @@ def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> 
     except ValueError as exc:
         rep["verification"] = f"not possible: {exc}"
         return an, rep
-    filled: list[str] = []
     try:
-        return _verify_on_copy(an, rep, m64, probe, seed, filled)
+        return _verify_on_copy(an, rep, m64, probe, seed)
     finally:
-        _rezero(m64, filled)  # the copy holds the model's own values again
+        _restore(m64, an.model)  # the copy holds the model's own values again
 
 
-def _verify_on_copy(an: _Analysis, rep: dict[str, Any], m64: nn.Module, probe: _Probe, seed: int,
-                    filled: list[str]) -> tuple[_Analysis, dict[str, Any]]:
-    """:func:`_verified_analysis` on the float64 copy ``m64``; the keys of parameters it filled
-    with random values (all-zero outputs) are appended to ``filled`` for the caller to reset."""
+def _verify_on_copy(an: _Analysis, rep: dict[str, Any], m64: nn.Module, probe: _Probe,
+                    seed: int) -> tuple[_Analysis, dict[str, Any]]:
+    """:func:`_verified_analysis` on the copy ``m64`` (float64, or the dtype the model needs),
+    whose parameters are given random values first (:func:`_randomized`); the caller restores
+    them."""
     rep["probe"] = probe.source
-    y0 = _run(m64, probe)
-    if not any(t.numel() and bool((t != 0).any()) for t in y0):
-        # a constant-zero output (a zero-initialised head: torchvision's ViT, timm's MLP-Mixer; or
-        # every logit behind a final ReLU negative) would make every test pass vacuously. The
-        # axes are claims about the structure — each one is a symmetry for *every* value of the
-        # parameters, since a permutation of slices does not look at their values — so testing
-        # them on a copy whose all-zero parameter tensors hold random values instead is as sound
-        # as on the model's own values, and not vacuous. Buffers (running statistics, masks)
-        # are left alone: they are not free parameters of the function.
-        keys, why = _unzeroed(m64, probe, seed)
-        if not keys:
-            rep["verification"] = f"not possible: the model's outputs are all zero on the probe inputs ({why})"
-            return an, rep
-        filled.extend(keys)
-        rep["unzeroed"] = why
+    why = ""
+    for attempt in range(3):
+        n = _randomized(m64, seed + 1000 + attempt)
+        _flush(m64)
         y0 = _run(m64, probe)
-    if not all(bool(torch.isfinite(t).all()) for t in y0):
-        # NaN/inf outputs (non-finite parameters, an overflow): no comparison can pass or fail
-        rep["verification"] = ("not possible: the model's outputs are not finite (NaN/inf) on the probe "
-                               "inputs — non-finite parameters or an overflow")
+        finite = all(bool(torch.isfinite(t).all()) for t in y0)
+        nonzero = any(t.numel() and bool((t != 0).any()) for t in y0)
+        if finite and nonzero:
+            break
+        why = "not finite (NaN/inf)" if not finite else "all zero"
+    else:
+        # no comparison can pass or fail on such outputs; the model's own values would make
+        # the test vacuous or unsound (a claim resting on a zero tensor), so nothing is claimed
+        rep["verification"] = (f"not possible: with random values in its parameters the model's outputs on the "
+                               f"probe inputs are {why} (3 seeds)")
         return an, rep
+    rep["randomized"] = (f"every axis was tested on a copy whose {n} parameter tensors and running statistics "
+                         "(biases, norms, LayerScale and zero-initialised heads included) hold random values — "
+                         "an axis is a claim about every parameter value, so none may rest on a tensor being "
+                         "zero or constant")
     precision = _lowest_precision(m64, probe)
     rtol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(precision, 1e-2)
     rep["rtol"] = rtol
-    if precision != torch.float64:
+    copy_dtype = next((p.dtype for p in m64.parameters() if p.is_floating_point()), torch.float64)
+    if copy_dtype != torch.float64:
+        rep["precision"] = (f"the model does not run in float64 (an op that takes {str(copy_dtype).replace('torch.', '')} "
+                            f"and lower only): verified on a {str(copy_dtype).replace('torch.', '')} copy, "
+                            f"tolerance {rtol:g} relative")
+    elif precision != torch.float64:
         rep["precision"] = (f"the model computes part of its forward pass in {str(precision).replace('torch.', '')} "
                             f"even in a float64 copy (e.g. a norm that upcasts to float32): tolerance {rtol:g}")
     verifier = _Verifier(m64, probe, seed=seed, rtol=rtol, y0=y0)
     results = verifier.check_each(an.axes)
+    lost = _layers_not_reached(m64, probe, an.calls) if an.calls else set()
+    for i, ax in enumerate(an.axes):
+        gone = sorted({m.key.rsplit(".", 1)[0] for m in ax.writers + ax.readers} & lost)
+        if gone and results[i][0]:
+            # data-dependent control flow (routing, early exits): with random values the probe
+            # takes another path, and a test that does not run these layers proves nothing
+            results[i] = (False, math.nan, f"with random parameter values the probe inputs no longer reach "
+                          f"{', '.join(gone[:3])} (data-dependent routing), so the test would not exercise it")
+    for i, ax in enumerate(an.axes):
+        if ax.reach is not None and results[i][0]:
+            missed = _unreached(verifier, *ax.reach)
+            if missed:
+                results[i] = (False, math.nan, f"the probe inputs reach no token to expert(s) {missed[:8]}, so their "
+                              "units would pass untested (pass data that reaches every expert)")
     keep = []
     for ax, (ok, rel, why) in zip(an.axes, results, strict=True):
         for alt in ax.alternatives if not ok else []:  # another layout of the same units
@@ -1338,10 +1479,15 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     additions, gates and concatenations; attention heads from the attention modules). A
     wrapper (``nn.DataParallel``, ``torch.compile``) is unwrapped. With ``verify`` (default),
     **every axis is verified**: one random element of it (a permutation, plus the rescaling or
-    sign flips it claims) is applied to a float64 copy and the outputs on probe inputs (the
-    first rows of ``data``, else inputs generated from the model's declared input: token ids
-    for Hugging Face text models) must agree to 1e-10 relative; an axis that fails is not
-    counted and is listed in ``summary["rejected"]`` with the reason.
+    sign flips it claims) is applied to a float64 copy whose parameters and running statistics
+    all hold random non-zero values — zero- and constant-initialised ones (biases, LayerScale,
+    zero heads) included, so that no claim rests on a tensor being zero — and the outputs on
+    probe inputs (the first rows of ``data`` — a tensor, an ``(x, y)`` pair, ``(x1, x2)`` or
+    ``((x1, x2), y)`` for several positional inputs, a dict of keyword tensors, a list of (dict)
+    batches, a Dataset —, else inputs generated from the model's declared input: token ids for
+    Hugging Face text models) must agree to 1e-10 relative (1e-5 where the
+    model computes in float32); an axis that fails is not counted and is listed in
+    ``summary["rejected"]`` with the reason. The user's model is never modified.
 
     One row per axis: ``axis``, ``layer``, ``kind`` (hidden unit / channel / block-internal
     channel / residual stream / attention head / key/value head group / (FFN) hidden unit /
@@ -1460,8 +1606,8 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     }
     if rep.get("precision"):
         df.attrs["summary"]["statement"] += "; verification: " + rep["precision"]
-    if rep.get("unzeroed"):
-        df.attrs["summary"]["statement"] += "; verification: " + rep["unzeroed"]
+    if rep.get("randomized"):
+        df.attrs["summary"]["statement"] += "; verification: " + rep["randomized"]
     df.attrs["meta"] = metadata(model_hash=model_hash(inner), family=an.family)
     return df
 
@@ -1864,8 +2010,29 @@ def _input_shape(model: nn.Module) -> tuple[int, ...] | None:
     return None
 
 
-def _eval64(model: nn.Module) -> nn.Module:
-    m = copy.deepcopy(model).to(torch.float64)
+def _copy_that_runs(model: nn.Module, data: Any) -> tuple[nn.Module, _Probe]:
+    """An eval-mode copy of ``model`` for the verification and the probe inputs it runs on:
+    float64 unless the model does not run in float64 (Mixtral's grouped expert matmul takes
+    float32/bfloat16 only) — then float32, and the verification tolerance follows (1e-5
+    relative instead of 1e-10; :func:`_verify_on_copy` states it)."""
+    m64 = _eval64(model)
+    try:
+        return m64, _probe_inputs(model, data, m64=m64)
+    except ValueError as exc:
+        why = str(exc)
+    del m64  # (the exception's frames no longer hold the float64 copy either)
+    if data is None and "cannot infer probe inputs" in why:
+        raise ValueError(why)
+    m32 = _eval64(model, torch.float32)
+    try:
+        probe = _probe_inputs(model, data, m64=m32)
+    except ValueError:
+        raise ValueError(why) from None
+    return m32, probe
+
+
+def _eval64(model: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Module:
+    m = copy.deepcopy(model).to(dtype)
     m.eval()  # a copy: the user's model keeps its mode
     for p in m.parameters():
         p.requires_grad_(False)
@@ -2036,15 +2203,8 @@ def _mlp_widths(model: nn.Module) -> tuple[list[int], list[str]]:
             f"({type(model).__name__}: {len(lin)} Linear layers, {len(convs)} conv layers); "
             "pass widths=[d_0, ..., d_L+1] instead"
         )
-    an = _analyse(model)
-    hidden_axes = [a for a in an.axes if a.kind in ("hidden unit",)]
-    if len(hidden_axes) != len(lin) - 1 or len(an.axes) != len(hidden_axes):
-        raise ValueError(
-            "covering_bounds: the SPEC §4.2 bound is stated for fully connected networks "
-            "(Linear → element-wise activation → … → Linear); this model is not one "
-            f"(family {an.family!r}, {len(lin)} Linear layers, {len(convs)} conv layers, "
-            f"{len(hidden_axes)} hidden-unit axes); pass widths=[d_0, ..., d_L+1] instead"
-        )
+    # parameters outside Linear layers first: it needs no analysis, and it is the reason for
+    # LSTMs, embeddings and norms (Mistral), whose hidden-unit axes are no §4.2 hidden layers
     in_linear = {id(p) for m in lin for p in m.parameters()}
     elsewhere = [
         f"{path} ({type(m).__name__})"
@@ -2054,8 +2214,23 @@ def _mlp_widths(model: nn.Module) -> tuple[list[int], list[str]]:
     if elsewhere:  # e.g. an LSTM feeding a Linear head: bounding the head alone would mislead
         raise ValueError(
             "covering_bounds: the SPEC §4.2 bound covers fully connected networks only; "
-            f"parameters outside nn.Linear layers in {elsewhere} are not covered by it; "
-            "pass widths=[d_0, ..., d_L+1] to bound a fully connected part explicitly"
+            f"parameters outside nn.Linear layers in {elsewhere[:6]}{' …' if len(elsewhere) > 6 else ''} "
+            "are not covered by it; pass widths=[d_0, ..., d_L+1] to bound a fully connected part explicitly"
+        )
+    an = _analyse(model)
+    hidden_axes = [a for a in an.axes if a.kind == "hidden unit"]
+    if len(hidden_axes) != len(lin) - 1 or len(an.axes) != len(hidden_axes):
+        if not an.readable:
+            what = "its structure could not be read without data"
+        else:
+            other = sorted({a.kind for a in an.axes if a.kind != "hidden unit"})
+            what = (f"{len(hidden_axes)} plain hidden-unit axes for {len(lin) - 1} hidden layers"
+                    + (f", and axes of other kinds: {', '.join(other)}" if other else ""))
+        raise ValueError(
+            "covering_bounds: the SPEC §4.2 bound is stated for fully connected networks "
+            "(Linear → element-wise activation → … → Linear); this model is not one "
+            f"(family {an.family!r}, {len(lin)} Linear layers, {len(convs)} conv layers; {what}); "
+            "pass widths=[d_0, ..., d_L+1] instead"
         )
     widths = [lin[0].in_features] + [m.out_features for m in lin]
     acts = [a.activation for a in hidden_axes]

@@ -443,7 +443,7 @@ def resolve_samples(
 
         data = load_data(data, seed=seed)
     samples = _resolve(data, n_samples=n_samples, seed=seed, batch_size=batch_size)
-    source = data.measured() if hasattr(data, "measured") else data
+    source = data.test if hasattr(data, "measured") else data  # the same kind of sample, no copy
     if isinstance(getattr(source, "unit", None), str) and samples is not data:
         samples.unit = source.unit  # "images", "texts": what the card's "n = 60 of 60 …" counts
     if need_labels is not None and samples.labels is None:

@@ -122,7 +122,7 @@ def inputs_of(n: Any, total: Any, data: Any = None) -> str | None:
 def _unit(data: Any) -> str:
     """What one sample of ``data`` is, for a reader: images, texts or samples."""
     if hasattr(data, "measured"):
-        data = data.measured()
+        data = data.test  # the same kind of sample as the measured split, without building it
     unit = getattr(data, "unit", None)
     return unit if isinstance(unit, str) else "samples"
 

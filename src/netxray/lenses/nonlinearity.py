@@ -260,8 +260,10 @@ def nonlinearity_signature(
         device: None (where the model is), ``"cpu"``, ``"cuda"`` or ``"auto"``.
         n_samples: samples per site (default 2048, the reference's batch). With
             ``samples="positions"``: the rows (positions) scored at each site, drawn seeded
-            across up to ``n_samples`` inputs, at most ⌈n_samples / inputs⌉ per input; None: every
-            input and max(2048, inputs) rows. With ``"pooled"``: inputs drawn (None: all).
+            across up to ``n_samples`` inputs by rank level — every input's first draw before
+            any input's second, so each gives about n_samples / inputs (``per_input_max``
+            column), more only where others have fewer positions; None: every input and
+            max(2048, inputs) rows. With ``"pooled"``: inputs drawn (None: all).
         samples: the estimator (SPEC §1.2). ``"positions"`` (default): every position of an
             activation's input (pixel of a conv map, real token of a token tensor — padding is
             never a sample) is a sample of d = channels features, so a site is determined
@@ -270,8 +272,9 @@ def nonlinearity_signature(
             (conv maps averaged over space, tokens by ``tokens``); under-determined whenever
             n ≤ d. Signatures compare only under the same estimator, n and d.
         tokens: with ``samples="pooled"``, token tensors (B, T, D): ``"mean"`` (mean over the
-            real tokens — the attention mask's padding left out —, features = D, default), ``"reference"`` (the paper code's mean over D,
-            features = T) or ``"samples"`` (every position a row, padding included).
+            real tokens — the attention mask's padding left out —, features = D, default),
+            ``"reference"`` (the paper code's mean over D, features = T) or ``"samples"``
+            (every position a row, padding included).
         channel_axis: None (default): each site's feature axis read from the model's graph (a
             Conv/BatchNorm reads axis 1, a Linear/LayerNorm the last: ConvNeXt, Swin and MaxViT
             sites report d = channels), else 1. An integer (1, or -1 for channel-last maps)
@@ -283,7 +286,9 @@ def nonlinearity_signature(
     its own magnitude — scale-free); ``too_few_samples`` (n < 10); ``under_determined``
     (n ≤ d); ``shape_mismatch``; ``non_finite``; ``not_data_dependent`` (the activation's input does not
     depend on the data batch: applied to parameters or constants, not scored); ``error``. ``attrs["summary"]`` statistics use
-    ``ok`` rows only and say how many rows were left out and why (``left_out``, ``note``).
+    ``ok`` rows only and say how many rows were left out and why (``left_out``, ``note``); with no
+    ``ok`` row, ``no_result`` says why and what would give a result (the ``error`` column of an
+    under-determined row computes it: more inputs, a larger ``n_samples``).
 
     Returns a DataFrame with ``attrs["meta"]`` (netxray version, seed, n_samples, data source,
     model hash, options) and ``attrs["summary"]`` (signature statistics, status counts).

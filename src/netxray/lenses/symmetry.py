@@ -1520,6 +1520,8 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     """
     from netxray.measures.cost import check_cost, model_units, per_unit_cost
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"symmetry_group: model must be a torch.nn.Module, got {type(model).__name__}")
     # a float64 copy of the model (and a permuted one to verify) plus per-unit arrays of every
     # axis (about 500 bytes per unit): a 10^7-unit layer is gigabytes; estimated before any copy
     n_values, n_units = model_units(model)

@@ -685,7 +685,12 @@ def _generic_axes(
     start = {m.key: sp.order for sp in found.spaces for role, m in sp.members if role == "w"}
     for h in heads:
         if h["size"] < 2:
-            continue  # one head: nothing to permute (its q/k/v spaces are accounted for, not frozen)
+            # one head: nothing to permute. Its tensors were read (the q/k/v spaces are accounted
+            # for, not frozen) and are fixed by every symmetry: listed with the output side, not
+            # as parts left unanalysed (a 1-head window attention's position-bias table)
+            output_keys.update(m.key for m in h["writers"] + h["readers"])
+            output_keys.update(h.get("explains", []))
+            continue
         ax = Axis(name=h["name"], layer=h["layer"], kind=h["kind"], size=h["size"], writers=h["writers"],
                   readers=h["readers"], act="other", activation="softmax attention", reducible=False,
                   note=h["note"], alternatives=[

@@ -34,8 +34,9 @@ no cancellation). Memory: the full float64 matrix is never held on the float32 p
 float32 matrix is filled block by block from float64 blocks (4n² bytes plus one block); the
 float64 route builds 8n² bytes in one buffer.
 
-The float32-product path (``solver="auto"``, d ≥ :data:`DUAL_PATH_MIN_FEATURES` features, and
-src-d's ``lapjv`` installed — the ``fast`` extra — because it returns the dual potentials):
+The float32-product path (``solver="auto"``, d ≥ :data:`DUAL_PATH_MIN_FEATURES` features; the
+dual potentials from src-d's ``lapjv`` where it is installed — the ``fast`` extra — else, in a
+plain install, lapx's ``lapjvr`` plan with its duals repaired by :func:`dual_potentials`):
 the float64 blocks' n²·d product is the largest cost after the solver, so the matrix is ONE
 float32 product K ≈ C − m of augmented rows, whose error has the rigorous a-priori bound
 |K_ij − (C_ij − m)| ≤ B_i (:func:`_float32_cost_product`; about 1e-4·(‖a_i‖ + ‖b‖)² at
@@ -184,7 +185,8 @@ class Matching:
     ``w2_sq``: (1/n) Σ_i ‖a_i − b_perm[i]‖² in float64. ``gap_bound``: a rigorous upper bound on
     ``w2_sq`` minus the float64 optimum (0 when the float64 matrix was solved). ``precision``:
     the kernel that produced ``perm`` (``"float32"``, or ``"float64"`` also after a fallback).
-    ``solver``: one of :data:`SOLVERS`, or ``"lapjv_duals"`` for the float32-product path.
+    ``solver``: one of :data:`SOLVERS`, or ``"lapjv_duals"`` / ``"lapjvr_duals"`` for the
+    float32-product path (duals from src-d's ``lapjv`` / repaired from lapx's plan).
     """
 
     w2_sq: float
@@ -398,9 +400,9 @@ def exact_matching(
     W2² = min_σ (1/n) Σ_i ‖a_i − b_σ(i)‖². ``precision="float32"`` (default) solves the
     float32-rounded shifted cost matrix and certifies the plan: the rigorous bound on its
     distance from the float64 optimum (module docstring) must be ≤ ``rtol``·W2², else the
-    float64 matrix is solved (``gap_bound`` 0). With ``solver="auto"``, d ≥ 256 and ``lapjv``
-    installed, the matrix is first one float32 product, the plan certified with the solver's
-    duals (module docstring). ``"float64"`` always solves the float64 matrix.
+    float64 matrix is solved (``gap_bound`` 0). With ``solver="auto"`` and d ≥ 256, the matrix
+    is first one float32 product, the plan certified with dual potentials (src-d ``lapjv``'s,
+    or repaired from lapx's plan; module docstring). ``"float64"`` always solves the float64 matrix.
     For the affinity score ρ = 1 − sqrt(W2²/D), a relative error r in W2² moves ρ by at most
     (1 − ρ)·r/2: the default ``rtol`` = 1e-6 keeps the score within 5e-7 of the exact one,
     provably (measured bounds on isotropic data, n = 2048: 1e-8 to 9e-8 relative; the plans'

@@ -413,6 +413,7 @@ def weight_spectra(
     rule: str = "netxray",
     bins: int = 50,
     progress: bool = False,
+    device: Any = None,
 ) -> pd.DataFrame:
     """The spectral view of every weight matrix (:mod:`netxray.measures.spectral`).
 
@@ -425,7 +426,8 @@ def weight_spectra(
     checkpoint path, streamed tensor by tensor as in :func:`weight_stats`. ``rule="weightwatcher"``
     fits with WeightWatcher's defaults (tails down to 2 eigenvalues, eigenvalues > 1e-5, their
     small-N fit; :func:`netxray.measures.spectral.fit_power_law`) instead of netxray's tails of
-    ≥ ``min_tail`` values.
+    ≥ ``min_tail`` values. ``device`` (e.g. ``"cuda"``): each tensor is copied there in turn
+    (one at a time) and its Gram matrix and eigenvalues computed there; None: where it lives.
 
     Example:
         >>> import torch
@@ -455,7 +457,7 @@ def weight_spectra(
                 continue
             row: dict[str, Any] = {"name": name, "shape": "x".join(map(str, t.shape))}
             try:
-                st = S.spectral_stats(t, min_tail=min_tail, rule=rule)
+                st = S.spectral_stats(t if device is None else t.to(device), min_tail=min_tail, rule=rule)
                 esd[name] = S.esd_histogram(st.pop("evals"), bins=bins)
                 row.update(st)
                 row["status"] = "ok"

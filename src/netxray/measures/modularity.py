@@ -486,7 +486,8 @@ _TILE = 1024
 
 
 def _tile_size(n: int, block: int) -> int:
-    """The tile side: ``_TILE``, or the caller's smaller ``block_size`` (rows at once)."""
+    """The tile side: ``_TILE``, or the row block if smaller (``block_size``, else 64 MiB of
+    float64 rows: 419 at N = 20 000 — measured as fast as 1024 there, 3.4–3.6 s both)."""
     return max(1, min(_TILE, block, n))
 
 

@@ -125,3 +125,36 @@ def test_cuda_gram_gives_the_cpu_graph():
         assert (a_cpu != a_gpu).nnz == 0, name
         y = np.arange(len(g)) % 4
         assert modularity_from_gram(g, y).q == modularity_from_gram(torch.from_numpy(g).cuda(), y).q
+
+
+@pytest.mark.parametrize("tile", [2, 3, 61, None])  # tiles narrower than k + 1 included
+def test_symmetric_tiles_give_the_brute_force_edge_set(tile):
+    """The default float32 path multiplies each tile pair once (S[I, J], J ≥ I, read by rows and
+    by columns): its kNN edge set is the one of a float64 brute force written out here (dense
+    S, self excluded, each row's k largest), and Q matches networkx to 1e-9."""
+    import networkx as nx
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 300)
+    x = 0.4 * rng.normal(size=(4, 24))[y] + rng.normal(size=(300, 24))
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    s = xn @ xn.T
+    np.fill_diagonal(s, -np.inf)
+    k = 3
+    nbrs = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    brute = {(i, int(j)) for i in range(300) for j in nbrs[i]}
+    brute_sym = brute | {(j, i) for i, j in brute}
+    a, _ = knn_graph(x, k=k, block_size=tile)
+    coo = a.tocoo()
+    assert set(zip(coo.row.tolist(), coo.col.tolist(), strict=True)) == brute_sym
+    g = nx.Graph()
+    g.add_nodes_from(range(300))
+    g.add_weighted_edges_from(
+        (int(i), int(j), float(w))
+        for i, j, w in zip(coo.row, coo.col, coo.data, strict=True)
+        if i < j
+    )
+    q_nx = nx.community.modularity(
+        g, [set(np.flatnonzero(y == c).tolist()) for c in range(4)], weight="weight"
+    )
+    assert modularity(x, y, k=k, block_size=tile).q == pytest.approx(q_nx, abs=1e-9)

@@ -131,3 +131,82 @@ def test_cuda_weight_spectrum_matches_cpu():
     a, b = spectral_stats(torch.from_numpy(w).cuda()), spectral_stats(w)
     for c in ("spectral_norm", "frobenius_norm", "stable_rank", "alpha"):
         assert a[c] == pytest.approx(b[c], rel=1e-8, nan_ok=True), c
+
+
+def _ww_rule_reference(evals: np.ndarray) -> tuple[float, float, int]:
+    """WeightWatcher's default x_min rule written out from its definition, one candidate at a
+    time (not imported): eigenvalues > 1e-5, sorted; N ≥ 20: every value but the largest is a
+    candidate x_min, α = 1 + n / Σ ln(λ/x_min), D = max |1 − (λ/x_min)^(1−α) − k/n| (1 where
+    α ≤ 1), the first smallest D wins; N < 20: only tails of ≥ 8 values are fitted, with
+    α = 1 + (n − 1)/Σ ln(λ/x_min), the rest count D = 1, and again the first smallest D wins
+    (their J = D − 0.868/√n is computed, then overridden by argmin D). Returns (α, x_min, n)."""
+    data = np.sort(evals[evals > 1e-5])
+    n_all = len(data)
+    best, best_key, best_alpha = None, None, None
+    for i in range(n_all - 1):
+        tail = data[i:]
+        n = len(tail)
+        s = float(np.sum(np.log(tail)) - n * np.log(data[i]))
+        if n_all >= 20:
+            alpha = 1 + n / s
+        elif n >= 8 and s > 1e-12:
+            alpha = 1 + (n - 1) / s
+        else:
+            alpha, key = 0.0, 1.0
+        if alpha > 1:
+            key = np.max(np.abs(1 - (tail / data[i]) ** (1 - alpha) - np.arange(n) / n))
+        elif n_all >= 20:
+            key = 1.0
+        if best_key is None or key < best_key:
+            best, best_key, best_alpha = i, key, alpha
+    return float(best_alpha), float(data[best]), n_all - best
+
+
+def _fixed_matrices() -> list[np.ndarray]:
+    """Fixed weights: Gaussian (Marchenko–Pastur), power-law spectra, a bulk with a few outliers
+    (a short best tail), a small matrix (WeightWatcher's small-N fit) and a rank-deficient one
+    (zero eigenvalues under the 1e-5 threshold)."""
+    rng = np.random.default_rng(7)
+    mats = [rng.normal(size=(300, 150)), rng.normal(size=(200, 200)) / 10]
+    for a in (2.0, 3.0, 4.5):
+        mats.append(_matrix_with_spectrum((1 - rng.random(120)) ** (-1 / (a - 1)), 240, rng))
+    spikes = np.concatenate([rng.uniform(0.5, 1.5, 250), [9.0, 14.0, 20.0, 31.0, 55.0, 80.0, 150.0]])
+    mats.append(_matrix_with_spectrum(spikes, 300, rng))
+    mats.append(rng.normal(size=(40, 15)))  # 15 eigenvalues: the small-N fit
+    mats.append(rng.normal(size=(60, 12)) @ rng.normal(size=(12, 50)))  # rank 12 of 50
+    return mats
+
+
+def test_weightwatcher_rule_picks_their_tail_and_alpha():
+    """rule="weightwatcher" picks the same x_min, tail and α as WeightWatcher's rule
+    (re-implemented above from its definition), on every fixed matrix."""
+    for w in _fixed_matrices():
+        evals = singular_values(w) ** 2
+        ref_alpha, ref_xmin, ref_n = _ww_rule_reference(evals)
+        fit = fit_power_law(evals, rule="weightwatcher")
+        assert fit.status == "ok"
+        assert fit.n_tail == ref_n
+        assert fit.xmin == ref_xmin
+        assert fit.alpha == pytest.approx(ref_alpha, rel=1e-12)
+        st = spectral_stats(w, rule="weightwatcher")
+        assert (st["n_tail"], st["alpha"]) == (fit.n_tail, fit.alpha)
+
+
+def test_weightwatcher_rule_differs_where_the_best_tail_is_short():
+    """The bulk + 7 outliers matrix: WeightWatcher's best tail is under 10 eigenvalues, which
+    netxray's default (min_tail=10) cannot pick; with min_tail=2 and no small eigenvalues the two
+    rules coincide (the same candidates, the same D)."""
+    w = _fixed_matrices()[5]
+    evals = singular_values(w) ** 2
+    ww = fit_power_law(evals, rule="weightwatcher")
+    assert ww.n_tail < 10
+    assert fit_power_law(evals).n_tail >= 10
+    loose = fit_power_law(evals, min_tail=2)
+    assert (loose.n_tail, loose.alpha) == (ww.n_tail, ww.alpha)
+
+
+def test_weightwatcher_rule_too_few_and_bad_rule():
+    assert fit_power_law(np.arange(1.0, 8.0), rule="weightwatcher").status == "too_few"  # 7 < 8
+    assert fit_power_law(np.r_[np.zeros(10), 1.0], rule="weightwatcher").status == "too_few"
+    with pytest.raises(ValueError, match="rule"):
+        fit_power_law(np.arange(1.0, 30.0), rule="powerlaw")

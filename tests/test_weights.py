@@ -556,3 +556,31 @@ def test_weight_histograms_global_row_equals_the_concatenation():
     assert np.array_equal(h["<global>"], W.histogram_density(allw, edges)[0])
     for n, w in ws.items():
         assert np.array_equal(h[n], W.histogram_density(w, edges)[0])
+
+
+def test_cli_weights_fit_rule_and_device(tmp_path):
+    """--fit-rule weightwatcher writes WeightWatcher's fit (the same α and tails as
+    weight_spectra(rule="weightwatcher")); --device cpu runs; --device cuda without a GPU and a
+    bad rule are one error line each."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.models import build_model, default_config, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(default_config("mlp", [1, 8, 8], 10, width=32, depth=2))
+    ckpt = save_checkpoint(model, tmp_path / "ck")
+    spec = tmp_path / "spectra.csv"
+    r = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"), "--spectra", str(spec),
+                                 "--fit-rule", "weightwatcher", "--device", "cpu", "--quiet"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    got = pd.read_csv(spec)
+    want = P.weight_spectra(model, rule="weightwatcher")
+    np.testing.assert_allclose(got["alpha"].to_numpy(), want["alpha"].to_numpy(), rtol=1e-9)
+    np.testing.assert_array_equal(got["n_tail"].to_numpy(), want["n_tail"].to_numpy())
+    bad = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"), "--fit-rule", "ww"])
+    assert bad.exit_code == 1 and "--fit-rule" in bad.output
+    if not torch.cuda.is_available():
+        r = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"), "--device", "cuda"])
+        assert r.exit_code == 1 and "no CUDA GPU" in r.output

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from netxray.cli._common import check_out, fail, load_checkpoint
+from netxray.cli._common import DEVICE, check_out, cli_device, fail, load_checkpoint
 
 
 def weights(
@@ -20,6 +20,8 @@ def weights(
     near_zero: float = typer.Option(1e-3, "--near-zero", help="|w| at or below this counts as near zero."),
     bins: int = typer.Option(64, "--bins", help="Histogram bins (shared by all tensors)."),
     spectra: Path | None = typer.Option(None, "--spectra", help="Also write the spectral view (CSV): singular-value norms, stable rank, power-law alpha per weight matrix."),
+    fit_rule: str = typer.Option("netxray", "--fit-rule", help="Power-law fit of --spectra: netxray (tails of >= 10 eigenvalues) or weightwatcher (WeightWatcher's defaults: tails down to 2)."),
+    device: str | None = DEVICE,
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
 ) -> None:
     """Per-tensor weight statistics (SPEC 3.1) and node strengths (SPEC 3.2) of one checkpoint.
@@ -58,8 +60,12 @@ def weights(
         fail(f"--bins must be a positive integer, got {bins}")
     if not math.isfinite(near_zero) or near_zero < 0:
         fail(f"--near-zero must be a finite number >= 0, got {near_zero}")
+    if fit_rule not in ("netxray", "weightwatcher"):
+        fail(f"--fit-rule must be netxray or weightwatcher, got {fit_rule!r}")
+    dev = cli_device(device)  # the spectra's Gram matrices and eigenvalues run there
+    spectra_kw = {"rule": fit_rule, "device": dev}
     if _streamable(checkpoint):
-        _streamed(checkpoint, out, spectra, near_zero, strengths, plot, quiet)
+        _streamed(checkpoint, out, spectra, near_zero, strengths, plot, quiet, spectra_kw)
         return
     model = load_checkpoint(checkpoint)
     try:
@@ -74,7 +80,7 @@ def weights(
         from netxray.lenses.parameters import weight_spectra
 
         spectra.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(spectra, weight_spectra(model).to_csv(index=False))
+        atomic_write_text(spectra, weight_spectra(model, **spectra_kw).to_csv(index=False))
     if strengths is not None:
         strengths.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(strengths, st.to_csv(index=False))
@@ -134,7 +140,7 @@ def _streamable(checkpoint: Path) -> bool:
     return not (isinstance(config, dict) and config.get("format") == FORMAT)
 
 
-def _streamed(checkpoint, out, spectra, near_zero, strengths, plot, quiet) -> None:
+def _streamed(checkpoint, out, spectra, near_zero, strengths, plot, quiet, spectra_kw) -> None:
     from netxray._meta import atomic_write_text
     from netxray.lenses.parameters import weight_spectra, weight_stats
 
@@ -143,7 +149,7 @@ def _streamed(checkpoint, out, spectra, near_zero, strengths, plot, quiet) -> No
              "need the model's modules (a netxray checkpoint); drop them")  # fmt: skip
     try:
         df = weight_stats(checkpoint, near_zero=near_zero, progress=not quiet)
-        sp = weight_spectra(checkpoint, progress=not quiet) if spectra is not None else None
+        sp = weight_spectra(checkpoint, progress=not quiet, **spectra_kw) if spectra is not None else None
     except (OSError, ValueError) as exc:
         fail(f"weights of {checkpoint}: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -407,7 +407,13 @@ def weight_stats(
 
 
 def weight_spectra(
-    model: nn.Module | str | Path, *, min_tail: int = 10, bins: int = 50, progress: bool = False
+    model: nn.Module | str | Path,
+    *,
+    min_tail: int = 10,
+    rule: str = "netxray",
+    bins: int = 50,
+    progress: bool = False,
+    device: Any = None,
 ) -> pd.DataFrame:
     """The spectral view of every weight matrix (:mod:`netxray.measures.spectral`).
 
@@ -417,7 +423,11 @@ def weight_spectra(
     ESD tail: continuous MLE, x_min by minimal KS distance), alpha_sigma, xmin, xmax, n_tail,
     ks_distance, fit_status, and ``status``. ``df.attrs["esd"]``: per name, the log10-binned
     density of the eigenvalues of WᵀW (densities, edges). ``model``: a module or a safetensors
-    checkpoint path, streamed tensor by tensor as in :func:`weight_stats`.
+    checkpoint path, streamed tensor by tensor as in :func:`weight_stats`. ``rule="weightwatcher"``
+    fits with WeightWatcher's defaults (tails down to 2 eigenvalues, eigenvalues > 1e-5, their
+    small-N fit; :func:`netxray.measures.spectral.fit_power_law`) instead of netxray's tails of
+    ≥ ``min_tail`` values. ``device`` (e.g. ``"cuda"``): each tensor is copied there in turn
+    (one at a time) and its Gram matrix and eigenvalues computed there; None: where it lives.
 
     Example:
         >>> import torch
@@ -447,7 +457,7 @@ def weight_spectra(
                 continue
             row: dict[str, Any] = {"name": name, "shape": "x".join(map(str, t.shape))}
             try:
-                st = S.spectral_stats(t, min_tail=min_tail)
+                st = S.spectral_stats(t if device is None else t.to(device), min_tail=min_tail, rule=rule)
                 esd[name] = S.esd_histogram(st.pop("evals"), bins=bins)
                 row.update(st)
                 row["status"] = "ok"
@@ -456,7 +466,8 @@ def weight_spectra(
             rows.append(row)
             del t  # before the next read: one tensor in memory at a time
     df = pd.DataFrame(rows).reindex(columns=["name", "shape", *S.SPECTRAL_COLUMNS, "status"])
-    meta = {"min_tail": min_tail, "estimator": "continuous power-law MLE, x_min by minimal KS distance"}
+    meta = {"min_tail": min_tail, "rule": rule,
+            "estimator": "continuous power-law MLE, x_min by minimal KS distance"}  # fmt: skip
     if isinstance(model, nn.Module):
         meta["model_hash"] = model_hash(model)
     else:

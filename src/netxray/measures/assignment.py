@@ -34,8 +34,9 @@ no cancellation). Memory: the full float64 matrix is never held on the float32 p
 float32 matrix is filled block by block from float64 blocks (4n² bytes plus one block); the
 float64 route builds 8n² bytes in one buffer.
 
-The float32-product path (``solver="auto"``, d ≥ :data:`DUAL_PATH_MIN_FEATURES` features, and
-src-d's ``lapjv`` installed — the ``fast`` extra — because it returns the dual potentials):
+The float32-product path (``solver="auto"``, d ≥ :data:`DUAL_PATH_MIN_FEATURES` features; the
+dual potentials from src-d's ``lapjv`` where it is installed — the ``fast`` extra — else, in a
+plain install, lapx's ``lapjvr`` plan with its duals repaired by :func:`dual_potentials`):
 the float64 blocks' n²·d product is the largest cost after the solver, so the matrix is ONE
 float32 product K ≈ C − m of augmented rows, whose error has the rigorous a-priori bound
 |K_ij − (C_ij − m)| ≤ B_i (:func:`_float32_cost_product`; about 1e-4·(‖a_i‖ + ‖b‖)² at
@@ -62,7 +63,7 @@ from scipy.optimize import linear_sum_assignment
 
 __all__ = [
     "SOLVERS", "Matching", "available_solver", "solve_assignment", "squared_distances",
-    "exact_matching",
+    "exact_matching", "dual_potentials",
 ]  # fmt: skip
 
 SOLVERS = ("auto", "lapjvr", "lapjv", "scipy")
@@ -184,7 +185,8 @@ class Matching:
     ``w2_sq``: (1/n) Σ_i ‖a_i − b_perm[i]‖² in float64. ``gap_bound``: a rigorous upper bound on
     ``w2_sq`` minus the float64 optimum (0 when the float64 matrix was solved). ``precision``:
     the kernel that produced ``perm`` (``"float32"``, or ``"float64"`` also after a fallback).
-    ``solver``: one of :data:`SOLVERS`, or ``"lapjv_duals"`` for the float32-product path.
+    ``solver``: one of :data:`SOLVERS`, or ``"lapjv_duals"`` / ``"lapjvr_duals"`` for the
+    float32-product path (duals from src-d's ``lapjv`` / repaired from lapx's plan).
     """
 
     w2_sq: float
@@ -247,6 +249,55 @@ def _float32_cost_product(
     return k32, bound, k_max, m_a + m_b + row_min.astype(np.float64)
 
 
+#: Bellman–Ford passes :func:`dual_potentials` makes at most (measured: see its docstring)
+DUAL_MAX_PASSES = 400
+
+
+def dual_potentials(
+    cost: np.ndarray, cols: np.ndarray, *, max_passes: int = DUAL_MAX_PASSES, block_rows: int = 256
+) -> np.ndarray:
+    """Column dual potentials v of an assignment ``cols`` (row i → column cols[i]) on ``cost``.
+
+    With u_i = C_i,σ(i) − v_σ(i) (every matched arc tight), dual feasibility u_i + v_j ≤ C_ij is
+    the system of difference constraints v_j ≤ v_σ(i) + (C_ij − C_iσ(i)): shortest paths in the
+    graph of column moves, which has no negative cycle exactly when σ is optimal. Started from
+    the column minima, each pass is one Bellman–Ford relaxation v_j ← min(v_j, min_i (C_ij −
+    u_i)) (u recomputed from v) over the arcs of the rows whose u changed in the last pass (the
+    first pass: all n² arcs; later ones: only the rows of the columns that moved, so the work
+    follows the changes, as in a queue-based Bellman–Ford), in float32 blocks of ``block_rows``
+    rows; it stops when a pass changes nothing or after ``max_passes`` (measured 77 passes at
+    n = 2048, d = 512, isotropic, 1146 → 0 moving columns). The
+    result need not be exact: the caller's certificate (:func:`_dual_certified_matching`) turns
+    ANY v into a rigorous bound on the plan's distance from the optimum, tight when v is
+    (near-)optimal. This replaces the duals src-d's ``lapjv`` returns, for a plain install.
+
+    >>> c = np.array([[4.0, 1.0], [2.0, 8.0]], dtype=np.float32)
+    >>> v = dual_potentials(c, np.array([1, 0]))
+    >>> u = c[[0, 1], [1, 0]] - v[[1, 0]]
+    >>> bool((u[:, None] + v[None, :] <= c).all())
+    True
+    """
+    n = len(cols)
+    on_plan = cost[np.arange(n), cols]
+    row_of = np.empty(n, dtype=np.int64)
+    row_of[cols] = np.arange(n)
+    v = cost.min(axis=0).astype(np.float32)
+    active = np.arange(n)  # rows whose u changed: only their n arcs can relax anything
+    for _ in range(max_passes):
+        u = on_plan[active] - v[cols[active]]
+        v_new = v.copy()
+        for start in range(0, len(active), block_rows):
+            part = active[start : start + block_rows]
+            blk = cost[part] - u[start : start + len(part), None]
+            np.minimum(v_new, blk.min(axis=0), out=v_new)
+        changed = np.flatnonzero(v_new < v)
+        v = v_new
+        if len(changed) == 0:
+            break
+        active = row_of[changed]
+    return v
+
+
 def _dual_certified_matching(
     a0: np.ndarray, b0: np.ndarray, sq_a: np.ndarray, sq_b: np.ndarray, rtol: float, block_rows: int
 ) -> Matching | None:
@@ -271,8 +322,14 @@ def _dual_certified_matching(
         return None
     k32, bound, k_max, shift = product
     try:
-        cols, _, (_, _, v) = _lapjv_with_duals(k32)
-    except (ValueError, TypeError):  # pragma: no cover - a solver refusing its input
+        if _lapjv_with_duals is not None:
+            cols, _, (_, _, v) = _lapjv_with_duals(k32)
+            label = "lapjv_duals"
+        else:  # a plain install: lapx's plan, its duals repaired from it (Bellman–Ford passes)
+            _, cols = _lapjvr(k32, return_cost=False)
+            v = dual_potentials(k32, np.asarray(cols, dtype=np.int64), block_rows=block_rows)
+            label = "lapjvr_duals"
+    except (ValueError, TypeError, IndexError):  # pragma: no cover - a solver refusing its input
         return None
     cols = np.asarray(cols, dtype=np.int64)
     v = np.asarray(v, dtype=np.float32)
@@ -326,7 +383,7 @@ def _dual_certified_matching(
     w2 = float(plan.sum() / n)
     if not gap <= rtol * w2:
         return None
-    return Matching(w2, cols, gap, "float32", "lapjv_duals")
+    return Matching(w2, cols, gap, "float32", label)
 
 
 def exact_matching(
@@ -343,9 +400,9 @@ def exact_matching(
     W2² = min_σ (1/n) Σ_i ‖a_i − b_σ(i)‖². ``precision="float32"`` (default) solves the
     float32-rounded shifted cost matrix and certifies the plan: the rigorous bound on its
     distance from the float64 optimum (module docstring) must be ≤ ``rtol``·W2², else the
-    float64 matrix is solved (``gap_bound`` 0). With ``solver="auto"``, d ≥ 256 and ``lapjv``
-    installed, the matrix is first one float32 product, the plan certified with the solver's
-    duals (module docstring). ``"float64"`` always solves the float64 matrix.
+    float64 matrix is solved (``gap_bound`` 0). With ``solver="auto"`` and d ≥ 256, the matrix
+    is first one float32 product, the plan certified with dual potentials (src-d ``lapjv``'s,
+    or repaired from lapx's plan; module docstring). ``"float64"`` always solves the float64 matrix.
     For the affinity score ρ = 1 − sqrt(W2²/D), a relative error r in W2² moves ρ by at most
     (1 − ρ)·r/2: the default ``rtol`` = 1e-6 keeps the score within 5e-7 of the exact one,
     provably (measured bounds on isotropic data, n = 2048: 1e-8 to 9e-8 relative; the plans'
@@ -387,7 +444,7 @@ def exact_matching(
     n_feat = a0.shape[1]
     sq_a = np.einsum("ij,ij->i", a0, a0)
     sq_b = np.einsum("ij,ij->i", b0, b0)
-    if (solver == "auto" and _lapjv_with_duals is not None and n >= 2
+    if (solver == "auto" and (_lapjv_with_duals is not None or used == "lapjvr") and n >= 2
             and n_feat >= DUAL_PATH_MIN_FEATURES):  # fmt: skip
         found = _dual_certified_matching(a0, b0, sq_a, sq_b, rtol, block_rows)
         if found is not None:

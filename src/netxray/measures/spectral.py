@@ -13,7 +13,8 @@ Estimator of α (Clauset, Shalizi & Newman 2009, the one WeightWatcher and ``pow
 for each candidate x_min among the eigenvalues, the continuous maximum-likelihood exponent of
 the n ≥ x_min values α̂ = 1 + n / Σ_{λ_i ≥ x_min} ln(λ_i / x_min); x_min is the candidate with
 the smallest Kolmogorov–Smirnov distance D = max |F_emp − F_fit| between the tail's empirical
-CDF and the fitted CDF 1 − (λ/x_min)^{1−α̂}. Reported with the fit range [x_min, x_max], the
+CDF and the fitted CDF 1 − (λ/x_min)^{1−α̂} (candidates: tails of ≥ 10 values by default;
+``rule="weightwatcher"`` takes WeightWatcher's defaults instead, see :func:`fit_power_law`). Reported with the fit range [x_min, x_max], the
 tail size n, D (goodness of fit: small is good) and the standard error (α̂ − 1)/sqrt(n). Every
 candidate is evaluated at once, vectorised (O(r²) in blocks), where the reference
 implementations loop in Python.
@@ -118,20 +119,46 @@ class PowerLawFit:
     status: str  # "ok", or "too_few" (under the minimum tail size: no fit)
 
 
-def fit_power_law(evals: Any, *, min_tail: int = _MIN_TAIL, block: int = 256) -> PowerLawFit:
+def fit_power_law(
+    evals: Any, *, min_tail: int = _MIN_TAIL, rule: str = "netxray", block: int = 256
+) -> PowerLawFit:
     """Continuous power-law MLE of the upper tail, x_min by the minimal KS distance.
 
     α̂(x_min) = 1 + n / Σ_{λ ≥ x_min} ln(λ/x_min); D(x_min) = max_j |(1 − (λ_j/x_min)^{1−α̂}) −
     j/n| over the tail's sorted values (the empirical CDF as WeightWatcher and ``powerlaw``
-    write it); candidates: every positive eigenvalue leaving at least ``min_tail`` in the tail.
+    write it). Which candidates, and which eigenvalues, is the ``rule``:
+
+    - ``"netxray"`` (default): the positive eigenvalues; candidates leave at least ``min_tail``
+      values in the tail (default 10: the α of a handful of points is noise).
+    - ``"weightwatcher"``: WeightWatcher's defaults (``analyze()`` 0.7, ``WW_powerlaw.WWFit``,
+      CPU): eigenvalues > 1e-5 (``EVALS_THRESH``); fewer than 8 eigenvalues in all: no fit
+      (``min_evals``; WeightWatcher leaves such a layer out); ``min_tail`` is ignored. With
+      N ≥ 20 eigenvalues every x_min but the largest value is a candidate (tails down to 2
+      values) and the smallest D wins (first on ties; a candidate with α̂ ≤ 1 counts D = 1).
+      With N < 20 (their small-N fit): only tails of ≥ 8 values, the bias-corrected α̂ = 1 +
+      (n − 1)/Σ ln(λ/x_min), again the smallest D (their J objective is overridden). On a
+      layer whose best tail is short the two rules can pick different tails and very
+      different α (one measured case: 9 eigenvalues, α 2.43 vs 8.44 with ``min_tail=10``).
 
     >>> rng = np.random.default_rng(0)
     >>> x = (1 - rng.random(5000)) ** (-1 / 1.5)  # Pareto, density exponent α = 2.5
     >>> round(fit_power_law(x).alpha, 1)
     2.5
+    >>> round(fit_power_law(x, rule="weightwatcher").alpha, 1)
+    2.5
     """
-    lam = np.sort(np.asarray(evals, dtype=np.float64).ravel())
-    lam = lam[np.isfinite(lam) & (lam > 0)]
+    if rule not in ("netxray", "weightwatcher"):
+        raise ValueError(f"rule: expected 'netxray' or 'weightwatcher', got {rule!r}")
+    raw = np.asarray(evals, dtype=np.float64).ravel()
+    if rule == "weightwatcher":
+        lam = np.sort(raw[np.isfinite(raw) & (raw > _WW_EVALS_THRESH)])
+        if raw.size < _WW_MIN_EVALS or lam.size < 2:
+            return PowerLawFit(np.nan, np.nan, np.nan, np.nan, 0, np.nan, "too_few")
+        if lam.size < _WW_SMALL_N:
+            return _fit_small_n_ww(lam)
+        min_tail = 2
+    else:
+        lam = np.sort(raw[np.isfinite(raw) & (raw > 0)])
     n_all = lam.size
     if n_all < min_tail + 1:
         return PowerLawFit(np.nan, np.nan, np.nan, np.nan, 0, np.nan, "too_few")
@@ -143,22 +170,11 @@ def fit_power_law(evals: Any, *, min_tail: int = _MIN_TAIL, block: int = 256) ->
     denom = suffix[:n_cand] - tail_n * logs[:n_cand]
     with np.errstate(divide="ignore", invalid="ignore"):
         alphas = 1.0 + tail_n / denom
-    ds = np.full(n_cand, np.inf)
-    for b0 in range(0, n_cand, block):
-        b1 = min(n_cand, b0 + block)
-        i = idx[b0:b1, None]
-        j = np.arange(n_all)[None, :]
-        k = j - i  # position inside candidate i's tail
-        inside = k >= 0
-        ratio = np.where(inside, logs[None, :] - logs[b0:b1, None], 0.0)  # ln(λ_j / x_min)
-        a = alphas[b0:b1, None]
-        with np.errstate(over="ignore", invalid="ignore"):
-            fitted = 1.0 - np.exp((1.0 - a) * ratio)
-        emp = k / tail_n[b0:b1, None]
-        gap = np.where(inside, np.abs(fitted - emp), 0.0)
-        d = gap.max(axis=1)
-        ok = np.isfinite(alphas[b0:b1]) & (alphas[b0:b1] > 1.0)
-        ds[b0:b1] = np.where(ok, d, np.inf)
+    ds = _ks_distances(logs, alphas, tail_n, block)
+    if rule == "weightwatcher":  # their bookkeeping: D = 1 where α̂ ≤ 1 (or NaN), kept a candidate
+        ds = np.where(alphas > 1.0, ds, 1.0)
+    else:
+        ds = np.where(np.isfinite(alphas) & (alphas > 1.0), ds, np.inf)
     if not np.isfinite(ds).any():
         return PowerLawFit(np.nan, np.nan, np.nan, float(lam[-1]), 0, np.nan, "too_few")
     best = int(np.argmin(ds))
@@ -168,6 +184,69 @@ def fit_power_law(evals: Any, *, min_tail: int = _MIN_TAIL, block: int = 256) ->
         alpha, (alpha - 1.0) / np.sqrt(n_tail), float(lam[best]), float(lam[-1]), n_tail,
         float(ds[best]), "ok",
     )  # fmt: skip
+
+
+_WW_EVALS_THRESH = 1e-5  # WeightWatcher's EVALS_THRESH (CPU): smaller eigenvalues are not fitted
+_WW_MIN_EVALS = 8  # WeightWatcher's DEFAULT_MIN_EVALS: a layer with fewer eigenvalues is skipped
+_WW_SMALL_N = 20  # WeightWatcher's SMALL_N_CUTOFF: under it, the small-N fit
+_WW_SMALL_N_MIN_TAIL = 8  # the small-N fit's k_min
+
+
+def _ks_distances(logs: np.ndarray, alphas: np.ndarray, tail_n: np.ndarray, block: int) -> np.ndarray:
+    """D(i) = max_{j ≥ i} |1 − exp((1 − α̂_i)(ln λ_j − ln λ_i)) − (j − i)/n_i| for every
+    candidate i (the first ``len(alphas)`` values), in blocks of ``block`` candidates: O(r²)
+    vectorised work, O(block·r) memory. ln(λ_j/λ_i) = 0 counts as a fitted CDF of 0 (also for
+    an infinite α̂, as ``(λ_j/x_min)**(1 − α̂)`` = 1 does)."""
+    n_all, n_cand = logs.size, alphas.size
+    ds = np.full(n_cand, np.inf)
+    j = np.arange(n_all)[None, :]
+    for b0 in range(0, n_cand, block):
+        b1 = min(n_cand, b0 + block)
+        k = j - np.arange(b0, b1)[:, None]  # position inside candidate i's tail
+        inside = k >= 0
+        ratio = np.where(inside, logs[None, :] - logs[b0:b1, None], 0.0)  # ln(λ_j / x_min)
+        a = alphas[b0:b1, None]
+        with np.errstate(over="ignore", invalid="ignore"):
+            fitted = np.where(ratio == 0.0, 0.0, 1.0 - np.exp((1.0 - a) * ratio))
+        emp = k / tail_n[b0:b1, None]
+        gap = np.where(inside, np.abs(fitted - emp), 0.0)
+        ds[b0:b1] = gap.max(axis=1)
+    return ds
+
+
+def _fit_small_n_ww(lam: np.ndarray) -> PowerLawFit:
+    """WeightWatcher's fit for 2 ≤ N < 20 eigenvalues (``WWFit.fit_powerlaw_smallN`` followed by
+    ``WWFit.__init__``, sorted ``lam``): candidates x_min with tails of n ≥ 8 values and s = Σ
+    ln(λ/x_min) > 1e-12 get the bias-corrected α̂ = 1 + (n − 1)/s and, where α̂ > 1, their D;
+    every other candidate keeps D = 1. The first smallest D wins: ``__init__`` re-selects by
+    ``argmin(Ds)`` after the small-N fit, so its J = D − 0.868/sqrt(n) objective never decides
+    (0.7.7). No candidate at all: the whole sample is the tail (their fallback); a sample of
+    equal values: no fit (WeightWatcher reports α = 0 there)."""
+    n_all = lam.size
+    logs = np.log(lam)
+    alphas = np.zeros(n_all - 1)
+    ds = np.ones(n_all - 1)
+    for i in range(n_all - 1):
+        n = n_all - i
+        s = float(logs[i:].sum() - n * logs[i])
+        if n < _WW_SMALL_N_MIN_TAIL or s <= 1e-12:
+            continue
+        alphas[i] = 1.0 + (n - 1.0) / s
+        if alphas[i] > 1.0:
+            fitted = 1.0 - (lam[i:] / lam[i]) ** (1.0 - alphas[i])
+            ds[i] = float(np.max(np.abs(np.arange(n) / n - fitted)))
+    if not (alphas > 1.0).any():  # their fallback: the whole sample as the tail
+        s = float(logs.sum() - n_all * logs[0])
+        if s <= 1e-12:
+            return PowerLawFit(np.nan, np.nan, np.nan, float(lam[-1]), 0, np.nan, "too_few")
+        alphas[0] = 1.0 + (n_all - 1.0) / s
+        fitted = 1.0 - (lam / lam[0]) ** (1.0 - alphas[0])
+        ds[0] = float(np.max(np.abs(np.arange(n_all) / n_all - fitted)))
+    best = int(np.argmin(ds))
+    a, n_tail = float(alphas[best]), n_all - best
+    return PowerLawFit(
+        a, (a - 1.0) / np.sqrt(n_tail), float(lam[best]), float(lam[-1]), n_tail, float(ds[best]), "ok"
+    )
 
 
 def esd_histogram(evals: Any, bins: int = 50) -> tuple[np.ndarray, np.ndarray]:
@@ -188,8 +267,9 @@ def esd_histogram(evals: Any, bins: int = 50) -> tuple[np.ndarray, np.ndarray]:
     return np.histogram(x, bins=bins, range=(lo, hi), density=True)
 
 
-def spectral_stats(w: Any, *, min_tail: int = _MIN_TAIL) -> dict[str, Any]:
-    """The spectral row of one weight (columns :data:`SPECTRAL_COLUMNS`) plus ``evals``.
+def spectral_stats(w: Any, *, min_tail: int = _MIN_TAIL, rule: str = "netxray") -> dict[str, Any]:
+    """The spectral row of one weight (columns :data:`SPECTRAL_COLUMNS`) plus ``evals``;
+    ``min_tail`` and ``rule`` as in :func:`fit_power_law`.
 
     >>> s = spectral_stats(np.diag([2.0, 1.0]))
     >>> s["spectral_norm"], round(s["stable_rank"], 6), s["fit_status"]
@@ -205,7 +285,7 @@ def spectral_stats(w: Any, *, min_tail: int = _MIN_TAIL) -> dict[str, Any]:
     evals = sv * sv
     fro2 = float(evals.sum())
     top = float(sv[0]) if sv.size else 0.0
-    fit = fit_power_law(evals, min_tail=min_tail)
+    fit = fit_power_law(evals, min_tail=min_tail, rule=rule)
     return {
         "n_rows": int(shape[0]),
         "n_cols": int(shape[1]),

@@ -418,7 +418,7 @@ def _run_parameters(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
     )
 
     stats = weight_stats(model, **_extra(opts, "parameters"))
-    spectra = weight_spectra(model)
+    spectra = weight_spectra(model, device=opts.device)  # the SVDs on --device (one tensor at a time)
     strengths = node_strengths(model)
     fluct = strength_fluctuation(strengths)
     glob = stats[stats["name"] == GLOBAL]

@@ -1,0 +1,155 @@
+"""Benchmark: each lens's heavy products on the GPU against the CPU, side by side in one process.
+
+Ready for the moment a CUDA device is at hand; without one it prints "no CUDA device" and exits
+with status 0 (nothing here is needed to build or test the project). Per lens, the step that
+dominates its time, on the same data on both sides (CPU: one thread unless ``--threads``):
+
+- non-linearity (signature): the covariances Σ = XᵀX/(n−1) of a site, float64, n × d — the
+  Gram matrices the capture accumulates; and the affinity score's two heavy products, the cost
+  matrix ‖T(x_i) − y_j‖² of n × n (one n × n × d product) and the symmetric eigendecomposition
+  of the d × d map (``affinity_score`` itself runs on the CPU: its exact assignment is a CPU
+  solver, so these rows say what a GPU would save on the products around it);
+- modularity: the Gram matrix F Fᵀ (N × N, float64) and the kNN graph from it —
+  ``netxray.measures.modularity.knn_graph_from_gram`` on a CUDA tensor (its top-k runs on the
+  device) against the CPU path; the two graphs are compared edge by edge;
+- parameters (spectra): ``netxray.measures.spectral.spectral_stats`` on a CUDA weight (the
+  Gram and ``torch.linalg.eigvalsh`` on the device) against the CPU path; α compared;
+- symmetry: the verification's forward products are the model's own — timed as a float32
+  Linear stack forward, GPU vs CPU.
+
+Printed: seconds on each side (best of ``--repeats``, ``torch.cuda.synchronize`` around each
+GPU timing, the first call as warm-up), the ratio CPU/GPU, and the agreement of the results.
+
+    python benchmarks/bench_gpu.py [--n 8192] [--d 1024] [--knn-n 20000] [--spectral 4096]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def _best(fn: Callable[[], Any], repeats: int, sync: Callable[[], None] | None = None) -> tuple[Any, float]:
+    """(result, best seconds) of ``repeats`` calls after one warm-up call."""
+    out = fn()
+    if sync:
+        sync()
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        if sync:
+            sync()
+        best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
+def _row(name: str, t_cpu: float, t_gpu: float, agree: str) -> None:
+    print(f"{name:46s} {t_cpu:9.3f} {t_gpu:9.4f} {t_cpu / t_gpu:8.1f}x  {agree}", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=8192, help="samples of the covariance / affinity rows")
+    ap.add_argument("--d", type=int, default=1024, help="features of the covariance / affinity rows")
+    ap.add_argument("--knn-n", type=int, default=20000, help="N of the modularity rows")
+    ap.add_argument("--knn-d", type=int, default=256)
+    ap.add_argument("--spectral", type=int, default=4096, help="side of the weight matrix")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (the project's convention: 1)")
+    ap.add_argument("--dry-run-on-cpu", action="store_true",
+                    help="run every step with the 'GPU' side on the CPU too (checks the script, measures nothing)")
+    args = ap.parse_args()
+
+    import torch
+
+    if not torch.cuda.is_available() and not args.dry_run_on_cpu:
+        print("no CUDA device: nothing to measure (run this where torch.cuda.is_available())")
+        return 0
+    from netxray._threads import set_threads
+
+    set_threads(args.threads)
+    if args.dry_run_on_cpu:
+        dev, sync, name = torch.device("cpu"), None, "none (dry run: both sides on the CPU)"
+        # the device code paths run on CPU tensors, as the tests run them
+        import netxray.measures.modularity as modularity_mod
+        import netxray.measures.spectral as spectral_mod
+
+        modularity_mod._on_accelerator = lambda x: hasattr(x, "detach")
+        spectral_mod._on_accelerator = lambda x: hasattr(x, "detach")
+    else:
+        dev, sync, name = torch.device("cuda"), torch.cuda.synchronize, torch.cuda.get_device_name(0)
+    print(f"GPU: {name}; CPU: {args.threads} thread(s); torch {torch.__version__}")
+    print(f"{'step':46s} {'CPU s':>9s} {'GPU s':>9s} {'CPU/GPU':>9s}  agreement")
+    rng = np.random.default_rng(0)
+
+    # non-linearity: covariances and the affinity score's products
+    x = rng.standard_normal((args.n, args.d))
+    xg = torch.from_numpy(x).to(dev)
+    cov_c, t_c = _best(lambda: x.T @ x / (args.n - 1), args.repeats)
+    cov_g, t_g = _best(lambda: xg.T @ xg / (args.n - 1), args.repeats, sync)
+    err = float(np.abs(cov_g.cpu().numpy() - cov_c).max() / np.abs(cov_c).max())
+    _row(f"covariance XᵀX, float64, {args.n}×{args.d}", t_c, t_g, f"max rel diff {err:.1e}")
+    y = np.tanh(x @ (rng.standard_normal((args.d, args.d)) / np.sqrt(args.d)))
+    yg = torch.from_numpy(y).to(dev)
+    sq = lambda a, b: (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T  # noqa: E731
+    c_c, t_c = _best(lambda: sq(x, y), args.repeats)
+    c_g, t_g = _best(lambda: sq(xg, yg), args.repeats, sync)
+    err = float(np.abs(c_g.cpu().numpy() - c_c).max() / np.abs(c_c).max())
+    _row(f"affinity cost matrix, float64, n = {args.n}", t_c, t_g, f"max rel diff {err:.1e}")
+    c32_c, t_c = _best(lambda: sq(x.astype(np.float32), y.astype(np.float32)), args.repeats)
+    c32_g, t_g = _best(lambda: sq(xg.float(), yg.float()), args.repeats, sync)
+    _row(f"affinity cost matrix, float32, n = {args.n}", t_c, t_g, "(certified on the CPU path)")
+    del c_c, c_g, c32_c, c32_g
+    s = np.asarray(cov_c)
+    e_c, t_c = _best(lambda: np.linalg.eigh(s), args.repeats)
+    e_g, t_g = _best(lambda: torch.linalg.eigh(cov_g), args.repeats, sync)
+    err = float(np.abs(e_g[0].cpu().numpy() - e_c[0]).max() / np.abs(e_c[0]).max())
+    _row(f"affinity map: eigh of the {args.d}×{args.d} covariance", t_c, t_g, f"eigenvalues rel {err:.1e}")
+
+    # modularity: Gram and kNN graph
+    from netxray.measures.modularity import knn_graph_from_gram
+
+    f = rng.standard_normal((args.knn_n, args.knn_d))
+    fg = torch.from_numpy(f).to(dev)
+    g_c, t_c = _best(lambda: f @ f.T, 1)
+    _, t_g = _best(lambda: fg @ fg.T, 1, sync)
+    _row(f"modularity Gram FFᵀ, float64, N = {args.knn_n}", t_c, t_g, "")
+    g_same = torch.from_numpy(g_c).to(dev)  # the same Gram on both sides: the graphs must be equal
+    (a_c, _), t_c = _best(lambda: knn_graph_from_gram(g_c, k=3), 1)
+    (a_g, _), t_g = _best(lambda: knn_graph_from_gram(g_same, k=3), 1, sync)
+    same_edges = ((a_c != 0) != (a_g != 0)).nnz == 0
+    _row(f"modularity kNN graph from the Gram, N = {args.knn_n}", t_c, t_g,
+         f"identical edge set: {same_edges}, identical weights: {(a_c != a_g).nnz == 0}")  # fmt: skip
+    g_same = None
+    g_c = None  # free the N × N matrix
+
+    # parameters: spectra
+    from netxray.measures.spectral import spectral_stats
+
+    w = rng.standard_normal((args.spectral, args.spectral)) / np.sqrt(args.spectral)
+    wg = torch.from_numpy(w).to(dev)
+    s_c, t_c = _best(lambda: spectral_stats(w), 1)
+    s_g, t_g = _best(lambda: spectral_stats(wg), 1, sync)
+    _row(f"spectra: Gram + eigvalsh + α fit, {args.spectral}²", t_c, t_g,
+         f"α {s_c['alpha']:.6f} vs {s_g['alpha']:.6f}, tail {s_c['n_tail']} vs {s_g['n_tail']}")  # fmt: skip
+
+    # symmetry: the model's forward products
+    layers = torch.nn.Sequential(*[torch.nn.Linear(2048, 2048) for _ in range(8)]).eval()
+    inp = torch.randn(512, 2048)
+    with torch.no_grad():
+        o_c, t_c = _best(lambda: layers(inp), args.repeats)
+        layers_g = layers.to(dev)
+        o_g, t_g = _best(lambda: layers_g(inp.to(dev)), args.repeats, sync)
+    err = float((o_g.cpu() - o_c).abs().max() / o_c.abs().max())
+    _row("symmetry: forward of 8 Linear 2048², 512 rows, float32", t_c, t_g, f"max rel diff {err:.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

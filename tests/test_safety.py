@@ -587,3 +587,32 @@ def test_weights_plot_folder_replaces_only_its_own_plots(tmp_path):
     result = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"), "--plot", str(plots)])
     assert result.exit_code == 1 and "strengths.png not written by netxray" in result.output, result.output
     assert (plots / "strengths.png").read_bytes() == b"my own picture"
+
+
+def _digits_mlp(tmp_path: Path) -> Path:
+    return save_checkpoint(build_model({"arch": "mlp", "input_shape": [64], "num_classes": 10, "widths": [8]}),
+                           tmp_path / "c")  # fmt: skip
+
+
+def test_modularity_side_files_replace_only_their_own(tmp_path):
+    """``modularity --out curve.csv`` writes curve.redundant.csv, curve.adversarial.csv, their
+    .meta.json and curve.adversarial.png beside the files the user named; they overwrote a user's
+    file of that name. Now a rerun replaces netxray's own, and a user's file stays (one line)."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    ckpt = _digits_mlp(tmp_path)
+    out = tmp_path / "res"
+    args = ["modularity", str(ckpt), "--n", "20", "--repeats", "2", "--out", str(out / "curve.csv"),
+            "--plot", str(out / "curve.png"), "--adversarial", "0.1", "--quiet"]  # fmt: skip
+    for _ in range(2):  # the second run replaces the first run's side files
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    for name in ("curve.redundant.csv", "curve.adversarial.csv", "curve.csv.meta.json", "curve.adversarial.png"):
+        (out / name).write_bytes(b"the user's own")
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1 and f"{out / name} beside it was not written by netxray" in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert (out / name).read_bytes() == b"the user's own"
+        (out / name).unlink()

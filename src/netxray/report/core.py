@@ -468,24 +468,56 @@ def owned_files(directory: str | os.PathLike[str]) -> dict[str, str]:
 FLAT_MANIFEST = ".netxray-files.json"
 
 
-def _flat_owned(out: Path) -> dict[str, str]:
+def _flat_record(out: Path) -> dict[str, Any] | None:
+    """The :data:`FLAT_MANIFEST` of ``out`` when it is a regular file that identifies netxray."""
+    path = out / FLAT_MANIFEST
     try:
-        record = json.loads((out / FLAT_MANIFEST).read_text(encoding="utf-8"))
+        if path.is_symlink() or not path.is_file():
+            return None
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
+        return None
     if not isinstance(record, dict) or record.get("generator") != MANIFEST_GENERATOR:
-        return {}
-    return _owned(out, record.get("file_sha256"))
+        return None
+    return record
 
 
-def check_owned_files(directory: str | os.PathLike[str], names: Sequence[str], option: str = "--out") -> None:
+def _is_flat_manifest(out: Path) -> bool:
+    return _flat_record(out) is not None
+
+
+def _flat_owned(out: Path) -> dict[str, str]:
+    record = _flat_record(out)
+    return {} if record is None else _owned(out, record.get("file_sha256"))
+
+
+def check_owned_files(
+    directory: str | os.PathLike[str], names: Sequence[str], option: str = "--out", *, beside: Path | None = None
+) -> None:
     """Refuse (one ``FileExistsError`` line, or ``PermissionError`` for ``/``, home or a system
     folder) when writing ``names`` into ``directory`` would overwrite a file netxray cannot prove
-    it wrote; call it before the work, :func:`write_owned_files` checks again when writing."""
+    it wrote; call it before the work, :func:`write_owned_files` checks again when writing.
+
+    ``beside``: the file the user named with ``option`` (``curve.csv``), when ``names`` are the
+    side files netxray writes next to it (``curve.redundant.csv``) in its folder ``directory``:
+    that folder is the user's, so home is allowed (``/`` and system folders are still refused)
+    and the message names the side file and the option. A :data:`FLAT_MANIFEST` there that does
+    not identify netxray is the user's too, and is refused rather than replaced.
+    """
     out = Path(directory)
-    check_output_dir(out, option)
+    if beside is None:
+        check_output_dir(out, option)
+    else:
+        check_output_dir(beside, option, directory=False)
     owned = {**owned_files(out), **_flat_owned(out)} if out.is_dir() else {}
     clash = sorted(rel for rel in names if os.path.lexists(out / rel) and rel not in owned)
+    if names and os.path.lexists(out / FLAT_MANIFEST) and not _is_flat_manifest(out):
+        clash.append(FLAT_MANIFEST)  # where netxray records what it wrote; someone else's file
+    if clash and beside is not None:
+        raise FileExistsError(
+            f"{option} {beside}: {out / clash[0]} beside it was not written by netxray (or changed since); "
+            f"writing would overwrite it. Move it away or choose another {option}"
+        )
     if clash:
         raise FileExistsError(
             f"{option} {out}: holds {', '.join(clash[:5])} not written by netxray (or changed since); "
@@ -516,8 +548,11 @@ def write_owned_files(directory: str | os.PathLike[str], files: Mapping[str, byt
 
 def record_owned_files(directory: str | os.PathLike[str], names: Sequence[str]) -> None:
     """Record in ``directory/.netxray-files.json`` the hashes of ``names`` (relative paths that
-    netxray has just written there and exist), so that a later run may replace them."""
+    netxray has just written there and exist), so that a later run may replace them. A
+    :data:`FLAT_MANIFEST` there that is not netxray's is left alone (nothing is recorded)."""
     out = Path(directory)
+    if os.path.lexists(out / FLAT_MANIFEST) and not _is_flat_manifest(out):
+        return
     record = {"generator": MANIFEST_GENERATOR, "file_sha256": {**_flat_owned(out)}}
     for rel in names:
         sha = _file_sha256(out / rel)

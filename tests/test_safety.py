@@ -616,3 +616,47 @@ def test_modularity_side_files_replace_only_their_own(tmp_path):
         assert len(result.output.strip().splitlines()) == 1, result.output
         assert (out / name).read_bytes() == b"the user's own"
         (out / name).unlink()
+
+
+ZOO_GRID = "width=4;depth=1;lr=1e-2;epochs=1;seed=0,1,2,3"
+
+
+def _zoo(tmp_path: Path) -> Path:
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    result = CliRunner().invoke(app, ["zoo", "train", "--out", str(tmp_path / "z"), "--grid", ZOO_GRID,
+                                      "--engine", "serial", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return tmp_path / "z"
+
+
+def test_zoo_analyze_side_files_and_plots_replace_only_their_own(tmp_path):
+    """``zoo analyze --out r.parquet`` writes r.comparisons.csv, r.predictors.csv and
+    r.summary.json beside it, and fixed names into --plot: they overwrote the user's files of
+    those names. Now a rerun replaces netxray's own, and a user's file stays (one line)."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    zoo = _zoo(tmp_path)
+    args = ["zoo", "analyze", str(zoo), "--out", str(tmp_path / "r.parquet"), "--plot", str(tmp_path / "plots"),
+            "--engine", "serial", "--quiet"]  # fmt: skip
+    for _ in range(2):  # the second run replaces the first run's side files and plots
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    for name in ("r.comparisons.csv", "r.predictors.csv", "r.summary.json"):
+        (tmp_path / name).write_bytes(b"the user's own")
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert f"{tmp_path / name} beside it was not written by netxray" in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert (tmp_path / name).read_bytes() == b"the user's own"
+        (tmp_path / name).unlink()
+    for name in ("stats_by_class.png", "histograms_mlp.png"):
+        (tmp_path / "plots" / name).write_bytes(b"the user's own")
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1 and f"{name} not written by netxray" in result.output, result.output
+        assert (tmp_path / "plots" / name).read_bytes() == b"the user's own"
+        (tmp_path / "plots" / name).unlink()

@@ -1204,12 +1204,16 @@ def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
     (``stats_by_class.png``), global weight histograms of optimal vs suboptimal models per
     family (``histograms_<family>.png``), the mean power-law α of the weight spectra against
     accuracy (``alpha_vs_accuracy.png``) and predicted vs measured accuracy
-    (``predicted_vs_measured.png``). Returns the paths written."""
+    (``predicted_vs_measured.png``). Returns the paths written.
+
+    They replace only files netxray provably wrote there (:func:`netxray.report.write_owned_files`):
+    with a user's file of one of these names, nothing is written and ``FileExistsError`` names it."""
     from matplotlib.figure import Figure
 
+    from netxray.report import write_owned_files
+
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    files: dict[str, bytes] = {}
     df = res.models
     live = df[df["class"].isin(["optimal", "suboptimal", "diverged"])]
     stats = ["global_std", "global_kurtosis", "global_p25", "global_p75", "strength_abs_cv_mean", "bias_std"]
@@ -1231,8 +1235,7 @@ def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
                 ax.set_xticks([0, 1, 2], ["opt", "sub", "div"])
                 ax.set_title(f"{arch}: {st}", fontsize=8)
         p = out / "stats_by_class.png"
-        fig.savefig(p, dpi=100)
-        paths.append(p)
+        files[p.name] = _png(fig)
     for arch, (edges, h) in res.histograms.items():
         fig = Figure(figsize=(7, 4), layout="constrained")
         ax = fig.subplots()
@@ -1243,11 +1246,10 @@ def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
         ax.set(title=f"{arch}: global weight densities (green optimal, orange suboptimal)", xlabel="weight",
                ylabel="density", yscale="symlog")
         p = out / f"histograms_{re.sub(r'[^A-Za-z0-9_.-]', '_', arch)}.png"
-        fig.savefig(p, dpi=100)
-        paths.append(p)
-    p = _plot_alpha(res, out, colors)
-    if p is not None:
-        paths.append(p)
+        files[p.name] = _png(fig)
+    alpha = _plot_alpha(res, colors)
+    if alpha is not None:
+        files["alpha_vs_accuracy.png"] = _png(alpha)
     pcols = [c for c in df.columns if c.startswith("pred_")]
     if pcols:
         fig = Figure(figsize=(3.3 * len(pcols), 3.3), layout="constrained")
@@ -1258,12 +1260,23 @@ def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
             ax.plot([0, 1], [0, 1], "k--", lw=0.8)
             ax.set(title=c[5:], xlabel="measured accuracy", ylabel="predicted")
         p = out / "predicted_vs_measured.png"
-        fig.savefig(p, dpi=100)
-        paths.append(p)
-    return paths
+        files[p.name] = _png(fig)
+    write_owned_files(out, files, "--plot")
+    return [out / name for name in files]
 
 
-def _plot_alpha(res: ZooAnalysis, out: Path, colors: dict[str, str]) -> Path | None:
+PLOT_NAMES = ("stats_by_class.png", "alpha_vs_accuracy.png", "predicted_vs_measured.png")  # and histograms_<family>
+
+
+def _png(fig: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def _plot_alpha(res: ZooAnalysis, colors: dict[str, str]) -> Any:
     """``alpha_vs_accuracy.png``: mean power-law α of each model's weight spectra against its
     accuracy, one panel per family, coloured by class, Spearman ρ in the title."""
     from matplotlib.figure import Figure
@@ -1289,15 +1302,29 @@ def _plot_alpha(res: ZooAnalysis, out: Path, colors: dict[str, str]) -> Path | N
                ylabel="test accuracy")
         ax.title.set_fontsize(9)
     axes[0].legend(fontsize=7)
-    p = out / "alpha_vs_accuracy.png"
-    fig.savefig(p, dpi=100)
-    return p
+    return fig
 
 
-def write_results(res: ZooAnalysis, out: str | os.PathLike[str]) -> list[Path]:
+def result_side_files(out: str | os.PathLike[str]) -> list[str]:
+    """The names of the side files :func:`write_results` writes beside ``out``."""
+    stem = Path(out).with_suffix("").name
+    return [f"{stem}.comparisons.csv", f"{stem}.predictors.csv", f"{stem}.summary.json"]
+
+
+def write_results(res: ZooAnalysis, out: str | os.PathLike[str], *, own_out: bool = False) -> list[Path]:
     """Write ``out`` (Parquet, one row per model; CSV if the name ends in .csv) and, beside it,
-    ``<stem>.comparisons.csv``, ``<stem>.predictors.csv`` and ``<stem>.summary.json``."""
+    ``<stem>.comparisons.csv``, ``<stem>.predictors.csv`` and ``<stem>.summary.json``.
+
+    The side files replace only files netxray provably wrote (hash in the folder's
+    ``.netxray-files.json``, :func:`netxray.report.check_owned_files`): a user's file of that
+    name is kept and ``FileExistsError`` names it, before anything is written. ``own_out``: ``out``
+    is a name netxray chose (``zoo demo``), not the user's, and is checked the same way.
+    """
+    from netxray.report import check_owned_files, record_owned_files
+
     out = Path(out)
+    side = [*([out.name] if own_out else []), *result_side_files(out)]
+    check_owned_files(out.parent, side, beside=out)
     out.parent.mkdir(parents=True, exist_ok=True)
     df = res.models.copy()
     for c in df.columns:  # mixed-type hyperparameter columns → strings so Parquet can store them
@@ -1313,14 +1340,14 @@ def write_results(res: ZooAnalysis, out: str | os.PathLike[str]) -> list[Path]:
         from netxray._meta import atomic_write_bytes
 
         atomic_write_bytes(out, buf.getvalue())
-    stem = out.with_suffix("")
     paths = [out]
     for name, table in (("comparisons", res.comparisons), ("predictors", res.predictors)):
-        p = Path(f"{stem}.{name}.csv")
+        p = out.with_name(f"{out.with_suffix('').name}.{name}.csv")
         atomic_write_text(p, table.to_csv(index=False))
         paths.append(p)
-    p = Path(f"{stem}.summary.json")
+    p = out.with_name(f"{out.with_suffix('').name}.summary.json")
     atomic_write_text(p, json.dumps({"summary": res.summary, "meta": res.models.attrs.get("meta", {})},
                                     indent=2, default=_jsonable) + "\n")
     paths.append(p)
+    record_owned_files(out.parent, side)
     return paths

@@ -660,3 +660,40 @@ def test_zoo_analyze_side_files_and_plots_replace_only_their_own(tmp_path):
         assert result.exit_code == 1 and f"{name} not written by netxray" in result.output, result.output
         assert (tmp_path / "plots" / name).read_bytes() == b"the user's own"
         (tmp_path / "plots" / name).unlink()
+
+
+def test_zoo_train_deletes_only_leftovers_it_provably_made(tmp_path):
+    """``zoo train`` removed every ``models/.tmp-*`` by name. Now only a directory holding the
+    marker netxray wrote into it (naming it) goes; any other is kept and said in one line, and
+    a zoo.json that is not netxray's is refused before anything is written."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.lenses import zoo as Z
+
+    zoo = _zoo(tmp_path)
+    assert len(list(zoo.glob("models/mlp-*/record.json"))) == 4
+    assert not list(zoo.glob("models/*/" + Z.TMP_MARKER))  # finished models carry no marker
+    theirs = zoo / "models" / ".tmp-mine"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("the user's own")
+    forged = zoo / "models" / ".tmp-forged"  # a marker copied from elsewhere names another folder
+    forged.mkdir()
+    (forged / Z.TMP_MARKER).write_text(json.dumps({"generator": "netxray", "tmp": ".tmp-other"}))
+    ours = zoo / "models" / ".tmp-mlp-x-123"  # an interrupted run's: the marker names it
+    ours.mkdir()
+    Z._mark_tmp(ours)
+    (ours / "model.safetensors").write_bytes(b"half written")
+    result = CliRunner().invoke(app, ["zoo", "train", "--out", str(zoo), "--grid", ZOO_GRID, "--engine", "serial",
+                                      "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert not ours.exists()
+    assert (theirs / "notes.txt").read_text() == "the user's own" and forged.exists()
+    assert f"kept {theirs}: not made by netxray" in result.output, result.output
+    assert len([line for line in result.output.splitlines() if ".tmp-mine" in line]) == 1
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "zoo.json").write_text("the user's own")
+    result = CliRunner().invoke(app, ["zoo", "train", "--out", str(other), "--grid", ZOO_GRID, "--quiet"])
+    assert result.exit_code == 1 and "zoo.json was not written by netxray" in result.output, result.output
+    assert (other / "zoo.json").read_text() == "the user's own" and sorted(other.iterdir()) == [other / "zoo.json"]

@@ -56,8 +56,10 @@ def test_resume_trains_only_what_is_missing(tiny_zoo, tmp_path):
     shutil.copytree(tiny_zoo, z)
     victim = sorted((z / "models").iterdir())[3]
     shutil.rmtree(victim)
-    # an interrupted run leaves a temp dir behind; it must be cleaned, never analysed
+    # an interrupted run leaves a temp dir behind (with the marker netxray writes first into
+    # it); it must be cleaned, never analysed
     (z / "models" / ".tmp-dead-123").mkdir()
+    Z._mark_tmp(z / "models" / ".tmp-dead-123")
     (z / "models" / ".tmp-dead-123" / "model.safetensors").write_bytes(b"partial")
     before = _weights_of(z)
     df = Z.train_zoo(z, "mlp", GRID, engine="serial", progress=False)

@@ -32,13 +32,16 @@ def zoo_train(
 ) -> None:
     """Train every grid combination for every family: one checkpoint + record per model,
     written atomically; finished models are skipped on a rerun."""
-    from netxray.cli._common import check_out
+    from netxray.cli._common import check_out, fail
     from netxray.lenses.zoo import train_zoo
 
     check_out(out, directory=True)  # not /, home or a system folder
     t0 = time.perf_counter()
-    df = train_zoo(out, arch, grid, dataset=dataset, engine=engine, workers=workers,
-                   address=address, progress=not quiet)
+    try:  # a zoo.json that is not netxray's is refused before anything is written
+        df = train_zoo(out, arch, grid, dataset=dataset, engine=engine, workers=workers,
+                       address=address, progress=not quiet)
+    except FileExistsError as exc:
+        fail(str(exc))
     if not quiet:
         _print_train(df, time.perf_counter() - t0)
     errors = df[df["status"].str.startswith("error")]

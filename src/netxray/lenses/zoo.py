@@ -63,6 +63,9 @@ ENGINES = ("local", "ray", "serial")
 TRAIN_KEYS = ("epochs", "lr", "seed", "optimizer", "batch_size", "weight_decay", "schedule")
 RECORD = "record.json"
 MODELS = "models"
+# written first into each model's temporary directory ``models/.tmp-<id>-<pid>``: the proof that
+# netxray made it, so that a later run may delete it as an interrupted run's leftover
+TMP_MARKER = ".netxray-tmp.json"
 STAT_KEYS = ("mean", "std", "p0", "p25", "p50", "p75", "p100")
 
 
@@ -355,6 +358,7 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
     zoo = Path(job["zoo"])
     final = zoo / MODELS / job["id"]
     tmp = zoo / MODELS / f".tmp-{job['id']}-{os.getpid()}"
+    made = False
     try:
         from netxray.models import save_checkpoint
         from netxray.training import train
@@ -365,8 +369,13 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
             params["dim"] = params.pop("width")  # the ViT's width knob is its embedding dim
         res = train(job["arch"], job["dataset"], progress=False, **train_kw, **params)
         metrics = {k: v for k, v in res.metrics.items() if k != "history"}
-        if tmp.exists():
+        if os.path.lexists(tmp):
+            if not _own_tmp(tmp):
+                raise FileExistsError(f"{tmp} is there and was not made by netxray; move it away")
             shutil.rmtree(tmp)
+        tmp.mkdir()
+        made = True
+        _mark_tmp(tmp)
         save_checkpoint(res.model, tmp, metrics=metrics, train_args=res.train_args)
         record = {k: job[k] for k in ("id", "run", "arch", "dataset", "params")}
         record.update(metrics=metrics, num_classes=int(res.config.get("num_classes", 0)),
@@ -379,12 +388,33 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 raise
+        else:
+            (final / TMP_MARKER).unlink(missing_ok=True)  # a finished model is no leftover
         return {"id": job["id"], "status": "trained", "test_acc": metrics.get("test_acc"),
                 "seconds": time.perf_counter() - t0}
     except Exception as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if made:  # only the directory this job made; nothing else of that name
+            shutil.rmtree(tmp, ignore_errors=True)
         return {"id": job["id"], "status": f"error: {type(exc).__name__}: {exc}", "test_acc": None,
                 "seconds": time.perf_counter() - t0}
+
+
+def _mark_tmp(tmp: Path) -> None:
+    """Write the marker that proves ``tmp`` (just made by this process) is netxray's."""
+    atomic_write_text(tmp / TMP_MARKER, json.dumps({"generator": "netxray", "tmp": tmp.name}) + "\n")
+
+
+def _own_tmp(tmp: Path) -> bool:
+    """Whether ``tmp`` is a temporary model directory netxray made: a real directory (no link)
+    holding the marker :func:`_mark_tmp` wrote into it, naming it."""
+    marker = tmp / TMP_MARKER
+    try:
+        if tmp.is_symlink() or not tmp.is_dir() or marker.is_symlink() or not marker.is_file():
+            return False
+        record = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("generator") == "netxray" and record.get("tmp") == tmp.name
 
 
 def _jsonable(v: Any) -> Any:
@@ -405,7 +435,10 @@ def train_zoo(
     """Train every combination of ``grid`` for every arch into the zoo directory ``out``.
 
     Resumable: a model whose directory is complete (``record.json`` present) is skipped;
-    leftovers of an interrupted run (``models/.tmp-*``) are removed first. A model that fails
+    leftovers of an interrupted run (``models/.tmp-*``) are removed first — only those netxray
+    provably made (the marker :data:`TMP_MARKER` it writes into each); any other is kept, said
+    in one line on stderr and listed in ``attrs["kept"]``. A ``zoo.json`` that is not netxray's
+    is refused (``FileExistsError``) before anything is written. A model that fails
     to train is a row with ``status="error: …"`` (and is retried by the next run); the rest
     go on. Returns one row per job: ``id, status (trained|exists|error…), test_acc, seconds``.
 
@@ -414,19 +447,25 @@ def train_zoo(
     """
     out = Path(out).resolve()
     jobs = expand_grid(archs, grid, dataset)
-    (out / MODELS).mkdir(parents=True, exist_ok=True)
     spec = {"archs": sorted({j["arch"] for j in jobs}), "dataset": dataset, "grid": parse_grid(grid)}
     spec_path = out / "zoo.json"
-    if spec_path.exists():
-        old = json.loads(spec_path.read_text())
+    if os.path.lexists(spec_path):
+        old = _zoo_record(spec_path)  # before anything is written
         specs = old.get("specs", [old.get("spec")] if old.get("spec") else [])
         if spec not in specs:
             specs.append(spec)
     else:
         specs = [spec]
+    (out / MODELS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(spec_path, json.dumps({"specs": specs, "netxray": metadata()}, indent=2) + "\n")
-    for leftover in (out / MODELS).glob(".tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    kept = []
+    for leftover in sorted((out / MODELS).glob(".tmp-*")):
+        if _own_tmp(leftover):  # an interrupted run's: proven by the marker netxray wrote into it
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            kept.append(str(leftover))
+            print(f"kept {leftover}: not made by netxray (no {TMP_MARKER} of its own); "
+                  "remove it yourself if it is not yours", file=sys.stderr)
     rows, todo = [], []
     for j in jobs:
         if (out / MODELS / j["id"] / RECORD).exists():
@@ -442,7 +481,21 @@ def train_zoo(
     df = pd.DataFrame(rows, columns=["id", "status", "test_acc", "seconds"])
     df.attrs["meta"] = metadata(zoo=str(out), engine=engine, engine_detail=eng.description,
                                 n_jobs=len(jobs), n_trained=len(todo))  # fmt: skip
+    df.attrs["kept"] = kept
     return df
+
+
+def _zoo_record(spec_path: Path) -> dict[str, Any]:
+    """The ``zoo.json`` netxray wrote (a JSON object with its ``netxray`` metadata); any other
+    file of that name is the user's: ``FileExistsError``, and it stays."""
+    try:
+        record = None if spec_path.is_symlink() else json.loads(spec_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("netxray"), dict):
+        raise FileExistsError(f"--out {spec_path.parent}: its zoo.json was not written by netxray; "
+                              "move it away or choose another directory")
+    return record
 
 
 # --------------------------------------------------------------------------- features

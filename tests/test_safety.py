@@ -697,3 +697,33 @@ def test_zoo_train_deletes_only_leftovers_it_provably_made(tmp_path):
     result = CliRunner().invoke(app, ["zoo", "train", "--out", str(other), "--grid", ZOO_GRID, "--quiet"])
     assert result.exit_code == 1 and "zoo.json was not written by netxray" in result.output, result.output
     assert (other / "zoo.json").read_text() == "the user's own" and sorted(other.iterdir()) == [other / "zoo.json"]
+
+
+def test_signature_meta_json_and_a_foreign_file_manifest_are_kept(tmp_path):
+    """``signature --out sig.csv`` writes sig.csv.meta.json beside it, and commands record what
+    they wrote in .netxray-files.json: both replaced a user's file of that name. Now a rerun
+    replaces netxray's own; a user's .meta.json or .netxray-files.json stays (one line)."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    ckpt = _digits_mlp(tmp_path)
+    sig = tmp_path / "res" / "sig.csv"
+    args = ["signature", str(ckpt), "--n-samples", "64", "--out", str(sig), "--quiet"]
+    for _ in range(2):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    meta = tmp_path / "res" / "sig.csv.meta.json"
+    meta.write_text("the user's own")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and f"{meta} beside it was not written by netxray" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and meta.read_text() == "the user's own"
+    meta.unlink()
+    manifest = tmp_path / "res" / ".netxray-files.json"
+    manifest.write_text('{"my": "own settings"}')
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and ".netxray-files.json beside it was not written" in result.output, result.output
+    assert manifest.read_text() == '{"my": "own settings"}'
+    result = CliRunner().invoke(app, ["bounds", "--widths", "4,3,2", "--out", str(tmp_path / "res"), "--quiet"])
+    assert result.exit_code == 1 and ".netxray-files.json not written by netxray" in result.output, result.output
+    assert manifest.read_text() == '{"my": "own settings"}'

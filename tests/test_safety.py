@@ -669,20 +669,20 @@ def test_zoo_train_deletes_only_leftovers_it_provably_made(tmp_path):
     from typer.testing import CliRunner
 
     from netxray.cli import app
-    from netxray.lenses import zoo as Z
+    from netxray.report import TEMP_MARKER, mark_temp_dir
 
     zoo = _zoo(tmp_path)
     assert len(list(zoo.glob("models/mlp-*/record.json"))) == 4
-    assert not list(zoo.glob("models/*/" + Z.TMP_MARKER))  # finished models carry no marker
+    assert not list(zoo.glob("models/*/" + TEMP_MARKER))  # finished models carry no marker
     theirs = zoo / "models" / ".tmp-mine"
     theirs.mkdir()
     (theirs / "notes.txt").write_text("the user's own")
     forged = zoo / "models" / ".tmp-forged"  # a marker copied from elsewhere names another folder
     forged.mkdir()
-    (forged / Z.TMP_MARKER).write_text(json.dumps({"generator": "netxray", "tmp": ".tmp-other"}))
+    (forged / TEMP_MARKER).write_text(json.dumps({"generator": "netxray", "tmp": ".tmp-other"}))
     ours = zoo / "models" / ".tmp-mlp-x-123"  # an interrupted run's: the marker names it
     ours.mkdir()
-    Z._mark_tmp(ours)
+    mark_temp_dir(ours)
     (ours / "model.safetensors").write_bytes(b"half written")
     result = CliRunner().invoke(app, ["zoo", "train", "--out", str(zoo), "--grid", ZOO_GRID, "--engine", "serial",
                                       "--quiet"])  # fmt: skip
@@ -727,3 +727,34 @@ def test_signature_meta_json_and_a_foreign_file_manifest_are_kept(tmp_path):
     result = CliRunner().invoke(app, ["bounds", "--widths", "4,3,2", "--out", str(tmp_path / "res"), "--quiet"])
     assert result.exit_code == 1 and ".netxray-files.json not written by netxray" in result.output, result.output
     assert manifest.read_text() == '{"my": "own settings"}'
+
+
+def test_report_save_deletes_only_the_leftovers_it_provably_made(tmp_path):
+    """A report is built in ``.<out>.netxray-tmp-*`` beside --out; every ``.<out>.netxray-*-*``
+    folder there was deleted by name, and a ``.<out>.netxray-journal.json`` read and deleted.
+    Now only a folder with the marker netxray wrote into it goes; a user's is kept, and a
+    journal that is not netxray's is refused in one line."""
+    from netxray.report import TEMP_MARKER, mark_temp_dir
+
+    out = tmp_path / "rep"
+    theirs = tmp_path / ".rep.netxray-tmp-1-mine"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("the user's own")
+    ours = tmp_path / ".rep.netxray-tmp-2-dead"  # a save killed half-way
+    ours.mkdir()
+    mark_temp_dir(ours)
+    (ours / "index.html").write_text("half written")
+    for _ in range(2):  # a new report, then the swap over the earlier one
+        _small_report().save(out)
+    assert not ours.exists() and (theirs / "notes.txt").read_text() == "the user's own"
+    assert not (out / TEMP_MARKER).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name, "rep"]
+    (out / "mine.txt").write_text("the user's own")  # the next save merges into the folder
+    _small_report().save(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name, "rep"]
+    journal = tmp_path / ".rep.netxray-journal.json"
+    journal.write_text("the user's own")
+    with pytest.raises(FileExistsError) as info:
+        _small_report().save(out)
+    assert "\n" not in str(info.value) and "netxray-journal.json beside it was not written" in str(info.value)
+    assert journal.read_text() == "the user's own" and (out / "mine.txt").exists()

@@ -63,9 +63,6 @@ ENGINES = ("local", "ray", "serial")
 TRAIN_KEYS = ("epochs", "lr", "seed", "optimizer", "batch_size", "weight_decay", "schedule")
 RECORD = "record.json"
 MODELS = "models"
-# written first into each model's temporary directory ``models/.tmp-<id>-<pid>``: the proof that
-# netxray made it, so that a later run may delete it as an interrupted run's leftover
-TMP_MARKER = ".netxray-tmp.json"
 STAT_KEYS = ("mean", "std", "p0", "p25", "p50", "p75", "p100")
 
 
@@ -369,13 +366,17 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
             params["dim"] = params.pop("width")  # the ViT's width knob is its embedding dim
         res = train(job["arch"], job["dataset"], progress=False, **train_kw, **params)
         metrics = {k: v for k, v in res.metrics.items() if k != "history"}
+        # netxray's marker goes first into the model's temporary directory: a later run deletes
+        # a leftover of this name only with it (own_temp_dir)
+        from netxray.report import TEMP_MARKER, mark_temp_dir, own_temp_dir
+
         if os.path.lexists(tmp):
-            if not _own_tmp(tmp):
+            if not own_temp_dir(tmp):
                 raise FileExistsError(f"{tmp} is there and was not made by netxray; move it away")
             shutil.rmtree(tmp)
         tmp.mkdir()
         made = True
-        _mark_tmp(tmp)
+        mark_temp_dir(tmp)
         save_checkpoint(res.model, tmp, metrics=metrics, train_args=res.train_args)
         record = {k: job[k] for k in ("id", "run", "arch", "dataset", "params")}
         record.update(metrics=metrics, num_classes=int(res.config.get("num_classes", 0)),
@@ -389,7 +390,7 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
             else:
                 raise
         else:
-            (final / TMP_MARKER).unlink(missing_ok=True)  # a finished model is no leftover
+            (final / TEMP_MARKER).unlink(missing_ok=True)  # a finished model is no leftover
         return {"id": job["id"], "status": "trained", "test_acc": metrics.get("test_acc"),
                 "seconds": time.perf_counter() - t0}
     except Exception as exc:
@@ -397,24 +398,6 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
         return {"id": job["id"], "status": f"error: {type(exc).__name__}: {exc}", "test_acc": None,
                 "seconds": time.perf_counter() - t0}
-
-
-def _mark_tmp(tmp: Path) -> None:
-    """Write the marker that proves ``tmp`` (just made by this process) is netxray's."""
-    atomic_write_text(tmp / TMP_MARKER, json.dumps({"generator": "netxray", "tmp": tmp.name}) + "\n")
-
-
-def _own_tmp(tmp: Path) -> bool:
-    """Whether ``tmp`` is a temporary model directory netxray made: a real directory (no link)
-    holding the marker :func:`_mark_tmp` wrote into it, naming it."""
-    marker = tmp / TMP_MARKER
-    try:
-        if tmp.is_symlink() or not tmp.is_dir() or marker.is_symlink() or not marker.is_file():
-            return False
-        record = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and record.get("generator") == "netxray" and record.get("tmp") == tmp.name
 
 
 def _jsonable(v: Any) -> Any:
@@ -436,7 +419,7 @@ def train_zoo(
 
     Resumable: a model whose directory is complete (``record.json`` present) is skipped;
     leftovers of an interrupted run (``models/.tmp-*``) are removed first — only those netxray
-    provably made (the marker :data:`TMP_MARKER` it writes into each); any other is kept, said
+    provably made (the marker :func:`netxray.report.mark_temp_dir` writes into each); any other is kept, said
     in one line on stderr and listed in ``attrs["kept"]``. A ``zoo.json`` that is not netxray's
     is refused (``FileExistsError``) before anything is written. A model that fails
     to train is a row with ``status="error: …"`` (and is retried by the next run); the rest
@@ -458,13 +441,15 @@ def train_zoo(
         specs = [spec]
     (out / MODELS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(spec_path, json.dumps({"specs": specs, "netxray": metadata()}, indent=2) + "\n")
+    from netxray.report import TEMP_MARKER, own_temp_dir
+
     kept = []
     for leftover in sorted((out / MODELS).glob(".tmp-*")):
-        if _own_tmp(leftover):  # an interrupted run's: proven by the marker netxray wrote into it
+        if own_temp_dir(leftover):  # an interrupted run's: proven by the marker netxray wrote into it
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             kept.append(str(leftover))
-            print(f"kept {leftover}: not made by netxray (no {TMP_MARKER} of its own); "
+            print(f"kept {leftover}: not made by netxray (no {TEMP_MARKER} of its own); "
                   "remove it yourself if it is not yours", file=sys.stderr)
     rows, todo = [], []
     for j in jobs:

@@ -758,3 +758,27 @@ def test_report_save_deletes_only_the_leftovers_it_provably_made(tmp_path):
         _small_report().save(out)
     assert "\n" not in str(info.value) and "netxray-journal.json beside it was not written" in str(info.value)
     assert journal.read_text() == "the user's own" and (out / "mine.txt").exists()
+
+
+def test_report_lock_beside_out_is_never_a_users_file(tmp_path):
+    """The report's lock ``.<out>.netxray-lock`` beside --out was opened, truncated and deleted
+    whatever it held. Now a file of that name netxray did not write stays, and the save says so
+    in one line; a lock left by a killed netxray run (its pid) is taken over as before."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    out = tmp_path / "rep"
+    lock = tmp_path / ".rep.netxray-lock"
+    lock.write_text("the user's own")
+    with pytest.raises(FileExistsError) as info:
+        _small_report().save(out)
+    assert "\n" not in str(info.value) and ".rep.netxray-lock beside it was not written" in str(info.value)
+    assert lock.read_text() == "the user's own" and not out.exists()
+    result = CliRunner().invoke(app, ["scan", str(_digits_mlp(tmp_path)), "--out", str(out), "--quiet"])
+    assert result.exit_code == 1 and "netxray-lock beside it was not written" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and lock.read_text() == "the user's own"
+    lock.write_text("12345\n")  # a netxray run killed while it held the lock
+    _small_report().save(out)
+    _small_report().save(out)
+    assert (out / "index.html").exists() and not lock.exists()

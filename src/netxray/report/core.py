@@ -312,6 +312,18 @@ def _lock_path(out: Path) -> Path:
     return out.parent / f".{out.name}.netxray-lock"
 
 
+LOCK_MARK = "netxray-lock"
+
+
+def _is_lock_file(content: bytes) -> bool:
+    """A lock file netxray wrote: ``<pid> netxray-lock`` (or a bare pid, as earlier versions
+    wrote), or empty (just created, by this process or one about to write its pid). Anything else
+    is someone else's file, which the lock must neither truncate nor delete."""
+    import re
+
+    return re.fullmatch(rb"(\d+( netxray-lock)?\n?)?", content) is not None
+
+
 @contextlib.contextmanager
 def report_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
     """Hold the write lock of the report directory ``directory`` (re-entrant in one process).
@@ -349,7 +361,7 @@ def report_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
-                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                pid = (os.pread(fd, 32, 0).decode(errors="replace").split() or ["?"])[0]
             finally:
                 os.close(fd)
             raise ReportLockedError(
@@ -361,11 +373,15 @@ def report_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
             same = os.fstat(fd).st_ino == os.stat(lock).st_ino
         except FileNotFoundError:
             same = False
+        if same and not _is_lock_file(os.pread(fd, 256, 0)):
+            os.close(fd)  # a file of that name that netxray did not write: the user's, it stays
+            raise FileExistsError(f"--out {Path(directory)}: {lock} beside it was not written by netxray; "
+                                  "writing the report would overwrite it. Move it away or choose another --out")
         if same:
             break
         os.close(fd)
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.pwrite(fd, f"{os.getpid()} {LOCK_MARK}\n".encode(), 0)
     _HELD[key] = 1
     try:
         yield lock

@@ -782,3 +782,16 @@ def test_report_lock_beside_out_is_never_a_users_file(tmp_path):
     _small_report().save(out)
     _small_report().save(out)
     assert (out / "index.html").exists() and not lock.exists()
+
+
+def test_the_write_check_before_a_scan_opens_no_existing_file(tmp_path, monkeypatch):
+    """check_report_out tried writing by opening ``.netxray-write-test-<pid>`` in the folder
+    (truncating) and deleting it: a user's file of that name was lost. Now it probes with a fresh
+    name of its own and leaves every existing file alone."""
+    from netxray.report import check_report_out
+
+    monkeypatch.setattr(os, "getpid", lambda: 4242)
+    mine = tmp_path / ".netxray-write-test-4242"
+    mine.write_text("the user's own")
+    check_report_out(tmp_path / "rep")
+    assert mine.read_text() == "the user's own" and sorted(tmp_path.iterdir()) == [mine]

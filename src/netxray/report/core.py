@@ -412,10 +412,12 @@ def check_report_out(directory: str | os.PathLike[str]) -> None:
     if base is None or not base.is_dir():
         raise NotADirectoryError(f"--out {out}: {base} is a file, not a directory")
     for where in dict.fromkeys([base, out.parent if out.parent.exists() else base]):
-        try:
-            with open(os.path.join(where, f".netxray-write-test-{os.getpid()}"), "wb") as f:
-                f.write(b"")
-            os.unlink(os.path.join(where, f".netxray-write-test-{os.getpid()}"))
+        try:  # a new file of a fresh name (O_EXCL): no file already there is opened or removed
+            import tempfile
+
+            fd, probe = tempfile.mkstemp(prefix=".netxray-write-test-", dir=where)
+            os.close(fd)
+            os.unlink(probe)
         except OSError as exc:
             raise PermissionError(f"--out {out}: cannot write in {where} ({exc.strerror or exc})") from exc
     _check_free_space(out, MIN_FREE_BYTES // 2)  # a report's worth of room, before any work

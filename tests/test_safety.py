@@ -795,3 +795,19 @@ def test_the_write_check_before_a_scan_opens_no_existing_file(tmp_path, monkeypa
     mine.write_text("the user's own")
     check_report_out(tmp_path / "rep")
     assert mine.read_text() == "the user's own" and sorted(tmp_path.iterdir()) == [mine]
+
+
+def test_prune_out_checks_the_hf_config_files_of_the_pruned_checkpoint(tmp_path):
+    """``prune --out DIR`` of a Hugging Face model also writes DIR/pruned/hf/<its config files>
+    (save_checkpoint copies them); they were not in the names checked before the work. Now a
+    user's file there is refused in one line before any model is loaded, and kept."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    mine = tmp_path / "out" / "pruned" / "hf" / "tokenizer.json"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("the user's own")
+    result = CliRunner().invoke(app, ["prune", str(tmp_path / "no-model"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "pruned/hf/tokenizer.json not written by netxray" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and mine.read_text() == "the user's own"

@@ -811,3 +811,27 @@ def test_prune_out_checks_the_hf_config_files_of_the_pruned_checkpoint(tmp_path)
     result = CliRunner().invoke(app, ["prune", str(tmp_path / "no-model"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and "pruned/hf/tokenizer.json not written by netxray" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and mine.read_text() == "the user's own"
+
+
+def test_demo_replaces_only_cache_entries_netxray_wrote(tmp_path):
+    """``netxray demo`` retrained a cache entry that did not load (``overwrite=True``), whatever
+    it held. Now an entry is replaced only when its config.json is a netxray checkpoint's; any
+    other model.safetensors/config.json there is kept, refused in one line before any training."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.cli.demo_cmd import DEMO_MODELS, _check_own_entry, _key
+
+    _, arch, knobs, seed = DEMO_MODELS[0]
+    entry = tmp_path / "cache" / "demo-models" / f"{arch}-{_key(arch, knobs, seed)}"
+    entry.mkdir(parents=True)
+    (entry / "config.json").write_text('{"my": "own model"}')
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
+                                      "--quiet"])  # fmt: skip
+    assert result.exit_code == 1 and "config.json not written by netxray" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert (entry / "config.json").read_text() == '{"my": "own model"}' and not (tmp_path / "out").exists()
+    ours = save_checkpoint(build_model({"arch": "mlp", "input_shape": [8], "num_classes": 3, "widths": [6]}),
+                           tmp_path / "ours")  # fmt: skip
+    (ours / "model.safetensors").write_bytes(b"damaged")  # netxray's entry, damaged: retrained
+    _check_own_entry(ours)

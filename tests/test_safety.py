@@ -587,3 +587,251 @@ def test_weights_plot_folder_replaces_only_its_own_plots(tmp_path):
     result = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"), "--plot", str(plots)])
     assert result.exit_code == 1 and "strengths.png not written by netxray" in result.output, result.output
     assert (plots / "strengths.png").read_bytes() == b"my own picture"
+
+
+def _digits_mlp(tmp_path: Path) -> Path:
+    return save_checkpoint(build_model({"arch": "mlp", "input_shape": [64], "num_classes": 10, "widths": [8]}),
+                           tmp_path / "c")  # fmt: skip
+
+
+def test_modularity_side_files_replace_only_their_own(tmp_path):
+    """``modularity --out curve.csv`` writes curve.redundant.csv, curve.adversarial.csv, their
+    .meta.json and curve.adversarial.png beside the files the user named; they overwrote a user's
+    file of that name. Now a rerun replaces netxray's own, and a user's file stays (one line)."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    ckpt = _digits_mlp(tmp_path)
+    out = tmp_path / "res"
+    args = ["modularity", str(ckpt), "--n", "20", "--repeats", "2", "--out", str(out / "curve.csv"),
+            "--plot", str(out / "curve.png"), "--adversarial", "0.1", "--quiet"]  # fmt: skip
+    for _ in range(2):  # the second run replaces the first run's side files
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    for name in ("curve.redundant.csv", "curve.adversarial.csv", "curve.csv.meta.json", "curve.adversarial.png"):
+        (out / name).write_bytes(b"the user's own")
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1 and f"{out / name} beside it was not written by netxray" in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert (out / name).read_bytes() == b"the user's own"
+        (out / name).unlink()
+
+
+ZOO_GRID = "width=4;depth=1;lr=1e-2;epochs=1;seed=0,1,2,3"
+
+
+def _zoo(tmp_path: Path) -> Path:
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    result = CliRunner().invoke(app, ["zoo", "train", "--out", str(tmp_path / "z"), "--grid", ZOO_GRID,
+                                      "--engine", "serial", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return tmp_path / "z"
+
+
+def test_zoo_analyze_side_files_and_plots_replace_only_their_own(tmp_path):
+    """``zoo analyze --out r.parquet`` writes r.comparisons.csv, r.predictors.csv and
+    r.summary.json beside it, and fixed names into --plot: they overwrote the user's files of
+    those names. Now a rerun replaces netxray's own, and a user's file stays (one line)."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    zoo = _zoo(tmp_path)
+    args = ["zoo", "analyze", str(zoo), "--out", str(tmp_path / "r.parquet"), "--plot", str(tmp_path / "plots"),
+            "--engine", "serial", "--quiet"]  # fmt: skip
+    for _ in range(2):  # the second run replaces the first run's side files and plots
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    for name in ("r.comparisons.csv", "r.predictors.csv", "r.summary.json"):
+        (tmp_path / name).write_bytes(b"the user's own")
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert f"{tmp_path / name} beside it was not written by netxray" in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert (tmp_path / name).read_bytes() == b"the user's own"
+        (tmp_path / name).unlink()
+    for name in ("stats_by_class.png", "histograms_mlp.png"):
+        (tmp_path / "plots" / name).write_bytes(b"the user's own")
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1 and f"{name} not written by netxray" in result.output, result.output
+        assert (tmp_path / "plots" / name).read_bytes() == b"the user's own"
+        (tmp_path / "plots" / name).unlink()
+
+
+def test_zoo_train_deletes_only_leftovers_it_provably_made(tmp_path):
+    """``zoo train`` removed every ``models/.tmp-*`` by name. Now only a directory holding the
+    marker netxray wrote into it (naming it) goes; any other is kept and said in one line, and
+    a zoo.json that is not netxray's is refused before anything is written."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.report import TEMP_MARKER, mark_temp_dir
+
+    zoo = _zoo(tmp_path)
+    assert len(list(zoo.glob("models/mlp-*/record.json"))) == 4
+    assert not list(zoo.glob("models/*/" + TEMP_MARKER))  # finished models carry no marker
+    theirs = zoo / "models" / ".tmp-mine"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("the user's own")
+    forged = zoo / "models" / ".tmp-forged"  # a marker copied from elsewhere names another folder
+    forged.mkdir()
+    (forged / TEMP_MARKER).write_text(json.dumps({"generator": "netxray", "tmp": ".tmp-other"}))
+    ours = zoo / "models" / ".tmp-mlp-x-123"  # an interrupted run's: the marker names it
+    ours.mkdir()
+    mark_temp_dir(ours)
+    (ours / "model.safetensors").write_bytes(b"half written")
+    result = CliRunner().invoke(app, ["zoo", "train", "--out", str(zoo), "--grid", ZOO_GRID, "--engine", "serial",
+                                      "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert not ours.exists()
+    assert (theirs / "notes.txt").read_text() == "the user's own" and forged.exists()
+    assert f"kept {theirs}: not made by netxray" in result.output, result.output
+    assert len([line for line in result.output.splitlines() if ".tmp-mine" in line]) == 1
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "zoo.json").write_text("the user's own")
+    result = CliRunner().invoke(app, ["zoo", "train", "--out", str(other), "--grid", ZOO_GRID, "--quiet"])
+    assert result.exit_code == 1 and "zoo.json was not written by netxray" in result.output, result.output
+    assert (other / "zoo.json").read_text() == "the user's own" and sorted(other.iterdir()) == [other / "zoo.json"]
+
+
+def test_signature_meta_json_and_a_foreign_file_manifest_are_kept(tmp_path):
+    """``signature --out sig.csv`` writes sig.csv.meta.json beside it, and commands record what
+    they wrote in .netxray-files.json: both replaced a user's file of that name. Now a rerun
+    replaces netxray's own; a user's .meta.json or .netxray-files.json stays (one line)."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    ckpt = _digits_mlp(tmp_path)
+    sig = tmp_path / "res" / "sig.csv"
+    args = ["signature", str(ckpt), "--n-samples", "64", "--out", str(sig), "--quiet"]
+    for _ in range(2):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    meta = tmp_path / "res" / "sig.csv.meta.json"
+    meta.write_text("the user's own")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and f"{meta} beside it was not written by netxray" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and meta.read_text() == "the user's own"
+    meta.unlink()
+    manifest = tmp_path / "res" / ".netxray-files.json"
+    manifest.write_text('{"my": "own settings"}')
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and ".netxray-files.json beside it was not written" in result.output, result.output
+    assert manifest.read_text() == '{"my": "own settings"}'
+    result = CliRunner().invoke(app, ["bounds", "--widths", "4,3,2", "--out", str(tmp_path / "res"), "--quiet"])
+    assert result.exit_code == 1 and ".netxray-files.json not written by netxray" in result.output, result.output
+    assert manifest.read_text() == '{"my": "own settings"}'
+
+
+def test_report_save_deletes_only_the_leftovers_it_provably_made(tmp_path):
+    """A report is built in ``.<out>.netxray-tmp-*`` beside --out; every ``.<out>.netxray-*-*``
+    folder there was deleted by name, and a ``.<out>.netxray-journal.json`` read and deleted.
+    Now only a folder with the marker netxray wrote into it goes; a user's is kept, and a
+    journal that is not netxray's is refused in one line."""
+    from netxray.report import TEMP_MARKER, mark_temp_dir
+
+    out = tmp_path / "rep"
+    theirs = tmp_path / ".rep.netxray-tmp-1-mine"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("the user's own")
+    ours = tmp_path / ".rep.netxray-tmp-2-dead"  # a save killed half-way
+    ours.mkdir()
+    mark_temp_dir(ours)
+    (ours / "index.html").write_text("half written")
+    for _ in range(2):  # a new report, then the swap over the earlier one
+        _small_report().save(out)
+    assert not ours.exists() and (theirs / "notes.txt").read_text() == "the user's own"
+    assert not (out / TEMP_MARKER).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name, "rep"]
+    (out / "mine.txt").write_text("the user's own")  # the next save merges into the folder
+    _small_report().save(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name, "rep"]
+    journal = tmp_path / ".rep.netxray-journal.json"
+    journal.write_text("the user's own")
+    with pytest.raises(FileExistsError) as info:
+        _small_report().save(out)
+    assert "\n" not in str(info.value) and "netxray-journal.json beside it was not written" in str(info.value)
+    assert journal.read_text() == "the user's own" and (out / "mine.txt").exists()
+
+
+def test_report_lock_beside_out_is_never_a_users_file(tmp_path):
+    """The report's lock ``.<out>.netxray-lock`` beside --out was opened, truncated and deleted
+    whatever it held. Now a file of that name netxray did not write stays, and the save says so
+    in one line; a lock left by a killed netxray run (its pid) is taken over as before."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    out = tmp_path / "rep"
+    lock = tmp_path / ".rep.netxray-lock"
+    lock.write_text("the user's own")
+    with pytest.raises(FileExistsError) as info:
+        _small_report().save(out)
+    assert "\n" not in str(info.value) and ".rep.netxray-lock beside it was not written" in str(info.value)
+    assert lock.read_text() == "the user's own" and not out.exists()
+    result = CliRunner().invoke(app, ["scan", str(_digits_mlp(tmp_path)), "--out", str(out), "--quiet"])
+    assert result.exit_code == 1 and "netxray-lock beside it was not written" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and lock.read_text() == "the user's own"
+    lock.write_text("12345\n")  # a netxray run killed while it held the lock
+    _small_report().save(out)
+    _small_report().save(out)
+    assert (out / "index.html").exists() and not lock.exists()
+
+
+def test_the_write_check_before_a_scan_opens_no_existing_file(tmp_path, monkeypatch):
+    """check_report_out tried writing by opening ``.netxray-write-test-<pid>`` in the folder
+    (truncating) and deleting it: a user's file of that name was lost. Now it probes with a fresh
+    name of its own and leaves every existing file alone."""
+    from netxray.report import check_report_out
+
+    monkeypatch.setattr(os, "getpid", lambda: 4242)
+    mine = tmp_path / ".netxray-write-test-4242"
+    mine.write_text("the user's own")
+    check_report_out(tmp_path / "rep")
+    assert mine.read_text() == "the user's own" and sorted(tmp_path.iterdir()) == [mine]
+
+
+def test_prune_out_checks_the_hf_config_files_of_the_pruned_checkpoint(tmp_path):
+    """``prune --out DIR`` of a Hugging Face model also writes DIR/pruned/hf/<its config files>
+    (save_checkpoint copies them); they were not in the names checked before the work. Now a
+    user's file there is refused in one line before any model is loaded, and kept."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+
+    mine = tmp_path / "out" / "pruned" / "hf" / "tokenizer.json"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("the user's own")
+    result = CliRunner().invoke(app, ["prune", str(tmp_path / "no-model"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "pruned/hf/tokenizer.json not written by netxray" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and mine.read_text() == "the user's own"
+
+
+def test_demo_replaces_only_cache_entries_netxray_wrote(tmp_path):
+    """``netxray demo`` retrained a cache entry that did not load (``overwrite=True``), whatever
+    it held. Now an entry is replaced only when its config.json is a netxray checkpoint's; any
+    other model.safetensors/config.json there is kept, refused in one line before any training."""
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.cli.demo_cmd import DEMO_MODELS, _check_own_entry, _key
+
+    _, arch, knobs, seed = DEMO_MODELS[0]
+    entry = tmp_path / "cache" / "demo-models" / f"{arch}-{_key(arch, knobs, seed)}"
+    entry.mkdir(parents=True)
+    (entry / "config.json").write_text('{"my": "own model"}')
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
+                                      "--quiet"])  # fmt: skip
+    assert result.exit_code == 1 and "config.json not written by netxray" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert (entry / "config.json").read_text() == '{"my": "own model"}' and not (tmp_path / "out").exists()
+    ours = save_checkpoint(build_model({"arch": "mlp", "input_shape": [8], "num_classes": 3, "widths": [6]}),
+                           tmp_path / "ours")  # fmt: skip
+    (ours / "model.safetensors").write_bytes(b"damaged")  # netxray's entry, damaged: retrained
+    _check_own_entry(ours)

@@ -13,6 +13,7 @@ import torch
 
 from netxray.lenses import zoo as Z
 from netxray.measures import weights as W
+from netxray.report import mark_temp_dir
 
 GRID = "width=8,12;depth=1;lr=1e-2;epochs=1,2;seed=0,1"
 
@@ -56,8 +57,10 @@ def test_resume_trains_only_what_is_missing(tiny_zoo, tmp_path):
     shutil.copytree(tiny_zoo, z)
     victim = sorted((z / "models").iterdir())[3]
     shutil.rmtree(victim)
-    # an interrupted run leaves a temp dir behind; it must be cleaned, never analysed
+    # an interrupted run leaves a temp dir behind (with the marker netxray writes first into
+    # it); it must be cleaned, never analysed
     (z / "models" / ".tmp-dead-123").mkdir()
+    mark_temp_dir(z / "models" / ".tmp-dead-123")
     (z / "models" / ".tmp-dead-123" / "model.safetensors").write_bytes(b"partial")
     before = _weights_of(z)
     df = Z.train_zoo(z, "mlp", GRID, engine="serial", progress=False)

@@ -155,20 +155,48 @@ def set_threads(threads: int | None) -> None:
     _set(threads)
 
 
-def write_table(df: Any, path: Path, extra: dict[str, Any] | None = None) -> None:
+def write_table(df: Any, path: Path, extra: dict[str, Any] | None = None, *, beside: Path | None = None,
+                option: str = "--out") -> None:
     """Write ``df`` as CSV and its metadata (``attrs``: meta, summary, segments) beside it.
 
-    ``curve.csv`` gets ``curve.csv.meta.json``; both are written atomically.
+    ``curve.csv`` gets ``curve.csv.meta.json``; both are written atomically. The ``.meta.json``
+    is a side file: it replaces only a file netxray provably wrote (:func:`check_beside`), and its
+    hash is recorded so that a rerun may replace it. ``beside``: ``path`` itself is a side file of
+    the file the user named (``curve.redundant.csv`` beside ``curve.csv``), checked the same way.
     """
     from netxray._meta import atomic_write_text
+    from netxray.report import record_owned_files
 
+    meta_path = path.with_name(path.name + ".meta.json")
+    side = [meta_path.name] if beside is None else [path.name, meta_path.name]
+    check_beside(path if beside is None else beside, side, option, folder=path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, df.to_csv(index=False))
     meta = {**df.attrs.get("meta", {}), **(extra or {})}
     for key in ("summary", "segments"):
         if key in df.attrs:
             meta[key] = df.attrs[key]
-    atomic_write_text(path.with_name(path.name + ".meta.json"), json.dumps(meta, indent=2, default=str))
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str))
+    record_owned_files(path.parent, side)
+
+
+def table_side_files(path: Path) -> list[str]:
+    """The side file :func:`write_table` writes beside ``path``: its ``.meta.json``."""
+    return [path.name + ".meta.json"]
+
+
+def check_beside(path: Path, names: list[str], option: str = "--out", *, folder: Path | None = None) -> None:
+    """Fail with one line when a side file ``names`` that netxray writes beside ``path`` (the file
+    the user named with ``option``) in its folder would overwrite a file netxray cannot prove it
+    wrote (its hash in the folder's ``.netxray-files.json``): that file is the user's and stays.
+    Call it before the work; record what was written with :func:`netxray.report.record_owned_files`.
+    """
+    from netxray.report import check_owned_files
+
+    try:
+        check_owned_files(path.parent if folder is None else folder, names, option, beside=path)
+    except (FileExistsError, PermissionError) as exc:
+        fail(str(exc))
 
 
 def check_fits(model: Any, splits: Any, spec: str, label: str = "the model") -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import typer
 
-from netxray.cli._common import DEVICE, check_out, cli_device
+from netxray.cli._common import DEVICE, check_out, cli_device, fail
 
 # (name, arch, model knobs, training seed): the four families, plus a second MLP seed so that the
 # report can show an alignment distance (defined only between models of one architecture);
@@ -65,9 +65,29 @@ def demo_model(
             return load(directory), dict(load_config(directory).get("metrics", {})), True
         except (OSError, ValueError):
             pass  # a damaged cache entry is retrained, not trusted
-    # the cache entry is ours: a damaged or --retrain entry is replaced
+    # a damaged or --retrain entry is replaced, once proven netxray's: its config.json is a
+    # netxray checkpoint's. Anything else under that name (weights without a config, another
+    # tool's config.json) is someone else's and stays
+    _check_own_entry(directory)
     result = train(arch, splits, seed=seed, out=directory, overwrite=True, progress=False, device=device, **knobs)
     return result.model, dict(result.metrics), False
+
+
+def _check_own_entry(directory: Path) -> None:
+    from netxray.models.checkpoint import CONFIG_FILE, FORMAT, WEIGHTS_FILE
+
+    present = [n for n in (WEIGHTS_FILE, CONFIG_FILE) if os.path.lexists(directory / n)]
+    if not present:
+        return
+    try:
+        config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = None
+    if (directory / CONFIG_FILE).is_symlink() or not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise FileExistsError(
+            f"--cache: {directory} holds {', '.join(present)} not written by netxray (no netxray checkpoint "
+            "config.json); training would overwrite it. Move it away or choose another --cache"
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -96,6 +116,11 @@ def register(app: typer.Typer) -> None:
         splits = load_data(DEMO_DATA, seed=0)
         models: dict[str, Any] = {}
         metrics: dict[str, dict[str, Any]] = {}
+        try:  # before any training: a cache entry is replaced only when it is netxray's
+            for _, arch, knobs, train_seed in DEMO_MODELS:
+                _check_own_entry(cache_dir / "demo-models" / f"{arch}-{_key(arch, knobs, train_seed)}")
+        except FileExistsError as exc:
+            fail(str(exc))
         for name, arch, knobs, train_seed in DEMO_MODELS:
             t = time.perf_counter()
             model, m, reused = demo_model(arch, knobs, train_seed, cache_dir, splits, retrain=retrain,

@@ -28,6 +28,7 @@ from netxray.cli._common import (
     TEXT_COLUMN,
     TOKENIZER,
     WEIGHTS,
+    check_beside,
     check_fits,
     check_out,
     cli_device,
@@ -35,6 +36,7 @@ from netxray.cli._common import (
     load_checkpoint,
     load_cli_data,
     set_threads,
+    table_side_files,
     write_table,
 )
 
@@ -99,6 +101,17 @@ def register(app: typer.Typer) -> None:
         for option, path in (("--plot", plot), ("--diff-plot", diff_plot)):
             if path is not None:
                 check_out(path, directory=False, option=option)
+        # before any work: the side files beside --out (and --plot) replace only files netxray wrote
+        red_path = out.with_name(out.stem + ".redundant.csv")
+        adv_path = out.with_name(out.stem + ".adversarial.csv")
+        side = table_side_files(out) + [red_path.name, *table_side_files(red_path)]
+        if adversarial is not None:
+            side += [adv_path.name, *table_side_files(adv_path)]
+        check_beside(out, side)
+        adv_plot = None
+        if adversarial is not None and plot is not None:
+            adv_plot = plot.with_name(plot.stem + ".adversarial" + plot.suffix)
+            check_beside(plot, [adv_plot.name], "--plot")
         set_threads(threads)
         model = load_checkpoint(checkpoint, weights=weights, task=task)
         cli_device(device, model)
@@ -119,7 +132,7 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         extra = {"checkpoint": str(checkpoint), "data": f"{data}:{splits.measured_split()}"}
         write_table(curve, out, extra)
-        write_table(red, out.with_name(out.stem + ".redundant.csv"), extra)
+        write_table(red, red_path, extra, beside=out)
         written = [str(out)]
         if plot is not None:
             plot.parent.mkdir(parents=True, exist_ok=True)
@@ -137,12 +150,14 @@ def register(app: typer.Typer) -> None:
                                          repeats=repeats, seed=seed)  # fmt: skip
             except (ValueError, TypeError) as exc:
                 fail(str(exc))
-            adv_path = out.with_name(out.stem + ".adversarial.csv")
-            write_table(adv, adv_path, extra)
+            write_table(adv, adv_path, extra, beside=out)
             written.append(str(adv_path))
-            if plot is not None:
-                adv_plot = plot.with_name(plot.stem + ".adversarial" + plot.suffix)
+            if adv_plot is not None:
+                from netxray.report import record_owned_files
+
+                check_beside(plot, [adv_plot.name], "--plot")  # again, at writing time
                 plot_adversarial(adv, path=str(adv_plot))
+                record_owned_files(adv_plot.parent, [adv_plot.name])
                 written.append(str(adv_plot))
         if not quiet:
             _print_curve(curve, red)
@@ -200,6 +215,9 @@ def register(app: typer.Typer) -> None:
         written = ["prune_table.csv", "curve_before.csv", "redundant.csv", "curve_after.csv", "prune_summary.json",
                    "curve_before.png", "curve_after.png", "pruned.safetensors", "pruned/model.safetensors",
                    "pruned/config.json"]  # fmt: skip
+        from netxray.models.checkpoint import _HF_DATA_FILES, HF_SUBDIR
+
+        written += [f"pruned/{HF_SUBDIR}/{name}" for name in _HF_DATA_FILES]  # an hf model's config files
         try:  # before any work: only files netxray wrote there are replaced
             check_owned_files(out, written)
         except (FileExistsError, PermissionError) as exc:

@@ -32,6 +32,7 @@ from netxray.cli._common import (
     TEXT_COLUMN,
     TOKENIZER,
     WEIGHTS,
+    check_beside,
     check_fits,
     check_out,
     cli_device,
@@ -39,6 +40,7 @@ from netxray.cli._common import (
     load_checkpoint,
     load_cli_data,
     set_threads,
+    table_side_files,
     unique_names,
     write_table,
 )
@@ -94,6 +96,7 @@ def register(app: typer.Typer) -> None:
         from netxray.lenses.nonlinearity import plot_signatures
 
         check_out(out, directory=False)
+        check_beside(out, table_side_files(out))  # its .meta.json replaces only netxray's own
         if plot is not None:
             check_out(plot, directory=False, option="--plot")
         set_threads(threads)

@@ -32,13 +32,16 @@ def zoo_train(
 ) -> None:
     """Train every grid combination for every family: one checkpoint + record per model,
     written atomically; finished models are skipped on a rerun."""
-    from netxray.cli._common import check_out
+    from netxray.cli._common import check_out, fail
     from netxray.lenses.zoo import train_zoo
 
     check_out(out, directory=True)  # not /, home or a system folder
     t0 = time.perf_counter()
-    df = train_zoo(out, arch, grid, dataset=dataset, engine=engine, workers=workers,
-                   address=address, progress=not quiet)
+    try:  # a zoo.json that is not netxray's is refused before anything is written
+        df = train_zoo(out, arch, grid, dataset=dataset, engine=engine, workers=workers,
+                       address=address, progress=not quiet)
+    except FileExistsError as exc:
+        fail(str(exc))
     if not quiet:
         _print_train(df, time.perf_counter() - t0)
     errors = df[df["status"].str.startswith("error")]
@@ -67,22 +70,41 @@ def zoo_analyze(
 ) -> None:
     """Features, classes (optimal / suboptimal / diverged), spread and distribution comparisons,
     and accuracy predictors (trees, ridge, hyperparameters-only; GroupKFold by run)."""
-    from netxray.cli._common import check_out
-    from netxray.lenses.zoo import analyze_zoo, plot_zoo, write_results
+    from netxray.cli._common import check_beside, check_out, fail
+    from netxray.lenses.zoo import analyze_zoo, plot_zoo, result_side_files, write_results
 
     if not zoo.exists():
         raise typer.BadParameter(f"zoo directory {zoo} does not exist", param_hint="ZOO")
     check_out(out, directory=False)
+    check_beside(out, result_side_files(out))  # before the work: they replace only netxray's own
     if plot is not None:
         check_out(plot, directory=True, option="--plot")
+        _check_plot_folder(plot)
     res = analyze_zoo(zoo, engine=engine, workers=workers, address=address, bins=bins, seed=seed,
                       progress=not quiet)
-    paths = write_results(res, out)
-    if plot is not None:
-        paths += plot_zoo(res, plot)
+    try:  # checked again when writing, before anything is written
+        paths = write_results(res, out)
+        if plot is not None:
+            paths += plot_zoo(res, plot)
+    except (FileExistsError, PermissionError) as exc:
+        fail(str(exc))
     if not quiet:
         print_findings(res)
         typer.echo("wrote " + ", ".join(map(str, paths)))
+
+
+def _check_plot_folder(plot: Path) -> None:
+    """Fail before the work when ``plot_zoo`` would overwrite a file netxray did not write in
+    ``plot`` (its fixed names, and any ``histograms_<family>.png`` already there)."""
+    from netxray.cli._common import fail
+    from netxray.lenses.zoo import PLOT_NAMES
+    from netxray.report import check_owned_files
+
+    names = [*PLOT_NAMES, *(p.name for p in plot.glob("histograms_*.png"))] if plot.is_dir() else list(PLOT_NAMES)
+    try:
+        check_owned_files(plot, names, "--plot")
+    except (FileExistsError, PermissionError) as exc:
+        fail(str(exc))
 
 
 def print_findings(res: Any) -> None:
@@ -150,17 +172,35 @@ def zoo_demo(
 ) -> None:
     """Train and analyse a zoo of >= 200 tiny MLPs, CNNs and ViTs on digits (resumable), then
     print whether good networks look alike here and the predictors' R2 and tau vs baselines."""
-    from netxray.cli._common import check_out
-    from netxray.lenses.zoo import analyze_zoo, plot_zoo, train_zoo, write_results
+    from netxray.cli._common import check_out, fail
+    from netxray.lenses.zoo import (
+        analyze_zoo,
+        plot_zoo,
+        result_side_files,
+        train_zoo,
+        write_results,
+    )
+    from netxray.report import check_owned_files
 
     check_out(out, directory=True)
+    try:  # before the work: results.parquet and its side files replace only netxray's own
+        check_owned_files(out, ["results.parquet", *result_side_files("results.parquet")])
+    except (FileExistsError, PermissionError) as exc:
+        fail(str(exc))
+    _check_plot_folder(out / "plots")
     t0 = time.perf_counter()
-    df = train_zoo(out / "zoo", arch, grid, dataset="digits", engine=engine, workers=workers,
-                   progress=not quiet)
+    try:
+        df = train_zoo(out / "zoo", arch, grid, dataset="digits", engine=engine, workers=workers,
+                       progress=not quiet)
+    except FileExistsError as exc:
+        fail(str(exc))
     t_train = time.perf_counter() - t0
     _print_train(df, t_train)
     res = analyze_zoo(out / "zoo", engine=engine, workers=workers, progress=not quiet)
-    paths = write_results(res, out / "results.parquet") + plot_zoo(res, out / "plots")
+    try:
+        paths = write_results(res, out / "results.parquet", own_out=True) + plot_zoo(res, out / "plots")
+    except (FileExistsError, PermissionError) as exc:
+        fail(str(exc))
     print_findings(res)
     from netxray.lenses.zoo import with_optimal_within
 

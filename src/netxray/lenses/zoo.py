@@ -355,6 +355,7 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
     zoo = Path(job["zoo"])
     final = zoo / MODELS / job["id"]
     tmp = zoo / MODELS / f".tmp-{job['id']}-{os.getpid()}"
+    made = False
     try:
         from netxray.models import save_checkpoint
         from netxray.training import train
@@ -365,8 +366,17 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
             params["dim"] = params.pop("width")  # the ViT's width knob is its embedding dim
         res = train(job["arch"], job["dataset"], progress=False, **train_kw, **params)
         metrics = {k: v for k, v in res.metrics.items() if k != "history"}
-        if tmp.exists():
+        # netxray's marker goes first into the model's temporary directory: a later run deletes
+        # a leftover of this name only with it (own_temp_dir)
+        from netxray.report import TEMP_MARKER, mark_temp_dir, own_temp_dir
+
+        if os.path.lexists(tmp):
+            if not own_temp_dir(tmp):
+                raise FileExistsError(f"{tmp} is there and was not made by netxray; move it away")
             shutil.rmtree(tmp)
+        tmp.mkdir()
+        made = True
+        mark_temp_dir(tmp)
         save_checkpoint(res.model, tmp, metrics=metrics, train_args=res.train_args)
         record = {k: job[k] for k in ("id", "run", "arch", "dataset", "params")}
         record.update(metrics=metrics, num_classes=int(res.config.get("num_classes", 0)),
@@ -379,10 +389,13 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 raise
+        else:
+            (final / TEMP_MARKER).unlink(missing_ok=True)  # a finished model is no leftover
         return {"id": job["id"], "status": "trained", "test_acc": metrics.get("test_acc"),
                 "seconds": time.perf_counter() - t0}
     except Exception as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if made:  # only the directory this job made; nothing else of that name
+            shutil.rmtree(tmp, ignore_errors=True)
         return {"id": job["id"], "status": f"error: {type(exc).__name__}: {exc}", "test_acc": None,
                 "seconds": time.perf_counter() - t0}
 
@@ -405,7 +418,10 @@ def train_zoo(
     """Train every combination of ``grid`` for every arch into the zoo directory ``out``.
 
     Resumable: a model whose directory is complete (``record.json`` present) is skipped;
-    leftovers of an interrupted run (``models/.tmp-*``) are removed first. A model that fails
+    leftovers of an interrupted run (``models/.tmp-*``) are removed first — only those netxray
+    provably made (the marker :func:`netxray.report.mark_temp_dir` writes into each); any other is kept, said
+    in one line on stderr and listed in ``attrs["kept"]``. A ``zoo.json`` that is not netxray's
+    is refused (``FileExistsError``) before anything is written. A model that fails
     to train is a row with ``status="error: …"`` (and is retried by the next run); the rest
     go on. Returns one row per job: ``id, status (trained|exists|error…), test_acc, seconds``.
 
@@ -414,19 +430,27 @@ def train_zoo(
     """
     out = Path(out).resolve()
     jobs = expand_grid(archs, grid, dataset)
-    (out / MODELS).mkdir(parents=True, exist_ok=True)
     spec = {"archs": sorted({j["arch"] for j in jobs}), "dataset": dataset, "grid": parse_grid(grid)}
     spec_path = out / "zoo.json"
-    if spec_path.exists():
-        old = json.loads(spec_path.read_text())
+    if os.path.lexists(spec_path):
+        old = _zoo_record(spec_path)  # before anything is written
         specs = old.get("specs", [old.get("spec")] if old.get("spec") else [])
         if spec not in specs:
             specs.append(spec)
     else:
         specs = [spec]
+    (out / MODELS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(spec_path, json.dumps({"specs": specs, "netxray": metadata()}, indent=2) + "\n")
-    for leftover in (out / MODELS).glob(".tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    from netxray.report import TEMP_MARKER, own_temp_dir
+
+    kept = []
+    for leftover in sorted((out / MODELS).glob(".tmp-*")):
+        if own_temp_dir(leftover):  # an interrupted run's: proven by the marker netxray wrote into it
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            kept.append(str(leftover))
+            print(f"kept {leftover}: not made by netxray (no {TEMP_MARKER} of its own); "
+                  "remove it yourself if it is not yours", file=sys.stderr)
     rows, todo = [], []
     for j in jobs:
         if (out / MODELS / j["id"] / RECORD).exists():
@@ -442,7 +466,21 @@ def train_zoo(
     df = pd.DataFrame(rows, columns=["id", "status", "test_acc", "seconds"])
     df.attrs["meta"] = metadata(zoo=str(out), engine=engine, engine_detail=eng.description,
                                 n_jobs=len(jobs), n_trained=len(todo))  # fmt: skip
+    df.attrs["kept"] = kept
     return df
+
+
+def _zoo_record(spec_path: Path) -> dict[str, Any]:
+    """The ``zoo.json`` netxray wrote (a JSON object with its ``netxray`` metadata); any other
+    file of that name is the user's: ``FileExistsError``, and it stays."""
+    try:
+        record = None if spec_path.is_symlink() else json.loads(spec_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("netxray"), dict):
+        raise FileExistsError(f"--out {spec_path.parent}: its zoo.json was not written by netxray; "
+                              "move it away or choose another directory")
+    return record
 
 
 # --------------------------------------------------------------------------- features
@@ -1204,12 +1242,16 @@ def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
     (``stats_by_class.png``), global weight histograms of optimal vs suboptimal models per
     family (``histograms_<family>.png``), the mean power-law α of the weight spectra against
     accuracy (``alpha_vs_accuracy.png``) and predicted vs measured accuracy
-    (``predicted_vs_measured.png``). Returns the paths written."""
+    (``predicted_vs_measured.png``). Returns the paths written.
+
+    They replace only files netxray provably wrote there (:func:`netxray.report.write_owned_files`):
+    with a user's file of one of these names, nothing is written and ``FileExistsError`` names it."""
     from matplotlib.figure import Figure
 
+    from netxray.report import write_owned_files
+
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    files: dict[str, bytes] = {}
     df = res.models
     live = df[df["class"].isin(["optimal", "suboptimal", "diverged"])]
     stats = ["global_std", "global_kurtosis", "global_p25", "global_p75", "strength_abs_cv_mean", "bias_std"]
@@ -1231,8 +1273,7 @@ def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
                 ax.set_xticks([0, 1, 2], ["opt", "sub", "div"])
                 ax.set_title(f"{arch}: {st}", fontsize=8)
         p = out / "stats_by_class.png"
-        fig.savefig(p, dpi=100)
-        paths.append(p)
+        files[p.name] = _png(fig)
     for arch, (edges, h) in res.histograms.items():
         fig = Figure(figsize=(7, 4), layout="constrained")
         ax = fig.subplots()
@@ -1243,11 +1284,10 @@ def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
         ax.set(title=f"{arch}: global weight densities (green optimal, orange suboptimal)", xlabel="weight",
                ylabel="density", yscale="symlog")
         p = out / f"histograms_{re.sub(r'[^A-Za-z0-9_.-]', '_', arch)}.png"
-        fig.savefig(p, dpi=100)
-        paths.append(p)
-    p = _plot_alpha(res, out, colors)
-    if p is not None:
-        paths.append(p)
+        files[p.name] = _png(fig)
+    alpha = _plot_alpha(res, colors)
+    if alpha is not None:
+        files["alpha_vs_accuracy.png"] = _png(alpha)
     pcols = [c for c in df.columns if c.startswith("pred_")]
     if pcols:
         fig = Figure(figsize=(3.3 * len(pcols), 3.3), layout="constrained")
@@ -1258,12 +1298,23 @@ def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
             ax.plot([0, 1], [0, 1], "k--", lw=0.8)
             ax.set(title=c[5:], xlabel="measured accuracy", ylabel="predicted")
         p = out / "predicted_vs_measured.png"
-        fig.savefig(p, dpi=100)
-        paths.append(p)
-    return paths
+        files[p.name] = _png(fig)
+    write_owned_files(out, files, "--plot")
+    return [out / name for name in files]
 
 
-def _plot_alpha(res: ZooAnalysis, out: Path, colors: dict[str, str]) -> Path | None:
+PLOT_NAMES = ("stats_by_class.png", "alpha_vs_accuracy.png", "predicted_vs_measured.png")  # and histograms_<family>
+
+
+def _png(fig: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def _plot_alpha(res: ZooAnalysis, colors: dict[str, str]) -> Any:
     """``alpha_vs_accuracy.png``: mean power-law α of each model's weight spectra against its
     accuracy, one panel per family, coloured by class, Spearman ρ in the title."""
     from matplotlib.figure import Figure
@@ -1289,15 +1340,29 @@ def _plot_alpha(res: ZooAnalysis, out: Path, colors: dict[str, str]) -> Path | N
                ylabel="test accuracy")
         ax.title.set_fontsize(9)
     axes[0].legend(fontsize=7)
-    p = out / "alpha_vs_accuracy.png"
-    fig.savefig(p, dpi=100)
-    return p
+    return fig
 
 
-def write_results(res: ZooAnalysis, out: str | os.PathLike[str]) -> list[Path]:
+def result_side_files(out: str | os.PathLike[str]) -> list[str]:
+    """The names of the side files :func:`write_results` writes beside ``out``."""
+    stem = Path(out).with_suffix("").name
+    return [f"{stem}.comparisons.csv", f"{stem}.predictors.csv", f"{stem}.summary.json"]
+
+
+def write_results(res: ZooAnalysis, out: str | os.PathLike[str], *, own_out: bool = False) -> list[Path]:
     """Write ``out`` (Parquet, one row per model; CSV if the name ends in .csv) and, beside it,
-    ``<stem>.comparisons.csv``, ``<stem>.predictors.csv`` and ``<stem>.summary.json``."""
+    ``<stem>.comparisons.csv``, ``<stem>.predictors.csv`` and ``<stem>.summary.json``.
+
+    The side files replace only files netxray provably wrote (hash in the folder's
+    ``.netxray-files.json``, :func:`netxray.report.check_owned_files`): a user's file of that
+    name is kept and ``FileExistsError`` names it, before anything is written. ``own_out``: ``out``
+    is a name netxray chose (``zoo demo``), not the user's, and is checked the same way.
+    """
+    from netxray.report import check_owned_files, record_owned_files
+
     out = Path(out)
+    side = [*([out.name] if own_out else []), *result_side_files(out)]
+    check_owned_files(out.parent, side, beside=out)
     out.parent.mkdir(parents=True, exist_ok=True)
     df = res.models.copy()
     for c in df.columns:  # mixed-type hyperparameter columns → strings so Parquet can store them
@@ -1313,14 +1378,14 @@ def write_results(res: ZooAnalysis, out: str | os.PathLike[str]) -> list[Path]:
         from netxray._meta import atomic_write_bytes
 
         atomic_write_bytes(out, buf.getvalue())
-    stem = out.with_suffix("")
     paths = [out]
     for name, table in (("comparisons", res.comparisons), ("predictors", res.predictors)):
-        p = Path(f"{stem}.{name}.csv")
+        p = out.with_name(f"{out.with_suffix('').name}.{name}.csv")
         atomic_write_text(p, table.to_csv(index=False))
         paths.append(p)
-    p = Path(f"{stem}.summary.json")
+    p = out.with_name(f"{out.with_suffix('').name}.summary.json")
     atomic_write_text(p, json.dumps({"summary": res.summary, "meta": res.models.attrs.get("meta", {})},
                                     indent=2, default=_jsonable) + "\n")
     paths.append(p)
+    record_owned_files(out.parent, side)
     return paths

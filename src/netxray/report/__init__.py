@@ -11,6 +11,7 @@ Example
 
 from netxray.report.core import (
     LENSES,
+    TEMP_MARKER,
     LensResult,
     Report,
     ReportLockedError,
@@ -18,6 +19,8 @@ from netxray.report.core import (
     check_owned_files,
     check_report_out,
     compare_report,
+    mark_temp_dir,
+    own_temp_dir,
     record_owned_files,
     report_files,
     report_lock,
@@ -30,6 +33,7 @@ from netxray.report.user_model import UserModelError, load_user_model, read_weig
 
 __all__ = [
     "LENSES",
+    "TEMP_MARKER",
     "LensResult",
     "Plot",
     "Report",
@@ -44,6 +48,8 @@ __all__ = [
     "compare_report",
     "figure_to_plot",
     "load_user_model",
+    "mark_temp_dir",
+    "own_temp_dir",
     "read_weights",
     "render_html",
     "resolve_data",

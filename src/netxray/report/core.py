@@ -312,6 +312,18 @@ def _lock_path(out: Path) -> Path:
     return out.parent / f".{out.name}.netxray-lock"
 
 
+LOCK_MARK = "netxray-lock"
+
+
+def _is_lock_file(content: bytes) -> bool:
+    """A lock file netxray wrote: ``<pid> netxray-lock`` (or a bare pid, as earlier versions
+    wrote), or empty (just created, by this process or one about to write its pid). Anything else
+    is someone else's file, which the lock must neither truncate nor delete."""
+    import re
+
+    return re.fullmatch(rb"(\d+( netxray-lock)?\n?)?", content) is not None
+
+
 @contextlib.contextmanager
 def report_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
     """Hold the write lock of the report directory ``directory`` (re-entrant in one process).
@@ -349,7 +361,7 @@ def report_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
-                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                pid = (os.pread(fd, 32, 0).decode(errors="replace").split() or ["?"])[0]
             finally:
                 os.close(fd)
             raise ReportLockedError(
@@ -361,11 +373,15 @@ def report_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
             same = os.fstat(fd).st_ino == os.stat(lock).st_ino
         except FileNotFoundError:
             same = False
+        if same and not _is_lock_file(os.pread(fd, 256, 0)):
+            os.close(fd)  # a file of that name that netxray did not write: the user's, it stays
+            raise FileExistsError(f"--out {Path(directory)}: {lock} beside it was not written by netxray; "
+                                  "writing the report would overwrite it. Move it away or choose another --out")
         if same:
             break
         os.close(fd)
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.pwrite(fd, f"{os.getpid()} {LOCK_MARK}\n".encode(), 0)
     _HELD[key] = 1
     try:
         yield lock
@@ -396,10 +412,12 @@ def check_report_out(directory: str | os.PathLike[str]) -> None:
     if base is None or not base.is_dir():
         raise NotADirectoryError(f"--out {out}: {base} is a file, not a directory")
     for where in dict.fromkeys([base, out.parent if out.parent.exists() else base]):
-        try:
-            with open(os.path.join(where, f".netxray-write-test-{os.getpid()}"), "wb") as f:
-                f.write(b"")
-            os.unlink(os.path.join(where, f".netxray-write-test-{os.getpid()}"))
+        try:  # a new file of a fresh name (O_EXCL): no file already there is opened or removed
+            import tempfile
+
+            fd, probe = tempfile.mkstemp(prefix=".netxray-write-test-", dir=where)
+            os.close(fd)
+            os.unlink(probe)
         except OSError as exc:
             raise PermissionError(f"--out {out}: cannot write in {where} ({exc.strerror or exc})") from exc
     _check_free_space(out, MIN_FREE_BYTES // 2)  # a report's worth of room, before any work
@@ -468,24 +486,82 @@ def owned_files(directory: str | os.PathLike[str]) -> dict[str, str]:
 FLAT_MANIFEST = ".netxray-files.json"
 
 
-def _flat_owned(out: Path) -> dict[str, str]:
+def _flat_record(out: Path) -> dict[str, Any] | None:
+    """The :data:`FLAT_MANIFEST` of ``out`` when it is a regular file that identifies netxray."""
+    path = out / FLAT_MANIFEST
     try:
-        record = json.loads((out / FLAT_MANIFEST).read_text(encoding="utf-8"))
+        if path.is_symlink() or not path.is_file():
+            return None
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
+        return None
     if not isinstance(record, dict) or record.get("generator") != MANIFEST_GENERATOR:
-        return {}
-    return _owned(out, record.get("file_sha256"))
+        return None
+    return record
 
 
-def check_owned_files(directory: str | os.PathLike[str], names: Sequence[str], option: str = "--out") -> None:
+def _is_flat_manifest(out: Path) -> bool:
+    return _flat_record(out) is not None
+
+
+def _flat_owned(out: Path) -> dict[str, str]:
+    record = _flat_record(out)
+    return {} if record is None else _owned(out, record.get("file_sha256"))
+
+
+# written first into a temporary directory netxray makes (a report being built beside --out, a
+# zoo model being trained): the proof, naming that directory, that a later run may delete it as
+# the leftover of a run that was killed. A directory without it is not netxray's and stays.
+TEMP_MARKER = ".netxray-tmp.json"
+
+
+def mark_temp_dir(directory: str | os.PathLike[str]) -> None:
+    """Write :data:`TEMP_MARKER` into ``directory`` (just made by this process)."""
+    path = Path(directory)
+    atomic_write_text(path / TEMP_MARKER, json.dumps({"generator": MANIFEST_GENERATOR, "tmp": path.name}) + "\n")
+
+
+def own_temp_dir(directory: str | os.PathLike[str]) -> bool:
+    """Whether ``directory`` is a temporary directory netxray made: a real directory (no link)
+    holding the :data:`TEMP_MARKER` that :func:`mark_temp_dir` wrote into it, naming it."""
+    path = Path(directory)
+    marker = path / TEMP_MARKER
+    try:
+        if path.is_symlink() or not path.is_dir() or marker.is_symlink() or not marker.is_file():
+            return False
+        record = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("generator") == MANIFEST_GENERATOR and record.get("tmp") == path.name
+
+
+def check_owned_files(
+    directory: str | os.PathLike[str], names: Sequence[str], option: str = "--out", *, beside: Path | None = None
+) -> None:
     """Refuse (one ``FileExistsError`` line, or ``PermissionError`` for ``/``, home or a system
     folder) when writing ``names`` into ``directory`` would overwrite a file netxray cannot prove
-    it wrote; call it before the work, :func:`write_owned_files` checks again when writing."""
+    it wrote; call it before the work, :func:`write_owned_files` checks again when writing.
+
+    ``beside``: the file the user named with ``option`` (``curve.csv``), when ``names`` are the
+    side files netxray writes next to it (``curve.redundant.csv``) in its folder ``directory``:
+    that folder is the user's, so home is allowed (``/`` and system folders are still refused)
+    and the message names the side file and the option. A :data:`FLAT_MANIFEST` there that does
+    not identify netxray is the user's too, and is refused rather than replaced.
+    """
     out = Path(directory)
-    check_output_dir(out, option)
+    if beside is None:
+        check_output_dir(out, option)
+    else:
+        check_output_dir(beside, option, directory=False)
     owned = {**owned_files(out), **_flat_owned(out)} if out.is_dir() else {}
     clash = sorted(rel for rel in names if os.path.lexists(out / rel) and rel not in owned)
+    if names and os.path.lexists(out / FLAT_MANIFEST) and not _is_flat_manifest(out):
+        clash.append(FLAT_MANIFEST)  # where netxray records what it wrote; someone else's file
+    if clash and beside is not None:
+        raise FileExistsError(
+            f"{option} {beside}: {out / clash[0]} beside it was not written by netxray (or changed since); "
+            f"writing would overwrite it. Move it away or choose another {option}"
+        )
     if clash:
         raise FileExistsError(
             f"{option} {out}: holds {', '.join(clash[:5])} not written by netxray (or changed since); "
@@ -516,8 +592,11 @@ def write_owned_files(directory: str | os.PathLike[str], files: Mapping[str, byt
 
 def record_owned_files(directory: str | os.PathLike[str], names: Sequence[str]) -> None:
     """Record in ``directory/.netxray-files.json`` the hashes of ``names`` (relative paths that
-    netxray has just written there and exist), so that a later run may replace them."""
+    netxray has just written there and exist), so that a later run may replace them. A
+    :data:`FLAT_MANIFEST` there that is not netxray's is left alone (nothing is recorded)."""
     out = Path(directory)
+    if os.path.lexists(out / FLAT_MANIFEST) and not _is_flat_manifest(out):
+        return
     record = {"generator": MANIFEST_GENERATOR, "file_sha256": {**_flat_owned(out)}}
     for rel in names:
         sha = _file_sha256(out / rel)
@@ -568,6 +647,28 @@ def _check_free_space(out: Path, size: int) -> None:
                           f"{need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free on {base}")  # fmt: skip
 
 
+def _only_a_report(directory: Path) -> bool:
+    """Whether ``directory`` (no link) holds nothing but files of the netxray report whose
+    manifest it holds (:func:`owned_files`) and empty folders: an earlier report set aside, or a
+    complete new one not yet moved in, when a save was killed."""
+    if directory.is_symlink() or not directory.is_dir():
+        return False
+    owned = owned_files(directory)
+    return bool(owned) and all(rel in owned or rel.endswith("/") for rel in _all_files(directory))
+
+
+def _remove_report_dir(directory: Path) -> None:
+    """Remove a leftover folder proven netxray's, its manifest (``results.json``) last, so that
+    a removal killed half-way leaves files that are still provably a report's."""
+    if not own_temp_dir(directory):
+        for rel in sorted(set(owned_files(directory)) - {"results.json"}):
+            with contextlib.suppress(OSError):
+                (directory / rel).unlink()
+        with contextlib.suppress(OSError):
+            (directory / "results.json").unlink()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _write_tree(root: Path, files: Mapping[str, bytes]) -> None:
     for rel, data in files.items():
         path = root / rel
@@ -591,10 +692,11 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
     """Put the report ``files`` at ``out`` atomically (called with the lock held)."""
     out = Path(os.path.abspath(out))
     parent = out.parent
-    # leftovers of a run killed mid-save: safe to remove, as we hold the lock
+    # leftovers of a run killed mid-save: removed (we hold the lock) when netxray can prove them
+    # its own; a folder of that name without the proof is someone else's and stays
     for stale in parent.glob(f".{out.name}.netxray-*-*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
+        if own_temp_dir(stale) or _only_a_report(stale):
+            _remove_report_dir(stale)
     owned = owned_files(out) if out.is_dir() else {}
     # flat files a command wrote here (compare-signatures, symmetry --out): netxray's, so the
     # report may replace them, but it does not delete those it does not write
@@ -603,9 +705,13 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
     # a merge killed half-way left its journal: the files it lists with their hashes (and still
     # have them) are a report's, not the user's
     journal = parent / f".{out.name}.netxray-journal.json"
-    if journal.exists():
+    journal_ours = False
+    if journal.is_file() and not journal.is_symlink():
         with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-            owned.update(_owned(out, json.loads(journal.read_text())["file_sha256"]))
+            record = json.loads(journal.read_text())
+            if record.get("generator") == MANIFEST_GENERATOR:  # another tool's file proves nothing
+                owned.update(_owned(out, record["file_sha256"]))
+                journal_ours = True
     previous = set(owned) & present
     foreign = present - previous - (flat & set(files))
     clash = sorted(rel for rel in foreign if rel in files or rel.rstrip("/") in files
@@ -619,28 +725,36 @@ def _install(out: Path, files: dict[str, bytes]) -> None:
             f"--out {out}: holds {', '.join(clash[:5])} not written by a netxray report ({why}); the report "
             "would overwrite it. Move it away or choose another --out"
         )
+    if os.path.lexists(journal) and not journal_ours:
+        raise FileExistsError(f"--out {out}: {journal} beside it was not written by netxray; the report "
+                              "would overwrite it. Move it away or choose another --out")
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     tmp = parent / f".{out.name}.netxray-tmp-{token}"
     tmp.mkdir()
     try:
+        mark_temp_dir(tmp)  # first: a run killed from here on leaves a leftover the next one removes
         # results.json (the manifest) last: a tree without it is not a report
         _write_tree(tmp, {k: v for k, v in files.items() if k != "results.json"})
         _write_tree(tmp, {"results.json": files["results.json"]})
         _fsync_dir(tmp)
         if not out.exists():
+            (tmp / TEMP_MARKER).unlink()  # the report carries no marker
             os.rename(tmp, out)
         elif not foreign:
             # only the earlier report is there: swap whole directories (old → aside, new → in)
+            # (each is provably netxray's throughout: only report files under their manifest)
             old = parent / f".{out.name}.netxray-old-{token}"
+            (tmp / TEMP_MARKER).unlink()
             os.rename(out, old)
             os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_report_dir(old)
         else:
             # the user keeps other files in this directory: take the earlier report out (its
             # results.json first, so it stops being a report), then move the new files in,
             # results.json last. A journal names every file involved, so that a run killed
             # half-way leaves files the next save knows to be a report's, not the user's.
-            record = json.dumps({"file_sha256": {**{rel: owned[rel] for rel in previous},
+            record = json.dumps({"generator": MANIFEST_GENERATOR,
+                                 "file_sha256": {**{rel: owned[rel] for rel in previous},
                                                  **{rel: _sha256(data) for rel, data in files.items()}}})
             _write_tree(parent, {journal.name: record.encode()})
             for rel in ["results.json", "index.html", *sorted(previous)]:

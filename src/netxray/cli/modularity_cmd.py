@@ -210,14 +210,10 @@ def register(app: typer.Typer) -> None:
         from netxray.lenses.pruning import prune_study
 
         check_out(out, directory=True)
+        from netxray.lenses.pruning import study_files
         from netxray.report import check_owned_files, record_owned_files
 
-        written = ["prune_table.csv", "curve_before.csv", "redundant.csv", "curve_after.csv", "prune_summary.json",
-                   "curve_before.png", "curve_after.png", "pruned.safetensors", "pruned/model.safetensors",
-                   "pruned/config.json"]  # fmt: skip
-        from netxray.models.checkpoint import _HF_DATA_FILES, HF_SUBDIR
-
-        written += [f"pruned/{HF_SUBDIR}/{name}" for name in _HF_DATA_FILES]  # an hf model's config files
+        written = [*study_files(), "curve_before.png", "curve_after.png"]
         try:  # before any work: only files netxray wrote there are replaced
             check_owned_files(out, written)
         except (FileExistsError, PermissionError) as exc:

@@ -473,6 +473,10 @@ def prune_study(
     from netxray.data import load_data
     from netxray.lenses.modularity import modularity_curve, redundant_layers
 
+    if out is not None:  # before any work: only files netxray provably wrote there are replaced
+        from netxray._files import check_owned_files
+
+        check_owned_files(Path(out), study_files())
     splits = load_data(data, seed=seed) if isinstance(data, str) else _pair_splits(data)
     if not (hasattr(splits, "train") and hasattr(splits, "test")):
         raise TypeError(
@@ -631,7 +635,26 @@ def _nothing_note(info: pd.DataFrame, removable_all: list[str]) -> str:
             "pruned or fine-tuned")  # fmt: skip
 
 
+def study_files() -> list[str]:
+    """The files (relative paths) :func:`prune_study` may write into its ``out`` directory:
+    checked before the work, recorded with their hashes after it (:mod:`netxray._files`)."""
+    from netxray.models.checkpoint import _HF_DATA_FILES, HF_SUBDIR
+
+    names = ["prune_table.csv", "curve_before.csv", "redundant.csv", "curve_after.csv", "prune_summary.json",
+             "pruned.safetensors", "pruned/model.safetensors", "pruned/config.json"]  # fmt: skip
+    return names + [f"pruned/{HF_SUBDIR}/{name}" for name in _HF_DATA_FILES]  # an hf model's config files
+
+
 def _write_study(study: PruneStudy, out: Path) -> None:
+    try:
+        _write_study_files(study, out)
+    finally:  # what was written is netxray's: a later run (CLI or Python) may replace it
+        from netxray._files import record_owned_files
+
+        record_owned_files(out, [name for name in study_files() if (out / name).is_file()])
+
+
+def _write_study_files(study: PruneStudy, out: Path) -> None:
     import json
 
     from netxray._meta import atomic_write_text

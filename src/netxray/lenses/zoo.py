@@ -368,7 +368,7 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
         metrics = {k: v for k, v in res.metrics.items() if k != "history"}
         # netxray's marker goes first into the model's temporary directory: a later run deletes
         # a leftover of this name only with it (own_temp_dir)
-        from netxray.report import TEMP_MARKER, mark_temp_dir, own_temp_dir
+        from netxray._files import TEMP_MARKER, mark_temp_dir, own_temp_dir
 
         if os.path.lexists(tmp):
             if not own_temp_dir(tmp):
@@ -441,7 +441,7 @@ def train_zoo(
         specs = [spec]
     (out / MODELS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(spec_path, json.dumps({"specs": specs, "netxray": metadata()}, indent=2) + "\n")
-    from netxray.report import TEMP_MARKER, own_temp_dir
+    from netxray._files import TEMP_MARKER, own_temp_dir
 
     kept = []
     for leftover in sorted((out / MODELS).glob(".tmp-*")):
@@ -1248,7 +1248,7 @@ def plot_zoo(res: ZooAnalysis, directory: str | os.PathLike[str]) -> list[Path]:
     with a user's file of one of these names, nothing is written and ``FileExistsError`` names it."""
     from matplotlib.figure import Figure
 
-    from netxray.report import write_owned_files
+    from netxray._files import write_owned_files
 
     out = Path(directory)
     files: dict[str, bytes] = {}
@@ -1358,7 +1358,7 @@ def write_results(res: ZooAnalysis, out: str | os.PathLike[str], *, own_out: boo
     name is kept and ``FileExistsError`` names it, before anything is written. ``own_out``: ``out``
     is a name netxray chose (``zoo demo``), not the user's, and is checked the same way.
     """
-    from netxray.report import check_owned_files, record_owned_files
+    from netxray._files import check_owned_files, record_owned_files
 
     out = Path(out)
     side = [*([out.name] if own_out else []), *result_side_files(out)]

@@ -190,3 +190,14 @@ def test_a_model_whose_outputs_are_not_the_data_classes_is_named_and_given_a_new
     assert "head '5' (1000 outputs) was replaced by a 10-way Linear" in study.summary["new_head"]
     assert study.summary["acc_original"] > 0.3  # a fitted head on the digits' classes, not 0.0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the user's model
+
+
+def test_report_notes_say_why_in_words_not_exception_classes(digits):
+    from netxray.report.runners import _reason
+
+    assert _reason(ValueError("k must be smaller than n")) == "k must be smaller than n"
+    assert "Error" not in _reason(KeyError("missing")) and "unexpected" in _reason(ZeroDivisionError("x"))
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    report = scan(conv, digits, ["symmetry"], progress=False)
+    notes = " ".join(str(n) for n in report.results["symmetry"].notes)
+    assert "Covering bounds not computed: " in notes and "ValueError" not in notes

@@ -49,9 +49,21 @@ def _lens_module(lens: str) -> Any:
     return importlib.import_module(_LENS_MODULES[lens])
 
 
+# exceptions netxray raises with a message written for the reader (a clear error: what, why, and
+# what would make it work); the report quotes that message, never the exception's class name
+_WORDED = (ValueError, TypeError, OSError, LookupError, NotImplementedError, MemoryError)
+
+
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or "(no message)"
-    return f"{type(exc).__name__}: {text}"
+    """Why something was not computed, in the words of its error message (no class names); an
+    exception netxray did not word itself is said to be unexpected, with its message."""
+    text = str(exc).strip()
+    if isinstance(exc, MemoryError):
+        return "not enough memory" + (f": {text}" if text else " (use fewer samples or a smaller model)")
+    if isinstance(exc, _WORDED) and text:
+        return text
+    return ("an unexpected error (a bug in netxray or in the model's code; please report it)"
+            + (f": {text}" if text else ""))
 
 
 def run_lens(lens: str, model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
@@ -528,7 +540,8 @@ def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
     try:  # the lens refuses models it cannot bound (conv nets, an LSTM beside a Linear head)
         bounds = covering_bounds(model)
     except Exception as exc:
-        res.notes.append(f"Covering bounds not computed: {_reason(exc)}")
+        why = _reason(exc).removeprefix("covering_bounds: ")
+        res.notes.append(f"Covering bounds not computed: {why[:1].lower() + why[1:]}")
     if bounds is not None and len(bounds):
         tables["covering_bounds"] = bounds
         b = bounds.iloc[0]

@@ -18,44 +18,27 @@ its caveats after them.
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from netxray.report.results import Plot
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from netxray.report.core import Report
 
 __all__ = [
     "ItemizedNote", "Plot", "figure_to_plot", "notes_html", "render_html", "render_summary_html",
 ]  # fmt: skip
 
 _DPI = 96
-
-
-@dataclass
-class Plot:
-    """A rendered figure: PNG bytes, pixel size, a title and how to read it, and the named slots
-    a reader can hover (``(left, top, width, height, name)`` in fractions of the image)."""
-
-    title: str
-    png: bytes
-    width: int
-    height: int
-    caption: str = ""
-    regions: list[tuple[float, float, float, float, str]] = field(default_factory=list)
-
-    def data_uri(self) -> str:
-        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 
 def figure_to_plot(fig: Figure, title: str, caption: str = "", *, dpi: int = _DPI) -> Plot:
@@ -284,7 +267,7 @@ def _section(result: Any, anchor: str) -> str:
     return "".join(parts)
 
 
-def _cards(report: Report) -> str:
+def _cards(report: Any) -> str:
     cards = []
     for res in report.results.values():
         items = list(res.headline().items())
@@ -294,7 +277,7 @@ def _cards(report: Report) -> str:
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
-def render_html(report: Report) -> str:
+def render_html(report: Any) -> str:
     """The report as one HTML document (a string); a comparison shows each model's scan after the
     comparison sections."""
     meta = report.meta
@@ -348,7 +331,7 @@ _SUMMARY_CSS = (
 )
 
 
-def render_summary_html(report: Report) -> str:
+def render_summary_html(report: Any) -> str:
     """A compact HTML fragment for notebooks: title, one card per lens (headline numbers and
     status), why any lens failed, and each lens's plots at thumbnail size. The full document is
     :meth:`Report.to_html`."""

@@ -12,7 +12,7 @@ import importlib
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,11 +22,8 @@ from torch import nn
 from netxray.capture.graph import unwrap_model
 from netxray.measures.symmetry import format_power_of_ten
 from netxray.report import plots as P
-from netxray.report.core import LensResult, ScanOptions
 from netxray.report.html import ItemizedNote, figure_to_plot
-
-if TYPE_CHECKING:  # pragma: no cover
-    from netxray.report.core import Report
+from netxray.report.results import LensResult, ScanOptions
 
 __all__ = ["TITLES", "compare_lens", "default_probe_layers", "run_lens"]
 
@@ -590,7 +587,7 @@ _RUNNERS: dict[str, Callable[[nn.Module, Any, ScanOptions], LensResult]] = {
 
 
 def compare_lens(
-    lens: str, models: Mapping[str, nn.Module], children: Mapping[str, Report], *, seed: int = 0,
+    lens: str, models: Mapping[str, nn.Module], children: Mapping[str, Any], *, seed: int = 0,
     settings: Mapping[str, Any] | None = None,
 ) -> LensResult:
     """Compare one lens across the per-model scans; failures become a failed result."""

@@ -171,3 +171,14 @@ def test_the_draw_does_not_depend_on_the_batching():
     assert a["n"].item() == 300 and a["per_input_max"].item() == 6  # ⌈300 / 50⌉ each
     # the same rows; the conv itself rounds differently at another batch size (float32)
     assert a["affinity"].item() == pytest.approx(b["affinity"].item(), abs=1e-8)
+
+
+def test_the_rows_a_capture_keeps_are_estimated_before_they_fill_memory(monkeypatch):
+    from netxray.measures import cost
+
+    wide = nn.Sequential(nn.Conv2d(3, 512, 1), nn.ReLU())  # 512 channels, 256 positions an image
+    x = torch.randn(16, 3, 16, 16)
+    # 2 sides × min(10^6, 16 · 256) rows × 512 × 4 B ≈ 16.8 MB: refused on a 10 MB machine
+    monkeypatch.setattr(cost, "available_memory", lambda: 10 * 2**20)
+    with pytest.raises(cost.CostError, match="n-samples"):
+        nonlinearity_signature(wide, x, n_samples=10**6, companions=False)

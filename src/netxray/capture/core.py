@@ -533,6 +533,26 @@ def _count_nonfinite(inputs: Any) -> int:
                if isinstance(t, torch.Tensor) and t.is_floating_point())  # fmt: skip
 
 
+def _check_rows_cost(cap: Capture, rows: int, n_inputs: int, first_batch: int) -> None:
+    """Warn or refuse (:func:`netxray.measures.cost.check_cost`) once the first batch has shown
+    every site's width and how many rows an input offers there: each site side keeps
+    min(``rows``, offered per input × ``n_inputs``) rows of 4-byte floats at the end."""
+    from netxray.measures.cost import check_cost
+
+    need, sides, widest = 0.0, 0, 0
+    for st in cap._states.values():
+        for store in (st.in_store, st.out_store):
+            held = store.chunks[0] if getattr(store, "chunks", None) else getattr(store, "rows", None)
+            if not isinstance(held, torch.Tensor) or held.ndim != 2:
+                continue
+            offered = held.shape[0] / max(first_batch, 1)
+            need += 4.0 * min(rows, offered * n_inputs) * held.shape[1]
+            sides, widest = sides + 1, max(widest, int(held.shape[1]))
+    if sides:
+        check_cost(f"capture: up to {rows} rows at each of {sides} site sides (widths up to {widest})",
+                   bytes_needed=need, seconds=0.0, option="pass a smaller n_samples (--n-samples)")  # fmt: skip
+
+
 def collect(
     model: nn.Module,
     data: Any,
@@ -624,7 +644,7 @@ def collect(
     # every container yields the samples select_indices chooses (a stream is read once, keeping
     # only those), so the same samples give the same sites whatever the container
     with eval_mode(model), torch.no_grad(), cap:
-        for inputs, y, idx in itertools.chain([first] if first is not None else [], batches):
+        for step, (inputs, y, idx) in enumerate(itertools.chain([first] if first is not None else [], batches)):
             b = _batch_size_of(inputs)
             if y is not None and y.shape[0] != b:
                 raise ValueError(f"labels do not match the samples: {y.shape[0]} labels for {b} samples")
@@ -632,6 +652,8 @@ def collect(
             cap.nonfinite_inputs += _count_nonfinite(inputs)
             draw.set_batch(idx, attention_mask(inputs))
             forward_batch(model, _to_model(inputs, target, dtype))
+            if step == 0 and reducer in ("positions", "pool"):
+                _check_rows_cost(cap, rows if reducer == "positions" else n_inputs, n_inputs, b)
             if y is not None:
                 labels.append(y.detach().cpu())
             indices.append(idx)

@@ -148,3 +148,12 @@ def test_t5_classifier_probes_encoder_and_decoder_layers():
     assert probes[-1] == "transformer.decoder.dropout"  # the decoder's output, fed to the head
     layers = _curve(m, data)
     assert [v for v in layers if ".block." in v] == blocks
+
+
+def test_a_functional_probe_is_not_offered_for_removal():
+    from netxray.lenses.pruning import removable_layers
+
+    torch.manual_seed(0)
+    table = removable_layers(_FunctionalOnly().eval(), example_inputs=torch.randn(2, 4))
+    assert list(table["layer"]) == [":F.relu", ":torch.tanh"] and not table["removable"].any()
+    assert table["reason"].str.contains("functional activation call").all()

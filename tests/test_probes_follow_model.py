@@ -145,9 +145,12 @@ def test_t5_classifier_probes_encoder_and_decoder_layers():
     probes = natural_probes(m, {"input_ids": ids[:2], "attention_mask": torch.ones_like(ids[:2])})
     blocks = [f"transformer.{s}.block.{i}" for s in ("encoder", "decoder") for i in range(2)]
     assert [p for p in probes if ".block." in p] == blocks
-    assert probes[-1] == "transformer.decoder.dropout"  # the decoder's output, fed to the head
+    # the decoder's output, fed to the head; its dropout also runs on the decoder's embeddings
+    assert "transformer.decoder.dropout" in probes
     layers = _curve(m, data)
     assert [v for v in layers if ".block." in v] == blocks
+    assert layers[-1] == "transformer.decoder.dropout#1"
+    assert list(dict.fromkeys(v.split("#")[0] for v in layers)) == probes  # the curve's order
 
 
 def test_a_functional_probe_is_not_offered_for_removal():

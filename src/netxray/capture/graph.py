@@ -948,7 +948,14 @@ class ModelGraph:
             name = self.probe_name(n)
             if name not in paths:
                 paths.append(name)
-        return paths
+        # forward order of first calls: a module called twice (T5's decoder dropout, after its
+        # embeddings and after its last layer) is listed where the curve's first point of it is
+        first: dict[str, int] = {}
+        for n in self.nodes:
+            if n.kind in ("module", "op") and n.name:
+                key = self.probe_name(n) if n.kind == "op" else n.name
+                first.setdefault(key, n.start)
+        return sorted(paths, key=lambda p: first.get(p, 0))
 
     def probe_name(self, node: Node) -> str:
         """A probe's name: a module call's path, or ``"<path>:<op>"`` for a functional call."""

@@ -592,3 +592,18 @@ def test_an_axis_of_layers_the_random_copy_does_not_run_is_not_claimed():
     s = g.attrs["summary"]
     assert len(g) == 0 and [r["axis"] for r in s["rejected"]] == ["a1->a2"]
     assert "no longer reach a1, a2" in s["rejected"][0]["reason"]
+
+
+def test_a_segmentation_head_that_resizes_its_features_keeps_its_channel_axes():
+    # LRASPP resizes its scale branch's and its logits' maps (F.interpolate): a per-channel
+    # spatial map, so the head's 128 channels are still an axis (they were "not analysed")
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    m = tv.models.segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3)
+    x = torch.randn(2, 3, 32, 32)
+    g = sym.symmetry_group(m.eval(), x)
+    s = g.attrs["summary"]
+    assert s["status"] == "ok" and s["not_analysed"] == [] and bool(g["verified"].all()), s
+    head = g[g["axis"] == "classifier.cbr.0+1"]
+    assert head["size"].tolist() == [128]
+    _check_independently(m, x, g.loc[head.index])

@@ -517,7 +517,10 @@ _POOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgP
                  nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 _POOL_FUNCS = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
                "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-               "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"}
+               "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+               # resizing acts on the spatial axes of each channel alike (a segmentation head
+               # resizes its features and logits to the input's size)
+               "interpolate", "upsample", "upsample_bilinear", "upsample_nearest"}
 _SHAPE_ONLY = {"size", "dim", "getattr", "numel", "eq", "ne", "lt", "gt", "le", "ge", "_assert",
                "floordiv", "ndimension", "is_floating_point", "shape", "device", "dtype",
                "new_zeros", "new_ones", "zeros_like", "ones_like", "full_like", "arange"}

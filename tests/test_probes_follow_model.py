@@ -160,3 +160,17 @@ def test_a_functional_probe_is_not_offered_for_removal():
     table = removable_layers(_FunctionalOnly().eval(), example_inputs=torch.randn(2, 4))
     assert list(table["layer"]) == [":F.relu", ":torch.tanh"] and not table["removable"].any()
     assert table["reason"].str.contains("functional activation call").all()
+
+
+def test_probes_are_in_forward_order_with_a_module_named_like_a_function():
+    # ALBERT's classifier dropout is a module named "dropout", and F.dropout runs long before
+    # it: a function call is no call of that module (the pre-head stays last)
+    tf = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = tf.AlbertConfig(vocab_size=64, embedding_size=8, hidden_size=16, num_hidden_layers=2,
+                          num_attention_heads=4, intermediate_size=16, max_position_embeddings=16,
+                          num_labels=3)  # fmt: skip
+    m = tf.AlbertForSequenceClassification(cfg).eval()
+    ids = torch.randint(2, 64, (2, 8))
+    probes = natural_probes(m, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    assert probes == ["albert.encoder.embedding_hidden_mapping_in", "albert.encoder.albert_layer_groups.0", "dropout"]

@@ -952,9 +952,8 @@ class ModelGraph:
         # embeddings and after its last layer) is listed where the curve's first point of it is
         first: dict[str, int] = {}
         for n in self.nodes:
-            if n.kind in ("module", "op") and n.name:
-                key = self.probe_name(n) if n.kind == "op" else n.name
-                first.setdefault(key, n.start)
+            if (n.kind == "module" and n.name) or (n.kind == "op" and n.site is not None):
+                first.setdefault(self.probe_name(n), n.start)
         return sorted(paths, key=lambda p: first.get(p, 0))
 
     def probe_name(self, node: Node) -> str:

@@ -607,3 +607,21 @@ def test_a_segmentation_head_that_resizes_its_features_keeps_its_channel_axes():
     head = g[g["axis"] == "classifier.cbr.0+1"]
     assert head["size"].tolist() == [128]
     _check_independently(m, x, g.loc[head.index])
+
+
+def test_swin_patch_merging_carries_the_stream_into_the_next_stage():
+    # patch merging puts the 2×2 neighbours' channels side by side ((B, H, W, C) → (B, H/2, W/2,
+    # 4C)), normalises them together and reduces them with one Linear: the stage's stream
+    # permutation moves the norm's weight and the reduction's columns in 4 segments
+    torch.manual_seed(0)
+    m = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=3, img_size=32,
+                          window_size=2, depths=(1, 1), embed_dim=16, num_heads=(2, 2)).eval()  # fmt: skip
+    x = torch.randn(2, 3, 32, 32)
+    g = sym.symmetry_group(m, x)
+    s = g.attrs["summary"]
+    assert s["status"] == "ok" and s["not_analysed"] == [] and bool(g["verified"].all()), s
+    streams = g[g["kind"] == "residual stream"]
+    assert sorted(streams["size"]) == [16, 32]
+    first = streams[streams["size"] == 16]
+    assert any("layers.1.downsample.reduction.weight[dim 1, 4 segments]" in t for t in first["tensors"]), first
+    _check_independently(m, x, g.loc[streams.index])

@@ -685,7 +685,10 @@ def _generic_axes(
     start = {m.key: sp.order for sp in found.spaces for role, m in sp.members if role == "w"}
     for h in heads:
         if h["size"] < 2:
-            continue  # one head: nothing to permute (its q/k/v spaces are accounted for, not frozen)
+            # one head: nothing to permute (its q/k/v spaces are accounted for, not frozen), and
+            # its per-head tensors (Swin's relative_position_bias_table (N, 1)) are not unread parts
+            output_keys.update(m.key for m in h["writers"] + h["readers"])
+            continue
         ax = Axis(name=h["name"], layer=h["layer"], kind=h["kind"], size=h["size"], writers=h["writers"],
                   readers=h["readers"], act="other", activation="softmax attention", reducible=False,
                   note=h["note"], alternatives=[
@@ -1520,6 +1523,8 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     """
     from netxray.measures.cost import check_cost, model_units, per_unit_cost
 
+    if not isinstance(model, nn.Module):  # before the cost estimate reads its parameters
+        raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
     # a float64 copy of the model (and a permuted one to verify) plus per-unit arrays of every
     # axis (about 500 bytes per unit): a 10^7-unit layer is gigabytes; estimated before any copy
     n_values, n_units = model_units(model)

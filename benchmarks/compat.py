@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -53,10 +54,12 @@ class Case:
     name: str
     source: str  # torchvision | timm | hf
     build: Callable[[], nn.Module]
-    kind: str = "image"  # image | tokens | pixels (dict with pixel_values)
-    size: int = 32
+    kind: str = "image"  # image | tokens | pixels (dict with pixel_values) | vector | pair
+    size: int = 32  # image side, or a vector's features ("pair": two images, or vectors of size, size - 1)
+    eos: int | None = None  # token models that need an end-of-sequence token (T5): the last id
     expected_blocks: int | None = None
     check_layout: bool = False  # compare every site's d with its channel count (LAYOUT_FAMILIES)
+    recheck: bool = False  # re-test each symmetry axis on all-random weights (issue 21 families)
 
 
 # ------------------------------------------------------------------------------ the models
@@ -137,6 +140,88 @@ def _hf_cases() -> list[Case]:
     ]  # fmt: skip
 
 
+def _issue21_cases() -> list[Case]:
+    """The families of issue 21: attention heads in every layout, experts, shared and tied
+    weights, several inputs, functional-only models (tiny configs: seconds per model)."""
+    import symmetry_families as fam
+
+    def hf(config_name: str, model_name: str = "AutoModelForSequenceClassification", **cfg: Any):
+        def build() -> nn.Module:
+            import transformers as tf
+
+            config = getattr(tf, config_name)(num_labels=N_CLASSES, **cfg)
+            cls = getattr(tf, model_name)
+            return cls.from_config(config) if model_name.startswith("Auto") else cls(config)
+
+        return build
+
+    def timm_(name: str, **kw: Any):
+        def build() -> nn.Module:
+            import timm
+
+            return timm.create_model(name, pretrained=False, num_classes=N_CLASSES, **kw)
+
+        return build
+
+    def tv_(fn: str, **kw: Any):
+        def build() -> nn.Module:
+            import torchvision
+
+            *mod, name = fn.split(".")
+            obj: Any = torchvision.models
+            for part in mod:
+                obj = getattr(obj, part)
+            return getattr(obj, name)(weights=None, **kw)
+
+        return build
+
+    tiny = {"vocab_size": VOCAB, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 16, "max_position_embeddings": 32, "pad_token_id": 0}  # fmt: skip
+    # widths below the sweep's n = 24: every signature site is scored (not under-determined)
+    cases = [
+        Case("hf_opt", "hf", hf("OPTConfig", vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2,
+                                 num_attention_heads=4, ffn_dim=16, max_position_embeddings=32,
+                                 word_embed_proj_dim=16, pad_token_id=0), kind="tokens", expected_blocks=2),
+        Case("hf_phi3", "hf", hf("Phi3Config", num_key_value_heads=2, eos_token_id=1, bos_token_id=1, **tiny),
+             kind="tokens", expected_blocks=2),
+        Case("hf_gpt_neox", "hf", hf("GPTNeoXConfig", **tiny), kind="tokens", expected_blocks=2),
+        Case("hf_bloom", "hf", hf("BloomConfig", vocab_size=VOCAB, hidden_size=4, n_layer=2, n_head=2,
+                                   pad_token_id=0), kind="tokens", expected_blocks=2),
+        Case("hf_deberta_v2", "hf", hf("DebertaV2Config", **{**tiny, "pad_token_id": 0}, max_relative_positions=8,
+                                        relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=4),
+             kind="tokens", expected_blocks=2),
+        Case("hf_albert", "hf", hf("AlbertConfig", embedding_size=8, **tiny), kind="tokens", expected_blocks=2),
+        Case("hf_t5", "hf", hf("T5Config", "T5ForSequenceClassification", vocab_size=VOCAB, d_model=16, d_kv=4,
+                                d_ff=16, num_layers=2, num_decoder_layers=2, num_heads=4, decoder_start_token_id=0,
+                                pad_token_id=0, eos_token_id=1), kind="tokens", eos=1, expected_blocks=4),
+        Case("hf_mixtral", "hf", hf("MixtralConfig", num_key_value_heads=2, num_local_experts=3,
+                                     num_experts_per_tok=2, **tiny), kind="tokens", expected_blocks=2),
+        Case("hf_clip", "hf", hf("CLIPConfig", "CLIPForImageClassification",
+                                  text_config={"vocab_size": VOCAB, "hidden_size": 16, "intermediate_size": 16,
+                                               "num_hidden_layers": 1, "num_attention_heads": 4},
+                                  vision_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2,
+                                                 "num_attention_heads": 4, "image_size": 16, "patch_size": 8}),
+             kind="pixels", size=16, expected_blocks=2),
+        Case("timm_beit", "timm", timm_("beit_base_patch16_224", img_size=32, patch_size=8, embed_dim=16, depth=2,
+                                        num_heads=4, mlp_ratio=1.0), expected_blocks=2),
+        Case("timm_eva02", "timm", timm_("eva02_tiny_patch14_224", img_size=28, depth=2, embed_dim=16,
+                                          num_heads=2, mlp_ratio=1.0), size=28,
+             expected_blocks=2),
+        Case("timm_pvt_v2_b0", "timm", timm_("pvt_v2_b0"), size=64),
+        Case("lraspp_mobilenet_v3_large", "torchvision",
+             tv_("segmentation.lraspp_mobilenet_v3_large", weights_backbone=None, num_classes=N_CLASSES),
+             expected_blocks=15),
+        Case("raft_small", "torchvision", tv_("optical_flow.raft_small"), kind="pair", size=128),
+        Case("moe_top1", "hand-written", fam.TopOneMoE, kind="vector", size=4),
+        Case("shared_linear", "hand-written", fam._SharedLinear, kind="vector", size=4),
+        Case("two_inputs", "hand-written", fam._TwoInputs, kind="pair", size=4),
+        Case("functional_only", "hand-written", fam.FunctionalOnly, kind="vector", size=4),
+    ]  # fmt: skip
+    for case in cases:
+        case.recheck = True
+    return cases
+
+
 def all_cases() -> dict[str, Case]:
     """Every model of the sweep, by name (torchvision names as torchvision spells them)."""
     cases: dict[str, Case] = {}
@@ -152,6 +237,11 @@ def all_cases() -> dict[str, Case]:
     for name in _TIMM:
         case = _timm_case(name)
         cases[case.name] = case
+    try:
+        for case in _issue21_cases():
+            cases[case.name] = case
+    except ImportError:  # benchmarks/ not on the path (the script puts it there)
+        pass
     return cases
 
 
@@ -175,16 +265,29 @@ def make_data(case: Case, n: int, seed: int = 0) -> tuple[Any, torch.Tensor]:
     y = torch.arange(n) % N_CLASSES
     if case.kind == "tokens":
         ids = torch.randint(2, VOCAB, (n, SEQ_LEN), generator=g)
+        if case.eos is not None:
+            ids[:, -1] = case.eos
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, y
+    if case.kind == "vector":
+        return torch.randn(n, case.size, generator=g), y
+    if case.kind == "pair":  # two positional inputs: two images, or two vectors of sizes s, s - 1
+        if case.source == "hand-written":
+            return (torch.randn(n, case.size, generator=g), torch.randn(n, case.size - 1, generator=g)), y
+        shape = (n, 3, case.size, case.size)
+        return (torch.rand(shape, generator=g) * 2 - 1, torch.rand(shape, generator=g) * 2 - 1), y
     x = torch.randn(n, 3, case.size, case.size, generator=g)
     return ({"pixel_values": x} if case.kind == "pixels" else x), y
 
 
 def _head(x: Any, n: int) -> Any:
+    if isinstance(x, tuple):  # several positional inputs
+        return tuple(t[:n] for t in x)
     return {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else x[:n]
 
 
 def _call(model: nn.Module, x: Any) -> Any:
+    if isinstance(x, tuple):
+        return model(*x)
     return model(**x) if isinstance(x, dict) else model(x)
 
 
@@ -193,6 +296,10 @@ def _logits(out: Any) -> torch.Tensor:
         return out
     if hasattr(out, "logits"):
         return out.logits
+    if isinstance(out, dict):  # torchvision segmentation: {"out": ..., "aux": ...}
+        return out["out"] if "out" in out else next(iter(out.values()))
+    if isinstance(out, (list, tuple)) and isinstance(out[-1], torch.Tensor):  # RAFT: the last flow
+        return out[-1]
     return out[0]
 
 
@@ -397,6 +504,7 @@ def check_model(case: Case, *, n: int = 24, repeats: int = 2, seed: int = 0,
             with Capture(model, layers=probes):
                 captured = _logits(_call(model, _head(x, 4))).clone()
         row["logits_identical"] = bool(torch.equal(plain, captured))
+        ex_sym = _head(x, 8)  # the symmetry lens's own probe inputs, for the independent re-check
         row["graph_seconds"] = round(time.perf_counter() - t0, 1)
         data = {**x, "labels": y} if isinstance(x, dict) else (x, y)
         tables: dict[str, Any] = {}
@@ -441,6 +549,14 @@ def check_model(case: Case, *, n: int = 24, repeats: int = 2, seed: int = 0,
             if "verified" in group.columns:
                 row["sym_verified"] = int(group["verified"].fillna(False).astype(bool).sum())
             row["sym_not_analysed"] = summ.get("not_analysed")
+            if len(group) and case.recheck:
+                # each reported axis re-tested on a copy whose parameters are all random (an axis
+                # is a claim about every weight), by the independent checker of the families
+                # benchmark: "0" = none moves the outputs
+                _phase("recheck")
+                import symmetry_families as fam
+
+                row["sym_false"] = fam._false_axes(model, ex_sym, group)
     except Exception as exc:  # one model that fails is a row, never a crashed sweep
         row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     row["seconds"] = round(time.perf_counter() - t0, 1)
@@ -471,7 +587,13 @@ def _layout_check(sig: Any, widths: list[int | None]) -> dict[str, Any]:
 
 def _input_desc(case: Case) -> str:
     if case.kind == "tokens":
-        return f"ids {SEQ_LEN}"
+        return f"ids {SEQ_LEN}" + (" (eos last)" if case.eos is not None else "")
+    if case.kind == "vector":
+        return f"{case.size}"
+    if case.kind == "pair":
+        if case.source == "hand-written":
+            return f"{case.size} + {case.size - 1}"
+        return f"2 × 3×{case.size}×{case.size}"
     return f"3×{case.size}×{case.size}"
 
 
@@ -486,6 +608,7 @@ def _row_ok(row: dict[str, Any]) -> bool:
         and bool(row.get("curve_is_probes"))
         and (row.get("expected_blocks") is None or row.get("blocks") == row.get("expected_blocks"))
         and not (row.get("layout") or {}).get("wrong")
+        and str(row.get("sym_false", "0")).split(" ")[0] == "0"
     )
 
 
@@ -503,12 +626,14 @@ def _lens_text(lens: dict[str, str]) -> str:
 
 # what the sweep does not cover (kept beside the table; update when the sweep grows)
 NOT_COVERED = [
-    "torchvision detection, segmentation, video, optical-flow and quantized models (the sweep "
-    "covers `list_models(module=torchvision.models)`, the classification models)",
+    "torchvision detection, video and quantized models, and segmentation / optical-flow models "
+    "other than LRASPP and RAFT-small (the sweep covers `list_models(module=torchvision.models)`, "
+    "the classification models, and the issue-21 families)",
     "recurrent layers (nn.LSTM / nn.GRU: their gate non-linearities run in a fused kernel the "
     "capture cannot observe; the signature lists them as not observed)",
-    "encoder–decoder and generation models (T5, BART, Whisper) and models with key/value caches "
-    "(a cache object is not followed through by the graph)",
+    "encoder–decoder and generation models other than T5ForSequenceClassification (BART, "
+    "Whisper) and models with key/value caches (a cache object is not followed through by the "
+    "graph)",
     "pretrained weights: every model is randomly initialised (nothing is downloaded), so the "
     "numbers describe the architecture at initialisation, not a trained model",
     "full-size inputs: images are the smallest size each model accepts (32×32 unless it needs "
@@ -554,7 +679,10 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None, note: s
         "sites = signature sites vs an independent count of activation calls, `nd` = "
         "sites whose input does not depend on the data (listed apart), logits = bit-identical "
         "with and without capture, probes = modularity points (blocks found + stem + pre-head), "
-        "symmetry = axes (verified by the permutation test), layout = for ConvNeXt, Swin and "
+        "symmetry = axes (verified by the permutation test), log10 |G|, and for the issue-21 "
+        "families `false on random weights`: axes that move the outputs of a copy whose parameters "
+        "are all random, by the independent checker of `benchmarks/symmetry_families.py` (must be 0; "
+        "otherwise ✗), layout = for ConvNeXt, Swin and "
         "MaxViT: sites whose d equals the channel count of the layer before them / sites checked, "
         "time = seconds for the model (per lens in the JSON-lines file), notes = what the "
         "recorded graph or a lens could not follow.",
@@ -575,6 +703,10 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None, note: s
         sym = r.get("sym_axes")
         sym_txt = "—" if sym is None else f"{sym}" + (
             f" ({r['sym_verified']} verified)" if "sym_verified" in r else "")  # fmt: skip
+        if sym is not None and r.get("sym_log10") is not None:
+            sym_txt += f", log10 |G| {float(r['sym_log10']):.1f}"
+        if "sym_false" in r:  # re-checked on all-random weights: axes that move the outputs
+            sym_txt += f", false on random weights: {r['sym_false']}"
         blocks = r.get("blocks", "—")
         if r.get("expected_blocks") is not None and blocks != r["expected_blocks"]:
             blocks = f"{blocks} (expected {r['expected_blocks']})"
@@ -614,6 +746,43 @@ def render(rows: list[dict[str, Any]], missing: list[str] | None = None, note: s
     lines += ["", "## Not covered", ""] + [f"- {item}" for item in NOT_COVERED]
     lines.append("")
     return "\n".join(lines)
+
+
+def _row_name(line: str) -> str | None:
+    """The model named by a Markdown table row (None for other lines and the header)."""
+    if not line.startswith("| ") or line.startswith("|---"):
+        return None
+    name = line.split("|")[1].strip().removesuffix(" ✗").strip()
+    return None if name == "model" else name
+
+
+def splice(old_md: str, new_md: str, measured: set[str]) -> str:
+    """``old_md`` with the rows of ``measured`` models taken from ``new_md`` (replaced in place,
+    new models appended to the table), the pass count recounted over the rows, and the text
+    above the count and the "Not covered" section of ``new_md``: a partial re-run updates the
+    table without the results file of the full run (the other rows, their times and the total
+    time stay as measured)."""
+    new_rows = {n: line for line in new_md.splitlines() if (n := _row_name(line)) in measured}
+    out, last_row, seen = [], -1, set()
+    for line in old_md.split("\n## Not covered")[0].splitlines():
+        name = _row_name(line)
+        if name is not None:
+            seen.add(name)
+            line = new_rows.get(name, line)
+            last_row = len(out)
+        out.append(line)
+    added = [line for n, line in new_rows.items() if n not in seen]
+    out[last_row + 1 : last_row + 1] = added
+    rows = [line for line in out if _row_name(line) is not None]
+    ok = sum(1 for line in rows if "✗" not in line.split("|")[1])
+    text = "\n".join(out)
+    count = re.compile(r"^\*\*\d+ of \d+ models pass every check", re.M)
+    at_new, at_old = count.search(new_md), count.search(text)
+    if at_new and at_old:  # the settings and columns as the script writes them now
+        text = new_md[: at_new.start()] + text[at_old.start() :]
+    text = re.sub(r"\*\*\d+ of \d+ models pass every check", f"**{ok} of {len(rows)} models pass every check", text)
+    tail = new_md.split("\n## Not covered", 1)
+    return text.rstrip("\n") + ("\n\n## Not covered" + tail[1] if len(tail) == 2 else "\n")
 
 
 def _read_rows(jsonl: Path) -> dict[str, dict[str, Any]]:
@@ -788,6 +957,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=N_DEFAULT)
     ap.add_argument("--render", action="store_true", help="only write the table from the results file")
     ap.add_argument("--note", help="a paragraph about this run, written above the table")
+    ap.add_argument("--splice", action="store_true",
+                    help="with --only: replace (or add) only these models' rows in the existing --out table, "
+                    "keeping the others (for a results file that lacks the full run's rows)")  # fmt: skip
     args = ap.parse_args(argv)
     src = str(Path(__file__).resolve().parents[1] / "src")
     if src not in sys.path:  # measure this checkout's netxray, not another installed copy
@@ -863,7 +1035,10 @@ def main(argv: list[str] | None = None) -> int:
     done.update(_read_rows(jsonl))  # rows another worker wrote meanwhile
     rows = [done[n] for n in names if n in done]
     missing = [n for n in names if n not in done]
-    Path(args.out).write_text(render(rows, missing, args.note))
+    text = render(rows, missing, args.note)
+    if args.splice and args.only and Path(args.out).exists():
+        text = splice(Path(args.out).read_text(), text, rerun)
+    Path(args.out).write_text(text)
     print(f"wrote {args.out}: {sum(bool(r.get('ok')) for r in rows)}/{len(rows)} ok")
     return 0
 

@@ -183,3 +183,16 @@ def test_sweep_stops_a_phase_that_outlives_its_limit():
     import os
 
     assert compat._cpu_seconds(os.getpid()) > 0
+
+
+def test_splice_replaces_and_adds_only_the_remeasured_rows():
+    old = ("# t\n\nold intro\n\n**2 of 3 models pass every check; total 1.0 min.**\n\n| model | x |\n|---|---|\n"
+           "| a | 1 |\n| b ✗ | 2 |\n| c | 3 |\n\n## Not covered\n\n- old\n")  # fmt: skip
+    new = ("# t\n\nnew intro\n\n**1 of 2 models pass every check; total 0.1 min.**\n\n| model | x |\n|---|---|\n"
+           "| b | 20 |\n| d ✗ | 40 |\n\n## Not covered\n\n- new\n")  # fmt: skip
+    out = compat.splice(old, new, {"b", "d"})
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "model" not in line]
+    assert rows == ["| a | 1 |", "| b | 20 |", "| c | 3 |", "| d ✗ | 40 |"]
+    assert "**3 of 4 models pass every check; total 1.0 min.**" in out  # the others' time stays
+    assert "new intro" in out and "old intro" not in out
+    assert out.endswith("## Not covered\n\n- new\n") and "- old" not in out

@@ -592,3 +592,73 @@ def test_an_axis_of_layers_the_random_copy_does_not_run_is_not_claimed():
     s = g.attrs["summary"]
     assert len(g) == 0 and [r["axis"] for r in s["rejected"]] == ["a1->a2"]
     assert "no longer reach a1, a2" in s["rejected"][0]["reason"]
+
+
+def test_a_segmentation_head_that_resizes_its_features_keeps_its_channel_axes():
+    # LRASPP resizes its scale branch's and its logits' maps (F.interpolate): a per-channel
+    # spatial map, so the head's 128 channels are still an axis (they were "not analysed")
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    m = tv.models.segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3)
+    x = torch.randn(2, 3, 32, 32)
+    g = sym.symmetry_group(m.eval(), x)
+    s = g.attrs["summary"]
+    assert s["status"] == "ok" and s["not_analysed"] == [] and bool(g["verified"].all()), s
+    head = g[g["axis"] == "classifier.cbr.0+1"]
+    assert head["size"].tolist() == [128]
+    _check_independently(m, x, g.loc[head.index])
+
+
+def test_swin_patch_merging_carries_the_stream_into_the_next_stage():
+    # patch merging puts the 2×2 neighbours' channels side by side ((B, H, W, C) → (B, H/2, W/2,
+    # 4C)), normalises them together and reduces them with one Linear: the stage's stream
+    # permutation moves the norm's weight and the reduction's columns in 4 segments
+    torch.manual_seed(0)
+    m = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=3, img_size=32,
+                          window_size=2, depths=(1, 1), embed_dim=16, num_heads=(2, 2)).eval()  # fmt: skip
+    x = torch.randn(2, 3, 32, 32)
+    g = sym.symmetry_group(m, x)
+    s = g.attrs["summary"]
+    assert s["status"] == "ok" and s["not_analysed"] == [] and bool(g["verified"].all()), s
+    streams = g[g["kind"] == "residual stream"]
+    assert sorted(streams["size"]) == [16, 32]
+    first = streams[streams["size"] == 16]
+    assert any("layers.1.downsample.reduction.weight[dim 1, 4 segments]" in t for t in first["tensors"]), first
+    _check_independently(m, x, g.loc[streams.index])
+
+
+class _TopOneMoE(nn.Module):
+    """A hand-written top-1 mixture of experts: a ModuleList of experts, each sees its samples."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.router = nn.Linear(4, 8), nn.Linear(8, 3)
+        self.experts = nn.ModuleList(
+            [nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 8)) for _ in range(3)]
+        )
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.embed(x))
+        route = self.router(h).argmax(-1)
+        y = torch.zeros_like(h)
+        for i, expert in enumerate(self.experts):
+            mask = route == i
+            if mask.any():
+                y[mask] = expert(h[mask])
+        return self.head(torch.relu(h + y))
+
+
+def test_handwritten_top1_experts_are_analysed_or_listed_with_the_route_reason():
+    # experts the probe's samples do not reach are never silently absent: each is in a verified
+    # axis or listed as not called on the probe inputs
+    torch.manual_seed(0)
+    m = _TopOneMoE().eval()
+    g = sym.symmetry_group(m, torch.randn(2, 4))
+    s = g.attrs["summary"]
+    assert bool(g["verified"].all()) and len(g) >= 1
+    text = " ".join(g["tensors"].astype(str)) + " " + " ".join(s["not_analysed"])
+    for i in range(3):
+        assert f"experts.{i}.0" in text and f"experts.{i}.2" in text, i
+    unreached = [n for n in s["not_analysed"] if "not called on the probe inputs" in n]
+    assert unreached and all(n.startswith("experts.") for n in unreached)

@@ -75,6 +75,7 @@ class SiteRecord:
     status: str = "ok"
     error: str | None = None
     per_input: int | None = None  # positions estimator: the most rows one input gave
+    functional: bool = False  # a functional call ("<path>:<op>" probe), not a module's output
 
     @property
     def n(self) -> int:
@@ -139,10 +140,14 @@ class _FunctionalActivations(TorchFunctionMode):
             return func(*args, **kwargs)
         x = args[0] if args else kwargs.get("input")
         enclosing = cap._stack[-1] if cap._stack else ""
-        state = cap._state_for("activation", enclosing, op, functional=True)
-        cap._observe(state, "in", x)
+        state = cap._state_for("activation", enclosing, op, functional=True) if cap.activations else None
+        if state is not None:
+            cap._observe(state, "in", x)
         out = func(*args, **kwargs)
-        cap._observe(state, "out", out)
+        if state is not None:
+            cap._observe(state, "out", out)
+        if (enclosing, op) in cap._functional_probes:  # a "<path>:<op>" layer probe
+            cap._observe(cap._state_for("layer", enclosing, op, functional=True), "out", out)
         return out
 
 
@@ -199,6 +204,9 @@ class Capture:
         self.graph_note: str | None = None
         self.activations = activations
         self.layer_paths = resolve_layers(model, layers)
+        # "<path>:<op>" probes: the outputs of functional activation calls made directly in the
+        # module at <path> ("" for the root), e.g. a model written with torch.nn.functional only
+        self._functional_probes = {tuple(p.split(":", 1)) for p in self.layer_paths if ":" in p}
         self.reducer = reducer
         self.channel_axis = channel_axis
         self.tokens = tokens
@@ -240,7 +248,7 @@ class Capture:
                 self._handles.append(
                     module.register_forward_hook(self._make_post_hook(path, act, path in probe))
                 )
-            if self.activations:
+            if self.activations or self._functional_probes:
                 self._mode = _FunctionalActivations(self)
                 self._mode.__enter__()
                 for module in self.model.modules():
@@ -427,6 +435,7 @@ class Capture:
                 status=status,
                 error="; ".join(st.errors) or None,
                 per_input=getattr(st.out_store, "per_input", None),
+                functional=st.functional,
             )
         return records
 
@@ -463,6 +472,8 @@ class Capture:
 
 
 def _base_name(state: _SiteState) -> str:
+    if state.functional and state.kind == "layer":  # the probe's own name, root included
+        return f"{state.module_path}:{state.op}"
     if state.functional:  # "<enclosing module path>:<op>"
         return f"{state.module_path}:{state.op}" if state.module_path else state.op
     return state.module_path or "(root)"
@@ -470,6 +481,11 @@ def _base_name(state: _SiteState) -> str:
 
 def resolve_layers(model: nn.Module, layers: LayerSpec, example_inputs: Any = None) -> list[str]:
     """Module paths to probe: None → none; "auto" → natural probes; names; or module types.
+
+    A name ``"<path>:<op>"`` probes the functional activation calls ``<op>`` (as the capture
+    names them: ``F.relu``, ``torch.tanh``, ...) made directly in the module at ``<path>``
+    (``""`` for the root: ``":F.relu"``), one site per call — the layers of a model written with
+    ``torch.nn.functional`` only.
 
     ``"auto"``: a built-in model's probes, or for any other model the probes read from its graph
     recorded on ``example_inputs`` (a batch; required then — see
@@ -499,7 +515,7 @@ def resolve_layers(model: nn.Module, layers: LayerSpec, example_inputs: Any = No
                 f"no module of type {', '.join(t.__name__ for t in types)} in {type(model).__name__}"
             )
         return found
-    missing = [p for p in layers if not isinstance(p, str) or p not in named]
+    missing = [p for p in layers if not isinstance(p, str) or (p not in named and not _functional_probe(p, named))]
     if missing:
         sample = ", ".join(list(p for p in named if p)[:12])
         raise ValueError(
@@ -507,6 +523,14 @@ def resolve_layers(model: nn.Module, layers: LayerSpec, example_inputs: Any = No
             f"such as {sample}"
         )
     return layers
+
+
+def _functional_probe(name: str, named: Mapping[str, nn.Module]) -> bool:
+    """True when ``name`` is ``"<module path>:<functional activation op>"``."""
+    from netxray.capture.sites import FUNCTIONAL_ACTIVATIONS
+
+    path, sep, op = name.partition(":")
+    return bool(sep) and path in named and op in set(FUNCTIONAL_ACTIVATIONS.values())
 
 
 def _head(inputs: Any, n: int) -> Any:

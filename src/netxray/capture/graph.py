@@ -86,7 +86,9 @@ _ELEMENTWISE = {
 }
 _PASSTHROUGH = {"dropout", "contiguous", "clone", "to", "float", "type", "type_as", "detach",
                 "flatten", "view", "reshape", "getitem", "squeeze", "unsqueeze", "identity",
-                "alpha_dropout", "feature_alpha_dropout", "adaptive_avg_pool2d", "mean"}  # fmt: skip
+                "alpha_dropout", "feature_alpha_dropout", "adaptive_avg_pool2d", "mean",
+                "interpolate", "upsample", "upsample_bilinear", "upsample_nearest"}  # fmt: skip
+# (a segmentation model resizes its head's logits to the input's size: still the head's output)
 _LAST_AXIS = {"linear", "layer_norm", "rms_norm", "addmm", "matmul", "mm", "bmm", "einsum"}
 _CHANNEL_AXIS = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
                  "conv_transpose3d", "batch_norm", "instance_norm", "group_norm"}  # fmt: skip
@@ -536,6 +538,7 @@ class ModelGraph:
             for n, _ in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
                 self._param_module[f"{path}.{n}" if path else n] = path
         self._live_cache: dict[int, bool] | None = None
+        self._tapped_cache: dict[int, bool] | None = None
         self._blocks: list[Node] | None = None
         self._param_seqs: list[int] | None = None
         self._adds_cache: list[ResidualAdd] | None = None
@@ -682,10 +685,37 @@ class ModelGraph:
         return any(call.start < self.nodes[r.node].start < call.end and vin in (r.fork, r.skip)
                    for r in self._adds_cache)  # fmt: skip
 
-    def _serial_map(self) -> dict[int, bool]:
-        """Module call id → its main output is the only main-path value alive at its end."""
-        if self._live_cache is not None:
-            return self._live_cache
+    def _serial_map(self, taps: bool = False) -> dict[int, bool]:
+        """Module call id → its main output is the only main-path value alive at its end.
+
+        ``taps=True``: values kept for later by the model — returned by a module call that was
+        serial itself, read again further on, last by something other than the residual addition
+        it is the shortcut of (a
+        segmentation head's low-level features, an encoder's output read by every decoder
+        layer's cross-attention) — do not count as alive beside a call.
+        """
+        if taps:
+            if self._tapped_cache is None:
+                strict = self._serial_map()
+                if self._adds_cache is None:
+                    self._adds_cache = self.residual_adds()
+                # a shortcut whose last reader is its residual addition is no kept value
+                shortcut = {(v, r.node) for r in self._adds_cache for v in (r.fork, r.skip)}
+
+                def last_reader(v: int) -> int | None:
+                    cons = self.values[v].consumers
+                    return max(cons, key=lambda c: self.nodes[c].start) if cons else None
+
+                kept = {v for n in self.module_calls() if n.name and strict.get(n.id)
+                        for v in n.outputs if (v, last_reader(v)) not in shortcut}  # fmt: skip
+                self._tapped_cache = self._live_map(exclude=kept)
+            return self._tapped_cache
+        if self._live_cache is None:
+            self._live_cache = self._live_map(exclude=set())
+        return self._live_cache
+
+    def _live_map(self, exclude: set[int]) -> dict[int, bool]:
+        """Module call id → serial, ignoring the values ``exclude`` (see :meth:`_serial_map`)."""
         end = max((n.end for n in self.nodes), default=0) + 1
         last = {}
         for v in self.values:
@@ -709,9 +739,23 @@ class ModelGraph:
                 i += 1
             live = {v for v in live if last[v] > call.end}
             out = set(call.outputs)
-            result[call.id] = bool(live) and live <= out
-        self._live_cache = result
+            rest = {v for v in live if v in out or v not in exclude}
+            result[call.id] = bool(rest) and rest <= out
         return result
+
+    def _serial_op(self, node: Node) -> bool:
+        """True when a function call's output is the only main-path value alive after it."""
+        if not node.outputs:
+            return False
+        out = set(node.outputs)
+        for v in self.values:
+            if not v.primary or not _floating(v.dtype) or v.id in out:
+                continue
+            born = self.nodes[v.producer].start
+            last = 10**12 if v.id in self.outputs else v.last_use
+            if born <= node.start and last > node.end:
+                return False
+        return True
 
     def is_serial(self, call: Node) -> bool:
         """True when nothing on the main data path bypasses module call ``call``.
@@ -744,6 +788,16 @@ class ModelGraph:
         """
         if self._blocks is not None:
             return self._blocks
+        self._blocks = self._find_blocks(self._serial_map())
+        if not self._blocks:
+            # no block is serial because the model keeps a layer's output for later (LRASPP's
+            # low-level features, the encoder output every T5 decoder layer reads): the blocks
+            # are those serial but for such kept values
+            self._blocks = self._find_blocks(self._serial_map(taps=True))
+        return self._blocks
+
+    def _find_blocks(self, serial: dict[int, bool]) -> list[Node]:
+        """The blocks (see :meth:`blocks`) under the serial map ``serial``."""
         calls = [n for n in self.module_calls() if n.name]
         by_class: dict[type | str, list[Node]] = OrderedDict()
         for n in calls:
@@ -752,7 +806,7 @@ class ModelGraph:
         def eligible(n: Node) -> bool:
             # composite, or a residual unit around a single layer (``x + f(linear(x))``): both
             # are a block; a lone Linear or activation called in a chain is neither
-            return self.is_serial(n) and (self._param_ops(n) >= 2 or self._residual_around(n))
+            return serial.get(n.id, False) and (self._param_ops(n) >= 2 or self._residual_around(n))
 
         classes = [op for op, group in by_class.items()
                    if op not in ("Sequential", "ModuleList", "ModuleDict") and len(group) >= 2
@@ -779,8 +833,7 @@ class ModelGraph:
             if n.parent in parents and n not in chosen and n.op not in ("Sequential",) and eligible(n):
                 if not any(self.contains(o, n) or self.contains(n, o) for o in chosen):
                     chosen.append(n)
-        self._blocks = sorted(chosen, key=lambda n: n.start)
-        return self._blocks
+        return sorted(chosen, key=lambda n: n.start)
 
     def _returning_module(self, value: int, *, exclude: Node | None, after: int, before: int,
                           outermost: bool = True) -> Node | None:  # fmt: skip
@@ -844,20 +897,28 @@ class ModelGraph:
         after = blocks[-1].end if blocks else 0
         if head is None:
             return self._final()
-        v = self.main_input(head)
-        if v is None:
-            return None
         last = blocks[-1] if blocks else None
-        return self._returning_module(v, exclude=last, after=after, before=head.start) \
-            or (last if last is not None and v in last.outputs else None)
+        # the main input first; a head that reads several values (LRASPP's low- and high-level
+        # features) is fed the representation by the one made after the last block
+        ins = [self.main_input(head)] + [v for v in head.inputs if self.values[v].primary]
+        for v in dict.fromkeys(v for v in ins if v is not None):
+            found = self._returning_module(v, exclude=last, after=after, before=head.start) \
+                or (last if last is not None and v in last.outputs else None)
+            if found is not None:
+                return found
+        return None
 
     def natural_probes(self) -> list[str]:
         """Module paths whose outputs are the natural probe layers, in forward order.
 
         The stem, every block (:meth:`blocks`) and the module whose output is fed to the head
         (:meth:`pre_head`), each once. A model without repeated blocks (a plain MLP or VGG) is
-        probed at its serial activation modules, else at its serial modules that read parameters
-        (the head excluded). Empty when none of these exist.
+        probed at its serial activation calls: modules, and functional calls made directly in a
+        module (``"<path>:<op>"``, e.g. ``":F.relu"`` for ``F.relu`` in the root's forward; one
+        name covers every such call of that module). With fewer than two of those (a model with
+        several inputs, each read by its own layer), the outermost modules that read parameters
+        and feed the output (the head excluded) are probed too; without any activation call, the
+        serial modules that read parameters. Empty when none of these exist.
         """
         paths: list[str] = []
         blocks = self.blocks()
@@ -872,13 +933,67 @@ class ModelGraph:
             last = max(makers, key=lambda c: c.depth) if makers else None
             serial = [n for n in self.module_calls() if n.name and self.is_serial(n) and n is not last]
             chosen = [n for n in serial if n.site is not None]
-            if not chosen:
-                chosen = [n for n in serial if self._param_ops(n) >= 1 or n.params]
-                chosen = [n for n in chosen if not any(o is not n and self.contains(n, o) for o in chosen)]
+            chosen += self._functional_sites(last)
+            if len(chosen) < 2:
+                # too few points for a curve: the layers on the way to the output, each branch's
+                # (a model with two inputs reads each with its own layer) — beside the activations
+                before = len(chosen)
+                chosen += self._feeding_layers(out, last)
+                if before == 0 and len(chosen) < 2:
+                    chosen = [n for n in serial if self._param_ops(n) >= 1 or n.params]
+                chosen = [n for n in chosen if not any(o is not n and n.kind == "module"
+                                                       and self.contains(n, o) for o in chosen)]  # fmt: skip
+            chosen = sorted(chosen, key=lambda n: n.start)
         for n in chosen:
-            if n.name not in paths:
-                paths.append(n.name)
-        return paths
+            name = self.probe_name(n)
+            if name not in paths:
+                paths.append(name)
+        # forward order of first calls: a module called twice (T5's decoder dropout, after its
+        # embeddings and after its last layer) is listed where the curve's first point of it is
+        first: dict[str, int] = {}
+        for n in self.nodes:
+            if (n.kind == "module" and n.name) or (n.kind == "op" and n.site is not None):
+                first.setdefault(self.probe_name(n), n.start)
+        return sorted(paths, key=lambda p: first.get(p, 0))
+
+    def probe_name(self, node: Node) -> str:
+        """A probe's name: a module call's path, or ``"<path>:<op>"`` for a functional call."""
+        if node.kind == "op" and node.site is not None:
+            return f"{node.module_path}:{node.site[2]}"
+        return node.name
+
+    def _functional_sites(self, last: Node | None) -> list[Node]:
+        """Serial functional activation calls on the main path, outside the output's maker."""
+        found = []
+        for n in self.ops():
+            if n.site is None or not n.inputs or not self.values[n.inputs[0]].data_dependent:
+                continue
+            if last is not None and last.start < n.start < last.end:
+                continue
+            owner = self.nodes[n.parent] if n.parent is not None else None
+            if owner is not None and owner.name and not self.is_serial(owner):
+                continue  # inside a branch (an expert that sees some of the samples): no curve point
+            if self._serial_op(n):
+                found.append(n)
+        return found
+
+    def _feeding_layers(self, out: int | None, last: Node | None) -> list[Node]:
+        """Outermost module calls that read parameters, run on every sample and feed the output."""
+        if out is None:
+            return []
+        feeding = self._ancestors(out)
+        batch = {self.values[v].shape[0] for v in self.inputs if self.values[v].shape}
+        found = []
+        for n in self.module_calls():
+            if not n.name or n is last or (last is not None and self.contains(last, n)):
+                continue
+            if not (self._param_ops(n) >= 1 or n.params) or n.op in ("Sequential", "ModuleList", "ModuleDict"):
+                continue
+            v = self.main_output(n)
+            if v is None or v not in feeding or not self.values[v].shape or self.values[v].shape[0] not in batch:
+                continue
+            found.append(n)
+        return [n for n in found if not any(o is not n and self.contains(o, n) for o in found)]
 
     # ---- layouts ---------------------------------------------------------------------------
     def _axis_from(self, value: int, forward: bool, depth: int = 0) -> tuple[int | None, str]:

@@ -517,7 +517,10 @@ _POOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgP
                  nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 _POOL_FUNCS = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
                "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-               "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"}
+               "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+               # resizing acts on the spatial axes of each channel alike (a segmentation head
+               # resizes its features and logits to the input's size)
+               "interpolate", "upsample", "upsample_bilinear", "upsample_nearest"}
 _SHAPE_ONLY = {"size", "dim", "getattr", "numel", "eq", "ne", "lt", "gt", "le", "ge", "_assert",
                "floordiv", "ndimension", "is_floating_point", "shape", "device", "dtype",
                "new_zeros", "new_ones", "zeros_like", "ones_like", "full_like", "arange"}
@@ -652,7 +655,10 @@ def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
         folded = [v for v in ins if isinstance(v, _Feat) and v.outer > 1]
         if folded:
             ok = (n.op == "call" and (n.target in _FOLD_OK or (n.target in _ELEMENTWISE and len(ins) == 1))) \
-                or (n.op == "module" and _module_kind(mods[n.target]) is not None)
+                or (n.op == "module" and _module_kind(mods[n.target]) is not None) \
+                or (n.op == "module" and isinstance(mods[n.target], (nn.Linear, nn.LayerNorm))
+                    and all(_whole_fold(v, len(n.args[0].shape) if getattr(n.args[0], "shape", None) else 0)
+                            for v in folded))
             if not ok:
                 for v in folded:
                     freeze_val(v, f"channels folded with the batch or patch axes (an unfold into patches, as in "
@@ -772,6 +778,26 @@ def _strided(x: _Feat, a: list[int], b: list[int], gi: list[int], gj: list[int],
     return None
 
 
+def _whole_fold(x: Any, in_nd: int) -> bool:
+    """Features folded whole into the last axis: one space repeated ``outer`` times along it
+    (Swin's patch merging: (B, H, W, C) → (B, H/2, W/2, 4·C), the 2×2 neighbours' channels side
+    by side). A LayerNorm over that axis and a Linear reading it treat the repeats alike."""
+    return (isinstance(x, _Feat) and x.outer > 1 and x.dim == in_nd - 1 and len(x.segs) == 1
+            and x.segs[0][0] != FIXED and x.extra is None)  # fmt: skip
+
+
+def _fold_members(x: _Feat, uf: _UF, key: str, dim: int, role: str, who: str) -> None:
+    """The tensor ``key`` along ``dim`` holds the folded space's ``outer`` repeats (segments)."""
+    from netxray.lenses.symmetry import Member
+
+    s, b = x.segs[0]
+    sp = uf.space(s)
+    sp.members.append((role, Member(key, dim, block=b, segments=x.outer)))
+    group = sp.readers if role == "r" else sp.writers if role == "w" else None
+    if group is not None and who not in group:
+        group.append(who)
+
+
 def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze_val, length,
                  out_space, notes):  # noqa: ANN001, ANN202 - internal, called once per module op
     from netxray.lenses.symmetry import _module_kind
@@ -805,6 +831,11 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
     def has(name: str) -> bool:
         return getattr(mod, name, None) is not None
 
+    if (isinstance(mod, nn.Linear) or _is_conv1d_hf(mod)) and _whole_fold(x, in_nd):
+        hf = _is_conv1d_hf(mod)
+        _fold_members(x, uf, f"{path}.weight", 0 if hf else 1, "r", path)
+        size = mod.weight.shape[1] if hf else mod.out_features
+        return out_new(size, f"{path}.weight", 1 if hf else 0, f"{path}.bias" if has("bias") else None, nd - 1)
     if isinstance(mod, nn.Linear) or _is_conv1d_hf(mod):
         hf = _is_conv1d_hf(mod)
         if isinstance(x, _Feat):
@@ -870,6 +901,13 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
         return x
     if isinstance(mod, nn.LayerNorm) or _is_rmsnorm(mod):
         shp = tuple(getattr(mod, "normalized_shape", ()) or ())
+        if _whole_fold(x, in_nd) and len(shp) <= 1:
+            # normalised over all repeats together: the same permutation in each keeps it
+            for t in ("weight", "bias"):
+                if isinstance(getattr(mod, t, None), torch.Tensor):
+                    _fold_members(x, uf, f"{path}.{t}", 0, "n", path)
+            uf.space(x.segs[0][0]).joined.add("norm")
+            return x
         if isinstance(x, _Feat):
             if x.dim != in_nd - 1 or (shp and len(shp) != 1):
                 freeze_val(x, f"{path}: normalises more than the feature axis")

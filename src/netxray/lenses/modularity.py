@@ -253,11 +253,13 @@ def _probe_layers(model: nn.Module, x_one: Any, paths: list[str], device) -> lis
     sites = []
     calls: dict[str, int] = {}
     for rec in cap.layer_sites().values():
-        calls[rec.module_path] = calls.get(rec.module_path, 0) + 1
+        # the probe this site answers: a module path, or "<path>:<op>" for functional calls
+        probe = f"{rec.module_path}:{rec.op}" if rec.functional else rec.module_path
+        calls[probe] = calls.get(probe, 0) + 1
         sites.append(
             {
                 "name": rec.name,
-                "module": rec.module_path,
+                "module": probe,
                 "call_index": rec.call_index,
                 "d": int(math.prod(rec.output_shape)) if rec.output_shape is not None else 0,
                 "status": rec.status,
@@ -287,8 +289,9 @@ def _layer_grams(
 ) -> dict[str, tuple[np.ndarray, int]]:
     """Gram matrices of the outputs of ``module_paths`` over the samples ``pool``, per call site.
 
-    ``stop_after``: a module after whose output the forward pass is abandoned (the rest of the
-    network is not needed), or None to run it whole.
+    ``stop_after``: a module (or a ``"<path>:<op>"`` probe: then the module at ``<path>``) after
+    whose output the forward pass is abandoned (the rest of the network is not needed), or None
+    to run it whole.
     """
     n_rows = len(pool)
     dtype = model_dtype(model)  # a float64 (or half) model is fed inputs of its own dtype
@@ -304,7 +307,8 @@ def _layer_grams(
                 raise _StopForward
 
             # registered after the capture's hooks, so it runs once the output was recorded
-            handle = dict(model.named_modules())[stop_after].register_forward_hook(_stop)
+            owner = stop_after.split(":", 1)[0]  # a functional probe: the module that made the call
+            handle = dict(model.named_modules())[owner].register_forward_hook(_stop)
         try:
             for start in range(0, len(pool), batch_size):
                 cap.begin_forward()

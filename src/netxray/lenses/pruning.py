@@ -97,6 +97,8 @@ class SkipBlock(nn.Module):
 
 def _graph_reason(graph: Any, model: nn.Module, path: str) -> str | None:
     """Removability of any model's layer, read from its graph (see the module docstring)."""
+    if ":" in path:  # a "<path>:<op>" probe (natural_probes of a model without blocks)
+        return "a functional activation call, not a module: there is no layer to replace"
     module = dict(model.named_modules()).get(path)
     if module is None:
         return f"no module {path!r} in {type(model).__name__}"

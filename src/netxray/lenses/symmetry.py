@@ -938,7 +938,14 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
     touched = {owner(k) for k in covered | output_keys}
     untouched = sorted({owner(k) for k in float_keys if owner(k) not in touched})
     fixed = [k for k in float_keys if k not in covered and owner(k) in touched]
-    not_analysed = notes + ([f"{o}: no permutable axis proven through it" for o in untouched] if readable else [])
+    def why_untouched(o: str) -> str:
+        if calls is not None and not any(c == o or c.startswith(o + ".") for c in calls):
+            # a route the probe's samples did not take (an expert of a top-1 mixture): its
+            # structure was never recorded, so no axis through it can be proven or verified
+            return f"{o}: not called on the probe inputs (a route they did not take), so not analysed"
+        return f"{o}: no permutable axis proven through it"
+
+    not_analysed = notes + ([why_untouched(o) for o in untouched] if readable else [])
     if fam == "generic":
         statement = (
             "arbitrary model: axes read from the dataflow of one forward pass (feature spaces "

@@ -1,11 +1,14 @@
 # Two set-up commands for a fresh machine: `make demo` and `make test`.
+# `make test` installs Debian's chromium with apt-get when it is missing (for the report's
+# browser test): that needs root, so as another user install it first (`sudo apt-get install
+# chromium`) or the apt-get line fails; without chromium the browser test is skipped.
 # Every target installs what it needs into .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench compat zoo-demo clean
+.PHONY: install demo test docs lint bench compat zoo-demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,13 +25,21 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/netxray demo
 
+# ruff, the docs site (strict), then pytest. The apt-get line runs only when chromium is
+# missing and needs root (see the top of this file).
 test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest -q
 
+# the docs site (mkdocs.yml: Markdown pages under docs/ + the API reference from the docstrings)
+# into site/, warnings are errors; `$(BIN)/mkdocs serve` previews it while you edit
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 
 # every torchvision classification model, Hugging Face BERT/RoBERTa/GPT-2/Llama/ViT from small
 # configs and a dozen timm models through every lens; writes docs/compat.md (resumable: delete
@@ -49,4 +60,4 @@ bench: $(STAMP)
 	@echo "== benchmarks/bench_report.py --vit-b16"; $(BIN)/python benchmarks/bench_report.py --vit-b16
 
 clean:
-	rm -rf $(VENV) .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) .pytest_cache build site src/*.egg-info

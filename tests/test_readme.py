@@ -1,6 +1,13 @@
 """The README as a test (issue 13 item 5): every code block and command line runs, in order,
 in one temporary directory, so the documentation cannot drift from the code.
 
+The docs pages that the README's examples moved to (issue 22) run the same way, a page at a
+time, after the README and in :data:`PAGES` order, in the same directory and the same Python
+namespace — like one notebook across pages: a lens page may load ``runs/mlp`` that the README's
+tour trained, or use ``model_a`` that an earlier page defined. Selecting one page (``-k``) runs
+the pages before it first. A docs page with runnable blocks must be listed in :data:`PAGES` or,
+with the reason, in :data:`NOT_EXAMPLES` (a test checks it).
+
 How blocks are read (robust to blocks being added; nothing is addressed by its index):
 
 - ```python blocks run in one shared namespace, in README order (like a notebook);
@@ -34,7 +41,23 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# the README, then the docs pages its examples moved to, in the order they run
+PAGES = (
+    "README.md",
+    "docs/data-and-models.md",
+    "docs/nonlinearity.md",
+    "docs/modularity.md",
+    "docs/parameters.md",
+    "docs/symmetry.md",
+    "docs/report.md",
+)
+# docs pages whose fenced blocks are not examples to run, and why
+NOT_EXAMPLES = {
+    "docs/architecture.md": "internal contracts: a layout sketch and dataclass signatures",
+    "docs/cli.md": "generated usage synopses with placeholders (tools/cli_docs.py)",
+}
 FULL = os.environ.get("NETXRAY_README_FULL") == "1"
 TINY_GRID = "width=8;lr=1e-2;epochs=1;seed=0,1"
 NOT_RUN_HERE = ("make", "pip", "git")  # environment set-up, not netxray usage
@@ -180,17 +203,34 @@ def test_extractor_reads_markers_and_shrinks_arguments():
         )
 
 
-def test_every_readme_example_runs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path))  # "~/data/…" examples stay inside the temp dir
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.syspath_prepend(str(tmp_path))  # `import my_net` as the README's user would
-    if not FULL:
-        _small_mode(monkeypatch)
-    namespace: dict = {"__name__": "__readme__"}
+class Workspace:
+    """One temporary directory and one Python namespace shared by the pages, in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.namespace: dict = {"__name__": "__readme__"}
+        self.done: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    path = tmp_path_factory.mktemp("readme")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(path)
+        mp.setenv("HOME", str(path))  # "~/data/…" examples stay inside the temp dir
+        mp.setenv("MPLBACKEND", "Agg")
+        mp.syspath_prepend(str(path))  # `import my_net` as the README's user would
+        if not FULL:
+            _small_mode(mp)
+        yield Workspace(path)
+
+
+def run_page(page: str, ws: Workspace) -> int:
+    """Run every example of ``page`` (relative to the repository) in ``ws``; the number run."""
+    namespace = ws.namespace
     ran = 0
-    for block in readme_blocks(README.read_text(encoding="utf-8")):
-        where = f"README.md line {block.line}"
+    for block in readme_blocks((ROOT / page).read_text(encoding="utf-8")):
+        where = f"{page} line {block.line}"
         if block.skip:
             continue
         if block.setup:
@@ -210,4 +250,27 @@ def test_every_readme_example_runs(tmp_path, monkeypatch):
             for line in command_lines(shrink(block.text)):
                 _run_command(line, where)
             ran += 1
-    assert ran >= 10  # the README's examples were found, not silently skipped
+    ws.done.append(page)
+    return ran
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_readme_example_runs(page, workspace):
+    for earlier in PAGES[: PAGES.index(page)]:  # what this page takes as given
+        if earlier not in workspace.done:
+            run_page(earlier, workspace)
+    ran = run_page(page, workspace)
+    assert ran >= (3 if page == "README.md" else 1)  # its examples were found, not silently skipped
+
+
+def test_every_docs_page_with_examples_runs():
+    """A docs page with a block that would run is in PAGES or NOT_EXAMPLES (never forgotten)."""
+    for path in sorted((ROOT / "docs").rglob("*.md")):
+        page = path.relative_to(ROOT).as_posix()
+        runnable = [b for b in readme_blocks(path.read_text(encoding="utf-8"))
+                    if not b.skip and (b.file or b.lang in ("python", "bash", "sh", "shell", "console", ""))]  # fmt: skip
+        if runnable and page not in PAGES:
+            assert page in NOT_EXAMPLES, (
+                f"{page} has examples (line {runnable[0].line}): add it to PAGES in "
+                "tests/test_readme.py, or to NOT_EXAMPLES with the reason"
+            )

@@ -201,3 +201,19 @@ def test_report_notes_say_why_in_words_not_exception_classes(digits):
     report = scan(conv, digits, ["symmetry"], progress=False)
     notes = " ".join(str(n) for n in report.results["symmetry"].notes)
     assert "Covering bounds not computed: " in notes and "ValueError" not in notes
+
+
+def test_a_site_that_one_sample_reached_is_too_few_samples_not_an_error():
+    class Routed(nn.Module):  # the second branch runs on the samples whose first feature is largest
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b = nn.Linear(4, 6), nn.Linear(4, 6)
+
+        def forward(self, x):
+            out = torch.relu(self.a(x))
+            pick = x[:, 0] == x[:, 0].max()
+            return out + torch.zeros_like(out).index_put((pick,), torch.tanh(self.b(x[pick])))
+
+    df = nonlinearity_signature(Routed(), torch.randn(50, 4, generator=torch.Generator().manual_seed(0)))
+    assert df["status"].tolist() == ["ok", "too_few_samples"] and (df["n"] == [50, 1]).all()

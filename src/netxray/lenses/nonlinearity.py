@@ -141,6 +141,10 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
             raise ValueError("the capture did not give (n, d) input and output matrices")
         row["n"], row["d"] = int(y.shape[0]), int(y.shape[1])
         row["per_input_max"] = rec.per_input if rec.per_input is not None else 1
+        if min(x.shape[0], y.shape[0]) < 2:  # a routed expert one sample reached: no covariance
+            row.update(status="too_few_samples", error=_why_and_remedy("too_few_samples", row["n"], row["d"],
+                                                                      context or {}))  # fmt: skip
+            return row
         _check_site_cost(rec.name, *y.shape)
         res = affinity_score(x, y, eps=eps, ridge=ridge)
         row.update(affinity=res.score, w2_sq=res.w2_sq, two_tr_cov_y=res.two_tr_cov_y,

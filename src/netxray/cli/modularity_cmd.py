@@ -17,23 +17,14 @@ import typer
 from netxray.cli._common import (
     DATA_HELP,
     DEVICE,
-    IMAGE_SIZE,
-    INPUT_COLUMNS,
-    LABEL_COLUMN,
-    MAX_LENGTH,
     MODEL_SOURCES_HELP,
-    NORMALIZE,
-    SPLIT,
-    TASK,
-    TEXT_COLUMN,
-    TOKENIZER,
-    WEIGHTS,
+    DataOptions,
     check_beside,
     check_fits,
     check_out,
     cli_device,
+    data_options,
     fail,
-    load_checkpoint,
     load_cli_data,
     set_threads,
     table_side_files,
@@ -59,21 +50,12 @@ def register(app: typer.Typer) -> None:
     """Add the ``modularity`` and ``prune`` commands to the ``netxray`` app."""
 
     @app.command("modularity")
+    @data_options()
     def modularity_cmd(
         checkpoint: Path = typer.Argument(..., metavar="MODEL", help=f"The model: {MODEL_SOURCES_HELP}."),
         data: str = typer.Option("digits", "--data", help=DATA_HELP + " Labels are needed."),
         out: Path = typer.Option(Path("curve.csv"), "--out", help="CSV file for the curve (a .redundant.csv is written beside it)."),
-        weights: Path | None = WEIGHTS,
-        task: str | None = TASK,
-        device: str | None = DEVICE,
-        image_size: int | None = IMAGE_SIZE,
-        normalize: str | None = NORMALIZE,
-        tokenizer: str | None = TOKENIZER,
-        text_column: str | None = TEXT_COLUMN,
-        label_column: str | None = LABEL_COLUMN,
-        input_columns: str | None = INPUT_COLUMNS,
-        max_length: int | None = MAX_LENGTH,
-        split: str = SPLIT,
+        opts: DataOptions = DataOptions(),  # --weights, --task, --device and the data-source options
         plot: Path | None = typer.Option(None, "--plot", help="Also save the curve plot (png, svg, pdf)."),
         diff_plot: Path | None = typer.Option(None, "--diff-plot", help="Also save the layer-difference heatmap |Q_i - Q_j|."),
         layers: str | None = typer.Option(None, "--layers", help="Comma-separated module paths (default: the model's natural probes)."),
@@ -113,13 +95,9 @@ def register(app: typer.Typer) -> None:
             adv_plot = plot.with_name(plot.stem + ".adversarial" + plot.suffix)
             check_beside(plot, [adv_plot.name], "--plot")
         set_threads(threads)
-        model = load_checkpoint(checkpoint, weights=weights, task=task)
-        cli_device(device, model)
-        splits = load_cli_data(
-            data, seed, model=model, image_size=image_size, normalize=normalize,
-            tokenizer=tokenizer, text_column=text_column, label_column=label_column,
-            input_columns=input_columns, max_length=max_length, split=split,
-        )  # fmt: skip
+        model = opts.load_model(checkpoint)
+        cli_device(opts.device, model)
+        splits = opts.load_data(data, seed, model)
         check_fits(model, splits, data, label=str(checkpoint))
         dataset = splits.measured()
         # "auto": a built-in model's probes, any other model's read from its graph (as scan does)

@@ -569,12 +569,18 @@ def _is_flatten(graph: Any, node: Any) -> bool:
 
 
 def _default_example(model: nn.Module) -> torch.Tensor | None:
-    """Two zero samples of a built-in netxray model's declared ``input_shape``, else None."""
+    """Two zero samples of the input a model declares: a built-in netxray model's
+    ``input_shape``, or the image size a timm / Hugging Face image model's preprocessing names;
+    else None."""
     cfg = getattr(model, "netxray_config", None)
     shape = cfg.get("input_shape") if isinstance(cfg, dict) else None
-    if not shape:
-        return None
-    return torch.zeros((2, *[int(s) for s in shape]))
+    if shape:
+        return torch.zeros((2, *[int(s) for s in shape]))
+    pre = getattr(model, "netxray_preprocessing", None)
+    size = pre.get("size") if isinstance(pre, dict) else None
+    if isinstance(size, int) and size > 0:
+        return torch.zeros((2, len(pre.get("mean") or ()) or 3, size, size))
+    return None
 
 
 def _hidden_links(model: nn.Module, example: Any) -> tuple[list[tuple[str, str, bool]], str]:
@@ -687,8 +693,9 @@ def node_strengths(model: nn.Module, *, include_bias: bool = True, example: Any 
       Which layer feeds which is read from the graph of one real forward pass on ``example``
       (:func:`netxray.capture.graph.record_graph`: a tensor, a tuple of positional arguments or a
       dict of keyword arguments; two samples are plenty). Without ``example``, a built-in netxray
-      model runs on zeros of its declared ``input_shape``; any other model gets a ``note`` row
-      saying the total strength needs an example input.
+      model runs on zeros of its declared ``input_shape`` (a timm / Hugging Face image model on
+      zeros of its preprocessing's image size); any other model gets a ``note`` row saying the
+      total strength needs an example input.
     - ``kind="q"|"k"|"v"|"o"``: per-head strength of attention modules (``unit`` = head).
     Parameterized modules it cannot map are rows with ``status`` ``"skipped"`` (normalization,
     free tensors, embeddings: not a bipartite layer) or ``"unmapped"`` (no rule for that

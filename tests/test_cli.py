@@ -280,6 +280,15 @@ def test_shared_model_and_data_options_on_every_command(command, weights):
         assert option in shown, (command, option)
 
 
+def test_prune_takes_the_shared_options_but_split():
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands["prune"]
+    opts = [o for p in cmd.params for o in p.opts]
+    assert [o for o in opts if o in ["--weights", *_SHARED]] == ["--weights", *_SHARED[:-1]]
+    assert "--curve-split" in opts  # its own protocol chooses the split
+
+
 def test_shared_options_are_declared_in_one_place():
     from pathlib import Path
 

@@ -91,17 +91,18 @@ _DATA_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
 )
 
 
-def data_options(*, weights: Any = WEIGHTS) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def data_options(*, weights: Any = WEIGHTS, split: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare the model and data-source options once for a command that runs a model on data.
 
     The command takes one parameter ``opts: DataOptions`` where the shared options belong in its
     ``--help``; the decorator puts ``--weights`` (``weights``: its typer option, or None for a
     command without it), ``--task``, ``--device`` and the data-source options there in the
     signature typer reads, and hands the command their values as one :class:`DataOptions`.
+    ``split=False`` leaves ``--split`` out (a command with its own train/test protocol: ``prune``).
     Apply it below ``@app.command(...)``.
     """
     shared = (("weights", Path | None, weights),) if weights is not None else ()
-    shared += _MODEL_OPTIONS + _DATA_OPTIONS
+    shared += _MODEL_OPTIONS + tuple(o for o in _DATA_OPTIONS if split or o[0] != "split")
     names = [name for name, _, _ in shared]
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:

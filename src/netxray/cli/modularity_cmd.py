@@ -16,7 +16,6 @@ import typer
 
 from netxray.cli._common import (
     DATA_HELP,
-    DEVICE,
     MODEL_SOURCES_HELP,
     DataOptions,
     check_beside,
@@ -25,7 +24,6 @@ from netxray.cli._common import (
     cli_device,
     data_options,
     fail,
-    load_cli_data,
     set_threads,
     table_side_files,
     write_table,
@@ -156,11 +154,13 @@ def register(app: typer.Typer) -> None:
             typer.echo("wrote " + ", ".join(written))
 
     @app.command("prune")
+    # its own train/test protocol (curve on --curve-split, accuracy on the test split): no --split
+    @data_options(weights=typer.Option(None, "--weights", help="Weights for --model: a .safetensors or .pt/.pth state dict, read without executing code."), split=False)
     def prune_cmd(
         checkpoint: Path | None = typer.Argument(None, help="Checkpoint directory of a built-in model (or use --model)."),
         model_spec: str | None = typer.Option(None, "--model", help="Your own model: PATH.py:FACTORY returning the nn.Module (the file is imported and run as Python). Its removable blocks are read from its graph. Use with --weights."),
-        weights: Path | None = typer.Option(None, "--weights", help="Weights for --model: a .safetensors or .pt/.pth state dict, read without executing code."),
         data: str = typer.Option("digits", "--data", help="Data spec (the same data the model was trained on)."),
+        opts: DataOptions = DataOptions(),  # --weights, --task, --device and the data-source options
         out: Path = typer.Option(Path("pruned"), "--out", help="Output directory."),
         finetune_epochs: int = typer.Option(3, "--finetune-epochs", help="Fine-tuning epochs for every variant."),
         lr: float = typer.Option(1e-3, "--lr", help="Fine-tuning learning rate (Adam, cosine schedule)."),
@@ -171,7 +171,6 @@ def register(app: typer.Typer) -> None:
         random_draws: int = typer.Option(3, "--random-draws", help="Random selections of the same number of layers (the control)."),
         curve_split: str = typer.Option("train", "--curve-split", help="Split the curve is measured on (train keeps the choice blind to the test set)."),
         new_head: bool = typer.Option(False, "--new-head", help="When the model's outputs are not the data's classes (a 1000-way ImageNet head on a 2-class folder), replace its last Linear by a head for the data's classes, fitted on the train split with the rest frozen, before pruning (said in the output). Without it such a model is refused."),
-        device: str | None = DEVICE,
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the data split, subsets, random draws and fine-tuning."),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads for the run (default: torch's; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
@@ -199,9 +198,9 @@ def register(app: typer.Typer) -> None:
         set_threads(threads)
         from netxray.cli.scan_cmd import load_cli_model
 
-        model = load_cli_model(checkpoint, model_spec, weights)
-        cli_device(device, model)  # the curve, pruned variants and fine-tuning all run there
-        splits = load_cli_data(data, seed)
+        model = load_cli_model(checkpoint, model_spec, opts.weights, opts.task)
+        cli_device(opts.device, model)  # the curve, pruned variants and fine-tuning all run there
+        splits = opts.load_data(data, seed, model)
         check_fits(model, splits, data, label=str(checkpoint or model_spec))
         console = Console(stderr=True, quiet=quiet)
         try:

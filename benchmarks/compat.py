@@ -438,13 +438,14 @@ def _lenses_direct(model: nn.Module, data: Any, n: int, repeats: int, seed: int)
     """The four lenses called as library functions (what ``scan`` runs, without its plots)."""
     import netxray
     from netxray.lenses.parameters import node_strengths
+    from netxray.report.runners import _example  # the two samples scan records the graph on
 
     tables: dict[str, Any] = {}
     status: dict[str, str] = {}
     calls = {
         "nonlinearity": lambda: netxray.nonlinearity_signature(model, data, n_samples=n, seed=seed),
         "modularity": lambda: netxray.modularity_curve(model, data, n=n, k=3, repeats=repeats, seed=seed),
-        "parameters": lambda: (netxray.weight_stats(model), node_strengths(model))[0],
+        "parameters": lambda: (netxray.weight_stats(model), node_strengths(model, example=_example(data)))[0],
         "symmetry": lambda: netxray.symmetry_group(model),
     }
     failed = {}

@@ -258,3 +258,65 @@ def test_an_hf_image_model_brings_its_own_preprocessing(sources, tmp_path):
              "--modularity-n", "5", "--repeats", "2", "--out", out, "--quiet")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads((out / "results.json").read_text())["meta"]["model"] == "ViTForImageClassification"
+
+
+_SHARED = ["--task", "--device", "--image-size", "--normalize", "--tokenizer", "--text-column",
+           "--label-column", "--input-columns", "--max-length", "--split"]  # fmt: skip
+
+
+@pytest.mark.parametrize("command, weights", [("scan", True), ("compare", False), ("signature", True),
+                                              ("compare-signatures", False), ("modularity", True)])  # fmt: skip
+def test_shared_model_and_data_options_on_every_command(command, weights):
+    """Declared once (cli/_common.py's data_options), listed by every command that runs a model on
+    data, in --help and to click, in one order."""
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands[command]
+    opts = [o for p in cmd.params for o in p.opts]
+    want = (["--weights"] if weights else []) + _SHARED
+    assert [o for o in opts if o in want] == want
+    shown = _run(command, "--help").output
+    for option in want:
+        assert option in shown, (command, option)
+
+
+def test_prune_takes_the_shared_options_but_split():
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands["prune"]
+    opts = [o for p in cmd.params for o in p.opts]
+    assert [o for o in opts if o in ["--weights", *_SHARED]] == ["--weights", *_SHARED[:-1]]
+    assert "--curve-split" in opts  # its own protocol chooses the split
+
+
+def test_shared_options_are_declared_in_one_place():
+    from pathlib import Path
+
+    import netxray.cli as cli
+
+    for path in Path(cli.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        for option in _SHARED[2:]:  # the data-source options: only _common.py names them
+            assert (f'"{option}"' in text) == (path.name == "_common.py"), (path.name, option)
+
+
+def test_data_options_hands_the_command_one_object():
+    import typer
+
+    from netxray.cli._common import DataOptions, data_options
+
+    seen = {}
+    toy = typer.Typer()
+
+    @toy.command()
+    @data_options(weights=None)
+    def run(data: str = typer.Option("digits", "--data"), opts: DataOptions = DataOptions(),
+            seed: int = typer.Option(0, "--seed")) -> None:  # fmt: skip
+        seen.update(data=data, opts=opts, seed=seed)
+
+    r = CliRunner().invoke(toy, ["--data", "blobs", "--image-size", "32", "--split", "train",
+                                 "--device", "cpu", "--seed", "3"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert seen == {"data": "blobs", "seed": 3,
+                    "opts": DataOptions(image_size=32, split="train", device="cpu")}  # fmt: skip
+    assert "--weights" not in CliRunner().invoke(toy, ["--help"]).output

@@ -203,7 +203,7 @@ def test_weight_stats_flags_nonfinite_weights():
 
 def test_node_strengths_hand_computed_with_total_through_flatten():
     m = _small_net().eval()
-    df = P.node_strengths(m)
+    df = P.node_strengths(m, example=torch.randn(2, 1, 8, 8))
     ok = df[df.status == "ok"]
     conv_w = m[0].weight.detach().double().numpy()
     in0 = ok[(ok.layer == "0") & (ok.kind == "in")].sort_values("unit")
@@ -224,6 +224,58 @@ def test_node_strengths_hand_computed_with_total_through_flatten():
     assert skipped.layer.tolist() == ["1"] and "normalization" in skipped.detail.iloc[0]
     fl = P.strength_fluctuation(df).set_index(["layer", "kind"])
     assert fl.loc[("5", "in"), "abs_std"] == pytest.approx(np.std(np.abs(lin).sum(1) + np.abs(m[5].bias.detach().double().numpy())))
+
+
+class _Branchy(nn.Module):
+    """An MLP whose forward branches on the data: torch.fx cannot trace it (TraceError)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(6, 5), nn.Linear(5, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        if h.sum() > 0:  # data-dependent control flow
+            h = torch.tanh(self.fc2(h))
+        else:
+            h = torch.sigmoid(self.fc2(h))
+        return self.fc3(h)
+
+
+def test_node_strengths_total_on_a_model_fx_cannot_trace():
+    """The totals come from the recorded graph: a model with data-dependent control flow gets
+    them, equal to SPEC 3.2 (in-strength from layer l + out-strength into layer l+1) and to the
+    totals of the same weights as a plain Sequential MLP (what the torch.fx reader gave)."""
+    torch.manual_seed(0)
+    m = _Branchy().eval()
+    df = P.node_strengths(m, example=torch.randn(2, 6))
+    assert not (df.status == "note").any(), df[df.status == "note"].detail.tolist()
+    tot = df[(df.kind == "total") & (df.status == "ok")]
+    assert sorted(set(zip(tot.layer, tot.detail, strict=True))) == [("fc1", "next=fc2"), ("fc2", "next=fc3")]
+    w = {k: getattr(m, k).weight.detach().double().numpy() for k in ("fc1", "fc2", "fc3")}
+    b = {k: getattr(m, k).bias.detach().double().numpy() for k in ("fc1", "fc2", "fc3")}
+    for a, nxt in (("fc1", "fc2"), ("fc2", "fc3")):
+        got = tot[tot.layer == a].sort_values("unit")
+        assert np.allclose(got["signed"], w[a].sum(1) + b[a] + w[nxt].sum(0))
+        assert np.allclose(got["abs"], np.abs(w[a]).sum(1) + np.abs(b[a]) + np.abs(w[nxt]).sum(0))
+    seq = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
+    seq.load_state_dict({f"{i}.{n}": t for i, k in ((0, "fc1"), (2, "fc2"), (4, "fc3"))
+                         for n, t in getattr(m, k).state_dict().items()})
+    ref = P.node_strengths(seq, example=torch.randn(2, 6))
+    ref = ref[ref.kind == "total"].replace({"layer": {"0": "fc1", "2": "fc2"}})
+    assert np.allclose(ref.sort_values(["layer", "unit"])["signed"], tot.sort_values(["layer", "unit"])["signed"])
+
+
+def test_node_strengths_total_needs_an_example_input():
+    torch.manual_seed(0)
+    df = P.node_strengths(_Branchy())  # not a built-in model, no example: said in plain words
+    note = df[df.status == "note"].detail.tolist()
+    assert not (df.kind == "total").any() and len(note) == 1
+    assert "example input" in note[0] and "Error" not in note[0]
+    bad = P.node_strengths(_Branchy(), example=torch.randn(2, 7))  # wrong width: the pass fails
+    note = bad[bad.status == "note"].detail.iloc[0]
+    assert "could not run on the example input" in note and not (bad.kind == "total").any()
+    assert (bad.loc[bad.kind == "in", "status"] == "ok").all()  # the rest of the table stands
 
 
 def test_node_strengths_reports_unmapped_layers_and_mha_heads():

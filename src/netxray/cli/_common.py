@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,6 +45,96 @@ SAMPLES = typer.Option("positions", "--samples", help="Signature estimator (SPEC
 SPLIT = typer.Option("auto", "--split", help="Which samples the lenses measure: auto (the whole data set when it has no split of its own — an image folder without train/ and test/, a text file, an npz without x_test — else its test split; the built-in sets' test split is the one `netxray train` holds out), test, train or all.")
 MAX_LENGTH = typer.Option(None, "--max-length", help="text: truncate to this many tokens (default: 128, or the model's position limit when smaller).")
 DEFAULT_MAX_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The model and data-source options every command that runs a model on data shares
+    (``--weights``, ``--task``, ``--device``, ``--image-size``, ``--normalize``, ``--tokenizer``,
+    ``--text-column``, ``--label-column``, ``--input-columns``, ``--max-length``, ``--split``),
+    handed to the command as one object by :func:`data_options`."""
+
+    weights: Path | None = None
+    task: str | None = None
+    device: str | None = None
+    image_size: int | None = None
+    normalize: str | None = None
+    tokenizer: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    input_columns: str | None = None
+    max_length: int | None = None
+    split: str = "auto"
+
+    def load_model(self, source: Path | str, *, weights: bool = True) -> Any:
+        """:func:`load_checkpoint` with ``--weights`` (unless ``weights=False``) and ``--task``."""
+        return load_checkpoint(source, weights=self.weights if weights else None, task=self.task)
+
+    def load_data(self, spec: str, seed: int, model: Any = None) -> Any:
+        """:func:`load_cli_data` with every data-source option."""
+        return load_cli_data(
+            spec, seed, model=model, image_size=self.image_size, normalize=self.normalize,
+            tokenizer=self.tokenizer, text_column=self.text_column, label_column=self.label_column,
+            input_columns=self.input_columns, max_length=self.max_length, split=self.split,
+        )  # fmt: skip
+
+
+# (name, annotation, typer option): the order they appear in every command's --help
+_MODEL_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("task", str | None, TASK), ("device", str | None, DEVICE),
+)
+_DATA_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("image_size", int | None, IMAGE_SIZE), ("normalize", str | None, NORMALIZE),
+    ("tokenizer", str | None, TOKENIZER), ("text_column", str | None, TEXT_COLUMN),
+    ("label_column", str | None, LABEL_COLUMN), ("input_columns", str | None, INPUT_COLUMNS),
+    ("max_length", int | None, MAX_LENGTH), ("split", str, SPLIT),
+)
+
+
+def data_options(*, weights: Any = WEIGHTS, split: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare the model and data-source options once for a command that runs a model on data.
+
+    The command takes one parameter ``opts: DataOptions`` where the shared options belong in its
+    ``--help``; the decorator puts ``--weights`` (``weights``: its typer option, or None for a
+    command without it), ``--task``, ``--device`` and the data-source options there in the
+    signature typer reads, and hands the command their values as one :class:`DataOptions`.
+    ``split=False`` leaves ``--split`` out (a command with its own train/test protocol: ``prune``).
+    Apply it below ``@app.command(...)``.
+    """
+    shared = (("weights", Path | None, weights),) if weights is not None else ()
+    shared += _MODEL_OPTIONS + tuple(o for o in _DATA_OPTIONS if split or o[0] != "split")
+    names = [name for name, _, _ in shared]
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(func)
+        params = [p.replace(annotation=_evaluated(p.annotation, func)) for p in sig.parameters.values()]
+        at = [p.name for p in params].index("opts")
+        added = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=ann)
+                 for name, ann, option in shared]  # fmt: skip
+        params = params[:at] + added + params[at + 1:]
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            opts = DataOptions(**{name: kwargs.pop(name) for name in names})
+            return func(**kwargs, opts=opts)
+
+        command.__signature__ = sig.replace(parameters=params, return_annotation=None)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
+def _evaluated(annotation: Any, func: Callable[..., Any]) -> Any:
+    """A string annotation (``from __future__ import annotations``) as the type it names in the
+    function's module, for typer; left as it is when it names something local (the ``opts``
+    parameter's, which typer never sees)."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, getattr(func, "__globals__", {}))  # noqa: S307 - our own source
+    except Exception:  # noqa: BLE001
+        return annotation
 
 
 def fail(message: str) -> NoReturn:

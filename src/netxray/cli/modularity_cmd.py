@@ -16,25 +16,14 @@ import typer
 
 from netxray.cli._common import (
     DATA_HELP,
-    DEVICE,
-    IMAGE_SIZE,
-    INPUT_COLUMNS,
-    LABEL_COLUMN,
-    MAX_LENGTH,
     MODEL_SOURCES_HELP,
-    NORMALIZE,
-    SPLIT,
-    TASK,
-    TEXT_COLUMN,
-    TOKENIZER,
-    WEIGHTS,
+    DataOptions,
     check_beside,
     check_fits,
     check_out,
     cli_device,
+    data_options,
     fail,
-    load_checkpoint,
-    load_cli_data,
     set_threads,
     table_side_files,
     write_table,
@@ -59,21 +48,12 @@ def register(app: typer.Typer) -> None:
     """Add the ``modularity`` and ``prune`` commands to the ``netxray`` app."""
 
     @app.command("modularity")
+    @data_options()
     def modularity_cmd(
         checkpoint: Path = typer.Argument(..., metavar="MODEL", help=f"The model: {MODEL_SOURCES_HELP}."),
         data: str = typer.Option("digits", "--data", help=DATA_HELP + " Labels are needed."),
         out: Path = typer.Option(Path("curve.csv"), "--out", help="CSV file for the curve (a .redundant.csv is written beside it)."),
-        weights: Path | None = WEIGHTS,
-        task: str | None = TASK,
-        device: str | None = DEVICE,
-        image_size: int | None = IMAGE_SIZE,
-        normalize: str | None = NORMALIZE,
-        tokenizer: str | None = TOKENIZER,
-        text_column: str | None = TEXT_COLUMN,
-        label_column: str | None = LABEL_COLUMN,
-        input_columns: str | None = INPUT_COLUMNS,
-        max_length: int | None = MAX_LENGTH,
-        split: str = SPLIT,
+        opts: DataOptions = DataOptions(),  # --weights, --task, --device and the data-source options
         plot: Path | None = typer.Option(None, "--plot", help="Also save the curve plot (png, svg, pdf)."),
         diff_plot: Path | None = typer.Option(None, "--diff-plot", help="Also save the layer-difference heatmap |Q_i - Q_j|."),
         layers: str | None = typer.Option(None, "--layers", help="Comma-separated module paths (default: the model's natural probes)."),
@@ -113,13 +93,9 @@ def register(app: typer.Typer) -> None:
             adv_plot = plot.with_name(plot.stem + ".adversarial" + plot.suffix)
             check_beside(plot, [adv_plot.name], "--plot")
         set_threads(threads)
-        model = load_checkpoint(checkpoint, weights=weights, task=task)
-        cli_device(device, model)
-        splits = load_cli_data(
-            data, seed, model=model, image_size=image_size, normalize=normalize,
-            tokenizer=tokenizer, text_column=text_column, label_column=label_column,
-            input_columns=input_columns, max_length=max_length, split=split,
-        )  # fmt: skip
+        model = opts.load_model(checkpoint)
+        cli_device(opts.device, model)
+        splits = opts.load_data(data, seed, model)
         check_fits(model, splits, data, label=str(checkpoint))
         dataset = splits.measured()
         # "auto": a built-in model's probes, any other model's read from its graph (as scan does)
@@ -178,11 +154,13 @@ def register(app: typer.Typer) -> None:
             typer.echo("wrote " + ", ".join(written))
 
     @app.command("prune")
+    # its own train/test protocol (curve on --curve-split, accuracy on the test split): no --split
+    @data_options(weights=typer.Option(None, "--weights", help="Weights for --model: a .safetensors or .pt/.pth state dict, read without executing code."), split=False)
     def prune_cmd(
         checkpoint: Path | None = typer.Argument(None, help="Checkpoint directory of a built-in model (or use --model)."),
         model_spec: str | None = typer.Option(None, "--model", help="Your own model: PATH.py:FACTORY returning the nn.Module (the file is imported and run as Python). Its removable blocks are read from its graph. Use with --weights."),
-        weights: Path | None = typer.Option(None, "--weights", help="Weights for --model: a .safetensors or .pt/.pth state dict, read without executing code."),
         data: str = typer.Option("digits", "--data", help="Data spec (the same data the model was trained on)."),
+        opts: DataOptions = DataOptions(),  # --weights, --task, --device and the data-source options
         out: Path = typer.Option(Path("pruned"), "--out", help="Output directory."),
         finetune_epochs: int = typer.Option(3, "--finetune-epochs", help="Fine-tuning epochs for every variant."),
         lr: float = typer.Option(1e-3, "--lr", help="Fine-tuning learning rate (Adam, cosine schedule)."),
@@ -193,7 +171,6 @@ def register(app: typer.Typer) -> None:
         random_draws: int = typer.Option(3, "--random-draws", help="Random selections of the same number of layers (the control)."),
         curve_split: str = typer.Option("train", "--curve-split", help="Split the curve is measured on (train keeps the choice blind to the test set)."),
         new_head: bool = typer.Option(False, "--new-head", help="When the model's outputs are not the data's classes (a 1000-way ImageNet head on a 2-class folder), replace its last Linear by a head for the data's classes, fitted on the train split with the rest frozen, before pruning (said in the output). Without it such a model is refused."),
-        device: str | None = DEVICE,
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the data split, subsets, random draws and fine-tuning."),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads for the run (default: torch's; 1 is often fastest on a busy machine)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
@@ -221,9 +198,9 @@ def register(app: typer.Typer) -> None:
         set_threads(threads)
         from netxray.cli.scan_cmd import load_cli_model
 
-        model = load_cli_model(checkpoint, model_spec, weights)
-        cli_device(device, model)  # the curve, pruned variants and fine-tuning all run there
-        splits = load_cli_data(data, seed)
+        model = load_cli_model(checkpoint, model_spec, opts.weights, opts.task)
+        cli_device(opts.device, model)  # the curve, pruned variants and fine-tuning all run there
+        splits = opts.load_data(data, seed, model)
         check_fits(model, splits, data, label=str(checkpoint or model_spec))
         console = Console(stderr=True, quiet=quiet)
         try:

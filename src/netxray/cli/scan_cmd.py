@@ -27,25 +27,16 @@ import typer
 
 from netxray.cli._common import (
     DATA_HELP,
-    DEVICE,
     EXIT_PARTIAL,
-    IMAGE_SIZE,
-    INPUT_COLUMNS,
-    LABEL_COLUMN,
-    MAX_LENGTH,
     MODEL_SOURCES_HELP,
-    NORMALIZE,
     SAMPLES,
-    SPLIT,
-    TASK,
-    TEXT_COLUMN,
-    TOKENIZER,
+    DataOptions,
     check_fits,
     check_out,
     cli_device,
+    data_options,
     fail,
     load_checkpoint,
-    load_cli_data,
     set_threads,
     unique_names,
 )
@@ -219,22 +210,13 @@ def register(app: typer.Typer) -> None:
     """Add the ``scan`` and ``compare`` commands to the ``netxray`` app."""
 
     @app.command("scan")
+    @data_options(weights=typer.Option(None, "--weights", help=WEIGHTS_HELP))
     def scan_cmd(
         checkpoint: Path | None = typer.Argument(None, metavar="MODEL", help=f"The model: {MODEL_SOURCES_HELP} (or, with --model, a weights file)."),
         data: str = typer.Option("digits", "--data", help=DATA_HELP),
         out: Path = typer.Option(Path("netxray-report"), "--out", help="Output directory for index.html, results.json and tables."),
         model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
-        weights: Path | None = typer.Option(None, "--weights", help=WEIGHTS_HELP),
-        task: str | None = TASK,
-        device: str | None = DEVICE,
-        image_size: int | None = IMAGE_SIZE,
-        normalize: str | None = NORMALIZE,
-        tokenizer: str | None = TOKENIZER,
-        text_column: str | None = TEXT_COLUMN,
-        label_column: str | None = LABEL_COLUMN,
-        input_columns: str | None = INPUT_COLUMNS,
-        max_length: int | None = MAX_LENGTH,
-        split: str = SPLIT,
+        opts: DataOptions = DataOptions(),  # --weights, --task, --device and the data-source options
         allow_partial: bool = typer.Option(False, "--allow-partial", help=ALLOW_PARTIAL_HELP),
         lenses: str | None = typer.Option(None, "--lenses", help=LENSES_HELP),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples per activation site (SPEC: 2048; all if fewer)."),
@@ -260,16 +242,12 @@ def register(app: typer.Typer) -> None:
             _check_counts(k=k, repeats=repeats)
             set_threads(threads)
             names = _lenses(lenses)
-            net = load_cli_model(checkpoint, model, weights, task)
-            if model is not None and weights is None and checkpoint is None:
+            net = load_cli_model(checkpoint, model, opts.weights, opts.task)
+            if model is not None and opts.weights is None and checkpoint is None:
                 typer.secho(f"warning: no --weights: scanning {model} as its factory initialises it "
                             "(untrained)", err=True, fg=typer.colors.YELLOW)  # fmt: skip
-            dev = cli_device(device, net)
-            splits = load_cli_data(
-                data, seed, model=net, image_size=image_size, normalize=normalize, tokenizer=tokenizer,
-                text_column=text_column, label_column=label_column, input_columns=input_columns,
-                max_length=max_length, split=split,
-            )  # fmt: skip
+            dev = cli_device(opts.device, net)
+            splits = opts.load_data(data, seed, net)
             check_fits(net, splits, data)
             layer_spec = _layers(layers)
             if layers is not None:
@@ -295,21 +273,13 @@ def register(app: typer.Typer) -> None:
             lock.__exit__(None, None, None)
 
     @app.command("compare")
+    @data_options(weights=None)  # each positional is a model (or, with --model, its weights)
     def compare_cmd(
         checkpoints: list[Path] = typer.Argument(..., metavar="MODEL...", help=f"Two or more models: {MODEL_SOURCES_HELP} (or, with --model, weights files of that model)."),
         data: str = typer.Option("digits", "--data", help=DATA_HELP),
         out: Path = typer.Option(Path("compare"), "--out", help="Output directory."),
         model: str | None = typer.Option(None, "--model", help=MODEL_HELP + " Every positional is then a weights file for it."),
-        task: str | None = TASK,
-        device: str | None = DEVICE,
-        image_size: int | None = IMAGE_SIZE,
-        normalize: str | None = NORMALIZE,
-        tokenizer: str | None = TOKENIZER,
-        text_column: str | None = TEXT_COLUMN,
-        label_column: str | None = LABEL_COLUMN,
-        input_columns: str | None = INPUT_COLUMNS,
-        max_length: int | None = MAX_LENGTH,
-        split: str = SPLIT,
+        opts: DataOptions = DataOptions(),  # --task, --device and the data-source options
         allow_partial: bool = typer.Option(False, "--allow-partial", help=ALLOW_PARTIAL_HELP),
         lenses: str | None = typer.Option(None, "--lenses", help=LENSES_HELP),
         method: str = typer.Option("dtw", "--method", help="Signature distance: dtw or resampled."),
@@ -347,14 +317,10 @@ def register(app: typer.Typer) -> None:
             splits = None
             for name, ck in zip(unique_names(checkpoints, _WEIGHT_SUFFIXES), checkpoints, strict=True):
                 net = load_cli_model(ck if model is None else None, model,
-                                     ck if model is not None else None, task)  # fmt: skip
-                dev = cli_device(device, net)
+                                     ck if model is not None else None, opts.task)  # fmt: skip
+                dev = cli_device(opts.device, net)
                 if splits is None:  # the first model supplies the defaults (image size, tokenizer)
-                    splits = load_cli_data(
-                        data, seed, model=net, image_size=image_size, normalize=normalize,
-                        tokenizer=tokenizer, text_column=text_column, label_column=label_column,
-                        input_columns=input_columns, max_length=max_length, split=split,
-                    )  # fmt: skip
+                    splits = opts.load_data(data, seed, net)
                 check_fits(net, splits, data, label=f"model {name}")
                 models[name] = net
             try:

@@ -19,26 +19,15 @@ import typer
 
 from netxray.cli._common import (
     DATA_HELP,
-    DEVICE,
-    IMAGE_SIZE,
-    INPUT_COLUMNS,
-    LABEL_COLUMN,
-    MAX_LENGTH,
     MODEL_SOURCES_HELP,
-    NORMALIZE,
     SAMPLES,
-    SPLIT,
-    TASK,
-    TEXT_COLUMN,
-    TOKENIZER,
-    WEIGHTS,
+    DataOptions,
     check_beside,
     check_fits,
     check_out,
     cli_device,
+    data_options,
     fail,
-    load_checkpoint,
-    load_cli_data,
     set_threads,
     table_side_files,
     unique_names,
@@ -64,21 +53,12 @@ def register(app: typer.Typer) -> None:
     """Add the ``signature`` and ``compare-signatures`` commands to the ``netxray`` app."""
 
     @app.command("signature")
+    @data_options()
     def signature_cmd(
         checkpoint: Path = typer.Argument(..., metavar="MODEL", help=f"The model: {MODEL_SOURCES_HELP}."),
         data: str = typer.Option("digits", "--data", help=DATA_HELP + " Labels are not needed."),
         out: Path = typer.Option(Path("signature.csv"), "--out", help="CSV file for the signature table."),
-        weights: Path | None = WEIGHTS,
-        task: str | None = TASK,
-        device: str | None = DEVICE,
-        image_size: int | None = IMAGE_SIZE,
-        normalize: str | None = NORMALIZE,
-        tokenizer: str | None = TOKENIZER,
-        text_column: str | None = TEXT_COLUMN,
-        label_column: str | None = LABEL_COLUMN,
-        input_columns: str | None = INPUT_COLUMNS,
-        max_length: int | None = MAX_LENGTH,
-        split: str = SPLIT,
+        opts: DataOptions = DataOptions(),  # --weights, --task, --device and the data-source options
         plot: Path | None = typer.Option(None, "--plot", help="Also save the signature plot (png, svg, pdf)."),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples drawn at random (seeded)."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the sample draw and the null baseline."),
@@ -100,18 +80,14 @@ def register(app: typer.Typer) -> None:
         if plot is not None:
             check_out(plot, directory=False, option="--plot")
         set_threads(threads)
-        model = load_checkpoint(checkpoint, weights=weights, task=task)
-        cli_device(device, model)
-        dataset = load_cli_data(
-            data, seed, model=model, image_size=image_size, normalize=normalize,
-            tokenizer=tokenizer, text_column=text_column, label_column=label_column,
-            input_columns=input_columns, max_length=max_length, split=split,
-        )  # fmt: skip
+        model = opts.load_model(checkpoint)
+        cli_device(opts.device, model)
+        dataset = opts.load_data(data, seed, model)
         check_fits(model, dataset, data, label=str(checkpoint))
-        opts = dict(n_samples=n_samples, seed=seed, samples=samples, tokens=tokens, channel_axis=channel_axis,
-                    null_baseline=null)  # fmt: skip
+        lens_opts = dict(n_samples=n_samples, seed=seed, samples=samples, tokens=tokens, channel_axis=channel_axis,
+                         null_baseline=null)  # fmt: skip
         try:
-            df = _signature(model, dataset, data, opts, quiet, str(checkpoint))
+            df = _signature(model, dataset, data, lens_opts, quiet, str(checkpoint))
         except ValueError as exc:
             fail(str(exc))
         write_table(df, out, {"checkpoint": str(checkpoint)})
@@ -133,19 +109,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"wrote {out}" + (f" and {plot}" if plot is not None else ""))
 
     @app.command("compare-signatures")  # the full `compare` (report incl. signatures) is scan_cmd.py's
+    @data_options(weights=None)  # each positional is a model with its own weights
     def compare_cmd(
         checkpoints: list[Path] = typer.Argument(..., metavar="MODEL...", help=f"Two or more models: {MODEL_SOURCES_HELP}."),
         data: str = typer.Option("digits", "--data", help=DATA_HELP + " The same for every model."),
-        task: str | None = TASK,
-        device: str | None = DEVICE,
-        image_size: int | None = IMAGE_SIZE,
-        normalize: str | None = NORMALIZE,
-        tokenizer: str | None = TOKENIZER,
-        text_column: str | None = TEXT_COLUMN,
-        label_column: str | None = LABEL_COLUMN,
-        input_columns: str | None = INPUT_COLUMNS,
-        max_length: int | None = MAX_LENGTH,
-        split: str = SPLIT,
+        opts: DataOptions = DataOptions(),  # --task, --device and the data-source options
         out: Path = typer.Option(Path("compare"), "--out", help="Output directory."),
         method: str = typer.Option("dtw", "--method", help="Signature distance: dtw or resampled."),
         n_samples: int = typer.Option(2048, "--n-samples", help="Samples drawn at random (seeded)."),
@@ -178,21 +146,17 @@ def register(app: typer.Typer) -> None:
         if method not in ("dtw", "resampled"):
             fail(f"--method must be dtw or resampled, got {method!r}")
         names = unique_names(checkpoints)
-        opts = dict(n_samples=n_samples, seed=seed, samples=samples, tokens=tokens, channel_axis=channel_axis)
+        lens_opts = dict(n_samples=n_samples, seed=seed, samples=samples, tokens=tokens, channel_axis=channel_axis)
         tables: dict[str, Any] = {}
         dataset = None
         for name, ck in zip(names, checkpoints, strict=True):
-            model = load_checkpoint(ck, task=task)
-            cli_device(device, model)
+            model = opts.load_model(ck, weights=False)
+            cli_device(opts.device, model)
             if dataset is None:  # the first model supplies the defaults (image size, tokenizer)
-                dataset = load_cli_data(
-                    data, seed, model=model, image_size=image_size, normalize=normalize,
-                    tokenizer=tokenizer, text_column=text_column, label_column=label_column,
-                    input_columns=input_columns, max_length=max_length, split=split,
-                )  # fmt: skip
+                dataset = opts.load_data(data, seed, model)
             check_fits(model, dataset, data, label=str(ck))
             try:
-                tables[name] = _signature(model, dataset, data, opts, quiet, name)
+                tables[name] = _signature(model, dataset, data, lens_opts, quiet, name)
             except ValueError as exc:
                 fail(f"{ck}: {exc}")
         try:

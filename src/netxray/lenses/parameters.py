@@ -541,91 +541,117 @@ def weight_histograms(
 
 # --------------------------------------------------------------------------- node strengths
 
-_ELEMENTWISE_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus,
-    nn.Softsign, nn.Tanhshrink, nn.LogSigmoid, nn.Identity, nn.Dropout, nn.Threshold,
-)
+# ops (canonical names of the recorded graph, netxray.capture.graph) that map each unit to
+# itself: a hidden unit's in- and out-strength add up across them (SPEC §3.2)
+_ELEMENTWISE_OPS = frozenset({
+    "relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu", "silu", "mish",
+    "tanh", "sigmoid", "hardtanh", "hardswish", "hardsigmoid", "softplus", "softsign",
+    "tanhshrink", "logsigmoid", "threshold", "dropout", "alpha_dropout", "feature_alpha_dropout",
+    "contiguous", "clone", "detach", "to", "float", "identity",
+})
 # per-channel ops keep the channel graph intact (each channel maps only to itself)
-_CHANNELWISE_MODULES: tuple[type[nn.Module], ...] = (
-    nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-    nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-)
-_ELEMENTWISE_FUNCS = {
-    torch.relu, torch.tanh, torch.sigmoid, torch.nn.functional.relu, torch.nn.functional.gelu,
-    torch.nn.functional.silu, torch.nn.functional.elu, torch.nn.functional.leaky_relu,
-    torch.nn.functional.mish, torch.nn.functional.hardswish, torch.nn.functional.relu6,
-    torch.nn.functional.softplus, torch.nn.functional.dropout, torch.nn.functional.tanh,
-    torch.nn.functional.sigmoid,
-}
-_ELEMENTWISE_METHODS = {"relu", "tanh", "sigmoid", "relu_", "contiguous"}
-_CHANNELWISE_FUNCS = {
-    torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d,
-    torch.nn.functional.avg_pool1d, torch.nn.functional.avg_pool2d,
-    torch.nn.functional.adaptive_avg_pool1d, torch.nn.functional.adaptive_avg_pool2d,
-}
+_CHANNELWISE_OPS = frozenset({
+    "batch_norm", "instance_norm", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
+    "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "dropout1d", "dropout2d",
+    "dropout3d", "feature_dropout",
+})
+_LAYER_OPS = frozenset({"linear", "conv1d", "conv2d", "conv3d"})
 
 
-def _is_flatten(node: Any, modules: dict[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        m = modules[node.target]
-        return isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1
-    if node.op == "call_function" and node.target is torch.flatten:
-        return node.args[1:2] == (1,) or node.kwargs.get("start_dim") == 1
-    return False
+def _is_flatten(graph: Any, node: Any) -> bool:
+    """True for a flatten / view / reshape of (N, C, *spatial) into (N, C·Π spatial): channel c
+    then owns the contiguous block of columns c·HW … (c+1)·HW−1."""
+    if node.name not in ("flatten", "view", "reshape") or not node.inputs or not node.outputs:
+        return False
+    src, dst = graph.values[node.inputs[0]].shape, graph.values[node.outputs[0]].shape
+    return len(src) >= 3 and len(dst) == 2 and dst[0] == src[0] and dst[1] == math.prod(src[1:])
 
 
-def _hidden_links(model: nn.Module) -> tuple[list[tuple[str, str, bool]], str]:
+def _default_example(model: nn.Module) -> torch.Tensor | None:
+    """Two zero samples of the input a model declares: a built-in netxray model's
+    ``input_shape``, or the image size a timm / Hugging Face image model's preprocessing names;
+    else None."""
+    cfg = getattr(model, "netxray_config", None)
+    shape = cfg.get("input_shape") if isinstance(cfg, dict) else None
+    if shape:
+        return torch.zeros((2, *[int(s) for s in shape]))
+    pre = getattr(model, "netxray_preprocessing", None)
+    size = pre.get("size") if isinstance(pre, dict) else None
+    if isinstance(size, int) and size > 0:
+        return torch.zeros((2, len(pre.get("mean") or ()) or 3, size, size))
+    return None
+
+
+def _hidden_links(model: nn.Module, example: Any) -> tuple[list[tuple[str, str, bool]], str]:
     """Pairs (layer a, layer b, through_flatten) where a's output units feed b through
     element-wise (or, for conv channel graphs, channel-wise) ops only.
 
-    Found on the torch.fx graph: from each Linear/Conv call, follow the single-user chain of
-    allowed ops to the next Linear/Conv call. Returns the pairs and a note (why none could be
-    found, e.g. the model is not traceable)."""
-    try:
-        import torch.fx as fx
+    Read on the graph recorded from one real forward pass (:func:`netxray.capture.graph.record_graph`):
+    from each Linear/Conv call, follow the value it returns while it has a single reader (among
+    those the outputs are computed from) that is an allowed op, up to the next Linear/Conv call reading it as its data. Returns the pairs
+    and a note (why none could be found: no example input, or the model did not run on it)."""
+    from netxray.capture.graph import record_graph
 
-        gm = fx.symbolic_trace(model)
-    except Exception as exc:
-        return [], f"total strength not computed: torch.fx could not trace the model ({type(exc).__name__}: {exc})"
-    modules = dict(gm.named_modules())
+    if example is None:
+        example = _default_example(model)
+    if example is None:
+        return [], ("total strength not computed: it is read from one forward pass of the model, and "
+                    "no example input was given (pass example= a batch the model accepts; built-in "
+                    "netxray models use their declared input shape)")  # fmt: skip
+    p = next((t for t in model.parameters() if t.is_floating_point()), None)
+
+    def cast(x: Any) -> Any:  # the example runs in the model's own dtype and device
+        if isinstance(x, torch.Tensor) and p is not None:
+            return x.to(dtype=p.dtype if x.is_floating_point() else x.dtype, device=p.device)
+        if isinstance(x, dict):
+            return {k: cast(v) for k, v in x.items()}
+        return type(x)(cast(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+    try:
+        graph = record_graph(model, cast(example))
+    except Exception as exc:  # noqa: BLE001 - said in the note, in plain words
+        reason = str(exc.__cause__ or exc).split("\n")[0][:200]
+        return [], f"total strength not computed: the model could not run on the example input ({reason})"
+    modules = dict(model.named_modules())
     layer_types = (nn.Linear, *_CONV_TYPES)
-    links: list[tuple[str, str, bool]] = []
-    for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), layer_types):
+
+    def layer_op(node: Any, value: int) -> bool:  # a Linear/Conv module's own call reading value as its data
+        m = modules.get(node.module_path)
+        return (node.kind == "op" and node.name in _LAYER_OPS and isinstance(m, layer_types)
+                and node.inputs[:1] == [value] and f"{node.module_path}.weight" in node.params)  # fmt: skip
+
+    live, todo = set(graph.outputs), list(graph.outputs)  # values the model's outputs are computed from
+    while todo:
+        for u in graph.producer(todo.pop()).inputs:
+            if u not in live:
+                live.add(u)
+                todo.append(u)
+    links: dict[tuple[str, str, bool], None] = {}
+    for node in graph.ops():
+        if node.name not in _LAYER_OPS or not node.outputs or not layer_op(node, node.inputs[0] if node.inputs else -1):
             continue
-        is_conv = isinstance(modules[node.target], _CONV_TYPES)
-        cur, flattened = node, False
+        is_conv = isinstance(modules[node.module_path], _CONV_TYPES)
+        value, flattened = node.outputs[0], False
         while True:
-            users = list(cur.users)
+            # readers whose result never reaches the output (``if h.sum() > 0``) do not branch it
+            users = [u for u in graph.consumers(value) if any(o in live for o in u.outputs)]
             if len(users) != 1:
                 break
             nxt = users[0]
-            if nxt.args[:1] != (cur,):  # the chain must be the op's first (data) argument
+            if nxt.inputs[:1] != [value]:  # the chain must be the op's first (data) argument
                 break
-            if nxt.op == "call_module" and isinstance(modules.get(nxt.target), layer_types):
-                if len(nxt.args) == 1 and not nxt.kwargs:
-                    links.append((node.target, nxt.target, flattened))
+            if nxt.name in _LAYER_OPS:
+                if layer_op(nxt, value):
+                    links[(node.module_path, nxt.module_path, flattened)] = None
                 break
-            ok = False
-            if nxt.op == "call_module":
-                m = modules.get(nxt.target)
-                ok = isinstance(m, _ELEMENTWISE_MODULES) or (
-                    is_conv and not flattened and isinstance(m, _CHANNELWISE_MODULES))
-            elif nxt.op == "call_function":
-                ok = nxt.target in _ELEMENTWISE_FUNCS or (
-                    is_conv and not flattened and nxt.target in _CHANNELWISE_FUNCS)
-            elif nxt.op == "call_method":
-                ok = nxt.target in _ELEMENTWISE_METHODS
-            if not ok and is_conv and not flattened and _is_flatten(nxt, modules):
+            ok = nxt.name in _ELEMENTWISE_OPS or (is_conv and not flattened and nxt.name in _CHANNELWISE_OPS)
+            if not ok and is_conv and not flattened and _is_flatten(graph, nxt):
                 ok = flattened = True
-            if not ok:
+            if not ok or not nxt.outputs:
                 break
-            cur = nxt
-    return links, ""
+            value = nxt.outputs[0]
+    return list(links), ""
 
 
 def _attention_blocks(module: nn.Module) -> tuple[torch.Tensor, ...] | None:
@@ -653,7 +679,7 @@ def _unit_rows(layer: str, mtype: str, kind: str, signed: np.ndarray, absv: np.n
     })
 
 
-def node_strengths(model: nn.Module, *, include_bias: bool = True) -> pd.DataFrame:
+def node_strengths(model: nn.Module, *, include_bias: bool = True, example: Any = None) -> pd.DataFrame:
     """Node strengths of every layer read as a weighted bipartite graph (SPEC §3.2).
 
     One row per unit: ``layer`` (module path), ``module_type``, ``kind`` and ``unit``, then
@@ -664,6 +690,12 @@ def node_strengths(model: nn.Module, *, include_bias: bool = True) -> pd.DataFra
     - ``kind="total"``: a hidden unit's in-strength from ``layer`` plus its out-strength into the
       next layer (named in ``detail``), only where nothing but element-wise ops (per-channel ops
       for conv channels; a flatten maps channel c to its block of columns) sit between the two.
+      Which layer feeds which is read from the graph of one real forward pass on ``example``
+      (:func:`netxray.capture.graph.record_graph`: a tensor, a tuple of positional arguments or a
+      dict of keyword arguments; two samples are plenty). Without ``example``, a built-in netxray
+      model runs on zeros of its declared ``input_shape`` (a timm / Hugging Face image model on
+      zeros of its preprocessing's image size); any other model gets a ``note`` row saying the
+      total strength needs an example input.
     - ``kind="q"|"k"|"v"|"o"``: per-head strength of attention modules (``unit`` = head).
     Parameterized modules it cannot map are rows with ``status`` ``"skipped"`` (normalization,
     free tensors, embeddings: not a bipartite layer) or ``"unmapped"`` (no rule for that
@@ -749,7 +781,7 @@ def node_strengths(model: nn.Module, *, include_bias: bool = True) -> pd.DataFra
             else:  # tensors held directly by a container (a ViT's cls_token, pos_embed)
                 note(path or "<model>", mtype, "skipped", f"free parameter tensor(s) {names}: not the edges of a layer")
     # total strength of hidden units between consecutive layers
-    links, link_note = _hidden_links(model)
+    links, link_note = _hidden_links(model, example)
     for a, b, through_flatten in links:
         if a not in cache or b not in cache:
             continue

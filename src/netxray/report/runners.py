@@ -428,7 +428,7 @@ def _run_parameters(model: nn.Module, data: Any, opts: ScanOptions) -> LensResul
 
     stats = weight_stats(model, **_extra(opts, "parameters"))
     spectra = weight_spectra(model, device=opts.device)  # the SVDs on --device (one tensor at a time)
-    strengths = node_strengths(model)
+    strengths = node_strengths(model, example=_example(data))  # the recorded graph finds totals' links
     fluct = strength_fluctuation(strengths)
     glob = stats[stats["name"] == GLOBAL]
     g = glob.iloc[0] if len(glob) else None

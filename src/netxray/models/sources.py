@@ -31,7 +31,6 @@ Example
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
 import os
 import re
@@ -42,12 +41,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from netxray._errors import _EXTRAS, ModelSourceError, require  # noqa: F401  (re-exported: they lived here)
+
 __all__ = ["MODEL_SOURCES", "ModelSourceError", "load", "parse_source"]
 
 MODEL_SOURCES = ("CHECKPOINT", "PATH.py:FACTORY", "torchvision:NAME", "timm:NAME", "hf:DIR")
-
-_EXTRAS = {"torchvision": "vision", "timm": "vision", "PIL": "vision", "transformers": "hf",
-           "tokenizers": "hf", "datasets": "hf"}  # fmt: skip
 
 # --task names -> transformers auto class
 HF_TASKS: dict[str, str] = {
@@ -62,23 +60,6 @@ HF_TASKS: dict[str, str] = {
     "question-answering": "AutoModelForQuestionAnswering",
     "multiple-choice": "AutoModelForMultipleChoice",
 }
-
-
-class ModelSourceError(ValueError):
-    """A model source string cannot be used; the message says what was expected or what to install."""
-
-
-def require(module: str, what: str) -> Any:
-    """Import an optional package or raise one line naming the extra that provides it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        top = module.split(".")[0]
-        if exc.name is not None and exc.name.split(".")[0] != top:
-            raise  # the package is there but broken: show the real error
-        extra = _EXTRAS.get(top)
-        hint = f"pip install 'netxray[{extra}]'" if extra else f"pip install {top}"
-        raise ModelSourceError(f"{what} needs the {top} package, which is not installed: {hint}") from None
 
 
 def parse_source(spec: str | os.PathLike[str]) -> tuple[str, str]:

@@ -96,12 +96,11 @@ def source_config(model: nn.Module) -> dict[str, Any]:
     ``{"source": "torchvision:resnet18", "kwargs": {...}, "task": None, "removed_blocks":
     [{"path": "layer3.1", "removed": "BasicBlock", "out_type": "tensor"}, ...]}`` — the source
     as ``netxray.load`` read it (or as the checkpoint it was loaded from recorded it), and one
-    entry per :class:`~netxray.lenses.pruning.SkipBlock` in the model.
+    entry per :class:`~netxray.models._removed.SkipBlock` in the model.
     Raises :class:`CheckpointError` for a model no source string can build again (your own
     ``PATH.py:FACTORY`` code or a model object made in Python): a checkpoint never runs code.
     """
-    from netxray.lenses.pruning import SkipBlock
-
+    from ._removed import SkipBlock
     from .sources import parse_source
 
     base = (getattr(model, "netxray_checkpoint", None) or {}).get("model") or {}
@@ -132,8 +131,7 @@ def _build_from_source(config: dict[str, Any], hf_dir: Path | None = None) -> nn
     (inside the checkpoint when loading); the model is built from that config alone — no
     weights, no code are read from the directory.
     """
-    from netxray.lenses.pruning import SkipBlock
-
+    from ._removed import SkipBlock
     from .sources import build_hf_from_config, parse_source
     from .sources import load as load_source
 
@@ -186,7 +184,7 @@ def save_checkpoint(
     ``model``: a built-in netxray model (its ``netxray_config``), or a model loaded from
     ``torchvision:``, ``timm:`` or ``hf:`` (``netxray.load``), possibly pruned
     (``prune_layers``): then the config records the source, its builder options and the blocks
-    that became :class:`~netxray.lenses.pruning.SkipBlock` (:func:`source_config`), and
+    that became :class:`~netxray.models._removed.SkipBlock` (:func:`source_config`), and
     :func:`load` builds the source again, removes those blocks and loads the weights.
 
     The directory is created if needed; other files in it are left alone; an existing checkpoint
@@ -325,7 +323,7 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
 
     A built-in model is built from its config; a torchvision / timm / Hugging Face model from
     its recorded source (its library, random init, nothing downloaded), with its removed blocks
-    made :class:`~netxray.lenses.pruning.SkipBlock` again, before the weights are loaded.
+    made :class:`~netxray.models._removed.SkipBlock` again, before the weights are loaded.
 
     ``path``: the checkpoint directory, its ``model.safetensors`` (with ``config.json`` beside
     it) or its ``config.json``. Validates everything before building: missing files, bad JSON,

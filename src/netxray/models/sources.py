@@ -132,7 +132,7 @@ def load(
             raise ModelSourceError(f"a netxray checkpoint takes no builder options, got {sorted(kwargs)}")
         model = load_checkpoint(rest)
     elif kind == "factory":
-        from netxray.report.user_model import load_user_model
+        from netxray.models.user_model import load_user_model
 
         model = load_user_model(rest, weights, factory_kwargs=kwargs)
     elif kind == "torchvision":
@@ -147,14 +147,14 @@ def load(
         model.netxray_source_args = {"kwargs": dict(kwargs), "task": task,
                                      **({"dir": str(Path(rest).expanduser().resolve())} if kind == "hf" else {})}  # fmt: skip
     if device is not None:
-        from netxray.capture.inputs import resolve_device
+        from netxray._device import resolve_device
 
         model = model.to(resolve_device(device, model))
     return model.eval()
 
 
 def _load_weights(model: nn.Module, weights: str | os.PathLike[str] | None, source: str) -> None:
-    from netxray.report.user_model import check_state_dict, read_weights
+    from netxray.models.user_model import check_state_dict, read_weights
 
     if weights is None:
         model.netxray_weights = None

@@ -16,6 +16,7 @@ from netxray.capture.inputs import (
     resolve_samples,
     select_indices,
 )
+from netxray.capture.probes import natural_probes
 from netxray.capture.reducers import Reducer, RowStore, flatten_features, pool_features
 from netxray.capture.sites import (
     ACTIVATION_MODULES,
@@ -27,6 +28,7 @@ from netxray.capture.sites import (
 capture_context = Capture
 
 __all__ = [
+    "natural_probes",
     "ACTIVATION_MODULES",
     "FUNCTIONAL_ACTIVATIONS",
     "Capture",

@@ -489,7 +489,8 @@ def resolve_layers(model: nn.Module, layers: LayerSpec, example_inputs: Any = No
 
     ``"auto"``: a built-in model's probes, or for any other model the probes read from its graph
     recorded on ``example_inputs`` (a batch; required then — see
-    :func:`netxray.models.natural_probes`). Wrappers (``DataParallel``, ``torch.compile``) are
+    the ``netxray_probes()`` a model declares, else
+    :func:`netxray.capture.natural_probes`). Wrappers (``DataParallel``, ``torch.compile``) are
     unwrapped: paths are those of the wrapped model.
     """
     from netxray.capture.graph import unwrap_model
@@ -500,7 +501,7 @@ def resolve_layers(model: nn.Module, layers: LayerSpec, example_inputs: Any = No
     named = dict(model.named_modules())
     if isinstance(layers, str):
         if layers == "auto":
-            from netxray.models import natural_probes
+            from netxray.capture.probes import natural_probes
 
             return list(natural_probes(model, example_inputs))
         layers = [layers]

@@ -83,7 +83,7 @@ def load_cli_model(
 ) -> Any:
     """The model from a source string (checkpoint, ``torchvision:``, ``timm:``, ``hf:``,
     ``PATH.py:FACTORY``), or from ``--model FILE.py:FACTORY`` (+ weights)."""
-    from netxray.report.user_model import UserModelError, load_user_model
+    from netxray.models.user_model import UserModelError, load_user_model
 
     if model_spec is not None:
         if checkpoint is not None and weights is not None:

@@ -78,12 +78,9 @@ NORMALIZE_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None]
 
 
 def _require(module: str, what: str) -> Any:
-    from netxray.models.sources import ModelSourceError, require
+    from netxray._errors import require
 
-    try:
-        return require(module, what)
-    except ModelSourceError as exc:
-        raise DataError(str(exc)) from None
+    return require(module, what, DataError)
 
 
 def normalization(

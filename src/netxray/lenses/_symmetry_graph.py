@@ -81,7 +81,7 @@ def _atomic(mod: nn.Module) -> bool:
     ``forward`` is the library's own (a subclass that overrides it, e.g. a LayerNorm over NCHW
     maps, is read through the functions it calls), Hugging Face Conv1D, RMSNorm classes and
     parameter-free activation classes."""
-    from netxray.lenses.symmetry import _module_kind
+    from netxray.lenses._symmetry_parts import _module_kind
 
     std = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
            nn.MultiheadAttention, nn.Flatten, nn.Softmax, nn.LogSoftmax, nn.LSTM, nn.GRU, *_POOL_MODULES)
@@ -369,7 +369,7 @@ class _UF:
         """Replace root ``s`` by new spaces, one per (first unit, units, factor f): the new space
         has units/f units, each owning f consecutive old units. None when a member cannot be cut
         (repeated segments, a grouped convolution's columns) or the space is grouped."""
-        from netxray.lenses.symmetry import Member
+        from netxray.lenses._symmetry_parts import Member
 
         sp = self.spaces[s]
         if sp.groups > 1 or sp.glinks or any(m.segments != 1 or m.groups != 1 for _, m in sp.members):
@@ -552,7 +552,7 @@ class Found:
 
 def find_axes(model: nn.Module, graph: list[GNode]) -> Found:
     """Run the feature-space propagation over ``graph`` (see the module docstring)."""
-    from netxray.lenses.symmetry import Member, _module_kind
+    from netxray.lenses._symmetry_parts import Member, _module_kind
 
     mods = dict(model.named_modules())
     state_shapes = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
@@ -720,7 +720,7 @@ def _extra_step(n: GNode, mods: dict[str, nn.Module], ins: list[Any], uf: _UF,
     """What op ``n`` does to the token-mixing hidden units (``_Feat.extra``) of its inputs: an
     element-wise map of the same shape carries them (returned: the space to carry), a Linear over
     the last axis reads them (its columns join the space), anything else freezes them."""
-    from netxray.lenses.symmetry import Member, _module_kind
+    from netxray.lenses._symmetry_parts import Member, _module_kind
 
     carried = None
     for v in ins:
@@ -788,7 +788,7 @@ def _whole_fold(x: Any, in_nd: int) -> bool:
 
 def _fold_members(x: _Feat, uf: _UF, key: str, dim: int, role: str, who: str) -> None:
     """The tensor ``key`` along ``dim`` holds the folded space's ``outer`` repeats (segments)."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses._symmetry_parts import Member
 
     s, b = x.segs[0]
     sp = uf.space(s)
@@ -800,7 +800,7 @@ def _fold_members(x: _Feat, uf: _UF, key: str, dim: int, role: str, who: str) ->
 
 def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze_val, length,
                  out_space, notes):  # noqa: ANN001, ANN202 - internal, called once per module op
-    from netxray.lenses.symmetry import _module_kind
+    from netxray.lenses._symmetry_parts import _module_kind
 
     nd = len(n.shape) if n.shape is not None else 0
     xin = n.args[0] if n.args else None
@@ -820,7 +820,7 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
             s = uf.new(size, order)
             out_space[path] = s
             sp = uf.space(s)
-            from netxray.lenses.symmetry import Member
+            from netxray.lenses._symmetry_parts import Member
 
             sp.members.append(("w", Member(wkey, wdim)))
             if bkey is not None:
@@ -849,7 +849,7 @@ def _module_rule(n, path, mod, x, ins, uf, order, add_members, new_space, freeze
                     return x
                 s = uf.new(mod.out_features, order)
                 sp = uf.space(s)
-                from netxray.lenses.symmetry import Member
+                from netxray.lenses._symmetry_parts import Member
 
                 sp.members.append(("w", Member(f"{path}.weight", 0)))
                 if has("bias"):
@@ -988,7 +988,7 @@ def _recurrent_rule(n, path, mod, x, ins, in_nd, nd, uf, order, add_members, fre
     so a permutation (no rescaling) is a symmetry. The outputs: the sequence of the last
     layer's states (features on its last dim) and the final states (layers × batch × hidden;
     followed for one layer only). A bidirectional or projected layer is not followed."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses._symmetry_parts import Member
 
     outs = len(n.args) and (3 if isinstance(mod, nn.LSTM) else 2)
     if mod.bidirectional or getattr(mod, "proj_size", 0) or any(isinstance(v, _Feat) for v in ins[1:]):
@@ -1033,7 +1033,7 @@ def _grouped_input(x: Any, out: _Feat, g: int, wkey: str, who: str, uf: _UF,
     space together — the two spaces are *linked*. Input of fixed features (the model's input) or
     of several concatenated parts: the input is not permutable, and the output's blocks cannot
     move (their channels still permute inside each block)."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses._symmetry_parts import Member
 
     so = out.segs[0][0]
     uf.space(so).groups = g if uf.space(so).groups in (1, g) else uf.space(so).groups
@@ -1148,7 +1148,7 @@ def _reshape_rule(x, xin, n, uf, freeze_val, what):  # noqa: ANN001, ANN202 - uf
 
 
 def _call_rule(n, ins, uf, order, add_members, freeze_val, length, state_shapes, notes, tensor_args, value):  # noqa: ANN001, ANN202
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses._symmetry_parts import Member
 
     name = n.target
     nd = len(n.shape) if n.shape is not None else 0
@@ -1659,7 +1659,7 @@ def head_axes(model: nn.Module) -> list[dict[str, Any]]:
     ``c_attn``/``c_proj`` Conv1D), timm/netxray ``qkv``/``proj``. Each entry: name, layer,
     size, members (writers, readers) and the note; with grouped-query attention one entry for
     the key/value groups and one per group for the query heads inside it."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses._symmetry_parts import Member
 
     out: list[dict[str, Any]] = []
     mods = dict(model.named_modules())
@@ -1814,7 +1814,7 @@ def _join_position_bias_heads(heads: list[dict[str, Any]], mods: dict[str, nn.Mo
     self-attention in the stack. Head h of every layer reads column h of that one table, so the
     heads of all these layers move by one permutation, with the table's columns: one joint axis
     of H! for the stack, instead of one per layer (each of which fails alone)."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses._symmetry_parts import Member
 
     for path, mod in mods.items():
         emb = getattr(mod, "relative_attention_bias", None)
@@ -1853,7 +1853,7 @@ def expert_axes(model: nn.Module) -> list[dict[str, Any]]:
 
     Read from the module tree (the routing itself — top-k, sorting tokens by expert, grouped
     matmuls — is no op the graph follows). Each entry as :func:`head_axes`'."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses._symmetry_parts import Member
 
     out: list[dict[str, Any]] = []
     for path, mod in model.named_modules():
@@ -1922,7 +1922,7 @@ def _fused_qkv_heads(mod: nn.Module, path: str, p: str, names: set[str], mods: d
       per group for the query heads sharing it, as for Llama's separate projections).
 
     None when the module is not one of these layouts."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses._symmetry_parts import Member
 
     if {"query_key_value", "dense"} <= names:
         qkv, o = mods[p + "query_key_value"], mods[p + "dense"]
@@ -1996,7 +1996,7 @@ def _levit_heads(mod: nn.Module, p: str, mods: dict[str, nn.Module], names: set[
     attention with separate ``kv`` and ``q``), each projection a Linear optionally followed by a
     BatchNorm over its outputs: the head's rows, BN parameters and running statistics, its
     attention biases (H, N) and its ``val_dim`` columns of the output projection move together."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses._symmetry_parts import Member
 
     H, kd, vd = (getattr(mod, a, None) for a in ("num_heads", "key_dim", "val_dim"))
     if not all(isinstance(v, int) and v > 0 for v in (H, kd, vd)) or "proj" not in names:
@@ -2032,7 +2032,7 @@ def _head_dim_members(mod: nn.Module, p: str, H: int, hd: int, exclude: tuple[st
     outputs (``attn.norm``) and the rows of a Linear that writes those features (a gate). Left
     out, such a tensor makes a head axis that holds only while it is zero (BEiT at init): the
     verification on random values rejects that. A wrong guess fails verification too."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses._symmetry_parts import Member
 
     out = []
     if hd < 2:
@@ -2053,7 +2053,7 @@ def _per_head_members(mod: nn.Module, p: str, H: int, exclude: tuple[str, ...]) 
     Swin's ``relative_position_bias_table`` (N, H), Swin V2's ``logit_scale`` (H, 1, 1)), and the
     rows of a Linear inside it that outputs one value per head (Swin V2's position-bias MLP).
     A wrong guess fails verification, and the layout without it is not claimed."""
-    from netxray.lenses.symmetry import Member
+    from netxray.lenses._symmetry_parts import Member
 
     out = []
     for n, t in mod.named_parameters(recurse=False):

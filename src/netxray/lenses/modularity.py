@@ -532,7 +532,7 @@ def modularity_curve(
         device: None (where the model is), ``"cpu"``, ``"cuda"``, ``"auto"``.
         layers: ``"auto"`` (natural probes: a built-in model's hidden layers, ConvBlocks, stem and
             residual blocks, transformer blocks; any other model's stem, repeated blocks and
-            pre-head read from its graph, :func:`netxray.models.natural_probes`), or module paths.
+            pre-head read from its graph, :func:`netxray.capture.natural_probes`), or module paths.
         n, k, repeats, seed: subset size, neighbours, number of subsets, RNG seed.
         memory_budget: bytes of feature rows (float32) kept at once. Consecutive layers share a
             forward pass while their rows fit; a wider layer gets its own pass(es). Peak memory

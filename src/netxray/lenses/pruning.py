@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from netxray._meta import eval_mode, metadata, model_hash
+from netxray.models._removed import SkipBlock  # re-exported: it lived here
 
 __all__ = [
     "PruneStudy",
@@ -59,40 +60,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- what can go
-
-
-class SkipBlock(nn.Module):
-    """Stands in for a removed residual block: returns the block's main input unchanged.
-
-    The main input is the first floating-point tensor argument (else ``hidden_states``, else the
-    first floating tensor keyword argument); it is returned as a tensor, or as a tuple
-    ``(x, None, …)`` of the removed block's length when the block returned a tuple (Hugging Face
-    layers), so the code around it runs unchanged. ``removed`` names the class it replaced.
-
-    Example:
-        >>> SkipBlock("Block")(torch.ones(2, 3), mask=None).shape
-        torch.Size([2, 3])
-    """
-
-    def __init__(self, removed: str, out_type: str = "tensor") -> None:
-        super().__init__()
-        self.removed = removed
-        self.out_type = out_type
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        x = next((a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
-        if x is None:
-            x = kwargs.get("hidden_states")
-        if x is None:
-            x = next((v for v in kwargs.values() if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
-        if x is None:
-            raise TypeError(f"SkipBlock (removed {self.removed}): no floating tensor input to pass on")
-        if self.out_type.startswith("tuple:"):
-            return (x,) + (None,) * (int(self.out_type.split(":")[1]) - 1)
-        return x
-
-    def extra_repr(self) -> str:
-        return f"removed={self.removed}"
 
 
 def _graph_reason(graph: Any, model: nn.Module, path: str) -> str | None:
@@ -188,7 +155,7 @@ def removable_layers(
         True
     """
     from netxray.capture.graph import unwrap_model
-    from netxray.models import natural_probes
+    from netxray.capture.probes import natural_probes
 
     model = unwrap_model(model)
     graph = None if _builtin(model) else _graph_of(model, example_inputs)

@@ -137,52 +137,14 @@ def build_model(config: dict[str, Any]) -> nn.Module:
 def natural_probes(model: nn.Module, example_inputs: Any = None) -> list[str]:
     """Module paths whose outputs are the natural probe layers, in forward order.
 
-    Built-in models: MLP every ``hidden.i``; CNN every ConvBlock in ``features``; ResNet ``stem``
-    and every block ``layerS.i``; ViT every ``blocks.i``. Any other model (torchvision, timm,
-    Hugging Face, your own): read from its graph recorded on ``example_inputs`` (a batch: a
-    tensor, a tuple of arguments or a dict of keyword arguments; two samples are plenty) — the
-    stem or embedding, every repeated block (residual blocks, transformer layers, inverted
-    residuals, ConvNeXt/Swin blocks, DenseNet dense blocks and transitions) and the module whose
-    output is fed to the head (:meth:`netxray.capture.graph.ModelGraph.natural_probes`).
-    ``nn.DataParallel`` / ``torch.compile`` wrappers are unwrapped: the paths are those of the
-    wrapped model.
-
-    Raises ``ValueError`` for a model that is not built-in when ``example_inputs`` is None, or
-    when its graph shows no layer to probe.
+    Kept here for existing code; the function lives in :func:`netxray.capture.natural_probes`
+    (probe-finding is capture's job: the built-in models only declare their probes, through the
+    ``netxray_probes()`` method any model may define).
 
     >>> m = build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2, "widths": [3, 3]})
     >>> natural_probes(m)
     ['hidden.0', 'hidden.1']
-    >>> import torch
-    >>> seq = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
-    >>> natural_probes(seq, torch.zeros(2, 4))
-    ['1', '3']
     """
-    from netxray.capture.graph import record_graph, unwrap_model
+    from netxray.capture.probes import natural_probes as find_probes
 
-    model = unwrap_model(model)
-    if isinstance(model, MLP):
-        return [f"hidden.{i}" for i in range(len(model.hidden))]
-    if isinstance(model, CNN):
-        return [f"features.{name}" for name, m in model.features.named_children() if isinstance(m, ConvBlock)]
-    if isinstance(model, ResNet):
-        probes = ["stem"]
-        for s in range(model.num_stages):
-            stage = getattr(model, f"layer{s + 1}")
-            probes += [f"layer{s + 1}.{name}" for name, _ in stage.named_children()]
-        return probes
-    if isinstance(model, ViT):
-        return [f"blocks.{i}" for i in range(len(model.blocks))]
-    if example_inputs is None:
-        raise ValueError(
-            f"natural_probes: {type(model).__name__} is not a built-in netxray model (MLP, CNN, "
-            "ResNet, ViT); pass example_inputs (a batch of its inputs) so its probes can be read "
-            "from a recorded forward pass, or pass layer names instead"
-        )
-    probes = record_graph(model, example_inputs).natural_probes()
-    if not probes:
-        raise ValueError(
-            f"natural_probes: the graph of {type(model).__name__} has no block, activation or "
-            "parametrised layer on its main path to probe; pass layer names instead"
-        )
-    return probes
+    return find_probes(model, example_inputs)

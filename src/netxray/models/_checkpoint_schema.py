@@ -88,7 +88,7 @@ _HF_TASKS = ("base", "feature-extraction", "sequence-classification", "text-clas
 
 
 def _error(where: str, message: str) -> Exception:
-    from .checkpoint import CheckpointError
+    from netxray._errors import CheckpointError
 
     return CheckpointError(f"{where}: {message}")
 
@@ -154,7 +154,7 @@ def hf_dir_inside(rest: str, root: Path, where: str) -> Path:
 
 def check_source_model(model: dict[str, Any], where: str) -> dict[str, Any]:
     """Validate a source model's record (``source``, ``kwargs``, ``task``, ``removed_blocks``)."""
-    from .sources import parse_source
+    from ._builders import parse_source
 
     for key in model:
         if key not in SOURCE_MODEL_KEYS:

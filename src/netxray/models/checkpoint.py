@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._errors import CheckpointError, CheckpointNotFoundError  # re-exported: they lived here
 from .._meta import __version__, atomic_write_bytes, atomic_write_text, model_hash
 
 __all__ = ["CheckpointError", "WEIGHTS_FILE", "CONFIG_FILE", "load", "load_config", "save_checkpoint"]
@@ -37,14 +38,6 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "netxray-checkpoint"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, malformed, or does not match its config."""
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """A checkpoint file or directory does not exist."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -96,13 +89,12 @@ def source_config(model: nn.Module) -> dict[str, Any]:
     ``{"source": "torchvision:resnet18", "kwargs": {...}, "task": None, "removed_blocks":
     [{"path": "layer3.1", "removed": "BasicBlock", "out_type": "tensor"}, ...]}`` — the source
     as ``netxray.load`` read it (or as the checkpoint it was loaded from recorded it), and one
-    entry per :class:`~netxray.lenses.pruning.SkipBlock` in the model.
+    entry per :class:`~netxray.models._removed.SkipBlock` in the model.
     Raises :class:`CheckpointError` for a model no source string can build again (your own
     ``PATH.py:FACTORY`` code or a model object made in Python): a checkpoint never runs code.
     """
-    from netxray.lenses.pruning import SkipBlock
-
-    from .sources import parse_source
+    from ._builders import parse_source
+    from ._removed import SkipBlock
 
     base = (getattr(model, "netxray_checkpoint", None) or {}).get("model") or {}
     if "source" in base:
@@ -132,10 +124,8 @@ def _build_from_source(config: dict[str, Any], hf_dir: Path | None = None) -> nn
     (inside the checkpoint when loading); the model is built from that config alone — no
     weights, no code are read from the directory.
     """
-    from netxray.lenses.pruning import SkipBlock
-
-    from .sources import build_hf_from_config, parse_source
-    from .sources import load as load_source
+    from ._builders import build_hf_from_config, load_built, parse_source
+    from ._removed import SkipBlock
 
     source = config.get("source")
     if not isinstance(source, str) or parse_source(source)[0] not in _REBUILDABLE:
@@ -147,7 +137,7 @@ def _build_from_source(config: dict[str, Any], hf_dir: Path | None = None) -> nn
         model = build_hf_from_config(hf_dir if hf_dir is not None else Path(parse_source(source)[1]),
                                      config.get("task"), kwargs)  # fmt: skip
     else:
-        model = load_source(source, task=config.get("task"), **kwargs)
+        model = load_built(source, task=config.get("task"), **kwargs)
     for entry in config.get("removed_blocks") or []:
         path = entry.get("path") if isinstance(entry, dict) else None
         named = dict(model.named_modules())
@@ -186,7 +176,7 @@ def save_checkpoint(
     ``model``: a built-in netxray model (its ``netxray_config``), or a model loaded from
     ``torchvision:``, ``timm:`` or ``hf:`` (``netxray.load``), possibly pruned
     (``prune_layers``): then the config records the source, its builder options and the blocks
-    that became :class:`~netxray.lenses.pruning.SkipBlock` (:func:`source_config`), and
+    that became :class:`~netxray.models._removed.SkipBlock` (:func:`source_config`), and
     :func:`load` builds the source again, removes those blocks and loads the weights.
 
     The directory is created if needed; other files in it are left alone; an existing checkpoint
@@ -325,7 +315,7 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
 
     A built-in model is built from its config; a torchvision / timm / Hugging Face model from
     its recorded source (its library, random init, nothing downloaded), with its removed blocks
-    made :class:`~netxray.lenses.pruning.SkipBlock` again, before the weights are loaded.
+    made :class:`~netxray.models._removed.SkipBlock` again, before the weights are loaded.
 
     ``path``: the checkpoint directory, its ``model.safetensors`` (with ``config.json`` beside
     it) or its ``config.json``. Validates everything before building: missing files, bad JSON,
@@ -361,8 +351,8 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     config = record["model"]
     hf_dir = None
     if "source" in config:  # a torchvision / timm / HF model, maybe pruned
+        from ._builders import parse_source
         from ._checkpoint_schema import hf_dir_inside
-        from .sources import parse_source
 
         kind, rest = parse_source(config["source"])
         if kind == "hf":

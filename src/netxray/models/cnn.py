@@ -118,6 +118,11 @@ class CNN(nn.Module):
         final = _final_spatial(list(input_shape), len(channels))
         self.classifier = nn.Linear(c_in * math.prod(final), num_classes)
 
+    def netxray_probes(self) -> list[str]:
+        """Module paths whose outputs are this model's natural probe layers, in forward order
+        (the interface :func:`netxray.capture.natural_probes` reads from any model)."""
+        return [f"features.{name}" for name, m in self.features.named_children() if isinstance(m, ConvBlock)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.flatten(self.features(x)))
 

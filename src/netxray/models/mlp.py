@@ -64,6 +64,11 @@ class MLP(nn.Module):
         self.hidden = nn.ModuleList(layers)
         self.head = nn.Linear(d_in, num_classes)
 
+    def netxray_probes(self) -> list[str]:
+        """Module paths whose outputs are this model's natural probe layers, in forward order
+        (the interface :func:`netxray.capture.natural_probes` reads from any model)."""
+        return [f"hidden.{i}" for i in range(len(self.hidden))]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(x)
         for layer in self.hidden:

@@ -125,6 +125,15 @@ class ResNet(nn.Module):
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(c_in, num_classes)
 
+    def netxray_probes(self) -> list[str]:
+        """Module paths whose outputs are this model's natural probe layers, in forward order
+        (the interface :func:`netxray.capture.natural_probes` reads from any model)."""
+        probes = ["stem"]
+        for s in range(self.num_stages):
+            stage = getattr(self, f"layer{s + 1}")
+            probes += [f"layer{s + 1}.{name}" for name, _ in stage.named_children()]
+        return probes
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         for s in range(self.num_stages):

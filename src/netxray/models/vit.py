@@ -143,6 +143,11 @@ class ViT(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
+    def netxray_probes(self) -> list[str]:
+        """Module paths whose outputs are this model's natural probe layers, in forward order
+        (the interface :func:`netxray.capture.natural_probes` reads from any model)."""
+        return [f"blocks.{i}" for i in range(len(self.blocks))]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, T, dim)
         cls = self.cls_token.expand(x.shape[0], -1, -1)

@@ -9,6 +9,7 @@ Example
 >>> report.save("out/")                                # index.html, results.json, CSV/Parquet
 """
 
+from netxray.models.user_model import UserModelError, load_user_model, read_weights
 from netxray.report.core import (
     LENSES,
     TEMP_MARKER,
@@ -29,7 +30,6 @@ from netxray.report.core import (
     write_owned_files,
 )
 from netxray.report.html import Plot, figure_to_plot, render_html
-from netxray.report.user_model import UserModelError, load_user_model, read_weights
 
 __all__ = [
     "LENSES",

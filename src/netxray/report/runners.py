@@ -234,12 +234,12 @@ def _run_nonlinearity(model: nn.Module, data: Any, opts: ScanOptions) -> LensRes
 
 
 def default_probe_layers(model: nn.Module, data: Any = None) -> list[str]:
-    """Layers the modularity curve probes by default: :func:`netxray.models.natural_probes`.
+    """Layers the modularity curve probes by default: :func:`netxray.capture.natural_probes`.
 
     Built-in models: their natural probes. Any other model: the stem, every repeated block and
     the pre-head, read from its graph recorded on two samples of ``data`` (required then).
     """
-    from netxray.models import natural_probes
+    from netxray.capture.probes import natural_probes
 
     return list(natural_probes(model, _example(data)))
 

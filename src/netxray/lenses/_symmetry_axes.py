@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from netxray.lenses._symmetry_parts import (
+from netxray.capture.structure._parts import (
     Member,
     _module_kind,
 )

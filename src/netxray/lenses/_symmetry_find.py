@@ -16,6 +16,10 @@ import torch
 from torch import nn
 
 from netxray._meta import metadata, model_hash
+from netxray.capture.structure._parts import (
+    Member,
+    _module_kind,
+)
 from netxray.lenses._symmetry_axes import (
     _PRODUCERS,
     Axis,
@@ -36,10 +40,6 @@ from netxray.lenses._symmetry_axes import (
     _state64_views,
     _unwrap,
     _vit_axes,
-)
-from netxray.lenses._symmetry_parts import (
-    Member,
-    _module_kind,
 )
 from netxray.lenses._symmetry_verify import (
     _flush,
@@ -66,7 +66,7 @@ def _generic_axes(
     model: nn.Module, graph: list[Any], keys: set[str]
 ) -> tuple[list[Axis], list[str], list[str], set[str]]:
     """Axes of any model from its op list (see :mod:`netxray.lenses._symmetry_graph`)."""
-    from netxray.lenses import _symmetry_graph as sg
+    from netxray.capture.structure import _spaces as sg
 
     found = sg.find_axes(model, graph)
     heads = sg.head_axes(model)
@@ -228,7 +228,7 @@ def _group_block_axes(found: Any, notes: list[str]) -> list[tuple[float, Axis]]:
 
 
 def _space_axis(sp: Any, mods: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]], keys: set[str]) -> Axis:
-    from netxray.lenses import _symmetry_graph as sg
+    from netxray.capture.structure import _spaces as sg
 
     writers = _dedupe([m for role, m in sp.members if role in ("w", "n")])
     # a slice both written and read (a tied decoder reads the encoder's rows) moves once

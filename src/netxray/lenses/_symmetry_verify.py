@@ -32,7 +32,7 @@ def _graph_of(model: nn.Module, probe: _Probe) -> tuple[list[Any] | None, str | 
     """The op list of one real forward pass of ``model`` on ``probe``
     (:func:`netxray.capture.graph.record_graph`), or why it could not be read."""
     from netxray.capture.graph import record_graph
-    from netxray.lenses import _symmetry_graph as sg
+    from netxray.capture.structure import _spaces as sg
 
     p = next((t for t in model.parameters() if t.is_floating_point()), None)
 

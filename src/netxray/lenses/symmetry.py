@@ -42,6 +42,19 @@ import pandas as pd
 from torch import nn
 
 from netxray._meta import metadata, model_hash
+from netxray.capture.structure._parts import (  # noqa: F401  (re-exported: they lived here)
+    _HOMOGENEOUS_FUNCS,
+    _HOMOGENEOUS_MODULES,
+    _IDENTITY_FUNCS,
+    _IDENTITY_MODULES,
+    _METHODS,
+    _ODD_FUNCS,
+    _ODD_MODULES,
+    _OTHER_FUNCS,
+    _OTHER_MODULES,
+    Member,
+    _module_kind,
+)
 from netxray.lenses._symmetry_axes import (  # noqa: F401  (re-exported: they lived here)
     _PRODUCERS,
     Axis,
@@ -108,19 +121,6 @@ from netxray.lenses._symmetry_find import (  # noqa: F401  (re-exported: they li
     _verified_analysis,
     _verify_on_copy,
     symmetry_group,
-)
-from netxray.lenses._symmetry_parts import (  # noqa: F401  (re-exported: they lived here)
-    _HOMOGENEOUS_FUNCS,
-    _HOMOGENEOUS_MODULES,
-    _IDENTITY_FUNCS,
-    _IDENTITY_MODULES,
-    _METHODS,
-    _ODD_FUNCS,
-    _ODD_MODULES,
-    _OTHER_FUNCS,
-    _OTHER_MODULES,
-    Member,
-    _module_kind,
 )
 from netxray.lenses._symmetry_verify import (  # noqa: F401  (re-exported: they lived here)
     _STAT_BUFFERS,

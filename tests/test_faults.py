@@ -18,7 +18,7 @@ import pytest
 def _child(out: Path, title: str, stage: str, w: int) -> None:
     """Runs in a forked process: slows the chosen stage down, reports progress on the pipe ``w``
     (one line per step), and saves the report; the parent kills it at a chosen step."""
-    from netxray.report import core, runners
+    from netxray.report import _saving, runners
 
     def say(text: str) -> None:
         os.write(w, (text + "\n").encode())
@@ -30,7 +30,7 @@ def _child(out: Path, title: str, stage: str, w: int) -> None:
 
         runners._RUNNERS["parameters"] = slow_lens
     if stage == "write":  # killed between two files of the temporary tree
-        real_write = core._write_tree
+        real_write = _saving._write_tree
 
         def slow_write(root, files):
             for rel, data in files.items():
@@ -38,7 +38,7 @@ def _child(out: Path, title: str, stage: str, w: int) -> None:
                 say(f"wrote {rel}")
                 time.sleep(0.2)
 
-        core._write_tree = slow_write
+        _saving._write_tree = slow_write  # where _install looks it up
     if stage in ("rename", "merge"):  # killed between two renames / replaces of the install
         def slow(fn):
             def wrapped(a, b):
@@ -47,7 +47,7 @@ def _child(out: Path, title: str, stage: str, w: int) -> None:
                 time.sleep(0.2)
             return wrapped
 
-        core.os.rename, core.os.replace = slow(os.rename), slow(os.replace)
+        _saving.os.rename, _saving.os.replace = slow(os.rename), slow(os.replace)
     _save(out, title)
     say("saved")
 

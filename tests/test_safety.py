@@ -366,7 +366,7 @@ def test_too_little_free_space_is_refused_before_writing(tmp_path, monkeypatch):
     from netxray.cli import app
 
     full = sh._ntuple_diskusage(10**9, 10**9 - 4096, 4096)
-    monkeypatch.setattr("netxray.report.core.shutil.disk_usage", lambda _p: full)
+    monkeypatch.setattr("netxray.report._saving.shutil.disk_usage", lambda _p: full)
     with pytest.raises(OSError, match="not enough free space"):
         _small_report().save(tmp_path / "rep")
     assert not (tmp_path / "rep").exists()

@@ -245,7 +245,7 @@ def _resnet_and_data(n: int, seed: int = 0):
 
 def curve_worker(mode: str, n_layers: int, n: int) -> None:
     """Runs in a fresh process; prints one JSON line."""
-    from netxray.models import natural_probes
+    from netxray.capture import natural_probes
 
     model, x, y = _resnet_and_data(n)
     layers = natural_probes(model)[:n_layers]

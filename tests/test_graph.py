@@ -298,7 +298,7 @@ def test_hugging_face_bert_from_config():
 
 
 def test_natural_probes_for_any_model():
-    from netxray.models import natural_probes
+    from netxray.capture import natural_probes
 
     assert natural_probes(ResMLP(), torch.randn(2, 5)) == ["embed", "blocks.0", "blocks.1", "blocks.2", "norm"]
     # no repeated block: the serial activation modules, the head's final Linear excluded

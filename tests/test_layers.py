@@ -29,11 +29,7 @@ LAYERS: list[set[str]] = [
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
 # Imports up the layers kept on purpose, each with its reason (keep this list empty if you can).
-ALLOWED_UP = {
-    # netxray.models.natural_probes, a public name from before probe-finding moved into capture
-    # (capture/probes.py); a thin alias that imports it from there when called.
-    ("netxray.models", "netxray.capture.probes"),
-}
+ALLOWED_UP: set[tuple[str, str]] = set()
 
 
 def _modules(root: pathlib.Path) -> dict[str, pathlib.Path]:

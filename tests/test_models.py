@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from netxray._meta import atomic_write_bytes, metadata, model_hash
+from netxray.capture import natural_probes
 from netxray.models import (
     ARCHS,
     Attention,
@@ -25,7 +26,6 @@ from netxray.models import (
     build_model,
     default_config,
     load,
-    natural_probes,
     save_checkpoint,
 )
 from netxray.models.checkpoint import load_config

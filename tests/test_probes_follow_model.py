@@ -11,10 +11,9 @@ from torch import nn
 from torch.nn import functional as F
 
 import netxray
-from netxray.capture import Capture
+from netxray.capture import Capture, natural_probes
 from netxray.capture.core import resolve_layers
 from netxray.capture.graph import record_graph
-from netxray.models import natural_probes
 
 
 class _FunctionalOnly(nn.Module):

@@ -8,10 +8,10 @@ Module layouts are a contract (docs/architecture.md): other parts address layers
 Example
 -------
 >>> import torch
->>> from netxray.models import build_model, default_config, natural_probes
+>>> from netxray.models import build_model, default_config
 >>> cfg = default_config("cnn", [1, 8, 8], 10, channels=[8, 16])
 >>> model = build_model(cfg)
->>> natural_probes(model)
+>>> model.netxray_probes()  # the layers the modularity curve probes (netxray.capture.natural_probes)
 ['features.0', 'features.2']
 >>> model(torch.zeros(2, 1, 8, 8)).shape
 torch.Size([2, 10])
@@ -47,7 +47,6 @@ __all__ = [
     "build_model",
     "default_config",
     "load",
-    "natural_probes",
     "save_checkpoint",
 ]
 
@@ -132,19 +131,3 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     apply_removed(model, full.get("removed", []))
     model.netxray_config = copy.deepcopy(full)
     return model
-
-
-def natural_probes(model: nn.Module, example_inputs: Any = None) -> list[str]:
-    """Module paths whose outputs are the natural probe layers, in forward order.
-
-    Kept here for existing code; the function lives in :func:`netxray.capture.natural_probes`
-    (probe-finding is capture's job: the built-in models only declare their probes, through the
-    ``netxray_probes()`` method any model may define).
-
-    >>> m = build_model({"arch": "mlp", "input_shape": [4], "num_classes": 2, "widths": [3, 3]})
-    >>> natural_probes(m)
-    ['hidden.0', 'hidden.1']
-    """
-    from netxray.capture.probes import natural_probes as find_probes
-
-    return find_probes(model, example_inputs)

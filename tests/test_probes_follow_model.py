@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import netxray
+from _toy_models import TopOneMoE
 from netxray.capture import Capture, natural_probes
 from netxray.capture.core import resolve_layers
 from netxray.capture.graph import record_graph
@@ -40,28 +41,6 @@ class _TwoInputs(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.h(torch.relu(self.a(x) + self.b(y)))
-
-
-class _TopOneMoE(nn.Module):
-    """One mixture-of-experts layer, top-1 routing: each expert sees only its samples."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed, self.router = nn.Linear(4, 8), nn.Linear(8, 3)
-        self.experts = nn.ModuleList(
-            [nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 8)) for _ in range(3)]
-        )
-        self.head = nn.Linear(8, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.embed(x))
-        route = self.router(h).argmax(-1)
-        y = torch.zeros_like(h)
-        for i, expert in enumerate(self.experts):
-            mask = route == i
-            if mask.any():
-                y[mask] = expert(h[mask])
-        return self.head(torch.relu(h + y))
 
 
 def _labels(n: int) -> torch.Tensor:
@@ -108,7 +87,7 @@ def test_a_two_input_model_probes_each_input_layer_and_the_joint_activation():
 
 def test_a_top1_moe_is_probed_before_and_after_the_experts_never_inside_one():
     torch.manual_seed(0)
-    m = _TopOneMoE().eval()
+    m = TopOneMoE().eval()
     x = torch.randn(12, 4)
     probes = natural_probes(m, x[:2])
     assert probes == [":torch.relu"]  # both calls: before the router, after the experts' sum

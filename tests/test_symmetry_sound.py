@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from _toy_models import TopOneMoE
 from netxray.lenses import _symmetry_find
 from netxray.lenses import symmetry as sym
 from test_symmetry_grouped import _outputs_moved, _random_element, _rel, _unzeroed
@@ -629,33 +630,11 @@ def test_swin_patch_merging_carries_the_stream_into_the_next_stage():
     _check_independently(m, x, g.loc[streams.index])
 
 
-class _TopOneMoE(nn.Module):
-    """A hand-written top-1 mixture of experts: a ModuleList of experts, each sees its samples."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed, self.router = nn.Linear(4, 8), nn.Linear(8, 3)
-        self.experts = nn.ModuleList(
-            [nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 8)) for _ in range(3)]
-        )
-        self.head = nn.Linear(8, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.embed(x))
-        route = self.router(h).argmax(-1)
-        y = torch.zeros_like(h)
-        for i, expert in enumerate(self.experts):
-            mask = route == i
-            if mask.any():
-                y[mask] = expert(h[mask])
-        return self.head(torch.relu(h + y))
-
-
 def test_handwritten_top1_experts_are_analysed_or_listed_with_the_route_reason():
     # experts the probe's samples do not reach are never silently absent: each is in a verified
     # axis or listed as not called on the probe inputs
     torch.manual_seed(0)
-    m = _TopOneMoE().eval()
+    m = TopOneMoE().eval()
     g = sym.symmetry_group(m, torch.randn(2, 4))
     s = g.attrs["summary"]
     assert bool(g["verified"].all()) and len(g) >= 1

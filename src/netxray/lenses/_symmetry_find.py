@@ -65,7 +65,7 @@ LN10 = math.log(10.0)
 def _generic_axes(
     model: nn.Module, graph: list[Any], keys: set[str]
 ) -> tuple[list[Axis], list[str], list[str], set[str]]:
-    """Axes of any model from its op list (see :mod:`netxray.lenses._symmetry_graph`)."""
+    """Axes of any model from its op list (see :mod:`netxray.capture.structure`)."""
     from netxray.capture.structure import _spaces as sg
 
     found = sg.find_axes(model, graph)

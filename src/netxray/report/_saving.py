@@ -18,26 +18,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from netxray._files import (  # noqa: F401  (re-exported: netxray.report's public names)
-    FLAT_MANIFEST,
+from netxray._files import (
     MANIFEST_GENERATOR,
     TEMP_MARKER,
-    _file_sha256,
     _flat_owned,
-    _is_flat_manifest,
     _owned,
     _sha256,
-    check_owned_files,
     mark_temp_dir,
     own_temp_dir,
     owned_files,
-    record_owned_files,
-    report_files,
-    write_owned_files,
 )
-from netxray._meta import (
-    check_output_dir,
-)
+from netxray._meta import check_output_dir
 
 
 class ReportLockedError(RuntimeError):

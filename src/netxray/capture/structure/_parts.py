@@ -1,6 +1,6 @@
 """The parts of a permutable axis that the symmetry lens and its graph reader share: a
 :class:`Member` (one tensor slice an axis moves) and which element-wise operations admit which
-symmetry (:func:`_module_kind`). Both ``symmetry`` and ``_symmetry_graph`` import from here, so
+symmetry (:func:`_module_kind`). Both the symmetry lens and ``_spaces`` import from here, so
 neither imports the other's internals back (no import circle).
 """
 

@@ -314,23 +314,34 @@ def _topk_graph_symmetric(xn: np.ndarray, k: int, tile: int) -> tuple[sp.csr_mat
                 top_c[j0:j1], top_v[j0:j1], np.where(c >= 0, c + i0, -1), v, k1
             )
     clear = top_v[:, k] < top_v[:, k - 1] - 2.0 * delta
+    return _graph_from_topk(*_rerank_exact(xn, x32, top_c, clear, k, delta, tile), n, k)
+
+
+def _rerank_exact(
+    xn: np.ndarray, x32: np.ndarray, top: np.ndarray, clear: np.ndarray, k: int, delta: float, block: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each node's exact k nearest neighbours, ``block`` rows at a time: a row whose float32 top
+    k is ``clear`` of its (k+1)-th by more than 2δ keeps those k as candidates; a row with a
+    near-tie at the k-th place takes every entry within 2δ of it (the whole row recomputed);
+    the candidates are then ranked in float64 (:func:`_pick_exact`). (columns, similarities)."""
+    n = len(xn)
     idx = np.empty((n, k), dtype=np.int64)
     val = np.empty((n, k), dtype=np.float64)
-    for b0 in range(0, n, tile):
-        b1 = min(n, b0 + tile)
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
         rows = np.arange(b1 - b0)
         ok = clear[b0:b1]
         cand_r = np.repeat(rows[ok], k)
-        cand_c = top_c[b0:b1][ok, :k].ravel()
+        cand_c = top[b0:b1][ok, :k].ravel()
         hard = rows[~ok]
-        if len(hard):  # near-ties at the k-th place: the whole row, every entry within 2δ
+        if len(hard):
             s = x32[b0 + hard] @ x32.T
             s[np.arange(len(hard)), b0 + hard] = -np.inf
             hr, hc = _near_ties(s, n, k, delta)
             cand_r = np.concatenate([cand_r, hard[hr]])
             cand_c = np.concatenate([cand_c, hc])
         idx[b0:b1], val[b0:b1] = _pick_exact(xn, b0, b1 - b0, cand_r, cand_c, k)
-    return _graph_from_topk(idx, val, n, k)
+    return idx, val
 
 
 def _near_ties(s: np.ndarray, n: int, k: int, delta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -387,23 +398,7 @@ def _topk_graph_faiss(xn: np.ndarray, k: int, block: int) -> tuple[sp.csr_matrix
     ids = np.take_along_axis(ids, order, axis=1).astype(np.int64)
     sims = np.take_along_axis(sims, order, axis=1).astype(np.float64)
     clear = (sims[:, k] < sims[:, k - 1] - 2.0 * delta) & (ids >= 0).all(axis=1)
-    idx = np.empty((n, k), dtype=np.int64)
-    val = np.empty((n, k), dtype=np.float64)
-    for b0 in range(0, n, block):
-        b1 = min(n, b0 + block)
-        rows = np.arange(b1 - b0)
-        ok = clear[b0:b1]
-        cand_r = np.repeat(rows[ok], k)
-        cand_c = ids[b0:b1][ok, :k].ravel()
-        hard = rows[~ok]
-        if len(hard):
-            s = x32[b0 + hard] @ x32.T
-            s[np.arange(len(hard)), b0 + hard] = -np.inf
-            hr, hc = _near_ties(s, n, k, delta)
-            cand_r = np.concatenate([cand_r, hard[hr]])
-            cand_c = np.concatenate([cand_c, hc])
-        idx[b0:b1], val[b0:b1] = _pick_exact(xn, b0, b1 - b0, cand_r, cand_c, k)
-    return _graph_from_topk(idx, val, n, k)
+    return _graph_from_topk(*_rerank_exact(xn, x32, ids, clear, k, delta, block), n, k)
 
 
 def _graph_from_topk(idx: np.ndarray, val: np.ndarray, n: int, k: int) -> tuple[sp.csr_matrix, int]:

@@ -348,27 +348,36 @@ def test_axes_verified_together_find_each_wrong_axis(monkeypatch):
     assert checks[0] == 4 and checks.count(1) >= 2  # the failing group was split down to single axes
 
 
-def test_duplicate_prefilter_never_misses_identical_units():
-    # the member-by-member projection pre-filter may only say "no duplicates" when the exact
-    # comparison over the concatenated rows finds none
+@pytest.mark.parametrize("width", [12, 6000])
+def test_identical_unit_groups_equal_the_exact_grouping(width):
+    # the member-by-member projection filter must give the groups of the exact comparison over
+    # the concatenated rows: never missing a duplicate, never merging distinct units. At 6000
+    # units the closest pair on one projection often lies inside the rounding window (a single
+    # projection would send the whole axis to the all-rows comparison)
     from netxray.measures import symmetry as msym
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 3))
+    net = nn.Sequential(nn.Linear(5, width), nn.ReLU(), nn.Linear(width, 3))
     for dup in (False, True):
         if dup:
-            with torch.no_grad():  # unit 7 becomes an exact copy of unit 2
-                net[0].weight[7] = net[0].weight[2]
-                net[0].bias[7] = net[0].bias[2]
-                net[2].weight[:, 7] = net[2].weight[:, 2]
+            with torch.no_grad():  # unit 7 becomes an exact copy of unit 2, and 9 of 2 too
+                for u in (7, 9):
+                    net[0].weight[u] = net[0].weight[2]
+                    net[0].bias[u] = net[0].bias[2]
+                    net[2].weight[:, u] = net[2].weight[:, 2]
+                net[0].weight[11, 0] = float(net[0].weight[2, 0]) * (1 + 2**-20)  # 11: a near copy
+                net[0].weight[11, 1:] = net[0].weight[2, 1:]
+                net[0].bias[11] = net[0].bias[2]
+                net[2].weight[:, 11] = net[2].weight[:, 2]
         an = sym._analyse(net)
         ax = an.axes[0]
         state = sym._state64(net)
-        members = ax.writers + ax.readers
-        exact = msym.duplicate_groups(sym._concat_rows(state, members, ax.size), tol=0.0)
+        exact = msym.duplicate_groups(sym._concat_rows(state, ax.writers + ax.readers, ax.size), tol=0.0)
+        got = sym._identical_unit_groups(state, ax)
+        assert sorted(map(sorted, got)) == sorted(map(sorted, exact))
+        assert sorted(u for g in got for u in g) == list(range(ax.size))
         assert (len(exact) < ax.size) == dup
-        assert sym._no_duplicate_units(state, members, ax.size) == (not dup)
-        assert symmetry_group_identical(net) == (1 if dup else 0)
+        assert symmetry_group_identical(net) == (2 if dup else 0)
 
 
 def symmetry_group_identical(net):

@@ -9,7 +9,7 @@ which re-exports every name.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,34 +190,71 @@ def _axis_log_order(ax: Axis) -> float:
     return ax.groups * msym.log_factorial(ax.size // ax.groups)
 
 
-def _no_duplicate_units(state: dict[str, np.ndarray], members: Sequence[Member], size: int) -> bool:
-    """True when no two units of the axis can be identical in every tensor they own, read one
-    member at a time (never the concatenation of every member's rows: for a transformer's
-    residual stream that is a float64 copy of nearly all parameters).
+def _identical_unit_groups(state: Mapping[str, np.ndarray], ax: Axis) -> list[list[int]]:
+    """Groups of units of ``ax`` whose entries are exactly equal in every tensor they own (only
+    units of one group of a grouped axis), each unit in one group; read one member at a time —
+    never the concatenation of every member's rows, which for a transformer's residual stream is
+    a float64 copy of nearly all parameters.
 
-    Each unit's rows are projected on a fixed random vector, member by member, and summed.
+    Each unit's rows are projected on K = 4 fixed random vectors, member by member, and summed.
     Identical units have projections equal up to the rounding of the dot products, at most
-    k·2⁻⁵³·Σ|row|·|r| for k entries; any two projections closer than 1e-8·max Σ|row|·|r| (far
-    above that rounding) send the caller to the exact comparison, so this never misses a
-    duplicate. Units with non-finite entries are nobody's duplicate (as in ``duplicate_groups``).
+    k·2⁻⁵³·Σ|row|·|r| for k entries; units whose 4 projections all lie within 1e-8·max Σ|row|·|r|
+    (far above that rounding) of another unit's are candidates, and only the candidates' rows
+    are compared exactly (:func:`~netxray.measures.symmetry.duplicate_groups`, tol 0). So a
+    duplicate is never missed, and a 2048-unit stream, whose closest pair on one projection is
+    often inside the window, is settled without reading all its rows at once. Units with
+    non-finite entries are nobody's duplicate.
     """
-    if size < 2:
-        return True
+    size, members = ax.size, ax.writers + ax.readers
+    singles = [[i] for i in range(size)]
+    if size < 2 or not members:
+        return singles if members or size < 2 else [list(range(size))]
     rng = np.random.default_rng(0)
-    proj = np.zeros(size)
-    bound = np.zeros(size)
+    proj = np.zeros((size, 4))
+    bound = np.zeros((size, 4))
     for m in members:
         rows = _rows(state, m, size)
-        r = rng.standard_normal(rows.shape[1])
+        r = rng.standard_normal((rows.shape[1], 4))
         proj += rows @ r
         bound += np.abs(rows) @ np.abs(r)
         del rows
-    ok = np.isfinite(proj) & np.isfinite(bound)
-    p = np.sort(proj[ok])
-    if p.size < 2:
-        return True
-    window = 1e-8 * float(bound[ok].max())
-    return bool(np.all(np.diff(p) > window))
+    finite = np.flatnonzero(np.isfinite(proj).all(axis=1) & np.isfinite(bound).all(axis=1))
+    if finite.size < 2:
+        return singles
+    window = 1e-8 * bound[finite].max(axis=0)
+    order = finite[np.argsort(proj[finite, 0], kind="stable")]
+    close = np.diff(proj[order, 0]) <= window[0]
+    unit_group = np.repeat(np.arange(ax.groups), size // ax.groups)
+    cand: set[int] = set()
+    start = 0
+    for i in range(len(order)):  # runs of neighbours on projection 0, then all 4 compared
+        if i < len(close) and close[i]:
+            continue
+        run = order[start : i + 1]
+        for a_ in range(len(run)):
+            for b_ in range(a_ + 1, len(run)):
+                u, v = int(run[a_]), int(run[b_])
+                if unit_group[u] == unit_group[v] and np.all(np.abs(proj[u] - proj[v]) <= window):
+                    cand.update((u, v))
+        start = i + 1
+    if not cand:
+        return singles
+    idx = np.array(sorted(cand))
+    sig = np.concatenate([_rows(state, m, size)[idx] for m in members], axis=1)
+    merged: dict[int, list[int]] = {}
+    for gid in np.unique(unit_group[idx]):
+        sel = np.flatnonzero(unit_group[idx] == gid)
+        for grp in msym.duplicate_groups(sig[sel], tol=0.0):
+            units = [int(idx[sel[k]]) for k in grp]
+            for u in units:
+                merged[u] = units
+    out, seen = [], set()
+    for u in range(size):
+        if u not in seen:
+            g = merged.get(u, [u])
+            seen.update(g)
+            out.append(g)
+    return out
 
 
 def _concat_rows(state: dict[str, np.ndarray], members: Sequence[Member], size: int) -> np.ndarray:
@@ -472,12 +509,31 @@ def _dedupe(members: list[Member]) -> list[Member]:
     return out
 
 
-def _state64_views(m64: nn.Module) -> dict[str, np.ndarray]:
+class _LazyState64(Mapping[str, np.ndarray]):
+    """The float tensors of a model as float64 numpy arrays, each converted when it is read and
+    not kept: a reader that takes one tensor at a time (the identical-units count, member by
+    member) holds one float64 tensor at a time, never a float64 copy of the whole model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._tensors = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._tensors[key].detach().cpu().to(torch.float64).numpy()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+
+def _state64_views(m64: nn.Module) -> Mapping[str, np.ndarray]:
     """The float tensors of a float64 CPU copy (``_eval64``) as read-only numpy views (no copy);
-    anything else falls back to :func:`_state64`."""
+    a copy in another dtype or on another device (:func:`_upcast_per_module`) is read tensor by
+    tensor (:class:`_LazyState64`)."""
     state = {k: v for k, v in m64.state_dict().items() if v.is_floating_point()}
     if any(v.dtype != torch.float64 or v.device.type != "cpu" for v in state.values()):
-        return _state64(m64)
+        return _LazyState64(m64)
     out = {}
     for k, v in state.items():
         a = v.detach().numpy()
@@ -500,3 +556,100 @@ def _eval64(model: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Module:
     for p in m.parameters():
         p.requires_grad_(False)
     return m
+
+
+# above this many bytes for a float64 copy of the whole model (268 M parameter values), the
+# verification copy keeps the model's dtype and upcasts one module at a time
+# (:func:`_upcast_per_module`); a fixed size, not the free memory, so that the same model gets
+# the same test (and the same numbers) on every machine
+PER_MODULE_ABOVE_BYTES = 2 * 1024**3
+
+
+def _floating_values(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.is_floating_point())
+
+
+def _verification_copy(model: nn.Module, dtype: torch.dtype = torch.float64, copy_mode: str = "auto") -> nn.Module:
+    """The copy the symmetry verification runs: ``"whole"`` — the whole model in ``dtype``
+    (:func:`_eval64`); ``"per-module"`` — the model's own dtype, each module computing in ``dtype``
+    while it runs (:func:`_upcast_per_module`); ``"auto"`` — whole unless its ``dtype`` copy would
+    exceed :data:`PER_MODULE_ABOVE_BYTES` (2 GiB)."""
+    if _per_module(model, dtype, copy_mode):
+        return _upcast_per_module(model, dtype)
+    return _eval64(model, dtype)
+
+
+def _per_module(model: nn.Module, dtype: torch.dtype = torch.float64, copy_mode: str = "auto") -> bool:
+    """Whether :func:`_verification_copy` makes a per-module copy of ``model``."""
+    if copy_mode not in ("auto", "whole", "per-module"):
+        raise ValueError(f"verify_copy: expected 'auto', 'whole' or 'per-module', got {copy_mode!r}")
+    size = torch.empty(0, dtype=dtype).element_size()
+    return copy_mode == "per-module" or (copy_mode == "auto" and size * _floating_values(model) > PER_MODULE_ABOVE_BYTES)
+
+
+def _upcast_per_module(model: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Module:
+    """An eval-mode copy of ``model`` in its own dtype whose modules compute in ``dtype``: each
+    module's own floating parameters and buffers are cast to ``dtype`` when it is called and
+    given back their stored tensors when it returns (a hook that runs on errors too).
+
+    Memory: the copy (2 bytes per parameter for bfloat16) plus the parameters of the modules
+    being called at that moment in ``dtype`` — one decoder layer's Linear at a time, not 8 bytes
+    per parameter for the whole model (a 1.1 B model: 2.2 GB instead of 8.8 GB). The forward pass
+    computes what the whole-model ``dtype`` copy computes, because casting up is exact: every value
+    of a bfloat16/float16/float32 tensor is a float64 value. Writers of the copy (the verification's
+    permutations) must keep values representable in the stored dtype (see ``_Verifier``).
+    """
+    m = copy.deepcopy(model)
+    m.eval()  # a copy: the user's model keeps its mode
+    for p in m.parameters():
+        p.requires_grad_(False)
+    m._netxray_compute_dtype = dtype  # read by the verification's runner for the inputs' dtype
+    depth: dict[int, int] = {}
+    stashed: dict[int, list[tuple[Any, str, torch.Tensor]]] = {}
+
+    # the casts are bookkeeping, not ops of the model: hidden from torch-function modes (the
+    # verification's precision watch would take a cast parameter for a per-sample tensor)
+    def cast(mod: nn.Module, *_: Any) -> None:
+        d = depth.get(id(mod), 0)
+        depth[id(mod)] = d + 1
+        if d:  # re-entered: already cast
+            return
+        saved = []
+        with torch._C.DisableTorchFunction():
+            for name, p in mod._parameters.items():
+                if p is not None and p.is_floating_point() and p.dtype != dtype:
+                    saved.append((p, name, p.data))
+                    p.data = p.data.to(dtype)
+            for name, b in mod._buffers.items():
+                if b is not None and b.is_floating_point() and b.dtype != dtype:
+                    saved.append((None, name, b))
+                    mod._buffers[name] = b.to(dtype)
+        stashed[id(mod)] = saved
+
+    def restore(mod: nn.Module, *_: Any) -> None:
+        depth[id(mod)] -= 1
+        if depth[id(mod)]:
+            return
+        with torch._C.DisableTorchFunction():
+            for p, name, t in stashed.pop(id(mod), []):
+                if p is not None:
+                    p.data = t
+                else:
+                    mod._buffers[name] = t
+
+    for mod in m.modules():
+        own = [t for t in [*mod._parameters.values(), *mod._buffers.values()]
+               if t is not None and t.is_floating_point() and t.dtype != dtype]  # fmt: skip
+        if own:
+            mod.register_forward_pre_hook(cast)
+            mod.register_forward_hook(restore, always_call=True)
+    return m
+
+
+def _compute_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype a verification copy computes in: a per-module copy's ``dtype``, else its
+    parameters' own."""
+    dtype = getattr(model, "_netxray_compute_dtype", None)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float64)

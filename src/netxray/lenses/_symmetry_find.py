@@ -22,23 +22,24 @@ from netxray.capture.structure._parts import (
 )
 from netxray.lenses._symmetry_axes import (
     _PRODUCERS,
+    PER_MODULE_ABOVE_BYTES,
     Axis,
     _act_name,
     _Analysis,
     _axis_log_order,
     _cnn_axes,
-    _concat_rows,
+    _compute_dtype,
     _dedupe,
-    _eval64,
     _family,
-    _group_units,
+    _identical_unit_groups,
     _linear_axis,
     _mlp_axes,
-    _no_duplicate_units,
+    _per_module,
     _resnet_axes,
     _state64,
     _state64_views,
     _unwrap,
+    _verification_copy,
     _vit_axes,
 )
 from netxray.lenses._symmetry_verify import (
@@ -314,7 +315,7 @@ def _set_match(axes: list[Axis], shapes: dict[str, tuple[int, ...]]) -> None:
         ax.writers = [dataclasses.replace(m, match=ok(m)) for m in ax.writers]
 
 
-def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
+def _analyse(model: nn.Module, data: Any = None, copy_mode: str = "auto") -> _Analysis:
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
     model, wrapper = _unwrap(model)
@@ -335,7 +336,7 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
         axes = _vit_axes(model, keys)
     else:
         try:
-            m64, probe = _copy_that_runs(model, data)
+            m64, probe = _copy_that_runs(model, data, copy_mode)
         except ValueError as exc:
             probe, graph, why = None, None, str(exc)
         else:
@@ -398,17 +399,19 @@ def _analyse(model: nn.Module, data: Any = None) -> _Analysis:
     return _Analysis(fam, axes, not_analysed, statement, model, wrapper, readable, probe, m64, calls)
 
 
-def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int) -> tuple[_Analysis, dict[str, Any]]:
+def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int,
+                       copy_mode: str = "auto") -> tuple[_Analysis, dict[str, Any]]:  # fmt: skip
     """The analysis with every axis verified (see :func:`_verify_axes`); failed axes are
-    removed from ``an.axes`` and listed in the returned report with their reason."""
-    an = _analyse(model, data)
+    removed from ``an.axes`` and listed in the returned report with their reason.
+    ``copy_mode``: the verification copy (:func:`_verification_copy`)."""
+    an = _analyse(model, data, copy_mode)
     rep: dict[str, Any] = {"verified": {}, "rejected": [], "probe": None, "verification": "not requested",
                            "rtol": None, "precision": None}
     if not verify or not an.axes:
         if verify:
             rep["verification"] = "nothing to verify"
         return an, rep
-    m64 = an.m64 if an.m64 is not None else _eval64(an.model)
+    m64 = an.m64 if an.m64 is not None else _verification_copy(an.model, copy_mode=copy_mode)
     try:
         probe = an.probe if an.probe is not None else _probe_inputs(an.model, data, seed=seed, m64=m64)
     except ValueError as exc:
@@ -449,7 +452,14 @@ def _verify_on_copy(an: _Analysis, rep: dict[str, Any], m64: nn.Module, probe: _
     precision = _lowest_precision(m64, probe)
     rtol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(precision, 1e-2)
     rep["rtol"] = rtol
-    copy_dtype = next((p.dtype for p in m64.parameters() if p.is_floating_point()), torch.float64)
+    copy_dtype = _compute_dtype(m64)
+    stored = next((p.dtype for p in m64.parameters() if p.is_floating_point()), copy_dtype)
+    if stored != copy_dtype:
+        rep["copy"] = (f"per module: the copy keeps the model's {str(stored).replace('torch.', '')} and each module "
+                       f"computes in {str(copy_dtype).replace('torch.', '')} while it runs (a "
+                       f"{str(copy_dtype).replace('torch.', '')} copy of the whole model is not made above "
+                       f"{PER_MODULE_ABOVE_BYTES / 1024**3:g} GiB); rescalings by 2^±1, exact in "
+                       f"{str(stored).replace('torch.', '')}")
     if copy_dtype != torch.float64:
         rep["precision"] = (f"the model does not run in float64 (an op that takes {str(copy_dtype).replace('torch.', '')} "
                             f"and lower only): verified on a {str(copy_dtype).replace('torch.', '')} copy, "
@@ -495,7 +505,8 @@ def _verify_on_copy(an: _Analysis, rep: dict[str, Any], m64: nn.Module, probe: _
     return an, rep
 
 
-def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, seed: int = 0) -> pd.DataFrame:
+def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, seed: int = 0,
+                   verify_copy: str = "auto") -> pd.DataFrame:
     """Table of the permutable axes of ``model`` and the order of its symmetry group.
 
     Axes come from the built-in families' documented layouts, or, for any other model, from the
@@ -535,6 +546,13 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     ``wrapper`` and ``probe`` (where the probe inputs came from). ``df.attrs["meta"]``:
     provenance.
 
+    ``verify_copy``: the copy the test runs on. ``"auto"`` (default): a float64 copy of the
+    whole model, unless that copy would exceed 2 GiB (268 M parameter values); then
+    ``"per-module"``: a copy in the model's own dtype whose modules compute in float64 one at a
+    time while they run (2 bytes per parameter for a bfloat16 model instead of 8; the same
+    float64 forward pass, since casting up is exact; rescalings by 2^±1 so that every moved value
+    stays exact in the stored dtype). ``"whole"``: always the whole float64 copy.
+
     >>> from torch import nn
     >>> g = symmetry_group(nn.Sequential(nn.Linear(2, 10), nn.Tanh(), nn.Linear(10, 1)))
     >>> round(g.attrs["summary"]["log10_order"], 4)  # 10! · 2^10
@@ -550,10 +568,17 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     # axis (about 500 bytes per unit): a 10^7-unit layer is gigabytes; estimated before any copy
     n_values, n_units = model_units(model)
     need, secs = per_unit_cost(n_values, n_units, copies=2, bytes_per_unit=500)
+    if verify and _per_module(model, copy_mode=verify_copy):
+        # the copy and the saved values of moved tensors in the model's dtype, a few float64
+        # arrays of the largest tensor (moved one at a time, or run by its module)
+        floats = [p for p in model.parameters() if p.is_floating_point()]
+        stored = max((p.element_size() for p in floats), default=8)
+        largest = max((p.numel() for p in floats), default=0)
+        need = 2.0 * stored * n_values + 4 * 8.0 * largest + 500.0 * n_units
     check_cost(f"symmetry_group: {n_units} units in {n_values} parameter values", bytes_needed=need,
                seconds=secs, option="leave the symmetry lens out (scan: --lenses without symmetry) or "
                "analyse a narrower model")  # fmt: skip
-    an, rep = _verified_analysis(model, data, verify, seed)
+    an, rep = _verified_analysis(model, data, verify, seed, verify_copy)
     inner = an.model if an.model is not None else model
     # read-only views of the float64 copy the analysis already made (the same values), instead
     # of a second float64 copy of every parameter (690 MB for ViT-B/16)
@@ -565,12 +590,7 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
         # units identical in every tensor they own are fixed by swapping them: the orbit of these
         # very parameters is d!/∏ m_g! for groups of m_g identical units (zero units included);
         # in a grouped axis only units of one group can be swapped
-        members = ax.writers + ax.readers
-        if _no_duplicate_units(state, members, ax.size):
-            groups = [[i] for i in range(ax.size)]
-        else:
-            rows_ = _concat_rows(state, members, ax.size)
-            groups = [g for u in _group_units(ax) for g in msym.duplicate_groups(rows_[u], tol=0.0)]
+        groups = _identical_unit_groups(state, ax)
         stab = sum(msym.log_factorial(len(g)) for g in groups)
         rows.append({
             "axis": ax.name,
@@ -632,18 +652,20 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     }
     if rep.get("precision"):
         df.attrs["summary"]["statement"] += "; verification: " + rep["precision"]
+    if rep.get("copy"):
+        df.attrs["summary"]["statement"] += "; verification copy: " + rep["copy"]
     if rep.get("randomized"):
         df.attrs["summary"]["statement"] += "; verification: " + rep["randomized"]
     df.attrs["meta"] = metadata(model_hash=model_hash(inner), family=an.family)
     return df
 
 
-def _copy_that_runs(model: nn.Module, data: Any) -> tuple[nn.Module, _Probe]:
+def _copy_that_runs(model: nn.Module, data: Any, copy_mode: str = "auto") -> tuple[nn.Module, _Probe]:
     """An eval-mode copy of ``model`` for the verification and the probe inputs it runs on:
     float64 unless the model does not run in float64 (Mixtral's grouped expert matmul takes
     float32/bfloat16 only) — then float32, and the verification tolerance follows (1e-5
     relative instead of 1e-10; :func:`_verify_on_copy` states it)."""
-    m64 = _eval64(model)
+    m64 = _verification_copy(model, copy_mode=copy_mode)
     try:
         return m64, _probe_inputs(model, data, m64=m64)
     except ValueError as exc:
@@ -651,7 +673,7 @@ def _copy_that_runs(model: nn.Module, data: Any) -> tuple[nn.Module, _Probe]:
     del m64  # (the exception's frames no longer hold the float64 copy either)
     if data is None and "cannot infer probe inputs" in why:
         raise ValueError(why)
-    m32 = _eval64(model, torch.float32)
+    m32 = _verification_copy(model, torch.float32, copy_mode)
     try:
         probe = _probe_inputs(model, data, m64=m32)
     except ValueError:

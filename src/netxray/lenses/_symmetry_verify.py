@@ -8,6 +8,7 @@ The probe inputs a model accepts, running it in float64, and the permutation tes
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,13 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from netxray.capture.structure._parts import Member
 from netxray.lenses._symmetry_axes import (
     _PRODUCERS,
     Axis,
+    _compute_dtype,
     _eval64,
     _random_element,
     _scale,
-    _state64,
     _take,
 )
 
@@ -212,7 +214,7 @@ def _to64(x: Any, dtype: torch.dtype = torch.float64) -> Any:
 def _run(model: nn.Module, probe: _Probe) -> list[torch.Tensor]:
     """The floating outputs of ``model`` on ``probe``, its floating inputs cast to the model's
     floating dtype (float64 for the verification copy, float32 where the model needs it)."""
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float64)
+    dtype = _compute_dtype(model)
     with torch.no_grad():
         return _float_outputs(model(*_to64(probe.args, dtype), **_to64(probe.kwargs, dtype)))
 
@@ -242,9 +244,16 @@ def _lowest_precision(m64: nn.Module, probe: _Probe) -> torch.dtype:
 
 
 class _Verifier:
-    """Applies random group elements to a float64 copy of the model (``_eval64``) and compares its
-    outputs on ``probe`` with the unmoved copy's: ``max|y' − y| ≤ rtol · max|y|``. The unmoved
-    state and outputs are read once; every check restores the tensors it moved."""
+    """Applies random group elements to a verification copy of the model (``_eval64`` or
+    ``_upcast_per_module``) and compares its outputs on ``probe`` with the unmoved copy's:
+    ``max|y' − y| ≤ rtol · max|y|``. The unmoved outputs are read once; every check moves the
+    copy's tensors in place, one tensor at a time (a float64 array of one tensor at a time, never
+    of the whole model), and puts back the values it saved of the tensors it moved.
+
+    On a copy stored below float64 (a per-module copy of a bfloat16 model) every moved value must
+    stay representable in the stored dtype, or the test would measure the rounding of the move
+    instead of the symmetry: permutations and sign flips are exact, and rescalings use factors
+    2^±1 (exact in any binary format) instead of a ∈ U[0.5, 2]."""
 
     def __init__(self, model: nn.Module, probe: _Probe, seed: int = 0, rtol: float = 1e-10,
                  y0: list[torch.Tensor] | None = None) -> None:  # fmt: skip
@@ -253,46 +262,73 @@ class _Verifier:
         self.device = device
         self.probe = _Probe(_to_device(probe.args, device), _to_device(probe.kwargs, device), probe.source)
         self.live = {k: v for k, v in model.state_dict(keep_vars=True).items() if v.is_floating_point()}
-        self.base = _state64(model)
+        self.exact_scales = any(v.dtype != torch.float64 for v in self.live.values())
         self.y0 = _run(model, self.probe) if y0 is None else y0  # the unmoved outputs, if known
         self.ref = max((float(t.abs().max()) for t in self.y0 if t.numel()), default=0.0)
         self.rng = np.random.default_rng(seed)
         self.rtol = rtol
         self.forwards = 0  # how many moved forward passes the checks took (benchmarks read it)
 
-    def _element(self, st: dict[str, np.ndarray], ax: Axis) -> str:
-        """Write one random element of ``ax`` into ``st``: a permutation that moves every unit it
-        can, with a random rescaling a ∈ [0.5, 2] or sign flip where the axis claims one."""
+    def _element(self, ax: Axis) -> tuple[Axis, np.ndarray, np.ndarray | None, str]:
+        """One random element of ``ax``: a permutation that moves every unit it can, with a
+        random rescaling or sign flip where the axis claims one (factors ``f``, or None)."""
         a = copy.copy(ax)
         perm = _random_element(self.rng, a)
         what = "permutation"
         if a.act == "homogeneous" and a.scale and a.continuous_dims:
-            f = self.rng.uniform(0.5, 2.0, a.size)
+            if self.exact_scales:
+                f = 2.0 ** self.rng.choice([-1.0, 1.0], a.size)
+            else:
+                f = self.rng.uniform(0.5, 2.0, a.size)
             what += " and positive rescaling"
         elif a.sign_flips and a.scale:
             f = self.rng.choice([-1.0, 1.0], a.size)
             what += " and sign flips"
         else:
             f = None
-        if f is not None:
-            for m in a.scale:
-                _scale(st, m, a.size, f)
-            for m in a.readers:
-                _scale(st, m, a.size, 1.0 / f)
-        _take(st, a, perm)
-        return what
+        return a, perm, f, what
+
+    def _apply(self, a: Axis, perm: np.ndarray, f: np.ndarray | None) -> None:
+        """Write the element (``perm``, ``f``) of ``a`` into the copy's tensors, one tensor at a
+        time: each tensor's scalings (× f for the axis's affine part, ÷ f for its readers), then
+        its slices taken in ``perm`` order — per tensor what the whole-state update does, since
+        the updates of different tensors are independent."""
+        # a tensor stored under several keys (tied weights) is moved once: its members under
+        # every key, the same slice counted once
+        tensors: dict[int, tuple[str, list[Member], list[Member], list[Member]]] = {}
+        seen: set[tuple[Any, ...]] = set()
+        for group, bucket in ((a.writers + a.readers, 1), (a.scale, 2), (a.readers, 3)):
+            for m in group:
+                t = self.live[m.key]
+                entry = tensors.setdefault(id(t), (m.key, [], [], []))
+                sig = (bucket, id(t), m.dim, m.offset, m.block, m.segments, m.groups, m.row_dim)
+                if sig not in seen:
+                    seen.add(sig)
+                    entry[bucket].append(dataclasses.replace(m, key=entry[0]))
+        for key, members, scaled, read in tensors.values():
+            st = {key: self.live[key].detach().cpu().to(torch.float64).numpy().copy()}
+            if f is not None:
+                for m in scaled:
+                    _scale(st, m, a.size, f)
+                for m in read:
+                    _scale(st, m, a.size, 1.0 / f)
+            part = copy.copy(a)
+            part.writers, part.readers = members, []
+            _take(st, part, perm)
+            t = self.live[key]
+            t.copy_(torch.from_numpy(st[key]).to(device=t.device, dtype=t.dtype))
 
     def check(self, axes: Sequence[Axis]) -> tuple[bool, float, str]:
         """One random element of each of ``axes``, composed (applied one after the other to the
         same state), then one forward pass. Returns (passed, relative difference, reason)."""
-        st = dict(self.base)
-        whats = [self._element(st, ax) for ax in axes]
-        what = whats[0] if len(whats) == 1 else f"composition of {len(whats)} axes' elements"
-        moved = {m.key for ax in axes for m in ax.writers + ax.readers}
+        elements = [self._element(ax) for ax in axes]
+        what = elements[0][3] if len(elements) == 1 else f"composition of {len(elements)} axes' elements"
+        moved = list({id(self.live[m.key]): m.key for ax in axes for m in ax.writers + ax.readers}.values())
+        saved = {k: self.live[k].detach().clone() for k in moved}
         try:
             with torch.no_grad():
-                for k in moved:
-                    self.live[k].copy_(torch.from_numpy(st[k]).to(self.device))
+                for a, perm, f, _ in elements:
+                    self._apply(a, perm, f)
             _flush(self.m64)
             self.forwards += 1
             y = _run(self.m64, self.probe)
@@ -310,7 +346,7 @@ class _Verifier:
         finally:
             with torch.no_grad():
                 for k in moved:
-                    self.live[k].copy_(torch.from_numpy(self.base[k]).to(self.device))
+                    self.live[k].copy_(saved[k])
 
     def check_each(self, axes: Sequence[Axis]) -> list[tuple[bool, float, str]]:
         """Every axis verified, in as few forward passes as the results allow (group testing).
@@ -428,16 +464,18 @@ def _randomized(m64: nn.Module, seed: int) -> int:
             flat = t.detach().reshape(-1).to(torch.float64)
             c = float(flat.mean()) if math.isfinite(float(flat.mean())) else 0.0
             sd = float(flat.std()) if flat.numel() > 1 else 0.0
+            del flat  # one float64 array of the tensor at a time (an LM head is 0.5 GB in float64)
             noise = torch.randn(t.shape, generator=g, dtype=torch.float64)
             if key.endswith("running_var"):
                 new = torch.empty(t.shape, dtype=torch.float64).uniform_(0.5, 2.0, generator=g) * (c if c > 0 else 1.0)
             elif sd > 0 and math.isfinite(sd):
-                new = c + sd * noise
+                new = noise.mul_(sd).add_(c)
             elif t.ndim >= 2:
-                new = c + noise / math.sqrt(max(1, t[0].numel()))
+                new = noise.div_(math.sqrt(max(1, t[0].numel()))).add_(c)
             else:
-                new = c + max(0.1, 0.1 * abs(c)) * noise
-            t.copy_(new.to(t.dtype))
+                new = noise.mul_(max(0.1, 0.1 * abs(c))).add_(c)
+            t.copy_(new)
+            del noise, new
     return len(tensors)
 
 

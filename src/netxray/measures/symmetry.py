@@ -396,7 +396,10 @@ def duplicate_groups(signatures: np.ndarray, tol: float = 1e-12) -> list[list[in
     # sort by one fixed random projection and compare only neighbours inside that window
     r = np.random.default_rng(0).standard_normal(s.shape[1])
     proj = s @ r
-    window = thr * float(np.sum(np.abs(r))) * (1 + 1e-9) + 1e-300
+    # plus the rounding of the projections themselves (≤ k·2⁻⁵³·Σ|row||r| each, whatever the
+    # summation order): identical rows can project to values a few ulps apart
+    rounding = 2 * s.shape[1] * 2.0**-53 * float(np.max(np.abs(s) @ np.abs(r)))
+    window = thr * float(np.sum(np.abs(r))) * (1 + 1e-9) + 2 * rounding + 1e-300
     order = np.argsort(proj, kind="stable")
     parent = list(range(d))
 

@@ -214,6 +214,12 @@ def _hf(directory: str, task: str | None, kwargs: dict[str, Any]) -> nn.Module:
             "model.save_pretrained(DIR, safe_serialization=True)"
         )
     cls = _hf_class(transformers, config, task)
+    if "dtype" not in kwargs and "torch_dtype" not in kwargs:
+        # the checkpoint's own dtype (bfloat16 stays bfloat16): never a float32 copy of a
+        # billion-parameter model; transformers < 4.56 loads float32 unless told, and names the
+        # option torch_dtype
+        version = tuple(int(p) for p in re.findall(r"\d+", transformers.__version__)[:2])
+        kwargs = {**kwargs, ("dtype" if version >= (4, 56) else "torch_dtype"): "auto"}
     try:
         transformers.utils.logging.disable_progress_bar()  # no bar on stderr for a local read
         model = cls.from_pretrained(path, local_files_only=True, trust_remote_code=False,

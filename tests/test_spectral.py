@@ -265,3 +265,39 @@ def test_float32_on_the_device_path_and_in_weight_spectra(monkeypatch):
     a, b = weight_spectra(model), weight_spectra(model, precision="float32")
     assert b.attrs["meta"]["precision"] == "float32" and (b["status"] == "ok").all()
     np.testing.assert_allclose(b["spectral_norm"], a["spectral_norm"], rtol=1e-6)
+
+
+def test_pruned_ks_scan_equals_the_full_scan(monkeypatch):
+    """fit_power_law computes D exactly only for candidates whose lower bound (64 positions of
+    their tail) does not exceed a known D: on 1000-value spectra (power law, log-normal, bulk +
+    outliers) it prunes most candidates and still returns the candidate, α and D of the full
+    scan, to the bit (the same floating-point operations), under both rules."""
+    from netxray.measures import spectral as S
+
+    rng = np.random.default_rng(13)
+    spectra = [(1 - rng.random(1000)) ** -0.6, np.exp(rng.normal(size=1000)),
+               np.r_[rng.uniform(0.5, 1.5, 995), [9.0, 20.0, 31.0, 80.0, 150.0]]]  # fmt: skip
+    sizes: list[int] = []
+    real = S._ks_gaps
+    monkeypatch.setattr(S, "_ks_gaps", lambda *a: sizes.append(a[3].size) or real(*a))
+    for x in spectra:
+        for rule, min_tail in (("netxray", 10), ("weightwatcher", 2)):
+            sizes.clear()
+            fit = S.fit_power_law(x, rule=rule)
+            assert sizes[-1] < sizes[0] / 3  # most candidates never got their full D
+            lam = np.sort(x)
+            best = (np.inf, None, None)
+            for i in range(len(lam) - min_tail + 1):
+                tail = lam[i:]
+                n = len(tail)
+                a = 1 + n / np.sum(np.log(tail / lam[i]))
+                d = np.max(np.abs(1 - (tail / lam[i]) ** (1 - a) - np.arange(n) / n)) if a > 1 else 1.0
+                if d < best[0]:
+                    best = (d, a, i)
+            assert fit.xmin == lam[best[2]] and fit.n_tail == len(lam) - best[2]
+            assert fit.ks_distance == pytest.approx(best[0], rel=1e-12)
+            assert fit.alpha == pytest.approx(best[1], rel=1e-12)
+            monkeypatch.setattr(S, "_PRUNE_SAMPLES", 10**9)  # no pruning: the full scan
+            full = S.fit_power_law(x, rule=rule)
+            monkeypatch.setattr(S, "_PRUNE_SAMPLES", 64)
+            assert full == fit

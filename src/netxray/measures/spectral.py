@@ -237,11 +237,10 @@ def fit_power_law(
     denom = suffix[:n_cand] - tail_n * logs[:n_cand]
     with np.errstate(divide="ignore", invalid="ignore"):
         alphas = 1.0 + tail_n / denom
-    ds = _ks_distances(logs, alphas, tail_n, block)
-    if rule == "weightwatcher":  # their bookkeeping: D = 1 where α̂ ≤ 1 (or NaN), kept a candidate
-        ds = np.where(alphas > 1.0, ds, 1.0)
-    else:
-        ds = np.where(np.isfinite(alphas) & (alphas > 1.0), ds, np.inf)
+    # their bookkeeping: D = 1 where α̂ ≤ 1 (or NaN), kept a candidate; ours: not a candidate
+    valid = alphas > 1.0 if rule == "weightwatcher" else np.isfinite(alphas) & (alphas > 1.0)
+    ds = _ks_distances(logs, alphas, tail_n, block, valid)  # inf: cannot be the smallest D
+    ds = np.where(valid, ds, 1.0 if rule == "weightwatcher" else np.inf)
     if not np.isfinite(ds).any():
         return PowerLawFit(np.nan, np.nan, np.nan, float(lam[-1]), 0, np.nan, "too_few")
     best = int(np.argmin(ds))
@@ -259,26 +258,58 @@ _WW_SMALL_N = 20  # WeightWatcher's SMALL_N_CUTOFF: under it, the small-N fit
 _WW_SMALL_N_MIN_TAIL = 8  # the small-N fit's k_min
 
 
-def _ks_distances(logs: np.ndarray, alphas: np.ndarray, tail_n: np.ndarray, block: int) -> np.ndarray:
-    """D(i) = max_{j ≥ i} |1 − exp((1 − α̂_i)(ln λ_j − ln λ_i)) − (j − i)/n_i| for every
-    candidate i (the first ``len(alphas)`` values), in blocks of ``block`` candidates, each
-    over the columns j ≥ its first candidate: O(r²/2) vectorised work, O(block·r) memory. ln(λ_j/λ_i) = 0 counts as a fitted CDF of 0 (also for
-    an infinite α̂, as ``(λ_j/x_min)**(1 − α̂)`` = 1 does)."""
-    n_all, n_cand = logs.size, alphas.size
-    ds = np.full(n_cand, np.inf)
-    for b0 in range(0, n_cand, block):
-        b1 = min(n_cand, b0 + block)
-        # columns j ≥ b0 only: the block's tails start there (the triangle, half the work)
-        k = np.arange(b0, n_all)[None, :] - np.arange(b0, b1)[:, None]  # position in i's tail
-        inside = k >= 0
-        ratio = np.where(inside, logs[None, b0:] - logs[b0:b1, None], 0.0)  # ln(λ_j / x_min)
-        a = alphas[b0:b1, None]
+_PRUNE_SAMPLES = 64  # tail positions per candidate in the lower bounds of D
+
+
+def _ks_distances(
+    logs: np.ndarray, alphas: np.ndarray, tail_n: np.ndarray, block: int, valid: np.ndarray
+) -> np.ndarray:
+    """D(i) = max_{j ≥ i} |1 − exp((1 − α̂_i)(ln λ_j − ln λ_i)) − (j − i)/n_i| for the
+    candidates i with ``valid[i]`` (the first ``len(alphas)`` values) that can hold the smallest
+    D; inf for the others. Every such D is the exact value (the same floating-point operations
+    as one candidate at a time); candidates are pruned with lower bounds: D(i) ≥ the same max
+    over 64 tail positions spread over the tail (O(64·r) work), and a candidate whose bound exceeds
+    the exact D of the candidate with the smallest bound cannot be the (first) smallest. The
+    rest in blocks of ``block`` candidates over the columns j ≥ the block's first: O(r²/2) work
+    at worst, O(block·r) memory. ln(λ_j/λ_i) = 0 counts as a fitted CDF of 0 (also for an
+    infinite α̂, as ``(λ_j/x_min)**(1 − α̂)`` = 1 does)."""
+    ds = np.full(alphas.size, np.inf)
+    rows = np.flatnonzero(valid)
+    if rows.size > 4 * _PRUNE_SAMPLES:
+        lb = _ks_gaps(logs, alphas, tail_n, rows, np.arange(_PRUNE_SAMPLES) / _PRUNE_SAMPLES, block)
+        first = rows[np.argmin(lb)]
+        ub = _ks_gaps(logs, alphas, tail_n, np.array([first]), None, block)[0]
+        if np.isfinite(ub):  # keep NaN bounds; a relative margin against any rounding
+            rows = rows[~(lb > ub * (1.0 + 1e-9))]
+    ds[rows] = _ks_gaps(logs, alphas, tail_n, rows, None, block)
+    return ds
+
+
+def _ks_gaps(
+    logs: np.ndarray, alphas: np.ndarray, tail_n: np.ndarray, rows: np.ndarray, ks: Any, block: int
+) -> np.ndarray:
+    """max_k |F_fit − F_emp| of each candidate in ``rows`` (ascending) over its tail positions k:
+    all of them (``ks`` None), or k = ⌊q·n_i⌋ for q in ``ks`` ⊂ [0, 1) (a lower bound of D)."""
+    n_all = logs.size
+    out = np.empty(rows.size)
+    for s0 in range(0, rows.size, block):
+        r = rows[s0 : s0 + block, None]
+        if ks is None:  # columns j ≥ the block's first candidate (the triangle, half the work)
+            j = np.arange(int(r[0, 0]), n_all)[None, :]
+            k = j - r  # position inside candidate i's tail
+            inside = k >= 0
+            ratio = np.where(inside, logs[j] - logs[r], 0.0)  # ln(λ_j / x_min)
+        else:  # positions ⌊q·n_i⌋ spread over each tail (all of a tail shorter than len(q))
+            k = (tail_n[r] * ks[None, :]).astype(np.int64)
+            inside = k >= 0
+            ratio = logs[r + k] - logs[r]
+        a = alphas[r]
         with np.errstate(over="ignore", invalid="ignore"):
             fitted = np.where(ratio == 0.0, 0.0, 1.0 - np.exp((1.0 - a) * ratio))
-        emp = k / tail_n[b0:b1, None]
+        emp = k / tail_n[r]
         gap = np.where(inside, np.abs(fitted - emp), 0.0)
-        ds[b0:b1] = gap.max(axis=1)
-    return ds
+        out[s0 : s0 + r.shape[0]] = gap.max(axis=1)
+    return out
 
 
 def _fit_small_n_ww(lam: np.ndarray) -> PowerLawFit:

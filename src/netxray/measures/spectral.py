@@ -97,9 +97,10 @@ def gram_eigenvalues(w: Any, *, precision: str = "float64") -> np.ndarray:
       eigenvalues of that tridiagonal matrix in float64 (``dsterf``, O(r²)). About 1.7× faster
       than float64 on one CPU core (the bench); |Δλ| ≈ 1e-7·λ_max against float64 on the
       bench's layers (a float32 rounding of the Gram; float32 ``ssterf`` would add ~1e-5).
-      The weights themselves are mostly stored in float32, so this is the size of the change
-      that rounding W to float32 makes; WeightWatcher's own GPU path computes its singular
-      values in float32 too (its CPU path: float64 SVD). A fit whose best x_min is a near tie
+      That is larger than what rounding W itself to float32 changes (bench: α moves ≤ 5e-6 under
+      such a perturbation, ≤ 1.6e-4 = 2e-6 relative in float32, same tails on its 10 layers).
+      WeightWatcher's own GPU path computes its singular values in float32 (torch ``svdvals``;
+      its CPU path: a float64 scipy SVD). A fit whose best x_min is a near tie
       may pick another tail than in float64: ``rule="weightwatcher"`` agrees with
       WeightWatcher to ~1e-9 only in float64.
     """

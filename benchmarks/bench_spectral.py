@@ -8,11 +8,14 @@ Both tools get the same nn.Module; WeightWatcher ``analyze()`` with its defaults
 ``netxray.lenses.parameters.weight_spectra(model, rule="weightwatcher")`` (their minimum tail,
 threshold and x_min rule; :func:`netxray.measures.spectral.fit_power_law`). Printed per layer:
 α of both, |Δα|, x_min and tail size of both (on the eigenvalues of WᵀW, unnormalised), α with
-netxray's default rule (tails ≥ 10), and the per-layer seconds of netxray's whole row against
-the SVD WeightWatcher runs (scipy ``svd(W, compute_uv=False)``, ~95 % of its time); then both
+netxray's default rule (tails ≥ 10), and the per-layer seconds of netxray's stages against
+the SVD WeightWatcher runs (scipy ``svd(W, compute_uv=False)``, ~90 % of its time); then both
 CPU times (process time: one thread each, interleaved, best of --repeats; on the shared
 machine the wall clock also counts other people's work) and their ratio.
-Goal (issue 23): ≥ 5× faster, the same tail and α on every layer.
+Also netxray with ``precision="float32"`` eigenvalues, its |Δα| against WeightWatcher, and how
+far the float64 α moves when W is perturbed at its own float32 rounding; per-layer CPU
+seconds of each stage (float64 Gram, dsyevd, fit; float32 Gram + eigenvalues; their SVD) and
+the floor they set. Goal (issue 23): ≥ 5× faster, the same tail and α on every layer.
 
 Requires the ``bench`` extra (``pip install netxray[bench]``: weightwatcher).
 
@@ -77,6 +80,36 @@ def build(seed: int = 0) -> tuple[nn.Module, dict[str, str]]:
     return nn.Sequential(*layers), kinds
 
 
+def _stages(w: np.ndarray) -> dict[str, float]:
+    """CPU seconds of netxray's float64 row split into its stages (the cast, the Gram, the
+    eigensolver, the fit), of the float32 eigenvalues, and of WeightWatcher's SVD."""
+    import scipy.linalg
+
+    from netxray.measures.spectral import _as_matrix, _eigenvalues_float32, fit_power_law
+
+    out: dict[str, float] = {}
+    t0 = time.process_time()
+    a = w.astype(np.float64)
+    out["cast"] = time.process_time() - t0
+    t0 = time.process_time()
+    gram = a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a
+    out["gram"] = time.process_time() - t0
+    t0 = time.process_time()
+    lam = np.linalg.eigvalsh(gram)
+    out["eig"] = time.process_time() - t0
+    t0 = time.process_time()
+    fit_power_law(lam, rule="weightwatcher")
+    out["fit"] = time.process_time() - t0
+    t0 = time.process_time()
+    a32 = _as_matrix(w, np.float32)
+    _eigenvalues_float32(a32 @ a32.T if a32.shape[0] <= a32.shape[1] else a32.T @ a32)
+    out["eig32"] = time.process_time() - t0  # float32 Gram + ssytrd + dsterf
+    t0 = time.process_time()
+    scipy.linalg.svd(a, compute_uv=False)
+    out["svd"] = time.process_time() - t0
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2)
@@ -84,60 +117,72 @@ def main() -> None:
     set_threads(1)  # torch and every BLAS pool (scipy's own included), before weightwatcher loads
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
-    import scipy.linalg
     import weightwatcher as ww
 
     from netxray.lenses.parameters import weight_spectra
     from netxray.measures.spectral import spectral_stats
 
     model, kinds = build()
-    t_ww = t_nx = np.inf
-    for _ in range(args.repeats):
+    t_ww = t_nx = t_32 = np.inf
+    for _ in range(args.repeats):  # interleaved: the shared machine's drift hits all three alike
         t0 = time.process_time()
         ours = weight_spectra(model, rule="weightwatcher")
         t_nx = min(t_nx, time.process_time() - t0)
+        t0 = time.process_time()
+        ours32 = weight_spectra(model, rule="weightwatcher", precision="float32")
+        t_32 = min(t_32, time.process_time() - t0)
         t0 = time.process_time()
         theirs = ww.WeightWatcher(model=model).analyze()
         t_ww = min(t_ww, time.process_time() - t0)
     theirs = theirs.reset_index(drop=True)
     ours = ours.reset_index(drop=True)
+    ours32 = ours32.reset_index(drop=True)
     default = weight_spectra(model).reset_index(drop=True)
     weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
-    print(f"{'layer':>9} {'kind':>17} {'shape':>10} {'α nx(ww)':>9} {'α ww':>8} {'|Δα|':>8} "
-          f"{'xmin nx':>9} {'xmin ww':>9} {'tail nx':>7} {'tail ww':>7} {'α nx dflt':>9} "
-          f"{'s nx':>6} {'s svd':>6} {'ratio':>5}")  # fmt: skip
-    diffs, same_tail = [], 0
-    sum_nx = sum_svd = sum_eig = 0.0
+    rng = np.random.default_rng(1)
+    print(f"{'layer':>9} {'kind':>17} {'shape':>10} {'α nx(ww)':>9} {'α ww':>8} {'|Δα|':>7} "
+          f"{'|Δα|32':>7} {'|Δα|ulp':>7} {'tail nx':>7} {'ww':>5} {'f32':>5} {'xmin ww':>8} "
+          f"{'α dflt':>8} {'gram':>6} {'eig':>6} {'fit':>6} {'eig32':>6} {'svd':>6}")  # fmt: skip
+    diffs, diffs32, diffs_ulp, same_tail, same_tail32 = [], [], [], 0, 0
+    tot: dict[str, float] = {}
     for i, row in ours.iterrows():
         a_ww = float(theirs.loc[i, "alpha"]) if i < len(theirs) else float("nan")
         x_ww = float(theirs.loc[i, "xmin"]) if i < len(theirs) else float("nan")
-        w = weights[i].detach().double().numpy()
-        t0 = time.process_time()
-        spectral_stats(w, rule="weightwatcher")
-        s_nx = time.process_time() - t0
-        t0 = time.process_time()
-        sv = scipy.linalg.svd(w, compute_uv=False)
-        s_svd = time.process_time() - t0
-        gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
-        t0 = time.process_time()
-        np.linalg.eigvalsh(gram)
-        sum_eig += time.process_time() - t0
-        sum_nx += s_nx
-        sum_svd += s_svd
-        ev = np.sort(sv * sv)
+        w32 = weights[i].detach().numpy()
+        w = w32.astype(np.float64)
+        st = min((_stages(w32) for _ in range(2)), key=lambda d: sum(d.values()))
+        for k, v in st.items():
+            tot[k] = tot.get(k, 0.0) + v
+        ev = np.sort(np.linalg.svd(w, compute_uv=False) ** 2)
         n_ww = int((ev >= x_ww).sum())  # WeightWatcher's tail: its eigenvalues ≥ its x_min
         same_tail += int(n_ww == row["n_tail"] and abs(row["alpha"] - a_ww) <= 1e-9 * a_ww)
+        same_tail32 += int(n_ww == ours32.loc[i, "n_tail"])
         diffs.append(abs(row["alpha"] - a_ww))
+        diffs32.append(abs(ours32.loc[i, "alpha"] - a_ww))
+        # the weights' own float32 rounding: W·(1 + u·2⁻²⁴), u ~ U(−1, 1), fitted in float64
+        noisy = w * (1 + rng.uniform(-1, 1, w.shape) * 2.0**-24)
+        diffs_ulp.append(abs(spectral_stats(noisy, rule="weightwatcher")["alpha"] - row["alpha"]))
         print(f"{row['name']:>9} {kinds[row['name']]:>17} {row['shape']:>10} {row['alpha']:9.4f} "
-              f"{a_ww:8.4f} {diffs[-1]:8.1e} {row['xmin']:9.4g} {x_ww:9.4g} {row['n_tail']:7d} "
-              f"{n_ww:7d} {default.loc[i, 'alpha']:9.4f} {s_nx:6.3f} {s_svd:6.3f} {s_svd / s_nx:5.1f}")  # fmt: skip
-    print(f"rule='weightwatcher': the same tail and α (to 1e-9) on {same_tail} of {len(ours)} layers, "
-          f"max |Δα| = {np.nanmax(diffs):.2e}")
-    print(f"per layer, summed: netxray's rows {sum_nx:.2f} s, WeightWatcher's SVDs {sum_svd:.2f} s "
-          f"({sum_svd / sum_nx:.1f}x); the symmetric eigensolver alone (LAPACK syevd on the Gram) "
-          f"{sum_eig:.2f} s: a bound of {sum_svd / sum_eig:.1f}x even with a free Gram and fit")  # fmt: skip
-    print(f"time: netxray {t_nx:.2f} s, weightwatcher {t_ww:.2f} s: {t_ww / t_nx:.1f}x faster "
-          f"(goal ≥ 5x), CPU seconds, one thread each, the whole analyze() / weight_spectra")  # fmt: skip
+              f"{a_ww:8.4f} {diffs[-1]:7.1e} {diffs32[-1]:7.1e} {diffs_ulp[-1]:7.1e} {row['n_tail']:7d} "
+              f"{n_ww:5d} {ours32.loc[i, 'n_tail']:5d} {x_ww:8.4g} {default.loc[i, 'alpha']:8.4f} "
+              f"{st['gram']:6.3f} {st['eig']:6.3f} {st['fit']:6.3f} {st['eig32']:6.3f} {st['svd']:6.3f}")  # fmt: skip
+    n = len(ours)
+    print(f"float64 (default), rule='weightwatcher': the same tail and α (to 1e-9) on {same_tail} of {n} "
+          f"layers, max |Δα| = {np.nanmax(diffs):.2e}")
+    print(f"float32 eigenvalues: the same tail on {same_tail32} of {n} layers, max |Δα| = "
+          f"{np.nanmax(diffs32):.2e}, max |Δα|/α = {np.nanmax(np.array(diffs32) / ours['alpha']):.1e}; "
+          f"float64 α moves by up to {np.nanmax(diffs_ulp):.1e} when W is perturbed at its own float32 "
+          f"rounding (|Δα|ulp)")  # fmt: skip
+    print(f"stages, summed over layers (CPU s): cast {tot['cast']:.2f}, Gram (dsyrk) {tot['gram']:.2f}, "
+          f"eigenvalues (dsyevd) {tot['eig']:.2f}, fit {tot['fit']:.2f}; float32 Gram + eigenvalues "
+          f"{tot['eig32']:.2f}; WeightWatcher's SVDs {tot['svd']:.2f}")  # fmt: skip
+    print(f"floor in float64: Gram + dsyevd alone = {tot['gram'] + tot['eig']:.2f} s, a ceiling of ~"
+          f"{t_ww / (tot['gram'] + tot['eig']):.1f}x against WeightWatcher's {t_ww:.2f} s even with a free "
+          f"fit; float32 Gram + eigenvalues {tot['eig32']:.2f} s: ~{t_ww / tot['eig32']:.1f}x "
+          f"(stages timed one layer at a time: ±10 % on this machine)")  # fmt: skip
+    print(f"time: weightwatcher {t_ww:.2f} s; netxray float64 {t_nx:.2f} s: {t_ww / t_nx:.1f}x faster, "
+          f"float32 {t_32:.2f} s: {t_ww / t_32:.1f}x faster (goal ≥ 5x); CPU seconds, one thread each, "
+          f"the whole analyze() / weight_spectra")  # fmt: skip
 
 
 if __name__ == "__main__":

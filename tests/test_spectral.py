@@ -210,3 +210,94 @@ def test_weightwatcher_rule_too_few_and_bad_rule():
     assert fit_power_law(np.r_[np.zeros(10), 1.0], rule="weightwatcher").status == "too_few"
     with pytest.raises(ValueError, match="rule"):
         fit_power_law(np.arange(1.0, 30.0), rule="powerlaw")
+
+
+def test_float32_eigenvalues_are_within_float32_rounding_of_float64():
+    """precision="float32": a float32 Gram and ssytrd, then dsterf on the tridiagonal form in
+    float64: |Δλ| ≤ 5e-7·λ_max against float64 (measured ~7e-8; an all-float32 eigensolver,
+    ssyevr/ssyevd, is ~2e-6 here and fails this bound). Descending, float64, the same length."""
+    from netxray.measures.spectral import gram_eigenvalues
+
+    rng = np.random.default_rng(11)
+    for n, m in ((400, 300), (300, 400), (600, 600)):
+        w = rng.normal(size=(n, m)).astype(np.float32)
+        l64 = gram_eigenvalues(w)
+        l32 = gram_eigenvalues(w, precision="float32")
+        assert l32.dtype == np.float64 and l32.shape == (min(n, m),)
+        assert np.all(np.diff(l32) <= 0)
+        assert np.max(np.abs(l32 - l64)) <= 5e-7 * l64[0]
+    assert gram_eigenvalues(np.array([[3.0, 4.0]]), precision="float32").tolist() == [25.0]
+    with pytest.raises(ValueError, match="precision"):
+        gram_eigenvalues(np.eye(3), precision="float16")
+
+
+def test_float32_fit_keeps_the_tail_and_alpha_to_float32_rounding():
+    """On the fixed matrices (float32 weights) the float32 spectral row picks the same tail as
+    float64, with α within 1e-4 relative and the norms within 1e-6."""
+    for w in _fixed_matrices()[:7]:
+        w = w.astype(np.float32)
+        for rule in ("netxray", "weightwatcher"):
+            a = spectral_stats(w, rule=rule)
+            b = spectral_stats(w, rule=rule, precision="float32")
+            assert (b["n_rows"], b["n_cols"], b["fit_status"], b["n_tail"]) == (
+                a["n_rows"], a["n_cols"], a["fit_status"], a["n_tail"]
+            )  # fmt: skip
+            assert b["alpha"] == pytest.approx(a["alpha"], rel=1e-4)
+            for c in ("spectral_norm", "frobenius_norm", "stable_rank"):
+                assert b[c] == pytest.approx(a[c], rel=1e-6), c
+
+
+def test_float32_on_the_device_path_and_in_weight_spectra(monkeypatch):
+    import torch
+
+    from netxray.lenses.parameters import weight_spectra
+    from netxray.measures import spectral as S
+
+    w = np.random.default_rng(12).normal(size=(120, 80)).astype(np.float32)
+    t = torch.from_numpy(w)
+    lam = S.gram_eigenvalues(w)  # torch's all-float32 eigensolver: ~1e-6·λ_max
+    np.testing.assert_allclose(S._gram_eigenvalues_torch(t, "float32"), lam, rtol=0, atol=5e-6 * lam[0])
+    monkeypatch.setattr(S, "_on_accelerator", lambda x: isinstance(x, torch.Tensor))
+    assert spectral_stats(t, precision="float32")["n_cols"] == 80
+    monkeypatch.undo()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 48), torch.nn.Linear(48, 32))
+    a, b = weight_spectra(model), weight_spectra(model, precision="float32")
+    assert b.attrs["meta"]["precision"] == "float32" and (b["status"] == "ok").all()
+    np.testing.assert_allclose(b["spectral_norm"], a["spectral_norm"], rtol=1e-6)
+
+
+def test_pruned_ks_scan_equals_the_full_scan(monkeypatch):
+    """fit_power_law computes D exactly only for candidates whose lower bound (64 positions of
+    their tail) does not exceed a known D: on 1000-value spectra (power law, log-normal, bulk +
+    outliers) it prunes most candidates and still returns the candidate, α and D of the full
+    scan, to the bit (the same floating-point operations), under both rules."""
+    from netxray.measures import spectral as S
+
+    rng = np.random.default_rng(13)
+    spectra = [(1 - rng.random(1000)) ** -0.6, np.exp(rng.normal(size=1000)),
+               np.r_[rng.uniform(0.5, 1.5, 995), [9.0, 20.0, 31.0, 80.0, 150.0]]]  # fmt: skip
+    sizes: list[int] = []
+    real = S._ks_gaps
+    monkeypatch.setattr(S, "_ks_gaps", lambda *a: sizes.append(a[3].size) or real(*a))
+    for x in spectra:
+        for rule, min_tail in (("netxray", 10), ("weightwatcher", 2)):
+            sizes.clear()
+            fit = S.fit_power_law(x, rule=rule)
+            assert sizes[-1] < sizes[0] / 3  # most candidates never got their full D
+            lam = np.sort(x)
+            best = (np.inf, None, None)
+            for i in range(len(lam) - min_tail + 1):
+                tail = lam[i:]
+                n = len(tail)
+                a = 1 + n / np.sum(np.log(tail / lam[i]))
+                d = np.max(np.abs(1 - (tail / lam[i]) ** (1 - a) - np.arange(n) / n)) if a > 1 else 1.0
+                if d < best[0]:
+                    best = (d, a, i)
+            assert fit.xmin == lam[best[2]] and fit.n_tail == len(lam) - best[2]
+            assert fit.ks_distance == pytest.approx(best[0], rel=1e-12)
+            assert fit.alpha == pytest.approx(best[1], rel=1e-12)
+            monkeypatch.setattr(S, "_PRUNE_SAMPLES", 10**9)  # no pruning: the full scan
+            full = S.fit_power_law(x, rule=rule)
+            monkeypatch.setattr(S, "_PRUNE_SAMPLES", 64)
+            assert full == fit

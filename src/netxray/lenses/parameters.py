@@ -417,6 +417,7 @@ def weight_spectra(
     bins: int = 50,
     progress: bool = False,
     device: Any = None,
+    precision: str = "float64",
 ) -> pd.DataFrame:
     """The spectral view of every weight matrix (:mod:`netxray.measures.spectral`).
 
@@ -431,6 +432,8 @@ def weight_spectra(
     small-N fit; :func:`netxray.measures.spectral.fit_power_law`) instead of netxray's tails of
     ≥ ``min_tail`` values. ``device`` (e.g. ``"cuda"``): each tensor is copied there in turn
     (one at a time) and its Gram matrix and eigenvalues computed there; None: where it lives.
+    ``precision="float32"``: eigenvalues from a float32 Gram (faster, |Δλ| ≈ 1e-7·λ_max;
+    :func:`netxray.measures.spectral.gram_eigenvalues`).
 
     Example:
         >>> import torch
@@ -460,7 +463,9 @@ def weight_spectra(
                 continue
             row: dict[str, Any] = {"name": name, "shape": "x".join(map(str, t.shape))}
             try:
-                st = S.spectral_stats(t if device is None else t.to(device), min_tail=min_tail, rule=rule)
+                st = S.spectral_stats(
+                    t if device is None else t.to(device), min_tail=min_tail, rule=rule, precision=precision
+                )
                 esd[name] = S.esd_histogram(st.pop("evals"), bins=bins)
                 row.update(st)
                 row["status"] = "ok"
@@ -469,7 +474,7 @@ def weight_spectra(
             rows.append(row)
             del t  # before the next read: one tensor in memory at a time
     df = pd.DataFrame(rows).reindex(columns=["name", "shape", *S.SPECTRAL_COLUMNS, "status"])
-    meta = {"min_tail": min_tail, "rule": rule,
+    meta = {"min_tail": min_tail, "rule": rule, "precision": precision,
             "estimator": "continuous power-law MLE, x_min by minimal KS distance"}  # fmt: skip
     if isinstance(model, nn.Module):
         meta["model_hash"] = model_hash(model)

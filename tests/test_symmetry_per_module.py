@@ -82,3 +82,31 @@ def test_per_module_verification_rejects_a_wrong_axis_and_keeps_homogeneous_resc
 def test_verify_copy_is_checked():
     with pytest.raises(ValueError, match="verify_copy"):
         sym.symmetry_group(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)), verify_copy="half")
+
+
+@pytest.mark.parametrize("make", ["mlp", "grouped", "llama"])
+def test_checks_on_an_exact_copy_give_every_value_back_bit_for_bit(make):
+    # an exact copy is restored by undoing each move (no saved copy of the moved tensors): after
+    # passing, failing and broken checks alike, every tensor must hold its values to the bit
+    torch.manual_seed(0)
+    if make == "mlp":
+        model = nn.Sequential(nn.Linear(4, 6), RollActivation(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 7),
+                              nn.ReLU(), nn.Linear(7, 2)).to(torch.bfloat16)  # fmt: skip
+        data = None
+    elif make == "grouped":
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2),
+                              nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)).to(torch.bfloat16)  # fmt: skip
+        data = torch.randn(2, 3, 9, 9)
+    else:
+        model, data = _bf16_llama(), torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(1))
+    copy_ = _upcast_per_module(model)
+    an = sym._analyse(model, data)
+    assert an.axes
+    probe = sym._probe_inputs(model, data, m64=copy_)
+    before = {k: v.clone() for k, v in copy_.state_dict().items()}
+    v = sym._Verifier(copy_, probe, seed=3, rtol=1e-5)
+    assert v.exact_scales
+    verdicts = v.check_each(an.axes) + [v.check([ax]) for ax in an.axes]
+    assert any(ok for ok, _, _ in verdicts)
+    after = copy_.state_dict()
+    assert all(torch.equal(after[k], want) for k, want in before.items())

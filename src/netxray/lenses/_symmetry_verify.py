@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -243,6 +243,28 @@ def _lowest_precision(m64: nn.Module, probe: _Probe) -> torch.dtype:
     return order[seen["worst"]]
 
 
+@dataclass
+class _Step:
+    """One tensor's part of a group element (see ``_Verifier._steps``): in ``key``, scale the
+    ``scaled`` slices by ``f`` and the ``read`` slices by 1/f, then take the ``members`` slices in
+    ``perm`` order (unit i of the result is unit ``perm[i]``)."""
+
+    key: str
+    axis: Axis
+    perm: np.ndarray
+    f: np.ndarray | None
+    members: list[Member] = field(default_factory=list)
+    scaled: list[Member] = field(default_factory=list)
+    read: list[Member] = field(default_factory=list)
+
+    def inverse(self) -> _Step:
+        """The step that undoes this one: new[i] = f[perm[i]]·w[perm[i]] is undone by scaling
+        unit i by 1/f[perm[i]] and taking the units in the inverse order."""
+        inv = np.argsort(self.perm)
+        f = None if self.f is None else 1.0 / self.f[self.perm]
+        return _Step(self.key, self.axis, inv, f, self.members, self.scaled, self.read)
+
+
 class _Verifier:
     """Applies random group elements to a verification copy of the model (``_eval64`` or
     ``_upcast_per_module``) and compares its outputs on ``probe`` with the unmoved copy's:
@@ -288,47 +310,61 @@ class _Verifier:
             f = None
         return a, perm, f, what
 
-    def _apply(self, a: Axis, perm: np.ndarray, f: np.ndarray | None) -> None:
-        """Write the element (``perm``, ``f``) of ``a`` into the copy's tensors, one tensor at a
-        time: each tensor's scalings (× f for the axis's affine part, ÷ f for its readers), then
-        its slices taken in ``perm`` order — per tensor what the whole-state update does, since
-        the updates of different tensors are independent."""
-        # a tensor stored under several keys (tied weights) is moved once: its members under
-        # every key, the same slice counted once
-        tensors: dict[int, tuple[str, list[Member], list[Member], list[Member]]] = {}
+    def _steps(self, a: Axis, perm: np.ndarray, f: np.ndarray | None) -> list[_Step]:
+        """The element (``perm``, ``f``) of ``a`` as one step per tensor it moves: the tensor's
+        scalings (× f for the axis's affine part, ÷ f for its readers), then its slices taken in
+        ``perm`` order — per tensor what the whole-state update does, since the updates of
+        different tensors are independent. A tensor stored under several keys (tied weights) is
+        moved once, its members under every key, the same slice counted once."""
+        tensors: dict[int, _Step] = {}
         seen: set[tuple[Any, ...]] = set()
-        for group, bucket in ((a.writers + a.readers, 1), (a.scale, 2), (a.readers, 3)):
+        for group, bucket in ((a.writers + a.readers, "members"), (a.scale, "scaled"), (a.readers, "read")):
             for m in group:
                 t = self.live[m.key]
-                entry = tensors.setdefault(id(t), (m.key, [], [], []))
+                step = tensors.setdefault(id(t), _Step(m.key, a, perm, f))
                 sig = (bucket, id(t), m.dim, m.offset, m.block, m.segments, m.groups, m.row_dim)
                 if sig not in seen:
                     seen.add(sig)
-                    entry[bucket].append(dataclasses.replace(m, key=entry[0]))
-        for key, members, scaled, read in tensors.values():
-            st = {key: self.live[key].detach().cpu().to(torch.float64).numpy().copy()}
-            if f is not None:
-                for m in scaled:
-                    _scale(st, m, a.size, f)
-                for m in read:
-                    _scale(st, m, a.size, 1.0 / f)
-            part = copy.copy(a)
-            part.writers, part.readers = members, []
-            _take(st, part, perm)
-            t = self.live[key]
-            t.copy_(torch.from_numpy(st[key]).to(device=t.device, dtype=t.dtype))
+                    getattr(step, bucket).append(dataclasses.replace(m, key=step.key))
+        return list(tensors.values())
+
+    def _move(self, step: _Step) -> None:
+        """Write one step into its tensor (a float64 array of that one tensor meanwhile)."""
+        key, size = step.key, step.axis.size
+        st = {key: self.live[key].detach().cpu().to(torch.float64).numpy().copy()}
+        if step.f is not None:
+            for m in step.scaled:
+                _scale(st, m, size, step.f)
+            for m in step.read:
+                _scale(st, m, size, 1.0 / step.f)
+        part = copy.copy(step.axis)
+        part.writers, part.readers = step.members, []
+        _take(st, part, step.perm)
+        t = self.live[key]
+        t.copy_(torch.from_numpy(st[key]).to(device=t.device, dtype=t.dtype))
 
     def check(self, axes: Sequence[Axis]) -> tuple[bool, float, str]:
         """One random element of each of ``axes``, composed (applied one after the other to the
-        same state), then one forward pass. Returns (passed, relative difference, reason)."""
+        same state), then one forward pass. Returns (passed, relative difference, reason).
+
+        The moved tensors get their values back afterwards: on an exact copy (every move exact
+        in the stored dtype) by undoing the steps taken, in reverse, each by its inverse — no
+        saved copy of the moved tensors, which for a residual stream are nearly all of them;
+        on a float64 copy with rescalings a ∈ U[0.5, 2] (not exactly invertible) from a saved
+        copy of the tensors it moves."""
         elements = [self._element(ax) for ax in axes]
         what = elements[0][3] if len(elements) == 1 else f"composition of {len(elements)} axes' elements"
-        moved = list({id(self.live[m.key]): m.key for ax in axes for m in ax.writers + ax.readers}.values())
-        saved = {k: self.live[k].detach().clone() for k in moved}
+        saved: dict[str, torch.Tensor] = {}
+        if not self.exact_scales:
+            moved = {id(self.live[m.key]): m.key for ax in axes for m in ax.writers + ax.readers}
+            saved = {k: self.live[k].detach().clone() for k in moved.values()}
+        done: list[_Step] = []
         try:
             with torch.no_grad():
                 for a, perm, f, _ in elements:
-                    self._apply(a, perm, f)
+                    for step in self._steps(a, perm, f):
+                        self._move(step)
+                        done.append(step)
             _flush(self.m64)
             self.forwards += 1
             y = _run(self.m64, self.probe)
@@ -345,8 +381,13 @@ class _Verifier:
             return False, math.inf, f"moving it broke the forward pass ({type(exc).__name__}: {str(exc)[:120]})"
         finally:
             with torch.no_grad():
-                for k in moved:
-                    self.live[k].copy_(saved[k])
+                if saved:
+                    for k, v in saved.items():
+                        self.live[k].copy_(v)
+                else:
+                    for step in reversed(done):
+                        self._move(step.inverse())
+                _flush(self.m64)
 
     def check_each(self, axes: Sequence[Axis]) -> list[tuple[bool, float, str]]:
         """Every axis verified, in as few forward passes as the results allow (group testing).

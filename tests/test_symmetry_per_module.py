@@ -110,3 +110,32 @@ def test_checks_on_an_exact_copy_give_every_value_back_bit_for_bit(make):
     assert any(ok for ok, _, _ in verdicts)
     after = copy_.state_dict()
     assert all(torch.equal(after[k], want) for k, want in before.items())
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])  # fmt: skip
+@pytest.mark.parametrize("verify_copy", ["whole", "per-module"])
+def test_the_verification_runs_on_the_device_asked_and_decides_the_same(device, verify_copy):
+    model = _bf16_llama()
+    ids = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(1))
+    here = sym.symmetry_group(model, ids, verify_copy=verify_copy)
+    there = sym.symmetry_group(model, ids, verify_copy=verify_copy, device=device)
+    cols = ["axis", "size", "identical_units", "verified"]
+    assert there[cols].equals(here[cols]) and bool(there["verified"].all())
+    assert next(model.parameters()).device.type == "cpu"  # the model itself never moves
+
+
+def test_the_symmetry_command_takes_a_device(tmp_path):
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(build_model({"arch": "mlp", "input_shape": [1, 8, 8], "num_classes": 10, "widths": [12]}),
+                    tmp_path / "a")  # fmt: skip
+    r = CliRunner().invoke(app, ["symmetry", str(tmp_path / "a"), "--device", "cpu"])
+    assert r.exit_code == 0 and "status: ok" in r.output, r.output
+    if not torch.cuda.is_available():
+        r = CliRunner().invoke(app, ["symmetry", str(tmp_path / "a"), "--device", "cuda"])
+        assert r.exit_code == 1 and "error: --device cuda" in r.output and "no CUDA GPU" in r.output, r.output

@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from netxray.cli._common import fail, load_checkpoint
+from netxray.cli._common import DEVICE, cli_device, fail, load_checkpoint
 from netxray.measures.symmetry import format_power_of_ten
 
 
@@ -133,6 +133,7 @@ def register(app: typer.Typer) -> None:
             False, "--force", help="Let --canonical-out replace a checkpoint already in that directory "
             "(never the input checkpoint itself)."),
         quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
+        device: str | None = DEVICE,
     ) -> None:
         """Symmetry of a trained network: its permutable axes (hidden units, channels, heads,
         residual streams), each verified by a random permutation test, the order of its
@@ -149,7 +150,8 @@ def register(app: typer.Typer) -> None:
         if canonical_out is not None:
             sources = {"source": checkpoint, **({"--compare": compare} if compare is not None else {})}
             _check_canonical_out(canonical_out, sources, force)
-        group = sym.symmetry_group(model)
+        dev = cli_device(device)  # the verification copy and its forward passes run there
+        group = sym.symmetry_group(model, device=dev)
         s = group.attrs["summary"]
         summary: dict[str, Any] = {k: v for k, v in s.items()}
         lines = [

@@ -569,14 +569,15 @@ def _floating_values(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.is_floating_point())
 
 
-def _verification_copy(model: nn.Module, dtype: torch.dtype = torch.float64, copy_mode: str = "auto") -> nn.Module:
+def _verification_copy(model: nn.Module, dtype: torch.dtype = torch.float64, copy_mode: str = "auto",
+                       device: torch.device | None = None) -> nn.Module:  # fmt: skip
     """The copy the symmetry verification runs: ``"whole"`` — the whole model in ``dtype``
     (:func:`_eval64`); ``"per-module"`` — the model's own dtype, each module computing in ``dtype``
     while it runs (:func:`_upcast_per_module`); ``"auto"`` — whole unless its ``dtype`` copy would
-    exceed :data:`PER_MODULE_ABOVE_BYTES` (2 GiB)."""
-    if _per_module(model, dtype, copy_mode):
-        return _upcast_per_module(model, dtype)
-    return _eval64(model, dtype)
+    exceed :data:`PER_MODULE_ABOVE_BYTES` (2 GiB). ``device``: where the copy runs (default: the
+    model's own device)."""
+    m = _upcast_per_module(model, dtype) if _per_module(model, dtype, copy_mode) else _eval64(model, dtype)
+    return m if device is None else m.to(device)
 
 
 def _per_module(model: nn.Module, dtype: torch.dtype = torch.float64, copy_mode: str = "auto") -> bool:

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from netxray._device import resolve_device
 from netxray._meta import metadata, model_hash
 from netxray.capture.structure._parts import (
     Member,
@@ -315,7 +316,7 @@ def _set_match(axes: list[Axis], shapes: dict[str, tuple[int, ...]]) -> None:
         ax.writers = [dataclasses.replace(m, match=ok(m)) for m in ax.writers]
 
 
-def _analyse(model: nn.Module, data: Any = None, copy_mode: str = "auto") -> _Analysis:
+def _analyse(model: nn.Module, data: Any = None, copy_mode: str = "auto", device: torch.device | None = None) -> _Analysis:
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
     model, wrapper = _unwrap(model)
@@ -336,7 +337,7 @@ def _analyse(model: nn.Module, data: Any = None, copy_mode: str = "auto") -> _An
         axes = _vit_axes(model, keys)
     else:
         try:
-            m64, probe = _copy_that_runs(model, data, copy_mode)
+            m64, probe = _copy_that_runs(model, data, copy_mode, device)
         except ValueError as exc:
             probe, graph, why = None, None, str(exc)
         else:
@@ -399,19 +400,19 @@ def _analyse(model: nn.Module, data: Any = None, copy_mode: str = "auto") -> _An
     return _Analysis(fam, axes, not_analysed, statement, model, wrapper, readable, probe, m64, calls)
 
 
-def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int,
-                       copy_mode: str = "auto") -> tuple[_Analysis, dict[str, Any]]:  # fmt: skip
+def _verified_analysis(model: nn.Module, data: Any, verify: bool, seed: int, copy_mode: str = "auto",
+                       device: torch.device | None = None) -> tuple[_Analysis, dict[str, Any]]:  # fmt: skip
     """The analysis with every axis verified (see :func:`_verify_axes`); failed axes are
     removed from ``an.axes`` and listed in the returned report with their reason.
-    ``copy_mode``: the verification copy (:func:`_verification_copy`)."""
-    an = _analyse(model, data, copy_mode)
+    ``copy_mode``, ``device``: the verification copy (:func:`_verification_copy`)."""
+    an = _analyse(model, data, copy_mode, device)
     rep: dict[str, Any] = {"verified": {}, "rejected": [], "probe": None, "verification": "not requested",
                            "rtol": None, "precision": None}
     if not verify or not an.axes:
         if verify:
             rep["verification"] = "nothing to verify"
         return an, rep
-    m64 = an.m64 if an.m64 is not None else _verification_copy(an.model, copy_mode=copy_mode)
+    m64 = an.m64 if an.m64 is not None else _verification_copy(an.model, copy_mode=copy_mode, device=device)
     try:
         probe = an.probe if an.probe is not None else _probe_inputs(an.model, data, seed=seed, m64=m64)
     except ValueError as exc:
@@ -506,7 +507,7 @@ def _verify_on_copy(an: _Analysis, rep: dict[str, Any], m64: nn.Module, probe: _
 
 
 def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, seed: int = 0,
-                   verify_copy: str = "auto") -> pd.DataFrame:
+                   verify_copy: str = "auto", device: Any = None) -> pd.DataFrame:
     """Table of the permutable axes of ``model`` and the order of its symmetry group.
 
     Axes come from the built-in families' documented layouts, or, for any other model, from the
@@ -551,7 +552,9 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     ``"per-module"``: a copy in the model's own dtype whose modules compute in float64 one at a
     time while they run (2 bytes per parameter for a bfloat16 model instead of 8; the same
     float64 forward pass, since casting up is exact; rescalings by 2^±1 so that every moved value
-    stays exact in the stored dtype). ``"whole"``: always the whole float64 copy.
+    stays exact in the stored dtype). ``"whole"``: always the whole float64 copy. ``device``:
+    where the copy and its forward passes run (``"cuda"``, ``"auto"``…; default: the model's
+    device); the model itself never moves.
 
     >>> from torch import nn
     >>> g = symmetry_group(nn.Sequential(nn.Linear(2, 10), nn.Tanh(), nn.Linear(10, 1)))
@@ -578,7 +581,8 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     check_cost(f"symmetry_group: {n_units} units in {n_values} parameter values", bytes_needed=need,
                seconds=secs, option="leave the symmetry lens out (scan: --lenses without symmetry) or "
                "analyse a narrower model")  # fmt: skip
-    an, rep = _verified_analysis(model, data, verify, seed, verify_copy)
+    dev = None if device is None else resolve_device(device, model)
+    an, rep = _verified_analysis(model, data, verify, seed, verify_copy, dev)
     inner = an.model if an.model is not None else model
     # read-only views of the float64 copy the analysis already made (the same values), instead
     # of a second float64 copy of every parameter (690 MB for ViT-B/16)
@@ -660,12 +664,13 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     return df
 
 
-def _copy_that_runs(model: nn.Module, data: Any, copy_mode: str = "auto") -> tuple[nn.Module, _Probe]:
+def _copy_that_runs(model: nn.Module, data: Any, copy_mode: str = "auto",
+                    device: torch.device | None = None) -> tuple[nn.Module, _Probe]:  # fmt: skip
     """An eval-mode copy of ``model`` for the verification and the probe inputs it runs on:
     float64 unless the model does not run in float64 (Mixtral's grouped expert matmul takes
     float32/bfloat16 only) — then float32, and the verification tolerance follows (1e-5
     relative instead of 1e-10; :func:`_verify_on_copy` states it)."""
-    m64 = _verification_copy(model, copy_mode=copy_mode)
+    m64 = _verification_copy(model, copy_mode=copy_mode, device=device)
     try:
         return m64, _probe_inputs(model, data, m64=m64)
     except ValueError as exc:
@@ -673,7 +678,7 @@ def _copy_that_runs(model: nn.Module, data: Any, copy_mode: str = "auto") -> tup
     del m64  # (the exception's frames no longer hold the float64 copy either)
     if data is None and "cannot infer probe inputs" in why:
         raise ValueError(why)
-    m32 = _verification_copy(model, torch.float32, copy_mode)
+    m32 = _verification_copy(model, torch.float32, copy_mode, device)
     try:
         probe = _probe_inputs(model, data, m64=m32)
     except ValueError:

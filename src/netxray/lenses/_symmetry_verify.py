@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,14 +201,15 @@ def _float_outputs(y: Any) -> list[torch.Tensor]:
     return []
 
 
-def _to64(x: Any, dtype: torch.dtype = torch.float64) -> Any:
-    """Floating tensors of ``x`` (nested in tuples, lists, dicts) cast to ``dtype``."""
+def _to64(x: Any, dtype: torch.dtype = torch.float64, device: torch.device | None = None) -> Any:
+    """Floating tensors of ``x`` (nested in tuples, lists, dicts) cast to ``dtype``, every tensor
+    moved to ``device`` (when given), in one ``.to`` each."""
     if isinstance(x, torch.Tensor):
-        return x.to(dtype) if x.is_floating_point() else x
+        return x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device=device)
     if isinstance(x, dict):
-        return {k: _to64(v, dtype) for k, v in x.items()}
+        return {k: _to64(v, dtype, device) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return type(x)(_to64(v, dtype) for v in x)
+        return type(x)(_to64(v, dtype, device) for v in x)
     return x
 
 
@@ -215,8 +217,9 @@ def _run(model: nn.Module, probe: _Probe) -> list[torch.Tensor]:
     """The floating outputs of ``model`` on ``probe``, its floating inputs cast to the model's
     floating dtype (float64 for the verification copy, float32 where the model needs it)."""
     dtype = _compute_dtype(model)
+    device = next((t.device for t in itertools.chain(model.parameters(), model.buffers())), torch.device("cpu"))
     with torch.no_grad():
-        return _float_outputs(model(*_to64(probe.args, dtype), **_to64(probe.kwargs, dtype)))
+        return _float_outputs(model(*_to64(probe.args, dtype, device), **_to64(probe.kwargs, dtype, device)))
 
 
 def _lowest_precision(m64: nn.Module, probe: _Probe) -> torch.dtype:

@@ -485,7 +485,8 @@ def _run_symmetry(model: nn.Module, data: Any, opts: ScanOptions) -> LensResult:
 
     # the scan's own samples are the probe inputs of the permutation test (generated inputs
     # guess a size the model may not take, e.g. a timm ViT built for 32-pixel images)
-    group = symmetry_group(model, _example(data), **_extra(opts, "symmetry"))
+    kw = {"device": opts.device} if opts.device is not None else {}
+    group = symmetry_group(model, _example(data), **{**kw, **_extra(opts, "symmetry")})
     g = dict(group.attrs.get("summary", {}))
     tables: dict[str, pd.DataFrame] = {"group": group}
     summary: dict[str, Any] = {

@@ -5,10 +5,12 @@ with status 0 (nothing here is needed to build or test the project). Per lens, t
 dominates its time, on the same data on both sides (CPU: one thread unless ``--threads``):
 
 - non-linearity (signature): the covariances Σ = XᵀX/(n−1) of a site, float64, n × d — the
-  Gram matrices the capture accumulates; and the affinity score's two heavy products, the cost
-  matrix ‖T(x_i) − y_j‖² of n × n (one n × n × d product) and the symmetric eigendecomposition
-  of the d × d map (``affinity_score`` itself runs on the CPU: its exact assignment is a CPU
-  solver, so these rows say what a GPU would save on the products around it);
+  Gram matrices the capture accumulates; the affinity score's heavy products, the cost matrix
+  ‖T(x_i) − y_j‖² of n × n (one n × n × d product) and the symmetric eigendecomposition of the
+  d × d map; and the whole ``affinity_score`` of a Y = GELU(XW) site at n = ``--affinity-n``
+  for each d of ``--affinity-d``: ``device="cuda"`` (statistics, map, T(X) and the float64 cost
+  matrix on the GPU, the exact LAP on the CPU) against the CPU path (numpy/LAPACK, the float32
+  cost certified), the scores compared;
 - modularity: the Gram matrix F Fᵀ (N × N, float64) and the kNN graph from it —
   ``netxray.measures.modularity.knn_graph_from_gram`` on a CUDA tensor (its top-k runs on the
   device) against the CPU path; the two graphs are compared edge by edge;
@@ -20,7 +22,8 @@ dominates its time, on the same data on both sides (CPU: one thread unless ``--t
 Printed: seconds on each side (best of ``--repeats``, ``torch.cuda.synchronize`` around each
 GPU timing, the first call as warm-up), the ratio CPU/GPU, and the agreement of the results.
 
-    python benchmarks/bench_gpu.py [--n 8192] [--d 1024] [--knn-n 20000] [--spectral 4096]
+    python benchmarks/bench_gpu.py [--n 8192] [--d 1024] [--affinity-n 2048]
+        [--affinity-d 256 1024 4096] [--knn-n 20000] [--spectral 4096] [--dry-run-on-cpu]
 """
 
 from __future__ import annotations
@@ -57,6 +60,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=8192, help="samples of the covariance / affinity rows")
     ap.add_argument("--d", type=int, default=1024, help="features of the covariance / affinity rows")
+    ap.add_argument("--affinity-n", type=int, default=2048,
+                    help="samples of the whole-affinity-score rows (the signature's default n)")
+    ap.add_argument("--affinity-d", type=int, nargs="+", default=[256, 1024, 4096],
+                    help="features of the whole-affinity-score rows (one row each)")
     ap.add_argument("--knn-n", type=int, default=20000, help="N of the modularity rows")
     ap.add_argument("--knn-d", type=int, default=256)
     ap.add_argument("--spectral", type=int, default=4096, help="side of the weight matrix")
@@ -77,9 +84,11 @@ def main() -> int:
     if args.dry_run_on_cpu:
         dev, sync, name = torch.device("cpu"), None, "none (dry run: both sides on the CPU)"
         # the device code paths run on CPU tensors, as the tests run them
+        import netxray.measures.affinity as affinity_mod
         import netxray.measures.modularity as modularity_mod
         import netxray.measures.spectral as spectral_mod
 
+        affinity_mod._on_accelerator = lambda dev: True
         modularity_mod._on_accelerator = lambda x: hasattr(x, "detach")
         spectral_mod._on_accelerator = lambda x: hasattr(x, "detach")
     else:
@@ -111,6 +120,20 @@ def main() -> int:
     e_g, t_g = _best(lambda: torch.linalg.eigh(cov_g), args.repeats, sync)
     err = float(np.abs(e_g[0].cpu().numpy() - e_c[0]).max() / np.abs(e_c[0]).max())
     _row(f"affinity map: eigh of the {args.d}×{args.d} covariance", t_c, t_g, f"eigenvalues rel {err:.1e}")
+    x = xg = y = yg = cov_c = cov_g = e_c = e_g = s = None  # free them (closures above read them)
+
+    # the whole affinity score: the device path (LAP on the CPU) against the CPU path
+    from netxray.measures.affinity import affinity_score
+
+    gelu = lambda z: 0.5 * z * (1.0 + np.tanh(0.7978845608028654 * (z + 0.044715 * z**3)))  # noqa: E731
+    for d in args.affinity_d:
+        xa = rng.standard_normal((args.affinity_n, d))
+        ya = gelu(xa @ (rng.standard_normal((d, d)) / np.sqrt(d)))
+        r_c, t_c = _best(lambda: affinity_score(xa, ya), args.repeats)  # noqa: B023
+        r_g, t_g = _best(lambda: affinity_score(xa, ya, device=dev), args.repeats, sync)  # noqa: B023
+        _row(f"affinity_score, n = {args.affinity_n}, d = {d} (LAP on CPU)", t_c, t_g,
+             f"ρ {r_c.score:.9f} vs {r_g.score:.9f} (diff {abs(r_c.score - r_g.score):.1e}), "
+             f"{r_c.status}/{r_g.status}")  # fmt: skip
 
     # modularity: Gram and kNN graph
     from netxray.measures.modularity import knn_graph_from_gram

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from netxray._device import resolve_device
 from netxray.measures.affinity import affinity_score
 from netxray.measures.companions import histogram_entropy, linear_cka, linear_r2, sparsity
 from netxray.measures.signature import (
@@ -118,7 +119,8 @@ def _to_numpy(t: Any) -> np.ndarray | None:
 
 def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: int,
               sparsity_tol: float, null_baseline: bool, seed: int,
-              ridge: str = "relative", context: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+              ridge: str = "relative", context: dict[str, Any] | None = None,
+              device: Any = None) -> dict[str, Any]:  # fmt: skip
     row: dict[str, Any] = dict.fromkeys(COLUMNS, np.nan)
     row.update(
         position=position, site=rec.name, module_path=rec.module_path, op=rec.op,
@@ -146,7 +148,7 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
                                                                       context or {}))  # fmt: skip
             return row
         _check_site_cost(rec.name, *y.shape)
-        res = affinity_score(x, y, eps=eps, ridge=ridge)
+        res = affinity_score(x, y, eps=eps, ridge=ridge, device=device)
         row.update(affinity=res.score, w2_sq=res.w2_sq, two_tr_cov_y=res.two_tr_cov_y,
                    moment_residual=res.moment_residual, status=res.status, error=res.message)  # fmt: skip
         if res.status in ("under_determined", "too_few_samples", "non_finite") and context is not None:
@@ -161,7 +163,7 @@ def _site_row(rec: Any, position: int, *, eps: float, companions: bool, bins: in
         if null_baseline and finite:
             # same input, same (n, d), a transformation whose population score is exactly 1
             xq = rotated_copy(x, seed * 100_003 + position)
-            row["null_affinity"] = affinity_score(x, xq, eps=eps, ridge=ridge).score
+            row["null_affinity"] = affinity_score(x, xq, eps=eps, ridge=ridge, device=device).score
     except Exception as exc:  # one failing site is a status in its row, never a crashed run
         row["status"] = "error"
         row["error"] = f"{type(exc).__name__}: {exc}"
@@ -261,7 +263,10 @@ def nonlinearity_signature(
             tensor or numpy array, an ``(x, y)`` tuple, a dict of tensors, a torch ``Dataset``
             or ``DataLoader``, or an iterable of batches (tensors, tuples, or dicts passed as
             keyword arguments, e.g. for Hugging Face models). Labels are not needed.
-        device: None (where the model is), ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        device: None (where the model is), ``"cpu"``, ``"cuda"`` or ``"auto"``: where the model
+            runs and where each site is scored — on a GPU the affinity score's products, covariances,
+            map and n × n cost matrix run there in float64 (the exact assignment stays on the
+            CPU; :func:`netxray.measures.affinity.affinity_score`), the null baseline too.
         n_samples: samples per site (default 2048, the reference's batch). With
             ``samples="positions"``: the rows (positions) scored at each site, drawn seeded
             across up to ``n_samples`` inputs by rank level — every input's first draw before
@@ -315,6 +320,7 @@ def nonlinearity_signature(
     if samples not in ESTIMATORS:
         raise ValueError(f"samples must be 'positions' or 'pooled', got {samples!r}")
     data, source = _resolve_data(data, seed)
+    score_device = resolve_device(device, model)  # where the model runs is where sites are scored
     cap = collect(
         model, data, activations=True, layers=None, n_samples=n_samples, seed=seed,
         batch_size=batch_size, reducer="positions" if samples == "positions" else "pool",
@@ -330,7 +336,7 @@ def nonlinearity_signature(
     for position, rec in enumerate(cap.activation_sites().values()):
         rows.append(_site_row(rec, position, eps=eps, companions=companions, bins=entropy_bins,
                               sparsity_tol=sparsity_tol, null_baseline=null_baseline, seed=seed,
-                              ridge=ridge, context=context))  # fmt: skip
+                              ridge=ridge, context=context, device=score_device))  # fmt: skip
     cols = COLUMNS + (["null_affinity"] if null_baseline else [])
     df = pd.DataFrame(rows, columns=cols)
     df.insert(df.columns.get_loc("n") + 1, "n_inputs", int(cap.n_inputs or 0))

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg.lapack import dpstrf
 
-from netxray.measures.assignment import exact_matching, squared_distances
+from netxray.measures.assignment import exact_matching, solve_assignment, squared_distances
 
 __all__ = [
     "AffinityResult", "affinity_score", "wasserstein2_squared", "as_float64_2d", "MIN_SAMPLES",
@@ -174,6 +174,15 @@ def _sample_space_coordinates(xc: np.ndarray, yc: np.ndarray) -> tuple[np.ndarra
     z = np.concatenate([xc, yc], axis=0)
     gram = z @ z.T  # numpy computes Z Zᵀ as one symmetric rank-k update (half the flops)
     del z
+    return _gram_coordinates(gram, n)
+
+
+def _gram_coordinates(gram: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """F (2n × r) with F Fᵀ = ``gram`` from a pivoted Cholesky factorisation (LAPACK ``dpstrf``,
+    its default tolerance), split into its first ``n`` rows (X) and the rest (Y). Overwrites
+    ``gram``. Shared by the CPU path and the device path (whose Gram product runs on the device:
+    torch has no pivoted Cholesky, and this O(n³) step is the size of the assignment's).
+    """
     # dpstrf: P G Pᵀ = Uᵀ U with U upper triangular; its first r rows span the data
     u, piv, rank, info = dpstrf(gram, lower=0, overwrite_a=1)
     if info < 0:  # pragma: no cover - an argument error would be a bug here
@@ -268,6 +277,7 @@ def affinity_score(
     min_samples: int = MIN_SAMPLES,
     reduce_rank: bool | None = None,
     method: str = "auto",
+    device: Any = None,
 ) -> AffinityResult:
     """Affinity score ρ_aff of an activation with inputs ``x`` and outputs ``y`` (SPEC §1.1).
 
@@ -301,6 +311,16 @@ def affinity_score(
         Σ_X — one eigendecomposition instead of two, the same matrix — falling back to
         ``"eigh"`` when Σ_X is not numerically positive definite (ε = 0 and rank-deficient X).
         ``"eigh"``: the SPEC's two symmetric eigendecompositions, pseudo-inverse cutoff ``rcond``.
+    device : None or a CPU device (default): numpy/LAPACK on the CPU. A torch device off the CPU
+        (``"cuda"``, ``"cuda:1"``, ``"auto"`` where a GPU is present): the same estimator in
+        float64 torch on that device — the centring, the covariances, the map (Σ_X = L Lᵀ,
+        Lᵀ Σ_Y L = V Γ Vᵀ, W = L^{-T} V, A = W Γ^{1/2} Wᵀ; or the ``"eigh"`` route), T(X) and
+        the cost matrix C_ij = ‖T(x_i) − y_j‖² (and, when d > n + n_y − 2, the Gram matrix of
+        the sample-space path) — while the exact assignment on C stays on the CPU (LAPJV on
+        the float64 matrix, :func:`netxray.measures.assignment.solve_assignment`). Same
+        statuses and thresholds; the score agrees with the CPU path to rounding (measured
+        ≤ 2e-13 on isotropic data; the CPU path's certified float32 plan allows up to
+        (1 − ρ)·5e-7). ``x``, ``y`` may be tensors already on the device.
 
     Returns an :class:`AffinityResult`; ``float(result)`` is the score.
 
@@ -312,9 +332,17 @@ def affinity_score(
     'ok'
     >>> affinity_score(1e-6 * x, 1e-6 * np.maximum(x, 0)).status   # scale-free
     'ok'
+    >>> r = affinity_score(x, np.tanh(x), device="auto")  # on a GPU where there is one
+    >>> abs(r.score - affinity_score(x, np.tanh(x)).score) < 1e-9
+    True
     """
-    x = as_float64_2d(x, "x")
-    y = as_float64_2d(y, "y")
+    dev = _score_device(device)
+    if dev is None:
+        x = as_float64_2d(x, "x")
+        y = as_float64_2d(y, "y")
+    else:
+        x = _as_float64_2d_tensor(x, "x", dev)
+        y = _as_float64_2d_tensor(y, "y", dev)
     n, d = x.shape
     n_y, d_y = y.shape
     if not np.isfinite(eps) or eps < 0:
@@ -330,26 +358,41 @@ def affinity_score(
         )  # fmt: skip
     if n < 2 or n_y < 2:
         raise ValueError(f"need at least 2 samples in x and y to fit covariances, got {n} and {n_y}")
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        bad = "x" if not np.isfinite(x).all() else "y"
+    if dev is None:
+        finite_x, finite_y = bool(np.isfinite(x).all()), bool(np.isfinite(y).all())
+    else:
+        finite_x, finite_y = bool(x.isfinite().all()), bool(y.isfinite().all())
+    if not (finite_x and finite_y):
+        bad = "x" if not finite_x else "y"
         return AffinityResult(
             np.nan, np.nan, np.nan, n, d, np.nan, "non_finite", eps, n_y,
             f"{bad} contains NaN or inf values", ridge,
         )  # fmt: skip
 
-    m_x = x.mean(axis=0)
-    m_y = y.mean(axis=0)
-    xc = x - m_x
-    yc = y - m_y
-    tr_x_raw = float(np.einsum("ij,ij->", xc, xc) / (n - 1))
-    tr_y_raw = float(np.einsum("ij,ij->", yc, yc) / (n_y - 1))
+    if dev is None:
+        m_x = x.mean(axis=0)
+        m_y = y.mean(axis=0)
+        xc = x - m_x
+        yc = y - m_y
+        tr_x_raw = float(np.einsum("ij,ij->", xc, xc) / (n - 1))
+        tr_y_raw = float(np.einsum("ij,ij->", yc, yc) / (n_y - 1))
+        sq_m_x, sq_m_y = float(m_x @ m_x), float(m_y @ m_y)
+    else:  # the same statistics, float64 on the device
+        m_x = x.mean(dim=0)
+        m_y = y.mean(dim=0)
+        xc = x - m_x
+        yc = y - m_y
+        tr_x_raw = float((xc * xc).sum() / (n - 1))
+        tr_y_raw = float((yc * yc).sum() / (n_y - 1))
+        sq_m_x, sq_m_y = float(m_x @ m_x), float(m_y @ m_y)
+    del x, y
     if ridge == "relative":  # ε·(tr Σ/d)·I: the ridge scales with the data
         eps_x, eps_y = eps * tr_x_raw / d, eps * tr_y_raw / d
     else:
         eps_x = eps_y = eps
     two_tr = 2.0 * (tr_y_raw + eps_y * d)
-    const_y = tr_y_raw <= degenerate_tol * (float(m_y @ m_y) + tr_y_raw)
-    const_x = tr_x_raw <= degenerate_tol * (float(m_x @ m_x) + tr_x_raw)
+    const_y = tr_y_raw <= degenerate_tol * (sq_m_y + tr_y_raw)
+    const_x = tr_x_raw <= degenerate_tol * (sq_m_x + tr_x_raw)
     if const_y or const_x:
         what = "output" if const_y else "input"
         return AffinityResult(
@@ -363,18 +406,24 @@ def affinity_score(
         reduce_rank = r_max < d
     if reduce_rank and r_max < d:
         # the sample-space path: the same problem in the joint span of the samples
-        xq, yq = _sample_space_coordinates(xc, yc)
+        if dev is None:
+            xq, yq = _sample_space_coordinates(xc, yc)
+        else:
+            xq, yq = _sample_space_coordinates_torch(xc, yc)
     else:
         xq, yq = xc, yc
     r = xq.shape[1]
     t = None
+    map_cholesky, map_eigh = (
+        (_map_cholesky, _map_eigh) if dev is None else (_map_cholesky_torch, _map_eigh_torch)
+    )
     if method == "auto" and eps_x > 0 and eps_y > 0:
-        t, y_basis, resid_sq, fro_y_sq = _map_cholesky(xq, yq, eps_x, eps_y)
+        t, y_basis, resid_sq, fro_y_sq = map_cholesky(xq, yq, eps_x, eps_y)
     if t is None:
-        t, y_basis, resid_sq, fro_y_sq = _map_eigh(xq, yq, eps_x, eps_y, d, rcond)
+        t, y_basis, resid_sq, fro_y_sq = map_eigh(xq, yq, eps_x, eps_y, d, rcond)
     # the complement of the reduced span contributes ε_Y² per dimension to ‖Σ_Y‖², no error
     moment_residual = float(np.sqrt(resid_sq / (fro_y_sq + eps_y * eps_y * (d - r))))
-    w2_sq = wasserstein2_squared(t, y_basis)
+    w2_sq = wasserstein2_squared(t, y_basis) if dev is None else _wasserstein2_squared_torch(t, y_basis)
     score = 1.0 - float(np.sqrt(max(w2_sq, 0.0) / two_tr))
     status, message = "ok", ""
     n_min = min(n, n_y)
@@ -387,3 +436,147 @@ def affinity_score(
         message = (f"n = {n_min} samples <= d = {d} features: the covariances are rank-deficient "
                    "and the score is biased towards 1 (use more samples)")  # fmt: skip
     return AffinityResult(score, w2_sq, two_tr, n, d, moment_residual, status, eps, n_y, message, ridge)
+
+
+# ---------------------------------------------------------------------------------------------
+# The device path: the same estimator in float64 torch on ``device`` (the LAP stays on the CPU)
+
+
+def _on_accelerator(dev: Any) -> bool:
+    """Whether ``affinity_score(..., device=dev)`` takes the torch path: a device off the CPU.
+    (``benchmarks/bench_gpu.py --dry-run-on-cpu`` and the tests replace it to run that path on
+    CPU tensors.)"""
+    return dev.type != "cpu"
+
+
+def _score_device(device: Any) -> Any:
+    """The torch device of the device path, or None for the numpy path (None, or a CPU device)."""
+    if device is None:
+        return None
+    from netxray._device import resolve_device  # imports torch: only when a device is asked for
+
+    dev = resolve_device(device)
+    return dev if _on_accelerator(dev) else None
+
+
+def _as_float64_2d_tensor(a: Any, name: str, dev: Any) -> Any:
+    """:func:`as_float64_2d` for the device path: a float64 (n, d) tensor on ``dev`` (a tensor
+    already there is not copied to the host; the caller's data is never modified)."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        t = a.detach().to(device=dev, dtype=torch.float64)
+    else:
+        t = torch.as_tensor(np.asarray(a, dtype=np.float64), device=dev)
+    if t.ndim == 1:
+        t = t[:, None]
+    if t.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D (n samples, d features) array, got shape {tuple(t.shape)}"
+        )
+    return t
+
+
+def _sample_space_coordinates_torch(xc: Any, yc: Any) -> tuple[Any, Any]:
+    """:func:`_sample_space_coordinates` with the (2n)²·d Gram product on the device; the
+    pivoted Cholesky of the 2n × 2n Gram (O(n³), no torch equivalent) runs on the CPU
+    (:func:`_gram_coordinates`) and the coordinates go back to the device."""
+    import torch
+
+    n = len(xc)
+    z = torch.cat([xc, yc], dim=0)
+    gram = (z @ z.T).cpu().numpy()
+    del z
+    fx, fy = _gram_coordinates(gram, n)  # a temporary host copy: overwritten
+    return torch.from_numpy(fx).to(xc.device), torch.from_numpy(fy).to(xc.device)
+
+
+def _map_eigh_torch(
+    xq: Any, yq: Any, eps_x: float, eps_y: float, d: int, rcond: float | None
+) -> tuple[Any, Any, float, float]:
+    """:func:`_map_eigh` in float64 torch on the data's device (same steps, same cutoff)."""
+    import torch
+
+    n, r = xq.shape
+    cov_x = (xq.T @ xq) / (n - 1)
+    cov_x.diagonal().add_(eps_x)
+    lam, u = torch.linalg.eigh(cov_x)
+    lam = lam.clamp_min(0.0)
+    cutoff = (rcond if rcond is not None else max(d, 1) * np.finfo(np.float64).eps) * max(
+        float(lam.max()), 0.0
+    )
+    sqrt_lam = lam.sqrt()
+    keep = lam > cutoff
+    inv_sqrt_lam = torch.where(keep, 1.0 / torch.where(keep, sqrt_lam, 1.0), 0.0)
+
+    yu = yq @ u
+    cov_y_u = (yu.T @ yu) / (len(yq) - 1)  # = Uᵀ Σ_Y U
+    cov_y_u.diagonal().add_(eps_y)
+    m_prime = sqrt_lam[:, None] * cov_y_u * sqrt_lam[None, :]
+    gam, v = torch.linalg.eigh((m_prime + m_prime.T) / 2.0)
+    gam = gam.clamp_min(0.0)
+    b = (v * gam.sqrt()) @ v.T
+    a_u = inv_sqrt_lam[:, None] * b * inv_sqrt_lam[None, :]  # A in the U basis
+    a_u = (a_u + a_u.T) / 2.0
+    resid = a_u @ (lam[:, None] * a_u) - cov_y_u
+    t_u = xq @ (u @ a_u)
+    return t_u, yu, float((resid * resid).sum()), float((cov_y_u * cov_y_u).sum())
+
+
+def _map_cholesky_torch(
+    xq: Any, yq: Any, eps_x: float, eps_y: float
+) -> tuple[Any | None, Any, float, float]:
+    """:func:`_map_cholesky` in float64 torch on the data's device. torch has no generalized
+    eigensolver, so the steps LAPACK's ``sygvd`` (type 2) takes are written out: Σ_X = L Lᵀ
+    (Cholesky), Lᵀ Σ_Y L = V Γ Vᵀ (one symmetric eigendecomposition), W = L^{-T} V (a triangular
+    solve); then A = W diag(√γ) Wᵀ and A Σ_X A = W diag(γ) Wᵀ, the same matrix. Returns
+    (None, …) when the Cholesky factorisation fails (Σ_X not numerically positive definite)."""
+    import torch
+
+    n, r = xq.shape
+    cov_x = (xq.T @ xq) / (n - 1)
+    cov_x.diagonal().add_(eps_x)
+    cov_y = (yq.T @ yq) / (len(yq) - 1)
+    cov_y.diagonal().add_(eps_y)
+    chol, info = torch.linalg.cholesky_ex(cov_x)
+    if int(info) != 0:  # Σ_X not numerically positive definite
+        return None, yq, np.nan, np.nan
+    m = chol.T @ cov_y @ chol
+    gam, v = torch.linalg.eigh((m + m.T) / 2.0)
+    w = torch.linalg.solve_triangular(chol.T, v, upper=True)  # L^{-T} V
+    gam = gam.clamp_min(0.0)
+    g = w * gam.sqrt().sqrt()[None, :]
+    a = g @ g.T
+    g = w * gam.sqrt()[None, :]
+    resid = g @ g.T - cov_y
+    return xq @ a, yq, float((resid * resid).sum()), float((cov_y * cov_y).sum())
+
+
+def _wasserstein2_squared_torch(a: Any, b: Any, *, max_pairs: int = MAX_PAIRS) -> float:
+    """:func:`wasserstein2_squared` of two device tensors with the n × n cost matrix computed
+    on their device (float64, the cost of the exact float64 path: C = ‖a_i‖² + ‖b_j‖² − 2 a·b
+    of the clouds centred on one point, clamped at ≥ 0), copied to the host and solved there by
+    :func:`netxray.measures.assignment.solve_assignment` (LAPJV; exact on the float64 matrix,
+    so no float32 certificate is needed); W2² is recomputed from the matched pairs on the
+    device. d = 1 (sorting) and unequal sizes (POT) run :func:`wasserstein2_squared` on the CPU.
+    """
+    na, nb = len(a), len(b)
+    if na != nb or a.shape[1] == 1:
+        return wasserstein2_squared(a.cpu().numpy(), b.cpu().numpy(), max_pairs=max_pairs)
+    if na * nb > max_pairs:
+        raise ValueError(
+            f"exact W2 between {na} and {nb} points needs a {na}×{nb} cost matrix "
+            f"({8 * na * nb / 2**30:.1f} GiB), over max_pairs={max_pairs}: use fewer samples"
+        )
+    centre = (a.mean(dim=0) + b.mean(dim=0)) / 2.0
+    a0, b0 = a - centre, b - centre
+    cost = a0 @ (-2.0 * b0).T
+    cost += (a0 * a0).sum(dim=1)[:, None]
+    cost += (b0 * b0).sum(dim=1)[None, :]
+    cost = cost.clamp_min_(0.0).cpu().numpy()  # float64 to the host: the LAP's input
+    cols = solve_assignment(cost, precision="float64")
+    del cost
+    import torch
+
+    diff = a0 - b0[torch.from_numpy(cols).to(a0.device)]
+    return float((diff * diff).sum() / na)

@@ -485,3 +485,16 @@ def test_curve_holds_one_layer_gram_at_a_time(monkeypatch):
     assert live_at_build == [0] * 6
     assert all(r() is None for r in alive)
     assert (curve["status"] == "ok").all() and len(curve) == 6
+
+
+def test_gram_reducer_keeps_bf16_rows_and_gives_the_float32_gram():
+    from netxray.lenses._modularity_grams import _gram, _GramReducer
+
+    rows = torch.randn(10, 3, 7, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    red = _GramReducer(n_rows=10)
+    red.update(rows[:4])
+    red.update(rows[4:])
+    assert red.buf.dtype == torch.bfloat16  # not a float32 copy of the rows
+    g, d = red.gram()
+    g32, d32 = _gram(rows.reshape(10, -1).float())
+    assert d == d32 == 21 and np.array_equal(g, g32)

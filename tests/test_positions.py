@@ -182,3 +182,49 @@ def test_the_rows_a_capture_keeps_are_estimated_before_they_fill_memory(monkeypa
     monkeypatch.setattr(cost, "available_memory", lambda: 10 * 2**20)
     with pytest.raises(cost.CostError, match="n-samples"):
         nonlinearity_signature(wide, x, n_samples=10**6, companions=False)
+
+
+class TokenSiLU(nn.Module):
+    """A token model (B, T, D) with a SiLU between two projections, as in a Llama MLP."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.up, self.down = nn.Linear(6, 24), nn.Linear(24, 6)
+
+    def forward(self, x):
+        return self.down(F.silu(self.up(x)))
+
+
+def test_position_store_keeps_bf16_rows_and_scores_equal_float32_storage(monkeypatch):
+    from netxray.capture import collect
+
+    model = TokenSiLU().to(torch.bfloat16)
+    x = torch.randn(40, 5, 6, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
+    cap = collect(model, x, activations=True, n_samples=150, reducer="positions", batch_size=16)
+    (rec,) = cap.activation_sites().values()
+    assert rec.inputs.dtype == rec.outputs.dtype == torch.bfloat16 and tuple(rec.outputs.shape) == (150, 24)
+    df = nonlinearity_signature(model, x, n_samples=150, batch_size=16)
+    assert df["status"].item() == "ok"
+    # the rows as the store kept them before (float32): bf16 → float32 is exact, the same scores
+    rows = PositionDraw.rows
+    monkeypatch.setattr(PositionDraw, "rows", lambda self, *a, **k: (lambda r: (r[0].float(), *r[1:]))(rows(self, *a, **k)))
+    cap32 = collect(model, x, activations=True, n_samples=150, reducer="positions", batch_size=16)
+    (rec32,) = cap32.activation_sites().values()
+    assert rec32.inputs.dtype == torch.float32 and torch.equal(rec32.inputs, rec.inputs.float())
+    df32 = nonlinearity_signature(model, x, n_samples=150, batch_size=16)
+    num = df.select_dtypes("number").columns
+    np.testing.assert_array_equal(df[num].to_numpy(), df32[num].to_numpy())
+
+
+def test_position_store_trims_chunk_by_chunk_like_one_join():
+    draw = PositionDraw(keep=4, seed=5)
+    x = torch.randn(12, 9, 3, generator=torch.Generator().manual_seed(0))
+    whole = PositionStore(draw, channel_axis=-1, seq_layout="tokens", max_rows=17)
+    draw.set_batch(np.arange(12), None)
+    whole.update(x)
+    parts = PositionStore(draw, channel_axis=-1, seq_layout="tokens", max_rows=17)
+    for i in range(0, 12, 5):
+        draw.set_batch(np.arange(i, min(i + 5, 12)), None)
+        parts.update(x[i:i + 5])
+    assert torch.equal(whole.compute(), parts.compute()) and len(parts.compute()) == 17

@@ -636,3 +636,69 @@ def test_cli_weights_fit_rule_and_device(tmp_path):
     if not torch.cuda.is_available():
         r = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"), "--device", "cuda"])
         assert r.exit_code == 1 and "no CUDA GPU" in r.output
+
+
+# --------------------------------------------------------------------------- low precision, streaming
+def _bf16_model_and_upcast() -> tuple[nn.Module, nn.Module]:
+    """A bf16 model with an attention block, a conv and a wide layer, and its float32 copy
+    (bf16 → float32 is exact: every number of the parameters lens must be the same)."""
+    torch.manual_seed(7)
+    m = nn.Sequential(nn.Conv1d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6, 300), nn.GELU(),
+                      nn.Linear(300, 40), nn.LayerNorm(40))  # fmt: skip
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+        m[3].weight[2, 5] = float("nan")
+    return m.to(torch.bfloat16), copy.deepcopy(m).to(torch.bfloat16).float()
+
+
+def test_parameters_lens_on_bf16_equals_its_float32_upcast():
+    low, up = _bf16_model_and_upcast()
+    ex = torch.zeros(2, 3, 8)
+    pd_test = pytest.importorskip("pandas").testing
+    pd_test.assert_frame_equal(P.weight_stats(low), P.weight_stats(up))
+    sl, su = P.weight_spectra(low), P.weight_spectra(up)
+    pd_test.assert_frame_equal(sl, su)
+    for k in sl.attrs["esd"]:
+        np.testing.assert_array_equal(sl.attrs["esd"][k][0], su.attrs["esd"][k][0])
+    nl, nu = P.node_strengths(low, example=ex.bfloat16()), P.node_strengths(up, example=ex)
+    assert (nl["status"] == "ok").sum() > 0 and not (nl["status"] == "error").any()
+    pd_test.assert_frame_equal(nl, nu)
+    el, (hl,) = P.weight_histograms(low)
+    eu, (hu,) = P.weight_histograms(up)
+    np.testing.assert_array_equal(el, eu)
+    assert hl.keys() == hu.keys()
+    for k in hl:
+        np.testing.assert_array_equal(hl[k], hu[k])
+
+
+def test_streamed_strengths_and_histograms_equal_the_whole_float64_matrix():
+    # > W._CHUNK values: several row blocks / chunks; the sums must be numpy's, bit for bit
+    rng = np.random.default_rng(3)
+    w = (rng.standard_normal((1500, 800)) * np.exp(rng.standard_normal((1500, 800)))).astype(np.float32)
+    w[7, 9] = np.inf
+    t = torch.from_numpy(w).to(torch.bfloat16)
+    wd = t.double().numpy()
+    wz = np.where(np.isfinite(wd), wd, 0.0)
+    s = W.linear_strengths(t)
+    np.testing.assert_array_equal(s["in_signed"], wz.sum(axis=1))
+    np.testing.assert_array_equal(s["in_abs"], np.abs(wz).sum(axis=1))
+    np.testing.assert_array_equal(s["out_signed"], wz.sum(axis=0))
+    np.testing.assert_array_equal(s["out_abs"], np.abs(wz).sum(axis=0))
+    edges = W.shared_bin_edges(bins=37, range=(-3.0, 2.0))
+    chunked = sum(W.histogram_counts(c, edges)[0] for c in W.float64_chunks(t))
+    np.testing.assert_array_equal(chunked, W.histogram_counts(wd, edges)[0])
+    assert t.dtype == torch.bfloat16 and np.array_equal(t.double().numpy(), wd, equal_nan=True)  # untouched
+
+
+def test_blocked_gram_equals_the_whole_matrix_product(monkeypatch):
+    from netxray.measures import spectral as S
+
+    rng = np.random.default_rng(4)
+    monkeypatch.setattr(S, "_GRAM_BLOCK", 1000)  # many blocks on both paths
+    for shape in ((300, 40), (40, 300), (6, 5, 3, 3)):
+        a = rng.standard_normal(shape)
+        m = a.reshape(shape[0], -1)
+        want = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
+        for w in (a, torch.from_numpy(a)):
+            np.testing.assert_allclose(S.smaller_gram(w), want, rtol=1e-12, atol=1e-12 * np.abs(want).max())

@@ -83,7 +83,9 @@ class _GramReducer:
         rows = flatten_features(batch, self.mask_of_batch.get("mask"))
         if not torch.isfinite(rows).all():
             raise ValueError("layer output contains NaN or infinite values")
-        dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
+        # rows kept in the layer's own floating dtype (bf16 exact, half the bytes of float32);
+        # only the Gram's column blocks become float64
+        dtype = rows.dtype if rows.is_floating_point() else torch.float32
         b = rows.shape[0]
         if self.done is None and self.buf is None and b >= self.n_rows:
             self.done = _gram(rows.to(dtype))  # every sample at once: reduce now, keep nothing
@@ -120,7 +122,7 @@ class _GramReducer:
 
 
 def _gram(rows: torch.Tensor) -> tuple[Any, int]:
-    """(F Fᵀ in float64, d) for float32/float64 rows F (N × d), over column chunks: a numpy
+    """(F Fᵀ in float64, d) for floating rows F (N × d: float32/float64, bf16/fp16), over column chunks: a numpy
     array, or a tensor on the rows' device when that is not the CPU (G stays there)."""
     n, d = rows.shape
     step = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
@@ -130,10 +132,14 @@ def _gram(rows: torch.Tensor) -> tuple[Any, int]:
             block = rows[:, c0 : c0 + step].to(torch.float64)
             g += block @ block.T
         return g, int(d)
-    feats = rows.numpy()
+    native = rows.dtype in (torch.float32, torch.float64)  # else bf16/fp16: numpy has no bfloat16
+    feats = rows.numpy() if native else rows
     gram = np.zeros((n, n))
     for c0 in range(0, d, step):
-        block = np.ascontiguousarray(feats[:, c0 : c0 + step], dtype=np.float64)
+        if native:
+            block = np.ascontiguousarray(feats[:, c0 : c0 + step], dtype=np.float64)
+        else:  # exact: every bf16/fp16 value is a float64
+            block = feats[:, c0 : c0 + step].to(torch.float64).numpy()
         # numpy recognises b @ b.T and calls the symmetric rank-k update (half the flops)
         gram += block @ block.T
     return gram, int(d)

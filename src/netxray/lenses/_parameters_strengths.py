@@ -215,10 +215,14 @@ def node_strengths(model: nn.Module, *, include_bias: bool = True, example: Any 
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     from netxray.measures.cost import check_cost, model_units, per_unit_cost
 
-    # one table row per unit (about 300 bytes as a DataFrame row) and float64 |W| copies: a
-    # 10^7-unit layer is gigabytes, so estimate it before anything is allocated
+    # one table row per unit (about 300 bytes as a DataFrame row) and float64 copies of one
+    # tensor at a time (a Linear is read in row blocks, a conv kernel or attention block whole:
+    # itself, |K| and its finite mask, ~3 copies of the largest): a 10^7-unit layer is
+    # gigabytes, so estimate it before anything is allocated; the time is that of every value
     n_values, n_units = model_units(model)
-    need, secs = per_unit_cost(n_values, n_units, copies=2, bytes_per_unit=300)
+    largest = max((p.numel() for p in model.parameters() if p.is_floating_point()), default=0)
+    need, _ = per_unit_cost(largest, n_units, copies=3, bytes_per_unit=300)
+    _, secs = per_unit_cost(n_values, n_units, copies=3, bytes_per_unit=300)
     check_cost(f"node strengths: {n_units} units in {n_values} parameter values", bytes_needed=need,
                seconds=secs, option="leave the node strengths out (netxray weights without --strengths/--plot "
                "streams the per-tensor statistics in flat memory; scan: --lenses without parameters)")  # fmt: skip

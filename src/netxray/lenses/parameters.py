@@ -60,6 +60,8 @@ __all__ = [
 
 GLOBAL = "<global>"
 
+_RANGE_CHUNK = 1 << 22  # values per chunk of the histogram range pass (a bool mask and a copy)
+
 
 def parameter_role(module: nn.Module, param_name: str) -> str:
     """Role of a parameter: ``norm`` (any parameter of a normalization layer), ``weight``,
@@ -520,10 +522,13 @@ def weight_histograms(
             raise ValueError(f"weight_histograms: the model has no {role} parameters: nothing to plot")
         lo, hi = math.inf, -math.inf
         with torch.no_grad():
-            for t in tensors:  # the finite range, exact in the tensor's own dtype
-                finite = t[torch.isfinite(t)]
-                if finite.numel():
-                    lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+            for t in tensors:  # the finite range, exact in the tensor's own dtype, chunk by chunk
+                flat = t.reshape(-1)
+                for i in range(0, flat.numel(), _RANGE_CHUNK):
+                    c = flat[i:i + _RANGE_CHUNK]
+                    finite = c[torch.isfinite(c)]
+                    if finite.numel():
+                        lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
         if not math.isfinite(lo):
             n = sum(t.numel() for t in tensors)
             raise ValueError(f"weight_histograms: all {n} {role} values in {len(tensors)} tensors are "
@@ -536,7 +541,11 @@ def weight_histograms(
         h: dict[str, np.ndarray] = {}
         total = np.zeros(edges.size - 1, dtype=np.int64)
         for k, t in d.items():
-            counts, _ = W.histogram_counts(_to_f64(t), edges)
+            # counts add up, and each value's bin depends on it alone: float64 chunk by chunk
+            # gives the counts of the whole float64 tensor exactly
+            counts = np.zeros(edges.size - 1, dtype=np.int64)
+            for c in W.float64_chunks(t):
+                counts += W.histogram_counts(c, edges)[0]
             total += counts
             inside = int(counts.sum())
             h[k] = counts / (inside * widths) if inside else np.zeros(edges.size - 1)

@@ -29,6 +29,8 @@ __all__ = [
     "jeffreys_divergence",
     "brown_forsythe",
     "mad",
+    "float64_chunks",
+    "float64_row_blocks",
     "linear_strengths",
     "conv_channel_matrix",
     "attention_head_strengths",
@@ -257,6 +259,57 @@ def torch_float32_chunks(t: Any, chunk: int = _CHUNK) -> Any:
     arr = flat.numpy()
     for i in range(0, arr.size, chunk):
         yield arr[i:i + chunk].astype(np.float32, copy=False)
+
+
+def float64_chunks(t: Any, chunk: int = _CHUNK) -> Any:
+    """The values of a tensor or array, flattened, as float64 numpy chunks of ``chunk`` values:
+    one chunk in float64 at a time, never the whole tensor. float32/bf16/fp16 tensors go
+    through :func:`torch_float32_chunks` (exact), others through torch's own conversion.
+    Every chunk is a view of one buffer, overwritten by the next (no allocation per chunk:
+    freed and re-made 8 MB temporaries fragment the heap): use it before asking for the next.
+
+    >>> [c.tolist() for c in float64_chunks(np.arange(5), chunk=2)]
+    [[0.0, 1.0], [2.0, 3.0], [4.0]]
+    """
+    if hasattr(t, "detach") and str(t.dtype) in _TORCH_FLOATS:
+        buf = np.empty(min(chunk, t.numel()))
+        for c in torch_float32_chunks(t, chunk):
+            out = buf[:c.size]
+            out[:] = c
+            yield out
+        return
+    for _, blk in float64_row_blocks(t.reshape(-1) if hasattr(t, "detach") else np.asarray(t).ravel(), chunk):
+        yield blk.reshape(-1)
+
+
+def float64_row_blocks(a: Any, max_elements: int = _CHUNK) -> Any:
+    """A matrix (numpy array or torch tensor of any float dtype, on any device) as ``(first
+    row, float64 block of whole rows)``, one block of at most ``max_elements`` values (at least
+    one row) at a time: memory one block, never a float64 copy of the whole matrix.
+    bfloat16/float16 → float64 is exact. Every block is a view of one buffer, overwritten by
+    the next (see :func:`float64_chunks`).
+
+    >>> [(i, b.shape) for i, b in float64_row_blocks(np.ones((5, 2)), max_elements=4)]
+    [(0, (2, 2)), (2, (2, 2)), (4, (1, 2))]
+    """
+    n_rows = int(a.shape[0])
+    width = int(np.prod(a.shape[1:], dtype=np.int64)) if len(a.shape) > 1 else 1
+    step = max(1, max_elements // max(width, 1))
+    torch_like = hasattr(a, "detach")
+    src = a.detach().reshape(n_rows, width) if torch_like else np.asarray(a).reshape(n_rows, width)
+    buf = np.empty(min(step, n_rows) * width)
+    if torch_like:
+        import torch  # only reached with a torch tensor in hand
+
+        tbuf = torch.from_numpy(buf)  # shares the buffer: copy_ converts (bf16 → f64 exact)
+    for i in range(0, n_rows, step):
+        k = min(step, n_rows - i)
+        blk = buf[:k * width].reshape(k, width)
+        if torch_like:
+            tbuf[:k * width].view(k, width).copy_(src[i:i + k])
+        else:
+            np.copyto(blk, src[i:i + k], casting="unsafe")
+        yield i, blk
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -585,23 +638,34 @@ def linear_strengths(weight: Any, bias: Any | None = None) -> dict[str, np.ndarr
         >>> s["in_signed"].tolist(), s["out_abs"].tolist()
         ([-0.5, 7.0], [4.0, 6.0])
     """
-    w = np.asarray(weight.detach().cpu().numpy() if hasattr(weight, "detach") else weight)
-    w = w.astype(np.float64, copy=False)
-    if w.ndim != 2:
-        raise ValueError(f"weight: expected a 2-D (out × in) matrix, got shape {w.shape}")
-    if not np.isfinite(w).all():
-        w = np.where(np.isfinite(w), w, 0.0)
-    aw = np.abs(w)
-    out = {
-        "in_signed": w.sum(axis=1),
-        "in_abs": aw.sum(axis=1),
-        "out_signed": w.sum(axis=0),
-        "out_abs": aw.sum(axis=0),
-    }
+    if not hasattr(weight, "detach"):
+        weight = np.asarray(weight)
+    shape = tuple(weight.shape)
+    if len(shape) != 2:
+        raise ValueError(f"weight: expected a 2-D (out × in) matrix, got shape {shape}")
+    # row blocks in float64, one at a time (never the whole matrix: a 32000 × 2048 bf16 head
+    # would be 0.5 GB twice); the column sums added row after row, the order of numpy's own
+    # axis-0 sum, so the sums are bit for bit those of the whole float64 matrix
+    in_s, in_a = np.empty(shape[0]), np.empty(shape[0])
+    out_s, out_a = np.zeros(shape[1]), np.zeros(shape[1])
+    aw_buf = ok_buf = None
+    for start, w in float64_row_blocks(weight):  # w: our own buffer, free to overwrite
+        if aw_buf is None:
+            aw_buf, ok_buf = np.empty_like(w), np.empty(w.shape, dtype=bool)
+        ok = np.isfinite(w, out=ok_buf[:len(w)])
+        if not ok.all():
+            np.copyto(w, 0.0, where=~ok)
+        aw = np.abs(w, out=aw_buf[:len(w)])
+        w.sum(axis=1, out=in_s[start:start + len(w)])
+        aw.sum(axis=1, out=in_a[start:start + len(w)])
+        for r, ra in zip(w, aw, strict=True):
+            out_s += r
+            out_a += ra
+    out = {"in_signed": in_s, "in_abs": in_a, "out_signed": out_s, "out_abs": out_a}
     if bias is not None:
-        b = _as_float64(bias)
-        if b.shape != (w.shape[0],):
-            raise ValueError(f"bias: expected shape ({w.shape[0]},), got {b.shape}")
+        b = _as_float64(bias.detach().cpu().double() if hasattr(bias, "detach") else bias)
+        if b.shape != (shape[0],):
+            raise ValueError(f"bias: expected shape ({shape[0]},), got {b.shape}")
         b = np.where(np.isfinite(b), b, 0.0)
         out["in_signed"] = out["in_signed"] + b
         out["in_abs"] = out["in_abs"] + np.abs(b)
@@ -620,7 +684,8 @@ def conv_channel_matrix(kernel: Any, groups: int = 1) -> tuple[np.ndarray, np.nd
         >>> a.tolist()
         [[9.0], [9.0]]
     """
-    k = np.asarray(kernel.detach().cpu().numpy() if hasattr(kernel, "detach") else kernel)
+    # torch converts bf16/fp16 (numpy has none); one kernel in float64 at a time
+    k = np.asarray(kernel.detach().cpu().double().numpy() if hasattr(kernel, "detach") else kernel)
     k = k.astype(np.float64, copy=False)
     if k.ndim < 2:
         raise ValueError(f"kernel: expected (out, in/groups, *spatial), got shape {k.shape}")
@@ -660,7 +725,7 @@ def attention_head_strengths(
     """
     mats = {}
     for name, m in (("q", w_q), ("k", w_k), ("v", w_v), ("o", w_o)):
-        a = np.asarray(m.detach().cpu().numpy() if hasattr(m, "detach") else m)
+        a = np.asarray(m.detach().cpu().double().numpy() if hasattr(m, "detach") else m)
         a = a.astype(np.float64, copy=False)
         if a.ndim != 2:
             raise ValueError(f"w_{name}: expected a 2-D matrix, got shape {a.shape}")

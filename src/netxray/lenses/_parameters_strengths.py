@@ -9,6 +9,7 @@ through element-wise ops, flattens, convolutions and attention blocks) and
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,25 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.GroupNorm,
     nn.LocalResponseNorm,
 ) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+
+# a library's own normalization class (Hugging Face's LlamaRMSNorm and T5LayerNorm, timm's
+# LayerNorm2d, torchvision's FrozenBatchNorm2d): a leaf module named …Norm, …Norm2d, …Norm1
+_NORM_NAME = re.compile(r"Norm(\d*d)?\d*$")
+
+
+def is_norm_module(module: nn.Module) -> bool:
+    """Whether ``module`` is a normalization layer: a torch one, or a leaf module whose class
+    name ends in ``Norm`` (``LlamaRMSNorm``, ``T5LayerNorm``, ``LayerNorm2d``…) and holds only
+    1-D parameters — an element-wise scale and shift, whatever library wrote it.
+
+    >>> is_norm_module(nn.LayerNorm(4)), is_norm_module(nn.Linear(4, 4))
+    (True, False)
+    """
+    if isinstance(module, _NORM_TYPES):
+        return True
+    own = list(module.parameters(recurse=False))
+    return (bool(_NORM_NAME.search(type(module).__name__)) and not any(True for _ in module.children())
+            and all(p.dim() <= 1 for p in own))  # fmt: skip
 
 
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -275,7 +295,7 @@ def node_strengths(model: nn.Module, *, include_bias: bool = True, example: Any 
                 continue
             mtype = type(module).__name__
             names = ", ".join(n for n, _ in own)
-            if isinstance(module, _NORM_TYPES):
+            if is_norm_module(module):
                 note(path, mtype, "skipped", f"normalization layer ({names}): an element-wise affine map, no edges between units")
             elif isinstance(module, _EMBED_TYPES):
                 note(path, mtype, "skipped", f"embedding table ({names}): a lookup, not a bipartite layer between units")

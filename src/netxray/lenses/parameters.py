@@ -33,13 +33,13 @@ from netxray.lenses._parameters_strengths import (  # noqa: F401  (re-exported: 
     _ELEMENTWISE_OPS,
     _EMBED_TYPES,
     _LAYER_OPS,
-    _NORM_TYPES,
     _attention_blocks,
     _default_example,
     _hidden_links,
     _is_flatten,
     _to_f64,
     _unit_rows,
+    is_norm_module,
     node_strengths,
     strength_fluctuation,
 )
@@ -66,7 +66,7 @@ _RANGE_CHUNK = 1 << 22  # values per chunk of the histogram range pass (a bool m
 def parameter_role(module: nn.Module, param_name: str) -> str:
     """Role of a parameter: ``norm`` (any parameter of a normalization layer), ``weight``,
     ``bias``, ``embedding`` or ``other`` (free tensors such as a ViT's ``cls_token``)."""
-    if isinstance(module, _NORM_TYPES):
+    if is_norm_module(module):
         return "norm"
     if isinstance(module, _EMBED_TYPES):
         return "embedding"

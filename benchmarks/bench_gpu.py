@@ -16,14 +16,16 @@ dominates its time, on the same data on both sides (CPU: one thread unless ``--t
   device) against the CPU path; the two graphs are compared edge by edge;
 - parameters (spectra): ``netxray.measures.spectral.spectral_stats`` on a CUDA weight (the
   Gram and ``torch.linalg.eigvalsh`` on the device) against the CPU path; α compared;
-- symmetry: the verification's forward products are the model's own — timed as a float32
-  Linear stack forward, GPU vs CPU.
+- symmetry: the whole ``symmetry_group`` of a small Llama (hidden ``--sym-hidden``, 4 layers)
+  with its verification copy on the GPU (``device="cuda"``) against the CPU, both copy modes
+  (the whole float64 copy; the per-module copy that big models get); axes and verdicts compared.
 
 Printed: seconds on each side (best of ``--repeats``, ``torch.cuda.synchronize`` around each
 GPU timing, the first call as warm-up), the ratio CPU/GPU, and the agreement of the results.
 
     python benchmarks/bench_gpu.py [--n 8192] [--d 1024] [--affinity-n 2048]
-        [--affinity-d 256 1024 4096] [--knn-n 20000] [--spectral 4096] [--dry-run-on-cpu]
+        [--affinity-d 256 1024 4096] [--knn-n 20000] [--spectral 4096] [--sym-hidden 512]
+        [--dry-run-on-cpu]
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def main() -> int:
     ap.add_argument("--knn-n", type=int, default=20000, help="N of the modularity rows")
     ap.add_argument("--knn-d", type=int, default=256)
     ap.add_argument("--spectral", type=int, default=4096, help="side of the weight matrix")
+    ap.add_argument("--sym-hidden", type=int, default=512, help="hidden size of the symmetry row's Llama")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (the project's convention: 1)")
     ap.add_argument("--dry-run-on-cpu", action="store_true",
@@ -162,15 +165,24 @@ def main() -> int:
     _row(f"spectra: Gram + eigvalsh + α fit, {args.spectral}²", t_c, t_g,
          f"α {s_c['alpha']:.6f} vs {s_g['alpha']:.6f}, tail {s_c['n_tail']} vs {s_g['n_tail']}")  # fmt: skip
 
-    # symmetry: the model's forward products
-    layers = torch.nn.Sequential(*[torch.nn.Linear(2048, 2048) for _ in range(8)]).eval()
-    inp = torch.randn(512, 2048)
-    with torch.no_grad():
-        o_c, t_c = _best(lambda: layers(inp), args.repeats)
-        layers_g = layers.to(dev)
-        o_g, t_g = _best(lambda: layers_g(inp.to(dev)), args.repeats, sync)
-    err = float((o_g.cpu() - o_c).abs().max() / o_c.abs().max())
-    _row("symmetry: forward of 8 Linear 2048², 512 rows, float32", t_c, t_g, f"max rel diff {err:.1e}")
+    # symmetry: the whole lens (axes, verification on a float64 copy) on a small Llama, the copy
+    # and its forward passes on the device against the CPU
+    import transformers
+
+    from netxray.lenses.symmetry import symmetry_group
+
+    cfg = transformers.LlamaConfig(vocab_size=1000, hidden_size=args.sym_hidden, intermediate_size=args.sym_hidden * 11 // 4,
+                                   num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
+                                   max_position_embeddings=128)  # fmt: skip
+    torch.manual_seed(0)
+    llama = transformers.LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, 1000, (2, 64))
+    for copy_mode in ("whole", "per-module"):
+        g_c, t_c = _best(lambda c=copy_mode: symmetry_group(llama, ids, verify_copy=c), 1)
+        g_g, t_g = _best(lambda c=copy_mode: symmetry_group(llama, ids, verify_copy=c, device=dev), 1, sync)
+        same = g_c[["axis", "verified"]].equals(g_g[["axis", "verified"]])
+        _row(f"symmetry lens, Llama {args.sym_hidden} × 4 layers, {copy_mode} copy", t_c, t_g,
+             f"same axes and verdicts: {same} ({int(g_g['verified'].sum())} of {len(g_g)} verified)")  # fmt: skip
     return 0
 
 

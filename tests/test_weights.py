@@ -702,3 +702,26 @@ def test_blocked_gram_equals_the_whole_matrix_product(monkeypatch):
         want = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
         for w in (a, torch.from_numpy(a)):
             np.testing.assert_allclose(S.smaller_gram(w), want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_cli_weights_spectra_precision(tmp_path):
+    """--spectra-precision float32 writes the float32 spectra of weight_spectra(precision=
+    "float32"); a bad value is one error line."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from netxray.cli import app
+    from netxray.models import build_model, default_config, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(default_config("mlp", [1, 8, 8], 10, width=32, depth=2))
+    ckpt = save_checkpoint(model, tmp_path / "ck")
+    spec = tmp_path / "spectra.csv"
+    r = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"), "--spectra", str(spec),
+                                 "--spectra-precision", "float32", "--quiet"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    got = pd.read_csv(spec)
+    want = P.weight_spectra(model, precision="float32")
+    np.testing.assert_array_equal(got["spectral_norm"].to_numpy(), want["spectral_norm"].to_numpy())
+    bad = CliRunner().invoke(app, ["weights", str(ckpt), "--out", str(tmp_path / "s.csv"), "--spectra-precision", "half"])
+    assert bad.exit_code == 1 and "--spectra-precision" in bad.output

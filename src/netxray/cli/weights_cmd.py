@@ -21,6 +21,7 @@ def weights(
     bins: int = typer.Option(64, "--bins", help="Histogram bins (shared by all tensors)."),
     spectra: Path | None = typer.Option(None, "--spectra", help="Also write the spectral view (CSV): singular-value norms, stable rank, power-law alpha per weight matrix."),
     fit_rule: str = typer.Option("netxray", "--fit-rule", help="Power-law fit of --spectra: netxray (tails of >= 10 eigenvalues) or weightwatcher (WeightWatcher's defaults: tails down to 2)."),
+    spectra_precision: str = typer.Option("float64", "--spectra-precision", help="Eigenvalues of --spectra: float64, or float32 (a float32 Gram and tridiagonal reduction: about 1.7x faster, eigenvalues to ~1e-7 of the largest; alpha agrees with WeightWatcher to ~1e-6 instead of ~1e-9)."),
     device: str | None = DEVICE,
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
 ) -> None:
@@ -62,8 +63,10 @@ def weights(
         fail(f"--near-zero must be a finite number >= 0, got {near_zero}")
     if fit_rule not in ("netxray", "weightwatcher"):
         fail(f"--fit-rule must be netxray or weightwatcher, got {fit_rule!r}")
+    if spectra_precision not in ("float64", "float32"):
+        fail(f"--spectra-precision must be float64 or float32, got {spectra_precision!r}")
     dev = cli_device(device)  # the spectra's Gram matrices and eigenvalues run there
-    spectra_kw = {"rule": fit_rule, "device": dev}
+    spectra_kw = {"rule": fit_rule, "device": dev, "precision": spectra_precision}
     if _streamable(checkpoint):
         _streamed(checkpoint, out, spectra, near_zero, strengths, plot, quiet, spectra_kw)
         return

@@ -572,12 +572,13 @@ def symmetry_group(model: nn.Module, data: Any = None, *, verify: bool = True, s
     n_values, n_units = model_units(model)
     need, secs = per_unit_cost(n_values, n_units, copies=2, bytes_per_unit=500)
     if verify and _per_module(model, copy_mode=verify_copy):
-        # the copy and the saved values of moved tensors in the model's dtype, a few float64
-        # arrays of the largest tensor (moved one at a time, or run by its module)
+        # the copy in the model's dtype (a float64 model's copy also saves the tensors a check
+        # moves: its rescalings are not undone exactly), a few float64 arrays of the largest
+        # tensor (moved one at a time, or run by its module)
         floats = [p for p in model.parameters() if p.is_floating_point()]
         stored = max((p.element_size() for p in floats), default=8)
         largest = max((p.numel() for p in floats), default=0)
-        need = 2.0 * stored * n_values + 4 * 8.0 * largest + 500.0 * n_units
+        need = (1 if stored < 8 else 2) * stored * float(n_values) + 4 * 8.0 * largest + 500.0 * n_units
     check_cost(f"symmetry_group: {n_units} units in {n_values} parameter values", bytes_needed=need,
                seconds=secs, option="leave the symmetry lens out (scan: --lenses without symmetry) or "
                "analyse a narrower model")  # fmt: skip

@@ -215,8 +215,9 @@ def _identical_unit_groups(state: Mapping[str, np.ndarray], ax: Axis) -> list[li
     for m in members:
         rows = _rows(state, m, size)
         r = rng.standard_normal((rows.shape[1], 4))
-        proj += rows @ r
-        bound += np.abs(rows) @ np.abs(r)
+        with np.errstate(invalid="ignore", over="ignore"):  # a non-finite unit is set aside below
+            proj += rows @ r
+            bound += np.abs(rows) @ np.abs(r)
         del rows
     finite = np.flatnonzero(np.isfinite(proj).all(axis=1) & np.isfinite(bound).all(axis=1))
     if finite.size < 2:

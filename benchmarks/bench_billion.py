@@ -129,6 +129,9 @@ def main() -> None:
               f"beyond the model {extra / 2**30:5.2f} GiB = {extra / r['params']:4.1f} B/param", flush=True)  # fmt: skip
         if r["status"] != "ok":
             print(f"{'':13s} reason: {r['reason']}")
+        head = {k: v for k, v in r["summary"].items() if k not in ("status", "reason")}
+        print(f"{'':13s} " + "; ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}"
+                                        for k, v in list(head.items())[:8]))  # fmt: skip
     if rows:
         r0 = rows[0]
         print(f"\nparameters: {r0['params']:,} in {r0['dtype']}; load (hf:DIR, sharded): cpu {r0['load']['cpu_s']:.1f} s, "

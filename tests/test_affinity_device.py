@@ -14,9 +14,8 @@ import torch
 
 import netxray.measures.affinity as affinity_mod
 from netxray.measures.affinity import affinity_score
+from test_affinity import _reference_stream  # the SPEC §1.1 draws, written once
 
-RELU = lambda x: np.maximum(x, np.float32(0))  # noqa: E731
-SIGMOID = lambda x: (1 / (1 + np.exp(-x))).astype(np.float32)  # noqa: E731
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -96,20 +95,6 @@ def test_singular_input_falls_back_to_the_eigh_route(monkeypatch):
     assert calls == [1]
     assert dev.status == "ok" and 0 < dev.score < 1
     _same(ref, dev, tol=1e-8)
-
-
-def _reference_stream(**kw):
-    """SPEC §1.1: seed 987, three normal draws (float32), then the uniform ReLU sweep."""
-    rs = np.random.RandomState(987)
-    scores = {}
-    for name, f in (("relu", RELU), ("tanh", np.tanh), ("sigmoid", SIGMOID)):
-        x = rs.normal(-1, 2, (1000, 1)).astype(np.float32)
-        scores[name] = affinity_score(x, f(x), **kw)
-    sweep = []
-    for m in np.linspace(-4, 4, 20):
-        x = rs.uniform(m - 2, m + 2, (1000, 1))
-        sweep.append(affinity_score(x, np.maximum(x, 0), **kw))
-    return scores, sweep
 
 
 def test_known_answers_on_the_torch_path(torch_path):

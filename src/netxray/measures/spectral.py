@@ -63,15 +63,7 @@ def as_weight_matrix(w: Any) -> np.ndarray:
     >>> as_weight_matrix(np.zeros((8, 3, 3, 3))).shape
     (8, 27)
     """
-    if hasattr(w, "detach"):
-        w = w.detach()
-        if str(w.dtype) in ("torch.bfloat16", "torch.float16"):
-            w = w.float()
-        w = w.cpu().numpy()
-    a = np.asarray(w)
-    if a.ndim < 2:
-        raise ValueError(f"a weight matrix needs at least 2 axes, got shape {a.shape}")
-    return a.reshape(a.shape[0], -1).astype(np.float64, copy=False)
+    return _as_matrix(w, np.float64)
 
 
 def singular_values(w: Any, *, precision: str = "float64") -> np.ndarray:

@@ -273,7 +273,7 @@ class _Verifier:
     ``_upcast_per_module``) and compares its outputs on ``probe`` with the unmoved copy's:
     ``max|y' − y| ≤ rtol · max|y|``. The unmoved outputs are read once; every check moves the
     copy's tensors in place, one tensor at a time (a float64 array of one tensor at a time, never
-    of the whole model), and puts back the values it saved of the tensors it moved.
+    of the whole model), and gives them their values back afterwards (see :meth:`check`).
 
     On a copy stored below float64 (a per-module copy of a bfloat16 model) every moved value must
     stay representable in the stored dtype, or the test would measure the rounding of the move

@@ -38,18 +38,18 @@ from netxray._threads import set_threads
 
 def power_law_linear(n_out: int, n_in: int, alpha: float, rng) -> nn.Linear:
     m = min(n_out, n_in)
-    lam = (1 - rng.random(m)) ** (-1 / (alpha - 1))
-    u, _ = np.linalg.qr(rng.normal(size=(n_out, m)))
-    v, _ = np.linalg.qr(rng.normal(size=(n_in, m)))
-    layer = nn.Linear(n_in, n_out)
-    with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy((u * np.sqrt(lam)) @ v.T))
-    return layer
+    return _linear_with_spectrum(n_out, n_in, (1 - rng.random(m)) ** (-1 / (alpha - 1)), rng)
 
 
 def spiked_linear(n_out: int, n_in: int, rng) -> nn.Linear:
     m = min(n_out, n_in)
     lam = np.concatenate([rng.uniform(0.5, 1.5, m - 7), [9.0, 14.0, 20.0, 31.0, 55.0, 80.0, 150.0]])
+    return _linear_with_spectrum(n_out, n_in, lam, rng)
+
+
+def _linear_with_spectrum(n_out: int, n_in: int, lam: np.ndarray, rng) -> nn.Linear:
+    """A Linear whose WᵀW has eigenvalues ``lam`` (random orthonormal singular vectors)."""
+    m = min(n_out, n_in)
     u, _ = np.linalg.qr(rng.normal(size=(n_out, m)))
     v, _ = np.linalg.qr(rng.normal(size=(n_in, m)))
     layer = nn.Linear(n_in, n_out)
